@@ -1,0 +1,82 @@
+"""duralog: durable execution for Python that embeds like SQLite.
+
+Write workflows as ``async def`` functions that await steps; every step
+transition is appended to an event log, and after a crash a workflow is rebuilt
+by replaying its code against that log. See the README for a tour.
+"""
+
+from duralog.engine.api import (
+    StepInfo,
+    now,
+    random,
+    side_effect,
+    sleep,
+    step_info,
+    uuid4,
+    workflow_info,
+)
+from duralog.engine.decorators import step, workflow
+from duralog.engine.engine import Engine, WorkflowHandle
+from duralog.errors import (
+    ConfigurationError,
+    CorruptEventError,
+    DuralogError,
+    ErrorDetails,
+    LeaseLost,
+    NondeterminismError,
+    PayloadError,
+    RegistrationError,
+    ResultTimeout,
+    StepFailed,
+    StoreError,
+    WorkflowFailed,
+    WorkflowIdInUse,
+    WorkflowNotFound,
+    WorkflowSandboxError,
+    WorkflowSuspended,
+)
+from duralog.replay.context import WorkflowInfo
+from duralog.replay.definitions import RetryPolicy, Step, Workflow
+from duralog.store.base import WorkflowRecord, WorkflowStatus
+from duralog.store.events import LogEntry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "CorruptEventError",
+    "DuralogError",
+    "Engine",
+    "ErrorDetails",
+    "LeaseLost",
+    "LogEntry",
+    "NondeterminismError",
+    "PayloadError",
+    "RegistrationError",
+    "ResultTimeout",
+    "RetryPolicy",
+    "Step",
+    "StepFailed",
+    "StepInfo",
+    "StoreError",
+    "Workflow",
+    "WorkflowFailed",
+    "WorkflowHandle",
+    "WorkflowIdInUse",
+    "WorkflowInfo",
+    "WorkflowNotFound",
+    "WorkflowRecord",
+    "WorkflowSandboxError",
+    "WorkflowStatus",
+    "WorkflowSuspended",
+    "__version__",
+    "now",
+    "random",
+    "side_effect",
+    "sleep",
+    "step",
+    "step_info",
+    "uuid4",
+    "workflow",
+    "workflow_info",
+]

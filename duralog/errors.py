@@ -1,0 +1,199 @@
+"""The one error hierarchy of duralog; every layer raises from here.
+
+    DuralogError
+    ├── ConfigurationError        bad engine/store arguments, unknown options
+    ├── RegistrationError         a workflow or step name is unknown or registered twice
+    ├── WorkflowNotFound          no workflow with that id
+    ├── WorkflowIdInUse           the id belongs to a workflow of another name
+    ├── WorkflowFailed            the workflow ended FAILED; ``cause`` holds the error
+    ├── WorkflowSuspended         the workflow is SUSPENDED (its code diverged)
+    ├── ResultTimeout             ``handle.result(timeout=...)`` ran out (also a TimeoutError)
+    ├── StepFailed                a step exhausted its retries or raised a non-retryable error
+    ├── NondeterminismError       replayed code made a different decision than the history
+    ├── PayloadError              a value could not be encoded or decoded
+    ├── WorkflowSandboxError      workflow code tried real I/O or another forbidden operation
+    ├── LeaseLost                 another worker owns the workflow now (fencing)
+    └── StoreError                the store is unreadable or holds a corrupt record
+        └── CorruptEventError     one event body cannot be decoded
+
+Every error carries the fields a caller needs (``workflow_id``, ``seq``...) and a
+message that says what happened, where, and what to do next.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class DuralogError(Exception):
+    """Base class of every error duralog raises on purpose."""
+
+
+class ConfigurationError(DuralogError):
+    """An engine, store or decorator argument is invalid."""
+
+
+class RegistrationError(DuralogError):
+    """A workflow or step name is unknown, or two functions claim the same name."""
+
+
+class WorkflowNotFound(DuralogError):
+    """No workflow with this id exists in the store."""
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(
+            f"no workflow with id {workflow_id!r} in this store; "
+            "check the id (`duralog list` shows them) and the --db path"
+        )
+
+
+class ErrorDetails(msgspec.Struct, frozen=True):
+    """A recorded error: what the history keeps of an exception.
+
+    Exceptions are never pickled; the log keeps the type name, the message and
+    the formatted traceback, and this value carries them back.
+    """
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+class WorkflowIdInUse(DuralogError):
+    """``start`` was given an id that belongs to a workflow of another name."""
+
+
+class WorkflowFailed(DuralogError):
+    """The workflow ended in FAILED; ``cause`` describes the exception that ended it."""
+
+    def __init__(self, workflow_id: str, cause: ErrorDetails) -> None:
+        self.workflow_id = workflow_id
+        self.cause = cause
+        super().__init__(f"workflow {workflow_id!r} failed: {cause}")
+
+
+class WorkflowSuspended(DuralogError):
+    """The workflow is SUSPENDED because its code no longer matches its history."""
+
+    def __init__(self, workflow_id: str, reason: str) -> None:
+        self.workflow_id = workflow_id
+        self.reason = reason
+        super().__init__(
+            f"workflow {workflow_id!r} is suspended: {reason}. Deploy code that replays "
+            "the history (see `duralog replay`) and restart the worker to resume it"
+        )
+
+
+class ResultTimeout(DuralogError, TimeoutError):
+    """``WorkflowHandle.result(timeout=...)`` returned before the workflow finished."""
+
+    def __init__(self, workflow_id: str, timeout: float, status: str) -> None:
+        self.workflow_id = workflow_id
+        self.timeout = timeout
+        super().__init__(
+            f"workflow {workflow_id!r} did not finish within {timeout:g}s (status {status}); "
+            "it keeps running: call result() again, or check that a worker is running"
+        )
+
+
+class StepFailed(DuralogError):
+    """A step failed for good: its retries are exhausted or the error is non-retryable.
+
+    Raised inside the workflow at the ``await`` of the step, so workflow code can
+    catch it; ``error`` is the recorded error of the last attempt.
+    """
+
+    def __init__(
+        self, workflow_id: str, step: str, seq: int, attempts: int, error: ErrorDetails
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.step = step
+        self.seq = seq
+        self.attempts = attempts
+        self.error = error
+        plural = "s" if attempts != 1 else ""
+        super().__init__(
+            f"step {step!r} (seq {seq}) of workflow {workflow_id!r} failed after "
+            f"{attempts} attempt{plural}: {error}"
+        )
+
+
+class NondeterminismError(DuralogError):
+    """Replayed workflow code made a different decision than the one recorded.
+
+    Attributes:
+        workflow_id: the workflow whose history was replayed.
+        seq: the seq of the recorded decision that did not match (or would have come next).
+        recorded: the recorded decision, e.g. ``"StepScheduled charge"``, or None.
+        attempted: the decision the code made instead, or None when it made none.
+        location: ``file:line`` of the workflow code that made the attempted decision.
+    """
+
+    def __init__(
+        self,
+        workflow_id: str,
+        seq: int,
+        recorded: str | None,
+        attempted: str | None,
+        location: str | None = None,
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.seq = seq
+        self.recorded = recorded
+        self.attempted = attempted
+        self.location = location
+        where = f" at {location}" if location else ""
+        super().__init__(
+            f"workflow {workflow_id!r} diverged from its history at seq {seq}: "
+            f"recorded {recorded or 'nothing'}, the code now makes "
+            f"{attempted or 'no further decision'}{where}. Keep the old behaviour for running "
+            "workflows behind `if duralog.patched(...)`, or replay with the old code"
+        )
+
+
+class PayloadError(DuralogError):
+    """A value could not be encoded into, or decoded from, the log."""
+
+
+class WorkflowSandboxError(DuralogError):
+    """Workflow code tried something that cannot be replayed (real I/O, threads...)."""
+
+
+class LeaseLost(DuralogError):
+    """Another worker claimed the workflow; this worker must stop advancing it."""
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(
+            f"workflow {workflow_id!r} is now owned by another worker; this worker stops "
+            "advancing it (the fencing check refused the append)"
+        )
+
+
+class StoreError(DuralogError):
+    """The store cannot be opened or read as a duralog log."""
+
+
+class CorruptEventError(StoreError):
+    """An event body in the store cannot be decoded."""
+
+    def __init__(self, workflow_id: str, seq: int, reason: str) -> None:
+        self.workflow_id = workflow_id
+        self.seq = seq
+        super().__init__(
+            f"event {seq} of workflow {workflow_id!r} is corrupt and was not decoded: {reason}"
+        )
+
+
+def details_of(exc: BaseException, traceback: str = "") -> ErrorDetails:
+    """Describe ``exc`` the way the log records it."""
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ in ("builtins", "__main__") else (
+        f"{cls.__module__}.{cls.__qualname__}"
+    )
+    return ErrorDetails(name, str(exc), traceback)
+

@@ -1,0 +1,1 @@
+"""The imperative shell: the engine, its worker, step execution, retries, timers, leases."""

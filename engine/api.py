@@ -1,0 +1,116 @@
+"""What workflow and step code calls: ``duralog.sleep``, ``now``, ``random``... and ``step_info``.
+
+Inside a workflow each function goes through the running instance, so the value
+is recorded (or read back on replay). Outside any workflow they fall back to the
+real thing (a real sleep, the real clock), which keeps workflow functions
+callable from plain unit tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime as dt
+import random as _random
+import uuid as _uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+
+from duralog.errors import DuralogError
+from duralog.replay.context import WorkflowInfo, current_instance
+
+T = TypeVar("T")
+
+
+async def sleep(duration: float | dt.timedelta) -> None:
+    """Sleep durably: the wake-up time is in the log, so a crash does not reset it.
+
+    Example:
+        ``await duralog.sleep(dt.timedelta(days=3))``
+    """
+    seconds = duration.total_seconds() if isinstance(duration, dt.timedelta) else float(duration)
+    await asyncio.sleep(seconds)
+
+
+def now() -> dt.datetime:
+    """The current time as an aware UTC datetime, recorded so replay sees the same value."""
+    instance = current_instance()
+    if instance is None:
+        return dt.datetime.now(dt.timezone.utc)
+    value = instance.record_marker("now", instance.sources.now, float)
+    return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+
+
+def random() -> float:
+    """A random float in [0, 1), recorded so replay sees the same value."""
+    instance = current_instance()
+    if instance is None:
+        return _random.random()
+    return float(instance.record_marker("random", instance.sources.random, float))
+
+
+def uuid4() -> _uuid.UUID:
+    """A random UUID, recorded so replay sees the same value."""
+    instance = current_instance()
+    if instance is None:
+        return _uuid.uuid4()
+    value: _uuid.UUID = instance.record_marker("uuid", instance.sources.uuid4, _uuid.UUID)
+    return value
+
+
+def side_effect(fn: Callable[[], T], result_type: Any = Any) -> T:
+    """Run ``fn`` once and record its result; replay returns the recorded value.
+
+    For small non-deterministic reads (a config flag, a hostname). ``fn`` runs
+    inside the workflow, so it must be quick; anything slow or failing belongs in
+    a step. ``result_type`` decodes the recorded value (default: as JSON).
+    """
+    instance = current_instance()
+    if instance is None:
+        return fn()
+    value: T = instance.record_marker("side_effect", fn, result_type)
+    return value
+
+
+def workflow_info() -> WorkflowInfo:
+    """The running workflow's id, name, start time and whether it is replaying."""
+    instance = current_instance()
+    if instance is None:
+        raise DuralogError("duralog.workflow_info() can only be called inside a workflow")
+    return instance.info()
+
+
+class StepInfo(msgspec.Struct, frozen=True):
+    """What a running step knows about itself (``duralog.step_info()``).
+
+    ``idempotency_key`` (``"<workflow id>:<step seq>"``) is the same for every
+    attempt and every re-run after a crash: pass it to the services the step calls
+    so that their side effects happen once.
+    """
+
+    workflow_id: str
+    step: str
+    seq: int
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """``"<workflow id>:<step seq>"``, stable across attempts and recoveries."""
+        return f"{self.workflow_id}:{self.seq}"
+
+
+_step_info: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
+    "duralog_step_info", default=None
+)
+
+
+def step_info() -> StepInfo:
+    """Inside a step run by an engine: its workflow id, seq, attempt and idempotency key."""
+    info = _step_info.get()
+    if info is None:
+        raise DuralogError(
+            "duralog.step_info() can only be called inside a step run by an engine"
+        )
+    return info

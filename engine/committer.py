@@ -1,0 +1,131 @@
+"""Group commit: one thread owns every write of an engine.
+
+Callers from any thread (the worker's event loop, a user thread calling
+``engine.start``) hand in requests; the committer takes everything queued,
+writes it in one transaction per kind, and only then releases each caller with
+its own outcome. So a commit is shared by as many workflows as are ready, and
+write-ahead holds: nobody proceeds on an event that is not on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from duralog.errors import StoreError
+from duralog.store.base import Append, EventStore, NewWorkflow
+
+Outcome = Callable[[Any, BaseException | None], None]
+
+
+class Committer:
+    """The writer thread of one engine; see the module docstring."""
+
+    def __init__(self, store: EventStore, name: str = "duralog-committer") -> None:
+        self._store = store
+        self._cond = threading.Condition()
+        self._appends: list[tuple[Append, Outcome]] = []
+        self._creates: list[tuple[NewWorkflow, Outcome]] = []
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # -- submitting --------------------------------------------------------
+
+    def append(self, item: Append) -> asyncio.Future[bool]:
+        """Append from the event loop; the future resolves after the commit."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._submit(self._appends, item, _loop_outcome(loop, future))
+        return future
+
+    def create(self, items: Sequence[NewWorkflow]) -> list[int | None]:
+        """Create workflows from any thread, blocking until committed."""
+        futures = []
+        for item in items:
+            future: concurrent.futures.Future[int | None] = concurrent.futures.Future()
+            self._submit(self._creates, item, _thread_outcome(future))
+            futures.append(future)
+        return [f.result() for f in futures]
+
+    async def create_async(self, item: NewWorkflow) -> int | None:
+        """Create one workflow from the event loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int | None] = loop.create_future()
+        self._submit(self._creates, item, _loop_outcome(loop, future))
+        return await future
+
+    def _submit(self, queue: list[tuple[Any, Outcome]], item: Any, outcome: Outcome) -> None:
+        with self._cond:
+            if self._stopping:
+                outcome(None, StoreError("the engine is closed; no more writes are accepted"))
+                return
+            queue.append((item, outcome))
+            self._cond.notify()
+
+    # -- the thread --------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._appends or self._creates or self._stopping):
+                    self._cond.wait()
+                creates, self._creates = self._creates, []
+                appends, self._appends = self._appends, []
+                if self._stopping and not (creates or appends):
+                    return
+            if creates:
+                self._write(self._store.create_workflows, creates)
+            if appends:
+                self._write(self._store.append, appends)
+
+    @staticmethod
+    def _write(
+        write: Callable[[Sequence[Any]], list[Any]], requests: list[tuple[Any, Outcome]]
+    ) -> None:
+        try:
+            results = write([item for item, _ in requests])
+        except BaseException as exc:  # the whole transaction failed: every caller hears why
+            for _, outcome in requests:
+                outcome(None, exc)
+            return
+        for (_, outcome), result in zip(requests, results, strict=True):
+            outcome(result, None)
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+
+
+def _loop_outcome(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> Outcome:
+    def resolve(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def outcome(result: Any, error: BaseException | None) -> None:
+        try:
+            loop.call_soon_threadsafe(resolve, result, error)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    return outcome
+
+
+def _thread_outcome(future: concurrent.futures.Future[Any]) -> Outcome:
+    def outcome(result: Any, error: BaseException | None) -> None:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    return outcome

@@ -1,0 +1,89 @@
+"""``@duralog.step`` and ``@duralog.workflow``, typed for mypy ``--strict`` users."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
+
+from duralog.replay.definitions import REGISTRY, RetryPolicy, Step, Workflow
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _StepDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Step[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Step[P, R]: ...
+
+
+class _WorkflowDecorator(Protocol):
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Workflow[P, R]: ...
+
+
+@overload
+def step(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Step[P, R]: ...
+@overload
+def step(fn: Callable[P, R], /) -> Step[P, R]: ...
+@overload
+def step(
+    *, name: str | None = None, retry: RetryPolicy | None = None, timeout: float | None = None
+) -> _StepDecorator: ...
+def step(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+) -> Any:
+    """Make a function (sync or async) a durable step.
+
+    Awaited inside a workflow, the call is recorded: its result is in the log and
+    a completed step never runs again for that workflow. Sync steps run in a
+    thread pool, async ones on the worker's event loop.
+
+    Args:
+        name: the name recorded in the log (default: the function's ``__qualname__``).
+        retry: the ``RetryPolicy`` (default: 3 attempts, exponential backoff).
+        timeout: seconds one attempt may take; a slower attempt fails (and is retried).
+
+    Example:
+        ```python
+        @duralog.step(retry=duralog.RetryPolicy(max_attempts=5), timeout=30)
+        def charge(order_id: str, cents: int) -> str: ...
+        ```
+    """
+
+    def make(f: Callable[..., Any]) -> Step[Any, Any]:
+        return Step(f, name=name, retry=retry, timeout=timeout)
+
+    return make(fn) if fn is not None else make
+
+
+@overload
+def workflow(fn: Callable[P, Awaitable[R]], /) -> Workflow[P, R]: ...
+@overload
+def workflow(*, name: str | None = None) -> _WorkflowDecorator: ...
+def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+    """Make an ``async def`` a durable workflow, registered under its name.
+
+    The function must be deterministic: it awaits steps, ``duralog.sleep``,
+    ``asyncio.gather``..., and takes time and randomness from ``duralog.now()``,
+    ``duralog.random()`` and ``duralog.uuid4()``.
+
+    Example:
+        ```python
+        @duralog.workflow
+        async def checkout(order_id: str, cents: int) -> str:
+            return await charge(order_id, cents)
+        ```
+    """
+
+    def make(f: Callable[..., Any]) -> Workflow[Any, Any]:
+        wf: Workflow[Any, Any] = Workflow(f, name=name)
+        REGISTRY.add(wf)
+        return wf
+
+    return make(fn) if fn is not None else make

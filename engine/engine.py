@@ -1,0 +1,323 @@
+"""``Engine`` and ``WorkflowHandle``: the outside of duralog.
+
+An engine opens a store (a SQLite file by default), starts workflows, and, used
+as a context manager, runs a worker in the background that recovers pending work
+and advances workflows until the ``with`` block ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, TypeVar, overload
+
+from duralog.errors import (
+    ConfigurationError,
+    ErrorDetails,
+    PayloadError,
+    ResultTimeout,
+    WorkflowFailed,
+    WorkflowIdInUse,
+    WorkflowNotFound,
+    WorkflowSuspended,
+)
+from duralog.replay.definitions import REGISTRY, Registry, Workflow
+from duralog.replay.state import WorkflowState, fold_all
+from duralog.store import codec
+from duralog.store import events as ev
+from duralog.store.base import EventStore, NewWorkflow, WorkflowRecord, WorkflowStatus
+from duralog.store.events import LogEntry
+from duralog.store.sqlite import Durability, SQLiteStore
+
+from .committer import Committer
+from .worker import Worker, default_worker_id
+
+R = TypeVar("R")
+
+MAX_ID_LENGTH = 255
+
+
+class Engine:
+    """Opens a log and runs workflows; use it as a context manager.
+
+    Args:
+        store: a SQLite path (default ``duralog.db``), ``":memory:"``, or an ``EventStore``.
+        worker: run a worker in this process while the engine is open (default True);
+            False only writes (start workflows for other processes' workers to run).
+        durability: ``"full"`` (default: an acknowledged event survives power loss)
+            or ``"normal"`` (survives a process crash; faster).
+        snapshot_every: snapshot a workflow's derived state every N events.
+        worker_id: the lease owner name (default ``host:pid:random``).
+        lease_seconds: how long a claim lasts without a heartbeat.
+        poll_interval: how often the worker looks for work other processes left.
+        max_threads: threads for sync steps.
+
+    Example:
+        ```python
+        with duralog.Engine("shop.db") as engine:
+            handle = engine.start(checkout, "o-1", 1999, id="order-o-1")
+            print(handle.result(timeout=60))
+        ```
+    """
+
+    def __init__(
+        self,
+        store: str | Path | EventStore = "duralog.db",
+        *,
+        worker: bool = True,
+        durability: Durability = "full",
+        snapshot_every: int = 500,
+        worker_id: str | None = None,
+        lease_seconds: float = 30.0,
+        poll_interval: float = 1.0,
+        max_threads: int = 32,
+        registry: Registry | None = None,
+    ) -> None:
+        if snapshot_every < 1:
+            raise ConfigurationError("snapshot_every must be at least 1")
+        if lease_seconds <= 0 or poll_interval <= 0:
+            raise ConfigurationError("lease_seconds and poll_interval must be positive")
+        self.store: EventStore = (
+            SQLiteStore(store, durability=durability) if isinstance(store, str | Path) else store
+        )
+        self.registry = registry or REGISTRY
+        self.worker_id = worker_id or default_worker_id()
+        self._committer = Committer(self.store)
+        self._run_worker = worker
+        self._worker_options = {
+            "snapshot_every": snapshot_every,
+            "lease_seconds": lease_seconds,
+            "poll_interval": poll_interval,
+            "max_threads": max_threads,
+        }
+        self._worker: Worker | None = None
+        self._lock = threading.Lock()
+        self._done: dict[str, threading.Event] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Engine({self.store!r}, worker_id={self.worker_id!r})"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __enter__(self) -> Engine:
+        if self._run_worker:
+            self.start_worker()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start_worker(self) -> None:
+        """Start the background worker (``with Engine(...)`` does this for you)."""
+        if self._worker is not None:
+            return
+        worker = Worker(
+            self.store,
+            self._committer,
+            self.registry,
+            worker_id=self.worker_id,
+            on_finished=self._finished,
+            **self._worker_options,  # type: ignore[arg-type]
+        )
+        self._worker = worker
+        worker.start()
+
+    def close(self) -> None:
+        """Stop the worker (in-flight steps re-run on recovery), flush, close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._worker is not None:
+            self._worker.stop()
+        self._committer.close()
+        self.store.close()
+        for event in self._done.values():
+            event.set()
+
+    # -- starting ----------------------------------------------------------
+
+    @overload
+    def start(
+        self, workflow: Workflow[Any, R], *args: Any, id: str | None = None
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    def start(self, workflow: str, *args: Any, id: str | None = None) -> WorkflowHandle[Any]: ...
+    def start(
+        self, workflow: Workflow[Any, Any] | str, *args: Any, id: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """Start ``workflow(*args)`` durably and return its handle at once.
+
+        Starting an ``id`` that already exists returns the existing workflow's
+        handle and runs nothing again (idempotent starts). Without ``id`` a random
+        one is chosen.
+        """
+        definition = self._definition(workflow)
+        workflow_id = _check_id(id) if id is not None else uuid.uuid4().hex
+        try:
+            args_raw, kwargs_raw = codec.encode_call(args, {})
+        except PayloadError as exc:
+            raise PayloadError(
+                f"cannot record the input of workflow {definition.name!r}: {exc}; "
+                f"{codec.SUPPORTED_HINT}"
+            ) from None
+        now = time.time()
+        started = LogEntry(
+            1, now, ev.WorkflowStarted(name=definition.name, args=args_raw, kwargs=kwargs_raw,
+                                       start_time=now)
+        )
+        worker = self._worker
+        owner = self.worker_id if worker is not None else None
+        item = NewWorkflow(
+            workflow_id,
+            definition.name,
+            started,
+            owner=owner,
+            lease_until=now + float(self._worker_options["lease_seconds"]) if owner else None,
+        )
+        (fence,) = self._committer.create([item])
+        if fence is None:
+            existing = self.store.get_workflow(workflow_id)
+            if existing is not None and existing.name != definition.name:
+                raise WorkflowIdInUse(
+                    f"workflow id {workflow_id!r} already belongs to a {existing.name!r} "
+                    f"workflow, not {definition.name!r}; choose another id"
+                )
+        elif worker is not None:
+            worker.adopt_new(workflow_id, fence, fold_all(workflow_id, [started]))
+        return WorkflowHandle(self, workflow_id, definition)
+
+    def run(
+        self, workflow: Workflow[Any, R], *args: Any, id: str | None = None,
+        timeout: float | None = None,
+    ) -> R:
+        """Start ``workflow(*args)`` and wait for its result."""
+        return self.start(workflow, *args, id=id).result(timeout=timeout)
+
+    def _definition(self, workflow: Workflow[Any, Any] | str) -> Workflow[Any, Any]:
+        if isinstance(workflow, Workflow):
+            return workflow
+        if isinstance(workflow, str):
+            return self.registry.get(workflow)
+        raise ConfigurationError(
+            f"engine.start() needs a @duralog.workflow function or its name, got {workflow!r}"
+        )
+
+    # -- looking up --------------------------------------------------------
+
+    def get(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """The handle of an existing workflow; ``WorkflowNotFound`` if there is none."""
+        record = self.store.get_workflow(workflow_id)
+        if record is None:
+            raise WorkflowNotFound(workflow_id)
+        definition = self.registry.get(record.name) if record.name in self.registry else None
+        return WorkflowHandle(self, workflow_id, definition)
+
+    def list(
+        self, status: WorkflowStatus | str | None = None, name: str | None = None
+    ) -> list[WorkflowRecord]:
+        """Workflows in the store, newest first, filtered by status and name."""
+        wanted = WorkflowStatus(status) if status is not None else None
+        return self.store.list_workflows(status=wanted, name=name)
+
+    # -- waiting -----------------------------------------------------------
+
+    def _finished(self, workflow_id: str) -> None:
+        with self._lock:
+            event = self._done.pop(workflow_id, None)
+        if event is not None:
+            event.set()
+
+    def _done_event(self, workflow_id: str) -> threading.Event:
+        with self._lock:
+            event = self._done.get(workflow_id)
+            if event is None:
+                event = self._done[workflow_id] = threading.Event()
+            return event
+
+
+class WorkflowHandle(Generic[R]):
+    """A started workflow: wait for its result, read its status and history."""
+
+    def __init__(
+        self, engine: Engine, workflow_id: str, definition: Workflow[Any, R] | None
+    ) -> None:
+        self._engine = engine
+        self._definition = definition
+        self.id = workflow_id
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle {self.id!r}>"
+
+    def record(self) -> WorkflowRecord:
+        """The workflow's index row (status, owner, last seq...)."""
+        record = self._engine.store.get_workflow(self.id)
+        if record is None:
+            raise WorkflowNotFound(self.id)
+        return record
+
+    def status(self) -> WorkflowStatus:
+        """The current status."""
+        return self.record().status
+
+    def history(self) -> list[LogEntry]:
+        """Every event of the workflow, in seq order."""
+        self.record()
+        return self._engine.store.read_events(self.id)
+
+    def state(self, at: int | None = None) -> WorkflowState:
+        """The state derived from the first ``at`` events (all by default): time travel."""
+        self.record()
+        return fold_all(self.id, self._engine.store.read_events(self.id, until_seq=at))
+
+    def result(self, timeout: float | None = None) -> R:
+        """Wait for the workflow to end and return its result.
+
+        Raises ``WorkflowFailed`` (with ``cause``) if it failed, ``WorkflowSuspended``
+        if its code diverged, ``ResultTimeout`` if ``timeout`` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.01
+        while True:
+            done = self._engine._done_event(self.id)
+            record = self.record()
+            if record.status.is_terminal or record.status is WorkflowStatus.SUSPENDED:
+                return self._outcome(record)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise ResultTimeout(self.id, timeout or 0.0, record.status.value)
+            # Woken at once when this process finishes it; polling covers other processes.
+            done.wait(pause if remaining is None else min(pause, remaining))
+            pause = min(pause * 2, 0.5)
+
+    def _outcome(self, record: WorkflowRecord) -> R:
+        if record.status is WorkflowStatus.SUSPENDED:
+            raise WorkflowSuspended(self.id, record.reason or "its code diverged")
+        (last,) = self._engine.store.read_events(self.id, after_seq=record.last_seq - 1)
+        event = last.event
+        if isinstance(event, ev.WorkflowCompleted):
+            result_type = self._definition.result_type if self._definition else Any
+            value: R = codec.decode(event.result, result_type)
+            return value
+        if isinstance(event, ev.WorkflowFailed):
+            raise WorkflowFailed(self.id, event.error)
+        raise WorkflowFailed(self.id, ErrorDetails("Cancelled", "the workflow was cancelled"))
+
+
+def _check_id(workflow_id: str) -> str:
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise ConfigurationError(f"a workflow id must be a non-empty string, got {workflow_id!r}")
+    if len(workflow_id) > MAX_ID_LENGTH or "\x00" in workflow_id:
+        raise ConfigurationError(
+            f"a workflow id must be at most {MAX_ID_LENGTH} characters without NUL bytes"
+        )
+    return workflow_id
+

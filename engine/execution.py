@@ -1,0 +1,311 @@
+"""One workflow in a worker's memory: its instance, its log tail, its running steps.
+
+The cycle: an input (a step result, a fired timer) is appended and committed;
+only then is it folded into the state and fed to the instance (write-ahead);
+the decisions that come out are appended to ``pending`` and acted on.
+
+Decisions are committed together with the next input rather than on their own:
+they are deterministic outputs of inputs already on disk, so after a crash
+replay makes them again, identically. This gives one commit per step in a
+sequential workflow. Two cases flush before acting: a recorded marker (its
+value is *not* reproducible, so nothing may depend on it before it is on disk)
+and a workflow that waits on nothing but timers (the wake-up time must be on
+disk). A step that runs long gets its decisions flushed after ``visibility_delay``
+so the log shows it running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from duralog.errors import LeaseLost, NondeterminismError, PayloadError, details_of
+from duralog.replay.definitions import Step
+from duralog.replay.instance import WorkflowInstance
+from duralog.replay.state import STEP_RETRYING, WorkflowState, dump_state, fold
+from duralog.store import codec
+from duralog.store import events as ev
+from duralog.store.base import Append, Snapshot, WorkflowStatus
+from duralog.store.events import LogEntry
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+log = logging.getLogger("duralog.engine")
+
+_STATUS_OF = {
+    ev.WorkflowCompleted: WorkflowStatus.COMPLETED,
+    ev.WorkflowFailed: WorkflowStatus.FAILED,
+    ev.WorkflowCancelled: WorkflowStatus.CANCELLED,
+}
+
+
+class Execution:
+    """A claimed workflow being advanced by this worker."""
+
+    def __init__(
+        self, worker: Worker, instance: WorkflowInstance, state: WorkflowState, fence: int
+    ) -> None:
+        self.worker = worker
+        self.instance = instance
+        self.state = state
+        self.fence = fence
+        self.workflow_id = state.workflow_id
+        self.pending: list[LogEntry] = []
+        self.next_seq = state.last_seq + 1
+        self.running: dict[int, asyncio.Task[None]] = {}
+        self.calls: dict[int, tuple[Step[Any, Any], ev.StepScheduled | None]] = {}
+        self.timers: dict[int, float] = {t.seq: t.fire_at for t in state.pending_timers()}
+        self.retry_at: dict[int, float] = {}
+        self.closed = False
+        self._wake: asyncio.TimerHandle | None = None
+        self._visibility: asyncio.TimerHandle | None = None
+        self._snapshot_seq = state.last_seq
+        self._snapshot: Snapshot | None = None
+
+    # -- the log tail ------------------------------------------------------
+
+    def add(self, event: ev.Event, at: float | None = None) -> int:
+        """Queue one event for the next commit; returns its seq."""
+        seq = self.next_seq
+        self.next_seq += 1
+        self.pending.append(LogEntry(seq, time.time() if at is None else at, event))
+        return seq
+
+    async def flush(self, status: WorkflowStatus | None = None, reason: str | None = None) -> None:
+        """Commit everything pending (one group-commit round) and fold it into the state."""
+        if not self.pending and status is None and self._snapshot is None:
+            return
+        entries, self.pending = self.pending, []
+        snapshot, self._snapshot = self._snapshot, None
+        item = Append(
+            self.workflow_id,
+            self.fence,
+            entries,
+            status=status,
+            wake_at=self.wake_at(),
+            reason=reason,
+            snapshot=snapshot,
+        )
+        if not await self.worker.committer.append(item):
+            raise LeaseLost(self.workflow_id)
+        state = self.state
+        for entry in entries:
+            fold(state, entry)
+        if state.last_seq - self._snapshot_seq >= self.worker.snapshot_every:
+            self.take_snapshot()
+
+    def take_snapshot(self) -> None:
+        """Snapshot the committed state; it is written with the next commit."""
+        data, checksum = dump_state(self.state)
+        self._snapshot = Snapshot(self.workflow_id, self.state.last_seq, data, checksum)
+        self._snapshot_seq = self.state.last_seq
+
+    def wake_at(self) -> float | None:
+        """When this workflow next needs a worker on its own (a timer or a retry)."""
+        times = list(self.timers.values()) + list(self.retry_at.values())
+        return min(times) if times else None
+
+    # -- activation --------------------------------------------------------
+
+    def activate(self) -> None:
+        """Feed the instance what is new in the committed state, then act on its decisions."""
+        if self.closed:
+            return
+        try:
+            decisions = self.instance.feed(self.state, self.next_seq)
+        except NondeterminismError as exc:
+            self.spawn(self.suspend(str(exc)))
+            return
+        new_steps: list[int] = []
+        flush_first = finishing = False
+        for seq, event in decisions:
+            self.add(event)
+            if isinstance(event, ev.StepScheduled):
+                step = self.instance.step_of(seq)
+                if step is not None:
+                    self.calls[seq] = (step, event)
+                    new_steps.append(seq)
+            elif isinstance(event, ev.TimerStarted):
+                self.timers[seq] = event.fire_at
+            elif isinstance(event, ev.MarkerRecorded):
+                flush_first = True
+            elif isinstance(event, ev.TERMINAL):
+                finishing = True
+        if finishing:
+            self.spawn(self.finish(type(decisions[-1][1])))
+            return
+        self.timers = {seq: at for seq, at in self.timers.items() if seq in self._live_timers()}
+        if new_steps and flush_first:
+            self.spawn(self._start_steps(new_steps))
+        elif new_steps:
+            for seq in new_steps:
+                self.start_step(seq)
+        elif self.pending and not self.running:
+            self.spawn(self.flush())
+        self._arm_wake()
+
+    def _live_timers(self) -> set[int]:
+        return set(self.instance.live_timers())
+
+    async def _start_steps(self, seqs: list[int]) -> None:
+        await self.flush()
+        for seq in seqs:
+            self.start_step(seq)
+
+    def start_step(self, seq: int, attempt: int = 0, not_before: float | None = None) -> None:
+        """Run the step the code called at ``seq`` (``attempt`` attempts already recorded)."""
+        if seq in self.running or self.closed:
+            return
+        self.running[seq] = self.spawn(self._run_step(seq, attempt, not_before))
+
+    def resume(self) -> None:
+        """After a rebuild: restart the steps the log shows unfinished, re-arm timers."""
+        for view in self.state.pending_steps():
+            step = self.instance.step_of(view.seq)
+            if step is None:
+                continue
+            self.calls[view.seq] = (step, None)
+            not_before = view.next_attempt_at if view.status == STEP_RETRYING else None
+            self.start_step(view.seq, view.attempt, not_before)
+        self._arm_wake()
+
+    # -- steps -------------------------------------------------------------
+
+    async def _run_step(self, seq: int, attempt: int, not_before: float | None) -> None:
+        step, scheduled = self.calls[seq]
+        view = self.state.steps.get(seq)
+        raw_args = scheduled.args if scheduled else view.args if view else ev.NULL
+        raw_kwargs = scheduled.kwargs if scheduled else view.kwargs if view else ev.NULL
+        policy = step.retry
+        try:
+            if not_before is not None:
+                self.retry_at[seq] = not_before
+                await asyncio.sleep(max(0.0, not_before - time.time()))
+            args, kwargs = step.decode_args(raw_args, raw_kwargs)
+            while True:
+                attempt += 1
+                self.retry_at.pop(seq, None)
+                self.add(ev.StepStarted(step_seq=seq, attempt=attempt))
+                self._keep_visible()
+                try:
+                    value = await self.worker.run_step(self, step, seq, attempt, args, kwargs)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    error = details_of(exc, _traceback(exc))
+                    if attempt < policy.max_attempts and policy.retryable(type(exc), error.type):
+                        delay = policy.delay(attempt, self.worker.sources.random())
+                        next_at = time.time() + delay
+                        self.retry_at[seq] = next_at
+                        self.add(
+                            ev.StepRetrying(
+                                step_seq=seq, attempt=attempt, error=error, next_attempt_at=next_at
+                            )
+                        )
+                        await self.flush()
+                        await asyncio.sleep(delay)
+                        continue
+                    self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
+                    break
+                try:
+                    result = codec.encode(value)
+                except PayloadError as exc:
+                    error = details_of(
+                        PayloadError(
+                            f"step {step.name!r} (seq {seq}) of workflow {self.workflow_id!r} "
+                            f"returned a value of type {type(value).__qualname__} that cannot "
+                            f"be recorded: {exc}; {codec.SUPPORTED_HINT}"
+                        )
+                    )
+                    self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
+                    break
+                self.add(ev.StepCompleted(step_seq=seq, result=result))
+                break
+        except PayloadError as exc:  # the recorded arguments no longer decode
+            self.add(ev.StepFailed(step_seq=seq, attempt=max(attempt, 1), error=details_of(exc)))
+        finally:
+            self.running.pop(seq, None)
+        await self.flush()
+        self.activate()
+
+    def _keep_visible(self) -> None:
+        # Decisions ride along with the next commit; if the step runs long, commit
+        # them anyway so `duralog show` sees the step running.
+        if self._visibility is None:
+            self._visibility = self.worker.loop.call_later(
+                self.worker.visibility_delay, self._visibility_due
+            )
+
+    def _visibility_due(self) -> None:
+        self._visibility = None
+        if self.pending and not self.closed:
+            self.spawn(self.flush())
+
+    # -- timers ------------------------------------------------------------
+
+    def _arm_wake(self) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
+        if self.timers and not self.closed:
+            due = min(self.timers.values())
+            delay = max(0.0, due - time.time())
+            self._wake = self.worker.loop.call_later(delay, self._timers_due)
+
+    def _timers_due(self) -> None:
+        self._wake = None
+        now = time.time()
+        due = sorted(seq for seq, at in self.timers.items() if at <= now)
+        for seq in due:
+            del self.timers[seq]
+            self.add(ev.TimerFired(timer_seq=seq))
+        if due:
+            self.spawn(self._commit_then_activate())
+        else:
+            self._arm_wake()
+
+    async def _commit_then_activate(self) -> None:
+        await self.flush()
+        self.activate()
+
+    # -- endings -----------------------------------------------------------
+
+    async def finish(self, terminal: type[Any]) -> None:
+        """Commit the terminal decision, snapshot the final state, release waiters."""
+        self.timers.clear()
+        await self.flush(status=_STATUS_OF.get(terminal, WorkflowStatus.COMPLETED))
+        self.take_snapshot()
+        await self.flush()
+        self.close()
+        self.worker.finished(self)
+
+    async def suspend(self, reason: str) -> None:
+        """The code diverged: mark the workflow SUSPENDED, run nothing more for it."""
+        log.error("suspending workflow %s: %s", self.workflow_id, reason)
+        self.close()
+        self.pending.clear()
+        await self.flush(status=WorkflowStatus.SUSPENDED, reason=reason)
+        self.worker.finished(self)
+
+    def close(self) -> None:
+        """Stop everything this execution scheduled."""
+        self.closed = True
+        for handle in (self._wake, self._visibility):
+            if handle is not None:
+                handle.cancel()
+        for task in list(self.running.values()):
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    def spawn(self, coro: Any) -> asyncio.Task[None]:
+        """Run a coroutine of this execution on the worker loop, reporting its failure."""
+        return self.worker.spawn(self, coro)
+
+
+def _traceback(exc: BaseException) -> str:
+    import traceback
+
+    return "".join(traceback.format_exception(exc))

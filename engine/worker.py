@@ -1,0 +1,330 @@
+"""The worker: an event loop in a background thread that advances claimed workflows.
+
+It claims work (workflows started here, workflows left RUNNING by a dead or
+expired owner, new ones started by other processes), rebuilds each from its
+latest snapshot plus the tail of its log, runs steps (sync ones in a thread
+pool, async ones on its loop), fires timers, and keeps its leases alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from duralog.errors import CorruptEventError, LeaseLost, RegistrationError
+from duralog.replay.definitions import Registry, Step
+from duralog.replay.instance import WorkflowInstance
+from duralog.replay.state import WorkflowState, fold, load_state, new_state
+from duralog.store.base import Claim, EventStore, WorkflowStatus
+
+from .api import StepInfo, _step_info
+from .committer import Committer
+from .execution import Execution
+
+log = logging.getLogger("duralog.engine")
+
+_ACTIVE = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING)
+_ON_START = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING, WorkflowStatus.SUSPENDED)
+
+
+class RealSources:
+    """New non-deterministic values for live runs: the clock and the OS's randomness."""
+
+    def __init__(self) -> None:
+        self._random = random.SystemRandom()
+
+    def now(self) -> float:
+        return time.time()
+
+    def random(self) -> float:
+        return self._random.random()
+
+    def uuid4(self) -> uuid.UUID:
+        return uuid.uuid4()
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``: unique per process, readable in ``duralog list``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Advances workflows on a private event loop; see the module docstring."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        committer: Committer,
+        registry: Registry,
+        *,
+        worker_id: str,
+        on_finished: Callable[[str], None],
+        snapshot_every: int = 500,
+        lease_seconds: float = 30.0,
+        poll_interval: float = 1.0,
+        max_threads: int = 32,
+        visibility_delay: float = 0.2,
+    ) -> None:
+        self.store = store
+        self.committer = committer
+        self.registry = registry
+        self.worker_id = worker_id
+        self.snapshot_every = snapshot_every
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self.visibility_delay = visibility_delay
+        self.sources = RealSources()
+        self.executions: dict[str, Execution] = {}
+        self._on_finished = on_finished
+        self._skipped: dict[str, float] = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_threads, thread_name_prefix="duralog-step"
+        )
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="duralog-worker", daemon=True)
+        self._ready = threading.Event()
+        self._stopped = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Register, recover what this host's dead workers left, and start polling."""
+        now = time.time()
+        self.store.register_worker(self.worker_id, socket.gethostname(), os.getpid(), now)
+        self._thread.start()
+        self._ready.wait()
+        future = asyncio.run_coroutine_threadsafe(self._recover(), self.loop)
+        future.result()
+        self.call(self._background, self._heartbeat())
+        self.call(self._background, self._poll())
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the worker loop, from any thread."""
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def stop(self) -> None:
+        """Stop advancing workflows: cancel running attempts, commit what is pending."""
+        if self._stopped or not self._thread.is_alive():
+            return
+        self._stopped = True
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        executions = list(self.executions.values())
+        for execution in executions:
+            execution.close()
+        for execution in executions:
+            if execution.pending:
+                try:
+                    await execution.flush()
+                except Exception as exc:  # noqa: BLE001 - shutting down: report, go on
+                    log.warning("could not commit the tail of %s: %s", execution.workflow_id, exc)
+        self.executions.clear()
+        await asyncio.sleep(0)
+        self.store.unregister_worker(self.worker_id)
+
+    # -- claiming ----------------------------------------------------------
+
+    def adopt_new(self, workflow_id: str, fence: int, state: WorkflowState) -> None:
+        """Run a workflow this engine just created (its state is already in memory)."""
+        self.call(self._adopt, workflow_id, fence, state)
+
+    def _adopt(self, workflow_id: str, fence: int, state: WorkflowState) -> None:
+        if self._stopped or workflow_id in self.executions:
+            return
+        try:
+            workflow = self.registry.get(state.name)
+        except RegistrationError as exc:
+            self._skip(workflow_id, fence, str(exc))
+            return
+        instance = WorkflowInstance(workflow, workflow_id, self.sources)
+        execution = Execution(self, instance, state, fence)
+        self.executions[workflow_id] = execution
+        execution.activate()
+        execution.resume()
+
+    def _skip(self, workflow_id: str, fence: int, reason: str) -> None:
+        if workflow_id not in self._skipped:
+            log.error("worker %s cannot run workflow %s: %s", self.worker_id, workflow_id, reason)
+        self._skipped[workflow_id] = time.time()
+        self.store.release(self.worker_id, workflow_id, fence)
+
+    def _dead_owners(self) -> list[str]:
+        host = socket.gethostname()
+        return [
+            worker_id
+            for worker_id, worker_host, pid in self.store.workers()
+            if worker_host == host and worker_id != self.worker_id and not _alive(pid)
+        ]
+
+    async def _recover(self) -> None:
+        await self._claim(_ON_START)
+
+    async def _claim(self, statuses: tuple[WorkflowStatus, ...]) -> None:
+        now = time.time()
+        claims = self.store.claim(
+            self.worker_id,
+            now,
+            now + self.lease_seconds,
+            statuses,
+            dead_owners=self._dead_owners(),
+            limit=500,
+        )
+        for claim in claims:
+            if claim.workflow_id in self.executions:
+                continue
+            if self._skipped.get(claim.workflow_id, 0) > now - 60:
+                self.store.release(self.worker_id, claim.workflow_id, claim.fence)
+                continue
+            self._rebuild(claim)
+
+    def _rebuild(self, claim: Claim) -> None:
+        try:
+            state = self.load_state(claim.workflow_id)
+        except (CorruptEventError, ValueError) as exc:
+            self._skip(claim.workflow_id, claim.fence, str(exc))
+            return
+        self._adopt(claim.workflow_id, claim.fence, state)
+
+    def load_state(self, workflow_id: str) -> WorkflowState:
+        """The committed state: newest valid snapshot plus the tail of the log."""
+        state, after = None, 0
+        snapshot = self.store.load_snapshot(workflow_id)
+        if snapshot is not None:
+            state = load_state(snapshot.state, snapshot.checksum)
+            if state is None:
+                log.warning(
+                    "ignoring the corrupt snapshot of %s at seq %d", workflow_id, snapshot.seq
+                )
+            else:
+                after = state.last_seq
+        if state is None:
+            state = new_state(workflow_id)
+        for entry in self.store.read_events(workflow_id, after_seq=after):
+            fold(state, entry)
+        return state
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self._claim(_ACTIVE)
+            except Exception as exc:  # noqa: BLE001 - a failed poll must not stop the worker
+                log.warning("worker %s could not poll for work: %s", self.worker_id, exc)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                self.store.renew_leases(self.worker_id, time.time() + self.lease_seconds)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("worker %s could not renew its leases: %s", self.worker_id, exc)
+
+    # -- serving executions ------------------------------------------------
+
+    def spawn(self, execution: Execution, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run one coroutine of an execution; an error drops the execution, never the worker."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._task_done(execution, t))
+        return task
+
+    def _task_done(self, execution: Execution, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        if isinstance(exc, LeaseLost):
+            log.warning("%s", exc)
+        else:
+            log.error(
+                "worker %s dropped workflow %s after an internal error: %r (it will be "
+                "recovered from its log)", self.worker_id, execution.workflow_id, exc,
+                exc_info=exc,
+            )
+        execution.close()
+        if self.executions.get(execution.workflow_id) is execution:
+            del self.executions[execution.workflow_id]
+            if not isinstance(exc, LeaseLost):
+                try:
+                    self.store.release(self.worker_id, execution.workflow_id, execution.fence)
+                except Exception:  # noqa: BLE001 - the lease expires by itself
+                    pass
+
+    def finished(self, execution: Execution) -> None:
+        """An execution reached a terminal or suspended state."""
+        if self.executions.get(execution.workflow_id) is execution:
+            del self.executions[execution.workflow_id]
+        self._on_finished(execution.workflow_id)
+
+    async def run_step(
+        self,
+        execution: Execution,
+        step: Step[Any, Any],
+        seq: int,
+        attempt: int,
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """One attempt of a step, bounded by its timeout; raises what the step raised."""
+        context = contextvars.copy_context()
+        context.run(_step_info.set, StepInfo(execution.workflow_id, step.name, seq, attempt))
+        if step.is_async:
+            awaitable: Any = self.loop.create_task(step.fn(*args, **kwargs), context=context)
+        else:
+            awaitable = self.loop.run_in_executor(
+                self._pool, lambda: context.run(step.fn, *args, **kwargs)
+            )
+        if step.timeout is None:
+            return await awaitable
+        try:
+            return await asyncio.wait_for(awaitable, step.timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"step {step.name!r} (seq {seq}, attempt {attempt}) of workflow "
+                f"{execution.workflow_id!r} did not finish within its timeout of {step.timeout:g}s"
+            ) from None
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True

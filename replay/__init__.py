@@ -1,0 +1,1 @@
+"""The functional core: fold, the deterministic loop, the workflow instance, replay checks."""

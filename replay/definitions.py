@@ -1,0 +1,256 @@
+"""Workflow and step definitions: what ``@duralog.workflow`` and ``@duralog.step`` make.
+
+A ``Step`` wraps a plain function (sync or async). Called inside a workflow it is
+a durable call: the instance records a ``StepScheduled`` decision and the call's
+awaitable resolves when the step's result is in the log. Called anywhere else,
+awaiting it simply runs the function, and ``step.fn`` is the undecorated
+function for unit tests.
+
+A ``Workflow`` wraps an ``async def``; it registers under its ``__qualname__``
+(or ``name=``) so a worker can find the code of any workflow in its log.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Generic, ParamSpec, TypeVar
+
+import msgspec
+
+from duralog.errors import ConfigurationError, PayloadError, RegistrationError, WorkflowSandboxError
+from duralog.store import codec
+
+from .context import current_instance
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How a failing step is retried: exponential backoff with jitter, bounded.
+
+    Attempt ``n`` (1-based) that fails waits ``min(initial_interval * backoff**(n-1),
+    max_interval)`` seconds before attempt ``n+1``; with ``jitter`` the wait is drawn
+    uniformly from the upper half of that, so retries of many workflows spread out.
+    ``non_retryable`` lists exception types (or their qualified names) that fail
+    the step at once. ``max_attempts=1`` means no retry.
+
+    Example:
+        ``@duralog.step(retry=duralog.RetryPolicy(max_attempts=5, non_retryable=(ValueError,)))``
+    """
+
+    max_attempts: int = 3
+    initial_interval: float = 1.0
+    backoff: float = 2.0
+    max_interval: float = 60.0
+    jitter: bool = True
+    non_retryable: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigurationError("RetryPolicy.max_attempts must be at least 1")
+        if self.initial_interval < 0 or self.max_interval < 0:
+            raise ConfigurationError("RetryPolicy intervals must not be negative")
+        if self.backoff < 1:
+            raise ConfigurationError("RetryPolicy.backoff must be at least 1")
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """Seconds to wait after failed attempt ``attempt``; ``rand`` is uniform in [0, 1)."""
+        exponent = min(max(attempt - 1, 0), 64)
+        base = min(self.initial_interval * self.backoff**exponent, self.max_interval)
+        if self.jitter:
+            return base / 2 + base / 2 * rand
+        return base
+
+    def retryable(self, error_type: type[BaseException] | None, error_name: str) -> bool:
+        """Whether an error of that type (or qualified name) may be retried at all."""
+        for item in self.non_retryable:
+            if isinstance(item, str):
+                if item in (error_name, error_name.rsplit(".", 1)[-1]):
+                    return False
+            elif error_type is not None and issubclass(error_type, item):
+                return False
+        return True
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+class Step(Generic[P, R]):
+    """A durable step; see ``duralog.step``."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R] | Callable[P, Awaitable[R]],
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise ConfigurationError(f"@duralog.step needs a function, got {fn!r}")
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError(f"step timeout must be positive seconds, got {timeout!r}")
+        self.fn = fn
+        self.name = name or fn.__qualname__
+        self.retry = retry or DEFAULT_RETRY
+        self.timeout = timeout
+        self.is_async = inspect.iscoroutinefunction(fn)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"<duralog step {self.name!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        instance = current_instance()
+        if instance is None:
+            return self._run_directly(*args, **kwargs)
+        return instance.call_step(self, args, kwargs)
+
+    async def _run_directly(self, *args: Any, **kwargs: Any) -> R:
+        result = self.fn(*args, **kwargs)
+        if self.is_async:
+            return await typing.cast(Awaitable[R], result)
+        return typing.cast(R, result)
+
+    @functools.cached_property
+    def _hints(self) -> tuple[Any, list[tuple[str, Any]]]:
+        return _signature_types(self.fn)
+
+    @property
+    def result_type(self) -> Any:
+        """The annotated return type (``Any`` when unannotated)."""
+        return self._hints[0]
+
+    def decode_result(self, payload: msgspec.Raw) -> R:
+        """Decode a recorded result into the annotated return type."""
+        try:
+            return typing.cast(R, codec.decode(payload, self.result_type))
+        except PayloadError as exc:
+            raise PayloadError(
+                f"the recorded result of step {self.name!r} does not decode as its annotated "
+                f"return type: {exc}. Fix the annotation or the value the step returns"
+            ) from None
+
+    def decode_args(
+        self, args: msgspec.Raw, kwargs: msgspec.Raw
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Decode recorded call arguments, typed by the function's annotations."""
+        return _decode_call(self.name, self._hints[1], args, kwargs)
+
+
+class Workflow(Generic[P, R]):
+    """A durable workflow; see ``duralog.workflow``."""
+
+    def __init__(self, fn: Callable[P, Awaitable[R]], *, name: str | None = None) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            raise ConfigurationError(
+                f"@duralog.workflow needs an `async def` function; {fn.__qualname__} is not one"
+            )
+        self.fn = fn
+        self.name = name or fn.__qualname__
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"<duralog workflow {self.name!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        if current_instance() is not None:
+            raise WorkflowSandboxError(
+                f"workflow {self.name!r} was called from inside another workflow; child "
+                "workflows are not supported yet: call its steps directly, or start it "
+                "from outside with engine.start()"
+            )
+        return typing.cast(Coroutine[Any, Any, R], self.fn(*args, **kwargs))
+
+    @functools.cached_property
+    def _hints(self) -> tuple[Any, list[tuple[str, Any]]]:
+        return _signature_types(self.fn)
+
+    @property
+    def result_type(self) -> Any:
+        """The annotated return type (``Any`` when unannotated)."""
+        return self._hints[0]
+
+    def decode_args(
+        self, args: msgspec.Raw, kwargs: msgspec.Raw
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Decode the recorded input of a run, typed by the function's annotations."""
+        return _decode_call(self.name, self._hints[1], args, kwargs)
+
+
+class Registry:
+    """Workflows by name. The decorators fill ``REGISTRY``; engines read it."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[str, Workflow[Any, Any]] = {}
+
+    def add(self, workflow: Workflow[Any, Any]) -> None:
+        """Register ``workflow``; a different function under a taken name is an error."""
+        known = self._workflows.get(workflow.name)
+        if known is not None and _origin(known.fn) != _origin(workflow.fn):
+            raise RegistrationError(
+                f"two workflows are named {workflow.name!r}: {_origin(known.fn)} and "
+                f"{_origin(workflow.fn)}; give one of them another name with "
+                "@duralog.workflow(name=...)"
+            )
+        self._workflows[workflow.name] = workflow
+
+    def get(self, name: str) -> Workflow[Any, Any]:
+        """The workflow registered as ``name``; ``RegistrationError`` names the known ones."""
+        try:
+            return self._workflows[name]
+        except KeyError:
+            known = ", ".join(sorted(self._workflows)) or "none"
+            raise RegistrationError(
+                f"no workflow named {name!r} is registered in this process (known: {known}); "
+                "import the module that defines it (CLI: --app MODULE)"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._workflows
+
+    def names(self) -> list[str]:
+        """Every registered name, sorted."""
+        return sorted(self._workflows)
+
+
+REGISTRY = Registry()
+
+
+def _origin(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def _signature_types(fn: Callable[..., Any]) -> tuple[Any, list[tuple[str, Any]]]:
+    """The return type and the (name, type) of each parameter, ``Any`` where unknown."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: decode untyped
+        hints = {}
+    params = [
+        (p.name, hints.get(p.name, Any))
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    return hints.get("return", Any), params
+
+
+def _decode_call(
+    owner: str, params: Sequence[tuple[str, Any]], args: msgspec.Raw, kwargs: msgspec.Raw
+) -> tuple[list[Any], dict[str, Any]]:
+    try:
+        raw_args = codec.decode(args) or []
+        raw_kwargs: Mapping[str, Any] = codec.decode(kwargs) or {}
+        types = dict(params)
+        decoded = [
+            codec.convert(value, params[i][1]) if i < len(params) else value
+            for i, value in enumerate(raw_args)
+        ]
+        named = {k: codec.convert(v, types.get(k, Any)) for k, v in raw_kwargs.items()}
+    except PayloadError as exc:
+        raise PayloadError(f"the arguments recorded for {owner!r} do not decode: {exc}") from None
+    return decoded, named

@@ -1,0 +1,376 @@
+"""``WorkflowInstance``: workflow code + its folded history -> the next decisions.
+
+Live execution and recovery are the same code path. The instance is fed a
+``WorkflowState`` (the fold of the committed log) and consumes what it has not
+seen yet:
+
+1. Inputs (step results, fired timers, ...) are delivered **one at a time, in
+   log order**; after each one the loop runs until nothing is ready. Workflow
+   time during that activation is the input's recorded timestamp.
+2. Every decision the code makes (call a step, start a timer, record a marker,
+   finish) is matched, in order, against the recorded decisions not matched yet.
+   A mismatch is a ``NondeterminismError``. Past the recorded ones, the decision
+   is new: it gets the next seq and is returned to the caller to append.
+3. When every input has been delivered, a recorded decision the code did not
+   make is a divergence too.
+
+This makes replay independent of how the engine batched its commits. Nothing
+here does I/O or reads a clock: new non-deterministic values come from the
+``Sources`` the caller injects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import traceback
+import uuid
+from asyncio import events as asyncio_events
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+import msgspec
+
+from duralog.errors import (
+    ErrorDetails,
+    NondeterminismError,
+    PayloadError,
+    StepFailed,
+    details_of,
+)
+from duralog.store import codec
+from duralog.store import events as ev
+
+from .context import WorkflowInfo, _current
+from .definitions import Step, Workflow
+from .loop import WorkflowLoop
+from .state import WorkflowState
+
+
+
+class Sources(Protocol):
+    """Where new non-deterministic values come from (the engine gives real ones)."""
+
+    def now(self) -> float: ...
+
+    def random(self) -> float: ...
+
+    def uuid4(self) -> uuid.UUID: ...
+
+
+class ReplaySources:
+    """Sources for pure replay: derived from workflow time, never from the machine."""
+
+    def __init__(self, loop: WorkflowLoop) -> None:
+        self._loop = loop
+        self._n = 0
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def random(self) -> float:
+        self._n += 1
+        return (self._n * 0.6180339887498949) % 1.0
+
+    def uuid4(self) -> uuid.UUID:
+        self._n += 1
+        return uuid.UUID(int=self._n, version=4)
+
+
+class _Diverged(BaseException):
+    """Unwinds workflow code after a divergence; ``except Exception`` cannot stop it."""
+
+
+class WorkflowInstance:
+    """One workflow's code, running on its own deterministic loop.
+
+    Args:
+        workflow: the definition whose code runs.
+        workflow_id: the id of the run (for errors and ``workflow_info()``).
+        sources: new values for ``now``/``random``/``uuid4`` in record mode.
+    """
+
+    def __init__(
+        self, workflow: Workflow[Any, Any], workflow_id: str, sources: Sources | None = None
+    ) -> None:
+        self.workflow = workflow
+        self.workflow_id = workflow_id
+        self.loop = WorkflowLoop(self)
+        self.sources: Sources = sources or ReplaySources(self.loop)
+        self.divergence: NondeterminismError | None = None
+        self.finished = False
+        self._state: WorkflowState | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._made = 0
+        self._inputs_seen = 0
+        self._next_seq = 0
+        self._new: list[tuple[int, ev.Event]] = []
+        self._steps: dict[int, tuple[Step[Any, Any], asyncio.Future[Any]]] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._timer_seqs: dict[int, int] = {}
+
+    # -- driving -----------------------------------------------------------
+
+    def feed(self, state: WorkflowState, next_seq: int) -> list[tuple[int, ev.Event]]:
+        """Consume what is new in ``state``; return the new decisions with their seqs.
+
+        ``next_seq`` is the seq the first new decision gets (decisions are appended
+        right after everything the caller has appended so far).
+        Raises ``NondeterminismError`` when the code diverges from the history.
+        """
+        if self.divergence is not None:
+            raise self.divergence
+        self._state, self._next_seq, self._new = state, next_seq, []
+        if self.finished:
+            return self._new
+        token = _current.set(self)
+        outer_loop = asyncio_events._get_running_loop()
+        asyncio_events._set_running_loop(self.loop)
+        try:
+            if self._task is None:
+                self.loop.set_time(state.started_at)
+                self._start(state)
+            inputs = state.inputs
+            while self._inputs_seen < len(inputs) and self.divergence is None and not self.finished:
+                item = inputs[self._inputs_seen]
+                self._inputs_seen += 1
+                self.loop.set_time(item.at)
+                self._deliver(item.kind, item.ref)
+                self._run()
+            if (
+                self.divergence is None
+                and self._inputs_seen == len(inputs)
+                and self._made < len(state.decisions)
+            ):
+                missing = state.decisions[self._made]
+                self.divergence = NondeterminismError(
+                    self.workflow_id, missing.seq, missing.describe(), None, self._waiting_at()
+                )
+        finally:
+            asyncio_events._set_running_loop(outer_loop)
+            _current.reset(token)
+        if self.divergence is not None:
+            raise self.divergence
+        return self._new
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while the code is catching up with decisions already in the log."""
+        return self._state is not None and self._made < len(self._state.decisions)
+
+    def info(self) -> WorkflowInfo:
+        """What ``duralog.workflow_info()`` returns inside this workflow."""
+        state = self._state
+        return WorkflowInfo(
+            workflow_id=self.workflow_id,
+            name=self.workflow.name,
+            started_at=state.started_at if state else 0.0,
+            is_replaying=self.is_replaying,
+        )
+
+    def step_of(self, seq: int) -> Step[Any, Any] | None:
+        """The step definition the code called at ``seq``, while it is unresolved."""
+        found = self._steps.get(seq)
+        return found[0] if found else None
+
+    def live_timers(self) -> list[int]:
+        """Seqs of timers the code still waits on (started, not fired, not cancelled)."""
+        return list(self._timers)
+
+    def _start(self, state: WorkflowState) -> None:
+        try:
+            args, kwargs = self.workflow.decode_args(state.args, state.kwargs)
+        except PayloadError as exc:
+            self._finish_failed(exc, with_traceback=False)
+            return
+
+        async def main() -> Any:
+            return await self.workflow.fn(*args, **kwargs)
+
+        self._task = self.loop.create_task(main(), name=f"workflow {self.workflow_id}")
+        self._run()
+
+    def _run(self) -> None:
+        self.loop.run_until_idle()
+        task = self._task
+        if task is None or not task.done() or self.finished or self.divergence is not None:
+            return
+        if task.cancelled():
+            self._decide("WorkflowCancelled", "", lambda: ev.WorkflowCancelled())
+            self.finished = True
+            return
+        exc = task.exception()
+        if exc is None:
+            self._finish_completed(task.result())
+        elif not isinstance(exc, _Diverged):
+            self._finish_failed(exc)
+
+    def _finish_completed(self, value: Any) -> None:
+        try:
+            result = codec.encode(value)
+        except PayloadError as exc:
+            self._finish_failed(
+                PayloadError(
+                    f"workflow {self.workflow.name!r} returned a value that cannot be "
+                    f"recorded: {exc}; {codec.SUPPORTED_HINT}"
+                ),
+                with_traceback=False,
+            )
+            return
+        self._decide("WorkflowCompleted", "", lambda: ev.WorkflowCompleted(result=result))
+        self.finished = True
+
+    def _finish_failed(self, exc: BaseException, with_traceback: bool = True) -> None:
+        text = "".join(traceback.format_exception(exc)) if with_traceback else ""
+        details = details_of(exc, text)
+        try:
+            self._decide("WorkflowFailed", "", lambda: ev.WorkflowFailed(error=details))
+        except _Diverged:
+            return
+        self.finished = True
+
+    def _deliver(self, kind: str, ref: int) -> None:
+        state = self._state
+        assert state is not None
+        if kind in ("StepCompleted", "StepFailed"):
+            found = self._steps.pop(ref, None)
+            if found is None:
+                self._unexpected_input(kind, ref)
+                return
+            step, future = found
+            if future.done():
+                return
+            view = state.steps[ref]
+            if kind == "StepCompleted":
+                try:
+                    future.set_result(step.decode_result(view.result))
+                except PayloadError as exc:
+                    future.set_exception(exc)
+            else:
+                error = view.error or ErrorDetails("Unknown", "no error recorded")
+                future.set_exception(
+                    StepFailed(self.workflow_id, view.name, ref, view.attempt, error)
+                )
+        elif kind == "TimerFired":
+            handle = self._timers.pop(ref, None)
+            if handle is not None:
+                self._timer_seqs.pop(id(handle), None)
+                self.loop.fire(handle)
+        # Signals, cancellation and children are inputs of later primitives; an
+        # instance that does not use them lets them pass.
+
+    def _unexpected_input(self, kind: str, ref: int) -> None:
+        state = self._state
+        assert state is not None
+        if self._made < len(state.decisions):
+            missing = state.decisions[self._made]
+            self.divergence = NondeterminismError(
+                self.workflow_id, missing.seq, missing.describe(), None, self._waiting_at()
+            )
+
+    # -- decisions ---------------------------------------------------------
+
+    def _decide(self, kind: str, name: str, make: Callable[[], ev.Event]) -> tuple[int, bool]:
+        """Match or make one decision; returns (seq, is_new)."""
+        state = self._state
+        assert state is not None
+        index = self._made
+        self._made += 1
+        if index < len(state.decisions):
+            recorded = state.decisions[index]
+            if recorded.kind != kind or recorded.name != name:
+                self.divergence = NondeterminismError(
+                    self.workflow_id,
+                    recorded.seq,
+                    recorded.describe(),
+                    f"{kind} {name}".rstrip(),
+                    _caller_location() if kind not in _TERMINAL_KINDS else self._defined_at(),
+                )
+                raise _Diverged
+            return recorded.seq, False
+        seq = self._next_seq
+        self._next_seq += 1
+        self._new.append((seq, make()))
+        return seq, True
+
+    def call_step(
+        self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Coroutine[Any, Any, Any]:
+        """Record (or match) a step call; the coroutine resolves with its result."""
+
+        def scheduled() -> ev.Event:
+            try:
+                encoded_args, encoded_kwargs = codec.encode_call(args, kwargs)
+            except PayloadError as exc:
+                raise PayloadError(
+                    f"cannot record the arguments of step {step.name!r} in workflow "
+                    f"{self.workflow_id!r}: {exc}; {codec.SUPPORTED_HINT} (inject clients "
+                    "and connections into the step instead of passing them)"
+                ) from None
+            return ev.StepScheduled(name=step.name, args=encoded_args, kwargs=encoded_kwargs)
+
+        seq, _ = self._decide("StepScheduled", step.name, scheduled)
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self._steps[seq] = (step, future)
+        return _await(future)
+
+    def record_marker(self, marker: str, produce: Callable[[], Any], tp: Any = Any) -> Any:
+        """Record (or read back) a non-deterministic value; returns it decoded."""
+        state = self._state
+        assert state is not None
+        holder: list[msgspec.Raw] = []
+
+        def make() -> ev.Event:
+            holder.append(codec.encode(produce()))
+            return ev.MarkerRecorded(marker=marker, value=holder[0])
+
+        seq, new = self._decide("MarkerRecorded", marker, make)
+        raw = holder[0] if new else state.markers[seq].value
+        return codec.decode(raw, tp)
+
+    # -- timers (called by the loop) ---------------------------------------
+
+    def timer_started(self, handle: asyncio.TimerHandle) -> None:
+        when = handle.when()
+        seq, _ = self._decide("TimerStarted", "", lambda: ev.TimerStarted(fire_at=when))
+        self._timers[seq] = handle
+        self._timer_seqs[id(handle)] = seq
+
+    def timer_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        seq = self._timer_seqs.pop(id(handle), None)
+        if seq is not None:
+            self._timers.pop(seq, None)
+
+    # -- locations for divergence reports ----------------------------------
+
+    def _defined_at(self) -> str:
+        code = getattr(self.workflow.fn, "__code__", None)
+        return f"{code.co_filename}:{code.co_firstlineno}" if code else self.workflow.name
+
+    def _waiting_at(self) -> str | None:
+        task = self._task
+        if task is None or task.done():
+            return self._defined_at()
+        frames = task.get_stack()
+        return _location_of(frames[-1]) if frames else None
+
+
+_TERMINAL_KINDS = frozenset({"WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled"})
+
+
+async def _await(future: asyncio.Future[Any]) -> Any:
+    return await future
+
+
+def _caller_location() -> str | None:
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.partition(".")[0] not in ("duralog", "asyncio"):
+            return _location_of(frame)
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def _location_of(frame: Any) -> str:
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"

@@ -1,0 +1,1 @@
+"""The log: event types, the payload codec, the store protocol and the SQLite store."""

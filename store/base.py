@@ -1,0 +1,179 @@
+"""The store protocol: what the engine needs from a log, whatever the database.
+
+One implementation per dialect (``store/sqlite.py`` now, Postgres later). All
+dialect details (PRAGMAs, ``BEGIN IMMEDIATE``, busy timeouts) stay inside the
+implementation. Every method is safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import Protocol
+
+import msgspec
+
+from .events import LogEntry
+
+
+class WorkflowStatus(str, Enum):
+    """Where a workflow is in its life. ``SUSPENDED``: its code diverged from its history."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    SUSPENDED = "SUSPENDED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for COMPLETED, FAILED and CANCELLED: nothing will ever be appended."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED})
+
+
+class WorkflowRecord(msgspec.Struct, frozen=True):
+    """A row of the ``workflows`` index: derivable from the log, kept for listing and claims."""
+
+    id: str
+    name: str
+    status: WorkflowStatus
+    last_seq: int
+    created_at: float
+    updated_at: float
+    parent_id: str | None = None
+    owner: str | None = None
+    lease_until: float | None = None
+    fence: int = 0
+    wake_at: float | None = None
+    reason: str | None = None
+
+
+class NewWorkflow(msgspec.Struct, frozen=True):
+    """A workflow to create together with its first event (``WorkflowStarted``, seq 1)."""
+
+    id: str
+    name: str
+    started: LogEntry
+    parent_id: str | None = None
+    owner: str | None = None
+    lease_until: float | None = None
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """Derived state of a workflow after ``seq`` events: a cache, never a source of truth."""
+
+    workflow_id: str
+    seq: int
+    state: bytes
+    checksum: str
+
+
+class Append(msgspec.Struct):
+    """Events to append to one workflow's log, guarded by the writer's fencing token.
+
+    ``status``/``wake_at``/``reason`` update the workflow's index row in the same
+    transaction (``status=None`` keeps the current one).
+    """
+
+    workflow_id: str
+    fence: int
+    entries: Sequence[LogEntry]
+    status: WorkflowStatus | None = None
+    wake_at: float | None = None
+    reason: str | None = None
+    snapshot: Snapshot | None = None
+
+
+class Claim(msgspec.Struct, frozen=True):
+    """A workflow this worker now owns, with the fencing token every append must carry."""
+
+    workflow_id: str
+    fence: int
+
+
+class EventStore(Protocol):
+    """The log and its indexes. Implementations: ``SQLiteStore``."""
+
+    def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
+        """Create each workflow with its first event, in one transaction.
+
+        Returns, per item, the fencing token when it was created, or None when a
+        workflow with that id already existed (nothing is written for it).
+        """
+        ...
+
+    def append(self, batch: Sequence[Append]) -> list[bool]:
+        """Append every item in one transaction; False for an item whose fence is stale."""
+        ...
+
+    def read_events(
+        self, workflow_id: str, after_seq: int = 0, until_seq: int | None = None
+    ) -> list[LogEntry]:
+        """Events ``after_seq < seq <= until_seq`` in seq order; ``CorruptEventError`` on bad bodies."""
+        ...
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """The index row of one workflow, or None."""
+        ...
+
+    def list_workflows(
+        self,
+        status: WorkflowStatus | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+    ) -> list[WorkflowRecord]:
+        """Index rows, newest first."""
+        ...
+
+    def claim(
+        self,
+        worker_id: str,
+        now: float,
+        lease_until: float,
+        statuses: Sequence[WorkflowStatus],
+        dead_owners: Sequence[str] = (),
+        limit: int = 100,
+        workflow_id: str | None = None,
+    ) -> list[Claim]:
+        """Take the lease of claimable workflows (unowned, expired, or owned by a dead worker)."""
+        ...
+
+    def renew_leases(self, worker_id: str, lease_until: float) -> int:
+        """Extend every lease this worker holds; returns how many."""
+        ...
+
+    def release(self, worker_id: str, workflow_id: str, fence: int) -> None:
+        """Give up one lease (the workflow stays as it is, claimable by anyone)."""
+        ...
+
+    def load_snapshot(self, workflow_id: str) -> Snapshot | None:
+        """The newest snapshot of the workflow, unverified."""
+        ...
+
+    def delete_snapshots(self, workflow_id: str | None = None) -> int:
+        """Delete the snapshots of one workflow, or all; returns how many."""
+        ...
+
+    def register_worker(self, worker_id: str, host: str, pid: int, now: float) -> None:
+        """Record a live worker process (used to notice dead owners on this host)."""
+        ...
+
+    def workers(self) -> list[tuple[str, str, int]]:
+        """Every registered worker as (id, host, pid)."""
+        ...
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """Forget a worker that stopped cleanly, releasing its leases."""
+        ...
+
+    def close(self) -> None:
+        """Close every connection."""
+        ...

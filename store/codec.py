@@ -1,0 +1,87 @@
+"""The payload codec: Python values <-> the JSON bytes the log keeps.
+
+Payloads are encoded with msgspec as JSON, so the log stays readable with
+``json_extract`` and with any JSON tool. Decoding is typed when a type is known:
+a step annotated ``-> Receipt`` (a dataclass, a ``msgspec.Struct``, a
+``datetime``...) decodes back into a ``Receipt``, in a live run and on replay
+alike. Nothing is ever pickled, so decoding a payload never runs code.
+
+What encodes: None, bool, int, float, str, bytes, list, tuple, dict, set,
+datetime/date/time/timedelta, UUID, Decimal, Enum, dataclasses, attrs classes,
+NamedTuple, TypedDict and msgspec Structs (nested freely). Non-finite floats
+encode as null (JSON has no NaN).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from duralog.errors import PayloadError
+
+from .events import NULL
+
+_encoder = msgspec.json.Encoder()
+_any_decoder = msgspec.json.Decoder()
+
+SUPPORTED_HINT = (
+    "return or pass values msgspec can encode: None, bool, int, float, str, bytes, list, "
+    "tuple, dict, set, datetime, UUID, Decimal, Enum, dataclasses, msgspec.Struct"
+)
+
+
+def encode(value: Any) -> msgspec.Raw:
+    """Encode ``value`` into a payload; raises ``PayloadError`` saying which type failed."""
+    if value is None:
+        return NULL
+    try:
+        return msgspec.Raw(_encoder.encode(value))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PayloadError(f"cannot encode a value of type {type(value).__qualname__}: {exc}") from exc
+
+
+def encode_call(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[msgspec.Raw, msgspec.Raw]:
+    """Encode a call's positional and keyword arguments (kwargs is ``NULL`` when empty)."""
+    encoded_args = encode(list(args))
+    encoded_kwargs = encode(dict(kwargs)) if kwargs else NULL
+    return encoded_args, encoded_kwargs
+
+
+@functools.lru_cache(maxsize=512)
+def _decoder(tp: Any) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(tp)
+
+
+def decoder_for(tp: Any) -> Callable[[msgspec.Raw | bytes], Any]:
+    """A function decoding payloads into ``tp`` (``Any`` for untyped decoding)."""
+    if tp is Any or tp is None:
+        return _any_decoder.decode
+    try:
+        return _decoder(tp).decode
+    except TypeError:  # unhashable or unsupported annotation: fall back to untyped
+        return _any_decoder.decode
+
+
+def decode(payload: msgspec.Raw | bytes, tp: Any = Any) -> Any:
+    """Decode one payload, typed when ``tp`` is given; raises ``PayloadError``."""
+    try:
+        return decoder_for(tp)(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PayloadError(f"cannot decode payload as {_type_name(tp)}: {exc}") from exc
+
+
+def convert(value: Any, tp: Any) -> Any:
+    """Convert an already decoded JSON value into ``tp`` (used for typed arguments)."""
+    if tp is Any:
+        return value
+    try:
+        return msgspec.convert(value, tp, strict=False)
+    except (msgspec.ValidationError, TypeError) as exc:
+        raise PayloadError(f"cannot convert {value!r:.80} to {_type_name(tp)}: {exc}") from exc
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__qualname__", None) or repr(tp)

@@ -1,0 +1,228 @@
+"""Every event of the log: frozen msgspec Structs in one tagged union.
+
+An event's type name is its tag (the ``kind`` field of its JSON body, and the
+``kind`` column of the ``events`` table). Payloads (inputs, results, marker
+values) are ``msgspec.Raw``: bytes already encoded by the payload codec, embedded
+as they are, so a payload is encoded exactly once and stays readable with
+``json_extract``. ``NULL`` stands for "no payload".
+
+Schema evolution follows msgspec's rules: a new field gets a default; a field of
+a released event is never renamed, reordered or retyped; a new event is a new
+class added to ``Event``. ``FORMAT_VERSION`` counts such changes.
+
+Events whose ``step_seq``/``timer_seq``/... points at another event refer to the
+seq of the decision that created the step, timer or child.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import msgspec
+
+from duralog.errors import ErrorDetails
+
+FORMAT_VERSION = 1
+NULL = msgspec.Raw(b"null")
+
+
+class BaseEvent(msgspec.Struct, frozen=True, tag=True, tag_field="kind", omit_defaults=True):
+    """Common base of every event; the tag is the class name."""
+
+
+class WorkflowStarted(BaseEvent, kw_only=True):
+    """The workflow was created: seq 1 of every history."""
+
+    name: str
+    args: msgspec.Raw
+    kwargs: msgspec.Raw = NULL
+    parent_id: str | None = None
+    code_version: str | None = None
+    start_time: float = 0.0
+
+
+class StepScheduled(BaseEvent, kw_only=True):
+    """Decision: the workflow called a step. This event's seq is the step's seq."""
+
+    name: str
+    args: msgspec.Raw
+    kwargs: msgspec.Raw = NULL
+
+
+class StepStarted(BaseEvent, kw_only=True):
+    """An attempt of the step began (bookkeeping; not seen by workflow code)."""
+
+    step_seq: int
+    attempt: int
+
+
+class StepRetrying(BaseEvent, kw_only=True):
+    """An attempt failed and the retry policy allows another at ``next_attempt_at``."""
+
+    step_seq: int
+    attempt: int
+    error: ErrorDetails
+    next_attempt_at: float
+
+
+class StepCompleted(BaseEvent, kw_only=True):
+    """Input: the step returned ``result``."""
+
+    step_seq: int
+    result: msgspec.Raw
+
+
+class StepFailed(BaseEvent, kw_only=True):
+    """Input: the step failed for good (no attempt left, or a non-retryable error)."""
+
+    step_seq: int
+    attempt: int
+    error: ErrorDetails
+
+
+class TimerStarted(BaseEvent, kw_only=True):
+    """Decision: a durable timer (``duralog.sleep``, ``asyncio.sleep``, a timeout)."""
+
+    fire_at: float
+
+
+class TimerFired(BaseEvent, kw_only=True):
+    """Input: the timer started at ``timer_seq`` fired."""
+
+    timer_seq: int
+
+
+class SignalReceived(BaseEvent, kw_only=True):
+    """Input: a signal moved from the inbox into the log."""
+
+    name: str
+    payload: msgspec.Raw = NULL
+
+
+class MarkerRecorded(BaseEvent, kw_only=True):
+    """Decision: a recorded non-deterministic value (now, random, uuid, side_effect, patch)."""
+
+    marker: str
+    value: msgspec.Raw
+
+
+class ChildStarted(BaseEvent, kw_only=True):
+    """Decision: the workflow started a child workflow."""
+
+    child_id: str
+    name: str
+    args: msgspec.Raw
+    kwargs: msgspec.Raw = NULL
+
+
+class ChildCompleted(BaseEvent, kw_only=True):
+    """Input: the child started at ``child_seq`` completed."""
+
+    child_seq: int
+    result: msgspec.Raw
+
+
+class ChildFailed(BaseEvent, kw_only=True):
+    """Input: the child started at ``child_seq`` failed."""
+
+    child_seq: int
+    error: ErrorDetails
+
+
+class CancelRequested(BaseEvent, kw_only=True):
+    """Input: someone asked the workflow to cancel."""
+
+    reason: str = ""
+
+
+class WorkflowCompleted(BaseEvent, kw_only=True):
+    """Terminal decision: the workflow function returned ``result``."""
+
+    result: msgspec.Raw
+
+
+class WorkflowFailed(BaseEvent, kw_only=True):
+    """Terminal decision: the workflow function raised."""
+
+    error: ErrorDetails
+
+
+class WorkflowCancelled(BaseEvent, kw_only=True):
+    """Terminal decision: the workflow ended by cancellation."""
+
+    reason: str = ""
+
+
+class ContinuedAsNew(BaseEvent, kw_only=True):
+    """Terminal decision: the run ended and a new run starts with ``args``."""
+
+    args: msgspec.Raw
+    kwargs: msgspec.Raw = NULL
+
+
+Event: TypeAlias = (
+    WorkflowStarted
+    | StepScheduled
+    | StepStarted
+    | StepRetrying
+    | StepCompleted
+    | StepFailed
+    | TimerStarted
+    | TimerFired
+    | SignalReceived
+    | MarkerRecorded
+    | ChildStarted
+    | ChildCompleted
+    | ChildFailed
+    | CancelRequested
+    | WorkflowCompleted
+    | WorkflowFailed
+    | WorkflowCancelled
+    | ContinuedAsNew
+)
+
+#: Events made by workflow code; replay matches them one by one.
+DECISIONS: tuple[type[BaseEvent], ...] = (
+    StepScheduled,
+    TimerStarted,
+    MarkerRecorded,
+    ChildStarted,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowCancelled,
+    ContinuedAsNew,
+)
+TERMINAL: tuple[type[BaseEvent], ...] = (
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowCancelled,
+    ContinuedAsNew,
+)
+EVENT_KINDS: frozenset[str] = frozenset(cls.__name__ for cls in Event.__args__)  # type: ignore[attr-defined]
+
+
+class LogEntry(msgspec.Struct, frozen=True):
+    """One event as the log holds it: its seq, its commit time (UTC epoch seconds)."""
+
+    seq: int
+    at: float
+    event: Event
+
+    @property
+    def kind(self) -> str:
+        """The event's type name, e.g. ``"StepCompleted"``."""
+        return type(self.event).__name__
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Event)
+
+
+def encode_event(event: Event) -> bytes:
+    """The JSON body of ``event`` as the store keeps it."""
+    return _encoder.encode(event)
+
+
+def decode_event(body: bytes | str) -> Event:
+    """Decode one event body; raises ``msgspec.DecodeError`` / ``ValidationError``."""
+    return _decoder.decode(body)

@@ -1,0 +1,389 @@
+"""The SQLite store: one file in WAL mode (or ``:memory:``), the embedded default.
+
+Every thread gets its own connection to a file (WAL lets readers run beside the
+one writer); an in-memory database has a single connection behind a lock. Writes
+take the write lock up front (``BEGIN IMMEDIATE``) so a transaction never has to
+be retried half-way, and ``busy_timeout`` waits out other processes' writers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+from sqlite_utils import Database
+
+from duralog.errors import ConfigurationError, CorruptEventError, StoreError
+
+from .base import Append, Claim, NewWorkflow, Snapshot, WorkflowRecord, WorkflowStatus
+from .events import LogEntry, decode_event, encode_event
+from .schema import migrate
+
+Durability = Literal["full", "normal"]
+_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+
+_WORKFLOW_COLUMNS = (
+    "id, name, status, last_seq, created_at, updated_at, parent_id, owner, lease_until, "
+    "fence, wake_at, reason"
+)
+
+
+class SQLiteStore:
+    """The log in one SQLite file.
+
+    Args:
+        path: a file path, or ``":memory:"`` for a private in-memory log.
+        durability: ``"full"`` (default) fsyncs every commit, so a power loss
+            loses nothing that was acknowledged; ``"normal"`` fsyncs only at WAL
+            checkpoints (a crash of the process still loses nothing; a power
+            loss may lose the last commits).
+        busy_timeout: seconds to wait for another process's write lock.
+    """
+
+    def __init__(
+        self, path: str | Path, *, durability: Durability = "full", busy_timeout: float = 10.0
+    ) -> None:
+        if durability not in _SYNCHRONOUS:
+            raise ConfigurationError(
+                f"durability must be 'full' or 'normal', not {durability!r}"
+            )
+        self.path = str(path)
+        self.durability = durability
+        self._busy_ms = int(busy_timeout * 1000)
+        self._memory = self.path == ":memory:"
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._registry_lock = threading.Lock()
+        self._memory_lock = threading.RLock()
+        self._closed = False
+        if not self._memory:
+            parent = Path(self.path).parent
+            if not parent.is_dir():
+                raise ConfigurationError(
+                    f"cannot open {self.path}: the folder {parent} does not exist"
+                )
+        with self._connection() as conn:
+            migrate(Database(conn))
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r}, durability={self.durability!r})"
+
+    # -- connections -------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=not self._memory
+            )
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            if not self._memory:
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self.durability]}")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open {self.path} as a duralog log: {exc}") from exc
+        with self._registry_lock:
+            self._connections.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise StoreError(f"the store {self.path} is closed")
+        if self._memory:
+            with self._memory_lock:
+                conn = getattr(self, "_shared", None)
+                if conn is None:
+                    conn = self._shared = self._open()
+                yield conn
+            return
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._open()
+        yield conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection this store opened (from any thread)."""
+        self._closed = True
+        with self._registry_lock:
+            for conn in self._connections:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._connections.clear()
+
+    # -- writes ------------------------------------------------------------
+
+    def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
+        """Create workflows with their first event; None for ids that already exist."""
+        fences: list[int | None] = []
+        with self._write() as conn:
+            for item in items:
+                started = item.started
+                status = WorkflowStatus.RUNNING if item.owner else WorkflowStatus.PENDING
+                fence = 1 if item.owner else 0
+                cur = conn.execute(
+                    "INSERT INTO workflows (id, name, status, parent_id, owner, lease_until, fence,"
+                    " last_seq, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                    " ON CONFLICT (id) DO NOTHING",
+                    (
+                        item.id,
+                        item.name,
+                        status.value,
+                        item.parent_id,
+                        item.owner,
+                        item.lease_until,
+                        fence,
+                        started.seq,
+                        started.at,
+                        started.at,
+                    ),
+                )
+                if cur.rowcount == 0:
+                    fences.append(None)
+                    continue
+                conn.execute(
+                    "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)",
+                    _row(item.id, started),
+                )
+                fences.append(fence)
+        return fences
+
+    def append(self, batch: Sequence[Append]) -> list[bool]:
+        """Append every item in one transaction; an item with a stale fence is skipped."""
+        rows = [[_row(item.workflow_id, e) for e in item.entries] for item in batch]
+        try:
+            with self._write() as conn:
+                return [self._append_one(conn, item, r) for item, r in zip(batch, rows, strict=True)]
+        except sqlite3.IntegrityError:
+            if len(batch) == 1:
+                return [False]
+        # A seq collision in a group: find the culprit by appending one by one.
+        results = []
+        for item, r in zip(batch, rows, strict=True):
+            try:
+                with self._write() as conn:
+                    results.append(self._append_one(conn, item, r))
+            except sqlite3.IntegrityError:
+                results.append(False)
+        return results
+
+    @staticmethod
+    def _append_one(
+        conn: sqlite3.Connection, item: Append, rows: list[tuple[str, int, str, float, str]]
+    ) -> bool:
+        found = conn.execute(
+            "SELECT fence FROM workflows WHERE id = ?", (item.workflow_id,)
+        ).fetchone()
+        if found is None or found[0] != item.fence:
+            return False
+        if rows:
+            conn.executemany(
+                "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)", rows
+            )
+            last_seq, updated_at = rows[-1][1], rows[-1][3]
+            conn.execute(
+                "UPDATE workflows SET last_seq = ?, updated_at = ?, wake_at = ?,"
+                " status = COALESCE(?, status), reason = COALESCE(?, reason) WHERE id = ?",
+                (
+                    last_seq,
+                    updated_at,
+                    item.wake_at,
+                    item.status.value if item.status else None,
+                    item.reason,
+                    item.workflow_id,
+                ),
+            )
+        elif item.status is not None:
+            conn.execute(
+                "UPDATE workflows SET status = ?, reason = ?, wake_at = ? WHERE id = ?",
+                (item.status.value, item.reason, item.wake_at, item.workflow_id),
+            )
+        if item.snapshot is not None:
+            snap = item.snapshot
+            conn.execute("DELETE FROM snapshots WHERE workflow_id = ?", (snap.workflow_id,))
+            conn.execute(
+                "INSERT INTO snapshots (workflow_id, seq, state, checksum) VALUES (?,?,?,?)",
+                (snap.workflow_id, snap.seq, snap.state, snap.checksum),
+            )
+        return True
+
+    def claim(
+        self,
+        worker_id: str,
+        now: float,
+        lease_until: float,
+        statuses: Sequence[WorkflowStatus],
+        dead_owners: Sequence[str] = (),
+        limit: int = 100,
+        workflow_id: str | None = None,
+    ) -> list[Claim]:
+        """Take the lease of up to ``limit`` claimable workflows in the given statuses."""
+        status_marks = ",".join("?" * len(statuses))
+        dead_marks = ",".join("?" * len(dead_owners)) or "NULL"
+        only_id = "AND id = ?" if workflow_id is not None else ""
+        params: list[object] = [worker_id, lease_until]
+        params += [s.value for s in statuses]
+        params += [worker_id, now, *dead_owners]
+        if workflow_id is not None:
+            params.append(workflow_id)
+        params.append(limit)
+        with self._write() as conn:
+            found = conn.execute(
+                "UPDATE workflows SET owner = ?, lease_until = ?, fence = fence + 1,"
+                " status = CASE WHEN status = 'PENDING' THEN 'RUNNING' ELSE status END"
+                " WHERE id IN (SELECT id FROM workflows"
+                f"  WHERE status IN ({status_marks})"
+                "   AND (owner IS NULL OR owner = ? OR lease_until < ?"
+                f"        OR owner IN ({dead_marks})) {only_id}"
+                "  ORDER BY created_at LIMIT ?)"
+                " RETURNING id, fence",
+                params,
+            ).fetchall()
+        return [Claim(row[0], row[1]) for row in found]
+
+    def renew_leases(self, worker_id: str, lease_until: float) -> int:
+        """Extend every lease ``worker_id`` holds on an unfinished workflow."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE workflows SET lease_until = ? WHERE owner = ?"
+                " AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')",
+                (lease_until, worker_id),
+            )
+            conn.execute(
+                "UPDATE workers SET heartbeat_at = ? WHERE id = ?", (lease_until, worker_id)
+            )
+            return cur.rowcount
+
+    def release(self, worker_id: str, workflow_id: str, fence: int) -> None:
+        """Drop one lease, if this worker still holds it under ``fence``."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE workflows SET owner = NULL, lease_until = NULL"
+                " WHERE id = ? AND owner = ? AND fence = ?",
+                (workflow_id, worker_id, fence),
+            )
+
+    def delete_snapshots(self, workflow_id: str | None = None) -> int:
+        """Delete the snapshots of one workflow (or of all); they are only a cache."""
+        with self._write() as conn:
+            if workflow_id is None:
+                return conn.execute("DELETE FROM snapshots").rowcount
+            return conn.execute(
+                "DELETE FROM snapshots WHERE workflow_id = ?", (workflow_id,)
+            ).rowcount
+
+    def register_worker(self, worker_id: str, host: str, pid: int, now: float) -> None:
+        """Record a live worker process."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO workers (id, host, pid, started_at, heartbeat_at)"
+                " VALUES (?,?,?,?,?)",
+                (worker_id, host, pid, now, now),
+            )
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """Forget a worker that stops cleanly and release its leases."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+            conn.execute(
+                "UPDATE workflows SET owner = NULL, lease_until = NULL WHERE owner = ?",
+                (worker_id,),
+            )
+
+    # -- reads -------------------------------------------------------------
+
+    def read_events(
+        self, workflow_id: str, after_seq: int = 0, until_seq: int | None = None
+    ) -> list[LogEntry]:
+        """Events of one workflow with ``after_seq < seq <= until_seq``, in order."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT seq, at, body FROM events WHERE workflow_id = ? AND seq > ?"
+                " AND seq <= ? ORDER BY seq",
+                (workflow_id, after_seq, until_seq if until_seq is not None else 2**62),
+            ).fetchall()
+        entries = []
+        for seq, at, body in rows:
+            try:
+                entries.append(LogEntry(seq, at, decode_event(body)))
+            except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+                raise CorruptEventError(workflow_id, seq, str(exc)) from exc
+        return entries
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """The index row of one workflow, or None."""
+        with self._connection() as conn:
+            row = conn.execute(
+                f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE id = ?", (workflow_id,)
+            ).fetchone()
+        return _record(row) if row else None
+
+    def list_workflows(
+        self,
+        status: WorkflowStatus | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+    ) -> list[WorkflowRecord]:
+        """Index rows matching ``status`` and ``name``, newest first."""
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(WorkflowStatus(status).value)
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        sql = f"SELECT {_WORKFLOW_COLUMNS} FROM workflows"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_record(row) for row in rows]
+
+    def load_snapshot(self, workflow_id: str) -> Snapshot | None:
+        """The newest snapshot of one workflow (the caller verifies its checksum)."""
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT seq, state, checksum FROM snapshots WHERE workflow_id = ?"
+                " ORDER BY seq DESC LIMIT 1",
+                (workflow_id,),
+            ).fetchone()
+        return Snapshot(workflow_id, row[0], bytes(row[1]), row[2]) if row else None
+
+    def workers(self) -> list[tuple[str, str, int]]:
+        """Every registered worker as (id, host, pid)."""
+        with self._connection() as conn:
+            return [tuple(r) for r in conn.execute("SELECT id, host, pid FROM workers")]  # type: ignore[misc]
+
+
+def _row(workflow_id: str, entry: LogEntry) -> tuple[str, int, str, float, str]:
+    return (
+        workflow_id,
+        entry.seq,
+        type(entry.event).__name__,
+        entry.at,
+        encode_event(entry.event).decode(),
+    )
+
+
+def _record(row: Sequence[object]) -> WorkflowRecord:
+    return msgspec.convert(
+        dict(zip(_WORKFLOW_COLUMNS.split(", "), row, strict=True)), WorkflowRecord
+    )
