@@ -22,6 +22,8 @@ message that says what happened, where, and what to do next.
 
 from __future__ import annotations
 
+import traceback as _traceback
+
 import msgspec
 
 
@@ -189,11 +191,25 @@ class CorruptEventError(StoreError):
         )
 
 
-def details_of(exc: BaseException, traceback: str = "") -> ErrorDetails:
-    """Describe ``exc`` the way the log records it."""
-    cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ in ("builtins", "__main__") else (
-        f"{cls.__module__}.{cls.__qualname__}"
-    )
-    return ErrorDetails(name, str(exc), traceback)
+def details_of(exc: BaseException, with_traceback: bool = False) -> ErrorDetails:
+    """Describe ``exc`` the way the log records it.
 
+    With ``with_traceback``, the formatted traceback starts at the first frame of
+    user code: duralog's and asyncio's own frames above it say nothing useful.
+    """
+    cls = type(exc)
+    if cls.__module__ in ("builtins", "__main__"):
+        name = cls.__qualname__
+    else:
+        name = f"{cls.__module__}.{cls.__qualname__}"
+    text = ""
+    if with_traceback:
+        tb = exc.__traceback__
+        while tb is not None and _is_internal(tb.tb_frame.f_globals.get("__name__", "")):
+            tb = tb.tb_next
+        text = "".join(_traceback.format_exception(cls, exc, tb))
+    return ErrorDetails(name, str(exc), text)
+
+
+def _is_internal(module: str) -> bool:
+    return module.partition(".")[0] in ("duralog", "asyncio", "concurrent")

@@ -195,7 +195,7 @@ class Execution:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    error = details_of(exc, _traceback(exc))
+                    error = details_of(exc, with_traceback=True)
                     if attempt < policy.max_attempts and policy.retryable(type(exc), error.type):
                         delay = policy.delay(attempt, self.worker.sources.random())
                         next_at = time.time() + delay
@@ -304,8 +304,3 @@ class Execution:
         """Run a coroutine of this execution on the worker loop, reporting its failure."""
         return self.worker.spawn(self, coro)
 
-
-def _traceback(exc: BaseException) -> str:
-    import traceback
-
-    return "".join(traceback.format_exception(exc))

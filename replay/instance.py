@@ -22,8 +22,8 @@ here does I/O or reads a clock: new non-deterministic values come from the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
-import traceback
 import uuid
 from asyncio import events as asyncio_events
 from collections.abc import Callable, Coroutine
@@ -181,7 +181,8 @@ class WorkflowInstance:
         try:
             args, kwargs = self.workflow.decode_args(state.args, state.kwargs)
         except PayloadError as exc:
-            self._finish_failed(exc, with_traceback=False)
+            with contextlib.suppress(_Diverged):
+                self._finish_failed(exc, with_traceback=False)
             return
 
         async def main() -> Any:
@@ -195,15 +196,18 @@ class WorkflowInstance:
         task = self._task
         if task is None or not task.done() or self.finished or self.divergence is not None:
             return
-        if task.cancelled():
-            self._decide("WorkflowCancelled", "", lambda: ev.WorkflowCancelled())
-            self.finished = True
+        try:
+            if task.cancelled():
+                self._decide("WorkflowCancelled", "", lambda: ev.WorkflowCancelled())
+                self.finished = True
+                return
+            exc = task.exception()
+            if exc is None:
+                self._finish_completed(task.result())
+            elif not isinstance(exc, _Diverged):
+                self._finish_failed(exc)
+        except _Diverged:
             return
-        exc = task.exception()
-        if exc is None:
-            self._finish_completed(task.result())
-        elif not isinstance(exc, _Diverged):
-            self._finish_failed(exc)
 
     def _finish_completed(self, value: Any) -> None:
         try:
@@ -221,12 +225,8 @@ class WorkflowInstance:
         self.finished = True
 
     def _finish_failed(self, exc: BaseException, with_traceback: bool = True) -> None:
-        text = "".join(traceback.format_exception(exc)) if with_traceback else ""
-        details = details_of(exc, text)
-        try:
-            self._decide("WorkflowFailed", "", lambda: ev.WorkflowFailed(error=details))
-        except _Diverged:
-            return
+        details = details_of(exc, with_traceback)
+        self._decide("WorkflowFailed", "", lambda: ev.WorkflowFailed(error=details))
         self.finished = True
 
     def _deliver(self, kind: str, ref: int) -> None:

@@ -143,7 +143,9 @@ class EventStore(Protocol):
         limit: int = 100,
         workflow_id: str | None = None,
     ) -> list[Claim]:
-        """Take the lease of claimable workflows (unowned, expired, or owned by a dead worker)."""
+        """Take the lease of claimable workflows: unowned, or another worker's lease has
+        expired or that worker is dead. A worker never re-claims its own workflows
+        (that would bump the fence under its own feet)."""
         ...
 
     def renew_leases(self, worker_id: str, lease_until: float) -> int:

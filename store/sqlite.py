@@ -77,8 +77,10 @@ class SQLiteStore:
 
     def _open(self) -> sqlite3.Connection:
         try:
+            # Each connection is used by one thread (or under the memory lock);
+            # check_same_thread=False only lets close() run from any thread.
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=not self._memory
+                self.path, isolation_level=None, check_same_thread=False
             )
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             if not self._memory:
@@ -245,11 +247,13 @@ class SQLiteStore:
         with self._write() as conn:
             found = conn.execute(
                 "UPDATE workflows SET owner = ?, lease_until = ?, fence = fence + 1,"
-                " status = CASE WHEN status = 'PENDING' THEN 'RUNNING' ELSE status END"
+                " reason = CASE WHEN status = 'SUSPENDED' THEN NULL ELSE reason END,"
+                " status = CASE WHEN status IN ('PENDING', 'SUSPENDED') THEN 'RUNNING'"
+                "  ELSE status END"
                 " WHERE id IN (SELECT id FROM workflows"
                 f"  WHERE status IN ({status_marks})"
-                "   AND (owner IS NULL OR owner = ? OR lease_until < ?"
-                f"        OR owner IN ({dead_marks})) {only_id}"
+                "   AND (owner IS NULL OR (owner != ? AND (lease_until < ?"
+                f"        OR owner IN ({dead_marks})))) {only_id}"
                 "  ORDER BY created_at LIMIT ?)"
                 " RETURNING id, fence",
                 params,
