@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
+from duralog.replay.context import WorkflowInfo, current_instance
 
 from duralog.errors import DuralogError
-from duralog.replay.context import WorkflowInfo, current_instance
 
 T = TypeVar("T")
 
@@ -38,9 +38,9 @@ def now() -> dt.datetime:
     """The current time as an aware UTC datetime, recorded so replay sees the same value."""
     instance = current_instance()
     if instance is None:
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
     value = instance.record_marker("now", instance.sources.now, float)
-    return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(value, dt.UTC)
 
 
 def random() -> float:
@@ -110,7 +110,5 @@ def step_info() -> StepInfo:
     """Inside a step run by an engine: its workflow id, seq, attempt and idempotency key."""
     info = _step_info.get()
     if info is None:
-        raise DuralogError(
-            "duralog.step_info() can only be called inside a step run by an engine"
-        )
+        raise DuralogError("duralog.step_info() can only be called inside a step run by an engine")
     return info

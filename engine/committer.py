@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from duralog.errors import StoreError
 from duralog.store.base import Append, EventStore, NewWorkflow
+
+from duralog.errors import StoreError
 
 Outcome = Callable[[Any, BaseException | None], None]
 
@@ -113,10 +115,8 @@ def _loop_outcome(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) 
             future.set_result(result)
 
     def outcome(result: Any, error: BaseException | None) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
             loop.call_soon_threadsafe(resolve, result, error)
-        except RuntimeError:  # the loop is closed: nobody waits any more
-            pass
 
     return outcome
 

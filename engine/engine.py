@@ -14,6 +14,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
+from duralog.replay.definitions import REGISTRY, Registry, Workflow
+from duralog.replay.state import WorkflowState, fold_all
+from duralog.store import codec
+from duralog.store import events as ev
+from duralog.store.base import EventStore, NewWorkflow, WorkflowRecord, WorkflowStatus
+from duralog.store.events import LogEntry
+from duralog.store.sqlite import Durability, SQLiteStore
+
 from duralog.errors import (
     ConfigurationError,
     ErrorDetails,
@@ -24,13 +32,6 @@ from duralog.errors import (
     WorkflowNotFound,
     WorkflowSuspended,
 )
-from duralog.replay.definitions import REGISTRY, Registry, Workflow
-from duralog.replay.state import WorkflowState, fold_all
-from duralog.store import codec
-from duralog.store import events as ev
-from duralog.store.base import EventStore, NewWorkflow, WorkflowRecord, WorkflowStatus
-from duralog.store.events import LogEntry
-from duralog.store.sqlite import Durability, SQLiteStore
 
 from .committer import Committer
 from .worker import Worker, default_worker_id
@@ -171,8 +172,11 @@ class Engine:
             ) from None
         now = time.time()
         started = LogEntry(
-            1, now, ev.WorkflowStarted(name=definition.name, args=args_raw, kwargs=kwargs_raw,
-                                       start_time=now)
+            1,
+            now,
+            ev.WorkflowStarted(
+                name=definition.name, args=args_raw, kwargs=kwargs_raw, start_time=now
+            ),
         )
         worker = self._worker
         owner = self.worker_id if worker is not None else None
@@ -196,7 +200,10 @@ class Engine:
         return WorkflowHandle(self, workflow_id, definition)
 
     def run(
-        self, workflow: Workflow[Any, R], *args: Any, id: str | None = None,
+        self,
+        workflow: Workflow[Any, R],
+        *args: Any,
+        id: str | None = None,
         timeout: float | None = None,
     ) -> R:
         """Start ``workflow(*args)`` and wait for its result."""
@@ -320,4 +327,3 @@ def _check_id(workflow_id: str) -> str:
             f"a workflow id must be at most {MAX_ID_LENGTH} characters without NUL bytes"
         )
     return workflow_id
-

@@ -21,7 +21,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from duralog.errors import LeaseLost, NondeterminismError, PayloadError, details_of
 from duralog.replay.definitions import Step
 from duralog.replay.instance import WorkflowInstance
 from duralog.replay.state import STEP_RETRYING, WorkflowState, dump_state, fold
@@ -30,12 +29,14 @@ from duralog.store import events as ev
 from duralog.store.base import Append, Snapshot, WorkflowStatus
 from duralog.store.events import LogEntry
 
+from duralog.errors import LeaseLost, NondeterminismError, PayloadError, details_of
+
 if TYPE_CHECKING:
     from .worker import Worker
 
 log = logging.getLogger("duralog.engine")
 
-_STATUS_OF = {
+_STATUS_OF: dict[type[Any], WorkflowStatus] = {
     ev.WorkflowCompleted: WorkflowStatus.COMPLETED,
     ev.WorkflowFailed: WorkflowStatus.FAILED,
     ev.WorkflowCancelled: WorkflowStatus.CANCELLED,
@@ -303,4 +304,3 @@ class Execution:
     def spawn(self, coro: Any) -> asyncio.Task[None]:
         """Run a coroutine of this execution on the worker loop, reporting its failure."""
         return self.worker.spawn(self, coro)
-

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import logging
 import os
@@ -21,11 +22,12 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from duralog.errors import CorruptEventError, LeaseLost, RegistrationError
 from duralog.replay.definitions import Registry, Step
 from duralog.replay.instance import WorkflowInstance
 from duralog.replay.state import WorkflowState, fold, load_state, new_state
 from duralog.store.base import Claim, EventStore, WorkflowStatus
+
+from duralog.errors import CorruptEventError, LeaseLost, RegistrationError
 
 from .api import StepInfo, _step_info
 from .committer import Committer
@@ -144,7 +146,7 @@ class Worker:
             if execution.pending:
                 try:
                     await execution.flush()
-                except Exception as exc:  # noqa: BLE001 - shutting down: report, go on
+                except Exception as exc:
                     log.warning("could not commit the tail of %s: %s", execution.workflow_id, exc)
         self.executions.clear()
         await asyncio.sleep(0)
@@ -236,7 +238,7 @@ class Worker:
             await asyncio.sleep(self.poll_interval)
             try:
                 await self._claim(_ACTIVE)
-            except Exception as exc:  # noqa: BLE001 - a failed poll must not stop the worker
+            except Exception as exc:
                 log.warning("worker %s could not poll for work: %s", self.worker_id, exc)
 
     async def _heartbeat(self) -> None:
@@ -244,7 +246,7 @@ class Worker:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 self.store.renew_leases(self.worker_id, time.time() + self.lease_seconds)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("worker %s could not renew its leases: %s", self.worker_id, exc)
 
     # -- serving executions ------------------------------------------------
@@ -268,17 +270,18 @@ class Worker:
         else:
             log.error(
                 "worker %s dropped workflow %s after an internal error: %r (it will be "
-                "recovered from its log)", self.worker_id, execution.workflow_id, exc,
+                "recovered from its log)",
+                self.worker_id,
+                execution.workflow_id,
+                exc,
                 exc_info=exc,
             )
         execution.close()
         if self.executions.get(execution.workflow_id) is execution:
             del self.executions[execution.workflow_id]
             if not isinstance(exc, LeaseLost):
-                try:
+                with contextlib.suppress(Exception):  # else the lease expires by itself
                     self.store.release(self.worker_id, execution.workflow_id, execution.fence)
-                except Exception:  # noqa: BLE001 - the lease expires by itself
-                    pass
 
     def finished(self, execution: Execution) -> None:
         """An execution reached a terminal or suspended state."""
@@ -299,7 +302,8 @@ class Worker:
         context = contextvars.copy_context()
         context.run(_step_info.set, StepInfo(execution.workflow_id, step.name, seq, attempt))
         if step.is_async:
-            awaitable: Any = self.loop.create_task(step.fn(*args, **kwargs), context=context)
+            coro: Any = step.fn(*args, **kwargs)
+            awaitable: Any = self.loop.create_task(coro, context=context)
         else:
             awaitable = self.loop.run_in_executor(
                 self._pool, lambda: context.run(step.fn, *args, **kwargs)
@@ -308,7 +312,7 @@ class Worker:
             return await awaitable
         try:
             return await asyncio.wait_for(awaitable, step.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(
                 f"step {step.name!r} (seq {seq}, attempt {attempt}) of workflow "
                 f"{execution.workflow_id!r} did not finish within its timeout of {step.timeout:g}s"

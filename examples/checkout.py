@@ -74,8 +74,8 @@ def email(order_id: str, receipt: Receipt, parcel: str) -> None:
 @duralog.workflow
 async def checkout(order_id: str, items: list[str], cents: int) -> str:
     slots = await reserve(order_id, items)
-    receipt = await charge(order_id, cents)       # a Receipt, in a live run and on replay
-    await duralog.sleep(0.5)                      # a durable timer: its deadline is in the log
+    receipt = await charge(order_id, cents)  # a Receipt, in a live run and on replay
+    await duralog.sleep(0.5)  # a durable timer: its deadline is in the log
     parcel = await ship(order_id, slots)
     await email(order_id, receipt, parcel)
     return f"order {order_id}: charged {receipt.cents} cents ({receipt.charge_id}), {parcel}"
@@ -126,7 +126,9 @@ def main() -> int:
     runs = list(zip(lines[::2], lines[1::2], strict=True))
     for step, key in runs:
         print(f"    {step:<10} {key}")
-    counts = {step: sum(1 for s, _ in runs if s == step) for step in dict.fromkeys(s for s, _ in runs)}
+    counts = {
+        step: sum(1 for s, _ in runs if s == step) for step in dict.fromkeys(s for s, _ in runs)
+    }
     print(
         "\n    completed before the crash, ran once: "
         + ", ".join(s for s, n in counts.items() if n == 1 and s != "email")

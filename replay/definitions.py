@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import msgspec
+from duralog.store import codec
 
 from duralog.errors import ConfigurationError, PayloadError, RegistrationError, WorkflowSandboxError
-from duralog.store import codec
 
 from .context import current_instance
 
@@ -99,7 +99,7 @@ class Step(Generic[P, R]):
         self.retry = retry or DEFAULT_RETRY
         self.timeout = timeout
         self.is_async = inspect.iscoroutinefunction(fn)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"<duralog step {self.name!r}>"
@@ -152,7 +152,7 @@ class Workflow(Generic[P, R]):
             )
         self.fn = fn
         self.name = name or fn.__qualname__
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"<duralog workflow {self.name!r}>"
@@ -164,7 +164,10 @@ class Workflow(Generic[P, R]):
                 "workflows are not supported yet: call its steps directly, or start it "
                 "from outside with engine.start()"
             )
-        return typing.cast(Coroutine[Any, Any, R], self.fn(*args, **kwargs))
+        return self._call(*args, **kwargs)
+
+    async def _call(self, *args: Any, **kwargs: Any) -> R:
+        return await self.fn(*args, **kwargs)
 
     @functools.cached_property
     def _hints(self) -> tuple[Any, list[tuple[str, Any]]]:

@@ -30,6 +30,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import msgspec
+from duralog.store import codec
+from duralog.store import events as ev
 
 from duralog.errors import (
     ErrorDetails,
@@ -38,14 +40,11 @@ from duralog.errors import (
     StepFailed,
     details_of,
 )
-from duralog.store import codec
-from duralog.store import events as ev
 
 from .context import WorkflowInfo, _current
 from .definitions import Step, Workflow
 from .loop import WorkflowLoop
 from .state import WorkflowState
-
 
 
 class Sources(Protocol):

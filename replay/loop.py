@@ -64,7 +64,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     def time(self) -> float:
         return self._time
 
-    def call_soon(
+    def call_soon(  # type: ignore[override]
         self,
         callback: Callable[..., object],
         *args: Any,
@@ -74,7 +74,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         self._ready.append(handle)
         return handle
 
-    def call_soon_threadsafe(
+    def call_soon_threadsafe(  # type: ignore[override]
         self,
         callback: Callable[..., object],
         *args: Any,
@@ -84,7 +84,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
             "workflow code cannot be reached from other threads; use a step for threaded work"
         )
 
-    def call_later(
+    def call_later(  # type: ignore[override]
         self,
         delay: float,
         callback: Callable[..., object],
@@ -93,7 +93,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     ) -> asyncio.TimerHandle:
         return self.call_at(self._time + max(delay, 0.0), callback, *args, context=context)
 
-    def call_at(
+    def call_at(  # type: ignore[override]
         self,
         when: float,
         callback: Callable[..., object],
@@ -117,7 +117,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     def create_future(self) -> asyncio.Future[Any]:
         return asyncio.Future(loop=self)
 
-    def create_task(  # type: ignore[override]
+    def create_task(
         self,
         coro: Any,
         *,
@@ -178,7 +178,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
             "Do it in a step (@duralog.step) and await the step from the workflow"
         )
 
-    def run_in_executor(self, executor: Any, func: Any, *args: Any) -> Any:
+    def run_in_executor(self, executor: Any, func: Any, *args: Any) -> Any:  # type: ignore[override]
         return self._refuse("run functions in an executor")
 
     def set_default_executor(self, executor: Any) -> None:
@@ -235,13 +235,13 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     async def subprocess_exec(self, *args: Any, **kwargs: Any) -> Any:
         return self._refuse("start subprocesses")
 
-    def add_reader(self, *args: Any, **kwargs: Any) -> None:
+    def add_reader(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         self._refuse("watch file descriptors")
 
     def remove_reader(self, *args: Any, **kwargs: Any) -> bool:
         return bool(self._refuse("watch file descriptors"))
 
-    def add_writer(self, *args: Any, **kwargs: Any) -> None:
+    def add_writer(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         self._refuse("watch file descriptors")
 
     def remove_writer(self, *args: Any, **kwargs: Any) -> bool:
@@ -274,7 +274,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     async def sock_sendfile(self, *args: Any, **kwargs: Any) -> Any:
         return self._refuse("use sockets")
 
-    def add_signal_handler(self, *args: Any, **kwargs: Any) -> None:
+    def add_signal_handler(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         self._refuse("install signal handlers")
 
     def remove_signal_handler(self, sig: int) -> bool:

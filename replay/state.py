@@ -18,10 +18,10 @@ from __future__ import annotations
 import hashlib
 
 import msgspec
-
-from duralog.errors import ErrorDetails
 from duralog.store import events as ev
 from duralog.store.events import NULL, LogEntry
+
+from duralog.errors import ErrorDetails
 
 STEP_SCHEDULED = "scheduled"
 STEP_RUNNING = "running"
@@ -179,7 +179,10 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
         case ev.StepFailed(step_seq=s, attempt=attempt, error=error):
             step = state.steps[s]
             step.status, step.attempt, step.error, step.finished_at = (
-                STEP_FAILED, max(attempt, step.attempt), error, at
+                STEP_FAILED,
+                max(attempt, step.attempt),
+                error,
+                at,
             )
             state.inputs.append(Input(seq, at, kind, s))
         case ev.StepScheduled(name=name, args=args, kwargs=kwargs):

@@ -16,7 +16,7 @@ import msgspec
 from .events import LogEntry
 
 
-class WorkflowStatus(str, Enum):
+class WorkflowStatus(str, Enum):  # noqa: UP042 - keeps str() == value on 3.11
     """Where a workflow is in its life. ``SUSPENDED``: its code diverged from its history."""
 
     PENDING = "PENDING"
@@ -117,7 +117,9 @@ class EventStore(Protocol):
     def read_events(
         self, workflow_id: str, after_seq: int = 0, until_seq: int | None = None
     ) -> list[LogEntry]:
-        """Events ``after_seq < seq <= until_seq`` in seq order; ``CorruptEventError`` on bad bodies."""
+        """Events with ``after_seq < seq <= until_seq``, in seq order.
+
+        Raises ``CorruptEventError`` for a body that does not decode."""
         ...
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:

@@ -40,7 +40,9 @@ def encode(value: Any) -> msgspec.Raw:
     try:
         return msgspec.Raw(_encoder.encode(value))
     except (TypeError, ValueError, OverflowError) as exc:
-        raise PayloadError(f"cannot encode a value of type {type(value).__qualname__}: {exc}") from exc
+        raise PayloadError(
+            f"cannot encode a value of type {type(value).__qualname__}: {exc}"
+        ) from exc
 
 
 def encode_call(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[msgspec.Raw, msgspec.Raw]:

@@ -30,7 +30,7 @@ class BaseEvent(msgspec.Struct, frozen=True, tag=True, tag_field="kind", omit_de
     """Common base of every event; the tag is the class name."""
 
 
-class WorkflowStarted(BaseEvent, kw_only=True):
+class WorkflowStarted(BaseEvent, frozen=True, kw_only=True):
     """The workflow was created: seq 1 of every history."""
 
     name: str
@@ -41,7 +41,7 @@ class WorkflowStarted(BaseEvent, kw_only=True):
     start_time: float = 0.0
 
 
-class StepScheduled(BaseEvent, kw_only=True):
+class StepScheduled(BaseEvent, frozen=True, kw_only=True):
     """Decision: the workflow called a step. This event's seq is the step's seq."""
 
     name: str
@@ -49,14 +49,14 @@ class StepScheduled(BaseEvent, kw_only=True):
     kwargs: msgspec.Raw = NULL
 
 
-class StepStarted(BaseEvent, kw_only=True):
+class StepStarted(BaseEvent, frozen=True, kw_only=True):
     """An attempt of the step began (bookkeeping; not seen by workflow code)."""
 
     step_seq: int
     attempt: int
 
 
-class StepRetrying(BaseEvent, kw_only=True):
+class StepRetrying(BaseEvent, frozen=True, kw_only=True):
     """An attempt failed and the retry policy allows another at ``next_attempt_at``."""
 
     step_seq: int
@@ -65,14 +65,14 @@ class StepRetrying(BaseEvent, kw_only=True):
     next_attempt_at: float
 
 
-class StepCompleted(BaseEvent, kw_only=True):
+class StepCompleted(BaseEvent, frozen=True, kw_only=True):
     """Input: the step returned ``result``."""
 
     step_seq: int
     result: msgspec.Raw
 
 
-class StepFailed(BaseEvent, kw_only=True):
+class StepFailed(BaseEvent, frozen=True, kw_only=True):
     """Input: the step failed for good (no attempt left, or a non-retryable error)."""
 
     step_seq: int
@@ -80,33 +80,33 @@ class StepFailed(BaseEvent, kw_only=True):
     error: ErrorDetails
 
 
-class TimerStarted(BaseEvent, kw_only=True):
+class TimerStarted(BaseEvent, frozen=True, kw_only=True):
     """Decision: a durable timer (``duralog.sleep``, ``asyncio.sleep``, a timeout)."""
 
     fire_at: float
 
 
-class TimerFired(BaseEvent, kw_only=True):
+class TimerFired(BaseEvent, frozen=True, kw_only=True):
     """Input: the timer started at ``timer_seq`` fired."""
 
     timer_seq: int
 
 
-class SignalReceived(BaseEvent, kw_only=True):
+class SignalReceived(BaseEvent, frozen=True, kw_only=True):
     """Input: a signal moved from the inbox into the log."""
 
     name: str
     payload: msgspec.Raw = NULL
 
 
-class MarkerRecorded(BaseEvent, kw_only=True):
+class MarkerRecorded(BaseEvent, frozen=True, kw_only=True):
     """Decision: a recorded non-deterministic value (now, random, uuid, side_effect, patch)."""
 
     marker: str
     value: msgspec.Raw
 
 
-class ChildStarted(BaseEvent, kw_only=True):
+class ChildStarted(BaseEvent, frozen=True, kw_only=True):
     """Decision: the workflow started a child workflow."""
 
     child_id: str
@@ -115,45 +115,45 @@ class ChildStarted(BaseEvent, kw_only=True):
     kwargs: msgspec.Raw = NULL
 
 
-class ChildCompleted(BaseEvent, kw_only=True):
+class ChildCompleted(BaseEvent, frozen=True, kw_only=True):
     """Input: the child started at ``child_seq`` completed."""
 
     child_seq: int
     result: msgspec.Raw
 
 
-class ChildFailed(BaseEvent, kw_only=True):
+class ChildFailed(BaseEvent, frozen=True, kw_only=True):
     """Input: the child started at ``child_seq`` failed."""
 
     child_seq: int
     error: ErrorDetails
 
 
-class CancelRequested(BaseEvent, kw_only=True):
+class CancelRequested(BaseEvent, frozen=True, kw_only=True):
     """Input: someone asked the workflow to cancel."""
 
     reason: str = ""
 
 
-class WorkflowCompleted(BaseEvent, kw_only=True):
+class WorkflowCompleted(BaseEvent, frozen=True, kw_only=True):
     """Terminal decision: the workflow function returned ``result``."""
 
     result: msgspec.Raw
 
 
-class WorkflowFailed(BaseEvent, kw_only=True):
+class WorkflowFailed(BaseEvent, frozen=True, kw_only=True):
     """Terminal decision: the workflow function raised."""
 
     error: ErrorDetails
 
 
-class WorkflowCancelled(BaseEvent, kw_only=True):
+class WorkflowCancelled(BaseEvent, frozen=True, kw_only=True):
     """Terminal decision: the workflow ended by cancellation."""
 
     reason: str = ""
 
 
-class ContinuedAsNew(BaseEvent, kw_only=True):
+class ContinuedAsNew(BaseEvent, frozen=True, kw_only=True):
     """Terminal decision: the run ended and a new run starts with ``args``."""
 
     args: msgspec.Raw
@@ -198,7 +198,7 @@ TERMINAL: tuple[type[BaseEvent], ...] = (
     WorkflowCancelled,
     ContinuedAsNew,
 )
-EVENT_KINDS: frozenset[str] = frozenset(cls.__name__ for cls in Event.__args__)  # type: ignore[attr-defined]
+EVENT_KINDS: frozenset[str] = frozenset(cls.__name__ for cls in Event.__args__)
 
 
 class LogEntry(msgspec.Struct, frozen=True):
@@ -225,4 +225,5 @@ def encode_event(event: Event) -> bytes:
 
 def decode_event(body: bytes | str) -> Event:
     """Decode one event body; raises ``msgspec.DecodeError`` / ``ValidationError``."""
-    return _decoder.decode(body)
+    event: Event = _decoder.decode(body)
+    return event

@@ -89,7 +89,7 @@ def m001_initial(db: Any) -> None:
             started_at REAL NOT NULL,
             heartbeat_at REAL NOT NULL
         );
-        """
+        """,
     )
 
 

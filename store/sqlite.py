@@ -49,9 +49,7 @@ class SQLiteStore:
         self, path: str | Path, *, durability: Durability = "full", busy_timeout: float = 10.0
     ) -> None:
         if durability not in _SYNCHRONOUS:
-            raise ConfigurationError(
-                f"durability must be 'full' or 'normal', not {durability!r}"
-            )
+            raise ConfigurationError(f"durability must be 'full' or 'normal', not {durability!r}")
         self.path = str(path)
         self.durability = durability
         self._busy_ms = int(busy_timeout * 1000)
@@ -79,9 +77,7 @@ class SQLiteStore:
         try:
             # Each connection is used by one thread (or under the memory lock);
             # check_same_thread=False only lets close() run from any thread.
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False
-            )
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             if not self._memory:
                 conn.execute("PRAGMA journal_mode = WAL")
@@ -170,7 +166,9 @@ class SQLiteStore:
         rows = [[_row(item.workflow_id, e) for e in item.entries] for item in batch]
         try:
             with self._write() as conn:
-                return [self._append_one(conn, item, r) for item, r in zip(batch, rows, strict=True)]
+                return [
+                    self._append_one(conn, item, r) for item, r in zip(batch, rows, strict=True)
+                ]
         except sqlite3.IntegrityError:
             if len(batch) == 1:
                 return [False]
@@ -374,7 +372,8 @@ class SQLiteStore:
     def workers(self) -> list[tuple[str, str, int]]:
         """Every registered worker as (id, host, pid)."""
         with self._connection() as conn:
-            return [tuple(r) for r in conn.execute("SELECT id, host, pid FROM workers")]  # type: ignore[misc]
+            rows = conn.execute("SELECT id, host, pid FROM workers").fetchall()
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
 def _row(workflow_id: str, entry: LogEntry) -> tuple[str, int, str, float, str]:

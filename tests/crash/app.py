@@ -62,5 +62,7 @@ async def sleeper(x: int, seconds: float) -> int:
 if __name__ == "__main__":
     db, name, workflow_id, *args = sys.argv[1:]
     with duralog.Engine(db) as engine:
-        handle = engine.start(name, *[float(v) if "." in v else int(v) for v in args], id=workflow_id)
+        handle = engine.start(
+            name, *[float(v) if "." in v else int(v) for v in args], id=workflow_id
+        )
         print(handle.result(timeout=60), flush=True)

@@ -11,8 +11,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import duralog
 from duralog.store.sqlite import SQLiteStore
+
+import duralog
 
 APP = str(Path(__file__).with_name("app.py"))
 
@@ -87,9 +88,7 @@ def test_killed_between_steps(tmp_path: Path) -> None:
 def test_killed_during_a_durable_sleep_keeps_the_deadline(tmp_path: Path) -> None:
     db, ledger = str(tmp_path / "log.db"), tmp_path / "ledger"
     first = spawn(db, ledger, "sleeper", "w3", "5", "3.0")
-    started = wait_for(
-        lambda: [e for e in history(db, "w3") if e.kind == "TimerStarted"]
-    )[0]
+    started = wait_for(lambda: [e for e in history(db, "w3") if e.kind == "TimerStarted"])[0]
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=10)
     time.sleep(1.0)  # the machine stays down for a second
@@ -97,7 +96,9 @@ def test_killed_during_a_durable_sleep_keeps_the_deadline(tmp_path: Path) -> Non
     assert resume(db, ledger, "sleeper", "w3", "5", "3.0") == "3"
     fired = next(e for e in history(db, "w3") if e.kind == "TimerFired")
     deadline = started.event.fire_at
-    assert deadline <= fired.at < deadline + 0.8, "the sleep restarted instead of keeping its deadline"
+    assert deadline <= fired.at < deadline + 0.8, (
+        "the sleep restarted instead of keeping its deadline"
+    )
     assert ledger_counts(ledger) == Counter({"a w3:2": 1, "c w3:7": 1})
     store = SQLiteStore(db)
     record = store.get_workflow("w3")

@@ -11,9 +11,9 @@ import uuid
 
 import msgspec
 import pytest
+from duralog.store.events import StepCompleted, StepFailed, StepRetrying, StepStarted
 
 import duralog
-from duralog.store.events import StepCompleted, StepFailed, StepRetrying, StepStarted
 
 
 @dataclasses.dataclass
@@ -38,7 +38,7 @@ def make_receipt(order_id: str, cents: int) -> Receipt:
 
 @duralog.step
 async def make_parcel(order_id: str) -> Parcel:
-    return Parcel(f"p-{order_id}", dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc))
+    return Parcel(f"p-{order_id}", dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
 
 
 @duralog.workflow
@@ -234,8 +234,12 @@ def test_durable_sleep_waits_and_is_recorded(engine: duralog.Engine) -> None:
 
 @duralog.workflow
 async def markers() -> list[str]:
-    return [str(duralog.uuid4()), str(duralog.random()), duralog.now().isoformat(),
-            str(duralog.side_effect(lambda: 42))]
+    return [
+        str(duralog.uuid4()),
+        str(duralog.random()),
+        duralog.now().isoformat(),
+        str(duralog.side_effect(lambda: 42)),
+    ]
 
 
 def test_markers_are_recorded_and_replayed(engine: duralog.Engine) -> None:
@@ -285,7 +289,7 @@ def test_idempotency_keys_are_workflow_id_and_seq(engine: duralog.Engine) -> Non
 
 def test_result_timeout_is_a_timeout_error(engine: duralog.Engine) -> None:
     handle = engine.start(sleepy, 30.0)
-    with pytest.raises(TimeoutError, match="did not finish within 0.1s"):
+    with pytest.raises(TimeoutError, match=r"did not finish within 0\.1s"):
         handle.result(timeout=0.1)
 
 

@@ -10,14 +10,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given
-from hypothesis import strategies as st
-
-import duralog
 from duralog.replay.definitions import Registry, Workflow
 from duralog.store.base import Append, NewWorkflow
 from duralog.store.events import LogEntry, StepCompleted
 from duralog.store.sqlite import SQLiteStore
+from hypothesis import given
+from hypothesis import strategies as st
+
+import duralog
 
 executions: list[str] = []
 
@@ -92,9 +92,7 @@ def test_crash_at_every_event_boundary_gives_the_same_outcome(program_ops: list[
 
     for cut in range(1, len(history)):
         prefix = history[:cut]
-        completed = {
-            f"p:{e.event.step_seq}" for e in prefix if isinstance(e.event, StepCompleted)
-        }
+        completed = {f"p:{e.event.step_seq}" for e in prefix if isinstance(e.event, StepCompleted)}
         executions.clear()
         result, recovered = run_from(prefix, "p")
         assert result == expected, f"crash after seq {cut}"

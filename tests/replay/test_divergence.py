@@ -8,11 +8,11 @@ import time
 from typing import Any
 
 import pytest
-
-import duralog
 from duralog.replay.check import replay_history
 from duralog.replay.definitions import Registry, Workflow
 from duralog.store.events import LogEntry, StepCompleted, StepScheduled
+
+import duralog
 
 
 @duralog.step
@@ -166,7 +166,6 @@ def test_gather_over_steps_finishing_in_random_order_replays(engine: duralog.Eng
 def test_gather_replays_with_results_in_reverse_order() -> None:
     # A history written by hand: three steps scheduled together, completed backwards.
     import msgspec
-
     from duralog.store import events as ev
 
     def raw(value: object) -> msgspec.Raw:
@@ -176,7 +175,9 @@ def test_gather_replays_with_results_in_reverse_order() -> None:
     for i in range(3):
         entries.append(LogEntry(2 + i, 10.0, ev.StepScheduled(name="jittery", args=raw([i]))))
     for i, step_seq in enumerate((4, 3, 2)):
-        entries.append(LogEntry(5 + i, 11.0 + i, ev.StepCompleted(step_seq=step_seq, result=raw(step_seq - 2))))
+        entries.append(
+            LogEntry(5 + i, 11.0 + i, ev.StepCompleted(step_seq=step_seq, result=raw(step_seq - 2)))
+        )
     instance, _ = replay_history(gathered, entries)
     assert not instance.finished  # it now waits on the second gather, which is not recorded
     assert not instance.is_replaying
