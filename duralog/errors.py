@@ -11,6 +11,7 @@
     ├── StepFailed                a step exhausted its retries or raised a non-retryable error
     ├── NondeterminismError       replayed code made a different decision than the history
     ├── PayloadError              a value could not be encoded or decoded
+    ├── HistoryFileError          a history file is malformed; nothing was replayed
     ├── WorkflowSandboxError      workflow code tried real I/O or another forbidden operation
     ├── LeaseLost                 another worker owns the workflow now (fencing)
     └── StoreError                the store is unreadable or holds a corrupt record
@@ -159,6 +160,10 @@ class NondeterminismError(DuralogError):
 
 class PayloadError(DuralogError):
     """A value could not be encoded into, or decoded from, the log."""
+
+
+class HistoryFileError(DuralogError):
+    """A history file is malformed, truncated or of an unknown version; nothing was replayed."""
 
 
 class WorkflowSandboxError(DuralogError):

@@ -1,31 +1,117 @@
-"""Replay a recorded history against workflow code, without running any step.
+"""Replay recorded histories against workflow code, without running any step.
 
 This is how a code change is checked before it is deployed, and how a test
 pins a golden history: the code must make exactly the recorded decisions, in
-order, given the recorded inputs; otherwise ``NondeterminismError`` says where.
+order, given the recorded inputs; otherwise the report says where it diverged.
+
+    report = check(history, registry)      # or check(history, {"checkout": checkout})
+    if not report.ok:
+        print(report.error)                # workflow id, seq, recorded vs attempted, file:line
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
 from duralog.store.events import LogEntry
 
-from .definitions import Workflow
+from duralog.errors import NondeterminismError, RegistrationError
+
+from .definitions import Registry, Workflow
+from .history import History
 from .instance import WorkflowInstance
-from .state import WorkflowState, fold_all
+from .state import Input, WorkflowState, fold_all
+
+
+class ReplayReport(msgspec.Struct, frozen=True):
+    """The outcome of replaying one history.
+
+    ``ok`` is True when the code made every recorded decision. ``finished`` says
+    whether the code reached its end; ``waiting_at`` is where it waits otherwise
+    (``file:line``). ``replayed_to`` is the last seq replayed.
+    """
+
+    workflow_id: str
+    workflow_name: str
+    ok: bool
+    replayed_to: int
+    events: int
+    finished: bool
+    waiting_at: str | None = None
+    error: str | None = None
+    seq: int | None = None
+    recorded: str | None = None
+    attempted: str | None = None
+    location: str | None = None
+
+
+Workflows = Registry | Mapping[str, Workflow[Any, Any]] | Sequence[Workflow[Any, Any]]
 
 
 def replay_history(
-    workflow: Workflow[Any, Any], entries: Sequence[LogEntry], workflow_id: str = "replay"
+    workflow: Workflow[Any, Any],
+    entries: Sequence[LogEntry],
+    workflow_id: str = "replay",
+    on_input: Callable[[Input], None] | None = None,
 ) -> tuple[WorkflowInstance, WorkflowState]:
-    """Run ``workflow``'s code against ``entries``; raises ``NondeterminismError`` on a divergence.
+    """Run ``workflow``'s code against ``entries``; raises ``NondeterminismError`` on divergence.
 
-    Returns the instance (``finished`` tells whether the code reached its end)
-    and the folded state of the history.
+    Returns the instance (``finished`` tells whether the code reached its end) and
+    the folded state of the history.
     """
     state = fold_all(workflow_id, list(entries))
     instance = WorkflowInstance(workflow, workflow_id)
+    instance.on_input = on_input
     instance.feed(state, state.last_seq + 1)
     return instance, state
+
+
+def find_workflow(workflows: Workflows, name: str) -> Workflow[Any, Any]:
+    """The workflow called ``name`` among ``workflows``; ``RegistrationError`` if absent."""
+    if isinstance(workflows, Registry):
+        return workflows.get(name)
+    if isinstance(workflows, Mapping):
+        found = workflows.get(name)
+    else:
+        found = next((w for w in workflows if w.name == name), None)
+    if found is None:
+        raise RegistrationError(f"no workflow named {name!r} among the ones given to check()")
+    return found
+
+
+def check(
+    history: History,
+    workflows: Workflows,
+    until: int | None = None,
+    on_input: Callable[[Input], None] | None = None,
+) -> ReplayReport:
+    """Replay ``history`` (up to seq ``until``) against the matching workflow's code."""
+    entries = [e for e in history.events if until is None or e.seq <= until]
+    workflow = find_workflow(workflows, history.workflow_name)
+    base = {
+        "workflow_id": history.workflow_id,
+        "workflow_name": history.workflow_name,
+        "events": len(history.events),
+        "replayed_to": entries[-1].seq if entries else 0,
+    }
+    try:
+        instance, _ = replay_history(workflow, entries, history.workflow_id, on_input)
+    except NondeterminismError as exc:
+        return ReplayReport(
+            ok=False,
+            finished=False,
+            error=str(exc),
+            seq=exc.seq,
+            recorded=exc.recorded,
+            attempted=exc.attempted,
+            location=exc.location,
+            **base,  # type: ignore[arg-type]
+        )
+    return ReplayReport(
+        ok=True,
+        finished=instance.finished,
+        waiting_at=None if instance.finished else instance.waiting_at(),
+        **base,  # type: ignore[arg-type]
+    )

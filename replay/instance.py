@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import typing
 import uuid
 from asyncio import events as asyncio_events
 from collections.abc import Callable, Coroutine
@@ -44,7 +45,7 @@ from duralog.errors import (
 from .context import WorkflowInfo, _current
 from .definitions import Step, Workflow
 from .loop import WorkflowLoop
-from .state import WorkflowState
+from .state import Input, WorkflowState
 
 
 class Sources(Protocol):
@@ -107,6 +108,8 @@ class WorkflowInstance:
         self._steps: dict[int, tuple[Step[Any, Any], asyncio.Future[Any]]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._timer_seqs: dict[int, int] = {}
+        #: Called with each input just before it is delivered (debuggers hook in here).
+        self.on_input: Callable[[Input], None] | None = None
 
     # -- driving -----------------------------------------------------------
 
@@ -134,6 +137,8 @@ class WorkflowInstance:
                 item = inputs[self._inputs_seen]
                 self._inputs_seen += 1
                 self.loop.set_time(item.at)
+                if self.on_input is not None:
+                    self.on_input(item)
                 self._deliver(item.kind, item.ref)
                 self._run()
             if (
@@ -346,12 +351,21 @@ class WorkflowInstance:
         code = getattr(self.workflow.fn, "__code__", None)
         return f"{code.co_filename}:{code.co_firstlineno}" if code else self.workflow.name
 
+    def waiting_at(self) -> str | None:
+        """``file:line`` where the workflow code waits now (its definition once it ended)."""
+        return self._waiting_at()
+
     def _waiting_at(self) -> str | None:
         task = self._task
         if task is None or task.done():
             return self._defined_at()
-        frames = task.get_stack()
-        return _location_of(frames[-1]) if frames else None
+        # Follow the chain of awaits down to the innermost frame of user code.
+        found, awaited = None, typing.cast(Any, task.get_coro())
+        while awaited is not None and getattr(awaited, "cr_frame", None) is not None:
+            if not _is_internal(awaited.cr_frame):
+                found = awaited.cr_frame
+            awaited = getattr(awaited, "cr_await", None)
+        return _location_of(found) if found is not None else None
 
 
 _TERMINAL_KINDS = frozenset({"WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled"})
@@ -364,11 +378,15 @@ async def _await(future: asyncio.Future[Any]) -> Any:
 def _caller_location() -> str | None:
     frame = sys._getframe(1)
     while frame is not None:
-        module = frame.f_globals.get("__name__", "")
-        if module.partition(".")[0] not in ("duralog", "asyncio"):
+        if not _is_internal(frame):
             return _location_of(frame)
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+def _is_internal(frame: Any) -> bool:
+    module: str = frame.f_globals.get("__name__", "")
+    return module.partition(".")[0] in ("duralog", "asyncio")
 
 
 def _location_of(frame: Any) -> str:

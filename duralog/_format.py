@@ -1,0 +1,140 @@
+"""Human-readable renderings of histories and states, for the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from duralog.replay.state import WorkflowState
+from duralog.store import events as ev
+from duralog.store.base import WorkflowRecord
+from duralog.store.events import LogEntry
+
+
+def when(ts: float | None) -> str:
+    """An epoch time as ``2026-11-25 20:41:07.123 UTC``."""
+    if ts is None:
+        return "-"
+    stamp = dt.datetime.fromtimestamp(ts, dt.UTC)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def payload(raw: msgspec.Raw, limit: int = 120) -> str:
+    """A payload as compact JSON, shortened to ``limit`` characters."""
+    text = bytes(raw).decode("utf-8", "replace")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe(entry: LogEntry, steps: dict[int, str]) -> str:
+    """What one event says, in a line (without seq and time)."""
+    e = entry.event
+    match e:
+        case ev.WorkflowStarted(name=name, args=args):
+            return f"{name}{payload(args)}"
+        case ev.StepScheduled(name=name, args=args):
+            return f"{name}({payload(args)[1:-1]})"
+        case ev.StepStarted(step_seq=s, attempt=attempt):
+            return f"{steps.get(s, s)} attempt {attempt}"
+        case ev.StepRetrying(step_seq=s, attempt=attempt, error=error, next_attempt_at=nxt):
+            return f"{steps.get(s, s)} attempt {attempt} failed: {error}; next at {when(nxt)}"
+        case ev.StepCompleted(step_seq=s, result=result):
+            return f"{steps.get(s, s)} -> {payload(result)}"
+        case ev.StepFailed(step_seq=s, attempt=attempt, error=error):
+            return f"{steps.get(s, s)} failed after {attempt} attempt(s): {error}"
+        case ev.TimerStarted(fire_at=fire_at):
+            return f"until {when(fire_at)} (+{fire_at - entry.at:.3f}s)"
+        case ev.TimerFired(timer_seq=t):
+            return f"timer {t}"
+        case ev.MarkerRecorded(marker=marker, value=value):
+            return f"{marker} = {payload(value)}"
+        case ev.SignalReceived(name=name, payload=value):
+            return f"{name} {payload(value)}"
+        case ev.WorkflowCompleted(result=result):
+            return f"-> {payload(result)}"
+        case ev.WorkflowFailed(error=error):
+            return str(error)
+        case _:
+            return ""
+
+
+def timeline(entries: Sequence[LogEntry]) -> list[str]:
+    """One line per event: seq, offset from the start, kind, what it says, step duration."""
+    if not entries:
+        return []
+    start = entries[0].at
+    steps: dict[int, str] = {}
+    began: dict[int, float] = {}
+    lines = []
+    for entry in entries:
+        e = entry.event
+        if isinstance(e, ev.StepScheduled):
+            steps[entry.seq] = e.name
+        took = ""
+        if isinstance(e, ev.StepStarted):
+            began[e.step_seq] = entry.at
+        elif isinstance(e, ev.StepCompleted | ev.StepFailed | ev.StepRetrying) and (
+            e.step_seq in began
+        ):
+            took = f"  ({(entry.at - began[e.step_seq]) * 1000:.1f} ms)"
+        lines.append(
+            f"{entry.seq:>5}  +{entry.at - start:9.3f}s  {entry.kind:<18} "
+            f"{describe(entry, steps)}{took}".rstrip()
+        )
+    return lines
+
+
+def record_row(record: WorkflowRecord) -> str:
+    """One ``duralog list`` line."""
+    return (
+        f"{record.id:<36} {record.name:<24} {record.status.value:<10} "
+        f"{record.last_seq:>6}  {when(record.updated_at)}"
+    )
+
+
+def state_lines(state: WorkflowState) -> list[str]:
+    """The derived state, for ``duralog inspect``."""
+    lines = [
+        f"workflow  {state.workflow_id} ({state.name})",
+        f"at seq    {state.last_seq} ({when(state.last_at)})",
+        f"status    {state.status}",
+        f"input     {payload(state.args)}",
+    ]
+    if state.status == "COMPLETED":
+        lines.append(f"result    {payload(state.result)}")
+    if state.error is not None:
+        lines.append(f"error     {state.error}")
+    done = [s for s in state.steps.values() if s.done]
+    pending = state.pending_steps()
+    lines.append(f"steps     {len(done)} finished, {len(pending)} pending")
+    for step in done:
+        outcome = (
+            payload(step.result, 80)
+            if step.error is None or step.status == "completed"
+            else str(step.error)
+        )
+        lines.append(
+            f"  {step.seq:>5} {step.name:<20} {step.status:<9} attempt {step.attempt}  {outcome}"
+        )
+    for step in pending:
+        extra = f"  next attempt {when(step.next_attempt_at)}" if step.next_attempt_at else ""
+        lines.append(
+            f"  {step.seq:>5} {step.name:<20} {step.status:<9} attempt {step.attempt}{extra}"
+        )
+    timers = state.pending_timers()
+    if state.timers:
+        lines.append(f"timers    {len(state.timers) - len(timers)} fired, {len(timers)} pending")
+        for timer in timers:
+            lines.append(f"  {timer.seq:>5} fires at {when(timer.fire_at)}")
+    if state.markers:
+        lines.append("markers")
+        for marker in state.markers.values():
+            lines.append(f"  {marker.seq:>5} {marker.marker:<12} {payload(marker.value, 80)}")
+    return lines
+
+
+def state_json(state: WorkflowState) -> Any:
+    """The derived state as plain JSON-able data."""
+    return msgspec.json.decode(msgspec.json.encode(state))

@@ -1,0 +1,467 @@
+"""The ``duralog`` command line (also ``python -m duralog``).
+
+Commands stay thin: parse, call the library, print. Errors are one line on
+stderr and a non-zero exit code (2 for unusable input such as a malformed
+history file), never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+import pdb
+import signal
+import sys
+import sysconfig
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from duralog import _format
+from duralog.engine.engine import Engine
+from duralog.errors import DuralogError, HistoryFileError
+from duralog.replay.check import ReplayReport, check
+from duralog.replay.definitions import REGISTRY
+from duralog.replay.history import History, dump_history, entries_json, load_history
+from duralog.replay.state import Input, fold_all
+from duralog.store.base import WorkflowStatus
+from duralog.store.sqlite import SQLiteStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Problem(click.ClickException):
+    """A clear one-line error with an exit code."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def friendly(fn: F) -> F:
+    """Turn duralog errors into one line and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HistoryFileError as exc:
+            raise Problem(str(exc), 2) from None
+        except DuralogError as exc:
+            raise Problem(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Context:
+    """What every command gets: the database path and the loaded app."""
+
+    def __init__(self, db: str, app: str | None) -> None:
+        self.db = db
+        self.app = app
+        self._loaded = False
+
+    def load_app(self, required: bool = True) -> None:
+        """Import the ``--app`` module, which registers the workflows."""
+        if self._loaded:
+            return
+        if self.app is None:
+            if required:
+                raise Problem(
+                    "this command runs workflow code: pass --app MODULE (the module that "
+                    "defines your workflows, e.g. --app myapp.workflows) or set DURALOG_APP"
+                )
+            return
+        sys.path.insert(0, os.getcwd())
+        try:
+            importlib.import_module(self.app)
+        except ImportError as exc:
+            raise Problem(f"cannot import --app {self.app!r}: {exc}") from None
+        except Exception as exc:  # the user's module raised on import
+            raise Problem(
+                f"importing --app {self.app!r} raised {type(exc).__name__}: {exc}"
+            ) from None
+        self._loaded = True
+
+    def store(self) -> SQLiteStore:
+        """Open the log (it must exist, unless the command creates workflows)."""
+        if not Path(self.db).exists():
+            raise Problem(f"no duralog database at {self.db} (use --db PATH or DURALOG_DB)")
+        return SQLiteStore(self.db)
+
+    def history(self, workflow_id: str) -> History:
+        """One workflow's history from the log."""
+        store = self.store()
+        try:
+            record = store.get_workflow(workflow_id)
+            if record is None:
+                raise Problem(f"no workflow with id {workflow_id!r} in {self.db}")
+            return History(workflow_id, record.name, store.read_events(workflow_id))
+        finally:
+            store.close()
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    envvar="DURALOG_DB",
+    default="duralog.db",
+    show_default=True,
+    help="The SQLite log (env DURALOG_DB).",
+)
+@click.option("--app", envvar="DURALOG_APP", help="Module that registers your workflows.")
+@click.version_option(package_name="duralog")
+@click.pass_context
+def main(ctx: click.Context, db: str, app: str | None) -> None:
+    """duralog: durable workflows on an embedded log.
+
+    \b
+    Example:
+      duralog --db shop.db list
+      duralog --db shop.db --app shop.workflows replay --all
+    """
+    ctx.obj = Context(db, app)
+
+
+@main.command()
+@click.option(
+    "--concurrency", type=int, default=32, show_default=True, help="Threads for sync steps."
+)
+@pass_context
+@friendly
+def worker(ctx: Context, concurrency: int) -> None:
+    """Run a worker until interrupted: recover, then advance workflows.
+
+    \b
+    Example:
+      duralog --db shop.db --app shop.workflows worker
+    """
+    ctx.load_app()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with Engine(ctx.db, max_threads=concurrency) as engine:
+        click.echo(f"worker {engine.worker_id} serving {ctx.db} (Ctrl-C to stop)", err=True)
+        stop.wait()
+    click.echo("worker stopped", err=True)
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--input",
+    "input_json",
+    default="[]",
+    show_default=True,
+    help="JSON array of the workflow's positional arguments.",
+)
+@click.option("--id", "workflow_id", help="Workflow id (starting an existing id is a no-op).")
+@click.option("--wait", is_flag=True, help="Run it here and print the result.")
+@click.option("--timeout", type=float, help="With --wait: seconds to wait.")
+@pass_context
+@friendly
+def start(
+    ctx: Context,
+    name: str,
+    input_json: str,
+    workflow_id: str | None,
+    wait: bool,
+    timeout: float | None,
+) -> None:
+    """Start workflow NAME; without --wait a running worker picks it up.
+
+    \b
+    Example:
+      duralog --app shop.workflows start checkout --input '["o-1", 1999]' --id order-o-1 --wait
+    """
+    ctx.load_app()
+    try:
+        args = json.loads(input_json)
+    except json.JSONDecodeError as exc:
+        raise Problem(f"--input is not valid JSON: {exc}", 2) from None
+    if not isinstance(args, list):
+        raise Problem("--input must be a JSON array of positional arguments, e.g. '[1, \"a\"]'", 2)
+    REGISTRY.get(name)
+    with Engine(ctx.db, worker=wait) as engine:
+        handle = engine.start(name, *args, id=workflow_id)
+        click.echo(handle.id)
+        if wait:
+            click.echo(json.dumps(handle.result(timeout=timeout), default=str))
+
+
+@main.command(name="list")
+@click.option("--status", type=click.Choice([s.value for s in WorkflowStatus]), help="Filter.")
+@click.option("--name", help="Only workflows of this name.")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+@pass_context
+@friendly
+def list_(ctx: Context, status: str | None, name: str | None, limit: int, as_json: bool) -> None:
+    """List workflows, newest first.
+
+    \b
+    Example:
+      duralog --db shop.db list --status RUNNING
+    """
+    store = ctx.store()
+    try:
+        records = store.list_workflows(
+            WorkflowStatus(status) if status else None, name, limit=limit
+        )
+    finally:
+        store.close()
+    if as_json:
+        click.echo(msgspec.json.encode(records).decode())
+        return
+    for record in records:
+        click.echo(_format.record_row(record))
+
+
+@main.command()
+@click.argument("workflow_id")
+@pass_context
+@friendly
+def show(ctx: Context, workflow_id: str) -> None:
+    """Status, input, result or error, and a readable timeline of one workflow.
+
+    \b
+    Example:
+      duralog --db shop.db show order-o-1
+    """
+    history = ctx.history(workflow_id)
+    store = ctx.store()
+    try:
+        record = store.get_workflow(workflow_id)
+    finally:
+        store.close()
+    assert record is not None
+    state = fold_all(workflow_id, history.events)
+    click.echo(f"workflow  {workflow_id} ({record.name})")
+    click.echo(f"status    {record.status.value}" + (f": {record.reason}" if record.reason else ""))
+    click.echo(f"input     {_format.payload(state.args, 200)}")
+    if state.status == "COMPLETED":
+        click.echo(f"result    {_format.payload(state.result, 200)}")
+    if state.error is not None:
+        click.echo(f"error     {state.error}")
+    click.echo(f"started   {_format.when(state.started_at)}")
+    click.echo(f"events    {len(history.events)}\n")
+    for line in _format.timeline(history.events):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of events (seq, at, kind...).")
+@pass_context
+@friendly
+def history(ctx: Context, workflow_id: str, as_json: bool) -> None:
+    """Print a workflow's events.
+
+    \b
+    Example:
+      duralog --db shop.db history order-o-1 --json | jq '.[].kind'
+    """
+    entries = ctx.history(workflow_id).events
+    if as_json:
+        click.echo(entries_json(entries).decode())
+        return
+    for line in _format.timeline(entries):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="File to write ('-' for stdout).",
+)
+@pass_context
+@friendly
+def export(ctx: Context, workflow_id: str, output: str) -> None:
+    """Write a workflow's history as a self-describing JSON file.
+
+    \b
+    Example:
+      duralog --db prod.db export order-o-1 -o order-o-1.json
+    """
+    data = dump_history(ctx.history(workflow_id))
+    if output == "-":
+        click.echo(data.decode(), nl=False)
+        return
+    Path(output).write_bytes(data)
+    click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
+@click.argument("workflow_id", required=False)
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A history file from `duralog export` (repeatable).",
+)
+@click.option("--all", "all_", is_flag=True, help="Every workflow in --db.")
+@click.option("--name", help="With --all: only workflows of this name.")
+@click.option("--until", type=int, help="Stop after this seq and report where the code is.")
+@click.option("--break-at", type=int, help="Drop into pdb in the workflow code at this seq.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON report per line.")
+@pass_context
+@friendly
+def replay(
+    ctx: Context,
+    workflow_id: str | None,
+    files: tuple[str, ...],
+    all_: bool,
+    name: str | None,
+    until: int | None,
+    break_at: int | None,
+    as_json: bool,
+) -> None:
+    """Replay histories against the current code; exit 1 if any diverges.
+
+    No step runs: recorded results are fed to the code, and every decision it
+    makes is compared with the recorded one.
+
+    \b
+    Examples:
+      duralog --db shop.db --app shop.workflows replay order-o-1
+      duralog --app shop.workflows replay --file order-o-1.json
+      duralog --db prod-copy.db --app shop.workflows replay --all   # before a deploy
+    """
+    ctx.load_app()
+    if sum(bool(x) for x in (workflow_id, files, all_)) != 1:
+        raise Problem("give exactly one of: a workflow ID, --file FILE, or --all", 2)
+    histories = list(_histories(ctx, workflow_id, files, all_, name))
+    hook = _breakpoint_at(break_at) if break_at is not None else None
+    agree = diverge = 0
+    show_progress = all_ and not as_json and len(histories) > 1
+    for i, history in enumerate(histories, 1):
+        report = check(history, REGISTRY, until=until, on_input=hook)
+        agree, diverge = agree + report.ok, diverge + (not report.ok)
+        if as_json:
+            click.echo(msgspec.json.encode(report).decode())
+        elif not report.ok or not show_progress:
+            click.echo(_report_text(report))
+        if show_progress:
+            click.echo(
+                f"\r[{i}/{len(histories)}] {agree} agree, {diverge} diverge", nl=False, err=True
+            )
+    if show_progress:
+        click.echo("", err=True)
+    if len(histories) > 1 and not as_json:
+        click.echo(f"{agree} agree, {diverge} diverge")
+    sys.exit(1 if diverge else 0)
+
+
+def _histories(
+    ctx: Context, workflow_id: str | None, files: tuple[str, ...], all_: bool, name: str | None
+) -> Any:
+    if workflow_id:
+        yield ctx.history(workflow_id)
+    for file in files:
+        try:
+            data = Path(file).read_bytes()
+        except OSError as exc:
+            raise Problem(f"cannot read {file}: {exc.strerror}", 2) from None
+        try:
+            yield load_history(data)
+        except HistoryFileError as exc:
+            raise Problem(f"{file}: {exc}", 2) from None
+    if all_:
+        store = ctx.store()
+        try:
+            ids = [r.id for r in store.list_workflows(name=name)]
+        finally:
+            store.close()
+        for found in ids:
+            yield ctx.history(found)
+
+
+def _report_text(report: ReplayReport) -> str:
+    head = f"{report.workflow_id} ({report.workflow_name}): "
+    if not report.ok:
+        return (
+            f"{head}DIVERGES at seq {report.seq}\n"
+            f"  recorded:  {report.recorded or 'nothing'}\n"
+            f"  attempted: {report.attempted or 'no further decision'}\n"
+            f"  code:      {report.location or 'unknown'}\n"
+            "  hint: keep the old path for running workflows behind "
+            '`if duralog.patched("my-change")`, or let them finish on the old code'
+        )
+    where = "finished" if report.finished else f"waiting at {report.waiting_at}"
+    return f"{head}agrees (replayed {report.replayed_to} of {report.events} events, {where})"
+
+
+def _breakpoint_at(seq: int) -> Callable[[Input], None]:
+    fired = False
+
+    def hook(item: Input) -> None:
+        nonlocal fired
+        if fired or item.seq < seq:
+            return
+        fired = True
+        click.echo(
+            f"-- replay reached seq {item.seq} ({item.kind}); pdb stops at the line of workflow "
+            "code that receives it: `n` steps, `p name` prints, `c` continues --",
+            err=True,
+        )
+        _WorkflowPdb().set_trace(sys._getframe(1))
+
+    return hook
+
+
+class _WorkflowPdb(pdb.Pdb):
+    """pdb that only stops in user code: the first line it shows is the workflow
+    code resuming with the recorded value, not duralog's or the stdlib's frames."""
+
+    _library = tuple(
+        p for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]} if p
+    )
+
+    def stop_here(self, frame: Any) -> bool:
+        module = frame.f_globals.get("__name__", "")
+        if module.partition(".")[0] in ("duralog", "click") or frame.f_code.co_filename.startswith(
+            self._library
+        ):
+            return False
+        return bool(super().stop_here(frame))
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--at", "at", type=int, help="Derive the state from the first AT events.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+@friendly
+def inspect(ctx: Context, workflow_id: str, at: int | None, as_json: bool) -> None:
+    """The state derived from the log at any event: time travel.
+
+    \b
+    Example:
+      duralog --db shop.db inspect order-o-1 --at 7
+    """
+    history = ctx.history(workflow_id)
+    if at is not None and not 1 <= at <= len(history.events):
+        raise Problem(f"--at must be between 1 and {len(history.events)} for {workflow_id}", 2)
+    state = fold_all(workflow_id, [e for e in history.events if at is None or e.seq <= at])
+    if as_json:
+        click.echo(json.dumps(_format.state_json(state)))
+        return
+    for line in _format.state_lines(state):
+        click.echo(line)
