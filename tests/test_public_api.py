@@ -1,0 +1,79 @@
+"""The public surface is a contract: this pins it."""
+
+from __future__ import annotations
+
+import duralog
+
+EXPECTED = {
+    "ConfigurationError",
+    "CorruptEventError",
+    "DuralogError",
+    "Engine",
+    "ErrorDetails",
+    "HistoryFileError",
+    "LeaseLost",
+    "LogEntry",
+    "NondeterminismError",
+    "PayloadError",
+    "RegistrationError",
+    "ResultTimeout",
+    "RetryPolicy",
+    "Step",
+    "StepFailed",
+    "StepInfo",
+    "StoreError",
+    "Workflow",
+    "WorkflowFailed",
+    "WorkflowHandle",
+    "WorkflowIdInUse",
+    "WorkflowInfo",
+    "WorkflowNotFound",
+    "WorkflowRecord",
+    "WorkflowSandboxError",
+    "WorkflowStatus",
+    "WorkflowSuspended",
+    "__version__",
+    "now",
+    "random",
+    "side_effect",
+    "sleep",
+    "step",
+    "step_info",
+    "uuid4",
+    "workflow",
+    "workflow_info",
+}
+
+
+def test_all_is_exactly_the_public_api() -> None:
+    assert set(duralog.__all__) == EXPECTED
+    for name in duralog.__all__:
+        assert hasattr(duralog, name), name
+        assert not name.startswith("_") or name == "__version__"
+
+
+def test_public_names_have_docstrings() -> None:
+    for name in duralog.__all__:
+        obj = getattr(duralog, name)
+        if callable(obj):
+            assert obj.__doc__, f"duralog.{name} has no docstring"
+
+
+def test_every_error_is_a_duralog_error() -> None:
+    for name in duralog.__all__:
+        obj = getattr(duralog, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, duralog.DuralogError), name
+
+
+def test_statuses() -> None:
+    assert [s.value for s in duralog.WorkflowStatus] == [
+        "PENDING",
+        "RUNNING",
+        "PAUSED",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "SUSPENDED",
+    ]
+    assert str(duralog.WorkflowStatus.RUNNING) == "RUNNING"
