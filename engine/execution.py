@@ -275,12 +275,16 @@ class Execution:
     # -- endings -----------------------------------------------------------
 
     async def finish(self, terminal: type[Any]) -> None:
-        """Commit the terminal decision, snapshot the final state, release waiters."""
+        """Commit the terminal decision, snapshot the final state, release waiters.
+
+        Steps still running (started but never awaited, or left behind by a failed
+        ``gather``) are cancelled first: nothing may follow the terminal event.
+        """
+        self.close()
         self.timers.clear()
         await self.flush(status=_STATUS_OF.get(terminal, WorkflowStatus.COMPLETED))
         self.take_snapshot()
         await self.flush()
-        self.close()
         self.worker.finished(self)
 
     async def suspend(self, reason: str) -> None:

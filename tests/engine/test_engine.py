@@ -306,3 +306,27 @@ def test_result_values_survive_the_snapshot(db: str) -> None:
         assert engine.store.load_snapshot(handle.id) is not None
         completed = [e for e in handle.history() if isinstance(e.event, StepCompleted)]
         assert len(completed) == 2
+
+
+@duralog.step(retry=duralog.RetryPolicy(max_attempts=1))
+def fails_fast() -> None:
+    raise KeyError("gone")
+
+
+@duralog.step
+async def slow_sibling() -> str:
+    await asyncio.sleep(0.5)
+    return "late"
+
+
+@duralog.workflow
+async def gather_fails() -> list[str]:
+    return list(await asyncio.gather(fails_fast(), slow_sibling()))  # type: ignore[arg-type]
+
+
+def test_nothing_follows_the_terminal_event(engine: duralog.Engine) -> None:
+    handle = engine.start(gather_fails)
+    with pytest.raises(duralog.WorkflowFailed, match="gone"):
+        handle.result(timeout=10)
+    time.sleep(0.7)  # past the sibling's natural end: it must have been cancelled
+    assert handle.history()[-1].kind == "WorkflowFailed"
