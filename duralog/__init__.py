@@ -8,6 +8,7 @@ by replaying its code against that log. See the README for a tour.
 from duralog.engine.api import (
     StepInfo,
     now,
+    patched,
     random,
     side_effect,
     sleep,
@@ -73,6 +74,7 @@ __all__ = [
     "WorkflowSuspended",
     "__version__",
     "now",
+    "patched",
     "random",
     "side_effect",
     "sleep",

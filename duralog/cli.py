@@ -44,7 +44,9 @@ class Problem(click.ClickException):
         self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        # Messages may quote bytes from a hostile file: keep them on one printable line.
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in self.format_message())
+        click.echo(f"error: {message}", err=True)
 
 
 def friendly(fn: F) -> F:

@@ -74,6 +74,26 @@ def side_effect(fn: Callable[[], T], result_type: Any = Any) -> T:
     return value
 
 
+def patched(patch_id: str) -> bool:
+    """True when this run should take the new code path named ``patch_id``.
+
+    Wrap a change to a workflow's decisions so running workflows keep replaying:
+
+        if duralog.patched("charge-before-reserve"):
+            await charge(order); await reserve(order)    # new runs
+        else:
+            await reserve(order); await charge(order)    # runs recorded before the change
+
+    New runs record a ``patch`` marker and take the new path; histories recorded
+    before the change have no marker there and replay the old path. Outside a
+    workflow it returns True.
+    """
+    instance = current_instance()
+    if instance is None:
+        return True
+    return instance.patched(patch_id)
+
+
 def workflow_info() -> WorkflowInfo:
     """The running workflow's id, name, start time and whether it is replaying."""
     instance = current_instance()

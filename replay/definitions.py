@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
@@ -50,6 +51,11 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     non_retryable: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
+        for name in ("initial_interval", "backoff", "max_interval"):
+            if math.isnan(getattr(self, name)):
+                raise ConfigurationError(f"RetryPolicy.{name} must be a number, not nan")
+        if not math.isfinite(self.backoff):
+            raise ConfigurationError("RetryPolicy.backoff must be finite")
         if self.max_attempts < 1:
             raise ConfigurationError("RetryPolicy.max_attempts must be at least 1")
         if self.initial_interval < 0 or self.max_interval < 0:
@@ -60,7 +66,11 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     def delay(self, attempt: int, rand: float) -> float:
         """Seconds to wait after failed attempt ``attempt``; ``rand`` is uniform in [0, 1)."""
         exponent = min(max(attempt - 1, 0), 64)
-        base = min(self.initial_interval * self.backoff**exponent, self.max_interval)
+        try:
+            grown = self.initial_interval * self.backoff**exponent
+        except OverflowError:
+            grown = math.inf if self.initial_interval > 0 else 0.0
+        base = min(grown, self.max_interval)
         if self.jitter:
             return base / 2 + base / 2 * rand
         return base
@@ -248,6 +258,8 @@ def _decode_call(
     try:
         raw_args = codec.decode(args) or []
         raw_kwargs: Mapping[str, Any] = codec.decode(kwargs) or {}
+        if not isinstance(raw_args, list) or not isinstance(raw_kwargs, dict):
+            raise PayloadError("arguments must be a JSON array and keyword arguments an object")
         types = dict(params)
         decoded = [
             codec.convert(value, params[i][1]) if i < len(params) else value

@@ -78,12 +78,21 @@ def dump_history(history: History) -> bytes:
     return head[:-1] + b',"events":' + entries_json(history.events) + b"}\n"
 
 
+def _call_shaped(event: object) -> bool:
+    """Whether recorded call arguments are an array (or null) and an object (or null)."""
+    args = bytes(getattr(event, "args", b"null")).lstrip()[:1]
+    kwargs = bytes(getattr(event, "kwargs", b"null")).lstrip()[:1]
+    return args in (b"[", b"n") and kwargs in (b"{", b"n")
+
+
 def load_history(data: bytes | str) -> History:
     """Decode and validate a history file; ``HistoryFileError`` says what is wrong."""
     try:
         doc = msgspec.json.decode(data, type=_Document)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise HistoryFileError(f"not a duralog history file: {exc}") from None
+    except RecursionError:
+        raise HistoryFileError("not a duralog history file: JSON nested too deeply") from None
     if doc.format != FORMAT:
         raise HistoryFileError(f"not a duralog history file: format is {doc.format!r}")
     if doc.version > VERSION or doc.event_format > FORMAT_VERSION:
@@ -100,10 +109,16 @@ def load_history(data: bytes | str) -> History:
             event = decode_event(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise HistoryFileError(f"event #{index + 1} is malformed: {exc}") from None
+        except RecursionError:
+            raise HistoryFileError(f"event #{index + 1} is nested too deeply") from None
         entries.append(LogEntry(position.seq, position.at, event))
     first = entries[0].event
     if type(first).__name__ != "WorkflowStarted":
         raise HistoryFileError("the first event must be WorkflowStarted")
+    if not _call_shaped(first):
+        raise HistoryFileError(
+            "WorkflowStarted must carry args as a JSON array and kwargs as an object"
+        )
     if getattr(first, "name", None) != doc.workflow_name:
         raise HistoryFileError(
             f"workflow_name {doc.workflow_name!r} does not match the WorkflowStarted event"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import sys
 import typing
 import uuid
@@ -108,6 +109,8 @@ class WorkflowInstance:
         self._steps: dict[int, tuple[Step[Any, Any], asyncio.Future[Any]]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._timer_seqs: dict[int, int] = {}
+        self._awaitables: list[Coroutine[Any, Any, Any]] = []
+        self._patches: dict[str, bool] = {}
         #: Called with each input just before it is delivered (debuggers hook in here).
         self.on_input: Callable[[Input], None] | None = None
 
@@ -154,6 +157,7 @@ class WorkflowInstance:
             asyncio_events._set_running_loop(outer_loop)
             _current.reset(token)
         if self.divergence is not None:
+            self._close_unawaited()
             raise self.divergence
         return self._new
 
@@ -195,8 +199,20 @@ class WorkflowInstance:
         self._task = self.loop.create_task(main(), name=f"workflow {self.workflow_id}")
         self._run()
 
+    def _close_unawaited(self) -> None:
+        # Step calls made before the divergence (say, arguments of a gather that
+        # never ran) would otherwise warn "coroutine was never awaited".
+        for coro in self._awaitables:
+            if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                coro.close()
+        self._awaitables.clear()
+
     def _run(self) -> None:
         self.loop.run_until_idle()
+        if self._awaitables:
+            self._awaitables = [
+                c for c in self._awaitables if inspect.getcoroutinestate(c) == inspect.CORO_CREATED
+            ]
         task = self._task
         if task is None or not task.done() or self.finished or self.divergence is not None:
             return
@@ -316,7 +332,9 @@ class WorkflowInstance:
         seq, _ = self._decide("StepScheduled", step.name, scheduled)
         future: asyncio.Future[Any] = self.loop.create_future()
         self._steps[seq] = (step, future)
-        return _await(future)
+        awaitable = _await(future)
+        self._awaitables.append(awaitable)
+        return awaitable
 
     def record_marker(self, marker: str, produce: Callable[[], Any], tp: Any = Any) -> Any:
         """Record (or read back) a non-deterministic value; returns it decoded."""
@@ -331,6 +349,38 @@ class WorkflowInstance:
         seq, new = self._decide("MarkerRecorded", marker, make)
         raw = holder[0] if new else state.markers[seq].value
         return codec.decode(raw, tp)
+
+    def patched(self, patch_id: str) -> bool:
+        """Whether this run takes the new code path of ``patch_id`` (Temporal's semantics).
+
+        A run that reaches the call in record mode records a ``patch`` marker and
+        takes the new path. A replayed run takes it only if its history has that
+        marker here; a history from before the patch replays the old path, and the
+        call consumes nothing. The answer is memoized per run.
+        """
+        known = self._patches.get(patch_id)
+        if known is not None:
+            return known
+        state = self._state
+        assert state is not None
+        index = self._made
+        if index < len(state.decisions):
+            recorded = state.decisions[index]
+            found = (
+                recorded.kind == "MarkerRecorded"
+                and recorded.name == "patch"
+                and codec.decode(state.markers[recorded.seq].value) == patch_id
+            )
+            if found:
+                self._made += 1
+            self._patches[patch_id] = found
+            return found
+        value = codec.encode(patch_id)
+        self._decide(
+            "MarkerRecorded", "patch", lambda: ev.MarkerRecorded(marker="patch", value=value)
+        )
+        self._patches[patch_id] = True
+        return True
 
     # -- timers (called by the loop) ---------------------------------------
 

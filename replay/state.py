@@ -121,6 +121,7 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     signals: list[SignalView] = msgspec.field(default_factory=list)
     decisions: list[Decision] = msgspec.field(default_factory=list)
     inputs: list[Input] = msgspec.field(default_factory=list)
+    children: dict[int, str] = msgspec.field(default_factory=dict)
     cancel_requested: bool = False
     result: msgspec.Raw = NULL
     error: ErrorDetails | None = None
@@ -150,7 +151,6 @@ def fold(state: WorkflowState, entry: LogEntry) -> WorkflowState:
         raise ValueError(
             f"workflow {state.workflow_id!r}: event seq {seq} does not follow {state.last_seq}"
         )
-    state.last_seq, state.last_at = seq, at
     kind = type(e).__name__
     try:
         _apply(state, seq, at, kind, e)
@@ -159,6 +159,7 @@ def fold(state: WorkflowState, entry: LogEntry) -> WorkflowState:
             f"workflow {state.workflow_id!r}: {kind} at seq {seq} refers to seq {exc.args[0]},"
             " which is not a step, timer or child of this history"
         ) from None
+    state.last_seq, state.last_at = seq, at
     return state
 
 
@@ -205,9 +206,11 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
         case ev.CancelRequested():
             state.cancel_requested = True
             state.inputs.append(Input(seq, at, kind, 0))
-        case ev.ChildStarted(name=name):
+        case ev.ChildStarted(name=name, child_id=child_id):
+            state.children[seq] = child_id
             state.decisions.append(Decision(seq, kind, name))
         case ev.ChildCompleted(child_seq=c) | ev.ChildFailed(child_seq=c):
+            state.children[c]  # KeyError for an unknown child
             state.inputs.append(Input(seq, at, kind, c))
         case ev.WorkflowStarted(name=name, args=args, kwargs=kwargs, parent_id=parent):
             state.name, state.args, state.kwargs, state.parent_id = name, args, kwargs, parent

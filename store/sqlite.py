@@ -65,6 +65,7 @@ class SQLiteStore:
                 raise ConfigurationError(
                     f"cannot open {self.path}: the folder {parent} does not exist"
                 )
+            _refuse_foreign_file(Path(self.path))
         with self._connection() as conn:
             migrate(Database(conn))
 
@@ -74,6 +75,7 @@ class SQLiteStore:
     # -- connections -------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
+        conn = None
         try:
             # Each connection is used by one thread (or under the memory lock);
             # check_same_thread=False only lets close() run from any thread.
@@ -83,6 +85,8 @@ class SQLiteStore:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self.durability]}")
         except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
             raise StoreError(f"cannot open {self.path} as a duralog log: {exc}") from exc
         with self._registry_lock:
             self._connections.append(conn)
@@ -374,6 +378,19 @@ class SQLiteStore:
         with self._connection() as conn:
             rows = conn.execute("SELECT id, host, pid FROM workers").fetchall()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+def _refuse_foreign_file(path: Path) -> None:
+    """A non-empty file that is not SQLite is someone else's: never turn it into a log."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot open {path}: {exc.strerror}") from None
+    if head and head != b"SQLite format 3\x00":
+        raise StoreError(f"{path} is not a SQLite database; refusing to use it as a duralog log")
 
 
 def _row(workflow_id: str, entry: LogEntry) -> tuple[str, int, str, float, str]:

@@ -34,6 +34,7 @@ EXPECTED = {
     "WorkflowSuspended",
     "__version__",
     "now",
+    "patched",
     "random",
     "side_effect",
     "sleep",

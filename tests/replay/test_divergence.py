@@ -181,3 +181,28 @@ def test_gather_replays_with_results_in_reverse_order() -> None:
     instance, _ = replay_history(gathered, entries)
     assert not instance.finished  # it now waits on the second gather, which is not recorded
     assert not instance.is_replaying
+
+
+async def patched_reorder(order: str) -> list[str]:
+    if duralog.patched("charge-first"):
+        first = await charge(order)
+        return [await reserve(order), first, await ship(order)]
+    return [await reserve(order), await charge(order), await ship(order)]
+
+
+def test_patched_keeps_old_histories_replaying(history: list[LogEntry], db: str) -> None:
+    # The history recorded before the change replays the old path...
+    instance, _ = replay_history(as_workflow(patched_reorder), history)
+    assert instance.finished
+    # ...while a new run takes the new path, records the marker, and replays too.
+    registry = Registry()
+    registry.add(as_workflow(patched_reorder))
+    with duralog.Engine(db, durability="normal", registry=registry) as engine:
+        handle = engine.start("order", "o-2")
+        assert handle.result(timeout=10) == ["reserved o-2", "charged o-2", "shipped o-2"]
+        new_history = handle.history()
+    names = [e.event.name for e in new_history if isinstance(e.event, StepScheduled)]
+    assert names == ["charge", "reserve", "ship"]
+    assert any(e.kind == "MarkerRecorded" for e in new_history)
+    instance, _ = replay_history(as_workflow(patched_reorder), new_history)
+    assert instance.finished

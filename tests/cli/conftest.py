@@ -1,0 +1,104 @@
+"""Fixtures for the CLI tests: the ``app_workflows`` module, a populated log, a runner."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+import duralog
+from duralog.cli import main
+
+HERE = Path(__file__).parent
+APP = "app_workflows"
+
+
+@pytest.fixture(scope="session")
+def app() -> ModuleType:
+    """``app_workflows``, imported under the name ``--app app_workflows`` finds it by."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(HERE))
+        return importlib.import_module(APP)
+
+
+@pytest.fixture(autouse=True)
+def in_cli_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--app`` imports from the working directory, as a user's shell would."""
+    monkeypatch.chdir(HERE)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll ``condition`` until it is truthy; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def shop_db(tmp_path_factory: pytest.TempPathFactory, app: ModuleType) -> str:
+    """A log with one COMPLETED ``cli_order``, one FAILED ``cli_fail`` and one RUNNING
+    ``cli_sleeper`` (waiting on an hour-long timer). Read-only for the tests."""
+    db = str(tmp_path_factory.mktemp("cli") / "shop.db")
+    with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
+        assert engine.start(app.order, "o-1", 1999, id="order-1").result(timeout=10) == [
+            "reserved o-1",
+            "charged o-1 1999",
+            "shipped o-1",
+        ]
+        with pytest.raises(duralog.WorkflowFailed):
+            engine.start(app.fail, "o-2", id="fail-1").result(timeout=10)
+        sleeping = engine.start(app.sleeper, "o-3", id="sleep-1")
+        wait_for(lambda: any(e.kind == "TimerStarted" for e in sleeping.history()))
+    return db
+
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def cli() -> Invoke:
+    """``cli("--db", db, "list")``: run the command in-process; returns click's Result."""
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        # The environment must not choose the database or the app for a test.
+        env: dict[str, str | None] = {"DURALOG_DB": None, "DURALOG_APP": None}
+        return runner.invoke(main, list(args), env=env, catch_exceptions=True)
+
+    return invoke
+
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def python_m() -> Run:
+    """``python_m("--db", db, "list")``: ``python -m duralog`` in a real subprocess, run
+    in this folder (so ``--app app_workflows`` / ``--app app_changed`` import)."""
+
+    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DURALOG_")}
+        return subprocess.run(
+            [sys.executable, "-m", "duralog", *args],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+
+    return run

@@ -1,0 +1,129 @@
+"""The workflows the golden histories in this folder were recorded from.
+
+They live in a private ``WORKFLOWS`` registry (not the global one), so the tests
+can put a changed version of one next to them. To re-record the histories:
+
+    python tests/histories/workflows.py
+
+which runs each workflow once on a fresh log and writes ``<id>.json`` here with
+``duralog export``. Re-record only on purpose (a new event format): the point of
+the files is that today's code must still replay yesterday's histories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from duralog.replay.definitions import Registry, Workflow
+
+import duralog
+
+HERE = Path(__file__).parent
+
+
+@duralog.step(name="golden_reserve")
+def reserve(order: str) -> str:
+    return f"reserved {order}"
+
+
+@duralog.step(name="golden_charge")
+def charge(order: str, cents: int) -> str:
+    return f"charged {order} {cents}"
+
+
+@duralog.step(name="golden_ship")
+def ship(order: str) -> str:
+    return f"shipped {order}"
+
+
+@duralog.step(name="golden_price")
+async def price(item: str) -> int:
+    return len(item) * 100
+
+
+@duralog.step(
+    name="golden_flaky",
+    retry=duralog.RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=False),
+)
+def flaky(order: str) -> str:
+    # Fails its first attempt, whatever the process: the history records one retry.
+    if duralog.step_info().attempt == 1:
+        raise ConnectionError(f"payment service unreachable for {order}")
+    return f"paid {order}"
+
+
+async def sequential(order: str, cents: int) -> list[str]:
+    return [await reserve(order), await charge(order, cents), await ship(order)]
+
+
+async def gathered(items: list[str]) -> int:
+    prices = await asyncio.gather(*(price(item) for item in items))
+    return sum(prices)
+
+
+async def retried(order: str) -> str:
+    paid = await flaky(order)
+    return f"{paid}, {await ship(order)}"
+
+
+def make_registry(**changed: Any) -> Registry:
+    """The golden workflows, with any of them replaced: ``make_registry(golden_x=fn)``."""
+    registry = Registry()
+    functions = {
+        "golden_sequential": sequential,
+        "golden_gather": gathered,
+        "golden_retry": retried,
+        **changed,
+    }
+    for name, fn in functions.items():
+        registry.add(Workflow(fn, name=name))
+    return registry
+
+
+WORKFLOWS = make_registry()
+
+#: file stem (= workflow id) -> (workflow name, input, expected result)
+GOLDEN: dict[str, tuple[str, list[Any], Any]] = {
+    "sequential": (
+        "golden_sequential",
+        ["o-1", 1999],
+        ["reserved o-1", "charged o-1 1999", "shipped o-1"],
+    ),
+    "gather": ("golden_gather", [["tea", "biscuits", "jam"]], 1400),
+    "retry": ("golden_retry", ["o-2"], "paid o-2, shipped o-2"),
+}
+
+
+def record(folder: Path) -> None:
+    """Run every golden workflow on a fresh log and export its history into ``folder``."""
+    with tempfile.TemporaryDirectory() as scratch:
+        db = str(Path(scratch) / "golden.db")
+        with duralog.Engine(db, registry=WORKFLOWS, poll_interval=0.05) as engine:
+            for workflow_id, (name, args, expected) in GOLDEN.items():
+                result = engine.start(name, *args, id=workflow_id).result(timeout=30)
+                assert result == expected, (workflow_id, result)
+        for workflow_id in GOLDEN:
+            out = folder / f"{workflow_id}.json"
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "duralog",
+                    "--db",
+                    db,
+                    "export",
+                    workflow_id,
+                    "-o",
+                    str(out),
+                ],
+                check=True,
+            )
+
+
+if __name__ == "__main__":
+    record(HERE)
