@@ -89,13 +89,16 @@ def run_child(db: str) -> None:
 
 
 def show_log(db: str) -> None:
-    with duralog.Engine(db, worker=False) as engine:
-        handle = engine.get("order-1001")
-        print(f"    the log holds {len(handle.history())} events, status {handle.status()}:")
-        for entry in handle.history():
-            event = entry.event
-            detail = getattr(event, "name", "") or getattr(event, "step_seq", "")
-            print(f"      {entry.seq:>3} {entry.kind:<18} {detail}")
+    """What the crash left in the log, as `duralog show` prints it."""
+    print("    the log after the crash (`duralog --db shop.db show order-1001`):")
+    shown = subprocess.run(
+        [sys.executable, "-m", "duralog", "--db", db, "show", "order-1001"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for line in shown.stdout.splitlines():
+        print(f"      {line}")
 
 
 def main() -> int:
@@ -113,6 +116,10 @@ def main() -> int:
         print("the first process was supposed to die; something is off")
         return 1
     show_log(db)
+    print(
+        "    `ship` (seq 10) was running when the process died and nothing of it had been\n"
+        "    committed: replay will make the same call, with the same seq and key."
+    )
 
     print("\n2. a fresh process opens the same log: it replays, then carries on")
     started = time.monotonic()
