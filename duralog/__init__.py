@@ -14,6 +14,7 @@ from duralog.engine.api import (
     sleep,
     step_info,
     uuid4,
+    wait_signal,
     workflow_info,
 )
 from duralog.engine.decorators import step, workflow
@@ -81,6 +82,7 @@ __all__ = [
     "step",
     "step_info",
     "uuid4",
+    "wait_signal",
     "workflow",
     "workflow_info",
 ]

@@ -12,7 +12,7 @@ import importlib
 import json
 import os
 import pdb
-import signal
+import signal as os_signal
 import sys
 import sysconfig
 import threading
@@ -152,8 +152,8 @@ def worker(ctx: Context, concurrency: int) -> None:
     """
     ctx.load_app()
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    for sig in (os_signal.SIGINT, os_signal.SIGTERM):
+        os_signal.signal(sig, lambda *_: stop.set())
     with Engine(ctx.db, max_threads=concurrency) as engine:
         click.echo(f"worker {engine.worker_id} serving {ctx.db} (Ctrl-C to stop)", err=True)
         stop.wait()
@@ -467,3 +467,44 @@ def inspect(ctx: Context, workflow_id: str, at: int | None, as_json: bool) -> No
         return
     for line in _format.state_lines(state):
         click.echo(line)
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.argument("name")
+@click.option("--payload", default="null", show_default=True, help="The signal's JSON payload.")
+@pass_context
+@friendly
+def signal(ctx: Context, workflow_id: str, name: str, payload: str) -> None:
+    """Send signal NAME to a workflow; its owner delivers it, whichever process that is.
+
+    \b
+    Example:
+      duralog --db shop.db signal order-o-1 approval --payload '{"by": "ana"}'
+    """
+    try:
+        value = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise Problem(f"--payload is not valid JSON: {exc}", 2) from None
+    ctx.store().close()  # a clear error when the database does not exist
+    with Engine(ctx.db, worker=False) as engine:
+        engine.get(workflow_id).signal(name, value)
+    click.echo(f"sent {name} to {workflow_id}", err=True)
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--reason", default="", help="Recorded with the cancel request.")
+@pass_context
+@friendly
+def cancel(ctx: Context, workflow_id: str, reason: str) -> None:
+    """Ask a workflow to cancel (CancelledError at its current await).
+
+    \b
+    Example:
+      duralog --db shop.db cancel order-o-1 --reason "customer asked"
+    """
+    ctx.store().close()
+    with Engine(ctx.db, worker=False) as engine:
+        engine.get(workflow_id).cancel(reason)
+    click.echo(f"cancel requested for {workflow_id}", err=True)

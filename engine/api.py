@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
-from duralog.replay.context import WorkflowInfo, current_instance
 
 from duralog.errors import DuralogError
+from duralog.replay.context import WorkflowInfo, current_instance
+from duralog.store import codec
 
 T = TypeVar("T")
 
@@ -92,6 +93,30 @@ def patched(patch_id: str) -> bool:
     if instance is None:
         return True
     return instance.patched(patch_id)
+
+
+async def wait_signal(
+    name: str, timeout: float | dt.timedelta | None = None, result_type: Any = Any
+) -> Any:
+    """Wait for the next signal called ``name`` and return its payload.
+
+    Signals sent before the workflow waits are buffered; each is consumed once, in
+    the order received. With ``timeout`` (a durable timer) it raises
+    ``TimeoutError`` when nothing arrives in time. ``result_type`` decodes the
+    payload (a dataclass, a Struct...); by default it is plain JSON.
+
+    Example:
+        ``approved = await duralog.wait_signal("approval", timeout=dt.timedelta(days=2))``
+    """
+    instance = current_instance()
+    if instance is None:
+        raise DuralogError("duralog.wait_signal() can only be awaited inside a workflow")
+    if timeout is None:
+        raw = await instance.wait_signal(name)
+    else:
+        seconds = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else timeout
+        raw = await asyncio.wait_for(instance.wait_signal(name), seconds)
+    return codec.decode(raw, result_type)
 
 
 def workflow_info() -> WorkflowInfo:

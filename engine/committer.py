@@ -16,9 +16,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from duralog.store.base import Append, EventStore, NewWorkflow
-
 from duralog.errors import StoreError
+from duralog.store.base import Append, EventStore, NewWorkflow
 
 Outcome = Callable[[Any, BaseException | None], None]
 

@@ -14,16 +14,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
-from duralog.replay.definitions import REGISTRY, Registry, Workflow
-from duralog.replay.state import WorkflowState, fold_all
-from duralog.store import codec
-from duralog.store import events as ev
-from duralog.store.base import EventStore, NewWorkflow, WorkflowRecord, WorkflowStatus
-from duralog.store.events import LogEntry
-from duralog.store.sqlite import Durability, SQLiteStore
-
 from duralog.errors import (
     ConfigurationError,
+    DuralogError,
     ErrorDetails,
     PayloadError,
     ResultTimeout,
@@ -32,6 +25,13 @@ from duralog.errors import (
     WorkflowNotFound,
     WorkflowSuspended,
 )
+from duralog.replay.definitions import REGISTRY, Registry, Workflow
+from duralog.replay.state import WorkflowState, fold_all
+from duralog.store import codec
+from duralog.store import events as ev
+from duralog.store.base import EventStore, NewWorkflow, WorkflowRecord, WorkflowStatus
+from duralog.store.events import LogEntry
+from duralog.store.sqlite import Durability, SQLiteStore
 
 from .committer import Committer
 from .worker import Worker, default_worker_id
@@ -284,6 +284,37 @@ class WorkflowHandle(Generic[R]):
         """The state derived from the first ``at`` events (all by default): time travel."""
         self.record()
         return fold_all(self.id, self._engine.store.read_events(self.id, until_seq=at))
+
+    def signal(self, name: str, payload: Any = None) -> None:
+        """Send signal ``name`` with a JSON-encodable ``payload`` (from any process).
+
+        It waits in the workflow's inbox until the workflow's owner moves it into
+        the log; ``duralog.wait_signal(name)`` in the workflow then receives it.
+        """
+        self._send("signal", name, payload)
+
+    def cancel(self, reason: str = "") -> None:
+        """Ask the workflow to cancel: ``CancelledError`` is raised at its current await.
+
+        The workflow may catch it to run cleanup steps; if it lets it propagate the
+        workflow ends ``CANCELLED``.
+        """
+        self._send("cancel", reason, None)
+
+    def _send(self, kind: str, name: str, payload: Any) -> None:
+        record = self.record()
+        if record.status.is_terminal:
+            raise DuralogError(
+                f"workflow {self.id!r} is already {record.status.value}; the {kind} was not sent"
+            )
+        try:
+            data = bytes(codec.encode(payload)) if kind == "signal" else None
+        except PayloadError as exc:
+            raise PayloadError(f"cannot send signal {name!r} to {self.id!r}: {exc}") from None
+        self._engine.store.send(self.id, kind, name, data, time.time())
+        worker = self._engine._worker
+        if worker is not None:
+            worker.poke(self.id)
 
     def result(self, timeout: float | None = None) -> R:
         """Wait for the workflow to end and return its result.

@@ -21,6 +21,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
+from duralog.errors import LeaseLost, NondeterminismError, PayloadError, details_of
 from duralog.replay.definitions import Step
 from duralog.replay.instance import WorkflowInstance
 from duralog.replay.state import STEP_RETRYING, WorkflowState, dump_state, fold
@@ -28,8 +31,6 @@ from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.base import Append, Snapshot, WorkflowStatus
 from duralog.store.events import LogEntry
-
-from duralog.errors import LeaseLost, NondeterminismError, PayloadError, details_of
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -65,6 +66,8 @@ class Execution:
         self._visibility: asyncio.TimerHandle | None = None
         self._snapshot_seq = state.last_seq
         self._snapshot: Snapshot | None = None
+        self._consumed: list[int] = []
+        self._reading_inbox = False
 
     # -- the log tail ------------------------------------------------------
 
@@ -81,6 +84,7 @@ class Execution:
             return
         entries, self.pending = self.pending, []
         snapshot, self._snapshot = self._snapshot, None
+        consumed, self._consumed = self._consumed, []
         item = Append(
             self.workflow_id,
             self.fence,
@@ -89,6 +93,7 @@ class Execution:
             wake_at=self.wake_at(),
             reason=reason,
             snapshot=snapshot,
+            consumed=consumed,
         )
         if not await self.worker.committer.append(item):
             raise LeaseLost(self.workflow_id)
@@ -244,6 +249,29 @@ class Execution:
         self._visibility = None
         if self.pending and not self.closed:
             self.spawn(self.flush())
+
+    # -- the inbox ---------------------------------------------------------
+
+    async def read_inbox(self) -> None:
+        """Move waiting signals and cancel requests into the log (only the owner does)."""
+        if self._reading_inbox or self.closed:
+            return
+        self._reading_inbox = True
+        try:
+            items = self.worker.store.inbox(self.workflow_id)
+            if not items:
+                return
+            for item in items:
+                payload = msgspec.Raw(item.payload) if item.payload is not None else ev.NULL
+                if item.kind == "signal":
+                    self.add(ev.SignalReceived(name=item.name or "", payload=payload))
+                else:
+                    self.add(ev.CancelRequested(reason=item.name or ""))
+                self._consumed.append(item.id)
+            await self.flush()
+        finally:
+            self._reading_inbox = False
+        self.activate()
 
     # -- timers ------------------------------------------------------------
 

@@ -22,12 +22,11 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from duralog.errors import CorruptEventError, LeaseLost, RegistrationError
 from duralog.replay.definitions import Registry, Step
 from duralog.replay.instance import WorkflowInstance
 from duralog.replay.state import WorkflowState, fold, load_state, new_state
 from duralog.store.base import Claim, EventStore, WorkflowStatus
-
-from duralog.errors import CorruptEventError, LeaseLost, RegistrationError
 
 from .api import StepInfo, _step_info
 from .committer import Committer
@@ -97,6 +96,7 @@ class Worker:
         self._ready = threading.Event()
         self._stopped = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._pokes: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -158,7 +158,20 @@ class Worker:
         """Run a workflow this engine just created (its state is already in memory)."""
         self.call(self._adopt, workflow_id, fence, state)
 
-    def _adopt(self, workflow_id: str, fence: int, state: WorkflowState) -> None:
+    def poke(self, workflow_id: str) -> None:
+        """Something arrived in a workflow's inbox (from any thread)."""
+        self.call(self._poked, workflow_id)
+
+    def _poked(self, workflow_id: str) -> None:
+        execution = self.executions.get(workflow_id)
+        if execution is None:
+            self._pokes.add(workflow_id)  # not adopted yet: read the inbox when it is
+        else:
+            execution.spawn(execution.read_inbox())
+
+    def _adopt(
+        self, workflow_id: str, fence: int, state: WorkflowState, rebuilt: bool = False
+    ) -> None:
         if self._stopped or workflow_id in self.executions:
             return
         try:
@@ -171,6 +184,9 @@ class Worker:
         self.executions[workflow_id] = execution
         execution.activate()
         execution.resume()
+        if rebuilt or workflow_id in self._pokes:
+            self._pokes.discard(workflow_id)
+            execution.spawn(execution.read_inbox())
 
     def _skip(self, workflow_id: str, fence: int, reason: str) -> None:
         if workflow_id not in self._skipped:
@@ -213,7 +229,7 @@ class Worker:
         except (CorruptEventError, ValueError) as exc:
             self._skip(claim.workflow_id, claim.fence, str(exc))
             return
-        self._adopt(claim.workflow_id, claim.fence, state)
+        self._adopt(claim.workflow_id, claim.fence, state, rebuilt=True)
 
     def load_state(self, workflow_id: str) -> WorkflowState:
         """The committed state: newest valid snapshot plus the tail of the log."""
@@ -238,6 +254,8 @@ class Worker:
             await asyncio.sleep(self.poll_interval)
             try:
                 await self._claim(_ACTIVE)
+                for workflow_id in self.store.owned_with_inbox(self.worker_id):
+                    self._poked(workflow_id)
             except Exception as exc:
                 log.warning("worker %s could not poll for work: %s", self.worker_id, exc)
 

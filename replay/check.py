@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
-from duralog.store.events import LogEntry
 
 from duralog.errors import NondeterminismError, RegistrationError
+from duralog.store.events import LogEntry
 
 from .definitions import Registry, Workflow
 from .history import History

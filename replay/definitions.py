@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import msgspec
-from duralog.store import codec
 
 from duralog.errors import ConfigurationError, PayloadError, RegistrationError, WorkflowSandboxError
+from duralog.store import codec
 
 from .context import current_instance
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import msgspec
-from duralog.store.events import FORMAT_VERSION, LogEntry, decode_event, encode_event
 
 from duralog.errors import HistoryFileError
+from duralog.store.events import FORMAT_VERSION, LogEntry, decode_event, encode_event
 
 from .state import fold_all
 

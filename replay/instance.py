@@ -22,6 +22,7 @@ here does I/O or reads a clock: new non-deterministic values come from the
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import sys
@@ -32,8 +33,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import msgspec
-from duralog.store import codec
-from duralog.store import events as ev
 
 from duralog.errors import (
     ErrorDetails,
@@ -42,6 +41,8 @@ from duralog.errors import (
     StepFailed,
     details_of,
 )
+from duralog.store import codec
+from duralog.store import events as ev
 
 from .context import WorkflowInfo, _current
 from .definitions import Step, Workflow
@@ -111,6 +112,8 @@ class WorkflowInstance:
         self._timer_seqs: dict[int, int] = {}
         self._awaitables: list[Coroutine[Any, Any, Any]] = []
         self._patches: dict[str, bool] = {}
+        self._signals: dict[str, collections.deque[Any]] = {}
+        self._signal_waiters: dict[str, collections.deque[asyncio.Future[Any]]] = {}
         #: Called with each input just before it is delivered (debuggers hook in here).
         self.on_input: Callable[[Input], None] | None = None
 
@@ -276,8 +279,20 @@ class WorkflowInstance:
             if handle is not None:
                 self._timer_seqs.pop(id(handle), None)
                 self.loop.fire(handle)
-        # Signals, cancellation and children are inputs of later primitives; an
-        # instance that does not use them lets them pass.
+        elif kind == "SignalReceived":
+            signal = state.signals[ref]
+            self._signals.setdefault(signal.name, collections.deque()).append(signal.payload)
+            self._hand_out_signals(signal.name)
+        elif kind == "CancelRequested" and self._task is not None and not self._task.done():
+            self._task.cancel()
+        # Child results are inputs of a later primitive; nothing waits on them yet.
+
+    def _hand_out_signals(self, name: str) -> None:
+        queue, waiters = self._signals.get(name), self._signal_waiters.get(name)
+        while queue and waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # a waiter whose timeout expired is skipped
+                waiter.set_result(queue.popleft())
 
     def _unexpected_input(self, kind: str, ref: int) -> None:
         state = self._state
@@ -349,6 +364,17 @@ class WorkflowInstance:
         seq, new = self._decide("MarkerRecorded", marker, make)
         raw = holder[0] if new else state.markers[seq].value
         return codec.decode(raw, tp)
+
+    async def wait_signal(self, name: str) -> msgspec.Raw:
+        """The next signal ``name``: one already buffered, or the next to arrive."""
+        queue = self._signals.get(name)
+        if queue:
+            payload: msgspec.Raw = queue.popleft()
+            return payload
+        waiter: asyncio.Future[Any] = self.loop.create_future()
+        self._signal_waiters.setdefault(name, collections.deque()).append(waiter)
+        received: msgspec.Raw = await waiter
+        return received
 
     def patched(self, patch_id: str) -> bool:
         """Whether this run takes the new code path of ``patch_id`` (Temporal's semantics).

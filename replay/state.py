@@ -18,10 +18,10 @@ from __future__ import annotations
 import hashlib
 
 import msgspec
-from duralog.store import events as ev
-from duralog.store.events import NULL, LogEntry
 
 from duralog.errors import ErrorDetails
+from duralog.store import events as ev
+from duralog.store.events import NULL, LogEntry
 
 STEP_SCHEDULED = "scheduled"
 STEP_RUNNING = "running"

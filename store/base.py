@@ -90,6 +90,18 @@ class Append(msgspec.Struct):
     wake_at: float | None = None
     reason: str | None = None
     snapshot: Snapshot | None = None
+    consumed: Sequence[int] = ()
+
+
+class InboxItem(msgspec.Struct, frozen=True):
+    """A signal or cancel request waiting for the workflow's owner (``kind``: signal, cancel)."""
+
+    id: int
+    workflow_id: str
+    kind: str
+    name: str | None
+    payload: bytes | None
+    at: float
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -111,7 +123,10 @@ class EventStore(Protocol):
         ...
 
     def append(self, batch: Sequence[Append]) -> list[bool]:
-        """Append every item in one transaction; False for an item whose fence is stale."""
+        """Append every item in one transaction; False for an item whose fence is stale.
+
+        The inbox items listed in ``consumed`` are deleted in the same transaction, so
+        a signal moves from the inbox into the log exactly once."""
         ...
 
     def read_events(
@@ -156,6 +171,20 @@ class EventStore(Protocol):
 
     def release(self, worker_id: str, workflow_id: str, fence: int) -> None:
         """Give up one lease (the workflow stays as it is, claimable by anyone)."""
+        ...
+
+    def send(
+        self, workflow_id: str, kind: str, name: str | None, payload: bytes | None, at: float
+    ) -> int:
+        """Put a signal or cancel request in a workflow's inbox; returns its id."""
+        ...
+
+    def inbox(self, workflow_id: str) -> list[InboxItem]:
+        """The workflow's waiting inbox items, oldest first."""
+        ...
+
+    def owned_with_inbox(self, worker_id: str) -> list[str]:
+        """Ids of workflows owned by ``worker_id`` that have inbox items waiting."""
         ...
 
     def load_snapshot(self, workflow_id: str) -> Snapshot | None:

@@ -20,7 +20,15 @@ from sqlite_utils import Database
 
 from duralog.errors import ConfigurationError, CorruptEventError, StoreError
 
-from .base import Append, Claim, NewWorkflow, Snapshot, WorkflowRecord, WorkflowStatus
+from .base import (
+    Append,
+    Claim,
+    InboxItem,
+    NewWorkflow,
+    Snapshot,
+    WorkflowRecord,
+    WorkflowStatus,
+)
 from .events import LogEntry, decode_event, encode_event
 from .schema import migrate
 
@@ -217,6 +225,11 @@ class SQLiteStore:
                 "UPDATE workflows SET status = ?, reason = ?, wake_at = ? WHERE id = ?",
                 (item.status.value, item.reason, item.wake_at, item.workflow_id),
             )
+        if item.consumed:
+            conn.executemany(
+                "DELETE FROM inbox WHERE id = ? AND workflow_id = ?",
+                [(i, item.workflow_id) for i in item.consumed],
+            )
         if item.snapshot is not None:
             snap = item.snapshot
             conn.execute("DELETE FROM snapshots WHERE workflow_id = ?", (snap.workflow_id,))
@@ -283,6 +296,40 @@ class SQLiteStore:
                 " WHERE id = ? AND owner = ? AND fence = ?",
                 (workflow_id, worker_id, fence),
             )
+
+    def send(
+        self, workflow_id: str, kind: str, name: str | None, payload: bytes | None, at: float
+    ) -> int:
+        """Put a signal or cancel request in a workflow's inbox."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO inbox (workflow_id, kind, name, payload, at) VALUES (?,?,?,?,?)",
+                (workflow_id, kind, name, payload.decode() if payload is not None else None, at),
+            )
+            return int(cur.lastrowid or 0)
+
+    def inbox(self, workflow_id: str) -> list[InboxItem]:
+        """Waiting inbox items of one workflow, oldest first."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT id, workflow_id, kind, name, payload, at FROM inbox"
+                " WHERE workflow_id = ? ORDER BY id",
+                (workflow_id,),
+            ).fetchall()
+        return [
+            InboxItem(r[0], r[1], r[2], r[3], r[4].encode() if r[4] is not None else None, r[5])
+            for r in rows
+        ]
+
+    def owned_with_inbox(self, worker_id: str) -> list[str]:
+        """Workflows of ``worker_id`` with inbox items waiting."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT i.workflow_id FROM inbox i JOIN workflows w"
+                " ON w.id = i.workflow_id WHERE w.owner = ?",
+                (worker_id,),
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def delete_snapshots(self, workflow_id: str | None = None) -> int:
         """Delete the snapshots of one workflow (or of all); they are only a cache."""

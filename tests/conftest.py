@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from duralog.replay.definitions import Registry
 from hypothesis import HealthCheck, settings
 
 import duralog
+from duralog.replay.definitions import Registry
 
 settings.register_profile(
     "ci", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -41,6 +41,7 @@ EXPECTED = {
     "step",
     "step_info",
     "uuid4",
+    "wait_signal",
     "workflow",
     "workflow_info",
 }

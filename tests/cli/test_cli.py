@@ -16,10 +16,10 @@ from types import ModuleType
 
 import pytest
 from click.testing import CliRunner, Result
-from duralog.replay.history import load_history
-from duralog.store.sqlite import SQLiteStore
 
 from duralog.cli import main
+from duralog.replay.history import load_history
+from duralog.store.sqlite import SQLiteStore
 
 HERE = Path(__file__).parent
 Invoke = Callable[..., Result]

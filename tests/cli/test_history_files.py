@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from duralog.replay.history import History, load_history
-from duralog.store.events import EVENT_KINDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from duralog import HistoryFileError
 from duralog.cli import main
+from duralog.replay.history import History, load_history
+from duralog.store.events import EVENT_KINDS
 
 # The autouse ``in_cli_folder`` fixture only changes directory: the same for every example.
 cli_settings = settings(

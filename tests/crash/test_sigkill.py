@@ -11,9 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from duralog.store.sqlite import SQLiteStore
-
 import duralog
+from duralog.store.sqlite import SQLiteStore
 
 APP = str(Path(__file__).with_name("app.py"))
 

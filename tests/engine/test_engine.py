@@ -11,9 +11,9 @@ import uuid
 
 import msgspec
 import pytest
-from duralog.store.events import StepCompleted, StepFailed, StepRetrying, StepStarted
 
 import duralog
+from duralog.store.events import StepCompleted, StepFailed, StepRetrying, StepStarted
 
 
 @dataclasses.dataclass

@@ -10,14 +10,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from duralog.replay.definitions import Registry, Workflow
-from duralog.store.base import Append, NewWorkflow
-from duralog.store.events import LogEntry, StepCompleted
-from duralog.store.sqlite import SQLiteStore
 from hypothesis import given
 from hypothesis import strategies as st
 
 import duralog
+from duralog.replay.definitions import Registry, Workflow
+from duralog.store.base import Append, NewWorkflow
+from duralog.store.events import LogEntry, StepCompleted
+from duralog.store.sqlite import SQLiteStore
 
 executions: list[str] = []
 

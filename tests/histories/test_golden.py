@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from duralog.replay.check import ReplayReport, check
 from duralog.replay.definitions import Registry
 from duralog.replay.history import History, load_history

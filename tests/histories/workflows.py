@@ -19,9 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from duralog.replay.definitions import Registry, Workflow
-
 import duralog
+from duralog.replay.definitions import Registry, Workflow
 
 HERE = Path(__file__).parent
 

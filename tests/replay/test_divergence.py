@@ -8,11 +8,11 @@ import time
 from typing import Any
 
 import pytest
+
+import duralog
 from duralog.replay.check import replay_history
 from duralog.replay.definitions import Registry, Workflow
 from duralog.store.events import LogEntry, StepCompleted, StepScheduled
-
-import duralog
 
 
 @duralog.step
@@ -166,6 +166,7 @@ def test_gather_over_steps_finishing_in_random_order_replays(engine: duralog.Eng
 def test_gather_replays_with_results_in_reverse_order() -> None:
     # A history written by hand: three steps scheduled together, completed backwards.
     import msgspec
+
     from duralog.store import events as ev
 
     def raw(value: object) -> msgspec.Raw:

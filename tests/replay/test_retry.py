@@ -6,11 +6,11 @@ import math
 from typing import Any
 
 import pytest
-from duralog.replay.definitions import DEFAULT_RETRY, RetryPolicy
 from hypothesis import given
 from hypothesis import strategies as st
 
 from duralog.errors import ConfigurationError, details_of
+from duralog.replay.definitions import DEFAULT_RETRY, RetryPolicy
 
 INTERVALS = st.floats(min_value=0, max_value=1e6, allow_nan=False)
 # Below 2**16 a capped exponent (64) cannot overflow a float; larger backoffs are capped too.

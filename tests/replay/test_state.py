@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from duralog.errors import ErrorDetails
 from duralog.replay.state import (
     STEP_COMPLETED,
     STEP_FAILED,
@@ -19,10 +23,6 @@ from duralog.replay.state import (
 from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.events import LogEntry
-from hypothesis import given
-from hypothesis import strategies as st
-
-from duralog.errors import ErrorDetails
 
 WID = "order-42"
 T0 = 1_700_000_000.0

@@ -9,12 +9,12 @@ from typing import Any
 
 import msgspec
 import pytest
-from duralog.store import codec
-from duralog.store import events as ev
 from hypothesis import given
 from hypothesis import strategies as st
 
 from duralog.errors import ErrorDetails, PayloadError
+from duralog.store import codec
+from duralog.store import events as ev
 
 # -- payloads ------------------------------------------------------------------
 

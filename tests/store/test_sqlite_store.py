@@ -8,14 +8,14 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
+from duralog.errors import ConfigurationError, CorruptEventError, ErrorDetails, StoreError
 from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.base import Append, NewWorkflow, Snapshot, WorkflowStatus
 from duralog.store.events import LogEntry
 from duralog.store.schema import SCHEMA_VERSION
 from duralog.store.sqlite import SQLiteStore
-
-from duralog.errors import ConfigurationError, CorruptEventError, ErrorDetails, StoreError
 
 T0 = 1_700_000_000.0
 
