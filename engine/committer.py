@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from duralog.errors import StoreError
 from duralog.store.base import Append, EventStore, NewWorkflow
 
 Outcome = Callable[[Any, BaseException | None], None]
+log = logging.getLogger("duralog.engine")
 
 
 class Committer:
@@ -64,6 +66,9 @@ class Committer:
             if self._stopping:
                 outcome(None, StoreError("the engine is closed; no more writes are accepted"))
                 return
+            if not self._thread.is_alive():
+                outcome(None, StoreError("the engine's writer thread stopped; see the log"))
+                return
             queue.append((item, outcome))
             self._cond.notify()
 
@@ -89,12 +94,14 @@ class Committer:
     ) -> None:
         try:
             results = write([item for item, _ in requests])
-        except BaseException as exc:  # the whole transaction failed: every caller hears why
+            if len(results) != len(requests):
+                raise StoreError(f"the store answered {len(results)} of {len(requests)} writes")
+        except Exception as exc:  # the whole transaction failed: every caller hears why
             for _, outcome in requests:
-                outcome(None, exc)
+                _tell(outcome, None, exc)
             return
         for (_, outcome), result in zip(requests, results, strict=True):
-            outcome(result, None)
+            _tell(outcome, result, None)
 
     def close(self) -> None:
         """Write what is queued, then stop the thread."""
@@ -102,6 +109,14 @@ class Committer:
             self._stopping = True
             self._cond.notify()
         self._thread.join()
+
+
+def _tell(outcome: Outcome, result: Any, error: BaseException | None) -> None:
+    """Release one caller; a caller that cannot be told must not stop the writer."""
+    try:
+        outcome(result, error)
+    except Exception:
+        log.exception("duralog could not hand a commit outcome to its caller")
 
 
 def _loop_outcome(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> Outcome:
