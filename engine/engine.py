@@ -50,7 +50,8 @@ class Engine:
             False only writes (start workflows for other processes' workers to run).
         durability: ``"full"`` (default: an acknowledged event survives power loss)
             or ``"normal"`` (survives a process crash; faster).
-        snapshot_every: snapshot a workflow's derived state every N events.
+        snapshot_every: snapshot a workflow's derived state every N events (and never
+            more often than its history doubles, so a long history costs linear time).
         worker_id: the lease owner name (default ``host:pid:random``).
         lease_seconds: how long a claim lasts without a heartbeat.
         poll_interval: how often the worker looks for work other processes left.

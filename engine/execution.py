@@ -100,7 +100,11 @@ class Execution:
         state = self.state
         for entry in entries:
             fold(state, entry)
-        if state.last_seq - self._snapshot_seq >= self.worker.snapshot_every:
+        # A snapshot encodes the whole state, which grows with the history: spacing
+        # them at least as far apart as the state is long keeps the total cost linear.
+        if state.last_seq - self._snapshot_seq >= max(
+            self.worker.snapshot_every, self._snapshot_seq
+        ):
             self.take_snapshot()
 
     def take_snapshot(self) -> None:

@@ -9,7 +9,6 @@ pool, async ones on its loop), fires timers, and keeps its leases alive.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import contextvars
 import logging
@@ -31,6 +30,7 @@ from duralog.store.base import Claim, EventStore, WorkflowStatus
 from .api import StepInfo, _step_info
 from .committer import Committer
 from .execution import Execution
+from .threads import StepThreads
 
 log = logging.getLogger("duralog.engine")
 
@@ -88,10 +88,8 @@ class Worker:
         self.executions: dict[str, Execution] = {}
         self._on_finished = on_finished
         self._skipped: dict[str, float] = {}
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max_threads, thread_name_prefix="duralog-step"
-        )
         self.loop = asyncio.new_event_loop()
+        self._threads = StepThreads(self.loop, max_threads)
         self._thread = threading.Thread(target=self._run_loop, name="duralog-worker", daemon=True)
         self._ready = threading.Event()
         self._stopped = False
@@ -134,7 +132,7 @@ class Worker:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._threads.close()
 
     async def _shutdown(self) -> None:
         for task in list(self._tasks):
@@ -323,9 +321,7 @@ class Worker:
             coro: Any = step.fn(*args, **kwargs)
             awaitable: Any = self.loop.create_task(coro, context=context)
         else:
-            awaitable = self.loop.run_in_executor(
-                self._pool, lambda: context.run(step.fn, *args, **kwargs)
-            )
+            awaitable = self._threads.run(context, step.fn, *args, **kwargs)
         if step.timeout is None:
             return await awaitable
         try:
