@@ -26,7 +26,7 @@ import msgspec
 from duralog import _format
 from duralog.engine.engine import Engine
 from duralog.errors import DuralogError, HistoryFileError
-from duralog.replay.check import ReplayReport, check
+from duralog.replay.checker import ReplayReport, check
 from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import History, dump_history, entries_json, load_history
 from duralog.replay.state import Input, fold_all
@@ -315,8 +315,8 @@ def export(ctx: Context, workflow_id: str, output: str) -> None:
     "--file",
     "files",
     multiple=True,
-    type=click.Path(dir_okay=False),
-    help="A history file from `duralog export` (repeatable).",
+    type=click.Path(),
+    help="A history file from `duralog export`, or a folder of them (repeatable).",
 )
 @click.option("--all", "all_", is_flag=True, help="Every workflow in --db.")
 @click.option("--name", help="With --all: only workflows of this name.")
@@ -376,23 +376,32 @@ def _histories(
 ) -> Any:
     if workflow_id:
         yield ctx.history(workflow_id)
-    for file in files:
+    paths: list[Path] = []
+    for file in files:  # a folder stands for the .json files in it
+        path = Path(file)
+        if not path.is_dir():
+            paths.append(path)
+        elif in_folder := sorted(path.glob("*.json")):
+            paths += in_folder
+        else:
+            raise Problem(f"{file} is a directory with no .json history files in it", 2)
+    for path in paths:
         try:
-            data = Path(file).read_bytes()
+            data = path.read_bytes()
         except OSError as exc:
-            raise Problem(f"cannot read {file}: {exc.strerror}", 2) from None
+            raise Problem(f"cannot read {path}: {exc.strerror}", 2) from None
         try:
             yield load_history(data)
         except HistoryFileError as exc:
-            raise Problem(f"{file}: {exc}", 2) from None
+            raise Problem(f"{path}: {exc}", 2) from None
     if all_:
         store = ctx.store()
         try:
             ids = [r.id for r in store.list_workflows(name=name)]
         finally:
             store.close()
-        for found in ids:
-            yield ctx.history(found)
+        for found_id in ids:
+            yield ctx.history(found_id)
 
 
 def _report_text(report: ReplayReport) -> str:

@@ -486,7 +486,19 @@ def test_history_file_that_is_a_directory(cli: Invoke, app: ModuleType, tmp_path
     result = cli(*APP, "replay", "--file", str(tmp_path))
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    assert "is a directory" in result.stderr
+    assert "is a directory with no .json history files" in result.stderr
+
+
+def test_a_folder_of_history_files_replays_each(
+    cli: Invoke, app: ModuleType, tmp_path: Path, exported: bytes
+) -> None:
+    folder = tmp_path / "histories"
+    folder.mkdir()
+    for name in ("a.json", "b.json"):
+        (folder / name).write_bytes(exported)
+    result = cli(*APP, "replay", "--file", str(folder))
+    assert result.exit_code == 0, result.output
+    assert "2 agree, 0 diverge" in result.stdout
 
 
 def test_a_bad_file_among_good_ones_replays_nothing(

@@ -243,7 +243,7 @@ async def markers() -> list[str]:
 
 
 def test_markers_are_recorded_and_replayed(engine: duralog.Engine) -> None:
-    from duralog.replay.check import replay_history
+    from duralog.replay.checker import replay_history
 
     handle = engine.start(markers)
     values = handle.result(timeout=10)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import duralog
-from duralog.replay.check import replay_history
+from duralog.replay.checker import replay_history
 
 done: list[str] = []
 

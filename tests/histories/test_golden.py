@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from duralog.replay.check import ReplayReport, check
+from duralog.replay.checker import ReplayReport, check
 from duralog.replay.definitions import Registry
 from duralog.replay.history import History, load_history
 from duralog.store import events as ev

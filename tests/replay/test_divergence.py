@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import duralog
-from duralog.replay.check import replay_history
+from duralog.replay.checker import replay_history
 from duralog.replay.definitions import Registry, Workflow
 from duralog.store.events import LogEntry, StepCompleted, StepScheduled
 

@@ -4,7 +4,7 @@ This is how a code change is checked before it is deployed, and how a test
 pins a golden history: the code must make exactly the recorded decisions, in
 order, given the recorded inputs; otherwise the report says where it diverged.
 
-    report = check(history, registry)      # or check(history, {"checkout": checkout})
+    report = check(history, [checkout])     # or a Registry, or {"checkout": checkout}
     if not report.ok:
         print(report.error)                # workflow id, seq, recorded vs attempted, file:line
 """
@@ -79,6 +79,13 @@ def find_workflow(workflows: Workflows, name: str) -> Workflow[Any, Any]:
     if found is None:
         raise RegistrationError(f"no workflow named {name!r} among the ones given to check()")
     return found
+
+
+def state_at(history: History, seq: int | None = None) -> WorkflowState:
+    """The state derived from the first ``seq`` events of ``history`` (all by default)."""
+    return fold_all(
+        history.workflow_id, [e for e in history.events if seq is None or e.seq <= seq]
+    )
 
 
 def check(
