@@ -7,6 +7,7 @@ by replaying its code against that log. See the README for a tour.
 
 from duralog.engine.api import (
     StepInfo,
+    deprecate_patch,
     now,
     patched,
     random,
@@ -25,6 +26,7 @@ from duralog.errors import (
     DuralogError,
     ErrorDetails,
     HistoryFileError,
+    IllegalTransition,
     LeaseLost,
     NondeterminismError,
     PayloadError,
@@ -37,6 +39,7 @@ from duralog.errors import (
     WorkflowNotFound,
     WorkflowSandboxError,
     WorkflowSuspended,
+    WorkflowTimeout,
 )
 from duralog.replay.context import WorkflowInfo
 from duralog.replay.definitions import RetryPolicy, Step, Workflow
@@ -52,6 +55,7 @@ __all__ = [
     "Engine",
     "ErrorDetails",
     "HistoryFileError",
+    "IllegalTransition",
     "LeaseLost",
     "LogEntry",
     "NondeterminismError",
@@ -73,7 +77,9 @@ __all__ = [
     "WorkflowSandboxError",
     "WorkflowStatus",
     "WorkflowSuspended",
+    "WorkflowTimeout",
     "__version__",
+    "deprecate_patch",
     "now",
     "patched",
     "random",

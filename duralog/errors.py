@@ -7,13 +7,15 @@
     ├── WorkflowIdInUse           the id belongs to a workflow of another name
     ├── WorkflowFailed            the workflow ended FAILED; ``cause`` holds the error
     ├── WorkflowSuspended         the workflow is SUSPENDED (its code diverged)
+    ├── WorkflowTimeout           the cause recorded for a workflow past its timeout
     ├── ResultTimeout             ``handle.result(timeout=...)`` ran out (also a TimeoutError)
     ├── StepFailed                a step exhausted its retries or raised a non-retryable error
     ├── NondeterminismError       replayed code made a different decision than the history
     ├── PayloadError              a value could not be encoded or decoded
     ├── HistoryFileError          a history file is malformed; nothing was replayed
     ├── WorkflowSandboxError      workflow code tried real I/O or another forbidden operation
-    ├── LeaseLost                 another worker owns the workflow now (fencing)
+    ├── IllegalTransition         a status change the state machine forbids
+    ├── LeaseLost                 the store refused an append (fencing, or the workflow ended)
     └── StoreError                the store is unreadable or holds a corrupt record
         └── CorruptEventError     one event body cannot be decoded
 
@@ -77,6 +79,10 @@ class WorkflowFailed(DuralogError):
         self.workflow_id = workflow_id
         self.cause = cause
         super().__init__(f"workflow {workflow_id!r} failed: {cause}")
+
+
+class WorkflowTimeout(DuralogError):
+    """Recorded as the cause of a workflow that ran past ``engine.start(..., timeout=)``."""
 
 
 class WorkflowSuspended(DuralogError):
@@ -170,14 +176,18 @@ class WorkflowSandboxError(DuralogError):
     """Workflow code tried something that cannot be replayed (real I/O, threads...)."""
 
 
+class IllegalTransition(DuralogError):
+    """A status change the workflow state machine forbids (e.g. COMPLETED -> RUNNING)."""
+
+
 class LeaseLost(DuralogError):
-    """Another worker claimed the workflow; this worker must stop advancing it."""
+    """The store refused an append: another worker owns the workflow now, or it ended."""
 
     def __init__(self, workflow_id: str) -> None:
         self.workflow_id = workflow_id
         super().__init__(
-            f"workflow {workflow_id!r} is now owned by another worker; this worker stops "
-            "advancing it (the fencing check refused the append)"
+            f"the store refused an append to workflow {workflow_id!r}: another worker owns "
+            "it now (fencing) or its state forbids it; this worker stops advancing it"
         )
 
 

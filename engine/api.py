@@ -119,6 +119,18 @@ async def wait_signal(
     return codec.decode(raw, result_type)
 
 
+def deprecate_patch(patch_id: str) -> None:
+    """Mark the end of a ``patched`` change: every running workflow now takes its new path.
+
+    Replace ``if duralog.patched(id): new() else: old()`` by
+    ``duralog.deprecate_patch(id); new()`` once no workflow that took the old path
+    is running. Histories that recorded the patch marker keep replaying.
+    """
+    instance = current_instance()
+    if instance is not None:
+        instance.deprecate_patch(patch_id)
+
+
 def workflow_info() -> WorkflowInfo:
     """The running workflow's id, name, start time and whether it is replaying."""
     instance = current_instance()

@@ -7,6 +7,7 @@ and advances workflows until the ``with`` block ends.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import uuid
@@ -149,20 +150,40 @@ class Engine:
 
     @overload
     def start(
-        self, workflow: Workflow[Any, R], *args: Any, id: str | None = None
+        self,
+        workflow: Workflow[Any, R],
+        *args: Any,
+        id: str | None = None,
+        timeout: float | dt.timedelta | None = None,
     ) -> WorkflowHandle[R]: ...
     @overload
-    def start(self, workflow: str, *args: Any, id: str | None = None) -> WorkflowHandle[Any]: ...
     def start(
-        self, workflow: Workflow[Any, Any] | str, *args: Any, id: str | None = None
+        self,
+        workflow: str,
+        *args: Any,
+        id: str | None = None,
+        timeout: float | dt.timedelta | None = None,
+    ) -> WorkflowHandle[Any]: ...
+    def start(
+        self,
+        workflow: Workflow[Any, Any] | str,
+        *args: Any,
+        id: str | None = None,
+        timeout: float | dt.timedelta | None = None,
     ) -> WorkflowHandle[Any]:
         """Start ``workflow(*args)`` durably and return its handle at once.
 
         Starting an ``id`` that already exists returns the existing workflow's
         handle and runs nothing again (idempotent starts). Without ``id`` a random
-        one is chosen.
+        one is chosen. With ``timeout`` (seconds or a timedelta, from the start) a
+        workflow still running at its deadline is cancelled at its current await
+        and ends ``FAILED`` with a ``WorkflowTimeout`` cause; it may catch
+        ``CancelledError`` to run cleanup steps first.
         """
         definition = self._definition(workflow)
+        limit = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else timeout
+        if limit is not None and not limit > 0:
+            raise ConfigurationError(f"a workflow timeout must be positive, got {timeout!r}")
         workflow_id = _check_id(id) if id is not None else uuid.uuid4().hex
         try:
             args_raw, kwargs_raw = codec.encode_call(args, {})
@@ -176,7 +197,11 @@ class Engine:
             1,
             now,
             ev.WorkflowStarted(
-                name=definition.name, args=args_raw, kwargs=kwargs_raw, start_time=now
+                name=definition.name,
+                args=args_raw,
+                kwargs=kwargs_raw,
+                start_time=now,
+                timeout=limit,
             ),
         )
         worker = self._worker
@@ -207,7 +232,7 @@ class Engine:
         id: str | None = None,
         timeout: float | None = None,
     ) -> R:
-        """Start ``workflow(*args)`` and wait for its result."""
+        """Start ``workflow(*args)`` and wait for its result (``timeout``: how long to wait)."""
         return self.start(workflow, *args, id=id).result(timeout=timeout)
 
     def _definition(self, workflow: Workflow[Any, Any] | str) -> Workflow[Any, Any]:

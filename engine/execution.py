@@ -63,6 +63,7 @@ class Execution:
         self.retry_at: dict[int, float] = {}
         self.closed = False
         self._wake: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self._visibility: asyncio.TimerHandle | None = None
         self._snapshot_seq = state.last_seq
         self._snapshot: Snapshot | None = None
@@ -116,6 +117,8 @@ class Execution:
     def wake_at(self) -> float | None:
         """When this workflow next needs a worker on its own (a timer or a retry)."""
         times = list(self.timers.values()) + list(self.retry_at.values())
+        if self._deadline is not None and self.state.deadline is not None:
+            times.append(self.state.deadline)
         return min(times) if times else None
 
     # -- activation --------------------------------------------------------
@@ -170,6 +173,23 @@ class Execution:
         if seq in self.running or self.closed:
             return
         self.running[seq] = self.spawn(self._run_step(seq, attempt, not_before))
+
+    def arm_deadline(self) -> None:
+        """Cancel the workflow when its timeout (``engine.start(..., timeout=)``) expires."""
+        deadline = self.state.deadline
+        if deadline is None or self.closed or self.instance.finished:
+            return
+        if self.state.cancel_reasons.count(ev.TIMEOUT_REASON):
+            return  # already recorded: replay delivers it
+        self._deadline = self.worker.loop.call_later(
+            max(0.0, deadline - time.time()), self._deadline_due
+        )
+
+    def _deadline_due(self) -> None:
+        self._deadline = None
+        if not self.closed:
+            self.add(ev.CancelRequested(reason=ev.TIMEOUT_REASON))
+            self.spawn(self._commit_then_activate())
 
     def resume(self) -> None:
         """After a rebuild: restart the steps the log shows unfinished, re-arm timers."""
@@ -330,7 +350,7 @@ class Execution:
     def close(self) -> None:
         """Stop everything this execution scheduled."""
         self.closed = True
-        for handle in (self._wake, self._visibility):
+        for handle in (self._wake, self._visibility, self._deadline):
             if handle is not None:
                 handle.cancel()
         for task in list(self.running.values()):

@@ -182,6 +182,7 @@ class Worker:
         self.executions[workflow_id] = execution
         execution.activate()
         execution.resume()
+        execution.arm_deadline()
         if rebuilt or workflow_id in self._pokes:
             self._pokes.discard(workflow_id)
             execution.spawn(execution.read_inbox())

@@ -83,9 +83,7 @@ def find_workflow(workflows: Workflows, name: str) -> Workflow[Any, Any]:
 
 def state_at(history: History, seq: int | None = None) -> WorkflowState:
     """The state derived from the first ``seq`` events of ``history`` (all by default)."""
-    return fold_all(
-        history.workflow_id, [e for e in history.events if seq is None or e.seq <= seq]
-    )
+    return fold_all(history.workflow_id, [e for e in history.events if seq is None or e.seq <= seq])
 
 
 def check(

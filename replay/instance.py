@@ -39,6 +39,7 @@ from duralog.errors import (
     NondeterminismError,
     PayloadError,
     StepFailed,
+    WorkflowTimeout,
     details_of,
 )
 from duralog.store import codec
@@ -112,6 +113,7 @@ class WorkflowInstance:
         self._timer_seqs: dict[int, int] = {}
         self._awaitables: list[Coroutine[Any, Any, Any]] = []
         self._patches: dict[str, bool] = {}
+        self._timed_out = False
         self._signals: dict[str, collections.deque[Any]] = {}
         self._signal_waiters: dict[str, collections.deque[asyncio.Future[Any]]] = {}
         #: Called with each input just before it is delivered (debuggers hook in here).
@@ -220,6 +222,17 @@ class WorkflowInstance:
         if task is None or not task.done() or self.finished or self.divergence is not None:
             return
         try:
+            if task.cancelled() and self._timed_out:
+                state = self._state
+                assert state is not None
+                limit = (state.deadline or 0.0) - state.started_at
+                self._finish_failed(
+                    WorkflowTimeout(
+                        f"workflow {self.workflow_id!r} exceeded its timeout of {limit:g}s"
+                    ),
+                    with_traceback=False,
+                )
+                return
             if task.cancelled():
                 self._decide("WorkflowCancelled", "", lambda: ev.WorkflowCancelled())
                 self.finished = True
@@ -284,6 +297,7 @@ class WorkflowInstance:
             self._signals.setdefault(signal.name, collections.deque()).append(signal.payload)
             self._hand_out_signals(signal.name)
         elif kind == "CancelRequested" and self._task is not None and not self._task.done():
+            self._timed_out = state.cancel_reasons[ref] == ev.TIMEOUT_REASON
             self._task.cancel()
         # Child results are inputs of a later primitive; nothing waits on them yet.
 
@@ -407,6 +421,20 @@ class WorkflowInstance:
         )
         self._patches[patch_id] = True
         return True
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """The new path of ``patch_id`` is the only one now: consume its marker if recorded."""
+        state = self._state
+        assert state is not None
+        index = self._made
+        if index < len(state.decisions):
+            recorded = state.decisions[index]
+            if (
+                recorded.kind == "MarkerRecorded"
+                and recorded.name == "patch"
+                and codec.decode(state.markers[recorded.seq].value) == patch_id
+            ):
+                self._made += 1
 
     # -- timers (called by the loop) ---------------------------------------
 

@@ -123,6 +123,8 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     inputs: list[Input] = msgspec.field(default_factory=list)
     children: dict[int, str] = msgspec.field(default_factory=dict)
     cancel_requested: bool = False
+    cancel_reasons: list[str] = msgspec.field(default_factory=list)
+    deadline: float | None = None
     result: msgspec.Raw = NULL
     error: ErrorDetails | None = None
     finished_at: float | None = None
@@ -203,18 +205,22 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
         case ev.SignalReceived(name=name, payload=payload):
             state.signals.append(SignalView(seq=seq, name=name, payload=payload, at=at))
             state.inputs.append(Input(seq, at, kind, len(state.signals) - 1))
-        case ev.CancelRequested():
+        case ev.CancelRequested(reason=reason):
             state.cancel_requested = True
-            state.inputs.append(Input(seq, at, kind, 0))
+            state.cancel_reasons.append(reason)
+            state.inputs.append(Input(seq, at, kind, len(state.cancel_reasons) - 1))
         case ev.ChildStarted(name=name, child_id=child_id):
             state.children[seq] = child_id
             state.decisions.append(Decision(seq, kind, name))
         case ev.ChildCompleted(child_seq=c) | ev.ChildFailed(child_seq=c):
             state.children[c]  # KeyError for an unknown child
             state.inputs.append(Input(seq, at, kind, c))
-        case ev.WorkflowStarted(name=name, args=args, kwargs=kwargs, parent_id=parent):
+        case ev.WorkflowStarted(
+            name=name, args=args, kwargs=kwargs, parent_id=parent, timeout=timeout
+        ):
             state.name, state.args, state.kwargs, state.parent_id = name, args, kwargs, parent
             state.status, state.started_at = "RUNNING", at
+            state.deadline = at + timeout if timeout is not None else None
         case ev.WorkflowCompleted(result=result):
             state.status, state.result, state.finished_at = "COMPLETED", result, at
             state.decisions.append(Decision(seq, kind, ""))

@@ -13,6 +13,8 @@ from typing import Protocol
 
 import msgspec
 
+from duralog.errors import IllegalTransition
+
 from .events import LogEntry
 
 
@@ -37,6 +39,28 @@ class WorkflowStatus(str, Enum):  # noqa: UP042 - keeps str() == value on 3.11
 
 
 _TERMINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED})
+
+_S = WorkflowStatus
+#: The workflow state machine: every status change any store makes is one of these.
+TRANSITIONS: dict[WorkflowStatus, frozenset[WorkflowStatus]] = {
+    _S.PENDING: frozenset({_S.RUNNING, _S.CANCELLED}),
+    _S.RUNNING: frozenset({_S.PAUSED, _S.COMPLETED, _S.FAILED, _S.CANCELLED, _S.SUSPENDED}),
+    _S.PAUSED: frozenset({_S.RUNNING, _S.CANCELLED}),
+    _S.SUSPENDED: frozenset({_S.RUNNING, _S.CANCELLED}),
+    _S.COMPLETED: frozenset(),
+    _S.FAILED: frozenset(),
+    _S.CANCELLED: frozenset(),
+}
+
+
+def check_transition(workflow_id: str, current: WorkflowStatus, new: WorkflowStatus) -> None:
+    """Raise ``IllegalTransition`` unless ``current -> new`` is in ``TRANSITIONS``."""
+    if new is not current and new not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "nothing"
+        raise IllegalTransition(
+            f"workflow {workflow_id!r} cannot go from {current.value} to {new.value} "
+            f"(from {current.value} it may go to: {allowed})"
+        )
 
 
 class WorkflowRecord(msgspec.Struct, frozen=True):

@@ -39,6 +39,7 @@ class WorkflowStarted(BaseEvent, frozen=True, kw_only=True):
     parent_id: str | None = None
     code_version: str | None = None
     start_time: float = 0.0
+    timeout: float | None = None
 
 
 class StepScheduled(BaseEvent, frozen=True, kw_only=True):
@@ -129,8 +130,12 @@ class ChildFailed(BaseEvent, frozen=True, kw_only=True):
     error: ErrorDetails
 
 
+#: The reason of the ``CancelRequested`` a worker appends when a workflow's timeout expires.
+TIMEOUT_REASON = "workflow timeout"
+
+
 class CancelRequested(BaseEvent, frozen=True, kw_only=True):
-    """Input: someone asked the workflow to cancel."""
+    """Input: someone asked the workflow to cancel (or its timeout expired)."""
 
     reason: str = ""
 

@@ -18,7 +18,7 @@ from typing import Literal
 import msgspec
 from sqlite_utils import Database
 
-from duralog.errors import ConfigurationError, CorruptEventError, StoreError
+from duralog.errors import ConfigurationError, CorruptEventError, IllegalTransition, StoreError
 
 from .base import (
     Append,
@@ -28,6 +28,7 @@ from .base import (
     Snapshot,
     WorkflowRecord,
     WorkflowStatus,
+    check_transition,
 )
 from .events import LogEntry, decode_event, encode_event
 from .schema import migrate
@@ -175,23 +176,24 @@ class SQLiteStore:
         return fences
 
     def append(self, batch: Sequence[Append]) -> list[bool]:
-        """Append every item in one transaction; an item with a stale fence is skipped."""
+        """Append every item in one transaction; a refused item (stale fence, seq
+        collision, forbidden transition) is skipped and reported False."""
         rows = [[_row(item.workflow_id, e) for e in item.entries] for item in batch]
         try:
             with self._write() as conn:
                 return [
                     self._append_one(conn, item, r) for item, r in zip(batch, rows, strict=True)
                 ]
-        except sqlite3.IntegrityError:
+        except (sqlite3.IntegrityError, IllegalTransition):
             if len(batch) == 1:
                 return [False]
-        # A seq collision in a group: find the culprit by appending one by one.
+        # A refusal inside a group: append one by one, so only the culprit is refused.
         results = []
         for item, r in zip(batch, rows, strict=True):
             try:
                 with self._write() as conn:
                     results.append(self._append_one(conn, item, r))
-            except sqlite3.IntegrityError:
+            except (sqlite3.IntegrityError, IllegalTransition):
                 results.append(False)
         return results
 
@@ -200,10 +202,18 @@ class SQLiteStore:
         conn: sqlite3.Connection, item: Append, rows: list[tuple[str, int, str, float, str]]
     ) -> bool:
         found = conn.execute(
-            "SELECT fence FROM workflows WHERE id = ?", (item.workflow_id,)
+            "SELECT fence, status FROM workflows WHERE id = ?", (item.workflow_id,)
         ).fetchone()
         if found is None or found[0] != item.fence:
             return False
+        current = WorkflowStatus(found[1])
+        if rows and current.is_terminal:
+            raise IllegalTransition(
+                f"workflow {item.workflow_id!r} is {current.value}: nothing may be appended "
+                "after its terminal event"
+            )
+        if item.status is not None:
+            check_transition(item.workflow_id, current, item.status)
         if rows:
             conn.executemany(
                 "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)", rows

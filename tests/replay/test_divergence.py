@@ -207,3 +207,24 @@ def test_patched_keeps_old_histories_replaying(history: list[LogEntry], db: str)
     assert any(e.kind == "MarkerRecorded" for e in new_history)
     instance, _ = replay_history(as_workflow(patched_reorder), new_history)
     assert instance.finished
+
+
+async def patch_deprecated(order: str) -> list[str]:
+    duralog.deprecate_patch("charge-first")
+    first = await charge(order)
+    return [await reserve(order), first, await ship(order)]
+
+
+def test_deprecate_patch_replays_histories_that_took_the_new_path(
+    history: list[LogEntry], db: str
+) -> None:
+    registry = Registry()
+    registry.add(as_workflow(patched_reorder))
+    with duralog.Engine(db, durability="normal", registry=registry) as engine:
+        handle = engine.start("order", "o-3")
+        handle.result(timeout=10)
+        patched_history = handle.history()
+    instance, _ = replay_history(as_workflow(patch_deprecated), patched_history)
+    assert instance.finished
+    with pytest.raises(duralog.NondeterminismError):  # an old-path history cannot replay
+        replay_history(as_workflow(patch_deprecated), history)

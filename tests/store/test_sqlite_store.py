@@ -192,9 +192,9 @@ def test_append_updates_status_wake_and_reason(store: SQLiteStore) -> None:
     assert store.append([Append("a", 1, [scheduled(3)])]) == [True]
     record = store.get_workflow("a")
     assert record is not None and record.status is WorkflowStatus.SUSPENDED
-    assert store.append([Append("a", 1, [], status=WorkflowStatus.PAUSED)]) == [True]
+    assert store.append([Append("a", 1, [], status=WorkflowStatus.RUNNING)]) == [True]
     record = store.get_workflow("a")
-    assert record is not None and (record.status, record.last_seq) == (WorkflowStatus.PAUSED, 3)
+    assert record is not None and (record.status, record.last_seq) == (WorkflowStatus.RUNNING, 3)
 
 
 def test_append_to_unknown_workflow_is_refused(store: SQLiteStore) -> None:
