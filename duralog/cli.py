@@ -517,3 +517,38 @@ def cancel(ctx: Context, workflow_id: str, reason: str) -> None:
     with Engine(ctx.db, worker=False) as engine:
         engine.get(workflow_id).cancel(reason)
     click.echo(f"cancel requested for {workflow_id}", err=True)
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--reason", default="", help="Recorded with the pause.")
+@pass_context
+@friendly
+def pause(ctx: Context, workflow_id: str, reason: str) -> None:
+    """Pause a workflow: no new step starts and no timer fires until `resume`.
+
+    \b
+    Example:
+      duralog --db shop.db pause order-o-1 --reason "payment provider outage"
+    """
+    ctx.store().close()
+    with Engine(ctx.db, worker=False) as engine:
+        engine.get(workflow_id).pause(reason)
+    click.echo(f"pause requested for {workflow_id}", err=True)
+
+
+@main.command()
+@click.argument("workflow_id")
+@pass_context
+@friendly
+def resume(ctx: Context, workflow_id: str) -> None:
+    """Resume a paused workflow.
+
+    \b
+    Example:
+      duralog --db shop.db resume order-o-1
+    """
+    ctx.store().close()
+    with Engine(ctx.db, worker=False) as engine:
+        engine.get(workflow_id).resume()
+    click.echo(f"resume requested for {workflow_id}", err=True)

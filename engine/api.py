@@ -75,6 +75,19 @@ def side_effect(fn: Callable[[], T], result_type: Any = Any) -> T:
     return value
 
 
+def publish(key: str, value: Any) -> None:
+    """Publish ``value`` under ``key`` for the outside to read (``handle.get_event``).
+
+    The cheap alternative to queries: progress, a status for a UI, a URL the
+    client needs. The latest value per key wins; it is in the log, so it survives
+    crashes and replays like any decision.
+    """
+    instance = current_instance()
+    if instance is None:
+        raise DuralogError("duralog.publish() can only be called inside a workflow")
+    instance.publish(key, value)
+
+
 def patched(patch_id: str) -> bool:
     """True when this run should take the new code path named ``patch_id``.
 

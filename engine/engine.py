@@ -327,6 +327,40 @@ class WorkflowHandle(Generic[R]):
         """
         self._send("cancel", reason, None)
 
+    def pause(self, reason: str = "") -> None:
+        """Pause the workflow: it starts no new step and fires no timer until resumed.
+
+        Steps already running finish; the status shows ``PAUSED``.
+        """
+        self._send("pause", reason, None)
+
+    def resume(self) -> None:
+        """Resume a paused workflow."""
+        self._send("resume", "", None)
+
+    def get_event(self, key: str, timeout: float | None = None) -> Any:
+        """The value the workflow last published under ``key``, waiting until there is one.
+
+        Raises ``ResultTimeout`` if nothing is published within ``timeout`` seconds,
+        and ``DuralogError`` if the workflow ends without publishing it.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            record = self.record()
+            value = self._engine.store.published(self.id, key)
+            if value is not None:
+                return codec.decode(value)
+            if record.status.is_terminal:
+                raise DuralogError(
+                    f"workflow {self.id!r} ended ({record.status.value}) without publishing {key!r}"
+                )
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise ResultTimeout(self.id, timeout or 0.0, record.status.value)
+            time.sleep(pause if remaining is None else min(pause, remaining))
+            pause = min(pause * 2, 0.25)
+
     def _send(self, kind: str, name: str, payload: Any) -> None:
         record = self.record()
         if record.status.is_terminal:

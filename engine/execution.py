@@ -69,6 +69,9 @@ class Execution:
         self._snapshot: Snapshot | None = None
         self._consumed: list[int] = []
         self._reading_inbox = False
+        self._unpaused = asyncio.Event()  # set while steps and timers may go ahead
+        if not state.paused:
+            self._unpaused.set()
 
     # -- the log tail ------------------------------------------------------
 
@@ -143,7 +146,7 @@ class Execution:
                     new_steps.append(seq)
             elif isinstance(event, ev.TimerStarted):
                 self.timers[seq] = event.fire_at
-            elif isinstance(event, ev.MarkerRecorded):
+            elif isinstance(event, ev.MarkerRecorded | ev.StatePublished):
                 flush_first = True
             elif isinstance(event, ev.TERMINAL):
                 finishing = True
@@ -156,7 +159,7 @@ class Execution:
         elif new_steps:
             for seq in new_steps:
                 self.start_step(seq)
-        elif self.pending and not self.running:
+        elif self.pending and (flush_first or not self.running):
             self.spawn(self.flush())
         self._arm_wake()
 
@@ -216,6 +219,7 @@ class Execution:
                 await asyncio.sleep(max(0.0, not_before - time.time()))
             args, kwargs = step.decode_args(raw_args, raw_kwargs)
             while True:
+                await self._unpaused.wait()  # a paused workflow starts no attempt
                 attempt += 1
                 self.retry_at.pop(seq, None)
                 self.add(ev.StepStarted(step_seq=seq, attempt=attempt))
@@ -285,14 +289,24 @@ class Execution:
             items = self.worker.store.inbox(self.workflow_id)
             if not items:
                 return
+            status = None
             for item in items:
                 payload = msgspec.Raw(item.payload) if item.payload is not None else ev.NULL
                 if item.kind == "signal":
                     self.add(ev.SignalReceived(name=item.name or "", payload=payload))
-                else:
+                elif item.kind == "cancel":
                     self.add(ev.CancelRequested(reason=item.name or ""))
+                elif item.kind == "pause" and self._unpaused.is_set():
+                    self.add(ev.PauseRequested(reason=item.name or ""))
+                    self._unpaused.clear()
+                    status = WorkflowStatus.PAUSED
+                elif item.kind == "resume" and not self._unpaused.is_set():
+                    self.add(ev.ResumeRequested())
+                    self._unpaused.set()
+                    status = WorkflowStatus.RUNNING
                 self._consumed.append(item.id)
-            await self.flush()
+            await self.flush(status=status)
+            self._arm_wake()
         finally:
             self._reading_inbox = False
         self.activate()
@@ -310,6 +324,8 @@ class Execution:
 
     def _timers_due(self) -> None:
         self._wake = None
+        if not self._unpaused.is_set():
+            return  # paused: timers fire after the resume re-arms them
         now = time.time()
         due = sorted(seq for seq, at in self.timers.items() if at <= now)
         for seq in due:

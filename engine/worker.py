@@ -34,8 +34,8 @@ from .threads import StepThreads
 
 log = logging.getLogger("duralog.engine")
 
-_ACTIVE = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING)
-_ON_START = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING, WorkflowStatus.SUSPENDED)
+_ACTIVE = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
+_ON_START = (*_ACTIVE, WorkflowStatus.SUSPENDED)
 
 
 class RealSources:

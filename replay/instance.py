@@ -390,6 +390,16 @@ class WorkflowInstance:
         received: msgspec.Raw = await waiter
         return received
 
+    def publish(self, key: str, value: Any) -> None:
+        """Record ``value`` as the workflow's published state under ``key``."""
+        try:
+            raw = codec.encode(value)
+        except PayloadError as exc:
+            raise PayloadError(
+                f"cannot publish {key!r} from workflow {self.workflow_id!r}: {exc}"
+            ) from None
+        self._decide("StatePublished", key, lambda: ev.StatePublished(key=key, value=raw))
+
     def patched(self, patch_id: str) -> bool:
         """Whether this run takes the new code path of ``patch_id`` (Temporal's semantics).
 

@@ -124,6 +124,8 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     children: dict[int, str] = msgspec.field(default_factory=dict)
     cancel_requested: bool = False
     cancel_reasons: list[str] = msgspec.field(default_factory=list)
+    published: dict[str, msgspec.Raw] = msgspec.field(default_factory=dict)
+    paused: bool = False
     deadline: float | None = None
     result: msgspec.Raw = NULL
     error: ErrorDetails | None = None
@@ -209,6 +211,13 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
             state.cancel_requested = True
             state.cancel_reasons.append(reason)
             state.inputs.append(Input(seq, at, kind, len(state.cancel_reasons) - 1))
+        case ev.StatePublished(key=key, value=value):
+            state.published[key] = value
+            state.decisions.append(Decision(seq, kind, key))
+        case ev.PauseRequested():
+            state.paused = True
+        case ev.ResumeRequested():
+            state.paused = False
         case ev.ChildStarted(name=name, child_id=child_id):
             state.children[seq] = child_id
             state.decisions.append(Decision(seq, kind, name))

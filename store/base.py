@@ -45,7 +45,8 @@ _S = WorkflowStatus
 TRANSITIONS: dict[WorkflowStatus, frozenset[WorkflowStatus]] = {
     _S.PENDING: frozenset({_S.RUNNING, _S.CANCELLED}),
     _S.RUNNING: frozenset({_S.PAUSED, _S.COMPLETED, _S.FAILED, _S.CANCELLED, _S.SUSPENDED}),
-    _S.PAUSED: frozenset({_S.RUNNING, _S.CANCELLED}),
+    # A paused workflow starts nothing new, but steps already running may finish it.
+    _S.PAUSED: frozenset({_S.RUNNING, _S.COMPLETED, _S.FAILED, _S.CANCELLED, _S.SUSPENDED}),
     _S.SUSPENDED: frozenset({_S.RUNNING, _S.CANCELLED}),
     _S.COMPLETED: frozenset(),
     _S.FAILED: frozenset(),
@@ -209,6 +210,10 @@ class EventStore(Protocol):
 
     def owned_with_inbox(self, worker_id: str) -> list[str]:
         """Ids of workflows owned by ``worker_id`` that have inbox items waiting."""
+        ...
+
+    def published(self, workflow_id: str, key: str) -> bytes | None:
+        """The latest value the workflow published under ``key`` (encoded), or None."""
         ...
 
     def load_snapshot(self, workflow_id: str) -> Snapshot | None:

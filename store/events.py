@@ -107,6 +107,23 @@ class MarkerRecorded(BaseEvent, frozen=True, kw_only=True):
     value: msgspec.Raw
 
 
+class StatePublished(BaseEvent, frozen=True, kw_only=True):
+    """Decision: the workflow published ``value`` under ``key`` (``duralog.publish``)."""
+
+    key: str
+    value: msgspec.Raw
+
+
+class PauseRequested(BaseEvent, frozen=True, kw_only=True):
+    """Bookkeeping: the workflow was paused (no new step, no timer fires until resumed)."""
+
+    reason: str = ""
+
+
+class ResumeRequested(BaseEvent, frozen=True, kw_only=True):
+    """Bookkeeping: a paused workflow was resumed."""
+
+
 class ChildStarted(BaseEvent, frozen=True, kw_only=True):
     """Decision: the workflow started a child workflow."""
 
@@ -184,6 +201,9 @@ Event: TypeAlias = (
     | WorkflowFailed
     | WorkflowCancelled
     | ContinuedAsNew
+    | StatePublished
+    | PauseRequested
+    | ResumeRequested
 )
 
 #: Events made by workflow code; replay matches them one by one.
@@ -191,6 +211,7 @@ DECISIONS: tuple[type[BaseEvent], ...] = (
     StepScheduled,
     TimerStarted,
     MarkerRecorded,
+    StatePublished,
     ChildStarted,
     WorkflowCompleted,
     WorkflowFailed,

@@ -421,6 +421,22 @@ class SQLiteStore:
             rows = conn.execute(sql, params).fetchall()
         return [_record(row) for row in rows]
 
+    def published(self, workflow_id: str, key: str) -> bytes | None:
+        """The latest value published under ``key``, read from the log itself."""
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT seq, body FROM events WHERE workflow_id = ? AND kind = 'StatePublished'"
+                " AND json_extract(body, '$.key') = ? ORDER BY seq DESC LIMIT 1",
+                (workflow_id, key),
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            event = decode_event(row[1])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise CorruptEventError(workflow_id, row[0], str(exc)) from exc
+        return bytes(getattr(event, "value", b"null"))
+
     def load_snapshot(self, workflow_id: str) -> Snapshot | None:
         """The newest snapshot of one workflow (the caller verifies its checksum)."""
         with self._connection() as conn:

@@ -38,6 +38,7 @@ EXPECTED = {
     "deprecate_patch",
     "now",
     "patched",
+    "publish",
     "random",
     "side_effect",
     "sleep",

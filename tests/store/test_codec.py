@@ -239,6 +239,9 @@ EVENT_STRATEGIES: dict[type[ev.BaseEvent], st.SearchStrategy[ev.BaseEvent]] = {
     ev.WorkflowFailed: st.builds(ev.WorkflowFailed, error=errors),
     ev.WorkflowCancelled: st.builds(ev.WorkflowCancelled, reason=st.text()),
     ev.ContinuedAsNew: st.builds(ev.ContinuedAsNew, args=raw, kwargs=raw),
+    ev.StatePublished: st.builds(ev.StatePublished, key=names, value=raw),
+    ev.PauseRequested: st.builds(ev.PauseRequested, reason=st.text()),
+    ev.ResumeRequested: st.builds(ev.ResumeRequested),
 }
 
 

@@ -140,6 +140,9 @@ def every_event_kind() -> list[ev.Event]:
         ev.WorkflowFailed(error=err),
         ev.WorkflowCancelled(reason="user asked"),
         ev.ContinuedAsNew(args=raw),
+        ev.StatePublished(key="progress", value=raw),
+        ev.PauseRequested(reason="outage"),
+        ev.ResumeRequested(),
     ]
 
 
