@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from duralog.errors import LeaseLost, NondeterminismError, PayloadError, details_of
+from duralog.errors import ErrorDetails, LeaseLost, NondeterminismError, PayloadError, details_of
 from duralog.replay.definitions import Step
 from duralog.replay.instance import WorkflowInstance
 from duralog.replay.state import STEP_RETRYING, WorkflowState, dump_state, fold
 from duralog.store import codec
 from duralog.store import events as ev
-from duralog.store.base import Append, Snapshot, WorkflowStatus
+from duralog.store.base import Append, NewWorkflow, Notice, Snapshot, WorkflowStatus
 from duralog.store.events import LogEntry
 
 if TYPE_CHECKING:
@@ -82,9 +82,14 @@ class Execution:
         self.pending.append(LogEntry(seq, time.time() if at is None else at, event))
         return seq
 
-    async def flush(self, status: WorkflowStatus | None = None, reason: str | None = None) -> None:
+    async def flush(
+        self,
+        status: WorkflowStatus | None = None,
+        reason: str | None = None,
+        notices: tuple[Notice, ...] = (),
+    ) -> None:
         """Commit everything pending (one group-commit round) and fold it into the state."""
-        if not self.pending and status is None and self._snapshot is None:
+        if not self.pending and status is None and self._snapshot is None and not notices:
             return
         entries, self.pending = self.pending, []
         snapshot, self._snapshot = self._snapshot, None
@@ -98,6 +103,7 @@ class Execution:
             reason=reason,
             snapshot=snapshot,
             consumed=consumed,
+            notices=notices,
         )
         if not await self.worker.committer.append(item):
             raise LeaseLost(self.workflow_id)
@@ -136,6 +142,7 @@ class Execution:
             self.spawn(self.suspend(str(exc)))
             return
         new_steps: list[int] = []
+        new_children: list[tuple[int, ev.ChildStarted]] = []
         flush_first = finishing = False
         for seq, event in decisions:
             self.add(event)
@@ -146,14 +153,18 @@ class Execution:
                     new_steps.append(seq)
             elif isinstance(event, ev.TimerStarted):
                 self.timers[seq] = event.fire_at
+            elif isinstance(event, ev.ChildStarted):
+                new_children.append((seq, event))
             elif isinstance(event, ev.MarkerRecorded | ev.StatePublished):
                 flush_first = True
             elif isinstance(event, ev.TERMINAL):
                 finishing = True
         if finishing:
-            self.spawn(self.finish(type(decisions[-1][1])))
+            self.spawn(self.finish(decisions[-1][1]))
             return
         self.timers = {seq: at for seq, at in self.timers.items() if seq in self._live_timers()}
+        if new_children:
+            self.spawn(self._start_children(new_children))
         if new_steps and flush_first:
             self.spawn(self._start_steps(new_steps))
         elif new_steps:
@@ -165,6 +176,47 @@ class Execution:
 
     def _live_timers(self) -> set[int]:
         return set(self.instance.live_timers())
+
+    async def _start_children(self, children: list[tuple[int, ev.ChildStarted]]) -> None:
+        # The decision is on disk before the child exists, so a crash in between
+        # finds the decision and creates the child then (creation is idempotent by id).
+        await self.flush()
+        for seq, event in children:
+            await self._create_child(seq, event)
+
+    async def _create_child(self, seq: int, event: ev.ChildStarted) -> None:
+        now = time.time()
+        started = LogEntry(
+            1,
+            now,
+            ev.WorkflowStarted(
+                name=event.name,
+                args=event.args,
+                kwargs=event.kwargs,
+                parent_id=self.workflow_id,
+                parent_seq=seq,
+                start_time=now,
+            ),
+        )
+        item = NewWorkflow(
+            event.child_id,
+            event.name,
+            started,
+            parent_id=self.workflow_id,
+            owner=self.worker.worker_id,
+            lease_until=now + self.worker.lease_seconds,
+        )
+        fence = await self.worker.committer.create_async(item)
+        if fence is not None:
+            self.worker.adopt_created(event.child_id, fence, started)
+
+    def _resume_children(self) -> None:
+        for seq in self.state.open_children():
+            if self.instance.child_of(seq) is None:
+                continue
+            found = self.worker.store.read_events(self.workflow_id, seq - 1, seq)
+            if found and isinstance(found[0].event, ev.ChildStarted):
+                self.spawn(self._create_child(seq, found[0].event))
 
     async def _start_steps(self, seqs: list[int]) -> None:
         await self.flush()
@@ -203,6 +255,7 @@ class Execution:
             self.calls[view.seq] = (step, None)
             not_before = view.next_attempt_at if view.status == STEP_RETRYING else None
             self.start_step(view.seq, view.attempt, not_before)
+        self._resume_children()
         self._arm_wake()
 
     # -- steps -------------------------------------------------------------
@@ -296,6 +349,16 @@ class Execution:
                     self.add(ev.SignalReceived(name=item.name or "", payload=payload))
                 elif item.kind == "cancel":
                     self.add(ev.CancelRequested(reason=item.name or ""))
+                    self._cancel_children(item.name or "")
+                elif item.kind in ("child_completed", "child_failed"):
+                    child_seq = int(item.name or 0)
+                    if child_seq not in self.state.open_children():
+                        continue  # not (or no longer) an open child: leave it be
+                    if item.kind == "child_completed":
+                        self.add(ev.ChildCompleted(child_seq=child_seq, result=payload))
+                    else:
+                        error = msgspec.json.decode(payload, type=ErrorDetails)
+                        self.add(ev.ChildFailed(child_seq=child_seq, error=error))
                 elif item.kind == "pause" and self._unpaused.is_set():
                     self.add(ev.PauseRequested(reason=item.name or ""))
                     self._unpaused.clear()
@@ -310,6 +373,26 @@ class Execution:
         finally:
             self._reading_inbox = False
         self.activate()
+
+    def _cancel_children(self, reason: str) -> None:
+        for child_id in self.state.open_children().values():
+            self.worker.store.send(
+                child_id, "cancel", reason or "the parent was cancelled", None, time.time()
+            )
+            self.worker.poke(child_id)
+
+    def _notice_to_parent(self, terminal: ev.Event) -> tuple[Notice, ...]:
+        parent, seq = self.state.parent_id, self.state.parent_seq
+        if parent is None or seq is None:
+            return ()
+        if isinstance(terminal, ev.WorkflowCompleted):
+            return (Notice(parent, "child_completed", str(seq), bytes(terminal.result)),)
+        error = (
+            terminal.error
+            if isinstance(terminal, ev.WorkflowFailed)
+            else ErrorDetails("Cancelled", f"child workflow {self.workflow_id!r} was cancelled")
+        )
+        return (Notice(parent, "child_failed", str(seq), msgspec.json.encode(error)),)
 
     # -- timers ------------------------------------------------------------
 
@@ -342,7 +425,7 @@ class Execution:
 
     # -- endings -----------------------------------------------------------
 
-    async def finish(self, terminal: type[Any]) -> None:
+    async def finish(self, terminal: ev.Event) -> None:
         """Commit the terminal decision, snapshot the final state, release waiters.
 
         Steps still running (started but never awaited, or left behind by a failed
@@ -350,7 +433,12 @@ class Execution:
         """
         self.close()
         self.timers.clear()
-        await self.flush(status=_STATUS_OF.get(terminal, WorkflowStatus.COMPLETED))
+        if self.state.open_children():
+            self._cancel_children("the parent workflow ended")
+        await self.flush(
+            status=_STATUS_OF.get(type(terminal), WorkflowStatus.COMPLETED),
+            notices=self._notice_to_parent(terminal),
+        )
         self.take_snapshot()
         await self.flush()
         self.worker.finished(self)

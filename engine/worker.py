@@ -24,8 +24,9 @@ from typing import Any
 from duralog.errors import CorruptEventError, LeaseLost, RegistrationError
 from duralog.replay.definitions import Registry, Step
 from duralog.replay.instance import WorkflowInstance
-from duralog.replay.state import WorkflowState, fold, load_state, new_state
+from duralog.replay.state import WorkflowState, fold, fold_all, load_state, new_state
 from duralog.store.base import Claim, EventStore, WorkflowStatus
+from duralog.store.events import LogEntry
 
 from .api import StepInfo, _step_info
 from .committer import Committer
@@ -155,6 +156,10 @@ class Worker:
     def adopt_new(self, workflow_id: str, fence: int, state: WorkflowState) -> None:
         """Run a workflow this engine just created (its state is already in memory)."""
         self.call(self._adopt, workflow_id, fence, state)
+
+    def adopt_created(self, workflow_id: str, fence: int, started: LogEntry) -> None:
+        """Run a workflow this worker just created itself (a child), on the loop thread."""
+        self._adopt(workflow_id, fence, fold_all(workflow_id, [started]))
 
     def poke(self, workflow_id: str) -> None:
         """Something arrived in a workflow's inbox (from any thread)."""

@@ -21,7 +21,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 import msgspec
 
-from duralog.errors import ConfigurationError, PayloadError, RegistrationError, WorkflowSandboxError
+from duralog.errors import ConfigurationError, PayloadError, RegistrationError
 from duralog.store import codec
 
 from .context import current_instance
@@ -168,12 +168,9 @@ class Workflow(Generic[P, R]):
         return f"<duralog workflow {self.name!r}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        if current_instance() is not None:
-            raise WorkflowSandboxError(
-                f"workflow {self.name!r} was called from inside another workflow; child "
-                "workflows are not supported yet: call its steps directly, or start it "
-                "from outside with engine.start()"
-            )
+        instance = current_instance()
+        if instance is not None:  # inside a workflow: a durable child workflow
+            return instance.start_child(self, args, kwargs)
         return self._call(*args, **kwargs)
 
     async def _call(self, *args: Any, **kwargs: Any) -> R:

@@ -39,6 +39,7 @@ from duralog.errors import (
     NondeterminismError,
     PayloadError,
     StepFailed,
+    WorkflowFailed,
     WorkflowTimeout,
     details_of,
 )
@@ -114,6 +115,7 @@ class WorkflowInstance:
         self._awaitables: list[Coroutine[Any, Any, Any]] = []
         self._patches: dict[str, bool] = {}
         self._timed_out = False
+        self._children: dict[int, tuple[Workflow[Any, Any], asyncio.Future[Any]]] = {}
         self._signals: dict[str, collections.deque[Any]] = {}
         self._signal_waiters: dict[str, collections.deque[asyncio.Future[Any]]] = {}
         #: Called with each input just before it is delivered (debuggers hook in here).
@@ -292,6 +294,22 @@ class WorkflowInstance:
             if handle is not None:
                 self._timer_seqs.pop(id(handle), None)
                 self.loop.fire(handle)
+        elif kind in ("ChildCompleted", "ChildFailed"):
+            found_child = self._children.pop(ref, None)
+            if found_child is None:
+                self._unexpected_input(kind, ref)
+                return
+            child, waiter = found_child
+            child_id = state.children[ref]
+            if waiter.done():
+                return
+            if kind == "ChildCompleted":
+                try:
+                    waiter.set_result(codec.decode(state.child_results[ref], child.result_type))
+                except PayloadError as exc:
+                    waiter.set_exception(exc)
+            else:
+                waiter.set_exception(WorkflowFailed(child_id, state.child_errors[ref]))
         elif kind == "SignalReceived":
             signal = state.signals[ref]
             self._signals.setdefault(signal.name, collections.deque()).append(signal.payload)
@@ -364,6 +382,40 @@ class WorkflowInstance:
         awaitable = _await(future)
         self._awaitables.append(awaitable)
         return awaitable
+
+    def start_child(
+        self, workflow: Workflow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Coroutine[Any, Any, Any]:
+        """Record (or match) starting a child workflow; the coroutine resolves with its result.
+
+        The child's id is ``<parent id>/<seq>``: deterministic, so a replay or a
+        recovery finds the same child instead of starting another.
+        """
+
+        def started() -> ev.Event:
+            try:
+                encoded_args, encoded_kwargs = codec.encode_call(args, kwargs)
+            except PayloadError as exc:
+                raise PayloadError(
+                    f"cannot record the input of child workflow {workflow.name!r} of "
+                    f"{self.workflow_id!r}: {exc}; {codec.SUPPORTED_HINT}"
+                ) from None
+            child_id = f"{self.workflow_id}/{self._next_seq - 1}"
+            return ev.ChildStarted(
+                child_id=child_id, name=workflow.name, args=encoded_args, kwargs=encoded_kwargs
+            )
+
+        seq, _ = self._decide("ChildStarted", workflow.name, started)
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self._children[seq] = (workflow, future)
+        awaitable = _await(future)
+        self._awaitables.append(awaitable)
+        return awaitable
+
+    def child_of(self, seq: int) -> Workflow[Any, Any] | None:
+        """The child workflow the code started at ``seq``, while it is unresolved."""
+        found = self._children.get(seq)
+        return found[0] if found else None
 
     def record_marker(self, marker: str, produce: Callable[[], Any], tp: Any = Any) -> Any:
         """Record (or read back) a non-deterministic value; returns it decoded."""

@@ -111,6 +111,7 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     args: msgspec.Raw = NULL
     kwargs: msgspec.Raw = NULL
     parent_id: str | None = None
+    parent_seq: int | None = None
     status: str = "PENDING"
     started_at: float = 0.0
     last_seq: int = 0
@@ -122,6 +123,8 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     decisions: list[Decision] = msgspec.field(default_factory=list)
     inputs: list[Input] = msgspec.field(default_factory=list)
     children: dict[int, str] = msgspec.field(default_factory=dict)
+    child_results: dict[int, msgspec.Raw] = msgspec.field(default_factory=dict)
+    child_errors: dict[int, ErrorDetails] = msgspec.field(default_factory=dict)
     cancel_requested: bool = False
     cancel_reasons: list[str] = msgspec.field(default_factory=list)
     published: dict[str, msgspec.Raw] = msgspec.field(default_factory=dict)
@@ -134,6 +137,14 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     def pending_steps(self) -> list[StepView]:
         """Steps scheduled but neither completed nor failed, in seq order."""
         return [s for s in self.steps.values() if not s.done]
+
+    def open_children(self) -> dict[int, str]:
+        """Children started and not yet finished, by the seq that started them."""
+        return {
+            seq: child_id
+            for seq, child_id in self.children.items()
+            if seq not in self.child_results and seq not in self.child_errors
+        }
 
     def pending_timers(self) -> list[TimerView]:
         """Timers started but not fired, in seq order."""
@@ -221,13 +232,24 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
         case ev.ChildStarted(name=name, child_id=child_id):
             state.children[seq] = child_id
             state.decisions.append(Decision(seq, kind, name))
-        case ev.ChildCompleted(child_seq=c) | ev.ChildFailed(child_seq=c):
+        case ev.ChildCompleted(child_seq=c, result=result):
             state.children[c]  # KeyError for an unknown child
+            state.child_results[c] = result
+            state.inputs.append(Input(seq, at, kind, c))
+        case ev.ChildFailed(child_seq=c, error=error):
+            state.children[c]  # KeyError for an unknown child
+            state.child_errors[c] = error
             state.inputs.append(Input(seq, at, kind, c))
         case ev.WorkflowStarted(
-            name=name, args=args, kwargs=kwargs, parent_id=parent, timeout=timeout
+            name=name,
+            args=args,
+            kwargs=kwargs,
+            parent_id=parent,
+            timeout=timeout,
+            parent_seq=parent_seq,
         ):
             state.name, state.args, state.kwargs, state.parent_id = name, args, kwargs, parent
+            state.parent_seq = parent_seq
             state.status, state.started_at = "RUNNING", at
             state.deadline = at + timeout if timeout is not None else None
         case ev.WorkflowCompleted(result=result):

@@ -116,6 +116,20 @@ class Append(msgspec.Struct):
     reason: str | None = None
     snapshot: Snapshot | None = None
     consumed: Sequence[int] = ()
+    notices: Sequence[Notice] = ()
+
+
+class Notice(msgspec.Struct, frozen=True):
+    """An inbox item for another workflow, written in the same transaction as an append.
+
+    A child's terminal event and the notice to its parent commit together, so the
+    parent always hears how its child ended.
+    """
+
+    workflow_id: str
+    kind: str
+    name: str | None = None
+    payload: bytes | None = None
 
 
 class InboxItem(msgspec.Struct, frozen=True):

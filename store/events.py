@@ -40,6 +40,7 @@ class WorkflowStarted(BaseEvent, frozen=True, kw_only=True):
     code_version: str | None = None
     start_time: float = 0.0
     timeout: float | None = None
+    parent_seq: int | None = None
 
 
 class StepScheduled(BaseEvent, frozen=True, kw_only=True):

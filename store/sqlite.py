@@ -236,6 +236,17 @@ class SQLiteStore:
                 "UPDATE workflows SET status = ?, reason = ?, wake_at = ? WHERE id = ?",
                 (item.status.value, item.reason, item.wake_at, item.workflow_id),
             )
+        for notice in item.notices:
+            conn.execute(
+                "INSERT INTO inbox (workflow_id, kind, name, payload, at) VALUES (?,?,?,?,?)",
+                (
+                    notice.workflow_id,
+                    notice.kind,
+                    notice.name,
+                    notice.payload.decode() if notice.payload is not None else None,
+                    rows[-1][3] if rows else 0.0,
+                ),
+            )
         if item.consumed:
             conn.executemany(
                 "DELETE FROM inbox WHERE id = ? AND workflow_id = ?",

@@ -1,0 +1,33 @@
+"""Every example runs from a fresh process and does what its docstring says."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def run(name: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_checkout_crashes_and_resumes_without_rerunning_completed_steps() -> None:
+    out = run("checkout.py")
+    assert "exited with -9 (SIGKILL)" in out
+    assert "completed before the crash, ran once: reserve, charge" in out
+    assert "in flight at the crash, ran again (same key): ship" in out
+    assert "result: order 1001: charged 4999 cents" in out
+
+
+def test_approval_flow() -> None:
+    out = run("approval.py")
+    assert "exp-1 paid (approved by ana)" in out
+    assert "exp-2 rejected by bo" in out
+    assert "exp-3 escalated" in out
+    assert "exp-4 cancelled" in out
