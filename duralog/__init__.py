@@ -7,6 +7,7 @@ by replaying its code against that log. See the README for a tour.
 
 from duralog.engine.api import (
     StepInfo,
+    continue_as_new,
     deprecate_patch,
     now,
     patched,
@@ -80,6 +81,7 @@ __all__ = [
     "WorkflowSuspended",
     "WorkflowTimeout",
     "__version__",
+    "continue_as_new",
     "deprecate_patch",
     "now",
     "patched",

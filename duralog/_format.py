@@ -56,6 +56,18 @@ def describe(entry: LogEntry, steps: dict[int, str]) -> str:
             return f"-> {payload(result)}"
         case ev.WorkflowFailed(error=error):
             return str(error)
+        case ev.ContinuedAsNew(args=args):
+            return f"the next run starts with {payload(args)}"
+        case ev.StatePublished(key=key, value=value):
+            return f"{key} = {payload(value)}"
+        case ev.ChildStarted(child_id=child_id, name=name, args=args):
+            return f"{name}{payload(args)} as {child_id}"
+        case ev.ChildCompleted(child_seq=c, result=result):
+            return f"child {c} -> {payload(result)}"
+        case ev.ChildFailed(child_seq=c, error=error):
+            return f"child {c} failed: {error}"
+        case ev.CancelRequested(reason=reason) | ev.PauseRequested(reason=reason):
+            return reason
         case _:
             return ""
 

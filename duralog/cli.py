@@ -258,6 +258,10 @@ def show(ctx: Context, workflow_id: str) -> None:
     if state.error is not None:
         click.echo(f"error     {state.error}")
     click.echo(f"started   {_format.when(state.started_at)}")
+    if state.previous_run:
+        click.echo(f"run       {state.run}, continued from {state.previous_run}")
+    if state.status == "CONTINUED" or (record.reason or "").startswith("continued as new"):
+        click.echo(f"next run  {record.reason.split(': ', 1)[-1] if record.reason else '-'}")
     click.echo(f"events    {len(history.events)}\n")
     for line in _format.timeline(history.events):
         click.echo(line)

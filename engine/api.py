@@ -14,12 +14,13 @@ import datetime as dt
 import random as _random
 import uuid as _uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import msgspec
 
 from duralog.errors import DuralogError
 from duralog.replay.context import WorkflowInfo, current_instance
+from duralog.replay.instance import ContinueAsNew
 from duralog.store import codec
 
 T = TypeVar("T")
@@ -130,6 +131,28 @@ async def wait_signal(
         seconds = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else timeout
         raw = await asyncio.wait_for(instance.wait_signal(name), seconds)
     return codec.decode(raw, result_type)
+
+
+def continue_as_new(*args: Any, **kwargs: Any) -> NoReturn:
+    """End this run and start the workflow afresh, same id, with new arguments.
+
+    The finished run's history is archived as ``<id>~run<N>`` and the new run
+    starts with an empty log, so a workflow that loops forever (a poller, an
+    entity) keeps a bounded history. Signals waiting in the inbox carry over.
+
+    Example:
+        ```python
+        @duralog.workflow
+        async def poller(cursor: int) -> None:
+            for _ in range(100):
+                cursor = await poll(cursor)
+                await duralog.sleep(60)
+            duralog.continue_as_new(cursor)
+        ```
+    """
+    if current_instance() is None:
+        raise DuralogError("duralog.continue_as_new() can only be called inside a workflow")
+    raise ContinueAsNew(args, kwargs)
 
 
 def deprecate_patch(patch_id: str) -> None:

@@ -32,6 +32,7 @@ class Committer:
         self._cond = threading.Condition()
         self._appends: list[tuple[Append, Outcome]] = []
         self._creates: list[tuple[NewWorkflow, Outcome]] = []
+        self._calls: list[tuple[Callable[[EventStore], Any], Outcome]] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -61,6 +62,13 @@ class Committer:
         self._submit(self._creates, item, _loop_outcome(loop, future))
         return await future
 
+    def call(self, fn: Callable[[EventStore], Any]) -> asyncio.Future[Any]:
+        """Run ``fn(store)`` on the writer thread, after the writes queued before it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._submit(self._calls, fn, _loop_outcome(loop, future))
+        return future
+
     def _submit(self, queue: list[tuple[Any, Outcome]], item: Any, outcome: Outcome) -> None:
         with self._cond:
             if self._stopping:
@@ -77,16 +85,24 @@ class Committer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._appends or self._creates or self._stopping):
+                while not (self._appends or self._creates or self._calls or self._stopping):
                     self._cond.wait()
                 creates, self._creates = self._creates, []
                 appends, self._appends = self._appends, []
-                if self._stopping and not (creates or appends):
+                calls, self._calls = self._calls, []
+                if self._stopping and not (creates or appends or calls):
                     return
             if creates:
                 self._write(self._store.create_workflows, creates)
             if appends:
                 self._write(self._store.append, appends)
+            for fn, outcome in calls:
+                try:
+                    result = fn(self._store)
+                except Exception as exc:
+                    _tell(outcome, None, exc)
+                else:
+                    _tell(outcome, result, None)
 
     @staticmethod
     def _write(

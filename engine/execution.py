@@ -435,6 +435,9 @@ class Execution:
         self.timers.clear()
         if self.state.open_children():
             self._cancel_children("the parent workflow ended")
+        if isinstance(terminal, ev.ContinuedAsNew):
+            await self._continue_as_new(terminal)
+            return
         await self.flush(
             status=_STATUS_OF.get(type(terminal), WorkflowStatus.COMPLETED),
             notices=self._notice_to_parent(terminal),
@@ -442,6 +445,40 @@ class Execution:
         self.take_snapshot()
         await self.flush()
         self.worker.finished(self)
+
+    async def _continue_as_new(self, terminal: ev.ContinuedAsNew) -> None:
+        state = self.state
+        archived = f"{self.workflow_id}~run{state.run}"
+        now = time.time()
+        started = LogEntry(
+            1,
+            now,
+            ev.WorkflowStarted(
+                name=state.name,
+                args=terminal.args,
+                kwargs=terminal.kwargs,
+                parent_id=state.parent_id,
+                parent_seq=state.parent_seq,
+                start_time=now,
+                run=state.run + 1,
+                previous_run=archived,
+            ),
+        )
+        entries, self.pending = self.pending, []
+        consumed, self._consumed = self._consumed, []
+        # Signals this run received but never waited for go back to the inbox, in
+        # the same transaction: the next run receives them, none is lost.
+        carried = tuple(
+            Notice(self.workflow_id, "signal", name, bytes(payload))
+            for name, payload in self.instance.unconsumed_signals()
+        )
+        item = Append(self.workflow_id, self.fence, entries, consumed=consumed, notices=carried)
+        done = await self.worker.committer.call(
+            lambda store: store.continue_as_new(item, archived, started)
+        )
+        if not done:
+            raise LeaseLost(self.workflow_id)
+        self.worker.restart(self, started)
 
     async def suspend(self, reason: str) -> None:
         """The code diverged: mark the workflow SUSPENDED, run nothing more for it."""

@@ -161,6 +161,13 @@ class Worker:
         """Run a workflow this worker just created itself (a child), on the loop thread."""
         self._adopt(workflow_id, fence, fold_all(workflow_id, [started]))
 
+    def restart(self, execution: Execution, started: LogEntry) -> None:
+        """A workflow continued as new: run its next run in place of the old one."""
+        workflow_id = execution.workflow_id
+        if self.executions.get(workflow_id) is execution:
+            del self.executions[workflow_id]
+        self._adopt(workflow_id, execution.fence, fold_all(workflow_id, [started]), rebuilt=True)
+
     def poke(self, workflow_id: str) -> None:
         """Something arrived in a workflow's inbox (from any thread)."""
         self.call(self._poked, workflow_id)

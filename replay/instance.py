@@ -85,6 +85,15 @@ class _Diverged(BaseException):
     """Unwinds workflow code after a divergence; ``except Exception`` cannot stop it."""
 
 
+class ContinueAsNew(BaseException):
+    """Raised by ``duralog.continue_as_new``: ends this run; a new one starts with ``args``."""
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        super().__init__("continue as new")
+        self.args_ = args
+        self.kwargs_ = kwargs
+
+
 class WorkflowInstance:
     """One workflow's code, running on its own deterministic loop.
 
@@ -116,7 +125,7 @@ class WorkflowInstance:
         self._patches: dict[str, bool] = {}
         self._timed_out = False
         self._children: dict[int, tuple[Workflow[Any, Any], asyncio.Future[Any]]] = {}
-        self._signals: dict[str, collections.deque[Any]] = {}
+        self._signals: dict[str, collections.deque[int]] = {}  # name -> indexes in state.signals
         self._signal_waiters: dict[str, collections.deque[asyncio.Future[Any]]] = {}
         #: Called with each input just before it is delivered (debuggers hook in here).
         self.on_input: Callable[[Input], None] | None = None
@@ -242,6 +251,8 @@ class WorkflowInstance:
             exc = task.exception()
             if exc is None:
                 self._finish_completed(task.result())
+            elif isinstance(exc, ContinueAsNew):
+                self._finish_continued(exc)
             elif not isinstance(exc, _Diverged):
                 self._finish_failed(exc)
         except _Diverged:
@@ -260,6 +271,21 @@ class WorkflowInstance:
             )
             return
         self._decide("WorkflowCompleted", "", lambda: ev.WorkflowCompleted(result=result))
+        self.finished = True
+
+    def _finish_continued(self, request: ContinueAsNew) -> None:
+        try:
+            args, kwargs = codec.encode_call(request.args_, request.kwargs_)
+        except PayloadError as exc:
+            self._finish_failed(
+                PayloadError(
+                    f"workflow {self.workflow.name!r} continued as new with input that "
+                    f"cannot be recorded: {exc}; {codec.SUPPORTED_HINT}"
+                ),
+                with_traceback=False,
+            )
+            return
+        self._decide("ContinuedAsNew", "", lambda: ev.ContinuedAsNew(args=args, kwargs=kwargs))
         self.finished = True
 
     def _finish_failed(self, exc: BaseException, with_traceback: bool = True) -> None:
@@ -312,7 +338,7 @@ class WorkflowInstance:
                 waiter.set_exception(WorkflowFailed(child_id, state.child_errors[ref]))
         elif kind == "SignalReceived":
             signal = state.signals[ref]
-            self._signals.setdefault(signal.name, collections.deque()).append(signal.payload)
+            self._signals.setdefault(signal.name, collections.deque()).append(ref)
             self._hand_out_signals(signal.name)
         elif kind == "CancelRequested" and self._task is not None and not self._task.done():
             self._timed_out = state.cancel_reasons[ref] == ev.TIMEOUT_REASON
@@ -321,10 +347,12 @@ class WorkflowInstance:
 
     def _hand_out_signals(self, name: str) -> None:
         queue, waiters = self._signals.get(name), self._signal_waiters.get(name)
+        state = self._state
+        assert state is not None
         while queue and waiters:
             waiter = waiters.popleft()
             if not waiter.done():  # a waiter whose timeout expired is skipped
-                waiter.set_result(queue.popleft())
+                waiter.set_result(state.signals[queue.popleft()].payload)
 
     def _unexpected_input(self, kind: str, ref: int) -> None:
         state = self._state
@@ -435,8 +463,9 @@ class WorkflowInstance:
         """The next signal ``name``: one already buffered, or the next to arrive."""
         queue = self._signals.get(name)
         if queue:
-            payload: msgspec.Raw = queue.popleft()
-            return payload
+            state = self._state
+            assert state is not None
+            return state.signals[queue.popleft()].payload
         waiter: asyncio.Future[Any] = self.loop.create_future()
         self._signal_waiters.setdefault(name, collections.deque()).append(waiter)
         received: msgspec.Raw = await waiter
@@ -451,6 +480,13 @@ class WorkflowInstance:
                 f"cannot publish {key!r} from workflow {self.workflow_id!r}: {exc}"
             ) from None
         self._decide("StatePublished", key, lambda: ev.StatePublished(key=key, value=raw))
+
+    def unconsumed_signals(self) -> list[tuple[str, msgspec.Raw]]:
+        """Signals received but never waited for, in the order they arrived."""
+        state = self._state
+        assert state is not None
+        refs = sorted(ref for queue in self._signals.values() for ref in queue)
+        return [(state.signals[ref].name, state.signals[ref].payload) for ref in refs]
 
     def patched(self, patch_id: str) -> bool:
         """Whether this run takes the new code path of ``patch_id`` (Temporal's semantics).
@@ -534,7 +570,9 @@ class WorkflowInstance:
         return _location_of(found) if found is not None else None
 
 
-_TERMINAL_KINDS = frozenset({"WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled"})
+_TERMINAL_KINDS = frozenset(
+    {"WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled", "ContinuedAsNew"}
+)
 
 
 async def _await(future: asyncio.Future[Any]) -> Any:

@@ -112,6 +112,8 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     kwargs: msgspec.Raw = NULL
     parent_id: str | None = None
     parent_seq: int | None = None
+    run: int = 1
+    previous_run: str | None = None
     status: str = "PENDING"
     started_at: float = 0.0
     last_seq: int = 0
@@ -133,6 +135,8 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     result: msgspec.Raw = NULL
     error: ErrorDetails | None = None
     finished_at: float | None = None
+    next_args: msgspec.Raw = NULL
+    next_kwargs: msgspec.Raw = NULL
 
     def pending_steps(self) -> list[StepView]:
         """Steps scheduled but neither completed nor failed, in seq order."""
@@ -247,9 +251,11 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
             parent_id=parent,
             timeout=timeout,
             parent_seq=parent_seq,
+            run=run,
+            previous_run=previous_run,
         ):
             state.name, state.args, state.kwargs, state.parent_id = name, args, kwargs, parent
-            state.parent_seq = parent_seq
+            state.parent_seq, state.run, state.previous_run = parent_seq, run, previous_run
             state.status, state.started_at = "RUNNING", at
             state.deadline = at + timeout if timeout is not None else None
         case ev.WorkflowCompleted(result=result):
@@ -261,8 +267,9 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
         case ev.WorkflowCancelled():
             state.status, state.finished_at = "CANCELLED", at
             state.decisions.append(Decision(seq, kind, ""))
-        case ev.ContinuedAsNew():
+        case ev.ContinuedAsNew(args=args, kwargs=kwargs):
             state.status, state.finished_at = "CONTINUED", at
+            state.next_args, state.next_kwargs = args, kwargs
             state.decisions.append(Decision(seq, kind, ""))
 
 

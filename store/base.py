@@ -189,6 +189,15 @@ class EventStore(Protocol):
         """Index rows, newest first."""
         ...
 
+    def continue_as_new(self, item: Append, archived_id: str, started: LogEntry) -> bool:
+        """End a run and start the next under the same id, in one transaction.
+
+        ``item`` (ending with ``ContinuedAsNew``) is appended; the run's events and
+        index row move to ``archived_id`` (status COMPLETED); the workflow's log
+        restarts with ``started`` at seq 1. False when the fence is stale.
+        """
+        ...
+
     def claim(
         self,
         worker_id: str,

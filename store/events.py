@@ -41,6 +41,8 @@ class WorkflowStarted(BaseEvent, frozen=True, kw_only=True):
     start_time: float = 0.0
     timeout: float | None = None
     parent_seq: int | None = None
+    run: int = 1
+    previous_run: str | None = None
 
 
 class StepScheduled(BaseEvent, frozen=True, kw_only=True):

@@ -261,6 +261,37 @@ class SQLiteStore:
             )
         return True
 
+    def continue_as_new(self, item: Append, archived_id: str, started: LogEntry) -> bool:
+        """End a run and start the next under the same id, in one transaction."""
+        rows = [_row(item.workflow_id, e) for e in item.entries]
+        wid = item.workflow_id
+        try:
+            with self._write() as conn:
+                if not self._append_one(conn, item, rows):
+                    return False
+                conn.execute(
+                    "INSERT INTO workflows (id, name, status, parent_id, fence, last_seq,"
+                    " created_at, updated_at, reason) SELECT ?, name, 'COMPLETED', parent_id, 0,"
+                    " last_seq, created_at, updated_at, ? FROM workflows WHERE id = ?",
+                    (archived_id, f"continued as new: {wid}", wid),
+                )
+                conn.execute(
+                    "UPDATE events SET workflow_id = ? WHERE workflow_id = ?", (archived_id, wid)
+                )
+                conn.execute("DELETE FROM snapshots WHERE workflow_id = ?", (wid,))
+                conn.execute(
+                    "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)",
+                    _row(wid, started),
+                )
+                conn.execute(
+                    "UPDATE workflows SET last_seq = 1, status = 'RUNNING', wake_at = NULL,"
+                    " reason = NULL, updated_at = ? WHERE id = ?",
+                    (started.at, wid),
+                )
+        except (sqlite3.IntegrityError, IllegalTransition):
+            return False
+        return True
+
     def claim(
         self,
         worker_id: str,

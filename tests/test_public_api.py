@@ -35,6 +35,7 @@ EXPECTED = {
     "WorkflowSuspended",
     "WorkflowTimeout",
     "__version__",
+    "continue_as_new",
     "deprecate_patch",
     "now",
     "patched",
