@@ -43,7 +43,7 @@ class Committer:
         """Append from the event loop; the future resolves after the commit."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
-        self._submit(self._appends, item, _loop_outcome(loop, future))
+        self._submit("appends", item, _loop_outcome(loop, future))
         return future
 
     def create(self, items: Sequence[NewWorkflow]) -> list[int | None]:
@@ -51,7 +51,7 @@ class Committer:
         futures = []
         for item in items:
             future: concurrent.futures.Future[int | None] = concurrent.futures.Future()
-            self._submit(self._creates, item, _thread_outcome(future))
+            self._submit("creates", item, _thread_outcome(future))
             futures.append(future)
         return [f.result() for f in futures]
 
@@ -59,17 +59,19 @@ class Committer:
         """Create one workflow from the event loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int | None] = loop.create_future()
-        self._submit(self._creates, item, _loop_outcome(loop, future))
+        self._submit("creates", item, _loop_outcome(loop, future))
         return await future
 
     def call(self, fn: Callable[[EventStore], Any]) -> asyncio.Future[Any]:
         """Run ``fn(store)`` on the writer thread, after the writes queued before it."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._submit(self._calls, fn, _loop_outcome(loop, future))
+        self._submit("calls", fn, _loop_outcome(loop, future))
         return future
 
-    def _submit(self, queue: list[tuple[Any, Outcome]], item: Any, outcome: Outcome) -> None:
+    def _submit(self, queue: str, item: Any, outcome: Outcome) -> None:
+        # The queue is looked up under the lock: the writer swaps the lists, and an
+        # item added to a list it already took would never be written.
         with self._cond:
             if self._stopping:
                 outcome(None, StoreError("the engine is closed; no more writes are accepted"))
@@ -77,7 +79,7 @@ class Committer:
             if not self._thread.is_alive():
                 outcome(None, StoreError("the engine's writer thread stopped; see the log"))
                 return
-            queue.append((item, outcome))
+            getattr(self, f"_{queue}").append((item, outcome))
             self._cond.notify()
 
     # -- the thread --------------------------------------------------------
