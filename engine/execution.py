@@ -58,6 +58,7 @@ class Execution:
         self.pending: list[LogEntry] = []
         self.next_seq = state.last_seq + 1
         self.running: dict[int, asyncio.Task[None]] = {}
+        self.attempts: dict[int, asyncio.Task[Any]] = {}  # running attempts of async steps
         self.calls: dict[int, tuple[Step[Any, Any], ev.StepScheduled | None]] = {}
         self.timers: dict[int, float] = {t.seq: t.fire_at for t in state.pending_timers()}
         self.retry_at: dict[int, float] = {}
@@ -279,9 +280,18 @@ class Execution:
                 self._keep_visible()
                 try:
                     value = await self.worker.run_step(self, step, seq, attempt, args, kwargs)
+                    self.attempts.pop(seq, None)
                 except asyncio.CancelledError:
-                    raise
+                    self.attempts.pop(seq, None)
+                    current = asyncio.current_task()
+                    if current is None or current.cancelling():
+                        raise  # the worker stops or the workflow ended: record nothing
+                    # The attempt itself was cancelled: the workflow was cancelled.
+                    error = ErrorDetails("Cancelled", "the workflow was cancelled while it ran")
+                    self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
+                    break
                 except Exception as exc:
+                    self.attempts.pop(seq, None)
                     error = details_of(exc, with_traceback=True)
                     if attempt < policy.max_attempts and policy.retryable(type(exc), error.type):
                         delay = policy.delay(attempt, self.worker.sources.random())
@@ -369,6 +379,9 @@ class Execution:
                     status = WorkflowStatus.RUNNING
                 self._consumed.append(item.id)
             await self.flush(status=status)
+            if any(item.kind == "cancel" for item in items):
+                for task in list(self.attempts.values()):
+                    task.cancel()  # async steps stop at their current await
             self._arm_wake()
         finally:
             self._reading_inbox = False

@@ -333,6 +333,7 @@ class Worker:
         if step.is_async:
             coro: Any = step.fn(*args, **kwargs)
             awaitable: Any = self.loop.create_task(coro, context=context)
+            execution.attempts[seq] = awaitable
         else:
             awaitable = self._threads.run(context, step.fn, *args, **kwargs)
         if step.timeout is None:

@@ -129,3 +129,31 @@ def test_a_signal_from_another_process(db: str) -> None:
         )
         assert sender.returncode == 0, sender.stderr
         assert handle.result(timeout=10) == "o-2: rejected by bo"
+
+
+@duralog.step
+async def long_async() -> str:
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        done.append("step cancelled")
+        raise
+    return "finished"
+
+
+@duralog.workflow
+async def runs_long_step() -> str:
+    return await long_async()
+
+
+def test_cancel_stops_a_running_async_step(engine: duralog.Engine) -> None:
+    done.clear()
+    handle = engine.start(runs_long_step)
+    wait_for(lambda: "StepStarted" in [e.kind for e in handle.history()])
+    started = time.monotonic()
+    handle.cancel()
+    with pytest.raises(duralog.WorkflowFailed, match="cancelled"):
+        handle.result(timeout=10)
+    assert time.monotonic() - started < 5  # it did not wait for the 30 s step
+    wait_for(lambda: done == ["step cancelled"])
+    assert handle.history()[-1].kind == "WorkflowCancelled"
