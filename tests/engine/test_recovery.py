@@ -46,6 +46,14 @@ async def program(ops: list[list[Any]]) -> list[int]:
             duralog.random()
         elif kind == "branch" and out and out[-1] % 2 == 0:
             out.append(await compute(op[1], False))
+        elif kind == "signal":
+            out.append(await duralog.wait_signal(op[1]))
+        elif kind == "publish":
+            duralog.publish("progress", op[1])
+        elif kind == "patched" and duralog.patched("v2"):
+            out.append(-1)
+        elif kind == "wait_for":
+            out.append(await asyncio.wait_for(compute(op[1], False), timeout=30))
     return out
 
 
@@ -56,6 +64,10 @@ ops = st.one_of(
     st.tuples(st.just("sleep"), st.floats(min_value=0.001, max_value=0.01)),
     st.tuples(st.just("marker")),
     st.tuples(st.just("branch"), values),
+    st.tuples(st.just("signal"), st.sampled_from(["a", "b"])),
+    st.tuples(st.just("publish"), values),
+    st.tuples(st.just("patched")),
+    st.tuples(st.just("wait_for"), values),
 )
 programs = st.lists(ops.map(list), min_size=1, max_size=6)
 
@@ -70,12 +82,25 @@ def decisions(history: list[LogEntry]) -> list[tuple[str, str]]:
     ]
 
 
-def run_from(prefix: list[LogEntry], workflow_id: str) -> tuple[Any, list[LogEntry]]:
-    """Open a store holding only ``prefix`` (a crash right after it) and let an engine finish."""
+def signals_of(program_ops: list[list[Any]]) -> list[tuple[str, int]]:
+    """The signals a program waits for, with the payload each is sent with."""
+    return [(op[1], i) for i, op in enumerate(program_ops) if op[0] == "signal"]
+
+
+def run_from(
+    prefix: list[LogEntry], workflow_id: str, signals: list[tuple[str, int]]
+) -> tuple[Any, list[LogEntry]]:
+    """Open a store holding only ``prefix`` (a crash right after it) and let an engine finish.
+
+    Every signal was sent before the start; those not yet in the log wait in the inbox.
+    """
     store = SQLiteStore(":memory:")
     store.create_workflows([NewWorkflow(workflow_id, "program", prefix[0])])
     if len(prefix) > 1:
         assert store.append([Append(workflow_id, 0, prefix[1:])]) == [True]
+    received = sum(1 for e in prefix if e.kind == "SignalReceived")
+    for name, payload in signals[received:]:
+        store.send(workflow_id, "signal", name, str(payload).encode(), 0.0)
     with duralog.Engine(store, poll_interval=0.05) as engine:
         handle = engine.get(workflow_id)
         return handle.result(timeout=20), handle.history()
@@ -84,8 +109,11 @@ def run_from(prefix: list[LogEntry], workflow_id: str) -> tuple[Any, list[LogEnt
 @given(programs)
 def test_crash_at_every_event_boundary_gives_the_same_outcome(program_ops: list[list[Any]]) -> None:
     store = SQLiteStore(":memory:")
+    signals = signals_of(program_ops)
     with duralog.Engine(store) as engine:
         handle = engine.start(program, program_ops, id="p")
+        for name, payload in signals:
+            handle.signal(name, payload)
         expected = handle.result(timeout=20)
         history = handle.history()
     expected_decisions = decisions(history)
@@ -94,7 +122,7 @@ def test_crash_at_every_event_boundary_gives_the_same_outcome(program_ops: list[
         prefix = history[:cut]
         completed = {f"p:{e.event.step_seq}" for e in prefix if isinstance(e.event, StepCompleted)}
         executions.clear()
-        result, recovered = run_from(prefix, "p")
+        result, recovered = run_from(prefix, "p", signals)
         assert result == expected, f"crash after seq {cut}"
         assert decisions(recovered) == expected_decisions, f"crash after seq {cut}"
         assert [e.seq for e in recovered] == list(range(1, len(recovered) + 1))
