@@ -31,3 +31,15 @@ def test_approval_flow() -> None:
     assert "exp-2 rejected by bo" in out
     assert "exp-3 escalated" in out
     assert "exp-4 cancelled" in out
+
+
+def test_children() -> None:
+    out = run("children.py")
+    assert "rerouted: the warehouse is closed" in out
+    assert out.count("COMPLETED") == 3 and out.count("FAILED") == 1
+
+
+def test_poller_continues_as_new() -> None:
+    out = run("poller.py")
+    assert "final cursor 120" in out
+    assert "feed~run3" in out
