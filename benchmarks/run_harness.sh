@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# duralog through the shared engine-neutral harness, with the yardsticks of the same sitting.
+# usage: bash benchmarks/run_harness.sh [limit] [plain] [sqlitelog] [duralog]
+# env: BENCH=/work/shared/bench  PY=/tmp/dlvenv/bin/python  RUNS=3
+#      OUT=/tmp/benchlab/results/duralog.jsonl  LOG=/tmp/benchlab/results/duralog-stderr.log
+#      WORK=/tmp/benchlab/work  N1=1000 M=500 K=10 N3=2000  TIMEOUT=300 (seconds per run)
+# Then: $PY $BENCH/table.py $OUT   (median (min-max) of the headline metrics)
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+BENCH=${BENCH:-/work/shared/bench}
+PY=${PY:-/tmp/dlvenv/bin/python}
+RUNS=${RUNS:-3}
+OUT=${OUT:-/tmp/benchlab/results/duralog.jsonl}; LOG=${LOG:-/tmp/benchlab/results/duralog-stderr.log}
+WORK=${WORK:-/tmp/benchlab/work}
+N1=${N1:-1000}; M=${M:-500}; K=${K:-10}; N3=${N3:-2000}; TIMEOUT=${TIMEOUT:-300}
+mkdir -p "$(dirname "$OUT")" "$WORK"
+export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"
+cd "$BENCH"
+rep() { local label=$1; shift; echo "== $label" >&2; "$PY" repeat.py --runs "$RUNS" --label "$label" --out "$OUT" --log "$LOG" -- timeout "$TIMEOUT" "$@" >/dev/null; }
+H=(harness.py --workdir "$WORK")
+for s in ${*:-limit plain sqlitelog duralog}; do case $s in
+limit)
+  rep limit-wal-full   "$PY" sqlite_limit.py --mode wal-full --rows 5000 --db "$WORK/limit.sqlite"
+  rep limit-wal-normal "$PY" sqlite_limit.py --mode wal-normal --rows 20000 --db "$WORK/limit.sqlite" ;;
+plain)
+  rep plain-w1 "$PY" "${H[@]}" --adapter plain w1 --n "$N1" ;;
+sqlitelog)
+  rep sqlitelog-normal-w1 "$PY" "${H[@]}" --adapter sqlitelog w1 --n "$N1"
+  rep sqlitelog-full-w1   "$PY" "${H[@]}" --adapter sqlitelog --opt sync=FULL w1 --n "$N1"
+  rep sqlitelog-normal-w2 "$PY" "${H[@]}" --adapter sqlitelog w2 --m "$M" --k "$K"
+  rep sqlitelog-normal-w3 "$PY" "${H[@]}" --adapter sqlitelog w3 --n "$N3" ;;
+duralog)
+  for d in full normal; do
+    rep "duralog-$d-w1" "$PY" "${H[@]}" --adapter duralog_adapter --opt durability=$d w1 --n "$N1"
+    rep "duralog-$d-w2" "$PY" "${H[@]}" --adapter duralog_adapter --opt durability=$d w2 --m "$M" --k "$K"
+    rep "duralog-$d-w3" "$PY" "${H[@]}" --adapter duralog_adapter --opt durability=$d w3 --n "$N3"
+  done ;;
+*) echo "unknown section $s" >&2; exit 2 ;;
+esac; done
