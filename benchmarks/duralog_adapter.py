@@ -3,7 +3,7 @@
 Run from the harness folder with this folder on the import path:
 
     cd /work/shared/bench
-    PYTHONPATH=/work/main/benchmarks /tmp/dlvenv/bin/python harness.py \\
+    PYTHONPATH=/work/main/benchmarks ../../main/.venv/bin/python harness.py \\
         --adapter duralog_adapter [--opt durability=normal] w1 --n 1000
 
 opts:

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # duralog through the shared engine-neutral harness, with the yardsticks of the same sitting.
 # usage: bash benchmarks/run_harness.sh [limit] [plain] [sqlitelog] [duralog]
-# env: BENCH=/work/shared/bench  PY=/tmp/dlvenv/bin/python  RUNS=3
+# env: BENCH=/work/shared/bench  PY=.venv/bin/python  RUNS=3
 #      OUT=/tmp/benchlab/results/duralog.jsonl  LOG=/tmp/benchlab/results/duralog-stderr.log
 #      WORK=/tmp/benchlab/work  N1=1000 M=500 K=10 N3=2000  TIMEOUT=300 (seconds per run)
 # Then: $PY $BENCH/table.py $OUT   (median (min-max) of the headline metrics)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BENCH=${BENCH:-/work/shared/bench}
-PY=${PY:-/tmp/dlvenv/bin/python}
+PY=${PY:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python}
 RUNS=${RUNS:-3}
 OUT=${OUT:-/tmp/benchlab/results/duralog.jsonl}; LOG=${LOG:-/tmp/benchlab/results/duralog-stderr.log}
 WORK=${WORK:-/tmp/benchlab/work}
