@@ -106,7 +106,7 @@ class Execution:
             consumed=consumed,
             notices=notices,
         )
-        if not await self.worker.committer.append(item):
+        if not await self.worker.appends.append(item):
             raise LeaseLost(self.workflow_id)
         state = self.state
         for entry in entries:

@@ -29,7 +29,7 @@ from duralog.store.base import Claim, EventStore, WorkflowStatus
 from duralog.store.events import LogEntry
 
 from .api import StepInfo, _step_info
-from .committer import Committer
+from .committer import Committer, LoopCommitter
 from .execution import Execution
 from .threads import StepThreads
 
@@ -90,6 +90,7 @@ class Worker:
         self._on_finished = on_finished
         self._skipped: dict[str, float] = {}
         self.loop = asyncio.new_event_loop()
+        self.appends = LoopCommitter(store, self.loop)
         self._threads = StepThreads(self.loop, max_threads)
         self._thread = threading.Thread(target=self._run_loop, name="duralog-worker", daemon=True)
         self._ready = threading.Event()
