@@ -1,0 +1,86 @@
+"""`duralog worker` and `duralog cancel` as a user runs them: separate processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duralog
+
+HERE = Path(__file__).parent
+
+
+def wait_for(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        time.sleep(0.05)
+
+
+def cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "duralog", "--db", db, "--app", "app_workflows", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=HERE,
+    )
+
+
+def status(db: str, workflow_id: str) -> Any:
+    out = cli(db, "list", "--json").stdout
+    return {r["id"]: r["status"] for r in json.loads(out)}.get(workflow_id)
+
+
+def test_a_worker_process_runs_what_another_process_started(tmp_path: Path) -> None:
+    db = str(tmp_path / "shop.db")
+    started = cli(db, "start", "cli_order", "--input", '["o-9", 500]', "--id", "o-9")
+    assert started.returncode == 0, started.stderr
+    assert status(db, "o-9") == "PENDING"  # nobody runs it yet
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "duralog", "--db", db, "--app", "app_workflows", "worker"],
+        cwd=HERE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        wait_for(lambda: status(db, "o-9") == "COMPLETED", timeout=20)
+        sleeper = cli(db, "start", "cli_sleeper", "--input", '["o-10"]', "--id", "o-10")
+        assert sleeper.returncode == 0, sleeper.stderr
+        wait_for(lambda: status(db, "o-10") == "RUNNING", timeout=20)
+        cancelled = cli(db, "cancel", "o-10", "--reason", "customer asked")
+        assert cancelled.returncode == 0, cancelled.stderr
+        wait_for(lambda: status(db, "o-10") == "CANCELLED", timeout=20)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    assert "worker stopped" in err and "Traceback" not in err
+    with duralog.Engine(db, worker=False) as engine:
+        assert engine.get("o-9").result(timeout=1) == [
+            "reserved o-9",
+            "charged o-9 500",
+            "shipped o-9",
+        ]
+
+
+def test_cancel_of_an_unknown_or_finished_workflow_is_one_clear_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "shop.db")
+    assert (
+        cli(db, "start", "cli_order", "--input", '["o-1", 1]', "--id", "o-1", "--wait").returncode
+        == 0
+    )
+    for target, expected in (("nope", "no workflow with id 'nope'"), ("o-1", "already COMPLETED")):
+        done = cli(db, "cancel", target)
+        assert done.returncode == 1
+        assert done.stderr.startswith("error: ") and expected in done.stderr
+        assert done.stderr.count("\n") == 1
