@@ -179,11 +179,18 @@ class LoopCommitter:
     def __init__(self, store: EventStore, loop: asyncio.AbstractEventLoop) -> None:
         self._store = store
         self._loop = loop
-        self._batch: list[tuple[Append, asyncio.Future[bool]]] = []
+        self._batch: list[tuple[Append | Callable[[EventStore], Any], asyncio.Future[Any]]] = []
 
     def append(self, item: Append) -> asyncio.Future[bool]:
         """Queue one append; the future resolves once its transaction committed."""
-        future: asyncio.Future[bool] = self._loop.create_future()
+        return self._queue(item)
+
+    def call(self, fn: Callable[[EventStore], Any]) -> asyncio.Future[Any]:
+        """Run ``fn(store)`` in order with the appends queued before and after it."""
+        return self._queue(fn)
+
+    def _queue(self, item: Append | Callable[[EventStore], Any]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = self._loop.create_future()
         if not self._batch:
             self._loop.call_soon(self._commit)
         self._batch.append((item, future))
@@ -191,15 +198,38 @@ class LoopCommitter:
 
     def _commit(self) -> None:
         batch, self._batch = self._batch, []
-        try:
-            results = self._store.append([item for item, _ in batch])
-            if len(results) != len(batch):
-                raise StoreError(f"the store answered {len(results)} of {len(batch)} writes")
-        except Exception as exc:  # the transaction failed: every caller hears why
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+        appends: list[tuple[Append, asyncio.Future[Any]]] = []
+        for item, future in batch:
+            if isinstance(item, Append):
+                appends.append((item, future))
+                continue
+            self._write(appends)
+            appends = []
+            try:
+                _settle(future, item(self._store), None)
+            except Exception as exc:
+                _settle(future, None, exc)
+        self._write(appends)
+
+    def _write(self, appends: list[tuple[Append, asyncio.Future[Any]]]) -> None:
+        if not appends:
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        try:
+            results = self._store.append([item for item, _ in appends])
+            if len(results) != len(appends):
+                raise StoreError(f"the store answered {len(results)} of {len(appends)} writes")
+        except Exception as exc:  # the transaction failed: every caller hears why
+            for _, future in appends:
+                _settle(future, None, exc)
+            return
+        for (_, future), result in zip(appends, results, strict=True):
+            _settle(future, result, None)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

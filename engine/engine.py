@@ -258,7 +258,11 @@ class Engine:
         self, status: WorkflowStatus | str | None = None, name: str | None = None
     ) -> list[WorkflowRecord]:
         """Workflows in the store, newest first, filtered by status and name."""
-        wanted = WorkflowStatus(status) if status is not None else None
+        try:
+            wanted = WorkflowStatus(status) if status is not None else None
+        except ValueError:
+            known = ", ".join(s.value for s in WorkflowStatus)
+            raise ConfigurationError(f"unknown status {status!r}; one of: {known}") from None
         return self.store.list_workflows(status=wanted, name=name)
 
     # -- waiting -----------------------------------------------------------
@@ -399,8 +403,8 @@ class WorkflowHandle(Generic[R]):
     def _outcome(self, record: WorkflowRecord) -> R:
         if record.status is WorkflowStatus.SUSPENDED:
             raise WorkflowSuspended(self.id, record.reason or "its code diverged")
-        (last,) = self._engine.store.read_events(self.id, after_seq=record.last_seq - 1)
-        event = last.event
+        found = self._engine.store.read_events(self.id, after_seq=record.last_seq - 1)
+        event = found[-1].event if found else None
         if isinstance(event, ev.WorkflowCompleted):
             result_type = self._definition.result_type if self._definition else Any
             value: R = codec.decode(event.result, result_type)
@@ -416,5 +420,10 @@ def _check_id(workflow_id: str) -> str:
     if len(workflow_id) > MAX_ID_LENGTH or "\x00" in workflow_id:
         raise ConfigurationError(
             f"a workflow id must be at most {MAX_ID_LENGTH} characters without NUL bytes"
+        )
+    if "~" in workflow_id:
+        raise ConfigurationError(
+            f"workflow id {workflow_id!r}: '~' is reserved for the archived runs of "
+            "continue-as-new (<id>~run<N>); choose an id without it"
         )
     return workflow_id

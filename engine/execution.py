@@ -69,7 +69,12 @@ class Execution:
         self._snapshot_seq = state.last_seq
         self._snapshot: Snapshot | None = None
         self._consumed: list[int] = []
+        self._notices: list[Notice] = []
         self._reading_inbox = False
+        self._read_again = False
+        self.sealed = False  # the terminal decision is made: nothing may follow it
+        self._bookkeeping = 0  # uncommitted events that are not decisions
+        self._marker_seq = 0  # seq of the newest marker or published value
         self._unpaused = asyncio.Event()  # set while steps and timers may go ahead
         if not state.paused:
             self._unpaused.set()
@@ -78,9 +83,15 @@ class Execution:
 
     def add(self, event: ev.Event, at: float | None = None) -> int:
         """Queue one event for the next commit; returns its seq."""
+        if self.sealed:
+            raise RuntimeError(
+                f"internal: {type(event).__name__} after the end of {self.workflow_id}"
+            )
         seq = self.next_seq
         self.next_seq += 1
         self.pending.append(LogEntry(seq, time.time() if at is None else at, event))
+        if not isinstance(event, ev.DECISIONS):
+            self._bookkeeping += 1
         return seq
 
     async def flush(
@@ -90,11 +101,14 @@ class Execution:
         notices: tuple[Notice, ...] = (),
     ) -> None:
         """Commit everything pending (one group-commit round) and fold it into the state."""
+        notices = (*self._notices, *notices)
         if not self.pending and status is None and self._snapshot is None and not notices:
             return
         entries, self.pending = self.pending, []
+        self._bookkeeping = 0
         snapshot, self._snapshot = self._snapshot, None
         consumed, self._consumed = self._consumed, []
+        self._notices = []
         item = Append(
             self.workflow_id,
             self.fence,
@@ -111,6 +125,8 @@ class Execution:
         state = self.state
         for entry in entries:
             fold(state, entry)
+        for notice in notices:  # wake the receivers that live in this process at once
+            self.worker.poke(notice.workflow_id)
         # A snapshot encodes the whole state, which grows with the history: spacing
         # them at least as far apart as the state is long keeps the total cost linear.
         if state.last_seq - self._snapshot_seq >= max(
@@ -137,16 +153,29 @@ class Execution:
         """Feed the instance what is new in the committed state, then act on its decisions."""
         if self.closed:
             return
+        if self._bookkeeping:
+            # A decision's seq must not depend on bookkeeping a crash could lose
+            # (a step's StepStarted): commit that first, so replay assigns the same seq.
+            self.spawn(self._commit_then_activate())
+            return
         try:
             decisions = self.instance.feed(self.state, self.next_seq)
         except NondeterminismError as exc:
             self.spawn(self.suspend(str(exc)))
             return
+        if not decisions and self.instance.finished and not self.sealed:
+            # The terminal event was already in the log (replayed), but the index row
+            # never heard of it: finish the bookkeeping now.
+            self.sealed = True
+            self.close()
+            self.spawn(self.finish(None))
+            return
         new_steps: list[int] = []
         new_children: list[tuple[int, ev.ChildStarted]] = []
         flush_first = finishing = False
         for seq, event in decisions:
-            self.add(event)
+            if self.add(event) != seq:
+                raise RuntimeError(f"internal: decision seq {seq} of {self.workflow_id} drifted")
             if isinstance(event, ev.StepScheduled):
                 step = self.instance.step_of(seq)
                 if step is not None:
@@ -158,12 +187,17 @@ class Execution:
                 new_children.append((seq, event))
             elif isinstance(event, ev.MarkerRecorded | ev.StatePublished):
                 flush_first = True
+                self._marker_seq = seq
             elif isinstance(event, ev.TERMINAL):
                 finishing = True
         if finishing:
+            self.sealed = True
+            self.close()  # running steps stop now: nothing may follow the terminal event
             self.spawn(self.finish(decisions[-1][1]))
             return
-        self.timers = {seq: at for seq, at in self.timers.items() if seq in self._live_timers()}
+        if self.timers:
+            live = set(self.instance.live_timers())
+            self.timers = {seq: at for seq, at in self.timers.items() if seq in live}
         if new_children:
             self.spawn(self._start_children(new_children))
         if new_steps and flush_first:
@@ -174,9 +208,6 @@ class Execution:
         elif self.pending and (flush_first or not self.running):
             self.spawn(self.flush())
         self._arm_wake()
-
-    def _live_timers(self) -> set[int]:
-        return set(self.instance.live_timers())
 
     async def _start_children(self, children: list[tuple[int, ev.ChildStarted]]) -> None:
         # The decision is on disk before the child exists, so a crash in between
@@ -274,6 +305,8 @@ class Execution:
             args, kwargs = step.decode_args(raw_args, raw_kwargs)
             while True:
                 await self._unpaused.wait()  # a paused workflow starts no attempt
+                if self._marker_seq > self.state.last_seq:
+                    await self.flush()  # a recorded value must be on disk before any effect
                 attempt += 1
                 self.retry_at.pop(seq, None)
                 self.add(ev.StepStarted(step_seq=seq, attempt=attempt))
@@ -355,6 +388,14 @@ class Execution:
             status = None
             for item in items:
                 payload = msgspec.Raw(item.payload) if item.payload is not None else ev.NULL
+                if not _is_json(payload):  # written around the API: never log garbage
+                    log.warning(
+                        "dropping inbox item %d of %s: its payload is not JSON",
+                        item.id,
+                        self.workflow_id,
+                    )
+                    self._consumed.append(item.id)
+                    continue
                 if item.kind == "signal":
                     self.add(ev.SignalReceived(name=item.name or "", payload=payload))
                 elif item.kind == "cancel":
@@ -388,11 +429,10 @@ class Execution:
         self.activate()
 
     def _cancel_children(self, reason: str) -> None:
+        # Sent with the parent's next commit: a child hears of it only once the
+        # parent's own cancellation or end is on disk.
         for child_id in self.state.open_children().values():
-            self.worker.store.send(
-                child_id, "cancel", reason or "the parent was cancelled", None, time.time()
-            )
-            self.worker.poke(child_id)
+            self._notices.append(Notice(child_id, "cancel", reason or "the parent was cancelled"))
 
     def _notice_to_parent(self, terminal: ev.Event) -> tuple[Notice, ...]:
         parent, seq = self.state.parent_id, self.state.parent_seq
@@ -438,11 +478,12 @@ class Execution:
 
     # -- endings -----------------------------------------------------------
 
-    async def finish(self, terminal: ev.Event) -> None:
-        """Commit the terminal decision, snapshot the final state, release waiters.
+    async def finish(self, terminal: ev.Event | None) -> None:
+        """Commit the terminal decision with the status and the parent's notice, release
+        waiters, and snapshot the final state (in the background: it is a cache).
 
-        Steps still running (started but never awaited, or left behind by a failed
-        ``gather``) are cancelled first: nothing may follow the terminal event.
+        ``terminal`` is None when the terminal event is already in the log (replayed).
+        Steps still running were cancelled when the decision was made.
         """
         self.close()
         self.timers.clear()
@@ -451,13 +492,15 @@ class Execution:
         if isinstance(terminal, ev.ContinuedAsNew):
             await self._continue_as_new(terminal)
             return
+        if terminal is None:
+            terminal = _recorded_terminal(self.state)
         await self.flush(
             status=_STATUS_OF.get(type(terminal), WorkflowStatus.COMPLETED),
             notices=self._notice_to_parent(terminal),
         )
-        self.take_snapshot()
-        await self.flush()
         self.worker.finished(self)
+        self.take_snapshot()
+        self.spawn(self.flush())
 
     async def _continue_as_new(self, terminal: ev.ContinuedAsNew) -> None:
         state = self.state
@@ -485,8 +528,17 @@ class Execution:
             Notice(self.workflow_id, "signal", name, bytes(payload))
             for name, payload in self.instance.unconsumed_signals()
         )
-        item = Append(self.workflow_id, self.fence, entries, consumed=consumed, notices=carried)
-        done = await self.worker.committer.call(
+        item = Append(
+            self.workflow_id,
+            self.fence,
+            entries,
+            consumed=consumed,
+            notices=(*self._notices, *carried),
+        )
+        self._notices = []
+        # Through the same writer as every other append of this workflow, so it is
+        # ordered after them.
+        done = await self.worker.appends.call(
             lambda store: store.continue_as_new(item, archived, started)
         )
         if not done:
@@ -514,3 +566,20 @@ class Execution:
     def spawn(self, coro: Any) -> asyncio.Task[None]:
         """Run a coroutine of this execution on the worker loop, reporting its failure."""
         return self.worker.spawn(self, coro)
+
+
+def _recorded_terminal(state: WorkflowState) -> ev.Event:
+    """The terminal event a folded state ended with (for a replayed ending)."""
+    if state.status == "COMPLETED":
+        return ev.WorkflowCompleted(result=state.result)
+    if state.status == "FAILED" and state.error is not None:
+        return ev.WorkflowFailed(error=state.error)
+    return ev.WorkflowCancelled()
+
+
+def _is_json(payload: msgspec.Raw) -> bool:
+    try:
+        msgspec.json.decode(payload)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return True

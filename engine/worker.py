@@ -88,7 +88,7 @@ class Worker:
         self.sources = RealSources()
         self.executions: dict[str, Execution] = {}
         self._on_finished = on_finished
-        self._skipped: dict[str, float] = {}
+        self._skipped: dict[str, float] = {}  # workflow id -> not claimed again before
         self.loop = asyncio.new_event_loop()
         self.appends = LoopCommitter(store, self.loop)
         self._threads = StepThreads(self.loop, max_threads)
@@ -143,7 +143,9 @@ class Worker:
         for execution in executions:
             execution.close()
         for execution in executions:
-            if execution.pending:
+            # A terminal decision goes to disk only with its status and notices (in
+            # finish()); a stopping worker leaves it to replay, which makes it again.
+            if execution.pending and not execution.sealed:
                 try:
                     await execution.flush()
                 except Exception as exc:
@@ -200,11 +202,13 @@ class Worker:
             self._pokes.discard(workflow_id)
             execution.spawn(execution.read_inbox())
 
-    def _skip(self, workflow_id: str, fence: int, reason: str) -> None:
+    def _skip(self, workflow_id: str, fence: int, reason: str, backoff: float = 60.0) -> None:
+        """Release a workflow this worker cannot advance, and leave it for ``backoff`` s."""
         if workflow_id not in self._skipped:
             log.error("worker %s cannot run workflow %s: %s", self.worker_id, workflow_id, reason)
-        self._skipped[workflow_id] = time.time()
-        self.store.release(self.worker_id, workflow_id, fence)
+        self._skipped[workflow_id] = time.time() + backoff
+        with contextlib.suppress(Exception):  # else the lease expires by itself
+            self.store.release(self.worker_id, workflow_id, fence)
 
     def _dead_owners(self) -> list[str]:
         host = socket.gethostname()
@@ -226,11 +230,13 @@ class Worker:
             statuses,
             dead_owners=self._dead_owners(),
             limit=500,
+            names=self.registry.names(),
         )
         for claim in claims:
-            if claim.workflow_id in self.executions:
-                continue
-            if self._skipped.get(claim.workflow_id, 0) > now - 60:
+            stale = self.executions.pop(claim.workflow_id, None)
+            if stale is not None:  # it lost its lease and we took it back: start afresh
+                stale.close()
+            if self._skipped.get(claim.workflow_id, 0) > now:
                 self.store.release(self.worker_id, claim.workflow_id, claim.fence)
                 continue
             self._rebuild(claim)
@@ -310,13 +316,16 @@ class Worker:
         if self.executions.get(execution.workflow_id) is execution:
             del self.executions[execution.workflow_id]
             if not isinstance(exc, LeaseLost):
-                with contextlib.suppress(Exception):  # else the lease expires by itself
-                    self.store.release(self.worker_id, execution.workflow_id, execution.fence)
+                # Back off before trying again: an error that repeats must not re-run
+                # the same step in a tight loop.
+                self._skip(execution.workflow_id, execution.fence, repr(exc), backoff=10.0)
 
     def finished(self, execution: Execution) -> None:
-        """An execution reached a terminal or suspended state."""
+        """An execution reached a terminal or suspended state: drop it and its lease."""
         if self.executions.get(execution.workflow_id) is execution:
             del self.executions[execution.workflow_id]
+        with contextlib.suppress(Exception):  # else the lease expires by itself
+            self.store.release(self.worker_id, execution.workflow_id, execution.fence)
         self._on_finished(execution.workflow_id)
 
     async def run_step(

@@ -51,11 +51,24 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     non_retryable: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool):
+            raise ConfigurationError(
+                f"RetryPolicy.max_attempts must be an int, not {self.max_attempts!r}"
+            )
         for name in ("initial_interval", "backoff", "max_interval"):
-            if math.isnan(getattr(self, name)):
-                raise ConfigurationError(f"RetryPolicy.{name} must be a number, not nan")
-        if not math.isfinite(self.backoff):
-            raise ConfigurationError("RetryPolicy.backoff must be finite")
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ConfigurationError(f"RetryPolicy.{name} must be a number, not {value!r}")
+            if not math.isfinite(value):
+                raise ConfigurationError(f"RetryPolicy.{name} must be finite, not {value!r}")
+        if not isinstance(self.non_retryable, tuple) or not all(
+            isinstance(item, str) or (isinstance(item, type) and issubclass(item, BaseException))
+            for item in self.non_retryable
+        ):
+            raise ConfigurationError(
+                "RetryPolicy.non_retryable must be a tuple of exception types or their "
+                f"qualified names, not {self.non_retryable!r}"
+            )
         if self.max_attempts < 1:
             raise ConfigurationError("RetryPolicy.max_attempts must be at least 1")
         if self.initial_interval < 0 or self.max_interval < 0:
@@ -102,7 +115,9 @@ class Step(Generic[P, R]):
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(f"@duralog.step needs a function, got {fn!r}")
-        if timeout is not None and timeout <= 0:
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or not 0 < timeout < math.inf
+        ):
             raise ConfigurationError(f"step timeout must be positive seconds, got {timeout!r}")
         self.fn = fn
         self.name = name or fn.__qualname__
@@ -127,7 +142,7 @@ class Step(Generic[P, R]):
         return typing.cast(R, result)
 
     @functools.cached_property
-    def _hints(self) -> tuple[Any, list[tuple[str, Any]]]:
+    def _hints(self) -> tuple[Any, list[tuple[str, Any, bool]]]:
         return _signature_types(self.fn)
 
     @property
@@ -177,7 +192,7 @@ class Workflow(Generic[P, R]):
         return await self.fn(*args, **kwargs)
 
     @functools.cached_property
-    def _hints(self) -> tuple[Any, list[tuple[str, Any]]]:
+    def _hints(self) -> tuple[Any, list[tuple[str, Any, bool]]]:
         return _signature_types(self.fn)
 
     @property
@@ -235,14 +250,16 @@ def _origin(fn: Callable[..., Any]) -> str:
     return f"{fn.__module__}.{fn.__qualname__}"
 
 
-def _signature_types(fn: Callable[..., Any]) -> tuple[Any, list[tuple[str, Any]]]:
+def _signature_types(fn: Callable[..., Any]) -> tuple[Any, list[tuple[str, Any, bool]]]:
     """The return type and the (name, type) of each parameter, ``Any`` where unknown."""
     try:
         hints = typing.get_type_hints(fn)
     except Exception:  # unresolvable forward references: decode untyped
         hints = {}
+    # Positional parameters first, in order; *args items and keyword-only ones are
+    # matched by name only (an extra positional value is decoded untyped).
     params = [
-        (p.name, hints.get(p.name, Any))
+        (p.name, hints.get(p.name, Any), p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
         for p in inspect.signature(fn).parameters.values()
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     ]
@@ -250,16 +267,17 @@ def _signature_types(fn: Callable[..., Any]) -> tuple[Any, list[tuple[str, Any]]
 
 
 def _decode_call(
-    owner: str, params: Sequence[tuple[str, Any]], args: msgspec.Raw, kwargs: msgspec.Raw
+    owner: str, params: Sequence[tuple[str, Any, bool]], args: msgspec.Raw, kwargs: msgspec.Raw
 ) -> tuple[list[Any], dict[str, Any]]:
     try:
         raw_args = codec.decode(args) or []
         raw_kwargs: Mapping[str, Any] = codec.decode(kwargs) or {}
         if not isinstance(raw_args, list) or not isinstance(raw_kwargs, dict):
             raise PayloadError("arguments must be a JSON array and keyword arguments an object")
-        types = dict(params)
+        types = {name: tp for name, tp, _ in params}
+        positional = [tp for _, tp, by_position in params if by_position]
         decoded = [
-            codec.convert(value, params[i][1]) if i < len(params) else value
+            codec.convert(value, positional[i]) if i < len(positional) else value
             for i, value in enumerate(raw_args)
         ]
         named = {k: codec.convert(v, types.get(k, Any)) for k, v in raw_kwargs.items()}

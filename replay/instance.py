@@ -370,8 +370,8 @@ class WorkflowInstance:
         state = self._state
         assert state is not None
         index = self._made
-        self._made += 1
         if index < len(state.decisions):
+            self._made += 1
             recorded = state.decisions[index]
             if recorded.kind != kind or recorded.name != name:
                 self.divergence = NondeterminismError(
@@ -383,9 +383,13 @@ class WorkflowInstance:
                 )
                 raise _Diverged
             return recorded.seq, False
+        # make() may raise (an argument that cannot be encoded, a failing
+        # side_effect): nothing is consumed unless the decision really exists.
+        event = make()
         seq = self._next_seq
         self._next_seq += 1
-        self._new.append((seq, make()))
+        self._made += 1
+        self._new.append((seq, event))
         return seq, True
 
     def call_step(
@@ -428,7 +432,10 @@ class WorkflowInstance:
                     f"cannot record the input of child workflow {workflow.name!r} of "
                     f"{self.workflow_id!r}: {exc}; {codec.SUPPORTED_HINT}"
                 ) from None
-            child_id = f"{self.workflow_id}/{self._next_seq - 1}"
+            state = self._state
+            assert state is not None
+            run = "" if state.run == 1 else f"{state.run}."
+            child_id = f"{self.workflow_id}/{run}{self._next_seq}"  # the seq it is about to get
             return ev.ChildStarted(
                 child_id=child_id, name=workflow.name, args=encoded_args, kwargs=encoded_kwargs
             )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -100,6 +101,11 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
+        if not math.isfinite(when):
+            raise WorkflowSandboxError(
+                "a durable timer needs a finite delay; to wait until something happens, "
+                "wait for a signal (duralog.wait_signal) without a timeout"
+            )
         handle = asyncio.TimerHandle(when, callback, args, self, context)
         self._owner.timer_started(handle)
         return handle

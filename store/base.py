@@ -207,6 +207,7 @@ class EventStore(Protocol):
         dead_owners: Sequence[str] = (),
         limit: int = 100,
         workflow_id: str | None = None,
+        names: Sequence[str] | None = None,
     ) -> list[Claim]:
         """Take the lease of claimable workflows: unowned, or another worker's lease has
         expired or that worker is dead. A worker never re-claims its own workflows

@@ -43,6 +43,11 @@ def encode(value: Any) -> msgspec.Raw:
         raise PayloadError(
             f"cannot encode a value of type {type(value).__qualname__}: {exc}"
         ) from exc
+    except RecursionError:
+        raise PayloadError(
+            f"cannot encode a value of type {type(value).__qualname__}: it is nested too "
+            "deeply or contains itself"
+        ) from None
 
 
 def encode_call(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[msgspec.Raw, msgspec.Raw]:

@@ -30,7 +30,7 @@ from .base import (
     WorkflowStatus,
     check_transition,
 )
-from .events import LogEntry, decode_event, encode_event
+from .events import TERMINAL, LogEntry, decode_event, encode_event
 from .schema import migrate
 
 Durability = Literal["full", "normal"]
@@ -76,7 +76,19 @@ class SQLiteStore:
                 )
             _refuse_foreign_file(Path(self.path))
         with self._connection() as conn:
-            migrate(Database(conn))
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            if tables and "events" not in tables:
+                self.close()
+                raise StoreError(
+                    f"{self.path} is a SQLite database of something else (tables: "
+                    f"{', '.join(sorted(tables)[:5])}); refusing to turn it into a duralog log"
+                )
+            try:
+                migrate(Database(conn))
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot prepare {self.path} as a duralog log: {exc}") from exc
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, durability={self.durability!r})"
@@ -202,18 +214,23 @@ class SQLiteStore:
         conn: sqlite3.Connection, item: Append, rows: list[tuple[str, int, str, float, str]]
     ) -> bool:
         found = conn.execute(
-            "SELECT fence, status FROM workflows WHERE id = ?", (item.workflow_id,)
+            "SELECT fence, status, last_seq FROM workflows WHERE id = ?", (item.workflow_id,)
         ).fetchone()
         if found is None or found[0] != item.fence:
             return False
+        if rows and rows[0][1] != found[2] + 1:
+            return False  # the log stays gapless: an earlier append of this run was lost
         current = WorkflowStatus(found[1])
-        if rows and current.is_terminal:
+        if rows and (current.is_terminal or any(r[2] in _TERMINAL_KINDS for r in rows[:-1])):
             raise IllegalTransition(
-                f"workflow {item.workflow_id!r} is {current.value}: nothing may be appended "
-                "after its terminal event"
+                f"workflow {item.workflow_id!r}: nothing may be appended after its terminal event"
             )
-        if item.status is not None:
-            check_transition(item.workflow_id, current, item.status)
+        status = item.status
+        if rows and rows[-1][2] in _STATUS_OF_END:
+            # The index follows the log: a terminal event sets the terminal status.
+            status = _STATUS_OF_END[rows[-1][2]]
+        if status is not None:
+            check_transition(item.workflow_id, current, status)
         if rows:
             conn.executemany(
                 "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)", rows
@@ -226,7 +243,7 @@ class SQLiteStore:
                     last_seq,
                     updated_at,
                     item.wake_at,
-                    item.status.value if item.status else None,
+                    status.value if status else None,
                     item.reason,
                     item.workflow_id,
                 ),
@@ -301,16 +318,22 @@ class SQLiteStore:
         dead_owners: Sequence[str] = (),
         limit: int = 100,
         workflow_id: str | None = None,
+        names: Sequence[str] | None = None,
     ) -> list[Claim]:
-        """Take the lease of up to ``limit`` claimable workflows in the given statuses."""
+        """Take the lease of up to ``limit`` claimable workflows in the given statuses
+        (and, with ``names``, only workflows whose code this worker has)."""
         status_marks = ",".join("?" * len(statuses))
         dead_marks = ",".join("?" * len(dead_owners)) or "NULL"
         only_id = "AND id = ?" if workflow_id is not None else ""
+        if names is not None:
+            only_id += f" AND name IN ({','.join('?' * len(names)) or 'NULL'})"
         params: list[object] = [worker_id, lease_until]
         params += [s.value for s in statuses]
         params += [worker_id, now, *dead_owners]
         if workflow_id is not None:
             params.append(workflow_id)
+        if names is not None:
+            params += names
         params.append(limit)
         with self._write() as conn:
             found = conn.execute(
@@ -333,7 +356,7 @@ class SQLiteStore:
         with self._write() as conn:
             cur = conn.execute(
                 "UPDATE workflows SET lease_until = ? WHERE owner = ?"
-                " AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')",
+                " AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED', 'SUSPENDED')",
                 (lease_until, worker_id),
             )
             conn.execute(
@@ -494,6 +517,14 @@ class SQLiteStore:
         with self._connection() as conn:
             rows = conn.execute("SELECT id, host, pid FROM workers").fetchall()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+_TERMINAL_KINDS = frozenset(cls.__name__ for cls in TERMINAL)
+_STATUS_OF_END = {
+    "WorkflowCompleted": WorkflowStatus.COMPLETED,
+    "WorkflowFailed": WorkflowStatus.FAILED,
+    "WorkflowCancelled": WorkflowStatus.CANCELLED,
+}
 
 
 def _refuse_foreign_file(path: Path) -> None:

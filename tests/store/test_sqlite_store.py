@@ -147,14 +147,22 @@ def every_event_kind() -> list[ev.Event]:
 
 
 def test_every_event_kind_round_trips_through_the_store(store: SQLiteStore) -> None:
-    events = every_event_kind()
-    assert {type(e).__name__ for e in events} | {"WorkflowStarted"} == ev.EVENT_KINDS
+    every = every_event_kind()
+    assert {type(e).__name__ for e in every} | {"WorkflowStarted"} == ev.EVENT_KINDS
+    # One history holds one terminal event, last: the others go to workflows of their own.
+    terminal = [e for e in every if isinstance(e, ev.TERMINAL)]
+    events = [e for e in every if not isinstance(e, ev.TERMINAL)] + terminal[:1]
+    for i, end in enumerate(terminal[1:]):
+        store.create_workflows([new_workflow(f"end-{i}", owner="w1", lease_until=T0 + 30)])
+        assert store.append([Append(f"end-{i}", 1, [LogEntry(2, T0 + 1, end)])]) == [True]
+        assert store.read_events(f"end-{i}")[-1].event == end
     store.create_workflows([new_workflow("a", owner="w1", lease_until=T0 + 30)])
     entries = [LogEntry(seq, T0 + seq / 7, e) for seq, e in enumerate(events, start=2)]
     assert store.append([Append("a", 1, entries)]) == [True]
     got = store.read_events("a")
     assert got == [started(), *entries]
     assert [g.kind for g in got] == ["WorkflowStarted"] + [type(e).__name__ for e in events]
+    assert store.append([Append("a", 1, [scheduled(len(got) + 1)])]) == [False]  # after the end
     record = store.get_workflow("a")
     assert record is not None
     assert (record.last_seq, record.updated_at) == (entries[-1].seq, entries[-1].at)
