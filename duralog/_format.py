@@ -32,8 +32,9 @@ def describe(entry: LogEntry, steps: dict[int, str]) -> str:
     """What one event says, in a line (without seq and time)."""
     e = entry.event
     match e:
-        case ev.WorkflowStarted(name=name, args=args):
-            return f"{name}{payload(args)}"
+        case ev.WorkflowStarted(name=name, args=args, run=run, previous_run=previous):
+            linked = f" (run {run}, continued from {previous})" if previous else ""
+            return f"{name}{payload(args)}{linked}"
         case ev.StepScheduled(name=name, args=args):
             return f"{name}({payload(args)[1:-1]})"
         case ev.StepStarted(step_seq=s, attempt=attempt):

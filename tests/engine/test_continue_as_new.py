@@ -57,3 +57,17 @@ def test_runs_continue_under_the_same_id_with_bounded_history(db: str) -> None:
         timeout=60,
     )
     assert "the next run starts with [3,2]" in shown.stdout
+
+
+def test_history_links_the_runs(db: str) -> None:
+    with duralog.Engine(db, durability="normal") as engine:
+        handle = engine.start(counter, 0, 1, id="c-2")
+        handle.signal("extra", 1)
+        handle.result(timeout=10)
+    out = subprocess.run(
+        [sys.executable, "-m", "duralog", "--db", db, "history", "c-2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert "(run 2, continued from c-2~run1)" in out.splitlines()[0]

@@ -68,3 +68,22 @@ def test_wait_for_inside_a_workflow(engine: duralog.Engine, limit: float, expect
     assert handle.result(timeout=10) == expected
     instance, _ = replay_history(races, handle.history())
     assert instance.finished
+
+
+@duralog.workflow
+async def scoped(limit: float) -> str:
+    try:
+        async with asyncio.timeout(limit):
+            return await slow(0.5)
+    except TimeoutError:
+        return "scope expired"
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(0.1, "scope expired"), (5.0, "slow done")])
+def test_asyncio_timeout_inside_a_workflow(
+    engine: duralog.Engine, limit: float, expected: str
+) -> None:
+    handle = engine.start(scoped, limit)
+    assert handle.result(timeout=10) == expected
+    instance, _ = replay_history(scoped, handle.history())
+    assert instance.finished
