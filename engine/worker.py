@@ -321,11 +321,10 @@ class Worker:
                 self._skip(execution.workflow_id, execution.fence, repr(exc), backoff=10.0)
 
     def finished(self, execution: Execution) -> None:
-        """An execution reached a terminal or suspended state: drop it and its lease."""
+        """An execution reached a terminal or suspended state (the commit that said so
+        also ended its lease)."""
         if self.executions.get(execution.workflow_id) is execution:
             del self.executions[execution.workflow_id]
-        with contextlib.suppress(Exception):  # else the lease expires by itself
-            self.store.release(self.worker_id, execution.workflow_id, execution.fence)
         self._on_finished(execution.workflow_id)
 
     async def run_step(

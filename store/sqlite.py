@@ -253,6 +253,12 @@ class SQLiteStore:
                 "UPDATE workflows SET status = ?, reason = ?, wake_at = ? WHERE id = ?",
                 (item.status.value, item.reason, item.wake_at, item.workflow_id),
             )
+        if status is not None and (status.is_terminal or status is WorkflowStatus.SUSPENDED):
+            # Nobody advances it any more: its lease ends with the same commit.
+            conn.execute(
+                "UPDATE workflows SET owner = NULL, lease_until = NULL WHERE id = ?",
+                (item.workflow_id,),
+            )
         for notice in item.notices:
             conn.execute(
                 "INSERT INTO inbox (workflow_id, kind, name, payload, at) VALUES (?,?,?,?,?)",
