@@ -451,8 +451,11 @@ class _WorkflowPdb(pdb.Pdb):
 
     def stop_here(self, frame: Any) -> bool:
         module = frame.f_globals.get("__name__", "")
-        if module.partition(".")[0] in ("duralog", "click") or frame.f_code.co_filename.startswith(
-            self._library
+        filename = frame.f_code.co_filename
+        # Generated code (annotations evaluated by typing, dataclass methods) says
+        # "<string>": not the user's workflow either.
+        if module.partition(".")[0] in ("duralog", "click") or filename.startswith(
+            (*self._library, "<")
         ):
             return False
         return bool(super().stop_here(frame))

@@ -84,3 +84,36 @@ def test_cancel_of_an_unknown_or_finished_workflow_is_one_clear_line(tmp_path: P
         assert done.returncode == 1
         assert done.stderr.startswith("error: ") and expected in done.stderr
         assert done.stderr.count("\n") == 1
+
+
+def test_break_at_stops_pdb_in_the_workflow_code_with_recorded_values(tmp_path: Path) -> None:
+    db = str(tmp_path / "shop.db")
+    assert (
+        cli(db, "start", "cli_order", "--input", '["o-5", 700]', "--id", "o-5", "--wait").returncode
+        == 0
+    )
+    # seq 7 is the StepCompleted of cli_charge: pdb stops where the workflow receives it.
+    debug = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "duralog",
+            "--db",
+            db,
+            "--app",
+            "app_workflows",
+            "replay",
+            "o-5",
+            "--break-at",
+            "7",
+        ],
+        input="p charged\nn\np charged\nc\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=HERE,
+    )
+    assert debug.returncode == 0, debug.stdout + debug.stderr
+    assert "app_workflows.py" in debug.stdout  # the stop is in the user's workflow code
+    assert "'charged o-5 700'" in debug.stdout  # the recorded value, in scope
+    assert "agrees" in debug.stdout
