@@ -240,6 +240,11 @@ class EventStore(Protocol):
         """The latest value the workflow published under ``key`` (encoded), or None."""
         ...
 
+    def prune(self, finished_before: float, dry_run: bool = True) -> list[WorkflowRecord]:
+        """Workflows that ended (COMPLETED, FAILED, CANCELLED) before ``finished_before``;
+        unless ``dry_run``, delete them with their events, snapshots and inbox."""
+        ...
+
     def load_snapshot(self, workflow_id: str) -> Snapshot | None:
         """The newest snapshot of the workflow, unverified."""
         ...

@@ -413,6 +413,27 @@ class SQLiteStore:
             ).fetchall()
         return [r[0] for r in rows]
 
+    def prune(self, finished_before: float, dry_run: bool = True) -> list[WorkflowRecord]:
+        """Finished workflows older than ``finished_before``; deleted unless ``dry_run``."""
+        select = (
+            f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE status IN"
+            " ('COMPLETED', 'FAILED', 'CANCELLED') AND updated_at < ? ORDER BY updated_at"
+        )
+        if dry_run:
+            with self._connection() as conn:
+                return [_record(r) for r in conn.execute(select, (finished_before,))]
+        with self._write() as conn:
+            found = [_record(r) for r in conn.execute(select, (finished_before,))]
+            ids = [(r.id,) for r in found]
+            for table, column in (
+                ("events", "workflow_id"),
+                ("snapshots", "workflow_id"),
+                ("inbox", "workflow_id"),
+                ("workflows", "id"),
+            ):
+                conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", ids)
+        return found
+
     def delete_snapshots(self, workflow_id: str | None = None) -> int:
         """Delete the snapshots of one workflow (or of all); they are only a cache."""
         with self._write() as conn:
