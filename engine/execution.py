@@ -378,9 +378,13 @@ class Execution:
 
     async def read_inbox(self) -> None:
         """Move waiting signals and cancel requests into the log (only the owner does)."""
-        if self._reading_inbox or self.closed:
+        if self.closed:
+            return
+        if self._reading_inbox:
+            self._read_again = True  # a poke during a read: read once more after it
             return
         self._reading_inbox = True
+        self._read_again = False
         try:
             items = self.worker.store.inbox(self.workflow_id)
             if not items:
@@ -426,6 +430,8 @@ class Execution:
             self._arm_wake()
         finally:
             self._reading_inbox = False
+            if self._read_again and not self.closed:
+                self.spawn(self.read_inbox())
         self.activate()
 
     def _cancel_children(self, reason: str) -> None:
