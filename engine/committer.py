@@ -180,10 +180,16 @@ class LoopCommitter:
         self._store = store
         self._loop = loop
         self._batch: list[tuple[Append | Callable[[EventStore], Any], asyncio.Future[Any]]] = []
+        self._writing = False
 
     def append(self, item: Append) -> asyncio.Future[bool]:
         """Queue one append; the future resolves once its transaction committed."""
         return self._queue(item)
+
+    @property
+    def busy(self) -> bool:
+        """Whether writes are queued or being written."""
+        return bool(self._batch) or self._writing
 
     def call(self, fn: Callable[[EventStore], Any]) -> asyncio.Future[Any]:
         """Run ``fn(store)`` in order with the appends queued before and after it."""
@@ -197,6 +203,13 @@ class LoopCommitter:
         return future
 
     def _commit(self) -> None:
+        self._writing = True
+        try:
+            self._commit_batch()
+        finally:
+            self._writing = False
+
+    def _commit_batch(self) -> None:
         batch, self._batch = self._batch, []
         appends: list[tuple[Append, asyncio.Future[Any]]] = []
         for item, future in batch:

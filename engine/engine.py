@@ -34,6 +34,7 @@ from duralog.store.base import EventStore, NewWorkflow, WorkflowRecord, Workflow
 from duralog.store.events import LogEntry
 from duralog.store.sqlite import Durability, SQLiteStore
 
+from .clock import Clock, SystemClock
 from .committer import Committer
 from .worker import Worker, default_worker_id
 
@@ -57,6 +58,8 @@ class Engine:
         lease_seconds: how long a claim lasts without a heartbeat.
         poll_interval: how often the worker looks for work other processes left.
         max_threads: threads for sync steps.
+        clock: the source of workflow time (default the wall clock; tests use a
+            ``VirtualClock`` through ``duralog.testing``).
 
     Example:
         ```python
@@ -78,6 +81,7 @@ class Engine:
         poll_interval: float = 1.0,
         max_threads: int = 32,
         registry: Registry | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if snapshot_every < 1:
             raise ConfigurationError("snapshot_every must be at least 1")
@@ -88,6 +92,7 @@ class Engine:
         )
         self.registry = registry or REGISTRY
         self.worker_id = worker_id or default_worker_id()
+        self.clock: Clock = clock or SystemClock()
         self._committer = Committer(self.store)
         self._run_worker = worker
         self._worker_options = {
@@ -129,6 +134,7 @@ class Engine:
             self.registry,
             worker_id=self.worker_id,
             on_finished=self._finished,
+            clock=self.clock,
             **self._worker_options,  # type: ignore[arg-type]
         )
         self._worker = worker
@@ -192,7 +198,7 @@ class Engine:
                 f"cannot record the input of workflow {definition.name!r}: {exc}; "
                 f"{codec.SUPPORTED_HINT}"
             ) from None
-        now = time.time()
+        now = self.clock.now()
         started = LogEntry(
             1,
             now,
@@ -211,7 +217,9 @@ class Engine:
             definition.name,
             started,
             owner=owner,
-            lease_until=now + float(self._worker_options["lease_seconds"]) if owner else None,
+            lease_until=time.time() + float(self._worker_options["lease_seconds"])
+            if owner
+            else None,
         )
         (fence,) = self._committer.create([item])
         if fence is None:

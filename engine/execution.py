@@ -32,6 +32,8 @@ from duralog.store import events as ev
 from duralog.store.base import Append, NewWorkflow, Notice, Snapshot, WorkflowStatus
 from duralog.store.events import LogEntry
 
+from .clock import Alarm, sleep_until
+
 if TYPE_CHECKING:
     from .worker import Worker
 
@@ -63,8 +65,8 @@ class Execution:
         self.timers: dict[int, float] = {t.seq: t.fire_at for t in state.pending_timers()}
         self.retry_at: dict[int, float] = {}
         self.closed = False
-        self._wake: asyncio.TimerHandle | None = None
-        self._deadline: asyncio.TimerHandle | None = None
+        self._wake: Alarm | None = None
+        self._deadline: Alarm | None = None
         self._visibility: asyncio.TimerHandle | None = None
         self._snapshot_seq = state.last_seq
         self._snapshot: Snapshot | None = None
@@ -79,6 +81,12 @@ class Execution:
         if not state.paused:
             self._unpaused.set()
 
+    @property
+    def busy(self) -> bool:
+        """Whether something runs or waits to be written (a step waiting out its retry
+        delay, like a timer, does not count)."""
+        return bool(self.pending) or any(seq not in self.retry_at for seq in self.running)
+
     # -- the log tail ------------------------------------------------------
 
     def add(self, event: ev.Event, at: float | None = None) -> int:
@@ -89,7 +97,7 @@ class Execution:
             )
         seq = self.next_seq
         self.next_seq += 1
-        self.pending.append(LogEntry(seq, time.time() if at is None else at, event))
+        self.pending.append(LogEntry(seq, self.worker.clock.now() if at is None else at, event))
         if not isinstance(event, ev.DECISIONS):
             self._bookkeeping += 1
         return seq
@@ -217,7 +225,7 @@ class Execution:
             await self._create_child(seq, event)
 
     async def _create_child(self, seq: int, event: ev.ChildStarted) -> None:
-        now = time.time()
+        now = self.worker.clock.now()
         started = LogEntry(
             1,
             now,
@@ -236,7 +244,7 @@ class Execution:
             started,
             parent_id=self.workflow_id,
             owner=self.worker.worker_id,
-            lease_until=now + self.worker.lease_seconds,
+            lease_until=time.time() + self.worker.lease_seconds,  # leases: wall clock
         )
         fence = await self.worker.committer.create_async(item)
         if fence is not None:
@@ -268,9 +276,7 @@ class Execution:
             return
         if self.state.cancel_reasons.count(ev.TIMEOUT_REASON):
             return  # already recorded: replay delivers it
-        self._deadline = self.worker.loop.call_later(
-            max(0.0, deadline - time.time()), self._deadline_due
-        )
+        self._deadline = self.worker.clock.call_at(self.worker.loop, deadline, self._deadline_due)
 
     def _deadline_due(self) -> None:
         self._deadline = None
@@ -301,7 +307,7 @@ class Execution:
         try:
             if not_before is not None:
                 self.retry_at[seq] = not_before
-                await asyncio.sleep(max(0.0, not_before - time.time()))
+                await sleep_until(self.worker.clock, not_before)
             args, kwargs = step.decode_args(raw_args, raw_kwargs)
             while True:
                 await self._unpaused.wait()  # a paused workflow starts no attempt
@@ -328,7 +334,7 @@ class Execution:
                     error = details_of(exc, with_traceback=True)
                     if attempt < policy.max_attempts and policy.retryable(type(exc), error.type):
                         delay = policy.delay(attempt, self.worker.sources.random())
-                        next_at = time.time() + delay
+                        next_at = self.worker.clock.now() + delay
                         self.retry_at[seq] = next_at
                         self.add(
                             ev.StepRetrying(
@@ -336,7 +342,7 @@ class Execution:
                             )
                         )
                         await self.flush()
-                        await asyncio.sleep(delay)
+                        await sleep_until(self.worker.clock, next_at)
                         continue
                     self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
                     break
@@ -461,14 +467,13 @@ class Execution:
             self._wake = None
         if self.timers and not self.closed:
             due = min(self.timers.values())
-            delay = max(0.0, due - time.time())
-            self._wake = self.worker.loop.call_later(delay, self._timers_due)
+            self._wake = self.worker.clock.call_at(self.worker.loop, due, self._timers_due)
 
     def _timers_due(self) -> None:
         self._wake = None
         if not self._unpaused.is_set():
             return  # paused: timers fire after the resume re-arms them
-        now = time.time()
+        now = self.worker.clock.now()
         due = sorted(seq for seq, at in self.timers.items() if at <= now)
         for seq in due:
             del self.timers[seq]
@@ -511,7 +516,7 @@ class Execution:
     async def _continue_as_new(self, terminal: ev.ContinuedAsNew) -> None:
         state = self.state
         archived = f"{self.workflow_id}~run{state.run}"
-        now = time.time()
+        now = self.worker.clock.now()
         started = LogEntry(
             1,
             now,

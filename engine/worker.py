@@ -29,6 +29,7 @@ from duralog.store.base import Claim, EventStore, WorkflowStatus
 from duralog.store.events import LogEntry
 
 from .api import StepInfo, _step_info
+from .clock import Clock, SystemClock
 from .committer import Committer, LoopCommitter
 from .execution import Execution
 from .threads import StepThreads
@@ -40,13 +41,14 @@ _ON_START = (*_ACTIVE, WorkflowStatus.SUSPENDED)
 
 
 class RealSources:
-    """New non-deterministic values for live runs: the clock and the OS's randomness."""
+    """New non-deterministic values for live runs: the engine's clock and the OS's randomness."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
         self._random = random.SystemRandom()
+        self._clock = clock
 
     def now(self) -> float:
-        return time.time()
+        return self._clock.now()
 
     def random(self) -> float:
         return self._random.random()
@@ -76,6 +78,7 @@ class Worker:
         poll_interval: float = 1.0,
         max_threads: int = 32,
         visibility_delay: float = 0.2,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.committer = committer
@@ -85,7 +88,8 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.visibility_delay = visibility_delay
-        self.sources = RealSources()
+        self.clock: Clock = clock or SystemClock()
+        self.sources = RealSources(self.clock)
         self.executions: dict[str, Execution] = {}
         self._on_finished = on_finished
         self._skipped: dict[str, float] = {}  # workflow id -> not claimed again before

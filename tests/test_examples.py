@@ -43,3 +43,23 @@ def test_poller_continues_as_new() -> None:
     out = run("poller.py")
     assert "final cursor 120" in out
     assert "feed~run3" in out
+
+
+def test_the_example_test_kit_test() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(EXAMPLES / "test_expense.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=EXAMPLES,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
