@@ -58,6 +58,10 @@ class Engine:
         lease_seconds: how long a claim lasts without a heartbeat.
         poll_interval: how often the worker looks for work other processes left.
         max_threads: threads for sync steps.
+        max_payload_bytes: the largest input, result or signal payload recorded
+            (None: no limit); a larger one is refused with a clear error.
+        max_history_events: a workflow whose log grows past this is suspended with a
+            clear reason (use ``duralog.continue_as_new`` to keep logs bounded).
         clock: the source of workflow time (default the wall clock; tests use a
             ``VirtualClock`` through ``duralog.testing``).
 
@@ -80,6 +84,8 @@ class Engine:
         lease_seconds: float = 30.0,
         poll_interval: float = 1.0,
         max_threads: int = 32,
+        max_payload_bytes: int | None = 2_000_000,
+        max_history_events: int | None = 50_000,
         registry: Registry | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -93,13 +99,17 @@ class Engine:
         self.registry = registry or REGISTRY
         self.worker_id = worker_id or default_worker_id()
         self.clock: Clock = clock or SystemClock()
+        self.max_payload_bytes = max_payload_bytes
         self._committer = Committer(self.store)
         self._run_worker = worker
+        self._lease_seconds = lease_seconds
         self._worker_options = {
             "snapshot_every": snapshot_every,
             "lease_seconds": lease_seconds,
             "poll_interval": poll_interval,
             "max_threads": max_threads,
+            "max_payload_bytes": max_payload_bytes,
+            "max_history_events": max_history_events,
         }
         self._worker: Worker | None = None
         self._lock = threading.Lock()
@@ -193,6 +203,9 @@ class Engine:
         workflow_id = _check_id(id) if id is not None else uuid.uuid4().hex
         try:
             args_raw, kwargs_raw = codec.encode_call(args, {})
+            codec.check_size(
+                args_raw, self.max_payload_bytes, f"the input of workflow {definition.name!r}"
+            )
         except PayloadError as exc:
             raise PayloadError(
                 f"cannot record the input of workflow {definition.name!r}: {exc}; "
@@ -217,9 +230,7 @@ class Engine:
             definition.name,
             started,
             owner=owner,
-            lease_until=time.time() + float(self._worker_options["lease_seconds"])
-            if owner
-            else None,
+            lease_until=time.time() + self._lease_seconds if owner else None,
         )
         (fence,) = self._committer.create([item])
         if fence is None:
@@ -380,7 +391,11 @@ class WorkflowHandle(Generic[R]):
                 f"workflow {self.id!r} is already {record.status.value}; the {kind} was not sent"
             )
         try:
-            data = bytes(codec.encode(payload)) if kind == "signal" else None
+            data = None
+            if kind == "signal":
+                encoded = codec.encode(payload)
+                codec.check_size(encoded, self._engine.max_payload_bytes, f"signal {name!r}")
+                data = bytes(encoded)
         except PayloadError as exc:
             raise PayloadError(f"cannot send signal {name!r} to {self.id!r}: {exc}") from None
         self._engine.store.send(self.id, kind, name, data, time.time())

@@ -161,6 +161,16 @@ class Execution:
         """Feed the instance what is new in the committed state, then act on its decisions."""
         if self.closed:
             return
+        limit = self.worker.max_history_events
+        if limit is not None and self.state.last_seq > limit and not self.sealed:
+            self.spawn(
+                self.suspend(
+                    f"its history reached {self.state.last_seq:,} events, over the limit of "
+                    f"{limit:,} (Engine(max_history_events=...)); end each run with "
+                    "duralog.continue_as_new(...) to keep the log bounded"
+                )
+            )
+            return
         if self._bookkeeping:
             # A decision's seq must not depend on bookkeeping a crash could lose
             # (a step's StepStarted): commit that first, so replay assigns the same seq.
@@ -348,12 +358,16 @@ class Execution:
                     break
                 try:
                     result = codec.encode(value)
+                    codec.check_size(
+                        result, self.worker.max_payload_bytes, f"the result of step {step.name!r}"
+                    )
                 except PayloadError as exc:
                     error = details_of(
                         PayloadError(
                             f"step {step.name!r} (seq {seq}) of workflow {self.workflow_id!r} "
                             f"returned a value of type {type(value).__qualname__} that cannot "
-                            f"be recorded: {exc}; {codec.SUPPORTED_HINT}"
+                            f"be recorded: {exc}"
+                            + ("" if "over the limit" in str(exc) else f"; {codec.SUPPORTED_HINT}")
                         )
                     )
                     self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))

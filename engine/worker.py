@@ -77,6 +77,8 @@ class Worker:
         lease_seconds: float = 30.0,
         poll_interval: float = 1.0,
         max_threads: int = 32,
+        max_payload_bytes: int | None = None,
+        max_history_events: int | None = None,
         visibility_delay: float = 0.2,
         clock: Clock | None = None,
     ) -> None:
@@ -88,6 +90,8 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.visibility_delay = visibility_delay
+        self.max_payload_bytes = max_payload_bytes
+        self.max_history_events = max_history_events
         self.clock: Clock = clock or SystemClock()
         self.sources = RealSources(self.clock)
         self.executions: dict[str, Execution] = {}

@@ -50,6 +50,16 @@ def encode(value: Any) -> msgspec.Raw:
         ) from None
 
 
+def check_size(payload: msgspec.Raw, limit: int | None, what: str) -> None:
+    """Raise ``PayloadError`` when ``payload`` is larger than ``limit`` bytes."""
+    if limit is not None and len(payload) > limit:
+        raise PayloadError(
+            f"{what} is {len(payload):,} bytes, over the limit of {limit:,} "
+            "(Engine(max_payload_bytes=...)); store large data elsewhere (a file, an object "
+            "store) and pass a reference to it"
+        )
+
+
 def encode_call(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[msgspec.Raw, msgspec.Raw]:
     """Encode a call's positional and keyword arguments (kwargs is ``NULL`` when empty)."""
     encoded_args = encode(list(args))
