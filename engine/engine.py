@@ -62,6 +62,8 @@ class Engine:
             (None: no limit); a larger one is refused with a clear error.
         max_history_events: a workflow whose log grows past this is suspended with a
             clear reason (use ``duralog.continue_as_new`` to keep logs bounded).
+        error_backoff: seconds before this worker takes up again a workflow it dropped
+            after an error (a failed commit, a locked database); it is rebuilt from its log.
         clock: the source of workflow time (default the wall clock; tests use a
             ``VirtualClock`` through ``duralog.testing``).
 
@@ -86,6 +88,7 @@ class Engine:
         max_threads: int = 32,
         max_payload_bytes: int | None = 2_000_000,
         max_history_events: int | None = 50_000,
+        error_backoff: float = 10.0,
         registry: Registry | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -110,6 +113,7 @@ class Engine:
             "max_threads": max_threads,
             "max_payload_bytes": max_payload_bytes,
             "max_history_events": max_history_events,
+            "error_backoff": error_backoff,
         }
         self._worker: Worker | None = None
         self._lock = threading.Lock()

@@ -9,7 +9,6 @@ pool, async ones on its loop), fires timers, and keeps its leases alive.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import os
@@ -80,6 +79,7 @@ class Worker:
         max_payload_bytes: int | None = None,
         max_history_events: int | None = None,
         visibility_delay: float = 0.2,
+        error_backoff: float = 10.0,
         clock: Clock | None = None,
     ) -> None:
         self.store = store
@@ -90,6 +90,7 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.visibility_delay = visibility_delay
+        self.error_backoff = error_backoff
         self.max_payload_bytes = max_payload_bytes
         self.max_history_events = max_history_events
         self.clock: Clock = clock or SystemClock()
@@ -105,6 +106,7 @@ class Worker:
         self._stopped = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pokes: set[str] = set()
+        self._unreleased: dict[str, int] = {}  # leases to give back (workflow id -> fence)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -160,7 +162,10 @@ class Worker:
                     log.warning("could not commit the tail of %s: %s", execution.workflow_id, exc)
         self.executions.clear()
         await asyncio.sleep(0)
-        self.store.unregister_worker(self.worker_id)
+        try:
+            self.store.unregister_worker(self.worker_id)
+        except Exception as exc:  # the leases then expire by themselves
+            log.warning("worker %s could not unregister: %s", self.worker_id, exc)
 
     # -- claiming ----------------------------------------------------------
 
@@ -215,8 +220,18 @@ class Worker:
         if workflow_id not in self._skipped:
             log.error("worker %s cannot run workflow %s: %s", self.worker_id, workflow_id, reason)
         self._skipped[workflow_id] = time.time() + backoff
-        with contextlib.suppress(Exception):  # else the lease expires by itself
-            self.store.release(self.worker_id, workflow_id, fence)
+        self._unreleased[workflow_id] = fence
+        self._release_pending()
+
+    def _release_pending(self) -> None:
+        # A release that failed (the database was locked, say) is tried again on the
+        # next poll: this worker's heartbeat would otherwise keep the lease alive.
+        for workflow_id, fence in list(self._unreleased.items()):
+            try:
+                self.store.release(self.worker_id, workflow_id, fence)
+            except Exception:
+                continue
+            del self._unreleased[workflow_id]
 
     def _dead_owners(self) -> list[str]:
         host = socket.gethostname()
@@ -279,6 +294,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
+                self._release_pending()
                 await self._claim(_ACTIVE)
                 for workflow_id in self.store.owned_with_inbox(self.worker_id):
                     self._poked(workflow_id)
@@ -326,7 +342,7 @@ class Worker:
             if not isinstance(exc, LeaseLost):
                 # Back off before trying again: an error that repeats must not re-run
                 # the same step in a tight loop.
-                self._skip(execution.workflow_id, execution.fence, repr(exc), backoff=10.0)
+                self._skip(execution.workflow_id, execution.fence, repr(exc), self.error_backoff)
 
     def finished(self, execution: Execution) -> None:
         """An execution reached a terminal or suspended state (the commit that said so

@@ -132,14 +132,17 @@ class SQLiteStore:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # never leave a transaction open on this connection
-                    conn.execute("ROLLBACK")
-                raise
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:  # never leave a transaction open here
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:  # locked, disk full, read-only...
+                raise StoreError(f"the log at {self.path} refused a write: {exc}") from exc
 
     def close(self) -> None:
         """Close every connection this store opened (from any thread)."""
