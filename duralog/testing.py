@@ -160,4 +160,3 @@ else:
         """A ``WorkflowEnvironment`` for one test, closed afterwards."""
         with WorkflowEnvironment() as env:
             yield env
-
