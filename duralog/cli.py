@@ -61,6 +61,8 @@ def friendly(fn: F) -> F:
             raise Problem(str(exc), 2) from None
         except DuralogError as exc:
             raise Problem(str(exc)) from None
+        except UnicodeError as exc:  # undecodable bytes on the command line
+            raise Problem(f"an argument is not valid text: {exc}", 2) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -271,6 +271,7 @@ class Engine:
 
     def get(self, workflow_id: str) -> WorkflowHandle[Any]:
         """The handle of an existing workflow; ``WorkflowNotFound`` if there is none."""
+        _require_utf8(workflow_id, "a workflow id")
         record = self.store.get_workflow(workflow_id)
         if record is None:
             raise WorkflowNotFound(workflow_id)
@@ -389,6 +390,7 @@ class WorkflowHandle(Generic[R]):
             pause = min(pause * 2, 0.25)
 
     def _send(self, kind: str, name: str, payload: Any) -> None:
+        _require_utf8(name, f"the {kind} name" if kind == "signal" else "the reason")
         record = self.record()
         if record.status.is_terminal:
             raise DuralogError(
@@ -448,9 +450,20 @@ def _check_id(workflow_id: str) -> str:
         raise ConfigurationError(
             f"a workflow id must be at most {MAX_ID_LENGTH} characters without NUL bytes"
         )
+    _require_utf8(workflow_id, "a workflow id")
     if "~" in workflow_id:
         raise ConfigurationError(
             f"workflow id {workflow_id!r}: '~' is reserved for the archived runs of "
             "continue-as-new (<id>~run<N>); choose an id without it"
         )
     return workflow_id
+
+
+def _require_utf8(text: str, what: str) -> None:
+    """Refuse text the log cannot store (lone surrogates, e.g. from undecodable bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"{what} must be valid Unicode text; {text!r:.60} holds a lone surrogate"
+        ) from None
