@@ -46,11 +46,13 @@ from duralog.errors import (
 from duralog.replay.context import WorkflowInfo
 from duralog.replay.definitions import RetryPolicy, Step, Workflow
 from duralog.store.base import WorkflowRecord, WorkflowStatus
+from duralog.store.crypto import AesGcmCodec
 from duralog.store.events import LogEntry
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AesGcmCodec",
     "ConfigurationError",
     "CorruptEventError",
     "DuralogError",

@@ -31,7 +31,9 @@ from duralog.replay.checker import ReplayReport, check
 from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import History, dump_history, entries_json, load_history
 from duralog.replay.state import Input, fold_all
+from duralog.store import codec
 from duralog.store.base import WorkflowStatus
+from duralog.store.crypto import AesGcmCodec
 from duralog.store.sqlite import SQLiteStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -138,6 +140,11 @@ def main(ctx: click.Context, db: str, app: str | None) -> None:
       duralog --db shop.db --app shop.workflows replay --all
     """
     ctx.obj = Context(db, app)
+    if os.environ.get("DURALOG_KEYS"):  # encrypted payloads: read them with these keys
+        try:
+            codec.install(AesGcmCodec.from_env())
+        except DuralogError as exc:
+            raise Problem(str(exc), 2) from None
 
 
 @main.command()

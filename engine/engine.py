@@ -62,6 +62,8 @@ class Engine:
             (None: no limit); a larger one is refused with a clear error.
         max_history_events: a workflow whose log grows past this is suspended with a
             clear reason (use ``duralog.continue_as_new`` to keep logs bounded).
+        payload_codec: encrypts (or otherwise transforms) every payload, e.g.
+            ``AesGcmCodec.from_env()``; process-wide, so one per process.
         error_backoff: seconds before this worker takes up again a workflow it dropped
             after an error (a failed commit, a locked database); it is rebuilt from its log.
         clock: the source of workflow time (default the wall clock; tests use a
@@ -91,6 +93,7 @@ class Engine:
         error_backoff: float = 10.0,
         registry: Registry | None = None,
         clock: Clock | None = None,
+        payload_codec: codec.PayloadCodec | None = None,
     ) -> None:
         if snapshot_every < 1:
             raise ConfigurationError("snapshot_every must be at least 1")
@@ -102,6 +105,8 @@ class Engine:
         self.registry = registry or REGISTRY
         self.worker_id = worker_id or default_worker_id()
         self.clock: Clock = clock or SystemClock()
+        if payload_codec is not None:
+            codec.install(payload_codec)
         self.max_payload_bytes = max_payload_bytes
         self._committer = Committer(self.store)
         self._run_worker = worker

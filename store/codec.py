@@ -14,9 +14,10 @@ encode as null (JSON has no NaN).
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -26,6 +27,53 @@ from .events import NULL
 
 _encoder = msgspec.json.Encoder()
 _any_decoder = msgspec.json.Decoder()
+
+
+class PayloadCodec(Protocol):
+    """Turns encoded payload bytes into other bytes and back (encryption, compression).
+
+    Installed process-wide with ``install`` (``Engine(payload_codec=...)`` does it).
+    A transformed payload is kept as a JSON string ``"dlenc:<base64>"``, so event
+    bodies stay JSON and their kinds, seqs and names stay readable.
+    """
+
+    def encode(self, data: bytes) -> bytes: ...
+
+    def decode(self, data: bytes) -> bytes: ...
+
+
+_ENVELOPE = b'"dlenc:'
+_installed: PayloadCodec | None = None
+
+
+def install(payload_codec: PayloadCodec | None) -> None:
+    """Use ``payload_codec`` for every payload this process writes or reads (None: off)."""
+    global _installed
+    _installed = payload_codec
+
+
+def _wrap(plain: bytes) -> msgspec.Raw:
+    if _installed is None:
+        return msgspec.Raw(plain)
+    return msgspec.Raw(_ENVELOPE + base64.b64encode(_installed.encode(plain)) + b'"')
+
+
+def _unwrap(payload: msgspec.Raw | bytes) -> bytes | msgspec.Raw:
+    view = memoryview(payload)
+    if view[: len(_ENVELOPE)] != _ENVELOPE:
+        return payload
+    data = bytes(view)
+    if _installed is None:
+        raise PayloadError(
+            "this payload is encrypted and no payload codec is configured: pass "
+            "Engine(payload_codec=...), or set DURALOG_KEYS for the CLI"
+        )
+    try:
+        blob = base64.b64decode(data[len(_ENVELOPE) : -1], validate=True)
+    except ValueError:
+        raise PayloadError("an encrypted payload is not valid base64: it was altered") from None
+    return _installed.decode(blob)
+
 
 SUPPORTED_HINT = (
     "return or pass values msgspec can encode: None, bool, int, float, str, bytes, list, "
@@ -38,7 +86,7 @@ def encode(value: Any) -> msgspec.Raw:
     if value is None:
         return NULL
     try:
-        return msgspec.Raw(_encoder.encode(value))
+        return _wrap(_encoder.encode(value))
     except (TypeError, ValueError, OverflowError) as exc:
         raise PayloadError(
             f"cannot encode a value of type {type(value).__qualname__}: {exc}"
@@ -85,7 +133,7 @@ def decoder_for(tp: Any) -> Callable[[msgspec.Raw | bytes], Any]:
 def decode(payload: msgspec.Raw | bytes, tp: Any = Any) -> Any:
     """Decode one payload, typed when ``tp`` is given; raises ``PayloadError``."""
     try:
-        return decoder_for(tp)(payload)
+        return decoder_for(tp)(_unwrap(payload))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise PayloadError(f"cannot decode payload as {_type_name(tp)}: {exc}") from exc
 

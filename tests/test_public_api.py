@@ -5,6 +5,7 @@ from __future__ import annotations
 import duralog
 
 EXPECTED = {
+    "AesGcmCodec",
     "ConfigurationError",
     "CorruptEventError",
     "DuralogError",
