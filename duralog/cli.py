@@ -7,6 +7,7 @@ history file), never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import importlib
@@ -17,7 +18,7 @@ import signal as os_signal
 import sys
 import sysconfig
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +26,7 @@ import click
 import msgspec
 
 from duralog import _format
-from duralog.engine.engine import Engine
+from duralog.engine.engine import Engine, WorkflowHandle
 from duralog.errors import DuralogError, HistoryFileError
 from duralog.replay.checker import ReplayReport, check
 from duralog.replay.definitions import REGISTRY
@@ -104,6 +105,13 @@ class Context:
         if not Path(self.db).exists():
             raise Problem(f"no duralog database at {self.db} (use --db PATH or DURALOG_DB)")
         return SQLiteStore(self.db)
+
+    @contextlib.contextmanager
+    def handle(self, workflow_id: str) -> Iterator[WorkflowHandle[Any]]:
+        """The handle of an existing workflow, through an engine that runs no worker."""
+        self.store().close()  # a clear error when the database does not exist
+        with Engine(self.db, worker=False) as engine:
+            yield engine.get(workflow_id)
 
     def history(self, workflow_id: str) -> History:
         """One workflow's history from the log."""
@@ -512,9 +520,8 @@ def signal(ctx: Context, workflow_id: str, name: str, payload: str) -> None:
         value = json.loads(payload)
     except json.JSONDecodeError as exc:
         raise Problem(f"--payload is not valid JSON: {exc}", 2) from None
-    ctx.store().close()  # a clear error when the database does not exist
-    with Engine(ctx.db, worker=False) as engine:
-        engine.get(workflow_id).signal(name, value)
+    with ctx.handle(workflow_id) as handle:
+        handle.signal(name, value)
     click.echo(f"sent {name} to {workflow_id}", err=True)
 
 
@@ -530,9 +537,8 @@ def cancel(ctx: Context, workflow_id: str, reason: str) -> None:
     Example:
       duralog --db shop.db cancel order-o-1 --reason "customer asked"
     """
-    ctx.store().close()
-    with Engine(ctx.db, worker=False) as engine:
-        engine.get(workflow_id).cancel(reason)
+    with ctx.handle(workflow_id) as handle:
+        handle.cancel(reason)
     click.echo(f"cancel requested for {workflow_id}", err=True)
 
 
@@ -548,9 +554,8 @@ def pause(ctx: Context, workflow_id: str, reason: str) -> None:
     Example:
       duralog --db shop.db pause order-o-1 --reason "payment provider outage"
     """
-    ctx.store().close()
-    with Engine(ctx.db, worker=False) as engine:
-        engine.get(workflow_id).pause(reason)
+    with ctx.handle(workflow_id) as handle:
+        handle.pause(reason)
     click.echo(f"pause requested for {workflow_id}", err=True)
 
 
@@ -565,9 +570,8 @@ def resume(ctx: Context, workflow_id: str) -> None:
     Example:
       duralog --db shop.db resume order-o-1
     """
-    ctx.store().close()
-    with Engine(ctx.db, worker=False) as engine:
-        engine.get(workflow_id).resume()
+    with ctx.handle(workflow_id) as handle:
+        handle.resume()
     click.echo(f"resume requested for {workflow_id}", err=True)
 
 

@@ -26,14 +26,20 @@ from duralog.store import codec
 T = TypeVar("T")
 
 
+def seconds(duration: float | dt.timedelta) -> float:
+    """A duration in seconds, given as a number of seconds or a timedelta."""
+    if isinstance(duration, dt.timedelta):
+        return duration.total_seconds()
+    return float(duration)
+
+
 async def sleep(duration: float | dt.timedelta) -> None:
     """Sleep durably: the wake-up time is in the log, so a crash does not reset it.
 
     Example:
         ``await duralog.sleep(dt.timedelta(days=3))``
     """
-    seconds = duration.total_seconds() if isinstance(duration, dt.timedelta) else float(duration)
-    await asyncio.sleep(seconds)
+    await asyncio.sleep(seconds(duration))
 
 
 def now() -> dt.datetime:
@@ -128,8 +134,7 @@ async def wait_signal(
     if timeout is None:
         raw = await instance.wait_signal(name)
     else:
-        seconds = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else timeout
-        raw = await asyncio.wait_for(instance.wait_signal(name), seconds)
+        raw = await asyncio.wait_for(instance.wait_signal(name), seconds(timeout))
     return codec.decode(raw, result_type)
 
 

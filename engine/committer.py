@@ -4,7 +4,7 @@ Two writers share the work. ``LoopCommitter`` writes the appends of the
 worker's workflows from the worker's own event loop: everything that became
 ready in one round of the loop goes into one transaction. ``Committer`` is a
 thread for writes that come from other threads (``engine.start`` from user
-code) and for the rare whole-store operations (continue-as-new). Either way a
+code). Either way a
 commit is shared by as many workflows as are ready, and write-ahead holds:
 nobody proceeds on an event that is not on disk.
 """
@@ -34,7 +34,6 @@ class Committer:
         self._cond = threading.Condition()
         self._appends: list[tuple[Append, Outcome]] = []
         self._creates: list[tuple[NewWorkflow, Outcome]] = []
-        self._calls: list[tuple[Callable[[EventStore], Any], Outcome]] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -64,13 +63,6 @@ class Committer:
         self._submit("creates", item, _loop_outcome(loop, future))
         return await future
 
-    def call(self, fn: Callable[[EventStore], Any]) -> asyncio.Future[Any]:
-        """Run ``fn(store)`` on the writer thread, after the writes queued before it."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._submit("calls", fn, _loop_outcome(loop, future))
-        return future
-
     def _submit(self, queue: str, item: Any, outcome: Outcome) -> None:
         # The queue is looked up under the lock: the writer swaps the lists, and an
         # item added to a list it already took would never be written.
@@ -89,24 +81,16 @@ class Committer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._appends or self._creates or self._calls or self._stopping):
+                while not (self._appends or self._creates or self._stopping):
                     self._cond.wait()
                 creates, self._creates = self._creates, []
                 appends, self._appends = self._appends, []
-                calls, self._calls = self._calls, []
-                if self._stopping and not (creates or appends or calls):
+                if self._stopping and not (creates or appends):
                     return
             if creates:
                 self._write(self._store.create_workflows, creates)
             if appends:
                 self._write(self._store.append, appends)
-            for fn, outcome in calls:
-                try:
-                    result = fn(self._store)
-                except Exception as exc:
-                    _tell(outcome, None, exc)
-                else:
-                    _tell(outcome, result, None)
 
     @staticmethod
     def _write(

@@ -11,9 +11,12 @@ import datetime as dt
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
+
+import msgspec
 
 from duralog.errors import (
     ConfigurationError,
@@ -34,11 +37,13 @@ from duralog.store.base import EventStore, NewWorkflow, WorkflowRecord, Workflow
 from duralog.store.events import LogEntry
 from duralog.store.sqlite import Durability, SQLiteStore
 
+from .api import seconds
 from .clock import Clock, SystemClock
 from .committer import Committer
 from .worker import Worker, default_worker_id
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 MAX_ID_LENGTH = 255
 
@@ -206,7 +211,7 @@ class Engine:
         ``CancelledError`` to run cleanup steps first.
         """
         definition = self._definition(workflow)
-        limit = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else timeout
+        limit = None if timeout is None else seconds(timeout)
         if limit is not None and not limit > 0:
             raise ConfigurationError(f"a workflow timeout must be positive, got {timeout!r}")
         workflow_id = _check_id(id) if id is not None else uuid.uuid4().hex
@@ -221,16 +226,8 @@ class Engine:
                 f"{codec.SUPPORTED_HINT}"
             ) from None
         now = self.clock.now()
-        started = LogEntry(
-            1,
-            now,
-            ev.WorkflowStarted(
-                name=definition.name,
-                args=args_raw,
-                kwargs=kwargs_raw,
-                start_time=now,
-                timeout=limit,
-            ),
+        started = ev.started_entry(
+            now, name=definition.name, args=args_raw, kwargs=kwargs_raw, timeout=limit
         )
         worker = self._worker
         owner = self.worker_id if worker is not None else None
@@ -250,7 +247,7 @@ class Engine:
                     f"workflow, not {definition.name!r}; choose another id"
                 )
         elif worker is not None:
-            worker.adopt_new(workflow_id, fence, fold_all(workflow_id, [started]))
+            worker.adopt_new(workflow_id, fence, started)
         return WorkflowHandle(self, workflow_id, definition)
 
     def run(
@@ -377,22 +374,17 @@ class WorkflowHandle(Generic[R]):
         Raises ``ResultTimeout`` if nothing is published within ``timeout`` seconds,
         and ``DuralogError`` if the workflow ends without publishing it.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.005
-        while True:
+
+        def probe() -> msgspec.Raw | None:
             record = self.record()
             value = self._engine.store.published(self.id, key)
-            if value is not None:
-                return codec.decode(value)
-            if record.status.is_terminal:
+            if value is None and record.status.is_terminal:
                 raise DuralogError(
                     f"workflow {self.id!r} ended ({record.status.value}) without publishing {key!r}"
                 )
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise ResultTimeout(self.id, timeout or 0.0, record.status.value)
-            time.sleep(pause if remaining is None else min(pause, remaining))
-            pause = min(pause * 2, 0.25)
+            return None if value is None else msgspec.Raw(value)
+
+        return codec.decode(self._poll(probe, timeout, time.sleep, max_pause=0.25))
 
     def _send(self, kind: str, name: str, payload: Any) -> None:
         _require_utf8(name, f"the {kind} name" if kind == "signal" else "the reason")
@@ -420,19 +412,38 @@ class WorkflowHandle(Generic[R]):
         Raises ``WorkflowFailed`` (with ``cause``) if it failed, ``WorkflowSuspended``
         if its code diverged, ``ResultTimeout`` if ``timeout`` seconds pass first.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.01
-        while True:
-            done = self._engine._done_event(self.id)
+        done = self._engine._done_event(self.id)
+
+        def probe() -> WorkflowRecord | None:
+            nonlocal done
+            done = self._engine._done_event(self.id)  # registered before the status is read
             record = self.record()
-            if record.status.is_terminal or record.status is WorkflowStatus.SUSPENDED:
-                return self._outcome(record)
+            ended = record.status.is_terminal or record.status is WorkflowStatus.SUSPENDED
+            return record if ended else None
+
+        # Woken at once when this process finishes it; polling covers other processes.
+        return self._outcome(self._poll(probe, timeout, lambda s: done.wait(s), max_pause=0.5))
+
+    def _poll(
+        self,
+        probe: Callable[[], T | None],
+        timeout: float | None,
+        sleep: Callable[[float], object],
+        max_pause: float,
+    ) -> T:
+        """Call ``probe`` until it returns something, backing off; ``ResultTimeout`` after
+        ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            found = probe()
+            if found is not None:
+                return found
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise ResultTimeout(self.id, timeout or 0.0, record.status.value)
-            # Woken at once when this process finishes it; polling covers other processes.
-            done.wait(pause if remaining is None else min(pause, remaining))
-            pause = min(pause * 2, 0.5)
+                raise ResultTimeout(self.id, timeout or 0.0, self.status().value)
+            sleep(pause if remaining is None else min(pause, remaining))
+            pause = min(pause * 2, max_pause)
 
     def _outcome(self, record: WorkflowRecord) -> R:
         if record.status is WorkflowStatus.SUSPENDED:

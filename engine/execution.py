@@ -29,7 +29,14 @@ from duralog.replay.instance import WorkflowInstance
 from duralog.replay.state import STEP_RETRYING, WorkflowState, dump_state, fold
 from duralog.store import codec
 from duralog.store import events as ev
-from duralog.store.base import Append, NewWorkflow, Notice, Snapshot, WorkflowStatus
+from duralog.store.base import (
+    STATUS_AFTER,
+    Append,
+    NewWorkflow,
+    Notice,
+    Snapshot,
+    WorkflowStatus,
+)
 from duralog.store.events import LogEntry
 
 from .clock import Alarm, sleep_until
@@ -38,12 +45,6 @@ if TYPE_CHECKING:
     from .worker import Worker
 
 log = logging.getLogger("duralog.engine")
-
-_STATUS_OF: dict[type[Any], WorkflowStatus] = {
-    ev.WorkflowCompleted: WorkflowStatus.COMPLETED,
-    ev.WorkflowFailed: WorkflowStatus.FAILED,
-    ev.WorkflowCancelled: WorkflowStatus.CANCELLED,
-}
 
 
 class Execution:
@@ -236,17 +237,13 @@ class Execution:
 
     async def _create_child(self, seq: int, event: ev.ChildStarted) -> None:
         now = self.worker.clock.now()
-        started = LogEntry(
-            1,
+        started = ev.started_entry(
             now,
-            ev.WorkflowStarted(
-                name=event.name,
-                args=event.args,
-                kwargs=event.kwargs,
-                parent_id=self.workflow_id,
-                parent_seq=seq,
-                start_time=now,
-            ),
+            name=event.name,
+            args=event.args,
+            kwargs=event.kwargs,
+            parent_id=self.workflow_id,
+            parent_seq=seq,
         )
         item = NewWorkflow(
             event.child_id,
@@ -258,7 +255,7 @@ class Execution:
         )
         fence = await self.worker.committer.create_async(item)
         if fence is not None:
-            self.worker.adopt_created(event.child_id, fence, started)
+            self.worker.adopt_new(event.child_id, fence, started)
 
     def _resume_children(self) -> None:
         for seq in self.state.open_children():
@@ -520,7 +517,7 @@ class Execution:
         if terminal is None:
             terminal = _recorded_terminal(self.state)
         await self.flush(
-            status=_STATUS_OF.get(type(terminal), WorkflowStatus.COMPLETED),
+            status=STATUS_AFTER[type(terminal).__name__],
             notices=self._notice_to_parent(terminal),
         )
         self.worker.finished(self)
@@ -531,19 +528,15 @@ class Execution:
         state = self.state
         archived = f"{self.workflow_id}~run{state.run}"
         now = self.worker.clock.now()
-        started = LogEntry(
-            1,
+        started = ev.started_entry(
             now,
-            ev.WorkflowStarted(
-                name=state.name,
-                args=terminal.args,
-                kwargs=terminal.kwargs,
-                parent_id=state.parent_id,
-                parent_seq=state.parent_seq,
-                start_time=now,
-                run=state.run + 1,
-                previous_run=archived,
-            ),
+            name=state.name,
+            args=terminal.args,
+            kwargs=terminal.kwargs,
+            parent_id=state.parent_id,
+            parent_seq=state.parent_seq,
+            run=state.run + 1,
+            previous_run=archived,
         )
         entries, self.pending = self.pending, []
         consumed, self._consumed = self._consumed, []

@@ -169,13 +169,11 @@ class Worker:
 
     # -- claiming ----------------------------------------------------------
 
-    def adopt_new(self, workflow_id: str, fence: int, state: WorkflowState) -> None:
-        """Run a workflow this engine just created (its state is already in memory)."""
-        self.call(self._adopt, workflow_id, fence, state)
+    def adopt_new(self, workflow_id: str, fence: int, started: LogEntry) -> None:
+        """Run a workflow just created under this worker's lease, from any thread.
 
-    def adopt_created(self, workflow_id: str, fence: int, started: LogEntry) -> None:
-        """Run a workflow this worker just created itself (a child), on the loop thread."""
-        self._adopt(workflow_id, fence, fold_all(workflow_id, [started]))
+        Its whole log is ``started``, already in memory: nothing is read back."""
+        self.call(self._adopt, workflow_id, fence, fold_all(workflow_id, [started]))
 
     def restart(self, execution: Execution, started: LogEntry) -> None:
         """A workflow continued as new: run its next run in place of the old one."""

@@ -102,7 +102,29 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
 DEFAULT_RETRY = RetryPolicy()
 
 
-class Step(Generic[P, R]):
+class _Typed(Generic[P, R]):
+    """What steps and workflows share: a function, a name, typed decoding of its calls."""
+
+    fn: Callable[..., Any]
+    name: str
+
+    @functools.cached_property
+    def _hints(self) -> tuple[Any, list[tuple[str, Any, bool]]]:
+        return _signature_types(self.fn)
+
+    @property
+    def result_type(self) -> Any:
+        """The annotated return type (``Any`` when unannotated)."""
+        return self._hints[0]
+
+    def decode_args(
+        self, args: msgspec.Raw, kwargs: msgspec.Raw
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Decode recorded call arguments, typed by the function's annotations."""
+        return _decode_call(self.name, self._hints[1], args, kwargs)
+
+
+class Step(_Typed[P, R]):
     """A durable step; see ``duralog.step``."""
 
     def __init__(
@@ -141,15 +163,6 @@ class Step(Generic[P, R]):
             return await typing.cast(Awaitable[R], result)
         return typing.cast(R, result)
 
-    @functools.cached_property
-    def _hints(self) -> tuple[Any, list[tuple[str, Any, bool]]]:
-        return _signature_types(self.fn)
-
-    @property
-    def result_type(self) -> Any:
-        """The annotated return type (``Any`` when unannotated)."""
-        return self._hints[0]
-
     def decode_result(self, payload: msgspec.Raw) -> R:
         """Decode a recorded result into the annotated return type."""
         try:
@@ -160,15 +173,11 @@ class Step(Generic[P, R]):
                 f"return type: {exc}. Fix the annotation or the value the step returns"
             ) from None
 
-    def decode_args(
-        self, args: msgspec.Raw, kwargs: msgspec.Raw
-    ) -> tuple[list[Any], dict[str, Any]]:
-        """Decode recorded call arguments, typed by the function's annotations."""
-        return _decode_call(self.name, self._hints[1], args, kwargs)
 
-
-class Workflow(Generic[P, R]):
+class Workflow(_Typed[P, R]):
     """A durable workflow; see ``duralog.workflow``."""
+
+    fn: Callable[P, Awaitable[R]]
 
     def __init__(self, fn: Callable[P, Awaitable[R]], *, name: str | None = None) -> None:
         if not inspect.iscoroutinefunction(fn):
@@ -190,21 +199,6 @@ class Workflow(Generic[P, R]):
 
     async def _call(self, *args: Any, **kwargs: Any) -> R:
         return await self.fn(*args, **kwargs)
-
-    @functools.cached_property
-    def _hints(self) -> tuple[Any, list[tuple[str, Any, bool]]]:
-        return _signature_types(self.fn)
-
-    @property
-    def result_type(self) -> Any:
-        """The annotated return type (``Any`` when unannotated)."""
-        return self._hints[0]
-
-    def decode_args(
-        self, args: msgspec.Raw, kwargs: msgspec.Raw
-    ) -> tuple[list[Any], dict[str, Any]]:
-        """Decode the recorded input of a run, typed by the function's annotations."""
-        return _decode_call(self.name, self._hints[1], args, kwargs)
 
 
 class Registry:

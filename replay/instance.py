@@ -379,7 +379,7 @@ class WorkflowInstance:
                     recorded.seq,
                     recorded.describe(),
                     f"{kind} {name}".rstrip(),
-                    _caller_location() if kind not in _TERMINAL_KINDS else self._defined_at(),
+                    _caller_location() if kind not in ev.TERMINAL_KINDS else self._defined_at(),
                 )
                 raise _Diverged
             return recorded.seq, False
@@ -398,22 +398,18 @@ class WorkflowInstance:
         """Record (or match) a step call; the coroutine resolves with its result."""
 
         def scheduled() -> ev.Event:
-            try:
-                encoded_args, encoded_kwargs = codec.encode_call(args, kwargs)
-            except PayloadError as exc:
-                raise PayloadError(
-                    f"cannot record the arguments of step {step.name!r} in workflow "
-                    f"{self.workflow_id!r}: {exc}; {codec.SUPPORTED_HINT} (inject clients "
-                    "and connections into the step instead of passing them)"
-                ) from None
+            encoded_args, encoded_kwargs = self._encode_call(
+                f"the arguments of step {step.name!r}",
+                args,
+                kwargs,
+                " (inject clients and connections into the step instead of passing them)",
+            )
             return ev.StepScheduled(name=step.name, args=encoded_args, kwargs=encoded_kwargs)
 
         seq, _ = self._decide("StepScheduled", step.name, scheduled)
-        future: asyncio.Future[Any] = self.loop.create_future()
+        future = self.loop.create_future()
         self._steps[seq] = (step, future)
-        awaitable = _await(future)
-        self._awaitables.append(awaitable)
-        return awaitable
+        return self._awaitable(future)
 
     def start_child(
         self, workflow: Workflow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -425,13 +421,9 @@ class WorkflowInstance:
         """
 
         def started() -> ev.Event:
-            try:
-                encoded_args, encoded_kwargs = codec.encode_call(args, kwargs)
-            except PayloadError as exc:
-                raise PayloadError(
-                    f"cannot record the input of child workflow {workflow.name!r} of "
-                    f"{self.workflow_id!r}: {exc}; {codec.SUPPORTED_HINT}"
-                ) from None
+            encoded_args, encoded_kwargs = self._encode_call(
+                f"the input of child workflow {workflow.name!r}", args, kwargs
+            )
             state = self._state
             assert state is not None
             run = "" if state.run == 1 else f"{state.run}."
@@ -441,8 +433,24 @@ class WorkflowInstance:
             )
 
         seq, _ = self._decide("ChildStarted", workflow.name, started)
-        future: asyncio.Future[Any] = self.loop.create_future()
+        future = self.loop.create_future()
         self._children[seq] = (workflow, future)
+        return self._awaitable(future)
+
+    def _encode_call(
+        self, what: str, args: tuple[Any, ...], kwargs: dict[str, Any], advice: str = ""
+    ) -> tuple[msgspec.Raw, msgspec.Raw]:
+        try:
+            return codec.encode_call(args, kwargs)
+        except PayloadError as exc:
+            raise PayloadError(
+                f"cannot record {what} in workflow {self.workflow_id!r}: {exc}; "
+                f"{codec.SUPPORTED_HINT}{advice}"
+            ) from None
+
+    def _awaitable(self, future: asyncio.Future[Any]) -> Coroutine[Any, Any, Any]:
+        # Kept until it starts, so a divergence can close it instead of leaving a
+        # "never awaited" coroutine behind.
         awaitable = _await(future)
         self._awaitables.append(awaitable)
         return awaitable
@@ -508,16 +516,8 @@ class WorkflowInstance:
             return known
         state = self._state
         assert state is not None
-        index = self._made
-        if index < len(state.decisions):
-            recorded = state.decisions[index]
-            found = (
-                recorded.kind == "MarkerRecorded"
-                and recorded.name == "patch"
-                and codec.decode(state.markers[recorded.seq].value) == patch_id
-            )
-            if found:
-                self._made += 1
+        if self._made < len(state.decisions):
+            found = self._consume_patch_marker(patch_id)
             self._patches[patch_id] = found
             return found
         value = codec.encode(patch_id)
@@ -529,17 +529,23 @@ class WorkflowInstance:
 
     def deprecate_patch(self, patch_id: str) -> None:
         """The new path of ``patch_id`` is the only one now: consume its marker if recorded."""
+        self._consume_patch_marker(patch_id)
+
+    def _consume_patch_marker(self, patch_id: str) -> bool:
+        """Match the next recorded decision if it is the patch marker of ``patch_id``."""
         state = self._state
         assert state is not None
-        index = self._made
-        if index < len(state.decisions):
-            recorded = state.decisions[index]
-            if (
-                recorded.kind == "MarkerRecorded"
-                and recorded.name == "patch"
-                and codec.decode(state.markers[recorded.seq].value) == patch_id
-            ):
-                self._made += 1
+        if self._made >= len(state.decisions):
+            return False
+        recorded = state.decisions[self._made]
+        found = (
+            recorded.kind == "MarkerRecorded"
+            and recorded.name == "patch"
+            and codec.decode(state.markers[recorded.seq].value) == patch_id
+        )
+        if found:
+            self._made += 1
+        return found
 
     # -- timers (called by the loop) ---------------------------------------
 
@@ -575,11 +581,6 @@ class WorkflowInstance:
                 found = awaited.cr_frame
             awaited = getattr(awaited, "cr_await", None)
         return _location_of(found) if found is not None else None
-
-
-_TERMINAL_KINDS = frozenset(
-    {"WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled", "ContinuedAsNew"}
-)
 
 
 async def _await(future: asyncio.Future[Any]) -> Any:

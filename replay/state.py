@@ -127,7 +127,6 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     children: dict[int, str] = msgspec.field(default_factory=dict)
     child_results: dict[int, msgspec.Raw] = msgspec.field(default_factory=dict)
     child_errors: dict[int, ErrorDetails] = msgspec.field(default_factory=dict)
-    cancel_requested: bool = False
     cancel_reasons: list[str] = msgspec.field(default_factory=list)
     published: dict[str, msgspec.Raw] = msgspec.field(default_factory=dict)
     paused: bool = False
@@ -137,6 +136,11 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     finished_at: float | None = None
     next_args: msgspec.Raw = NULL
     next_kwargs: msgspec.Raw = NULL
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether anyone asked the workflow to cancel (or its timeout expired)."""
+        return bool(self.cancel_reasons)
 
     def pending_steps(self) -> list[StepView]:
         """Steps scheduled but neither completed nor failed, in seq order."""
@@ -223,7 +227,6 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
             state.signals.append(SignalView(seq=seq, name=name, payload=payload, at=at))
             state.inputs.append(Input(seq, at, kind, len(state.signals) - 1))
         case ev.CancelRequested(reason=reason):
-            state.cancel_requested = True
             state.cancel_reasons.append(reason)
             state.inputs.append(Input(seq, at, kind, len(state.cancel_reasons) - 1))
         case ev.StatePublished(key=key, value=value):

@@ -40,6 +40,13 @@ class WorkflowStatus(str, Enum):  # noqa: UP042 - keeps str() == value on 3.11
 
 _TERMINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED})
 
+#: The status a run is left in by its terminal event (ContinuedAsNew starts a new run).
+STATUS_AFTER: dict[str, WorkflowStatus] = {
+    "WorkflowCompleted": WorkflowStatus.COMPLETED,
+    "WorkflowFailed": WorkflowStatus.FAILED,
+    "WorkflowCancelled": WorkflowStatus.CANCELLED,
+}
+
 _S = WorkflowStatus
 #: The workflow state machine: every status change any store makes is one of these.
 TRANSITIONS: dict[WorkflowStatus, frozenset[WorkflowStatus]] = {

@@ -16,7 +16,7 @@ seq of the decision that created the step, timer or child.
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import msgspec
 
@@ -227,6 +227,7 @@ TERMINAL: tuple[type[BaseEvent], ...] = (
     WorkflowCancelled,
     ContinuedAsNew,
 )
+TERMINAL_KINDS: frozenset[str] = frozenset(cls.__name__ for cls in TERMINAL)
 EVENT_KINDS: frozenset[str] = frozenset(cls.__name__ for cls in Event.__args__)
 
 
@@ -241,6 +242,11 @@ class LogEntry(msgspec.Struct, frozen=True):
     def kind(self) -> str:
         """The event's type name, e.g. ``"StepCompleted"``."""
         return type(self.event).__name__
+
+
+def started_entry(at: float, **fields: Any) -> LogEntry:
+    """Seq 1 of a run: its ``WorkflowStarted`` event, started at ``at``."""
+    return LogEntry(1, at, WorkflowStarted(start_time=at, **fields))
 
 
 _encoder = msgspec.json.Encoder()

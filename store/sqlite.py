@@ -21,6 +21,7 @@ from sqlite_utils import Database
 from duralog.errors import ConfigurationError, CorruptEventError, IllegalTransition, StoreError
 
 from .base import (
+    STATUS_AFTER,
     Append,
     Claim,
     InboxItem,
@@ -30,7 +31,7 @@ from .base import (
     WorkflowStatus,
     check_transition,
 )
-from .events import TERMINAL, LogEntry, decode_event, encode_event
+from .events import TERMINAL_KINDS, LogEntry, decode_event, encode_event
 from .schema import migrate
 
 Durability = Literal["full", "normal"]
@@ -224,14 +225,14 @@ class SQLiteStore:
         if rows and rows[0][1] != found[2] + 1:
             return False  # the log stays gapless: an earlier append of this run was lost
         current = WorkflowStatus(found[1])
-        if rows and (current.is_terminal or any(r[2] in _TERMINAL_KINDS for r in rows[:-1])):
+        if rows and (current.is_terminal or any(r[2] in TERMINAL_KINDS for r in rows[:-1])):
             raise IllegalTransition(
                 f"workflow {item.workflow_id!r}: nothing may be appended after its terminal event"
             )
         status = item.status
-        if rows and rows[-1][2] in _STATUS_OF_END:
+        if rows and rows[-1][2] in STATUS_AFTER:
             # The index follows the log: a terminal event sets the terminal status.
-            status = _STATUS_OF_END[rows[-1][2]]
+            status = STATUS_AFTER[rows[-1][2]]
         if status is not None:
             check_transition(item.workflow_id, current, status)
         if rows:
@@ -547,14 +548,6 @@ class SQLiteStore:
         with self._connection() as conn:
             rows = conn.execute("SELECT id, host, pid FROM workers").fetchall()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
-
-
-_TERMINAL_KINDS = frozenset(cls.__name__ for cls in TERMINAL)
-_STATUS_OF_END = {
-    "WorkflowCompleted": WorkflowStatus.COMPLETED,
-    "WorkflowFailed": WorkflowStatus.FAILED,
-    "WorkflowCancelled": WorkflowStatus.CANCELLED,
-}
 
 
 def _refuse_foreign_file(path: Path) -> None:
