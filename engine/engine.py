@@ -33,13 +33,21 @@ from duralog.replay.definitions import REGISTRY, Registry, Workflow
 from duralog.replay.state import WorkflowState, fold_all
 from duralog.store import codec
 from duralog.store import events as ev
-from duralog.store.base import EventStore, NewWorkflow, WorkflowRecord, WorkflowStatus
+from duralog.store.base import (
+    EventStore,
+    NewWorkflow,
+    ScheduleRecord,
+    WorkflowRecord,
+    WorkflowStatus,
+)
 from duralog.store.events import LogEntry
 from duralog.store.sqlite import Durability, SQLiteStore
 
 from .api import seconds
 from .clock import Clock, SystemClock
 from .committer import Committer
+from .queues import QUEUES, Queue, check_priority, resolve
+from .schedules import CatchUp, make_schedule
 from .worker import Worker, default_worker_id
 
 R = TypeVar("R")
@@ -73,6 +81,8 @@ class Engine:
             after an error (a failed commit, a locked database); it is rebuilt from its log.
         clock: the source of workflow time (default the wall clock; tests use a
             ``VirtualClock`` through ``duralog.testing``).
+        queues: the queues this engine's worker takes workflows from (default every
+            ``duralog.Queue`` declared in the process).
 
     Example:
         ```python
@@ -99,6 +109,7 @@ class Engine:
         registry: Registry | None = None,
         clock: Clock | None = None,
         payload_codec: codec.PayloadCodec | None = None,
+        queues: list[Queue] | None = None,
     ) -> None:
         if snapshot_every < 1:
             raise ConfigurationError("snapshot_every must be at least 1")
@@ -125,6 +136,10 @@ class Engine:
             "max_history_events": max_history_events,
             "error_backoff": error_backoff,
         }
+        #: The queues this engine knows (by name); its worker serves all of them.
+        self.queues: dict[str, Queue] = (
+            QUEUES if queues is None else {queue.name: queue for queue in queues}
+        )
         self._worker: Worker | None = None
         self._lock = threading.Lock()
         self._done: dict[str, threading.Event] = {}
@@ -159,6 +174,7 @@ class Engine:
             worker_id=self.worker_id,
             on_finished=self._finished,
             clock=self.clock,
+            queues=self.queues,
             **self._worker_options,  # type: ignore[arg-type]
         )
         self._worker = worker
@@ -185,6 +201,8 @@ class Engine:
         *args: Any,
         id: str | None = None,
         timeout: float | dt.timedelta | None = None,
+        queue: Queue | str | None = None,
+        priority: int = 0,
     ) -> WorkflowHandle[R]: ...
     @overload
     def start(
@@ -193,6 +211,8 @@ class Engine:
         *args: Any,
         id: str | None = None,
         timeout: float | dt.timedelta | None = None,
+        queue: Queue | str | None = None,
+        priority: int = 0,
     ) -> WorkflowHandle[Any]: ...
     def start(
         self,
@@ -200,6 +220,8 @@ class Engine:
         *args: Any,
         id: str | None = None,
         timeout: float | dt.timedelta | None = None,
+        queue: Queue | str | None = None,
+        priority: int = 0,
     ) -> WorkflowHandle[Any]:
         """Start ``workflow(*args)`` durably and return its handle at once.
 
@@ -209,8 +231,14 @@ class Engine:
         workflow still running at its deadline is cancelled at its current await
         and ends ``FAILED`` with a ``WorkflowTimeout`` cause; it may catch
         ``CancelledError`` to run cleanup steps first.
+
+        With ``queue`` (a ``duralog.Queue`` or its name) the workflow waits
+        ``PENDING`` until a worker serving that queue takes it off, within the
+        queue's limits, by ``priority`` (lower first) and then age.
         """
         definition = self._definition(workflow)
+        queued = None if queue is None else resolve(queue, self.queues)
+        priority = check_priority(priority)
         limit = None if timeout is None else seconds(timeout)
         if limit is not None and not limit > 0:
             raise ConfigurationError(f"a workflow timeout must be positive, got {timeout!r}")
@@ -230,13 +258,15 @@ class Engine:
             now, name=definition.name, args=args_raw, kwargs=kwargs_raw, timeout=limit
         )
         worker = self._worker
-        owner = self.worker_id if worker is not None else None
+        owner = self.worker_id if worker is not None and queued is None else None
         item = NewWorkflow(
             workflow_id,
             definition.name,
             started,
             owner=owner,
             lease_until=time.time() + self._lease_seconds if owner else None,
+            queue=queued.name if queued else None,
+            priority=priority,
         )
         (fence,) = self._committer.create([item])
         if fence is None:
@@ -246,6 +276,8 @@ class Engine:
                     f"workflow id {workflow_id!r} already belongs to a {existing.name!r} "
                     f"workflow, not {definition.name!r}; choose another id"
                 )
+        elif worker is not None and queued is not None:
+            worker.request_dequeue()
         elif worker is not None:
             worker.adopt_new(workflow_id, fence, started)
         return WorkflowHandle(self, workflow_id, definition)
@@ -268,6 +300,49 @@ class Engine:
         raise ConfigurationError(
             f"engine.start() needs a @duralog.workflow function or its name, got {workflow!r}"
         )
+
+    # -- schedules ---------------------------------------------------------
+
+    def schedule(
+        self,
+        schedule_id: str,
+        cron: str,
+        workflow: Workflow[Any, Any] | str,
+        *args: Any,
+        catch_up: CatchUp = "latest",
+        queue: Queue | str | None = None,
+        timezone: str = "UTC",
+    ) -> ScheduleRecord:
+        """Start ``workflow(tick, *args)`` on every tick of ``cron``, on any worker.
+
+        The schedule is stored in the log's database, so it outlives this process
+        and every worker serving ``workflow`` fires it (each tick once: its workflow
+        id is ``<schedule_id>@<tick, UTC ISO 8601>``). Calling it again with the
+        same id updates the definition and keeps the last tick. See
+        ``duralog.schedule`` for ``catch_up`` and ``timezone``.
+        """
+        definition = self._definition(workflow)
+        queued = None if queue is None else resolve(queue, self.queues).name
+        spec = make_schedule(
+            schedule_id,
+            cron,
+            definition.name,
+            args,
+            catch_up=catch_up,
+            queue=queued,
+            timezone=timezone,
+        )
+        record = spec.record(self.clock.now())
+        self.store.put_schedule(record)
+        return next(r for r in self.store.schedules() if r.id == schedule_id)
+
+    def unschedule(self, schedule_id: str) -> bool:
+        """Delete a schedule (workflows it started stay); False if there was none."""
+        return self.store.delete_schedule(schedule_id)
+
+    def schedules(self) -> list[ScheduleRecord]:
+        """Every schedule in the log's database, by id."""
+        return self.store.schedules()
 
     # -- looking up --------------------------------------------------------
 

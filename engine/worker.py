@@ -31,6 +31,8 @@ from .api import StepInfo, _step_info
 from .clock import Clock, SystemClock
 from .committer import Committer, LoopCommitter
 from .execution import Execution
+from .queues import Queue
+from .schedules import SCHEDULES, due_ticks, tick_workflows
 from .threads import StepThreads
 
 log = logging.getLogger("duralog.engine")
@@ -81,6 +83,7 @@ class Worker:
         visibility_delay: float = 0.2,
         error_backoff: float = 10.0,
         clock: Clock | None = None,
+        queues: dict[str, Queue] | None = None,
     ) -> None:
         self.store = store
         self.committer = committer
@@ -107,6 +110,9 @@ class Worker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pokes: set[str] = set()
         self._unreleased: dict[str, int] = {}  # leases to give back (workflow id -> fence)
+        self.queues: dict[str, Queue] = queues if queues is not None else {}
+        self._queued: set[str] = set()  # workflows this worker took off a queue
+        self._dequeue_requested = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -116,6 +122,7 @@ class Worker:
         self.store.register_worker(self.worker_id, socket.gethostname(), os.getpid(), now)
         self._thread.start()
         self._ready.wait()
+        self._store_schedules()
         future = asyncio.run_coroutine_threadsafe(self._recover(), self.loop)
         future.result()
         self.call(self._background, self._heartbeat())
@@ -241,6 +248,54 @@ class Worker:
 
     async def _recover(self) -> None:
         await self._claim(_ON_START)
+        self._dequeue()
+        self._fire_schedules()
+
+    # -- queues and schedules ----------------------------------------------
+
+    def request_dequeue(self) -> None:
+        """A queue may have room or work (from any thread): look soon, once."""
+        if not self._dequeue_requested:
+            self._dequeue_requested = True
+            self.call(self._dequeue)
+
+    def _dequeue(self) -> None:
+        self._dequeue_requested = False
+        if self._stopped:
+            return
+        now = time.time()
+        for queue in list(self.queues.values()):
+            claims = self.store.claim_queued(
+                self.worker_id, now, now + self.lease_seconds, queue.limits, self.registry.names()
+            )
+            for claim in claims:
+                self._queued.add(claim.workflow_id)
+                self._rebuild(claim)
+
+    def _store_schedules(self) -> None:
+        """Store the schedules declared in code for workflows this worker runs."""
+        for spec in list(SCHEDULES.values()):
+            if spec.workflow in self.registry:
+                self.store.put_schedule(spec.record(self.clock.now()))
+
+    def _fire_schedules(self) -> None:
+        """Start every due tick of every schedule whose workflow this worker runs."""
+        now = self.clock.now()
+        fired = False
+        for record in self.store.schedules():
+            if record.paused or record.workflow not in self.registry:
+                continue
+            ticks, last_tick = due_ticks(record, now)
+            if last_tick == record.last_tick:
+                continue
+            items = tick_workflows(record, ticks, now)
+            if self.store.fire_schedule(record.id, record.last_tick, last_tick, items):
+                fired = fired or bool(items)
+                for item in items:
+                    log.info("schedule %s started workflow %s", record.id, item.id)
+        if fired:
+            self.call(self._background, self._claim(_ACTIVE))
+            self.request_dequeue()
 
     async def _claim(self, statuses: tuple[WorkflowStatus, ...]) -> None:
         now = time.time()
@@ -294,6 +349,8 @@ class Worker:
             try:
                 self._release_pending()
                 await self._claim(_ACTIVE)
+                self._dequeue()
+                self._fire_schedules()
                 for workflow_id in self.store.owned_with_inbox(self.worker_id):
                     self._poked(workflow_id)
             except Exception as exc:
@@ -347,6 +404,9 @@ class Worker:
         also ended its lease)."""
         if self.executions.get(execution.workflow_id) is execution:
             del self.executions[execution.workflow_id]
+        if execution.workflow_id in self._queued:
+            self._queued.discard(execution.workflow_id)
+            self.request_dequeue()  # its slot is free
         self._on_finished(execution.workflow_id)
 
     async def run_step(

@@ -86,6 +86,8 @@ class WorkflowRecord(msgspec.Struct, frozen=True):
     fence: int = 0
     wake_at: float | None = None
     reason: str | None = None
+    queue: str | None = None
+    priority: int = 0
 
 
 class NewWorkflow(msgspec.Struct, frozen=True):
@@ -97,6 +99,50 @@ class NewWorkflow(msgspec.Struct, frozen=True):
     parent_id: str | None = None
     owner: str | None = None
     lease_until: float | None = None
+    queue: str | None = None
+    priority: int = 0
+
+
+class QueueLimits(msgspec.Struct, frozen=True):
+    """What a worker may take off one queue: counted in the claim's own transaction.
+
+    ``concurrency``: workflows of the queue running at once, across all workers;
+    ``worker_concurrency``: the same, per worker; ``rate_limit`` per ``rate_period``
+    seconds: workflows taken off the queue. None means no limit.
+    """
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_period: float = 1.0
+
+
+class ScheduleRecord(msgspec.Struct, frozen=True):
+    """A cron schedule: on each tick, start ``workflow(tick, *args)`` (``args``: encoded)."""
+
+    id: str
+    cron: str
+    workflow: str
+    args: bytes
+    last_tick: float
+    created_at: float
+    updated_at: float
+    queue: str | None = None
+    catch_up: str = "latest"
+    timezone: str = "UTC"
+    paused: bool = False
+
+
+class BreakerRecord(msgspec.Struct, frozen=True):
+    """A circuit breaker's shared state; ``version`` guards compare-and-set updates."""
+
+    name: str
+    state: str
+    failures: int
+    opened_at: float | None
+    version: int
+    updated_at: float
 
 
 class Snapshot(msgspec.Struct, frozen=True):
@@ -221,6 +267,19 @@ class EventStore(Protocol):
         (that would bump the fence under its own feet)."""
         ...
 
+    def claim_queued(
+        self,
+        worker_id: str,
+        now: float,
+        lease_until: float,
+        queue: QueueLimits,
+        names: Sequence[str] | None = None,
+    ) -> list[Claim]:
+        """Take PENDING workflows off ``queue``, by priority (lower first) then age, as
+        many as its limits allow, counted in the same transaction (so they hold across
+        processes). Queued workflows are never taken by ``claim``."""
+        ...
+
     def renew_leases(self, worker_id: str, lease_until: float) -> int:
         """Extend every lease this worker holds; returns how many."""
         ...
@@ -270,6 +329,37 @@ class EventStore(Protocol):
 
     def unregister_worker(self, worker_id: str) -> None:
         """Forget a worker that stopped cleanly, releasing its leases."""
+        ...
+
+    def put_schedule(self, record: ScheduleRecord) -> None:
+        """Create a schedule, or update its definition (its last tick and pause stay)."""
+        ...
+
+    def schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by id."""
+        ...
+
+    def pause_schedule(self, schedule_id: str, paused: bool, now: float) -> bool:
+        """Pause or resume a schedule; False if there is none with that id."""
+        ...
+
+    def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule (workflows it started stay); False if there was none."""
+        ...
+
+    def fire_schedule(
+        self, schedule_id: str, last_tick: float, new_last_tick: float, items: Sequence[NewWorkflow]
+    ) -> bool:
+        """Create the tick workflows and move the schedule's last tick, in one transaction,
+        only if its last tick is still ``last_tick`` (else another worker fired it: False)."""
+        ...
+
+    def get_breaker(self, name: str) -> BreakerRecord | None:
+        """A circuit breaker's state, or None if it never changed."""
+        ...
+
+    def put_breaker(self, record: BreakerRecord) -> bool:
+        """Store ``record`` if the stored version is ``record.version - 1`` (0: none yet)."""
         ...
 
     def close(self) -> None:

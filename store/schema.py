@@ -18,6 +18,13 @@ inbox      Signals and cancel requests sent from outside, waiting for the
            workflow's owner to move them into the log (so the log has one writer).
 workers    Live worker processes (host, pid, heartbeat), so a fresh process can
            tell that the owner of a lease died without waiting for it to expire.
+schedules  Cron schedules: what to start on each tick and the last tick started
+           (advanced in the same transaction that creates the tick's workflow).
+breakers   Circuit breakers shared by every worker on the log: state, failure
+           count, when it opened, and a version for compare-and-set updates.
+
+Queued workflows carry ``queue``, ``priority`` and ``dequeued_at`` (when a worker
+took them off the queue) in ``workflows``: the queue limits are counted there.
 
 Migrations are applied in order with sqlite-utils ``Migrations``; ``PRAGMA
 user_version`` mirrors the number applied, for tools that only read that.
@@ -88,6 +95,43 @@ def m001_initial(db: Any) -> None:
             pid INTEGER NOT NULL,
             started_at REAL NOT NULL,
             heartbeat_at REAL NOT NULL
+        );
+        """,
+    )
+
+
+@migrations()
+def m002_queues_schedules_breakers(db: Any) -> None:
+    _run(
+        db,
+        """
+        ALTER TABLE workflows ADD COLUMN queue TEXT;
+        ALTER TABLE workflows ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE workflows ADD COLUMN dequeued_at REAL;
+        CREATE INDEX IF NOT EXISTS workflows_queue
+            ON workflows (queue, status, priority, created_at);
+
+        CREATE TABLE IF NOT EXISTS schedules (
+            id TEXT PRIMARY KEY,
+            cron TEXT NOT NULL,
+            workflow TEXT NOT NULL,
+            args TEXT NOT NULL,
+            queue TEXT,
+            catch_up TEXT NOT NULL,
+            timezone TEXT NOT NULL,
+            paused INTEGER NOT NULL DEFAULT 0,
+            last_tick REAL NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+
+        CREATE TABLE IF NOT EXISTS breakers (
+            name TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            failures INTEGER NOT NULL,
+            opened_at REAL,
+            version INTEGER NOT NULL,
+            updated_at REAL NOT NULL
         );
         """,
     )

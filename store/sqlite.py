@@ -33,17 +33,18 @@ from .base import (
 )
 from .events import TERMINAL_KINDS, LogEntry, decode_event, encode_event
 from .schema import migrate
+from .sqlite_scheduling import SchedulingMixin
 
 Durability = Literal["full", "normal"]
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
 _WORKFLOW_COLUMNS = (
     "id, name, status, last_seq, created_at, updated_at, parent_id, owner, lease_until, "
-    "fence, wake_at, reason"
+    "fence, wake_at, reason, queue, priority"
 )
 
 
-class SQLiteStore:
+class SQLiteStore(SchedulingMixin):
     """The log in one SQLite file.
 
     Args:
@@ -158,37 +159,50 @@ class SQLiteStore:
 
     def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
         """Create workflows with their first event; None for ids that already exist."""
-        fences: list[int | None] = []
         with self._write() as conn:
-            for item in items:
-                started = item.started
-                status = WorkflowStatus.RUNNING if item.owner else WorkflowStatus.PENDING
-                fence = 1 if item.owner else 0
-                cur = conn.execute(
-                    "INSERT INTO workflows (id, name, status, parent_id, owner, lease_until, fence,"
-                    " last_seq, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
-                    " ON CONFLICT (id) DO NOTHING",
-                    (
-                        item.id,
-                        item.name,
-                        status.value,
-                        item.parent_id,
-                        item.owner,
-                        item.lease_until,
-                        fence,
-                        started.seq,
-                        started.at,
-                        started.at,
-                    ),
-                )
-                if cur.rowcount == 0:
-                    fences.append(None)
-                    continue
-                conn.execute(
-                    "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)",
-                    _row(item.id, started),
-                )
-                fences.append(fence)
+            return self._insert_workflows(conn, items)
+
+    @staticmethod
+    def _insert_workflows(
+        conn: sqlite3.Connection, items: Sequence[NewWorkflow]
+    ) -> list[int | None]:
+        """Insert workflows with their first event inside the caller's transaction.
+
+        A queued workflow is always created PENDING and unowned: a worker takes it
+        off its queue when the queue's limits allow."""
+        fences: list[int | None] = []
+        for item in items:
+            started = item.started
+            owner = item.owner if item.queue is None else None
+            status = WorkflowStatus.RUNNING if owner else WorkflowStatus.PENDING
+            fence = 1 if owner else 0
+            cur = conn.execute(
+                "INSERT INTO workflows (id, name, status, parent_id, owner, lease_until, fence,"
+                " last_seq, created_at, updated_at, queue, priority)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
+                (
+                    item.id,
+                    item.name,
+                    status.value,
+                    item.parent_id,
+                    owner,
+                    item.lease_until if owner else None,
+                    fence,
+                    started.seq,
+                    started.at,
+                    started.at,
+                    item.queue,
+                    item.priority,
+                ),
+            )
+            if cur.rowcount == 0:
+                fences.append(None)
+                continue
+            conn.execute(
+                "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)",
+                _row(item.id, started),
+            )
+            fences.append(fence)
         return fences
 
     def append(self, batch: Sequence[Append]) -> list[bool]:
@@ -354,7 +368,8 @@ class SQLiteStore:
                 " WHERE id IN (SELECT id FROM workflows"
                 f"  WHERE status IN ({status_marks})"
                 "   AND (owner IS NULL OR (owner != ? AND (lease_until < ?"
-                f"        OR owner IN ({dead_marks})))) {only_id}"
+                f"        OR owner IN ({dead_marks}))))"
+                f"   AND (queue IS NULL OR status != 'PENDING') {only_id}"
                 "  ORDER BY created_at LIMIT ?)"
                 " RETURNING id, fence",
                 params,

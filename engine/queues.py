@@ -1,0 +1,121 @@
+"""Named queues: bounded concurrency, rate limits and priorities for started workflows.
+
+A workflow started with ``engine.start(..., queue=...)`` waits ``PENDING`` until a
+worker that declared the queue takes it off, which it does only while the queue's
+limits allow. The limits are counted inside the store's claim transaction, so
+they hold across every worker process on the same database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+
+from duralog.errors import ConfigurationError
+from duralog.store.base import QueueLimits
+
+_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
+
+
+class Queue:
+    """A named queue of workflows; declare it at module level, next to your workflows.
+
+    Args:
+        name: letters, digits and ``_ . : -``.
+        concurrency: at most this many of the queue's workflows run at once, across
+            all workers (a workflow holds its slot while RUNNING or PAUSED).
+        worker_concurrency: at most this many at once on any one worker.
+        rate_limit: at most this many taken off the queue per ``period``.
+        period: the rate limit's window, in seconds or as a timedelta (default 1 s).
+
+    Workers take a queue's workflows by ``priority`` (lower first; default 0), then
+    oldest first. Example:
+
+    ```python
+    emails = duralog.Queue("emails", concurrency=10, rate_limit=100, period=60)
+    engine.start(send_newsletter, user_id, queue=emails, priority=5)
+    ```
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        worker_concurrency: int | None = None,
+        rate_limit: int | None = None,
+        period: float | dt.timedelta = 1.0,
+    ) -> None:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ConfigurationError(
+                f"a queue name is 1-100 letters, digits or _ . : - characters, got {name!r}"
+            )
+        for label, value in (
+            ("concurrency", concurrency),
+            ("worker_concurrency", worker_concurrency),
+            ("rate_limit", rate_limit),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ConfigurationError(
+                    f"queue {name!r}: {label} must be a whole number of at least 1 or None, "
+                    f"got {value!r}"
+                )
+        window = period.total_seconds() if isinstance(period, dt.timedelta) else period
+        if isinstance(window, bool) or not isinstance(window, int | float):
+            raise ConfigurationError(f"queue {name!r}: period must be seconds, got {period!r}")
+        if not (math.isfinite(window) and window > 0):
+            raise ConfigurationError(f"queue {name!r}: period must be positive, got {period!r}")
+        self.name = name
+        self.limits = QueueLimits(
+            name,
+            concurrency=concurrency,
+            worker_concurrency=worker_concurrency,
+            rate_limit=rate_limit,
+            rate_period=float(window),
+        )
+        QUEUES[name] = self
+
+    def __repr__(self) -> str:
+        limits = self.limits
+        parts = [
+            f"{label}={value!r}"
+            for label, value in (
+                ("concurrency", limits.concurrency),
+                ("worker_concurrency", limits.worker_concurrency),
+                ("rate_limit", limits.rate_limit),
+            )
+            if value is not None
+        ]
+        if limits.rate_limit is not None:
+            parts.append(f"period={limits.rate_period:g}")
+        return f"Queue({self.name!r}{''.join(', ' + p for p in parts)})"
+
+
+#: Every queue declared in this process, by name (a later declaration replaces one).
+QUEUES: dict[str, Queue] = {}
+
+
+def resolve(queue: Queue | str, known: dict[str, Queue]) -> Queue:
+    """The declared queue for ``queue``; a name nobody declared is a clear error."""
+    if isinstance(queue, Queue):
+        return queue
+    if isinstance(queue, str) and queue in known:
+        return known[queue]
+    names = ", ".join(sorted(known)) or "none"
+    raise ConfigurationError(
+        f"no queue named {queue!r} is declared in this process (declared: {names}); declare "
+        f"it with duralog.Queue({queue!r}, ...) in a module both the starter and the "
+        "workers import"
+    )
+
+
+def check_priority(priority: object) -> int:
+    """A queue priority is a whole number (lower runs first)."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ConfigurationError(f"a priority is a whole number (lower first), got {priority!r}")
+    if not -(2**31) <= priority < 2**31:
+        raise ConfigurationError(f"a priority must fit in 32 bits, got {priority}")
+    return priority

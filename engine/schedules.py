@@ -1,0 +1,216 @@
+"""Cron schedules: start a workflow once per tick, across every worker on the log.
+
+A schedule lives in the store (``schedules`` table), so every worker sees it and a
+restart keeps it. Workers look for due ticks when they poll; the tick's workflow
+id is ``<schedule id>@<tick time, UTC ISO 8601>``, and the store creates it and
+moves the schedule's last tick in one compare-and-set transaction, so a tick is
+started once however many workers race for it (and even if it were attempted
+twice, the id would make the second start a no-op).
+
+Cron expressions are parsed by croniter (5 fields, or 6 with seconds last), in
+the schedule's time zone, so "0 9 * * *" in "Europe/Paris" follows daylight
+saving time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+
+from duralog.errors import ConfigurationError, PayloadError
+from duralog.replay.definitions import Workflow
+from duralog.store import codec
+from duralog.store import events as ev
+from duralog.store.base import NewWorkflow, ScheduleRecord
+
+log = logging.getLogger("duralog.schedules")
+
+CatchUp = Literal["all", "latest", "none"]
+CATCH_UP: tuple[str, ...] = get_args(CatchUp)
+#: Most ticks one worker starts for one schedule per poll under ``catch_up="all"``;
+#: the rest follow on the next polls.
+MAX_TICKS_PER_POLL = 100
+#: Under ``catch_up="none"``, a tick seen later than this after its time is skipped.
+GRACE_SECONDS = 60.0
+
+W = TypeVar("W", bound=Workflow[Any, Any])
+
+
+class Schedule(msgspec.Struct, frozen=True):
+    """A schedule declared in code with ``@duralog.schedule``; workers store it at start."""
+
+    id: str
+    cron: str
+    workflow: str
+    args: tuple[Any, ...] = ()
+    catch_up: str = "latest"
+    queue: str | None = None
+    timezone: str = "UTC"
+
+    def record(self, now: float) -> ScheduleRecord:
+        """The store row for this schedule, first ticking after ``now``."""
+        try:
+            args = msgspec.json.encode(list(self.args))
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise PayloadError(
+                f"schedule {self.id!r}: its arguments must be JSON values ({exc})"
+            ) from None
+        return ScheduleRecord(
+            id=self.id,
+            cron=self.cron,
+            workflow=self.workflow,
+            args=args,
+            last_tick=now,
+            created_at=now,
+            updated_at=now,
+            queue=self.queue,
+            catch_up=self.catch_up,
+            timezone=self.timezone,
+        )
+
+
+#: Every schedule declared with ``@duralog.schedule`` in this process, by id.
+SCHEDULES: dict[str, Schedule] = {}
+
+
+def make_schedule(
+    schedule_id: str,
+    cron: str,
+    workflow: str,
+    args: Sequence[Any] = (),
+    *,
+    catch_up: str = "latest",
+    queue: str | None = None,
+    timezone: str = "UTC",
+) -> Schedule:
+    """A checked ``Schedule``: a bad cron, time zone or catch-up policy is a clear error."""
+    where = f"schedule {schedule_id!r}"
+    if not isinstance(schedule_id, str) or not schedule_id or "@" in schedule_id:
+        raise ConfigurationError(
+            f"a schedule id is a non-empty string without '@', got {schedule_id!r}"
+        )
+    if catch_up not in CATCH_UP:
+        raise ConfigurationError(
+            f"{where}: catch_up must be one of {', '.join(CATCH_UP)}, got {catch_up!r}"
+        )
+    zone(timezone, where)
+    if not isinstance(cron, str):
+        raise ConfigurationError(f"{where}: the cron expression must be a string, got {cron!r}")
+    try:
+        croniter(cron, dt.datetime.now(dt.UTC))
+    except (CroniterBadCronError, CroniterBadDateError, ValueError, KeyError) as exc:
+        raise ConfigurationError(
+            f"{where}: {cron!r} is not a cron expression ({exc}); use five fields, "
+            "'minute hour day-of-month month day-of-week', e.g. '*/15 * * * *'"
+        ) from None
+    return Schedule(schedule_id, cron, workflow, tuple(args), catch_up, queue, timezone)
+
+
+def schedule(
+    cron: str,
+    *,
+    id: str | None = None,
+    args: Sequence[Any] = (),
+    catch_up: CatchUp = "latest",
+    queue: str | None = None,
+    timezone: str = "UTC",
+) -> Callable[[W], W]:
+    """Start the decorated workflow on every tick of ``cron``; put it above ``@workflow``.
+
+    The workflow is called as ``workflow(tick, *args)``, ``tick`` being the tick's
+    scheduled time (an aware ``datetime``). Every worker that imports the module
+    stores the schedule when it starts; the first to see a tick starts it.
+
+    Args:
+        cron: a cron expression, e.g. ``"0 3 * * *"`` (03:00 every day).
+        id: the schedule id (default the workflow's name); tick workflows are
+            ``<id>@<tick in UTC, ISO 8601>``.
+        catch_up: after downtime, ``"latest"`` (default) starts only the most
+            recent missed tick, ``"all"`` every missed tick, oldest first, and
+            ``"none"`` none (a tick more than a minute late is skipped).
+        queue: start tick workflows on this queue (its limits apply).
+        timezone: an IANA zone name for the cron fields (default UTC).
+    """
+
+    def register(workflow: W) -> W:
+        if not isinstance(workflow, Workflow):
+            raise ConfigurationError(
+                "@duralog.schedule(...) goes above @duralog.workflow, on a workflow"
+            )
+        spec = make_schedule(
+            id or workflow.name,
+            cron,
+            workflow.name,
+            args,
+            catch_up=catch_up,
+            queue=queue,
+            timezone=timezone,
+        )
+        SCHEDULES[spec.id] = spec
+        return workflow
+
+    return register
+
+
+def zone(name: str, where: str) -> ZoneInfo:
+    """The time zone called ``name``; an unknown one is a clear error."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ConfigurationError(
+            f"{where}: unknown time zone {name!r}; use an IANA name such as 'UTC' or 'Europe/Paris'"
+        ) from None
+
+
+def due_ticks(record: ScheduleRecord, now: float) -> tuple[list[float], float]:
+    """The ticks to start now and the schedule's new last tick (epoch seconds).
+
+    Ticks after ``record.last_tick`` and at or before ``now`` are due; the catch-up
+    policy picks which of them start. The new last tick covers the skipped ones."""
+    tz = zone(record.timezone, f"schedule {record.id!r}")
+    after = dt.datetime.fromtimestamp(record.last_tick, tz)
+    first = float(croniter(record.cron, after).get_next(float))
+    if first > now:
+        return [], record.last_tick
+    if record.catch_up == "all":
+        ticks, it = [first], croniter(record.cron, dt.datetime.fromtimestamp(first, tz))
+        while len(ticks) < MAX_TICKS_PER_POLL:
+            tick = float(it.get_next(float))
+            if tick > now:
+                break
+            ticks.append(tick)
+        return ticks, ticks[-1]
+    # get_prev() is strictly before its start: start a second past ``now``, cut to
+    # the second, so a tick exactly at ``now`` counts and a later one cannot.
+    ceiling = dt.datetime.fromtimestamp(math.floor(now) + 1, tz)
+    latest = max(float(croniter(record.cron, ceiling).get_prev(float)), first)
+    if record.catch_up == "none" and now - latest > GRACE_SECONDS:
+        return [], latest
+    return [latest], latest
+
+
+def tick_id(schedule_id: str, tick: float) -> str:
+    """The workflow id of one tick: ``<schedule id>@2026-11-25T03:00:00Z``."""
+    when = dt.datetime.fromtimestamp(tick, dt.UTC)
+    return f"{schedule_id}@{when.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+def tick_workflows(record: ScheduleRecord, ticks: Sequence[float], now: float) -> list[NewWorkflow]:
+    """The workflows to create for ``ticks``: ``workflow(tick, *args)``, unowned."""
+    tz = zone(record.timezone, f"schedule {record.id!r}")
+    extra = msgspec.json.decode(record.args)
+    items = []
+    for tick in ticks:
+        args_raw, kwargs_raw = codec.encode_call([dt.datetime.fromtimestamp(tick, tz), *extra], {})
+        started = ev.started_entry(now, name=record.workflow, args=args_raw, kwargs=kwargs_raw)
+        items.append(
+            NewWorkflow(tick_id(record.id, tick), record.workflow, started, queue=record.queue)
+        )
+    return items
