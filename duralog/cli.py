@@ -33,9 +33,9 @@ from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import History, dump_history, entries_json, load_history
 from duralog.replay.state import Input, fold_all
 from duralog.store import codec
-from duralog.store.base import WorkflowStatus
+from duralog.store.base import EventStore, WorkflowStatus
 from duralog.store.crypto import AesGcmCodec
-from duralog.store.sqlite import SQLiteStore
+from duralog.store.open import is_postgres, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,11 +100,11 @@ class Context:
             ) from None
         self._loaded = True
 
-    def store(self) -> SQLiteStore:
+    def store(self) -> EventStore:
         """Open the log (it must exist, unless the command creates workflows)."""
-        if not Path(self.db).exists():
+        if not is_postgres(self.db) and not Path(self.db).exists():
             raise Problem(f"no duralog database at {self.db} (use --db PATH or DURALOG_DB)")
-        return SQLiteStore(self.db)
+        return open_store(self.db)
 
     @contextlib.contextmanager
     def handle(self, workflow_id: str) -> Iterator[WorkflowHandle[Any]]:
@@ -134,7 +134,7 @@ pass_context = click.make_pass_decorator(Context)
     envvar="DURALOG_DB",
     default="duralog.db",
     show_default=True,
-    help="The SQLite log (env DURALOG_DB).",
+    help="The log: a SQLite path or a postgresql:// URL (env DURALOG_DB).",
 )
 @click.option("--app", envvar="DURALOG_APP", help="Module that registers your workflows.")
 @click.version_option(package_name="duralog")

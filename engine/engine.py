@@ -41,7 +41,8 @@ from duralog.store.base import (
     WorkflowStatus,
 )
 from duralog.store.events import LogEntry
-from duralog.store.sqlite import Durability, SQLiteStore
+from duralog.store.open import open_store
+from duralog.store.sqlite import Durability
 
 from .api import seconds
 from .clock import Clock, SystemClock
@@ -60,7 +61,9 @@ class Engine:
     """Opens a log and runs workflows; use it as a context manager.
 
     Args:
-        store: a SQLite path (default ``duralog.db``), ``":memory:"``, or an ``EventStore``.
+        store: a SQLite path (default ``duralog.db``), ``":memory:"``, a PostgreSQL URL
+            (``postgresql://...``, with ``pip install 'duralog[postgres]'``), or an
+            ``EventStore``.
         worker: run a worker in this process while the engine is open (default True);
             False only writes (start workflows for other processes' workers to run).
         durability: ``"full"`` (default: an acknowledged event survives power loss)
@@ -116,7 +119,7 @@ class Engine:
         if lease_seconds <= 0 or poll_interval <= 0:
             raise ConfigurationError("lease_seconds and poll_interval must be positive")
         self.store: EventStore = (
-            SQLiteStore(store, durability=durability) if isinstance(store, str | Path) else store
+            open_store(store, durability=durability) if isinstance(store, str | Path) else store
         )
         self.registry = registry or REGISTRY
         self.worker_id = worker_id or default_worker_id()

@@ -113,6 +113,7 @@ class Worker:
         self.queues: dict[str, Queue] = queues if queues is not None else {}
         self._queued: set[str] = set()  # workflows this worker took off a queue
         self._dequeue_requested = False
+        self._claim_requested = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -123,6 +124,7 @@ class Worker:
         self._thread.start()
         self._ready.wait()
         self._store_schedules()
+        self.store.listen(self._heard)
         future = asyncio.run_coroutine_threadsafe(self._recover(), self.loop)
         future.result()
         self.call(self._background, self._heartbeat())
@@ -192,6 +194,29 @@ class Worker:
     def poke(self, workflow_id: str) -> None:
         """Something arrived in a workflow's inbox (from any thread)."""
         self.call(self._poked, workflow_id)
+
+    def _heard(self, kind: str, workflow_id: str | None) -> None:
+        """Another process left work (from the store's listener thread)."""
+        if kind == "inbox" and workflow_id is not None:
+            self.poke(workflow_id)
+        elif kind in ("created", "released"):
+            self.request_claim()
+
+    def request_claim(self) -> None:
+        """Look for claimable and queued work soon, once (from any thread)."""
+        if not self._claim_requested:
+            self._claim_requested = True
+            self.call(self._background, self._claim_now())
+
+    async def _claim_now(self) -> None:
+        self._claim_requested = False
+        if self._stopped:
+            return
+        try:
+            await self._claim(_ACTIVE)
+            self._dequeue()
+        except Exception as exc:
+            log.warning("worker %s could not claim work: %s", self.worker_id, exc)
 
     def _poked(self, workflow_id: str) -> None:
         execution = self.executions.get(workflow_id)

@@ -7,7 +7,7 @@ implementation. Every method is safe to call from any thread.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Protocol
 
@@ -360,6 +360,15 @@ class EventStore(Protocol):
 
     def put_breaker(self, record: BreakerRecord) -> bool:
         """Store ``record`` if the stored version is ``record.version - 1`` (0: none yet)."""
+        ...
+
+    def listen(self, callback: Callable[[str, str | None], None]) -> None:
+        """Call ``callback(kind, workflow_id)`` from any thread when another process
+        leaves work: ``("created", id)`` a workflow to claim or dequeue, ``("inbox",
+        id)`` a signal or cancel request, ``("released", id)`` a lease given up.
+
+        A hint only (a store may drop or never send them: SQLite sends none);
+        workers poll as well."""
         ...
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -145,6 +145,9 @@ class SQLiteStore(SchedulingMixin):
                     raise
             except sqlite3.OperationalError as exc:  # locked, disk full, read-only...
                 raise StoreError(f"the log at {self.path} refused a write: {exc}") from exc
+
+    def listen(self, callback: Callable[[str, str | None], None]) -> None:
+        """SQLite has no notifications across processes: workers poll (see ``poll_interval``)."""
 
     def close(self) -> None:
         """Close every connection this store opened (from any thread)."""

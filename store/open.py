@@ -1,0 +1,32 @@
+"""Open a log by its address: a SQLite path (the default) or a PostgreSQL URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from duralog.errors import ConfigurationError
+
+from .base import EventStore
+from .sqlite import Durability, SQLiteStore
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(target: str | Path) -> bool:
+    """Whether ``target`` names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(target, str) and target.startswith(_POSTGRES_SCHEMES)
+
+
+def open_store(target: str | Path, *, durability: Durability = "full") -> EventStore:
+    """The store at ``target``: ``postgresql://...`` opens PostgreSQL (the ``postgres``
+    extra), anything else is a SQLite file path or ``":memory:"``."""
+    if is_postgres(target):
+        try:
+            from .postgres import PostgresStore
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"a PostgreSQL log needs the psycopg driver ({exc}); "
+                "install it with: pip install 'duralog[postgres]'"
+            ) from None
+        return PostgresStore(str(target), durability=durability)
+    return SQLiteStore(target, durability=durability)
