@@ -7,10 +7,7 @@ history file), never a traceback.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import functools
-import importlib
 import json
 import os
 import pdb
@@ -18,114 +15,26 @@ import signal as os_signal
 import sys
 import sysconfig
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import msgspec
 
 from duralog import _format
-from duralog.engine.engine import Engine, WorkflowHandle
+from duralog._cli_common import Context, Problem, friendly, pass_context
+from duralog.cli_schedules import schedules
+from duralog.engine.engine import Engine
+from duralog.engine.queues import QUEUES, resolve
 from duralog.errors import DuralogError, HistoryFileError
 from duralog.replay.checker import ReplayReport, check
 from duralog.replay.definitions import REGISTRY
-from duralog.replay.history import History, dump_history, entries_json, load_history
+from duralog.replay.history import dump_history, entries_json, load_history
 from duralog.replay.state import Input, fold_all
 from duralog.store import codec
-from duralog.store.base import EventStore, WorkflowStatus
+from duralog.store.base import WorkflowStatus
 from duralog.store.crypto import AesGcmCodec
-from duralog.store.open import is_postgres, open_store
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Problem(click.ClickException):
-    """A clear one-line error with an exit code."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
-
-    def show(self, file: Any = None) -> None:
-        # Messages may quote bytes from a hostile file: keep them on one printable line.
-        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in self.format_message())
-        click.echo(f"error: {message}", err=True)
-
-
-def friendly(fn: F) -> F:
-    """Turn duralog errors into one line and an exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except HistoryFileError as exc:
-            raise Problem(str(exc), 2) from None
-        except DuralogError as exc:
-            raise Problem(str(exc)) from None
-        except UnicodeError as exc:  # undecodable bytes on the command line
-            raise Problem(f"an argument is not valid text: {exc}", 2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-class Context:
-    """What every command gets: the database path and the loaded app."""
-
-    def __init__(self, db: str, app: str | None) -> None:
-        self.db = db
-        self.app = app
-        self._loaded = False
-
-    def load_app(self, required: bool = True) -> None:
-        """Import the ``--app`` module, which registers the workflows."""
-        if self._loaded:
-            return
-        if self.app is None:
-            if required:
-                raise Problem(
-                    "this command runs workflow code: pass --app MODULE (the module that "
-                    "defines your workflows, e.g. --app myapp.workflows) or set DURALOG_APP"
-                )
-            return
-        sys.path.insert(0, os.getcwd())
-        try:
-            importlib.import_module(self.app)
-        except ImportError as exc:
-            raise Problem(f"cannot import --app {self.app!r}: {exc}") from None
-        except Exception as exc:  # the user's module raised on import
-            raise Problem(
-                f"importing --app {self.app!r} raised {type(exc).__name__}: {exc}"
-            ) from None
-        self._loaded = True
-
-    def store(self) -> EventStore:
-        """Open the log (it must exist, unless the command creates workflows)."""
-        if not is_postgres(self.db) and not Path(self.db).exists():
-            raise Problem(f"no duralog database at {self.db} (use --db PATH or DURALOG_DB)")
-        return open_store(self.db)
-
-    @contextlib.contextmanager
-    def handle(self, workflow_id: str) -> Iterator[WorkflowHandle[Any]]:
-        """The handle of an existing workflow, through an engine that runs no worker."""
-        self.store().close()  # a clear error when the database does not exist
-        with Engine(self.db, worker=False) as engine:
-            yield engine.get(workflow_id)
-
-    def history(self, workflow_id: str) -> History:
-        """One workflow's history from the log."""
-        store = self.store()
-        try:
-            record = store.get_workflow(workflow_id)
-            if record is None:
-                raise Problem(f"no workflow with id {workflow_id!r} in {self.db}")
-            return History(workflow_id, record.name, store.read_events(workflow_id))
-        finally:
-            store.close()
-
-
-pass_context = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -159,20 +68,28 @@ def main(ctx: click.Context, db: str, app: str | None) -> None:
 @click.option(
     "--concurrency", type=int, default=32, show_default=True, help="Threads for sync steps."
 )
+@click.option(
+    "--queue",
+    "queue_names",
+    multiple=True,
+    help="Serve only this queue (repeatable; default every queue the app declares).",
+)
 @pass_context
 @friendly
-def worker(ctx: Context, concurrency: int) -> None:
+def worker(ctx: Context, concurrency: int, queue_names: tuple[str, ...]) -> None:
     """Run a worker until interrupted: recover, then advance workflows.
 
     \b
     Example:
       duralog --db shop.db --app shop.workflows worker
+      duralog --db shop.db --app shop.workflows worker --queue emails
     """
     ctx.load_app()
+    queues = [resolve(name, QUEUES) for name in queue_names] or None
     stop = threading.Event()
     for sig in (os_signal.SIGINT, os_signal.SIGTERM):
         os_signal.signal(sig, lambda *_: stop.set())
-    with Engine(ctx.db, max_threads=concurrency) as engine:
+    with Engine(ctx.db, max_threads=concurrency, queues=queues) as engine:
         click.echo(f"worker {engine.worker_id} serving {ctx.db} (Ctrl-C to stop)", err=True)
         stop.wait()
     click.echo("worker stopped", err=True)
@@ -190,6 +107,10 @@ def worker(ctx: Context, concurrency: int) -> None:
 @click.option("--id", "workflow_id", help="Workflow id (starting an existing id is a no-op).")
 @click.option("--wait", is_flag=True, help="Run it here and print the result.")
 @click.option("--timeout", type=float, help="With --wait: seconds to wait.")
+@click.option("--queue", help="Put it on this queue (declared by the app).")
+@click.option(
+    "--priority", type=int, default=0, show_default=True, help="With --queue: lower first."
+)
 @pass_context
 @friendly
 def start(
@@ -199,6 +120,8 @@ def start(
     workflow_id: str | None,
     wait: bool,
     timeout: float | None,
+    queue: str | None,
+    priority: int,
 ) -> None:
     """Start workflow NAME; without --wait a running worker picks it up.
 
@@ -215,7 +138,7 @@ def start(
         raise Problem("--input must be a JSON array of positional arguments, e.g. '[1, \"a\"]'", 2)
     REGISTRY.get(name)
     with Engine(ctx.db, worker=wait) as engine:
-        handle = engine.start(name, *args, id=workflow_id)
+        handle = engine.start(name, *args, id=workflow_id, queue=queue, priority=priority)
         click.echo(handle.id)
         if wait:
             click.echo(json.dumps(handle.result(timeout=timeout), default=str))
@@ -620,3 +543,6 @@ def prune(ctx: Context, before: str, yes: bool, as_json: bool) -> None:
         click.echo(f"  ... and {len(found) - 20} more")
     if found and not yes:
         click.echo("run again with --yes to delete them")
+
+
+main.add_command(schedules)

@@ -196,6 +196,14 @@ def due_ticks(record: ScheduleRecord, now: float) -> tuple[list[float], float]:
     return [latest], latest
 
 
+def next_tick(record: ScheduleRecord) -> float:
+    """The first tick after the schedule's last one (epoch seconds)."""
+    tz = zone(record.timezone, f"schedule {record.id!r}")
+    return float(
+        croniter(record.cron, dt.datetime.fromtimestamp(record.last_tick, tz)).get_next(float)
+    )
+
+
 def tick_id(schedule_id: str, tick: float) -> str:
     """The workflow id of one tick: ``<schedule id>@2026-11-25T03:00:00Z``."""
     when = dt.datetime.fromtimestamp(tick, dt.UTC)

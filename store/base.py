@@ -340,7 +340,8 @@ class EventStore(Protocol):
         ...
 
     def pause_schedule(self, schedule_id: str, paused: bool, now: float) -> bool:
-        """Pause or resume a schedule; False if there is none with that id."""
+        """Pause or resume a schedule; False if there is none with that id. Resuming
+        moves its last tick to ``now``: ticks that fell while paused are skipped."""
         ...
 
     def delete_schedule(self, schedule_id: str) -> bool:

@@ -87,11 +87,13 @@ class SchedulingMixin:
             return [_schedule(row) for row in rows.fetchall()]
 
     def pause_schedule(self, schedule_id: str, paused: bool, now: float) -> bool:
-        """Pause or resume a schedule; False if there is none with that id."""
+        """Pause or resume a schedule; False if there is none with that id. Ticks that
+        fell while it was paused are skipped (resuming moves its last tick to ``now``)."""
         with self._write() as conn:
             cur = conn.execute(
-                "UPDATE schedules SET paused = ?, updated_at = ? WHERE id = ?",
-                (int(paused), now, schedule_id),
+                "UPDATE schedules SET paused = ?, updated_at = ?,"
+                " last_tick = CASE WHEN ? THEN last_tick ELSE MAX(last_tick, ?) END WHERE id = ?",
+                (int(paused), now, int(paused), now, schedule_id),
             )
             return cur.rowcount > 0
 
