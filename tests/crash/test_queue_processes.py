@@ -1,0 +1,86 @@
+"""Queue limits hold across worker processes: two workers, one queue, one log."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import duralog
+
+HERE = Path(__file__).parent
+
+
+def _load_app() -> types.ModuleType:
+    # The same module the workers run (tests import with --import-mode=importlib).
+    spec = importlib.util.spec_from_file_location("app_queues", HERE / "app_queues.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+app = _load_app()
+
+
+def _peak(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at one moment."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    peak = now = 0
+    for _, step in edges:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+def test_global_and_per_worker_limits_hold_across_processes(tmp_path: Path) -> None:
+    db, ledger = str(tmp_path / "log.db"), tmp_path / "ledger"
+    env = {**os.environ, "QUEUES_LEDGER": str(ledger), "PYTHONPATH": str(HERE)}
+    cli = [sys.executable, "-m", "duralog", "--db", db, "--app", "app_queues"]
+    subprocess.run(  # the CLI puts one on the queue; the rest come once workers listen
+        [*cli, "start", "queue_processes_flow", "--input", "[0]", "--queue", "shared"],
+        env=env,
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(HERE / "app_queues.py"), db],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for process in workers:
+            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        with duralog.Engine(db, worker=False, queues=[app.shared]) as client:
+            for i in range(1, 14):
+                client.start(app.flow, i, queue=app.shared)
+        deadline = time.monotonic() + 60
+        while not ledger.exists() or len(ledger.read_text().splitlines()) < 14:
+            assert time.monotonic() < deadline, "the queue did not drain before the deadline"
+            time.sleep(0.05)
+    finally:
+        for process in workers:
+            process.send_signal(signal.SIGTERM)
+        for process in workers:
+            process.wait(timeout=30)
+            assert process.stdout is not None
+            process.stdout.close()
+    rows = [line.split() for line in ledger.read_text().splitlines()]
+    assert len({row[3] for row in rows}) == 14  # every workflow's step ran, once
+    intervals = [(float(row[1]), float(row[2])) for row in rows]
+    assert _peak(intervals) <= 3  # concurrency=3 across both processes
+    for pid in {row[0] for row in rows}:
+        mine = [(float(r[1]), float(r[2])) for r in rows if r[0] == pid]
+        assert _peak(mine) <= 2  # worker_concurrency=2
+    assert len({row[0] for row in rows}) == 2  # both workers took work

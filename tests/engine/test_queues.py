@@ -1,0 +1,169 @@
+"""Queues: concurrency, rate limits and priorities, counted in the store."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+import duralog
+from duralog.engine.queues import Queue
+from duralog.errors import ConfigurationError
+
+_lock = threading.Lock()
+_running: dict[str, int] = {"now": 0, "peak": 0}
+_order: list[str] = []
+_gate = threading.Event()
+
+
+@duralog.step
+def busy(label: str) -> str:
+    with _lock:
+        _running["now"] += 1
+        _running["peak"] = max(_running["peak"], _running["now"])
+        _order.append(label)
+    time.sleep(0.05)
+    with _lock:
+        _running["now"] -= 1
+    return label
+
+
+@duralog.workflow(name="queued_job")
+async def queued_job(label: str) -> str:
+    return await busy(label)
+
+
+@duralog.step
+def hold() -> None:
+    assert _gate.wait(10), "the test never opened the gate"
+
+
+@duralog.workflow(name="queue_blocker")
+async def blocker() -> str:
+    await hold()
+    return "unblocked"
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    _running.update(now=0, peak=0)
+    _order.clear()
+    _gate.clear()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.01)
+
+
+def test_concurrency_is_bounded_and_everything_runs(db: str) -> None:
+    queue = Queue("test-bounded", concurrency=2)
+    with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[queue]) as engine:
+        handles = [engine.start(queued_job, f"j{i}", queue=queue) for i in range(8)]
+        assert [h.result(timeout=20) for h in handles] == [f"j{i}" for i in range(8)]
+    assert 1 <= _running["peak"] <= 2
+
+
+def test_queued_workflows_wait_pending_until_a_slot_frees(db: str) -> None:
+    queue = Queue("test-one-slot", concurrency=1)
+    with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[queue]) as engine:
+        first = engine.start(blocker, queue=queue)
+        wait_for(lambda: first.status() is duralog.WorkflowStatus.RUNNING)
+        second = engine.start(queued_job, "after", queue="test-one-slot")
+        time.sleep(0.2)  # give a wrongly eager worker the chance to take it
+        assert second.status() is duralog.WorkflowStatus.PENDING
+        _gate.set()
+        assert first.result(timeout=10) == "unblocked"
+        assert second.result(timeout=10) == "after"
+
+
+def test_lower_priority_number_runs_first(db: str) -> None:
+    queue = Queue("test-priority", concurrency=1)
+    with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[queue]) as engine:
+        first = engine.start(blocker, queue=queue)
+        wait_for(lambda: first.status() is duralog.WorkflowStatus.RUNNING)
+        handles = [
+            engine.start(queued_job, label, queue=queue, priority=priority)
+            for label, priority in [("p5", 5), ("p-1", -1), ("p3a", 3), ("p0", 0), ("p3b", 3)]
+        ]
+        _gate.set()
+        for handle in handles:
+            handle.result(timeout=10)
+    assert _order == ["p-1", "p0", "p3a", "p3b", "p5"]  # equal priorities: oldest first
+
+
+def test_rate_limit_holds_over_every_window(db: str) -> None:
+    queue = Queue("test-rate", rate_limit=2, period=0.3)
+    with duralog.Engine(db, durability="normal", poll_interval=0.02, queues=[queue]) as engine:
+        handles = [engine.start(queued_job, f"r{i}", queue=queue) for i in range(6)]
+        for handle in handles:
+            handle.result(timeout=20)
+    with sqlite3.connect(db) as conn:
+        taken = sorted(
+            row[0]
+            for row in conn.execute("SELECT dequeued_at FROM workflows WHERE queue = 'test-rate'")
+        )
+    assert len(taken) == 6
+    # Any three consecutive dequeues span more than one period: at most 2 per window.
+    assert all(later - earlier > 0.3 for earlier, later in zip(taken, taken[2:], strict=False))
+
+
+def test_a_queued_workflow_outlives_its_starter(db: str) -> None:
+    queue = Queue("test-durable", concurrency=1)
+    with duralog.Engine(db, worker=False, queues=[queue]) as client:
+        handle = client.start(queued_job, "later", queue=queue, id="q-later")
+        assert client.start(queued_job, "later", queue=queue, id="q-later").id == handle.id
+    with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[queue]) as engine:
+        assert engine.get("q-later").result(timeout=10) == "later"
+        record = engine.get("q-later").record()
+        assert (record.queue, record.priority) == ("test-durable", 0)
+
+
+def test_a_worker_serves_only_its_queues(db: str) -> None:
+    served, other = Queue("test-served"), Queue("test-other")
+    with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[served]) as engine:
+        waiting = engine.start(queued_job, "x", queue=other)
+        done = engine.start(queued_job, "y", queue=served)
+        assert done.result(timeout=10) == "y"
+        time.sleep(0.2)
+        assert waiting.status() is duralog.WorkflowStatus.PENDING
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"concurrency": 0}, "concurrency must be a whole number of at least 1"),
+        ({"worker_concurrency": 1.5}, "worker_concurrency must be"),
+        ({"rate_limit": True}, "rate_limit must be"),
+        ({"rate_limit": 1, "period": 0}, "period must be positive"),
+        ({"period": float("nan")}, "period must be positive"),
+        ({"period": "1s"}, "period must be seconds"),
+    ],
+)
+def test_bad_queue_options_are_clear_errors(options: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigurationError, match=fragment):
+        Queue("test-bad", **options)  # type: ignore[arg-type]
+
+
+def test_bad_names_and_priorities_are_clear_errors(db: str) -> None:
+    with pytest.raises(ConfigurationError, match="queue name"):
+        Queue("has space")
+    queue = Queue("test-known")
+    with duralog.Engine(db, worker=False, queues=[queue]) as client:
+        with pytest.raises(ConfigurationError, match=r"no queue named 'test-typo'.*test-known"):
+            client.start(queued_job, "x", queue="test-typo")
+        with pytest.raises(ConfigurationError, match="priority"):
+            client.start(queued_job, "x", queue=queue, priority=True)
+        with pytest.raises(ConfigurationError, match="32 bits"):
+            client.start(queued_job, "x", queue=queue, priority=2**40)
+        assert client.list() == []
+
+
+def test_queue_repr_shows_its_limits() -> None:
+    queue = Queue("test-repr", concurrency=3, rate_limit=10, period=60)
+    assert repr(queue) == "Queue('test-repr', concurrency=3, rate_limit=10, period=60)"
