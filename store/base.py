@@ -1,7 +1,7 @@
 """The store protocol: what the engine needs from a log, whatever the database.
 
-One implementation per dialect (``store/sqlite.py`` now, Postgres later). All
-dialect details (PRAGMAs, ``BEGIN IMMEDIATE``, busy timeouts) stay inside the
+One implementation per dialect (``store/sqlite.py``, ``store/postgres.py``). All
+dialect details (PRAGMAs, ``BEGIN IMMEDIATE``, advisory locks) stay inside the
 implementation. Every method is safe to call from any thread.
 """
 
@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Protocol
+from typing import Literal, Protocol
 
 import msgspec
 
 from duralog.errors import IllegalTransition
 
 from .events import LogEntry
+
+#: ``"full"``: an acknowledged commit survives power loss; ``"normal"``: it survives a
+#: crash of the process (the database may lose its last commits to a power loss).
+Durability = Literal["full", "normal"]
 
 
 class WorkflowStatus(str, Enum):  # noqa: UP042 - keeps str() == value on 3.11
@@ -204,7 +208,7 @@ class Claim(msgspec.Struct, frozen=True):
 
 
 class EventStore(Protocol):
-    """The log and its indexes. Implementations: ``SQLiteStore``."""
+    """The log and its indexes. Implementations: ``SQLiteStore``, ``PostgresStore``."""
 
     def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
         """Create each workflow with its first event, in one transaction.
@@ -361,6 +365,24 @@ class EventStore(Protocol):
 
     def put_breaker(self, record: BreakerRecord) -> bool:
         """Store ``record`` if the stored version is ``record.version - 1`` (0: none yet)."""
+        ...
+
+    def export_rows(
+        self, table: str, after: Sequence[object] | None = None, limit: int = 1000
+    ) -> list[tuple[object, ...]]:
+        """Up to ``limit`` rows of ``table`` whose primary key is above ``after`` (None:
+        from the start), in key order: every column of ``store/schema.py``'s
+        description, in its order, as plain Python values (for ``copy_store``)."""
+        ...
+
+    def import_rows(self, table: str, rows: Sequence[Sequence[object]]) -> int:
+        """Insert rows made by any store's ``export_rows``, in one transaction; keys the
+        database assigns (the inbox id) are assigned anew, in row order. A row whose key
+        exists already is a ``StoreError`` and nothing is inserted. Returns how many."""
+        ...
+
+    def count_rows(self, table: str) -> int:
+        """How many rows ``table`` holds."""
         ...
 
     def listen(self, callback: Callable[[str, str | None], None]) -> None:

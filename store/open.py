@@ -6,8 +6,8 @@ from pathlib import Path
 
 from duralog.errors import ConfigurationError
 
-from .base import EventStore
-from .sqlite import Durability, SQLiteStore
+from .base import Durability, EventStore
+from .sqlite import SQLiteStore
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 

@@ -1,4 +1,4 @@
-"""The SQLite schema of a duralog log, and its ordered migrations.
+"""The schema of a duralog log, described once and rendered for SQLite and PostgreSQL.
 
 Tables
 ------
@@ -26,129 +26,354 @@ breakers   Circuit breakers shared by every worker on the log: state, failure
 Queued workflows carry ``queue``, ``priority`` and ``dequeued_at`` (when a worker
 took them off the queue) in ``workflows``: the queue limits are counted there.
 
-Migrations are applied in order with sqlite-utils ``Migrations``; ``PRAGMA
-user_version`` mirrors the number applied, for tools that only read that.
+``TABLES`` below is the one description both stores are built from: every
+table, column and index carries the schema version that introduced it, and
+``migration(version, dialect)`` renders the statements of one version for SQLite
+or PostgreSQL. Versions mean the same in both: a log at version 2 has the same
+tables and columns whichever database holds it.
+
+SQLite applies the versions in order with sqlite-utils ``Migrations`` (``PRAGMA
+user_version`` mirrors the number applied, for tools that only read that);
+PostgreSQL keeps them in ``duralog_migrations`` (``store/postgres_schema.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Literal
 
+import msgspec
 from sqlite_utils import Database, Migrations
+
+from duralog.errors import StoreError
+
+from .base import BreakerRecord, ScheduleRecord, WorkflowRecord
+
+ColumnType = Literal["text", "int", "real", "blob", "bool", "serial"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """A column: ``serial`` is an integer key the database assigns (never copied)."""
+
+    name: str
+    type: ColumnType
+    null: bool = False
+    default: int | bool | None = None
+    since: int | None = None  # None: with its table
+
+
+@dataclasses.dataclass(frozen=True)
+class Index:
+    """A secondary index."""
+
+    name: str
+    columns: tuple[str, ...]
+    since: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A table: ``key`` is its primary key, the order ``copy_store`` reads it in.
+
+    ``compact``: no hidden row id in SQLite (``WITHOUT ROWID``). ``copied``: its
+    rows move with ``copy_store`` (the ``workers`` of one database mean nothing in
+    another).
+    """
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    indexes: tuple[Index, ...] = ()
+    since: int = 1
+    compact: bool = False
+    copied: bool = True
+
+    def column(self, name: str) -> Column:
+        """The column called ``name``."""
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every column name, in order."""
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def copied_names(self) -> tuple[str, ...]:
+        """The columns ``copy_store`` carries (not the ones the database assigns)."""
+        return tuple(c.name for c in self.columns if c.type != "serial")
+
+
+def _c(name: str, type_: ColumnType, **options: Any) -> Column:
+    return Column(name, type_, **options)
+
+
+TABLES: tuple[Table, ...] = (
+    Table(
+        "events",
+        (
+            _c("workflow_id", "text"),
+            _c("seq", "int"),
+            _c("kind", "text"),
+            _c("at", "real"),
+            _c("body", "text"),
+        ),
+        key=("workflow_id", "seq"),
+        compact=True,
+    ),
+    Table(
+        "workflows",
+        (
+            _c("id", "text"),
+            _c("name", "text"),
+            _c("status", "text"),
+            _c("parent_id", "text", null=True),
+            _c("owner", "text", null=True),
+            _c("lease_until", "real", null=True),
+            _c("fence", "int", default=0),
+            _c("wake_at", "real", null=True),
+            _c("last_seq", "int"),
+            _c("created_at", "real"),
+            _c("updated_at", "real"),
+            _c("reason", "text", null=True),
+            _c("queue", "text", null=True, since=2),
+            _c("priority", "int", default=0, since=2),
+            _c("dequeued_at", "real", null=True, since=2),
+        ),
+        key=("id",),
+        indexes=(
+            Index("workflows_status", ("status", "owner")),
+            Index("workflows_name", ("name", "created_at")),
+            Index("workflows_created", ("created_at",)),
+            Index("workflows_queue", ("queue", "status", "priority", "created_at"), since=2),
+        ),
+    ),
+    Table(
+        "snapshots",
+        (
+            _c("workflow_id", "text"),
+            _c("seq", "int"),
+            _c("state", "blob"),
+            _c("checksum", "text"),
+        ),
+        key=("workflow_id", "seq"),
+        compact=True,
+    ),
+    Table(
+        "inbox",
+        (
+            _c("id", "serial"),
+            _c("workflow_id", "text"),
+            _c("kind", "text"),
+            _c("name", "text", null=True),
+            _c("payload", "text", null=True),
+            _c("at", "real"),
+        ),
+        key=("id",),
+        indexes=(Index("inbox_workflow", ("workflow_id", "id")),),
+    ),
+    Table(
+        "workers",
+        (
+            _c("id", "text"),
+            _c("host", "text"),
+            _c("pid", "int"),
+            _c("started_at", "real"),
+            _c("heartbeat_at", "real"),
+        ),
+        key=("id",),
+        copied=False,
+    ),
+    Table(
+        "schedules",
+        (
+            _c("id", "text"),
+            _c("cron", "text"),
+            _c("workflow", "text"),
+            _c("args", "text"),
+            _c("queue", "text", null=True),
+            _c("catch_up", "text"),
+            _c("timezone", "text"),
+            _c("paused", "bool", default=False),
+            _c("last_tick", "real"),
+            _c("created_at", "real"),
+            _c("updated_at", "real"),
+        ),
+        key=("id",),
+        since=2,
+    ),
+    Table(
+        "breakers",
+        (
+            _c("name", "text"),
+            _c("state", "text"),
+            _c("failures", "int"),
+            _c("opened_at", "real", null=True),
+            _c("version", "int"),
+            _c("updated_at", "real"),
+        ),
+        key=("name",),
+        since=2,
+    ),
+)
+TABLE: dict[str, Table] = {t.name: t for t in TABLES}
+
+
+def described(name: str) -> Table:
+    """The description of table ``name``; ``StoreError`` for a table that is not a log's."""
+    try:
+        return TABLE[name]
+    except KeyError:
+        raise StoreError(
+            f"{name!r} is not a table of a duralog log (tables: {', '.join(TABLE)})"
+        ) from None
+
+
+_PYTHON: dict[str, type] = {
+    "text": str,
+    "int": int,
+    "serial": int,
+    "real": float,
+    "blob": bytes,
+    "bool": bool,
+}
+
+
+def copy_values(table: Table, row: Sequence[object]) -> tuple[object, ...]:
+    """A row as plain Python values of its columns' types, whatever database it came
+    from (SQLite gives 0/1 for a bool, PostgreSQL a memoryview for some bytes)."""
+    return tuple(
+        None if value is None else _PYTHON[column.type](value)
+        for column, value in zip(table.columns, row, strict=True)
+    )
+
+
+#: Migration names, by version (SQLite records them by name).
+MIGRATION_NAMES: dict[int, str] = {1: "m001_initial", 2: "m002_queues_schedules_breakers"}
+SCHEMA_VERSION = max(MIGRATION_NAMES)
+
+
+def _columns_of(record: type[msgspec.Struct], table: str) -> str:
+    names = [f.name for f in msgspec.structs.fields(record)]
+    missing = set(names) - set(TABLE[table].names)
+    assert not missing, f"{record.__name__} fields {missing} are not columns of {table}"
+    return ", ".join(names)
+
+
+#: The columns a ``WorkflowRecord`` / ``ScheduleRecord`` / ``BreakerRecord`` is read
+#: from, in field order (both stores select exactly these).
+WORKFLOW_COLUMNS = _columns_of(WorkflowRecord, "workflows")
+SCHEDULE_COLUMNS = _columns_of(ScheduleRecord, "schedules")
+BREAKER_COLUMNS = _columns_of(BreakerRecord, "breakers")
+
+
+# -- rendering ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Dialect:
+    """How one database spells the description's types and keys."""
+
+    name: str
+    types: dict[str, str]
+    serial_key: str  # the spelling of a ``serial`` primary key column
+    text_suffix: str = ""  # e.g. a collation
+    compact_suffix: str = ""  # for ``Table.compact``
+
+    def literal(self, value: int | bool) -> str:
+        """A default value as SQL."""
+        if isinstance(value, bool) and self.name == "postgres":
+            return "true" if value else "false"
+        return str(int(value))
+
+
+SQLITE = Dialect(
+    "sqlite",
+    {"text": "TEXT", "int": "INTEGER", "real": "REAL", "blob": "BLOB", "bool": "INTEGER"},
+    serial_key="INTEGER PRIMARY KEY AUTOINCREMENT",
+    compact_suffix=" WITHOUT ROWID",
+)
+# Text compares byte by byte ("C"), as in SQLite: ids sort the same in both stores,
+# and key ranges read by copy_store mean the same thing.
+POSTGRES = Dialect(
+    "postgres",
+    {
+        "text": "TEXT",
+        "int": "BIGINT",
+        "real": "DOUBLE PRECISION",
+        "blob": "BYTEA",
+        "bool": "BOOLEAN",
+    },
+    serial_key="BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+    text_suffix=' COLLATE "C"',
+)
+
+
+def _column_sql(column: Column, table: Table, dialect: Dialect) -> str:
+    if column.type == "serial":
+        return f"{column.name} {dialect.serial_key}"
+    sql = f"{column.name} {dialect.types[column.type]}"
+    if column.type == "text":
+        sql += dialect.text_suffix
+    if table.key == (column.name,):
+        return sql + " PRIMARY KEY"
+    if not column.null:
+        sql += " NOT NULL"
+    if column.default is not None:
+        sql += f" DEFAULT {dialect.literal(column.default)}"
+    return sql
+
+
+def migration(version: int, dialect: Dialect) -> list[str]:
+    """The statements that take a log from ``version - 1`` to ``version``."""
+    statements = []
+    for table in TABLES:
+        if table.since == version:
+            lines = [
+                _column_sql(c, table, dialect)
+                for c in table.columns
+                if (c.since or table.since) == version
+            ]
+            if len(table.key) > 1:
+                lines.append(f"PRIMARY KEY ({', '.join(table.key)})")
+            suffix = dialect.compact_suffix if table.compact else ""
+            body = ",\n    ".join(lines)
+            statements.append(f"CREATE TABLE IF NOT EXISTS {table.name} (\n    {body}\n){suffix}")
+        elif table.since < version:
+            statements += [
+                f"ALTER TABLE {table.name} ADD COLUMN {_column_sql(c, table, dialect)}"
+                for c in table.columns
+                if c.since == version
+            ]
+        statements += [
+            f"CREATE INDEX IF NOT EXISTS {index.name} ON {table.name} ({', '.join(index.columns)})"
+            for index in table.indexes
+            if index.since == version
+        ]
+    return statements
+
+
+# -- SQLite ------------------------------------------------------------------
 
 migrations = Migrations("duralog")
 
 
-@migrations()
-def m001_initial(db: Any) -> None:
-    _run(
-        db,
-        """
-        CREATE TABLE IF NOT EXISTS events (
-            workflow_id TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            kind TEXT NOT NULL,
-            at REAL NOT NULL,
-            body TEXT NOT NULL,
-            PRIMARY KEY (workflow_id, seq)
-        ) WITHOUT ROWID;
-
-        CREATE TABLE IF NOT EXISTS workflows (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            status TEXT NOT NULL,
-            parent_id TEXT,
-            owner TEXT,
-            lease_until REAL,
-            fence INTEGER NOT NULL DEFAULT 0,
-            wake_at REAL,
-            last_seq INTEGER NOT NULL,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            reason TEXT
-        );
-        CREATE INDEX IF NOT EXISTS workflows_status ON workflows (status, owner);
-        CREATE INDEX IF NOT EXISTS workflows_name ON workflows (name, created_at);
-        CREATE INDEX IF NOT EXISTS workflows_created ON workflows (created_at);
-
-        CREATE TABLE IF NOT EXISTS snapshots (
-            workflow_id TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            state BLOB NOT NULL,
-            checksum TEXT NOT NULL,
-            PRIMARY KEY (workflow_id, seq)
-        ) WITHOUT ROWID;
-
-        CREATE TABLE IF NOT EXISTS inbox (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            workflow_id TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            name TEXT,
-            payload TEXT,
-            at REAL NOT NULL
-        );
-        CREATE INDEX IF NOT EXISTS inbox_workflow ON inbox (workflow_id, id);
-
-        CREATE TABLE IF NOT EXISTS workers (
-            id TEXT PRIMARY KEY,
-            host TEXT NOT NULL,
-            pid INTEGER NOT NULL,
-            started_at REAL NOT NULL,
-            heartbeat_at REAL NOT NULL
-        );
-        """,
-    )
-
-
-@migrations()
-def m002_queues_schedules_breakers(db: Any) -> None:
-    _run(
-        db,
-        """
-        ALTER TABLE workflows ADD COLUMN queue TEXT;
-        ALTER TABLE workflows ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
-        ALTER TABLE workflows ADD COLUMN dequeued_at REAL;
-        CREATE INDEX IF NOT EXISTS workflows_queue
-            ON workflows (queue, status, priority, created_at);
-
-        CREATE TABLE IF NOT EXISTS schedules (
-            id TEXT PRIMARY KEY,
-            cron TEXT NOT NULL,
-            workflow TEXT NOT NULL,
-            args TEXT NOT NULL,
-            queue TEXT,
-            catch_up TEXT NOT NULL,
-            timezone TEXT NOT NULL,
-            paused INTEGER NOT NULL DEFAULT 0,
-            last_tick REAL NOT NULL,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL
-        );
-
-        CREATE TABLE IF NOT EXISTS breakers (
-            name TEXT PRIMARY KEY,
-            state TEXT NOT NULL,
-            failures INTEGER NOT NULL,
-            opened_at REAL,
-            version INTEGER NOT NULL,
-            updated_at REAL NOT NULL
-        );
-        """,
-    )
-
-
-def _run(db: Any, script: str) -> None:
-    # executescript() would commit the surrounding transaction: run one by one.
-    for statement in script.split(";"):
-        if statement.strip():
+def _sqlite_step(version: int) -> None:
+    def apply(db: Any) -> None:
+        # executescript() would commit the surrounding transaction: run one by one.
+        for statement in migration(version, SQLITE):
             db.execute(statement)
 
+    migrations(name=MIGRATION_NAMES[version])(apply)
 
-SCHEMA_VERSION = len(migrations._migrations)
+
+for _version in sorted(MIGRATION_NAMES):
+    _sqlite_step(_version)
 
 
 def migrate(db: Database) -> None:
-    """Bring ``db`` to the current schema (idempotent, safe with concurrent openers)."""
+    """Bring a SQLite ``db`` to the current schema (idempotent, safe with concurrent openers)."""
     if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
     # One opener migrates at a time: the write lock is taken before looking at

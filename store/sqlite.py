@@ -13,7 +13,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal
 
 import msgspec
 from sqlite_utils import Database
@@ -24,6 +23,7 @@ from .base import (
     STATUS_AFTER,
     Append,
     Claim,
+    Durability,
     InboxItem,
     NewWorkflow,
     Snapshot,
@@ -32,16 +32,12 @@ from .base import (
     check_transition,
 )
 from .events import TERMINAL_KINDS, LogEntry, decode_event, encode_event
-from .schema import migrate
+from .schema import WORKFLOW_COLUMNS, copy_values, described, migrate
 from .sqlite_scheduling import SchedulingMixin
 
-Durability = Literal["full", "normal"]
-_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+__all__ = ["Durability", "SQLiteStore"]  # Durability: imported from here by older code
 
-_WORKFLOW_COLUMNS = (
-    "id, name, status, last_seq, created_at, updated_at, parent_id, owner, lease_until, "
-    "fence, wake_at, reason, queue, priority"
-)
+_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
 
 class SQLiteStore(SchedulingMixin):
@@ -239,7 +235,7 @@ class SQLiteStore(SchedulingMixin):
         ).fetchone()
         if found is None or found[0] != item.fence:
             return False
-        if rows and rows[0][1] != found[2] + 1:
+        if [r[1] for r in rows] != list(range(found[2] + 1, found[2] + 1 + len(rows))):
             return False  # the log stays gapless: an earlier append of this run was lost
         current = WorkflowStatus(found[1])
         if rows and (current.is_terminal or any(r[2] in TERMINAL_KINDS for r in rows[:-1])):
@@ -438,7 +434,7 @@ class SQLiteStore(SchedulingMixin):
     def prune(self, finished_before: float, dry_run: bool = True) -> list[WorkflowRecord]:
         """Finished workflows older than ``finished_before``; deleted unless ``dry_run``."""
         select = (
-            f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE status IN"
+            f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE status IN"
             " ('COMPLETED', 'FAILED', 'CANCELLED') AND updated_at < ? ORDER BY updated_at"
         )
         if dry_run:
@@ -507,7 +503,7 @@ class SQLiteStore(SchedulingMixin):
         """The index row of one workflow, or None."""
         with self._connection() as conn:
             row = conn.execute(
-                f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE id = ?", (workflow_id,)
+                f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?", (workflow_id,)
             ).fetchone()
         return _record(row) if row else None
 
@@ -525,7 +521,7 @@ class SQLiteStore(SchedulingMixin):
         if name is not None:
             where.append("name = ?")
             params.append(name)
-        sql = f"SELECT {_WORKFLOW_COLUMNS} FROM workflows"
+        sql = f"SELECT {WORKFLOW_COLUMNS} FROM workflows"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id"
@@ -567,6 +563,46 @@ class SQLiteStore(SchedulingMixin):
             rows = conn.execute("SELECT id, host, pid FROM workers").fetchall()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
+    # -- copying (copy_store) ------------------------------------------------
+
+    def export_rows(
+        self, table: str, after: Sequence[object] | None = None, limit: int = 1000
+    ) -> list[tuple[object, ...]]:
+        """Up to ``limit`` rows of ``table`` with a primary key above ``after``, in key
+        order, every column in the order ``store/schema.py`` gives."""
+        spec = described(table)
+        key = ", ".join(spec.key)
+        where = f" WHERE ({key}) > ({', '.join('?' * len(spec.key))})" if after else ""
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT {', '.join(spec.names)} FROM {table}{where} ORDER BY {key} LIMIT ?",
+                [*(after or ()), limit],
+            ).fetchall()
+        return [copy_values(spec, row) for row in rows]
+
+    def import_rows(self, table: str, rows: Sequence[Sequence[object]]) -> int:
+        """Insert rows made by ``export_rows`` (of any store) in one transaction; a key the
+        database assigns (the inbox id) is assigned anew. Returns how many."""
+        spec = described(table)
+        keep = [i for i, column in enumerate(spec.columns) if column.type != "serial"]
+        insert = (
+            f"INSERT INTO {table} ({', '.join(spec.copied_names)})"
+            f" VALUES ({', '.join('?' * len(keep))})"
+        )
+        try:
+            with self._write() as conn:
+                conn.executemany(insert, ([row[i] for i in keep] for row in rows))
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"cannot copy rows into {table} of {self.path}: {exc}") from exc
+        return len(rows)
+
+    def count_rows(self, table: str) -> int:
+        """How many rows ``table`` holds."""
+        described(table)
+        with self._connection() as conn:
+            (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(count)
+
 
 def _refuse_foreign_file(path: Path) -> None:
     """A non-empty file that is not SQLite is someone else's: never turn it into a log."""
@@ -593,5 +629,5 @@ def _row(workflow_id: str, entry: LogEntry) -> tuple[str, int, str, float, str]:
 
 def _record(row: Sequence[object]) -> WorkflowRecord:
     return msgspec.convert(
-        dict(zip(_WORKFLOW_COLUMNS.split(", "), row, strict=True)), WorkflowRecord
+        dict(zip(WORKFLOW_COLUMNS.split(", "), row, strict=True)), WorkflowRecord
     )

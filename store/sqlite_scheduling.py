@@ -13,10 +13,8 @@ import sqlite3
 from collections.abc import Sequence
 
 from .base import BreakerRecord, Claim, NewWorkflow, QueueLimits, ScheduleRecord
+from .schema import SCHEDULE_COLUMNS
 
-_SCHEDULE_COLUMNS = (
-    "id, cron, workflow, args, last_tick, created_at, updated_at, queue, catch_up, timezone, paused"
-)
 #: A queued workflow holds one of its queue's slots while it is in one of these.
 _HOLDS_A_SLOT = "('RUNNING', 'PAUSED')"
 
@@ -72,7 +70,7 @@ class SchedulingMixin:
         """Create a schedule, or update its definition (its last tick and pause stay)."""
         with self._write() as conn:
             conn.execute(
-                f"INSERT INTO schedules ({_SCHEDULE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (id) DO UPDATE SET cron = excluded.cron,"
                 " workflow = excluded.workflow, args = excluded.args, queue = excluded.queue,"
                 " catch_up = excluded.catch_up, timezone = excluded.timezone,"
@@ -83,7 +81,7 @@ class SchedulingMixin:
     def schedules(self) -> list[ScheduleRecord]:
         """Every schedule, by id."""
         with self._connection() as conn:
-            rows = conn.execute(f"SELECT {_SCHEDULE_COLUMNS} FROM schedules ORDER BY id")
+            rows = conn.execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY id")
             return [_schedule(row) for row in rows.fetchall()]
 
     def pause_schedule(self, schedule_id: str, paused: bool, now: float) -> bool:
