@@ -1,0 +1,533 @@
+"""The PostgreSQL store: one log shared by workers on many machines.
+
+Same tables and guarantees as the SQLite store (``store/schema.py`` describes
+both), with PostgreSQL's own means:
+
+- Every thread has its own connection (``store/postgres_connection.py``); writes
+  are explicit transactions at READ COMMITTED.
+- An append locks its workflows' index rows (``FOR UPDATE``, in id order, so two
+  writers never deadlock), checks the fencing token, the seq and the status
+  table under that lock, and writes in the same transaction; the primary key
+  ``(workflow_id, seq)`` stays the last guard.
+- Claims take rows with ``FOR UPDATE SKIP LOCKED``: workers never wait on each
+  other's candidates. Queue claims are serialised per queue with an advisory
+  lock (``store/postgres_scheduling.py``).
+- Writes that leave work for other processes (a new unowned workflow, an inbox
+  item, a released lease) ``pg_notify`` in their own transaction; ``listen``
+  delivers them (``store/postgres_listen.py``).
+- ``durability="full"`` commits with ``synchronous_commit = on``; ``"normal"``
+  with ``off`` (a server crash may lose the last commits, never corrupt the log).
+
+Reads and the bulk copy live in ``store/postgres_reads.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+
+from duralog.errors import ConfigurationError, IllegalTransition, StoreError
+
+from .base import (
+    STATUS_AFTER,
+    Append,
+    Claim,
+    Durability,
+    NewWorkflow,
+    WorkflowRecord,
+    WorkflowStatus,
+    check_transition,
+)
+from .events import TERMINAL_KINDS, LogEntry, encode_event
+from .postgres_connection import CONFLICTS, Conn, Connections
+from .postgres_reads import ReadsMixin, record
+from .postgres_scheduling import SchedulingMixin
+from .postgres_schema import migrate, parse_address
+from .schema import WORKFLOW_COLUMNS
+
+_EVENT_INSERT = (
+    "INSERT INTO events (workflow_id, seq, kind, at, body)"
+    " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::float8[], %s::text[])"
+)
+_FINISHED = "('COMPLETED', 'FAILED', 'CANCELLED')"
+_ENDED = "('COMPLETED', 'FAILED', 'CANCELLED', 'SUSPENDED')"
+
+
+class PostgresStore(ReadsMixin, SchedulingMixin):
+    """The log in a PostgreSQL database (``pip install 'duralog[postgres]'``).
+
+    Args:
+        url: ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE``; a ``?schema=NAME``
+            parameter keeps the log in a schema of its own (created if missing), so
+            several logs can share a database.
+        durability: ``"full"`` (default): a commit returns once the server has
+            flushed it (``synchronous_commit = on``); ``"normal"``: the server
+            flushes it a moment later (``off``): a crash of the server may lose the
+            last commits, a crash of the process loses nothing.
+        schema: the schema, instead of ``?schema=`` in the URL.
+        connect_timeout: seconds to wait for the server when connecting.
+
+    Raises ``ConfigurationError`` for a bad URL or a server that cannot be reached.
+
+    Example:
+        ```python
+        engine = duralog.Engine("postgresql://app@db.internal/prod?schema=duralog")
+        ```
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        durability: Durability = "full",
+        schema: str | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if durability not in ("full", "normal"):
+            raise ConfigurationError(f"durability must be 'full' or 'normal', not {durability!r}")
+        self.durability = durability
+        self.address = parse_address(url, schema)
+        self._db = Connections(self.address, durability, connect_timeout)
+        try:
+            conn = self._db.connect()
+        except psycopg.Error as exc:
+            raise ConfigurationError(
+                f"cannot connect to the PostgreSQL log at {self.address.display}: "
+                f"{str(exc).strip()}; check the URL and that the server is running"
+            ) from None
+        self._db.adopt(conn)
+        try:
+            with self._db.guard("preparing the log's tables"):
+                (current,) = conn.execute("SELECT current_schema()").fetchone() or (None,)
+                schema = self.address.schema or current
+                if schema is None:
+                    raise StoreError(
+                        f"{self.address.display} has no current schema (check its "
+                        "search_path); name one with ?schema=NAME in the URL"
+                    )
+                migrate(conn, str(schema), self.address.display)
+        except BaseException:
+            self._db.close()
+            raise
+        self._db.use_schema(str(schema))
+
+    @property
+    def path(self) -> str:
+        """The log's address without its password (what messages show)."""
+        return self.address.display
+
+    @property
+    def schema(self) -> str:
+        """The PostgreSQL schema holding the log's tables."""
+        return self._db.schema
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.address.display!r}, durability={self.durability!r})"
+
+    def listen(self, callback: Callable[[str, str | None], None]) -> None:
+        """Call ``callback(kind, workflow_id)`` (from a listener thread) when a process
+        creates an unowned workflow (``"created"``), writes an inbox item (``"inbox"``)
+        or releases a lease (``"released"``). Stops on ``close()``."""
+        self._db.listen(callback)
+
+    def close(self) -> None:
+        """Stop the listener and close every connection this store opened."""
+        self._db.close()
+
+    # -- writes ------------------------------------------------------------
+
+    def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
+        """Create workflows with their first event; None for ids that already exist."""
+        with self._db.transaction("creating workflows") as conn:
+            return self._insert_workflows(conn, items)
+
+    def _insert_workflows(self, conn: Conn, items: Sequence[NewWorkflow]) -> list[int | None]:
+        """Insert workflows with their first event inside the caller's transaction.
+
+        A queued workflow is always created PENDING and unowned: a worker takes it
+        off its queue when the queue's limits allow."""
+        first: dict[str, int] = {}
+        for i, item in enumerate(items):
+            first.setdefault(item.id, i)
+        chosen = [items[i] for i in first.values()]
+        if not chosen:
+            return []
+        owners = [item.owner if item.queue is None else None for item in chosen]
+        created = {
+            row[0]
+            for row in conn.execute(
+                "INSERT INTO workflows (id, name, status, parent_id, owner, lease_until, fence,"
+                " last_seq, created_at, updated_at, queue, priority)"
+                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
+                " %s::text[], %s::float8[], %s::bigint[], %s::bigint[], %s::float8[],"
+                " %s::float8[], %s::text[], %s::bigint[])"
+                " ON CONFLICT (id) DO NOTHING RETURNING id",
+                (
+                    [item.id for item in chosen],
+                    [item.name for item in chosen],
+                    [
+                        (WorkflowStatus.RUNNING if owner else WorkflowStatus.PENDING).value
+                        for owner in owners
+                    ],
+                    [item.parent_id for item in chosen],
+                    owners,
+                    [
+                        item.lease_until if owner else None
+                        for item, owner in zip(chosen, owners, strict=True)
+                    ],
+                    [1 if owner else 0 for owner in owners],
+                    [item.started.seq for item in chosen],
+                    [item.started.at for item in chosen],
+                    [item.started.at for item in chosen],
+                    [item.queue for item in chosen],
+                    [item.priority for item in chosen],
+                ),
+            )
+        }
+        new = [item for item in chosen if item.id in created]
+        _insert_events(conn, [_row(item.id, item.started) for item in new])
+        self._db.notify(
+            conn,
+            [
+                ("created", item.id)
+                for item, owner in zip(chosen, owners, strict=True)
+                if item.id in created and not owner
+            ],
+        )
+        fences: list[int | None] = []
+        for i, item in enumerate(items):
+            if first[item.id] != i or item.id not in created:
+                fences.append(None)
+            else:
+                fences.append(1 if item.owner and item.queue is None else 0)
+        return fences
+
+    def append(self, batch: Sequence[Append]) -> list[bool]:
+        """Append every item in one transaction; a refused item (stale fence, seq
+        gap or collision, forbidden transition) is skipped and reported False."""
+        rows = [[_row(item.workflow_id, e) for e in item.entries] for item in batch]
+        try:
+            with self._db.transaction("appending events", conflicts=True) as conn:
+                return self._append_all(conn, batch, rows)
+        except CONFLICTS:
+            if len(batch) == 1:
+                return [False]
+        # A clash inside a group: append one by one, so only the culprit is refused.
+        results = []
+        for item, item_rows in zip(batch, rows, strict=True):
+            try:
+                with self._db.transaction("appending events", conflicts=True) as conn:
+                    results += self._append_all(conn, [item], [item_rows])
+            except CONFLICTS:
+                results.append(False)
+        return results
+
+    def _append_all(
+        self, conn: Conn, batch: Sequence[Append], rows: Sequence[list[_Row]]
+    ) -> list[bool]:
+        ids = sorted({item.workflow_id for item in batch})
+        index: dict[str, tuple[int, WorkflowStatus, int]] = {
+            r[0]: (r[1], WorkflowStatus(r[2]), r[3])
+            for r in conn.execute(
+                "SELECT id, fence, status, last_seq FROM workflows WHERE id = ANY(%s)"
+                " ORDER BY id FOR UPDATE",
+                (ids,),
+            )
+        }
+        results: list[bool] = []
+        events: list[_Row] = []
+        updates: list[dict[str, Any]] = []
+        notes: list[tuple[str, str | None]] = []
+        for item, item_rows in zip(batch, rows, strict=True):
+            found = index.get(item.workflow_id)
+            admitted, status = _admit(item, item_rows, found)
+            results.append(admitted)
+            if not admitted or found is None:
+                continue
+            fence, current, last_seq = found
+            if item_rows:
+                last_seq = item_rows[-1][1]
+            index[item.workflow_id] = (fence, status or current, last_seq)
+            if item_rows or item.status is not None:
+                updates.append(
+                    {
+                        "entries": bool(item_rows),
+                        "last": last_seq,
+                        "at": item_rows[-1][3] if item_rows else None,
+                        "wake": item.wake_at,
+                        "status": status.value if status else None,
+                        "reason": item.reason,
+                        "ends": status is not None
+                        and (status.is_terminal or status is WorkflowStatus.SUSPENDED),
+                        "id": item.workflow_id,
+                    }
+                )
+            events += item_rows
+            self._write_extras(conn, item, item_rows, notes)
+        _insert_events(conn, events)
+        if updates:
+            # Without entries an append sets status, reason and wake_at as given; a
+            # finished or suspended workflow's lease ends in the same commit.
+            conn.cursor().executemany(
+                "UPDATE workflows SET"
+                " last_seq = CASE WHEN %(entries)s THEN %(last)s ELSE last_seq END,"
+                " updated_at = CASE WHEN %(entries)s THEN %(at)s ELSE updated_at END,"
+                " wake_at = %(wake)s, status = COALESCE(%(status)s, status),"
+                " reason = CASE WHEN %(entries)s THEN COALESCE(%(reason)s, reason)"
+                "  ELSE %(reason)s END,"
+                " owner = CASE WHEN %(ends)s THEN NULL ELSE owner END,"
+                " lease_until = CASE WHEN %(ends)s THEN NULL ELSE lease_until END"
+                " WHERE id = %(id)s",
+                updates,
+            )
+        self._db.notify(conn, notes)
+        return results
+
+    def _write_extras(
+        self, conn: Conn, item: Append, rows: list[_Row], notes: list[tuple[str, str | None]]
+    ) -> None:
+        """An append's inbox notices, consumed inbox items and snapshot."""
+        if item.notices:
+            conn.cursor().executemany(
+                "INSERT INTO inbox (workflow_id, kind, name, payload, at) VALUES (%s,%s,%s,%s,%s)",
+                [
+                    (
+                        n.workflow_id,
+                        n.kind,
+                        n.name,
+                        n.payload.decode() if n.payload is not None else None,
+                        rows[-1][3] if rows else 0.0,
+                    )
+                    for n in item.notices
+                ],
+            )
+            notes += [("inbox", n.workflow_id) for n in item.notices]
+        if item.consumed:
+            conn.execute(
+                "DELETE FROM inbox WHERE workflow_id = %s AND id = ANY(%s)",
+                (item.workflow_id, list(item.consumed)),
+            )
+        if item.snapshot is not None:
+            snap = item.snapshot
+            conn.execute("DELETE FROM snapshots WHERE workflow_id = %s", (snap.workflow_id,))
+            conn.execute(
+                "INSERT INTO snapshots (workflow_id, seq, state, checksum) VALUES (%s,%s,%s,%s)",
+                (snap.workflow_id, snap.seq, snap.state, snap.checksum),
+            )
+
+    def continue_as_new(self, item: Append, archived_id: str, started: LogEntry) -> bool:
+        """End a run and start the next under the same id, in one transaction."""
+        rows = [_row(item.workflow_id, e) for e in item.entries]
+        wid = item.workflow_id
+        try:
+            with self._db.transaction("continuing a workflow as new", conflicts=True) as conn:
+                if not self._append_all(conn, [item], [rows])[0]:
+                    return False
+                conn.execute(
+                    "INSERT INTO workflows (id, name, status, parent_id, fence, last_seq,"
+                    " created_at, updated_at, reason) SELECT %s, name, 'COMPLETED', parent_id, 0,"
+                    " last_seq, created_at, updated_at, %s FROM workflows WHERE id = %s",
+                    (archived_id, f"continued as new: {wid}", wid),
+                )
+                conn.execute(
+                    "UPDATE events SET workflow_id = %s WHERE workflow_id = %s", (archived_id, wid)
+                )
+                conn.execute("DELETE FROM snapshots WHERE workflow_id = %s", (wid,))
+                _insert_events(conn, [_row(wid, started)])
+                conn.execute(
+                    "UPDATE workflows SET last_seq = 1, status = 'RUNNING', wake_at = NULL,"
+                    " reason = NULL, updated_at = %s WHERE id = %s",
+                    (started.at, wid),
+                )
+        except CONFLICTS:
+            return False
+        return True
+
+    def claim(
+        self,
+        worker_id: str,
+        now: float,
+        lease_until: float,
+        statuses: Sequence[WorkflowStatus],
+        dead_owners: Sequence[str] = (),
+        limit: int = 100,
+        workflow_id: str | None = None,
+        names: Sequence[str] | None = None,
+    ) -> list[Claim]:
+        """Take the lease of up to ``limit`` claimable workflows in the given statuses
+        (and, with ``names``, only workflows whose code this worker has), oldest first."""
+        only = ""
+        params: dict[str, Any] = {
+            "worker": worker_id,
+            "lease": lease_until,
+            "now": now,
+            "statuses": [WorkflowStatus(s).value for s in statuses],
+            "dead": list(dead_owners),
+            "limit": limit,
+        }
+        if workflow_id is not None:
+            only += " AND id = %(id)s"
+            params["id"] = workflow_id
+        if names is not None:
+            only += " AND name = ANY(%(names)s)"
+            params["names"] = list(names)
+        with self._db.transaction("claiming workflows") as conn:
+            found = conn.execute(
+                "WITH picked AS (SELECT id FROM workflows"
+                "  WHERE status = ANY(%(statuses)s::text[])"
+                "   AND (owner IS NULL OR (owner <> %(worker)s AND (lease_until < %(now)s"
+                "        OR owner = ANY(%(dead)s::text[]))))"
+                f"   AND (queue IS NULL OR status <> 'PENDING') {only}"
+                "  ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+                " UPDATE workflows w SET owner = %(worker)s, lease_until = %(lease)s,"
+                "  fence = w.fence + 1,"
+                "  reason = CASE WHEN w.status = 'SUSPENDED' THEN NULL ELSE w.reason END,"
+                "  status = CASE WHEN w.status IN ('PENDING', 'SUSPENDED') THEN 'RUNNING'"
+                "   ELSE w.status END"
+                " FROM picked WHERE w.id = picked.id RETURNING w.id, w.fence, w.created_at",
+                params,
+            ).fetchall()
+        return [Claim(row[0], row[1]) for row in sorted(found, key=lambda r: (r[2], r[0]))]
+
+    def renew_leases(self, worker_id: str, lease_until: float) -> int:
+        """Extend every lease ``worker_id`` holds on an unfinished workflow."""
+        with self._db.transaction("renewing leases") as conn:
+            # Rows are locked in id order, as appends lock them: no deadlock between the two.
+            cur = conn.execute(
+                "WITH mine AS (SELECT id FROM workflows WHERE owner = %s"
+                f"  AND status NOT IN {_ENDED} ORDER BY id FOR UPDATE)"
+                " UPDATE workflows w SET lease_until = %s FROM mine WHERE w.id = mine.id",
+                (worker_id, lease_until),
+            )
+            renewed = cur.rowcount
+            conn.execute(
+                "UPDATE workers SET heartbeat_at = %s WHERE id = %s", (lease_until, worker_id)
+            )
+            return renewed
+
+    def release(self, worker_id: str, workflow_id: str, fence: int) -> None:
+        """Drop one lease, if this worker still holds it under ``fence``."""
+        with self._db.transaction("releasing a lease") as conn:
+            cur = conn.execute(
+                "UPDATE workflows SET owner = NULL, lease_until = NULL"
+                " WHERE id = %s AND owner = %s AND fence = %s",
+                (workflow_id, worker_id, fence),
+            )
+            if cur.rowcount:
+                self._db.notify(conn, [("released", workflow_id)])
+
+    def send(
+        self, workflow_id: str, kind: str, name: str | None, payload: bytes | None, at: float
+    ) -> int:
+        """Put a signal or cancel request in a workflow's inbox."""
+        with self._db.transaction(f"a {kind} for workflow {workflow_id!r}") as conn:
+            row = conn.execute(
+                "INSERT INTO inbox (workflow_id, kind, name, payload, at)"
+                " VALUES (%s,%s,%s,%s,%s) RETURNING id",
+                (workflow_id, kind, name, payload.decode() if payload is not None else None, at),
+            ).fetchone()
+            self._db.notify(conn, [("inbox", workflow_id)])
+        return int(row[0]) if row else 0
+
+    def prune(self, finished_before: float, dry_run: bool = True) -> list[WorkflowRecord]:
+        """Finished workflows older than ``finished_before``; deleted unless ``dry_run``."""
+        select = (
+            f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE status IN {_FINISHED}"
+            " AND updated_at < %s ORDER BY updated_at, id"
+        )
+        if dry_run:
+            with self._db.reading("listing finished workflows") as conn:
+                return [record(r) for r in conn.execute(select, (finished_before,))]
+        with self._db.transaction("pruning finished workflows") as conn:
+            found = [record(r) for r in conn.execute(select + " FOR UPDATE", (finished_before,))]
+            ids = [r.id for r in found]
+            for table, column in (
+                ("events", "workflow_id"),
+                ("snapshots", "workflow_id"),
+                ("inbox", "workflow_id"),
+                ("workflows", "id"),
+            ):
+                conn.execute(f"DELETE FROM {table} WHERE {column} = ANY(%s)", (ids,))
+        return found
+
+    def delete_snapshots(self, workflow_id: str | None = None) -> int:
+        """Delete the snapshots of one workflow (or of all); they are only a cache."""
+        with self._db.transaction("deleting snapshots") as conn:
+            if workflow_id is None:
+                return conn.execute("DELETE FROM snapshots").rowcount
+            return conn.execute(
+                "DELETE FROM snapshots WHERE workflow_id = %s", (workflow_id,)
+            ).rowcount
+
+    def register_worker(self, worker_id: str, host: str, pid: int, now: float) -> None:
+        """Record a live worker process."""
+        with self._db.transaction("registering a worker") as conn:
+            conn.execute(
+                "INSERT INTO workers (id, host, pid, started_at, heartbeat_at)"
+                " VALUES (%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE SET host = excluded.host,"
+                " pid = excluded.pid, started_at = excluded.started_at,"
+                " heartbeat_at = excluded.heartbeat_at",
+                (worker_id, host, pid, now, now),
+            )
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """Forget a worker that stops cleanly and release its leases."""
+        with self._db.transaction("unregistering a worker") as conn:
+            conn.execute("DELETE FROM workers WHERE id = %s", (worker_id,))
+            released = conn.execute(
+                "WITH mine AS (SELECT id FROM workflows WHERE owner = %s ORDER BY id FOR UPDATE)"
+                " UPDATE workflows w SET owner = NULL, lease_until = NULL FROM mine"
+                " WHERE w.id = mine.id",
+                (worker_id,),
+            ).rowcount
+            if released:
+                self._db.notify(conn, [("released", None)])
+
+
+_Row = tuple[str, int, str, float, str]
+
+
+def _row(workflow_id: str, entry: LogEntry) -> _Row:
+    return (
+        workflow_id,
+        entry.seq,
+        type(entry.event).__name__,
+        entry.at,
+        encode_event(entry.event).decode(),
+    )
+
+
+def _insert_events(conn: Conn, rows: Sequence[_Row]) -> None:
+    if rows:
+        conn.execute(_EVENT_INSERT, [list(column) for column in zip(*rows, strict=True)])
+
+
+def _admit(
+    item: Append, rows: Sequence[_Row], found: tuple[int, WorkflowStatus, int] | None
+) -> tuple[bool, WorkflowStatus | None]:
+    """Whether ``item`` may be appended to a workflow whose index row (read under its
+    lock) is ``found``, and the status it leaves it in (None: unchanged).
+
+    The rules of ``SQLiteStore._append_one``: the fence must match, the seqs continue
+    the log without a gap, nothing follows a terminal event, the index follows the log,
+    and every status change is in the transition table."""
+    if found is None:
+        return False, None
+    fence, current, last_seq = found
+    if fence != item.fence:
+        return False, None
+    if [r[1] for r in rows] != list(range(last_seq + 1, last_seq + 1 + len(rows))):
+        return False, None
+    if rows and (current.is_terminal or any(r[2] in TERMINAL_KINDS for r in rows[:-1])):
+        return False, None
+    status = item.status
+    if rows and rows[-1][2] in STATUS_AFTER:
+        status = STATUS_AFTER[rows[-1][2]]
+    if status is not None:
+        try:
+            check_transition(item.workflow_id, current, status)
+        except IllegalTransition:
+            return False, None
+    return True, status

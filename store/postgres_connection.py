@@ -1,0 +1,162 @@
+"""Connections of the PostgreSQL store: one per thread, transactions, errors, wake-ups.
+
+Every thread gets its own autocommit connection (psycopg connections are not for
+concurrent use); writes run in explicit transactions at READ COMMITTED. A
+connection that broke (the server restarted, the network dropped) is replaced
+on the thread's next call, so the store outlives a server restart. Driver errors
+never leave the store raw: they become ``StoreError`` naming the database and
+what was being done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from duralog.errors import StoreError
+
+from .postgres_listen import Listener, payload
+from .postgres_schema import Address, channel_name
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+#: Errors a caller may turn into a refused item: a key clash, a deadlock.
+CONFLICTS = (psycopg.errors.IntegrityError, psycopg.errors.TransactionRollback)
+_COMMIT = {"full": "on", "normal": "off"}
+
+
+class Connections:
+    """The connections of one ``PostgresStore``; see the module docstring."""
+
+    def __init__(self, address: Address, durability: str, connect_timeout: float) -> None:
+        self.address = address
+        self.schema = address.schema or ""
+        self.channel = ""
+        self._synchronous = _COMMIT[durability]
+        self._connect_timeout = max(1, round(connect_timeout))
+        self._local = threading.local()
+        self._connections: list[tuple[threading.Thread, Conn]] = []
+        self._lock = threading.Lock()
+        self._listener: Listener | None = None
+        self.closed = False
+
+    def use_schema(self, schema: str) -> None:
+        """The schema the log lives in (known once the first connection is open)."""
+        self.schema = schema
+        self.channel = channel_name(schema)
+
+    def connect(self) -> Conn:
+        """A new connection with the store's settings (raises the driver's errors)."""
+        options: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in self.address.conninfo:
+            options["connect_timeout"] = self._connect_timeout
+        conn: Conn = psycopg.connect(self.address.conninfo, **options)
+        try:
+            conn.execute(f"SET synchronous_commit TO {self._synchronous}")
+            if self.address.schema is not None:
+                conn.execute(
+                    sql.SQL("SET search_path TO {}").format(sql.Identifier(self.address.schema))
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def adopt(self, conn: Conn) -> None:
+        """Use ``conn`` as this thread's connection (and close it with the store)."""
+        with self._lock:
+            # Connections of threads that ended are closed here, not kept until close().
+            alive = []
+            for thread, other in self._connections:
+                if thread.is_alive():
+                    alive.append((thread, other))
+                else:
+                    other.close()
+            alive.append((threading.current_thread(), conn))
+            self._connections = alive
+        self._local.conn = conn
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Conn]:
+        """This thread's connection, opened (again) if needed."""
+        if self.closed:
+            raise StoreError(f"the store {self.address.display} is closed")
+        conn: Conn | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            with self.guard("connecting"):
+                conn = self.connect()
+            self.adopt(conn)
+        yield conn
+
+    @contextlib.contextmanager
+    def guard(self, what: str, conflicts: bool = False) -> Iterator[None]:
+        """Turn driver errors into ``StoreError``; with ``conflicts``, let a key clash or
+        a deadlock through to the caller, which refuses the item instead."""
+        where = self.address.display
+        try:
+            yield
+        except CONFLICTS as exc:
+            if conflicts:
+                raise
+            raise StoreError(
+                f"the PostgreSQL log at {where} refused {what}: {str(exc).strip()}"
+            ) from exc
+        except psycopg.OperationalError as exc:
+            raise StoreError(
+                f"the PostgreSQL log at {where} failed while {what}: {str(exc).strip()}; "
+                "check that the server is running (a write in flight may not be committed)"
+            ) from exc
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"the PostgreSQL log at {where} refused {what}: {str(exc).strip()}"
+            ) from exc
+
+    @contextlib.contextmanager
+    def transaction(self, what: str, conflicts: bool = False) -> Iterator[Conn]:
+        """A transaction on this thread's connection, committed when the block ends."""
+        with self.connection() as conn, self.guard(what, conflicts), conn.transaction():
+            yield conn
+
+    @contextlib.contextmanager
+    def reading(self, what: str) -> Iterator[Conn]:
+        """This thread's connection for reads (each statement sees committed data)."""
+        with self.connection() as conn, self.guard(what):
+            yield conn
+
+    def notify(self, conn: Conn, notes: Sequence[tuple[str, str | None]]) -> None:
+        """Announce ``(kind, workflow_id)`` to listeners when ``conn``'s transaction commits."""
+        if notes:
+            conn.execute(
+                "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
+                (self.channel, sorted({payload(kind, wid) for kind, wid in notes})),
+            )
+
+    def listen(self, callback: Callable[[str, str | None], None]) -> None:
+        """Deliver this log's notifications to ``callback`` from a listener thread."""
+        if self.closed:
+            raise StoreError(f"the store {self.address.display} is closed")
+        with self._lock:
+            if self._listener is None:
+                self._listener = Listener(self.connect, self.channel, self.address.display)
+            listener = self._listener
+        listener.add(callback)
+
+    def close(self) -> None:
+        """Stop the listener and close every connection (from any thread)."""
+        if self.closed:
+            return
+        if self._listener is not None:
+            self._listener.stop(wake=self._wake)
+        self.closed = True
+        with self._lock:
+            for _, conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+    def _wake(self, channel: str) -> None:
+        with self.connection() as conn:
+            conn.execute(f"NOTIFY {channel}")

@@ -1,0 +1,205 @@
+"""Queues, cron schedules and circuit breakers in the PostgreSQL store.
+
+Each decision that must hold across processes is made inside one transaction:
+a queue claim first takes an advisory lock on the queue (so its limits are
+counted while nobody else claims from it; at READ COMMITTED every later
+statement sees what the previous holder committed), a schedule's tick moves by
+compare-and-set on its last tick, a breaker by compare-and-set on its version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .base import BreakerRecord, Claim, NewWorkflow, QueueLimits, ScheduleRecord
+from .postgres_connection import Conn, Connections
+from .postgres_schema import lock_key
+from .schema import BREAKER_COLUMNS, SCHEDULE_COLUMNS
+
+#: A queued workflow holds one of its queue's slots while it is in one of these.
+_HOLDS_A_SLOT = "('RUNNING', 'PAUSED')"
+
+
+class SchedulingMixin:
+    """The queue, schedule and breaker half of ``PostgresStore``."""
+
+    _db: Connections
+
+    def _insert_workflows(self, conn: Conn, items: Sequence[NewWorkflow]) -> list[int | None]:
+        raise NotImplementedError
+
+    # -- queues ------------------------------------------------------------
+
+    def claim_queued(
+        self,
+        worker_id: str,
+        now: float,
+        lease_until: float,
+        queue: QueueLimits,
+        names: Sequence[str] | None = None,
+    ) -> list[Claim]:
+        """Take as many PENDING workflows off ``queue`` as its limits allow right now,
+        by priority (lower first), then age."""
+        with self._db.transaction(f"taking workflows off queue {queue.name!r}") as conn:
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s)",
+                (lock_key(self._db.schema, "queue:" + queue.name),),
+            )
+            room = _room(conn, worker_id, now, queue)
+            if room <= 0:
+                return []
+            params: dict[str, Any] = {
+                "worker": worker_id,
+                "lease": lease_until,
+                "now": now,
+                "queue": queue.name,
+                "room": room,
+            }
+            only_names = ""
+            if names is not None:
+                only_names = " AND name = ANY(%(names)s::text[])"
+                params["names"] = list(names)
+            found = conn.execute(
+                "WITH picked AS (SELECT id FROM workflows"
+                f"  WHERE queue = %(queue)s AND status = 'PENDING' {only_names}"
+                "  ORDER BY priority, created_at, id LIMIT %(room)s FOR UPDATE SKIP LOCKED)"
+                " UPDATE workflows w SET owner = %(worker)s, lease_until = %(lease)s,"
+                "  fence = w.fence + 1, status = 'RUNNING', dequeued_at = %(now)s"
+                " FROM picked WHERE w.id = picked.id"
+                " RETURNING w.id, w.fence, w.priority, w.created_at",
+                params,
+            ).fetchall()
+        found.sort(key=lambda row: (row[2], row[3], row[0]))
+        return [Claim(row[0], row[1]) for row in found]
+
+    # -- schedules ---------------------------------------------------------
+
+    def put_schedule(self, record: ScheduleRecord) -> None:
+        """Create a schedule, or update its definition (its last tick and pause stay)."""
+        with self._db.transaction(f"storing schedule {record.id!r}") as conn:
+            conn.execute(
+                f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES"
+                " (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                " ON CONFLICT (id) DO UPDATE SET cron = excluded.cron,"
+                " workflow = excluded.workflow, args = excluded.args, queue = excluded.queue,"
+                " catch_up = excluded.catch_up, timezone = excluded.timezone,"
+                " updated_at = excluded.updated_at",
+                (
+                    record.id,
+                    record.cron,
+                    record.workflow,
+                    record.args.decode(),
+                    record.last_tick,
+                    record.created_at,
+                    record.updated_at,
+                    record.queue,
+                    record.catch_up,
+                    record.timezone,
+                    record.paused,
+                ),
+            )
+
+    def schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by id."""
+        with self._db.reading("listing schedules") as conn:
+            rows = conn.execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY id").fetchall()
+        return [_schedule(row) for row in rows]
+
+    def pause_schedule(self, schedule_id: str, paused: bool, now: float) -> bool:
+        """Pause or resume a schedule; False if there is none with that id."""
+        with self._db.transaction(f"pausing schedule {schedule_id!r}") as conn:
+            cur = conn.execute(
+                "UPDATE schedules SET paused = %s, updated_at = %s WHERE id = %s",
+                (bool(paused), now, schedule_id),
+            )
+            return cur.rowcount > 0
+
+    def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule (the workflows it started stay); False if there was none."""
+        with self._db.transaction(f"deleting schedule {schedule_id!r}") as conn:
+            cur = conn.execute("DELETE FROM schedules WHERE id = %s", (schedule_id,))
+            return cur.rowcount > 0
+
+    def fire_schedule(
+        self, schedule_id: str, last_tick: float, new_last_tick: float, items: Sequence[NewWorkflow]
+    ) -> bool:
+        """Create the tick workflows and move the last tick, if nobody else did first."""
+        with self._db.transaction(f"firing schedule {schedule_id!r}") as conn:
+            # A concurrent firer holds the row lock; once it commits, last_tick no longer
+            # matches and this update moves nothing.
+            moved = conn.execute(
+                "UPDATE schedules SET last_tick = %s WHERE id = %s AND last_tick = %s",
+                (new_last_tick, schedule_id, last_tick),
+            ).rowcount
+            if not moved:
+                return False
+            self._insert_workflows(conn, items)
+        return True
+
+    # -- circuit breakers --------------------------------------------------
+
+    def get_breaker(self, name: str) -> BreakerRecord | None:
+        """A circuit breaker's state, or None if it never changed."""
+        with self._db.reading(f"reading breaker {name!r}") as conn:
+            row = conn.execute(
+                f"SELECT {BREAKER_COLUMNS} FROM breakers WHERE name = %s", (name,)
+            ).fetchone()
+        return BreakerRecord(*row) if row else None
+
+    def put_breaker(self, record: BreakerRecord) -> bool:
+        """Store ``record`` if the stored version is ``record.version - 1``."""
+        values = (
+            record.state,
+            record.failures,
+            record.opened_at,
+            record.version,
+            record.updated_at,
+            record.name,
+        )
+        with self._db.transaction(f"storing breaker {record.name!r}") as conn:
+            if record.version == 1:
+                cur = conn.execute(
+                    "INSERT INTO breakers (state, failures, opened_at, version, updated_at, name)"
+                    " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (name) DO NOTHING",
+                    values,
+                )
+            else:
+                cur = conn.execute(
+                    "UPDATE breakers SET state = %s, failures = %s, opened_at = %s,"
+                    " version = %s, updated_at = %s WHERE name = %s AND version = %s",
+                    (*values, record.version - 1),
+                )
+            return cur.rowcount > 0
+
+
+def _room(conn: Conn, worker_id: str, now: float, queue: QueueLimits) -> int:
+    """How many more workflows ``worker_id`` may take off ``queue`` now."""
+    room = 1_000
+    if queue.concurrency is not None:
+        (running,) = conn.execute(
+            f"SELECT count(*) FROM workflows WHERE queue = %s AND status IN {_HOLDS_A_SLOT}",
+            (queue.name,),
+        ).fetchone() or (0,)
+        room = min(room, queue.concurrency - running)
+    if queue.worker_concurrency is not None:
+        (mine,) = conn.execute(
+            "SELECT count(*) FROM workflows WHERE queue = %s AND owner = %s"
+            f" AND status IN {_HOLDS_A_SLOT}",
+            (queue.name, worker_id),
+        ).fetchone() or (0,)
+        room = min(room, queue.worker_concurrency - mine)
+    if queue.rate_limit is not None:
+        (recent,) = conn.execute(
+            "SELECT count(*) FROM workflows WHERE queue = %s AND dequeued_at > %s",
+            (queue.name, now - queue.rate_period),
+        ).fetchone() or (0,)
+        room = min(room, queue.rate_limit - recent)
+    return int(room)
+
+
+def _schedule(row: Sequence[object]) -> ScheduleRecord:
+    fields = dict(zip(SCHEDULE_COLUMNS.split(", "), row, strict=True))
+    fields["args"] = str(fields["args"]).encode()
+    fields["paused"] = bool(fields["paused"])
+    return ScheduleRecord(**fields)  # type: ignore[arg-type]

@@ -1,0 +1,165 @@
+"""Where a PostgreSQL log lives (URL and schema) and how its schema is brought up to date.
+
+The tables are the ones ``store/schema.py`` describes, rendered for PostgreSQL.
+Each log lives in one PostgreSQL schema (``?schema=NAME`` in the URL, or the
+``schema=`` argument; default the connection's current schema, usually
+``public``), so several logs can share a database. Applied versions are rows of
+``duralog_migrations``; they are applied under a transaction-scoped advisory lock
+keyed on the schema, so processes opening a new log at once migrate it once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import time
+import urllib.parse
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from duralog.errors import ConfigurationError, StoreError
+
+from .schema import MIGRATION_NAMES, POSTGRES, TABLES, migration
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_SECRET_KEYS = ("password", "passfile", "sslpassword")
+
+
+@dataclasses.dataclass(frozen=True)
+class Address:
+    """A parsed PostgreSQL log address.
+
+    ``conninfo`` goes to libpq (the URL without our ``schema`` parameter);
+    ``display`` names the database in messages, never with a password.
+    """
+
+    conninfo: str
+    schema: str | None
+    display: str
+
+
+def parse_address(url: str, schema: str | None = None) -> Address:
+    """Split ``url`` into what libpq reads and the schema; ``ConfigurationError`` if bad.
+
+    ``schema`` (the argument) wins over a ``?schema=`` query parameter.
+    """
+    base, _, query = url.partition("?")
+    try:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot read the PostgreSQL URL: {exc}") from None
+    named = [value for key, value in pairs if key == "schema"]
+    rest = [(key, value) for key, value in pairs if key != "schema"]
+    conninfo = base + ("?" + urllib.parse.urlencode(rest) if rest else "")
+    try:
+        fields = psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        raise ConfigurationError(
+            f"{_redact(url)} is not a valid PostgreSQL URL ({exc}); the form is "
+            "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?schema=NAME]"
+        ) from None
+    chosen = schema if schema is not None else (named[-1] if named else None)
+    if chosen is not None and not _SCHEMA_NAME.fullmatch(chosen):
+        raise ConfigurationError(
+            f"schema {chosen!r}: a duralog schema name is 1-63 letters, digits and "
+            "underscores, not starting with a digit"
+        )
+    host = fields.get("host") or "localhost"
+    port = f":{fields['port']}" if fields.get("port") else ""
+    user = f"{fields['user']}@" if fields.get("user") else ""
+    display = f"postgresql://{user}{host}{port}/{fields.get('dbname') or ''}"
+    if chosen is not None:
+        display += f"?schema={chosen}"
+    return Address(conninfo, chosen, display)
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    redacted = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    return re.sub(rf"(({'|'.join(_SECRET_KEYS)})=)[^&\s]*", r"\1***", redacted)
+
+
+def channel_name(schema: str) -> str:
+    """The NOTIFY channel of the log in ``schema`` (an identifier that needs no quoting)."""
+    return "duralog_" + hashlib.sha1(schema.encode()).hexdigest()[:20]
+
+
+def lock_key(schema: str, purpose: str) -> int:
+    """A 64-bit advisory lock key for ``purpose`` in ``schema``."""
+    digest = hashlib.sha1(f"duralog:{schema}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def migrate(conn: psycopg.Connection[tuple[Any, ...]], schema: str, display: str) -> None:
+    """Bring the log in ``schema`` to the current version; ``conn`` is in autocommit mode."""
+    latest = max(MIGRATION_NAMES)
+    if _applied(conn, schema) == latest:
+        return
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema, "migrate"),))
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        name = sql.Identifier(schema, "duralog_migrations")
+        if _applied(conn, schema) < 0:
+            _refuse_foreign_tables(conn, schema, display)
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (version INTEGER PRIMARY KEY,"
+                    " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+                ).format(name)
+            )
+        done = _applied(conn, schema)
+        for version in sorted(MIGRATION_NAMES):
+            if version <= done:
+                continue
+            for statement in migration(version, POSTGRES):
+                conn.execute(statement)
+            conn.execute(
+                sql.SQL("INSERT INTO {} (version, name, applied_at) VALUES (%s, %s, %s)").format(
+                    name
+                ),
+                (version, MIGRATION_NAMES[version], time.time()),
+            )
+    applied = _applied(conn, schema)
+    if applied > latest:
+        raise StoreError(
+            f"the log at {display} has schema version {applied}, newer than this duralog "
+            f"knows ({latest}); upgrade duralog to open it"
+        )
+
+
+def _applied(conn: psycopg.Connection[tuple[Any, ...]], schema: str) -> int:
+    """The newest version applied in ``schema``; -1 if it has no migrations table."""
+    (table,) = conn.execute(
+        "SELECT to_regclass(%s)", (f'"{schema}".duralog_migrations',)
+    ).fetchone() or (None,)
+    if table is None:
+        return -1
+    (version,) = conn.execute(
+        sql.SQL("SELECT COALESCE(max(version), 0) FROM {}").format(
+            sql.Identifier(schema, "duralog_migrations")
+        )
+    ).fetchone() or (0,)
+    return int(version)
+
+
+def _refuse_foreign_tables(
+    conn: psycopg.Connection[tuple[Any, ...]], schema: str, display: str
+) -> None:
+    """A table of ours that duralog did not create belongs to someone else."""
+    taken = [
+        row[0]
+        for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = %s AND table_name = ANY(%s)",
+            (schema, [t.name for t in TABLES]),
+        )
+    ]
+    if taken:
+        raise StoreError(
+            f"schema {schema!r} of {display} already has tables named "
+            f"{', '.join(sorted(map(str, taken)))} that duralog did not create; refusing to "
+            "use them as a duralog log: give the log a schema of its own (?schema=duralog)"
+        )

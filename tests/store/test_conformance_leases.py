@@ -1,0 +1,177 @@
+"""Every store hands out leases the same way: claims, expiry, dead owners, renewals, workers.
+
+Runs against a SQLite file, SQLite in memory and PostgreSQL (see ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+from duralog.store import codec
+from duralog.store import events as ev
+from duralog.store.base import Append, Claim, EventStore, NewWorkflow, WorkflowStatus
+from duralog.store.events import LogEntry
+
+Opener = Callable[[], EventStore]  # the fixture of conftest.py
+T0 = 1_700_000_000.0
+S = WorkflowStatus
+ACTIVE = [S.PENDING, S.RUNNING]
+
+
+def new_workflow(
+    workflow_id: str,
+    *,
+    name: str = "checkout",
+    at: float = T0,
+    owner: str | None = None,
+    lease_until: float | None = None,
+) -> NewWorkflow:
+    started = LogEntry(1, at, ev.WorkflowStarted(name=name, args=codec.encode([])))
+    return NewWorkflow(workflow_id, name, started, owner=owner, lease_until=lease_until)
+
+
+def ids(claims: list[Claim]) -> list[str]:
+    return [c.workflow_id for c in claims]
+
+
+def test_claim_unowned_pending_workflow(store: EventStore) -> None:
+    store.create_workflows([new_workflow("a")])
+    assert [(c.workflow_id, c.fence) for c in store.claim("w1", T0, T0 + 30, ACTIVE)] == [("a", 1)]
+    found = store.get_workflow("a")
+    assert found is not None
+    assert (found.owner, found.lease_until, found.status) == ("w1", T0 + 30, S.RUNNING)
+    assert store.claim("w2", T0 + 1, T0 + 31, ACTIVE) == []  # held by w1, lease alive
+
+
+def test_claim_expired_lease(store: EventStore) -> None:
+    store.create_workflows([new_workflow("a", owner="w1", lease_until=T0 + 30)])
+    assert store.claim("w2", T0 + 30, T0 + 60, ACTIVE) == []  # not yet expired
+    (claim,) = store.claim("w2", T0 + 30.5, T0 + 60, ACTIVE)
+    assert claim.fence == 2
+    found = store.get_workflow("a")
+    assert found is not None and (found.owner, found.lease_until) == ("w2", T0 + 60)
+
+
+def test_claim_from_dead_owner_before_lease_expires(store: EventStore) -> None:
+    store.create_workflows([new_workflow("a", owner="w1", lease_until=T0 + 300)])
+    assert store.claim("w2", T0, T0 + 30, ACTIVE, dead_owners=["w9"]) == []
+    (claim,) = store.claim("w2", T0, T0 + 30, ACTIVE, dead_owners=["w9", "w1"])
+    assert (claim.workflow_id, claim.fence) == ("a", 2)
+
+
+def test_worker_never_reclaims_its_own_workflow(store: EventStore) -> None:
+    store.create_workflows([new_workflow("a", owner="w1", lease_until=T0 + 30)])
+    assert store.claim("w1", T0 + 1000, T0 + 1030, ACTIVE) == []
+    assert store.claim("w1", T0, T0 + 30, ACTIVE, dead_owners=["w1"]) == []
+    found = store.get_workflow("a")
+    assert found is not None and found.fence == 1
+
+
+def test_claim_honours_statuses_id_limit_and_age(store: EventStore) -> None:
+    store.create_workflows(
+        [new_workflow(w, at=T0 + i) for i, w in enumerate(["old", "mid", "new", "x"])]
+    )
+    assert store.claim("w1", T0, T0 + 30, [S.RUNNING]) == []
+    assert ids(store.claim("w1", T0, T0 + 30, ACTIVE, limit=2)) == ["old", "mid"]
+    assert ids(store.claim("w1", T0, T0 + 30, ACTIVE, workflow_id="x")) == ["x"]
+    assert ids(store.claim("w1", T0, T0 + 30, ACTIVE)) == ["new"]
+
+
+def test_claim_only_workflows_whose_code_the_worker_has(store: EventStore) -> None:
+    store.create_workflows([new_workflow("a", name="mine"), new_workflow("b", name="theirs")])
+    assert store.claim("w1", T0, T0 + 30, ACTIVE, names=[]) == []
+    assert ids(store.claim("w1", T0, T0 + 30, ACTIVE, names=["mine", "other"])) == ["a"]
+    assert ids(store.claim("w2", T0, T0 + 30, ACTIVE, names=None)) == ["b"]
+
+
+def test_claim_leaves_queued_pending_workflows_to_their_queue(store: EventStore) -> None:
+    queued = NewWorkflow("q", "checkout", new_workflow("q").started, queue="emails")
+    store.create_workflows([queued, new_workflow("plain")])
+    assert ids(store.claim("w1", T0, T0 + 30, ACTIVE)) == ["plain"]
+
+
+def test_claim_resumes_a_suspended_workflow(store: EventStore) -> None:
+    store.create_workflows([new_workflow("a", owner="w1", lease_until=T0 + 30)])
+    store.append([Append("a", 1, [], status=S.SUSPENDED, reason="diverged")])
+    store.release("w1", "a", 1)
+    (claim,) = store.claim("w2", T0, T0 + 30, [S.SUSPENDED])
+    found = store.get_workflow("a")
+    assert found is not None
+    assert (found.status, found.reason, found.fence) == (S.RUNNING, None, 2)
+    assert claim.fence == 2
+
+
+def test_renew_leases_extends_only_own_unfinished(store: EventStore) -> None:
+    store.create_workflows(
+        [
+            new_workflow("mine", owner="w1", lease_until=T0 + 30),
+            new_workflow("done", owner="w1", lease_until=T0 + 30),
+            new_workflow("theirs", owner="w2", lease_until=T0 + 30),
+        ]
+    )
+    store.append([Append("done", 1, [], status=S.COMPLETED)])
+    assert store.renew_leases("w1", T0 + 90) == 1
+    leases = {w: store.get_workflow(w) for w in ("mine", "done", "theirs")}
+    assert {w: r.lease_until for w, r in leases.items() if r} == {
+        "mine": T0 + 90,
+        "done": None,  # finishing ended its lease in the same commit
+        "theirs": T0 + 30,
+    }
+    assert leases["done"] is not None and leases["done"].owner is None
+    assert store.renew_leases("nobody", T0 + 90) == 0
+
+
+def test_release_drops_the_lease_only_under_the_current_fence(store: EventStore) -> None:
+    store.create_workflows([new_workflow("a", owner="w1", lease_until=T0 + 30)])
+    store.release("w1", "a", fence=0)  # stale fence: no effect
+    store.release("w2", "a", fence=1)  # not the owner: no effect
+    found = store.get_workflow("a")
+    assert found is not None and found.owner == "w1"
+    store.release("w1", "a", fence=1)
+    found = store.get_workflow("a")
+    assert found is not None
+    assert (found.owner, found.lease_until, found.status) == (None, None, S.RUNNING)
+    (claim,) = store.claim("w2", T0, T0 + 30, ACTIVE)
+    assert claim.fence == 2
+
+
+def test_workers_register_and_unregister_releases_leases(store: EventStore) -> None:
+    store.register_worker("w1", "host-a", 123, T0)
+    store.register_worker("w2", "host-b", 456, T0)
+    store.register_worker("w2", "host-b", 457, T0 + 1)  # registering again replaces
+    assert sorted(store.workers()) == [("w1", "host-a", 123), ("w2", "host-b", 457)]
+    store.create_workflows([new_workflow("a", owner="w1", lease_until=T0 + 300)])
+    store.unregister_worker("w1")
+    assert store.workers() == [("w2", "host-b", 457)]
+    found = store.get_workflow("a")
+    assert found is not None and found.owner is None
+    assert ids(store.claim("w2", T0, T0 + 30, ACTIVE)) == ["a"]
+
+
+def test_concurrent_claimers_never_share_a_workflow(opener: Opener) -> None:
+    first = opener()
+    first.create_workflows([new_workflow(f"wf-{i:03}", at=T0 + i) for i in range(120)])
+    stores = [first, opener(), opener()]
+    barrier = threading.Barrier(len(stores))
+    taken: dict[str, list[Claim]] = {}
+
+    def claim_all(store: EventStore, worker: str) -> None:
+        barrier.wait()
+        mine = taken.setdefault(worker, [])
+        while batch := store.claim(worker, T0, T0 + 30, ACTIVE, limit=7):
+            mine += batch
+
+    threads = [threading.Thread(target=claim_all, args=(s, f"w{i}")) for i, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [c for claims in taken.values() for c in claims]
+    assert Counter(c.workflow_id for c in every) == Counter(f"wf-{i:03}" for i in range(120))
+    assert {c.fence for c in every} == {1}
+    for worker, claims in taken.items():
+        for claim in claims:
+            found = first.get_workflow(claim.workflow_id)
+            assert found is not None and found.owner == worker

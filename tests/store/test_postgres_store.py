@@ -1,0 +1,279 @@
+"""What only the PostgreSQL store has: URLs and schemas, migrations under a lock,
+LISTEN/NOTIFY wake-ups, lost connections, and errors that name the database."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from duralog.errors import ConfigurationError, StoreError
+from duralog.store import codec
+from duralog.store import events as ev
+from duralog.store.base import Append, NewWorkflow, Notice
+from duralog.store.events import LogEntry
+from duralog.store.open import open_store
+from duralog.store.schema import MIGRATION_NAMES, SCHEMA_VERSION
+
+psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
+from duralog.store.postgres import PostgresStore  # noqa: E402
+from duralog.store.postgres_schema import parse_address  # noqa: E402
+
+T0 = 1_700_000_000.0
+Heard = list[tuple[str, str | None]]
+
+
+def new_workflow(
+    workflow_id: str, owner: str | None = None, queue: str | None = None
+) -> NewWorkflow:
+    started = LogEntry(1, T0, ev.WorkflowStarted(name="flow", args=codec.encode([])))
+    return NewWorkflow(
+        workflow_id,
+        "flow",
+        started,
+        owner=owner,
+        lease_until=T0 + 30 if owner else None,
+        queue=queue,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.01)
+
+
+def admin(store: PostgresStore) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection beside the store's, in its schema."""
+    conn = psycopg.connect(store.address.conninfo, autocommit=True)
+    conn.execute(f'SET search_path TO "{store.schema}"')
+    return conn
+
+
+@pytest.fixture
+def store(postgres_url: str) -> Iterator[PostgresStore]:
+    s = PostgresStore(postgres_url, durability="normal")
+    yield s
+    s.close()
+
+
+# -- addresses -----------------------------------------------------------------
+
+
+def test_the_schema_comes_from_the_url_or_the_argument() -> None:
+    url = "postgresql://app:s3cret@db.internal:6543/prod?schema=logs&sslmode=disable"
+    address = parse_address(url)
+    assert address.schema == "logs"
+    assert "schema" not in address.conninfo and "sslmode=disable" in address.conninfo
+    assert address.display == "postgresql://app@db.internal:6543/prod?schema=logs"
+    assert parse_address(url, schema="other").schema == "other"
+    assert parse_address("postgresql:///test").schema is None
+
+
+@pytest.mark.parametrize("schema", ["has space", "1digit", "x" * 64, "semi;colon", ""])
+def test_a_bad_schema_name_is_a_configuration_error(schema: str) -> None:
+    with pytest.raises(ConfigurationError, match="schema"):
+        parse_address("postgresql://u@h/db", schema=schema)
+
+
+def test_a_bad_url_is_a_configuration_error_without_the_password() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        PostgresStore("postgresql://app:s3cret@h/db?nonsense=1")
+    assert "s3cret" not in str(info.value) and "valid PostgreSQL URL" in str(info.value)
+
+
+def test_an_unreachable_server_is_a_configuration_error_naming_it() -> None:
+    url = "postgresql://app:s3cret@127.0.0.1:1/nowhere?schema=x"
+    with pytest.raises(ConfigurationError) as info:
+        open_store(url)
+    message = str(info.value)
+    assert "postgresql://app@127.0.0.1:1/nowhere" in message and "s3cret" not in message
+    assert "server is running" in message
+
+
+def test_repr_and_path_never_show_the_password(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url.replace("://postgres@", "://postgres:pw@"))
+    try:
+        assert "pw" not in repr(store) and "pw" not in store.path
+        assert store.path.endswith(f"?schema={store.schema}")
+    finally:
+        store.close()
+
+
+# -- schema and migrations -----------------------------------------------------
+
+
+def test_concurrent_openers_migrate_once(postgres_url: str) -> None:
+    barrier = threading.Barrier(6)
+    stores: list[PostgresStore] = []
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        barrier.wait()
+        try:
+            stores.append(PostgresStore(postgres_url))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        with admin(stores[0]) as conn:
+            rows = conn.execute("SELECT version, name FROM duralog_migrations ORDER BY version")
+            assert rows.fetchall() == sorted(MIGRATION_NAMES.items())
+        assert max(MIGRATION_NAMES) == SCHEMA_VERSION
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_schema_holding_someone_elses_tables_is_refused(postgres_url: str) -> None:
+    schema = parse_address(postgres_url).schema
+    with psycopg.connect(parse_address(postgres_url).conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'CREATE TABLE "{schema}".events (id int)')
+    with pytest.raises(StoreError, match="did not create"):
+        PostgresStore(postgres_url)
+
+
+def test_a_log_from_a_newer_duralog_is_refused(store: PostgresStore, postgres_url: str) -> None:
+    with admin(store) as conn:
+        conn.execute("INSERT INTO duralog_migrations VALUES (99, 'm099_future', 0)")
+    with pytest.raises(StoreError, match="newer"):
+        PostgresStore(postgres_url)
+
+
+def test_schemas_keep_logs_apart(store: PostgresStore, postgres_url: str) -> None:
+    other = PostgresStore(postgres_url.rsplit("=", 1)[0] + "=" + store.schema + "_b")
+    try:
+        store.create_workflows([new_workflow("a")])
+        assert other.get_workflow("a") is None
+        assert other.create_workflows([new_workflow("a")]) == [0]
+    finally:
+        other.close()
+        with admin(store) as conn:
+            conn.execute(f'DROP SCHEMA "{store.schema}_b" CASCADE')
+
+
+@pytest.mark.parametrize(("durability", "setting"), [("full", "on"), ("normal", "off")])
+def test_durability_sets_synchronous_commit(
+    postgres_url: str, durability: str, setting: str
+) -> None:
+    store = PostgresStore(postgres_url, durability=durability)  # type: ignore[arg-type]
+    try:
+        with store._db.connection() as conn:
+            assert conn.execute("SHOW synchronous_commit").fetchone() == (setting,)
+    finally:
+        store.close()
+
+
+# -- errors --------------------------------------------------------------------
+
+
+def test_text_postgres_cannot_hold_is_a_store_error(store: PostgresStore) -> None:
+    store.create_workflows([new_workflow("a")])
+    with pytest.raises(StoreError, match="NUL") as info:
+        store.send("a", "signal", "bad\x00name", None, T0)
+    assert store.path in str(info.value)
+    assert store.inbox("a") == []
+
+
+def test_a_lost_connection_is_a_store_error_then_reconnects(store: PostgresStore) -> None:
+    store.create_workflows([new_workflow("a")])
+    with store._db.connection() as conn:
+        pid = conn.info.backend_pid
+    with admin(store) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(StoreError, match="failed while"):
+        store.get_workflow("a")
+    assert store.get_workflow("a") is not None  # a new connection
+
+
+# -- LISTEN/NOTIFY -------------------------------------------------------------
+
+
+def listening(store: PostgresStore) -> Heard:
+    heard: Heard = []
+    store.listen(lambda kind, workflow_id: heard.append((kind, workflow_id)))
+    return heard
+
+
+def test_writes_that_leave_work_notify_other_processes(
+    store: PostgresStore, postgres_url: str
+) -> None:
+    other = PostgresStore(postgres_url)  # stands for another process
+    try:
+        heard = listening(other)
+        store.create_workflows([new_workflow("free"), new_workflow("queued", "w1", "emails")])
+        store.create_workflows([new_workflow("mine", owner="w1"), new_workflow("child", "w1")])
+        store.send("mine", "signal", "go", None, T0)
+        done = LogEntry(2, T0 + 1, ev.WorkflowCompleted(result=codec.encode(1)))
+        notice = Notice("mine", "child", "child", b"1")
+        assert store.append([Append("child", 1, [done], notices=[notice])]) == [True]
+        store.release("w1", "mine", 1)
+        store.register_worker("w1", "h", 1, T0)
+        store.create_workflows([new_workflow("again", owner="w1")])
+        store.unregister_worker("w1")
+        expected = [
+            ("created", "free"),
+            ("created", "queued"),
+            ("inbox", "mine"),
+            ("inbox", "mine"),
+            ("released", "mine"),
+            ("released", None),
+        ]
+        wait_for(lambda: len(heard) >= len(expected))
+        time.sleep(0.1)  # nothing more arrives: owned workflows are nobody else's work
+        assert sorted(heard[:2]) == expected[:2] and heard[2:] == expected[2:]
+    finally:
+        other.close()
+
+
+def test_the_listener_survives_a_lost_connection(store: PostgresStore) -> None:
+    heard = listening(store)
+    with admin(store) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query LIKE %s AND pid <> pg_backend_pid()",
+            (f"LISTEN {store._db.channel}%",),
+        )
+    wait_for(lambda: ("created", None) in heard)  # back: look for what was missed
+    store.create_workflows([new_workflow("after")])
+    wait_for(lambda: ("created", "after") in heard)
+
+
+def test_close_stops_the_listener_at_once(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    heard = listening(store)
+    other = PostgresStore(postgres_url)
+    try:
+        started = time.monotonic()
+        store.close()
+        assert time.monotonic() - started < 1.5
+        assert not any(t.name == "duralog-pg-listener" and t.is_alive() for t in _listeners(store))
+        other.create_workflows([new_workflow("late")])
+        time.sleep(0.2)
+        assert heard == []
+    finally:
+        other.close()
+
+
+def _listeners(store: PostgresStore) -> list[threading.Thread]:
+    listener = store._db._listener
+    thread = listener._thread if listener is not None else None
+    return [thread] if thread is not None else []
+
+
+def test_a_callback_that_raises_does_not_stop_the_listener(store: PostgresStore) -> None:
+    store.listen(lambda kind, workflow_id: 1 / 0)  # type: ignore[func-returns-value]
+    heard = listening(store)
+    store.create_workflows([new_workflow("a")])
+    store.create_workflows([new_workflow("b")])
+    wait_for(lambda: heard == [("created", "a"), ("created", "b")])
