@@ -20,8 +20,13 @@ from duralog.engine.api import (
     wait_signal,
     workflow_info,
 )
+from duralog.engine.config import StepRegistry, WorkflowConfigError, load_workflow, parse_workflow
+from duralog.engine.dag import DAG, DAGCycleError, MissingDependencyError, Task
 from duralog.engine.decorators import step, workflow
 from duralog.engine.engine import Engine, WorkflowHandle
+from duralog.engine.fanout import map
+from duralog.engine.pipeline import Pipeline
+from duralog.engine.saga import CompensationFailed, Saga
 from duralog.errors import (
     ConfigurationError,
     CorruptEventError,
@@ -53,8 +58,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AesGcmCodec",
+    "CompensationFailed",
     "ConfigurationError",
     "CorruptEventError",
+    "DAG",
+    "DAGCycleError",
     "DuralogError",
     "Engine",
     "ErrorDetails",
@@ -62,16 +70,22 @@ __all__ = [
     "IllegalTransition",
     "LeaseLost",
     "LogEntry",
+    "MissingDependencyError",
     "NondeterminismError",
     "PayloadError",
+    "Pipeline",
     "RegistrationError",
     "ResultTimeout",
     "RetryPolicy",
+    "Saga",
     "Step",
     "StepFailed",
     "StepInfo",
+    "StepRegistry",
     "StoreError",
+    "Task",
     "Workflow",
+    "WorkflowConfigError",
     "WorkflowFailed",
     "WorkflowHandle",
     "WorkflowIdInUse",
@@ -85,7 +99,10 @@ __all__ = [
     "__version__",
     "continue_as_new",
     "deprecate_patch",
+    "load_workflow",
+    "map",
     "now",
+    "parse_workflow",
     "patched",
     "publish",
     "random",

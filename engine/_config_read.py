@@ -1,0 +1,323 @@
+"""Read a JSON, TOML or YAML document: its values, and the line of each key.
+
+``read`` parses with the standard parsers (PyYAML for YAML, when it is
+installed) and turns every syntax error into a ``Problem`` with its line. The
+parsers give values, not positions, so after a document has parsed, small
+scanners walk its text once more and note the line of every key and array item.
+A path is a tuple of keys and indexes, e.g.
+``("steps", "report", "depends_on", 1)``. They assume the text is valid (the
+real parser accepted it already) and stop quietly at anything unexpected: a
+path they did not reach is then reported at the line of its nearest ancestor.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import importlib
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from duralog.errors import ConfigurationError
+
+Path = tuple[str | int, ...]
+Format = Literal["json", "toml", "yaml"]
+
+
+class Problem(Exception):
+    """What is wrong with a document, and where; the caller adds the source name."""
+
+    def __init__(self, line: int, key: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.line = line
+        self.key = key
+        self.reason = reason
+
+
+def read(text: str, format: Format) -> tuple[Any, Lines]:
+    """The document's value and the lines of its keys; ``Problem`` for a syntax error."""
+    try:
+        if format == "json":
+            return json.loads(text), json_lines(text)
+        if format == "toml":
+            return tomllib.loads(text), toml_lines(text)
+        return _read_yaml(text)
+    except RecursionError:
+        raise Problem(1, None, "the document is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise Problem(exc.lineno, None, f"invalid JSON: {exc.msg}") from None
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"at line (\d+)", str(exc))
+        line = int(found.group(1)) if found else text.count("\n") + 1
+        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+        raise Problem(line, None, f"invalid TOML: {reason}") from None
+
+
+def _read_yaml(text: str) -> tuple[Any, Lines]:
+    try:  # an optional extra; imported by name so type checkers need no stubs for it
+        yaml: Any = importlib.import_module("yaml")
+    except ImportError:
+        raise ConfigurationError(
+            "reading YAML needs PyYAML (pip install pyyaml); or write the document as TOML or JSON"
+        ) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise Problem(line, None, f"invalid YAML: {problem}") from None
+    return data, yaml_lines(node)
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class Lines:
+    """``{path: line}`` for one document, and the duplicate keys found on the way."""
+
+    def __init__(self) -> None:
+        self.lines: dict[Path, int] = {(): 1}
+        self.duplicates: list[tuple[Path, int]] = []
+
+    def note(self, path: Path, line: int, *, mapping_key: bool = False) -> None:
+        if path in self.lines:
+            if mapping_key:
+                self.duplicates.append((path, line))
+            return
+        self.lines[path] = line
+
+    def line_of(self, path: Path) -> int:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        while path not in self.lines:
+            path = path[:-1]
+        return self.lines[path]
+
+
+class _Scanner:
+    """A cursor over text that knows the line of any offset."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self._starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.found = Lines()
+
+    def line(self, pos: int | None = None) -> int:
+        return bisect.bisect_right(self._starts, self.pos if pos is None else pos)
+
+    def peek(self, n: int = 1) -> str:
+        return self.text[self.pos : self.pos + n]
+
+    def skip(self, chars: str, comments: bool = False) -> None:
+        text = self.text
+        while self.pos < len(text):
+            if text[self.pos] in chars:
+                self.pos += 1
+            elif comments and text[self.pos] == "#":
+                end = text.find("\n", self.pos)
+                self.pos = len(text) if end < 0 else end
+            else:
+                return
+
+    def expect(self, token: str) -> None:
+        if not self.text.startswith(token, self.pos):
+            raise ValueError(f"expected {token!r} at offset {self.pos}")
+        self.pos += len(token)
+
+    def string(self) -> str:
+        """Skip a quoted string (JSON, TOML basic or literal, one- or multi-line); its raw text."""
+        text, start = self.text, self.pos
+        quote = text[start]
+        if text.startswith(quote * 3, start):
+            end = text.find(quote * 3, start + 3)
+            while quote == '"' and end > 0 and _escaped(text, end):
+                end = text.find(quote * 3, end + 1)
+            if end < 0:
+                raise ValueError("unterminated string")
+            while text.startswith(quote, end + 3):  # up to two quotes may end the content
+                end += 1
+            self.pos = end + 3
+        else:
+            end = start + 1
+            while end < len(text) and text[end] != quote:
+                end += 2 if quote == '"' and text[end] == "\\" else 1
+            self.pos = end + 1
+        return text[start : self.pos]
+
+
+def _escaped(text: str, at: int) -> bool:
+    backslashes = 0
+    while at - backslashes - 1 >= 0 and text[at - backslashes - 1] == "\\":
+        backslashes += 1
+    return backslashes % 2 == 1
+
+
+def json_lines(text: str) -> Lines:
+    """Lines of every key and array item of a JSON document (duplicate keys noted)."""
+    scan = _Scanner(text)
+    with contextlib.suppress(ValueError, IndexError, RecursionError):
+        _json_value(scan, ())
+    return scan.found
+
+
+def _json_value(scan: _Scanner, path: Path) -> None:
+    scan.skip(" \t\r\n")
+    char = scan.peek()
+    if char == "{":
+        scan.pos += 1
+        seen: set[str] = set()
+        while True:
+            scan.skip(" \t\r\n,")
+            if scan.peek() == "}":
+                scan.pos += 1
+                return
+            line = scan.line()
+            key = str(json.loads(scan.string()))
+            scan.found.note((*path, key), line, mapping_key=key in seen)
+            seen.add(key)
+            scan.skip(" \t\r\n")
+            scan.expect(":")
+            _json_value(scan, (*path, key))
+    elif char == "[":
+        scan.pos += 1
+        index = 0
+        while True:
+            scan.skip(" \t\r\n,")
+            if scan.peek() == "]":
+                scan.pos += 1
+                return
+            scan.found.note((*path, index), scan.line())
+            _json_value(scan, (*path, index))
+            index += 1
+    elif char == '"':
+        scan.string()
+    else:
+        while scan.pos < len(scan.text) and scan.text[scan.pos] not in ",]} \t\r\n":
+            scan.pos += 1
+
+
+def toml_lines(text: str) -> Lines:
+    """Lines of every key, table header and array item of a TOML document."""
+    scan = _Scanner(text)
+    with contextlib.suppress(ValueError, IndexError, RecursionError, tomllib.TOMLDecodeError):
+        _toml_document(scan)
+    return scan.found
+
+
+def _toml_document(scan: _Scanner) -> None:
+    table: Path = ()
+    arrays: dict[Path, int] = {}
+    while True:
+        scan.skip(" \t\r\n", comments=True)
+        if scan.pos >= len(scan.text):
+            return
+        line = scan.line()
+        if scan.peek(2) == "[[":
+            scan.pos += 2
+            name = _toml_key(scan)
+            scan.expect("]]")
+            index = arrays.get(name, -1) + 1
+            arrays[name] = index
+            _note_prefixes(scan, name, line)
+            table = (*name, index)
+            scan.found.note(table, line)
+        elif scan.peek() == "[":
+            scan.pos += 1
+            table = _toml_key(scan)
+            scan.expect("]")
+            _note_prefixes(scan, table, line)
+        else:
+            key = (*table, *_toml_key(scan))
+            _note_prefixes(scan, key, line)
+            scan.expect("=")
+            _toml_value(scan, key)
+
+
+def _note_prefixes(scan: _Scanner, path: Path, line: int) -> None:
+    for end in range(1, len(path) + 1):
+        scan.found.note(path[:end], line)
+
+
+def _toml_key(scan: _Scanner) -> Path:
+    """A dotted key (``a."b.c".d``), with the whitespace around it."""
+    parts: list[str | int] = []
+    while True:
+        scan.skip(" \t")
+        if scan.peek() in ('"', "'"):
+            parts.append(_toml_string(scan.string()))
+        else:
+            match = _BARE_KEY.match(scan.text, scan.pos)
+            if match is None:
+                raise ValueError(f"expected a key at offset {scan.pos}")
+            parts.append(match.group())
+            scan.pos = match.end()
+        scan.skip(" \t")
+        if scan.peek() != ".":
+            return tuple(parts)
+        scan.pos += 1
+
+
+def _toml_string(raw: str) -> str:
+    value: Any = tomllib.loads(f"k = {raw}")["k"]
+    return str(value)
+
+
+def _toml_value(scan: _Scanner, path: Path) -> None:
+    scan.skip(" \t")
+    char = scan.peek()
+    if char in ('"', "'"):
+        scan.string()
+    elif char == "{":
+        scan.pos += 1
+        while True:
+            scan.skip(" \t,")
+            if scan.peek() == "}":
+                scan.pos += 1
+                return
+            line = scan.line()
+            key = (*path, *_toml_key(scan))
+            _note_prefixes(scan, key, line)
+            scan.expect("=")
+            _toml_value(scan, key)
+    elif char == "[":
+        scan.pos += 1
+        index = 0
+        while True:
+            scan.skip(" \t\r\n,", comments=True)
+            if scan.peek() == "]":
+                scan.pos += 1
+                return
+            scan.found.note((*path, index), scan.line())
+            _toml_value(scan, (*path, index))
+            index += 1
+    else:  # a number, a boolean or a date: up to the end of the value
+        while scan.pos < len(scan.text) and scan.text[scan.pos] not in ",]}\r\n#":
+            scan.pos += 1
+
+
+def yaml_lines(root: Any) -> Lines:
+    """Lines of every key and item of a composed PyYAML node tree (duplicate keys noted)."""
+    found = Lines()
+    for path, line, duplicate in _yaml_walk(root, ()):
+        found.note(path, line, mapping_key=duplicate)
+    return found
+
+
+def _yaml_walk(node: Any, path: Path) -> Iterator[tuple[Path, int, bool]]:
+    kind = type(node).__name__
+    if kind == "MappingNode":
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            yield (*path, key), key_node.start_mark.line + 1, key in seen
+            seen.add(key)
+            yield from _yaml_walk(value_node, (*path, key))
+    elif kind == "SequenceNode":
+        for index, item in enumerate(node.value):
+            yield (*path, index), item.start_mark.line + 1, False
+            yield from _yaml_walk(item, (*path, index))
