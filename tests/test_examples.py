@@ -63,3 +63,32 @@ def test_the_example_test_kit_test() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
+
+
+def test_pipeline_runs_each_stage_once() -> None:
+    out = run("pipeline.py")
+    assert "result: loaded 2 rows for 2026-11-25" in out
+    assert "steps extract, transform, load" in out
+    assert "stage runs: extract 1, transform 1, load 1" in out
+
+
+def test_dag_runs_independent_tasks_at_once() -> None:
+    out = run("dag.py")
+    assert "{'report': 'eu: 3 users, 24.99 EUR in 2 orders'}" in out
+    assert "users and orders ran at once for" in out
+
+
+def test_saga_compensates_in_reverse_and_reports_a_failed_compensation() -> None:
+    out = run("saga.py")
+    lisbon = out.index("cancelled lisbon-hotel")
+    assert lisbon < out.index("cancelled lisbon-flight")
+    assert "FAILED: CompensationFailed" in out
+    assert "ConnectionError: the airline's API is gone" in out
+    assert "cancelled doomed-hotel" in out
+
+
+def test_config_workflow_builds_runs_and_refuses_a_typo() -> None:
+    out = run("config_workflow.py")
+    assert "{'render': 'us: 2 users, 3 orders (amounts in USD)'}" in out
+    assert "orders  fetch: 5 attempts, timeout 30s" in out
+    assert "report.toml:24: steps.render.type: unknown step type 'rendr'" in out

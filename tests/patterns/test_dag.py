@@ -124,6 +124,15 @@ def merge(first: str, second: str) -> str:
     return f"{first}+{second}"
 
 
+HELD = threading.Event()
+
+
+@duralog.step
+def held() -> str:
+    assert HELD.wait(10), "never released"
+    return "held"
+
+
 daily = duralog.DAG(
     "dg-daily",
     [
@@ -158,6 +167,12 @@ race = duralog.DAG(
         duralog.Task(racer, name="second", params={"label": "second"}),
         duralog.Task(merge, depends_on=["first", "second"]),
     ],
+)
+
+
+cancellable = duralog.DAG(
+    "dg-cancellable",
+    [duralog.Task(held), duralog.Task(after, depends_on="held", params={"label": "never"})],
 )
 
 
@@ -240,6 +255,21 @@ def test_a_workflow_can_be_a_task() -> None:
             "inner": {"report": "daily: 2 users, 2 orders"},
             "after": "outer",
         }
+
+
+def test_a_cancel_stops_the_dag_and_starts_nothing_more(engine: duralog.Engine) -> None:
+    HELD.clear()
+    handle = engine.start(cancellable)
+    deadline = time.monotonic() + 10
+    while "StepStarted" not in [e.kind for e in handle.history()]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    handle.cancel()
+    with pytest.raises(duralog.WorkflowFailed, match="cancelled"):
+        handle.result(timeout=15)
+    HELD.set()
+    assert handle.status() is duralog.WorkflowStatus.CANCELLED
+    assert step_names(handle) == ["held"]
 
 
 # -- replay ------------------------------------------------------------------------
