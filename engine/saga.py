@@ -35,8 +35,8 @@ class CompensationFailed(DuralogError):
         listed = "; ".join(str(f) for f in self.failures)
         super().__init__(
             f"saga compensation incomplete{after}. {len(self.failures)} of {compensated} "
-            f"compensations failed: {listed}. The others ran; repair what the failed ones "
-            "left undone (their step names and seqs are above)"
+            f"compensations failed: {listed}. The other compensations ran; what the failed "
+            "ones were to undo needs fixing by hand"
         )
 
 
