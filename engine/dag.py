@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
 import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -164,8 +165,12 @@ class DAG(Workflow[..., dict[str, Any]]):
         self.defaults: dict[str, Any] = dict(defaults or {})
         self._plans = _plan(name, self.tasks)
         self._check_encodable(name)
-        depended = {d for task in self.tasks for d in task.depends_on}
-        self.sinks = tuple(t.name for t in self.tasks if t.name not in depended)
+        self._dependants: dict[str, list[str]] = {t.name: [] for t in self.tasks}
+        for task in self.tasks:
+            for dep in task.depends_on:
+                self._dependants[dep].append(task.name)
+        #: The tasks nothing depends on, whose results the DAG returns.
+        self.sinks = tuple(t.name for t in self.tasks if not self._dependants[t.name])
 
         async def run(inputs: dict[str, Any] | None = None) -> dict[str, Any]:
             return await self._run(inputs)
@@ -220,39 +225,43 @@ class DAG(Workflow[..., dict[str, Any]]):
         arguments = self._arguments(inputs)
         results: dict[str, Any] = {}
         failures: list[tuple[str, Exception]] = []
-        waiting = list(self._plans)
+        blocked = {name: len(plan.task.depends_on) for name, plan in self._plans.items()}
+        ready = [plan.index for plan in self._plans.values() if not plan.task.depends_on]
         running: dict[asyncio.Future[Any], str] = {}
-        limit = self.max_parallel or len(waiting)
+        finished: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()  # in the order they end
+        limit = self.max_parallel or len(self.tasks)
         try:
-            while waiting or running:
-                if not failures:
-                    for name in [n for n in waiting if self._ready(n, results)]:
-                        if len(running) >= limit:
-                            break
-                        waiting.remove(name)
-                        call = self._call(self._plans[name], results, arguments[name])
-                        running[asyncio.ensure_future(call)] = name
+            while ready or running:
+                while ready and not failures and len(running) < limit:
+                    plan = self._plans[self.tasks[heapq.heappop(ready)].name]
+                    call = asyncio.ensure_future(
+                        self._call(plan, results, arguments[plan.task.name])
+                    )
+                    call.add_done_callback(finished.put_nowait)
+                    running[call] = plan.task.name
                 if not running:
                     break  # a failure stopped the rest
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: self._plans[running[f]].index):
-                    name = running.pop(future)
-                    error = future.exception()
-                    if error is None:
-                        results[name] = future.result()
-                    elif isinstance(error, Exception):
-                        failures.append((name, error))
-                    else:  # a divergence or another control-flow signal: unwind at once
-                        raise error
+                future = await finished.get()
+                name = running.pop(future)
+                error = future.exception()
+                if error is None:
+                    results[name] = future.result()
+                    for dependant in self._dependants[name]:
+                        blocked[dependant] -= 1
+                        if not blocked[dependant]:
+                            heapq.heappush(ready, self._plans[dependant].index)
+                elif isinstance(error, Exception):
+                    failures.append((name, error))
+                else:  # a divergence or another control-flow signal: unwind at once
+                    raise error
         finally:
             for future in running:
+                future.remove_done_callback(finished.put_nowait)
                 future.cancel()
         if failures:
-            raise self._failure(failures, waiting)
+            started = set(results) | {name for name, _ in failures}
+            raise self._failure(failures, [t.name for t in self.tasks if t.name not in started])
         return {name: results[name] for name in self.sinks}
-
-    def _ready(self, name: str, results: Mapping[str, Any]) -> bool:
-        return all(dep in results for dep in self._plans[name].task.depends_on)
 
     @staticmethod
     async def _call(plan: _Plan, results: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
