@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from duralog.errors import ConfigurationError, RegistrationError
 from duralog.replay.definitions import Step
@@ -24,6 +24,8 @@ from duralog.replay.definitions import Step
 from ._config_build import Builder
 from ._config_read import Format, Problem, read
 from .dag import DAG
+
+S = TypeVar("S", bound=Step[Any, Any])
 
 FORMATS: dict[str, Format] = {".json": "json", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
 
@@ -71,7 +73,7 @@ class StepRegistry:
         for step in steps:
             self.add(step)
 
-    def add(self, step: Step[Any, Any], *, name: str | None = None) -> Step[Any, Any]:
+    def add(self, step: S, *, name: str | None = None) -> S:
         """Register ``step`` as type ``name`` (default: the step's name); returns ``step``."""
         if not isinstance(step, Step):
             raise ConfigurationError(f"StepRegistry.add needs a @duralog.step, got {step!r}")

@@ -158,7 +158,7 @@ def test_the_step_registry() -> None:
     with pytest.raises(duralog.RegistrationError, match=r"no step type 'nope' \(known: echo\)"):
         registry.get("nope")
     with pytest.raises(duralog.ConfigurationError, match=r"needs a @duralog\.step"):
-        registry.add(print)  # type: ignore[arg-type]
+        registry.add(print)  # type: ignore[type-var]
 
 
 # -- property tests: malformed documents -------------------------------------------
