@@ -124,10 +124,10 @@ class Builder:
         deps = body.get("depends_on", [])
         deps = [deps] if isinstance(deps, str) else deps
         if not isinstance(deps, list):
-            raise self.fail((*at, "depends_on"), f"must be a step name or a list, not {deps!r}")
+            raise self.fail((*at, "depends_on"), f"must be a step name or a list, not {deps!r:.60}")
         for i, dep in enumerate(deps):
             if not isinstance(dep, str):
-                raise self.fail((*at, "depends_on", i), f"must be a step name, not {dep!r}")
+                raise self.fail((*at, "depends_on", i), f"must be a step name, not {dep!r:.60}")
             if dep not in spec:
                 raise self.fail(
                     (*at, "depends_on", i),
