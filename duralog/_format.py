@@ -28,6 +28,21 @@ def payload(raw: msgspec.Raw, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def call_arguments(args: msgspec.Raw, kwargs: msgspec.Raw, limit: int = 120) -> str:
+    """``1, "a", key=2``: a call's recorded arguments, shortened to ``limit`` characters."""
+    text = bytes(args).decode("utf-8", "replace")[1:-1]
+    try:
+        named = msgspec.json.decode(bytes(kwargs))
+    except msgspec.DecodeError:
+        named = None
+    if isinstance(named, dict) and named:
+        pairs = (f"{k}={msgspec.json.encode(v).decode()}" for k, v in named.items())
+        text = ", ".join(filter(None, [text, *pairs]))
+    elif named:  # not a mapping (an encrypted envelope): show it as recorded
+        text = ", ".join(filter(None, [text, bytes(kwargs).decode("utf-8", "replace")]))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def describe(entry: LogEntry, steps: dict[int, str]) -> str:
     """What one event says, in a line (without seq and time)."""
     e = entry.event
@@ -35,8 +50,8 @@ def describe(entry: LogEntry, steps: dict[int, str]) -> str:
         case ev.WorkflowStarted(name=name, args=args, run=run, previous_run=previous):
             linked = f" (run {run}, continued from {previous})" if previous else ""
             return f"{name}{payload(args)}{linked}"
-        case ev.StepScheduled(name=name, args=args):
-            return f"{name}({payload(args)[1:-1]})"
+        case ev.StepScheduled(name=name, args=args, kwargs=kwargs):
+            return f"{name}({call_arguments(args, kwargs)})"
         case ev.StepStarted(step_seq=s, attempt=attempt):
             return f"{steps.get(s, s)} attempt {attempt}"
         case ev.StepRetrying(step_seq=s, attempt=attempt, error=error, next_attempt_at=nxt):

@@ -61,7 +61,8 @@ def _read_yaml(text: str) -> tuple[Any, Lines]:
         yaml: Any = importlib.import_module("yaml")
     except ImportError:
         raise ConfigurationError(
-            "reading YAML needs PyYAML (pip install pyyaml); or write the document as TOML or JSON"
+            "reading YAML needs PyYAML (pip install 'duralog[yaml]'); "
+            "or write the document as TOML or JSON"
         ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)

@@ -8,7 +8,7 @@ the line and the key::
 
     report.toml:12: steps.render.depends_on[1]: 'ordrs' is not a step of this workflow
 
-YAML needs PyYAML (``pip install pyyaml``); JSON and TOML use the standard library.
+YAML needs PyYAML (``pip install 'duralog[yaml]'``); JSON and TOML use the standard library.
 """
 
 from __future__ import annotations

@@ -367,6 +367,10 @@ class WorkflowInstance:
 
     def _decide(self, kind: str, name: str, make: Callable[[], ev.Event]) -> tuple[int, bool]:
         """Match or make one decision; returns (seq, is_new)."""
+        if self.divergence is not None:
+            # Tasks of one loop turn (gather, a DAG, map) keep deciding after the
+            # first mismatch: the report must name that first one.
+            raise _Diverged
         state = self._state
         assert state is not None
         index = self._made
@@ -379,7 +383,7 @@ class WorkflowInstance:
                     recorded.seq,
                     recorded.describe(),
                     f"{kind} {name}".rstrip(),
-                    _caller_location() if kind not in ev.TERMINAL_KINDS else self._defined_at(),
+                    (kind not in ev.TERMINAL_KINDS and _caller_location()) or self._defined_at(),
                 )
                 raise _Diverged
             return recorded.seq, False
@@ -588,8 +592,13 @@ async def _await(future: asyncio.Future[Any]) -> Any:
 
 
 def _caller_location() -> str | None:
+    """The user code that made the call, or None when it was duralog's own code
+    (a task a DAG or ``map`` created): the walk stops at the event loop, beyond
+    which is only whatever drives the loop (the worker, ``duralog replay``)."""
     frame = sys._getframe(1)
     while frame is not None:
+        if frame.f_code.co_name == "_run" and frame.f_globals.get("__name__") == "asyncio.events":
+            return None
         if not _is_internal(frame):
             return _location_of(frame)
         frame = frame.f_back  # type: ignore[assignment]

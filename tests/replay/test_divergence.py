@@ -228,3 +228,43 @@ def test_deprecate_patch_replays_histories_that_took_the_new_path(
     assert instance.finished
     with pytest.raises(duralog.NondeterminismError):  # an old-path history cannot replay
         replay_history(as_workflow(patch_deprecated), history)
+
+
+async def parallel(order: str) -> list[str]:
+    return list(await asyncio.gather(reserve(order), charge(order), ship(order)))
+
+
+async def parallel_changed(order: str) -> list[str]:
+    return list(await asyncio.gather(bill(order), bill(order), bill(order)))
+
+
+async def parallel_through_map(order: str) -> list[str]:
+    return await duralog.map(bill, [order, order, order], max_parallel=3)
+
+
+@pytest.fixture(scope="module")
+def parallel_history(tmp_path_factory: pytest.TempPathFactory) -> list[LogEntry]:
+    registry = Registry()
+    registry.add(Workflow(parallel, name="order"))
+    db = str(tmp_path_factory.mktemp("par") / "log.db")
+    with duralog.Engine(db, durability="normal", registry=registry) as engine:
+        handle = engine.start("order", "o-2")
+        handle.result(timeout=10)
+        return handle.history()
+
+
+@pytest.mark.parametrize("code", [parallel_changed, parallel_through_map])
+def test_parallel_divergences_report_the_first_mismatch(
+    parallel_history: list[LogEntry], code: Any
+) -> None:
+    with pytest.raises(duralog.NondeterminismError) as info:
+        replay_history(Workflow(code, name="order"), parallel_history)
+    # Every task of the turn diverges; the first one (reserve, seq 2) is the one reported.
+    assert (info.value.recorded, info.value.attempted) == (
+        "StepScheduled reserve",
+        "StepScheduled bill",
+    )
+    assert info.value.seq == seq_of(parallel_history, "reserve")
+    # map() makes the calls in duralog's own tasks: the location falls back to the
+    # workflow's definition, never to whatever drives the event loop.
+    assert info.value.location is not None and __file__ in info.value.location
