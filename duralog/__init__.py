@@ -26,7 +26,9 @@ from duralog.engine.decorators import step, workflow
 from duralog.engine.engine import Engine, WorkflowHandle
 from duralog.engine.fanout import map
 from duralog.engine.pipeline import Pipeline
+from duralog.engine.queues import Queue
 from duralog.engine.saga import CompensationFailed, Saga
+from duralog.engine.schedules import schedule
 from duralog.errors import (
     ConfigurationError,
     CorruptEventError,
@@ -50,7 +52,7 @@ from duralog.errors import (
 )
 from duralog.replay.context import WorkflowInfo
 from duralog.replay.definitions import RetryPolicy, Step, Workflow
-from duralog.store.base import WorkflowRecord, WorkflowStatus
+from duralog.store.base import ScheduleRecord, WorkflowRecord, WorkflowStatus
 from duralog.store.crypto import AesGcmCodec
 from duralog.store.events import LogEntry
 
@@ -74,10 +76,12 @@ __all__ = [
     "NondeterminismError",
     "PayloadError",
     "Pipeline",
+    "Queue",
     "RegistrationError",
     "ResultTimeout",
     "RetryPolicy",
     "Saga",
+    "ScheduleRecord",
     "Step",
     "StepFailed",
     "StepInfo",
@@ -106,6 +110,7 @@ __all__ = [
     "patched",
     "publish",
     "random",
+    "schedule",
     "side_effect",
     "sleep",
     "step",

@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import duralog
-from duralog.engine.queues import Queue
 
-thumbnails = Queue("thumbnails", concurrency=2, rate_limit=4, period=1.0)
+thumbnails = duralog.Queue("thumbnails", concurrency=2, rate_limit=4, period=1.0)
 _lock = threading.Lock()
 _running = 0
 T0 = time.monotonic()

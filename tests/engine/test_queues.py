@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 import duralog
-from duralog.engine.queues import Queue
+from duralog import Queue
 from duralog.errors import ConfigurationError
 
 _lock = threading.Lock()
