@@ -27,6 +27,8 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 #: Errors a caller may turn into a refused item: a key clash, a deadlock.
 CONFLICTS = (psycopg.errors.IntegrityError, psycopg.errors.TransactionRollback)
 _COMMIT = {"full": "on", "normal": "off"}
+#: No transaction of the store waits between its statements; one that does has stalled.
+STALLED_TRANSACTION_MS = 10_000
 
 
 class Connections:
@@ -55,12 +57,20 @@ class Connections:
         if "connect_timeout" not in self.address.conninfo:
             options["connect_timeout"] = self._connect_timeout
         conn: Conn = psycopg.connect(self.address.conninfo, **options)
+        settings: list[sql.Composable] = [sql.SQL(f"SET synchronous_commit TO {self._synchronous}")]
+        if "idle_in_transaction_session_timeout" not in self.address.conninfo:
+            # A process frozen inside a transaction (SIGSTOP, a suspended VM) would keep
+            # its rows locked, and claims skip locked rows: the server ends such a session
+            # after STALLED_TRANSACTION_MS, and its workflows go to other workers.
+            settings.append(
+                sql.SQL(f"SET idle_in_transaction_session_timeout TO {STALLED_TRANSACTION_MS}")
+            )
+        if self.address.schema is not None:
+            settings.append(
+                sql.SQL("SET search_path TO {}").format(sql.Identifier(self.address.schema))
+            )
         try:
-            conn.execute(f"SET synchronous_commit TO {self._synchronous}")
-            if self.address.schema is not None:
-                conn.execute(
-                    sql.SQL("SET search_path TO {}").format(sql.Identifier(self.address.schema))
-                )
+            conn.execute(sql.SQL("; ").join(settings))
         except BaseException:
             conn.close()
             raise

@@ -47,13 +47,14 @@ def parse_address(url: str, schema: str | None = None) -> Address:
     ``schema`` (the argument) wins over a ``?schema=`` query parameter.
     """
     base, _, query = url.partition("?")
-    try:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-    except ValueError as exc:
-        raise ConfigurationError(f"cannot read the PostgreSQL URL: {exc}") from None
-    named = [value for key, value in pairs if key == "schema"]
-    rest = [(key, value) for key, value in pairs if key != "schema"]
-    conninfo = base + ("?" + urllib.parse.urlencode(rest) if rest else "")
+    named, rest = [], []
+    for part in query.split("&") if query else []:
+        key, _, value = part.partition("=")
+        if urllib.parse.unquote(key) == "schema":
+            named.append(urllib.parse.unquote(value))
+        else:
+            rest.append(part)  # as written: libpq decodes it
+    conninfo = base + ("?" + "&".join(rest) if rest else "")
     try:
         fields = psycopg.conninfo.conninfo_to_dict(conninfo)
     except psycopg.Error as exc:

@@ -12,7 +12,7 @@ import pytest
 from duralog.errors import ConfigurationError, StoreError
 from duralog.store import codec
 from duralog.store import events as ev
-from duralog.store.base import Append, NewWorkflow, Notice
+from duralog.store.base import Append, NewWorkflow, Notice, WorkflowStatus
 from duralog.store.events import LogEntry
 from duralog.store.open import open_store
 from duralog.store.schema import MIGRATION_NAMES, SCHEMA_VERSION
@@ -277,3 +277,31 @@ def test_a_callback_that_raises_does_not_stop_the_listener(store: PostgresStore)
     store.create_workflows([new_workflow("a")])
     store.create_workflows([new_workflow("b")])
     wait_for(lambda: heard == [("created", "a"), ("created", "b")])
+
+
+def test_a_session_frozen_inside_a_transaction_is_ended_by_the_server(
+    postgres_url: str,
+) -> None:
+    default = PostgresStore(postgres_url)
+    with default._db.connection() as conn:
+        assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("10s",)
+    default.create_workflows([new_workflow("a", owner="w1")])
+    default.close()
+    # A URL that sets the timeout wins (here short, to see it act).
+    options = "options=-c%20idle_in_transaction_session_timeout%3D300"
+    url = f"{postgres_url}&{options}"
+    frozen, other = PostgresStore(url), PostgresStore(url)
+    try:
+        with frozen._db.connection() as conn:
+            conn.execute("BEGIN")
+            conn.execute("SELECT * FROM workflows WHERE id = 'a' FOR UPDATE")
+        # Its lease has expired, but the row is locked: claims skip it...
+        assert other.claim("w2", T0 + 60, T0 + 90, [WorkflowStatus.RUNNING]) == []
+        # ...until the server ends the stalled session.
+        wait_for(lambda: other.claim("w2", T0 + 60, T0 + 90, [WorkflowStatus.RUNNING]) != [])
+        with pytest.raises(StoreError):
+            frozen.get_workflow("a")
+        assert frozen.get_workflow("a") is not None  # reconnected
+    finally:
+        frozen.close()
+        other.close()

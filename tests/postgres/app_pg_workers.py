@@ -1,0 +1,45 @@
+"""A worker process for the PostgreSQL multi-worker test: ``python app_pg_workers.py URL``.
+
+Runs an engine on the log at URL (lease 2 s, so a stopped worker loses its work
+fast) until SIGTERM. Each step appends ``<pid> <idempotency key>`` to the file
+named by ``PG_WORKERS_LEDGER`` before it returns.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import threading
+import time
+
+import duralog
+
+
+@duralog.step
+def pg_workers_step(i: int) -> int:
+    with open(os.environ["PG_WORKERS_LEDGER"], "a") as ledger:
+        ledger.write(f"{os.getpid()} {duralog.step_info().idempotency_key}\n")
+    time.sleep(0.01)
+    return i
+
+
+@duralog.workflow(name="pg_workers_flow")
+async def pg_workers_flow(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await pg_workers_step(i)
+    return total
+
+
+if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # a stack dump if it hangs
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with duralog.Engine(sys.argv[1], lease_seconds=2.0, poll_interval=0.2, durability="normal"):
+        print("ready", flush=True)
+        # Woken by a timeout too: a SIGTERM delivered to another thread would not wake
+        # a main thread blocked in wait() (it runs Python handlers only between bytecodes).
+        while not stop.wait(0.2):
+            pass

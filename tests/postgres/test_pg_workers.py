@@ -1,0 +1,199 @@
+"""Several worker processes (stand-ins for machines) on one PostgreSQL log.
+
+Some are killed with SIGKILL or frozen with SIGSTOP while they run steps: every
+workflow completes; no step is recorded as completed twice; no history has a gap or
+a duplicate seq; the frozen worker, thawed after others took its work over, gets
+none of its writes in (the fencing check inside the append transaction). And a
+queue's limits hold across worker processes (the crash suite's queue app, on
+PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import duralog
+
+APP = Path(__file__).with_name("app_pg_workers.py")
+QUEUE_APP = Path(__file__).parents[1] / "crash" / "app_queues.py"
+STEPS, WORKFLOWS = 20, 24
+
+
+def _load(name: str, path: Path) -> types.ModuleType:
+    # The apps register their workflows (and queue) in this process too.
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_load("app_pg_workers", APP)
+queue_app = _load("app_queues", QUEUE_APP)
+
+
+class Ledger:
+    """The lines steps wrote: ``<pid> <workflow id>:<step seq>``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def lines(self) -> list[tuple[int, str]]:
+        if not self.path.exists():
+            return []
+        found = []
+        for line in self.path.read_text().splitlines():
+            pid, _, key = line.partition(" ")
+            if key:  # a line being written by a killed process may be cut short
+                found.append((int(pid), key))
+        return found
+
+    def last_pid(self, besides: set[int]) -> int | None:
+        return next((pid for pid, _ in reversed(self.lines()) if pid not in besides), None)
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not before the deadline"
+        time.sleep(0.02)
+
+
+Spawn = Callable[..., subprocess.Popen[str]]
+
+
+@pytest.fixture
+def workers(postgres_url: str, tmp_path: Path) -> Iterator[Spawn]:
+    """Starts worker processes on the test's log; every one is gone after the test."""
+    started: list[subprocess.Popen[str]] = []
+    env = {
+        **os.environ,
+        "PG_WORKERS_LEDGER": str(tmp_path / "ledger"),
+        "QUEUES_LEDGER": str(tmp_path / "queue-ledger"),
+    }
+
+    def start(app: Path = APP) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, str(app), postgres_url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+            process.kill()
+        process.communicate(timeout=30)
+
+
+def test_killed_and_frozen_workers_leave_every_history_whole(
+    postgres_url: str, tmp_path: Path, workers: Spawn
+) -> None:
+    ledger = Ledger(tmp_path / "ledger")
+    processes = {p.pid: p for p in (workers() for _ in range(4))}  # they migrate the log at once
+    gone: set[int] = set()
+
+    def hit(sig: signal.Signals, after_lines: int) -> int:
+        """Send ``sig`` to the worker that wrote the latest step, once ``after_lines``
+        more steps ran: a worker caught in the middle of its work."""
+        target = len(ledger.lines()) + after_lines
+        wait_for(lambda: len(ledger.lines()) >= target, f"{after_lines} more steps")
+        wait_for(lambda: ledger.last_pid(gone) is not None, "a step by a live worker")
+        pid = ledger.last_pid(gone)
+        assert pid is not None
+        processes[pid].send_signal(sig)
+        gone.add(pid)
+        return pid
+
+    with duralog.Engine(postgres_url, worker=False) as client:
+        handles = [
+            client.start("pg_workers_flow", STEPS, id=f"flow-{i:02}") for i in range(WORKFLOWS)
+        ]
+        hit(signal.SIGKILL, after_lines=30)
+        # Frozen, it loses its leases after 2 s (and, if it froze inside a transaction,
+        # the rows it locked when the server ends its session: 10 s).
+        frozen = hit(signal.SIGSTOP, after_lines=30)
+        hit(signal.SIGKILL, after_lines=30)
+        late = workers()  # another machine joins
+        processes[late.pid] = late
+        for handle in handles:
+            try:
+                assert handle.result(timeout=120) == sum(range(STEPS))
+            except duralog.ResultTimeout:  # say who held it
+                pytest.fail(f"{handle.record()} (frozen: {frozen}, gone: {gone})")
+        # Thawed, the frozen worker believes it still owns its workflows: whatever it
+        # tries to write is refused. A clean stop flushes all it had, so once it has
+        # exited it has tried everything it ever will.
+        processes[frozen].send_signal(signal.SIGCONT)
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            process.wait(timeout=60)
+        for handle in handles:
+            history = handle.history()
+            assert [e.seq for e in history] == list(range(1, len(history) + 1)), handle.id
+            assert history[-1].kind == "WorkflowCompleted"
+            completed = Counter(
+                e.event.step_seq  # type: ignore[union-attr]
+                for e in history
+                if e.kind == "StepCompleted"
+            )
+            assert len(completed) == STEPS and set(completed.values()) == {1}, handle.id
+            record = handle.record()
+            assert (record.status, record.owner) == (duralog.WorkflowStatus.COMPLETED, None)
+    ran = Counter(key for _, key in ledger.lines())
+    assert len(ran) == WORKFLOWS * STEPS  # every step ran, at least once
+    assert len({pid for pid, _ in ledger.lines()}) >= 3  # the work moved between workers
+    for pid in processes.keys() - gone:
+        assert processes[pid].returncode == 0
+
+
+def _peak(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at one moment."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    peak = now = 0
+    for _, step in edges:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+def test_queue_limits_hold_across_worker_processes(
+    postgres_url: str, tmp_path: Path, workers: Spawn
+) -> None:
+    ledger = tmp_path / "queue-ledger"
+    pair = [workers(QUEUE_APP) for _ in range(2)]
+    with duralog.Engine(postgres_url, worker=False, queues=[queue_app.shared]) as client:
+        handles = [client.start(queue_app.flow, i, queue=queue_app.shared) for i in range(14)]
+        for handle in handles:
+            handle.result(timeout=60)
+    for process in pair:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    rows = [line.split() for line in ledger.read_text().splitlines()]
+    assert len({row[3] for row in rows}) == 14  # every workflow's step ran
+    assert _peak([(float(r[1]), float(r[2])) for r in rows]) <= 3  # concurrency=3
+    for pid in {row[0] for row in rows}:
+        mine = [(float(r[1]), float(r[2])) for r in rows if r[0] == pid]
+        assert _peak(mine) <= 2  # worker_concurrency=2
