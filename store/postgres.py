@@ -23,6 +23,7 @@ Reads and the bulk copy live in ``store/postgres_reads.py``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,7 +50,22 @@ from .schema import WORKFLOW_COLUMNS
 
 _EVENT_INSERT = (
     "INSERT INTO events (workflow_id, seq, kind, at, body)"
-    " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::float8[], %s::text[])"
+    " SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::float8[], %b::text[])"
+)
+#: The index row after an append. Without entries an append sets status, reason and
+#: wake_at as given; a finished or suspended workflow's lease ends in the same commit.
+_INDEX_UPDATE = (
+    "UPDATE workflows w SET"
+    " last_seq = CASE WHEN v.entries THEN v.last ELSE w.last_seq END,"
+    " updated_at = CASE WHEN v.entries THEN v.at ELSE w.updated_at END,"
+    " wake_at = v.wake, status = COALESCE(v.status, w.status),"
+    " reason = CASE WHEN v.entries THEN COALESCE(v.reason, w.reason) ELSE v.reason END,"
+    " owner = CASE WHEN v.ends THEN NULL ELSE w.owner END,"
+    " lease_until = CASE WHEN v.ends THEN NULL ELSE w.lease_until END"
+    " FROM unnest(%b::bool[], %b::bigint[], %b::float8[], %b::float8[], %b::text[],"
+    "  %b::text[], %b::bool[], %b::text[]) AS v(entries, last, at, wake, status, reason,"
+    "  ends, id)"
+    " WHERE w.id = v.id"
 )
 _FINISHED = "('COMPLETED', 'FAILED', 'CANCELLED')"
 _ENDED = "('COMPLETED', 'FAILED', 'CANCELLED', 'SUSPENDED')"
@@ -160,9 +176,9 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
             for row in conn.execute(
                 "INSERT INTO workflows (id, name, status, parent_id, owner, lease_until, fence,"
                 " last_seq, created_at, updated_at, queue, priority)"
-                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
-                " %s::text[], %s::float8[], %s::bigint[], %s::bigint[], %s::float8[],"
-                " %s::float8[], %s::text[], %s::bigint[])"
+                " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+                " %b::text[], %b::float8[], %b::bigint[], %b::bigint[], %b::float8[],"
+                " %b::float8[], %b::text[], %b::bigint[])"
                 " ON CONFLICT (id) DO NOTHING RETURNING id",
                 (
                     [item.id for item in chosen],
@@ -238,7 +254,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         }
         results: list[bool] = []
         events: list[_Row] = []
-        updates: list[dict[str, Any]] = []
+        updates: list[_Update] = []
         notes: list[tuple[str, str | None]] = []
         for item, item_rows in zip(batch, rows, strict=True):
             found = index.get(item.workflow_id)
@@ -251,37 +267,35 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
                 last_seq = item_rows[-1][1]
             index[item.workflow_id] = (fence, status or current, last_seq)
             if item_rows or item.status is not None:
+                ends = status is not None and (
+                    status.is_terminal or status is WorkflowStatus.SUSPENDED
+                )
                 updates.append(
-                    {
-                        "entries": bool(item_rows),
-                        "last": last_seq,
-                        "at": item_rows[-1][3] if item_rows else None,
-                        "wake": item.wake_at,
-                        "status": status.value if status else None,
-                        "reason": item.reason,
-                        "ends": status is not None
-                        and (status.is_terminal or status is WorkflowStatus.SUSPENDED),
-                        "id": item.workflow_id,
-                    }
+                    (
+                        bool(item_rows),
+                        last_seq,
+                        item_rows[-1][3] if item_rows else None,
+                        item.wake_at,
+                        status.value if status else None,
+                        item.reason,
+                        ends,
+                        item.workflow_id,
+                    )
                 )
             events += item_rows
             self._write_extras(conn, item, item_rows, notes)
         _insert_events(conn, events)
-        if updates:
-            # Without entries an append sets status, reason and wake_at as given; a
-            # finished or suspended workflow's lease ends in the same commit.
-            conn.cursor().executemany(
-                "UPDATE workflows SET"
-                " last_seq = CASE WHEN %(entries)s THEN %(last)s ELSE last_seq END,"
-                " updated_at = CASE WHEN %(entries)s THEN %(at)s ELSE updated_at END,"
-                " wake_at = %(wake)s, status = COALESCE(%(status)s, status),"
-                " reason = CASE WHEN %(entries)s THEN COALESCE(%(reason)s, reason)"
-                "  ELSE %(reason)s END,"
-                " owner = CASE WHEN %(ends)s THEN NULL ELSE owner END,"
-                " lease_until = CASE WHEN %(ends)s THEN NULL ELSE lease_until END"
-                " WHERE id = %(id)s",
-                updates,
-            )
+        # One statement per round; a workflow appended to twice in the batch has its
+        # second update in the next round, so each sees the one before.
+        rounds: list[list[_Update]] = []
+        seen: Counter[str] = Counter()
+        for update in updates:
+            if seen[update[-1]] == len(rounds):
+                rounds.append([])
+            rounds[seen[update[-1]]].append(update)
+            seen[update[-1]] += 1
+        for batch_updates in rounds:
+            conn.execute(_INDEX_UPDATE, [list(c) for c in zip(*batch_updates, strict=True)])
         self._db.notify(conn, notes)
         return results
 
@@ -487,6 +501,8 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
 
 
 _Row = tuple[str, int, str, float, str]
+#: entries?, last seq, updated at, wake at, status, reason, ends the lease?, workflow id
+_Update = tuple[bool, int, float | None, float | None, str | None, str | None, bool, str]
 
 
 def _row(workflow_id: str, entry: LogEntry) -> _Row:
