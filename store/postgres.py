@@ -167,7 +167,9 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         first: dict[str, int] = {}
         for i, item in enumerate(items):
             first.setdefault(item.id, i)
-        chosen = [items[i] for i in first.values()]
+        # In id order: two transactions creating the same ids never wait on each other
+        # in a cycle.
+        chosen = sorted((items[i] for i in first.values()), key=lambda item: item.id)
         if not chosen:
             return []
         owners = [item.owner if item.queue is None else None for item in chosen]

@@ -670,3 +670,31 @@ def test_many_threads_share_one_store(store: EventStore) -> None:
         thread.join()
     assert errors == []
     assert all(seqs(store, w) == list(range(1, 22)) for w in ids)
+
+
+def test_racing_creators_create_each_workflow_once(opener: Opener) -> None:
+    stores = [opener() for _ in range(4)]
+    rounds = [[f"r{r}-{i:02}" for i in range(60)] for r in range(5)]
+    barrier = threading.Barrier(len(stores))
+    fences: list[int | None] = []
+    errors: list[BaseException] = []
+
+    def create(i: int) -> None:
+        for ids in rounds:
+            order = ids if i % 2 else ids[::-1]  # the same ids, in opposite orders
+            barrier.wait()
+            try:
+                fences.extend(stores[i].create_workflows([new_workflow(w) for w in order]))
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    every = sorted(w for ids in rounds for w in ids)
+    assert fences.count(0) == len(every)  # each created once
+    assert sorted(r.id for r in stores[0].list_workflows()) == every
+    assert all(seqs(stores[0], w) == [1] for w in every[:10])
