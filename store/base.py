@@ -246,6 +246,13 @@ class EventStore(Protocol):
         """Index rows, newest first."""
         ...
 
+    def changed_workflows(self, since: float) -> list[WorkflowRecord]:
+        """Index rows of the workflows whose log grew at or after ``since``
+        (``updated_at >= since``: the time of their newest event), oldest change
+        first, then by id. ``duralog tail`` and ``duralog stats --since`` read the
+        log across workflows through this."""
+        ...
+
     def continue_as_new(self, item: Append, archived_id: str, started: LogEntry) -> bool:
         """End a run and start the next under the same id, in one transaction.
 

@@ -531,6 +531,16 @@ class SQLiteStore(SchedulingMixin):
             rows = conn.execute(sql, params).fetchall()
         return [_record(row) for row in rows]
 
+    def changed_workflows(self, since: float) -> list[WorkflowRecord]:
+        """Workflows whose newest event is at or after ``since``, oldest change first."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE updated_at >= ?"
+                " ORDER BY updated_at, id",
+                (since,),
+            ).fetchall()
+        return [_record(row) for row in rows]
+
     def published(self, workflow_id: str, key: str) -> bytes | None:
         """The latest value published under ``key``, read from the log itself."""
         with self._connection() as conn:
