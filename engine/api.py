@@ -181,7 +181,8 @@ def workflow_info() -> WorkflowInfo:
 
 
 class StepInfo(msgspec.Struct, frozen=True):
-    """What a running step knows about itself (``duralog.step_info()``).
+    """What a running step knows about itself (``duralog.step_info()``): its workflow's
+    id (and name), its own name, seq and attempt number.
 
     ``idempotency_key`` (``"<workflow id>:<step seq>"``) is the same for every
     attempt and every re-run after a crash: pass it to the services the step calls
@@ -192,6 +193,7 @@ class StepInfo(msgspec.Struct, frozen=True):
     step: str
     seq: int
     attempt: int
+    workflow_name: str = ""
 
     @property
     def idempotency_key(self) -> str:

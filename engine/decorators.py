@@ -7,6 +7,9 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from duralog.replay.definitions import REGISTRY, RetryPolicy, Step, Workflow
 
+from .breaker import CircuitBreaker, attach
+from .resources import InjectedStep, injections_of
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -28,7 +31,11 @@ def step(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Step[P, R]: ...
 def step(fn: Callable[P, R], /) -> Step[P, R]: ...
 @overload
 def step(
-    *, name: str | None = None, retry: RetryPolicy | None = None, timeout: float | None = None
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+    circuit: CircuitBreaker | None = None,
 ) -> _StepDecorator: ...
 def step(
     fn: Callable[..., Any] | None = None,
@@ -37,6 +44,7 @@ def step(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
+    circuit: CircuitBreaker | None = None,
 ) -> Any:
     """Make a function (sync or async) a durable step.
 
@@ -48,16 +56,26 @@ def step(
         name: the name recorded in the log (default: the function's ``__qualname__``).
         retry: the ``RetryPolicy`` (default: 3 attempts, exponential backoff).
         timeout: seconds one attempt may take; a slower attempt fails (and is retried).
+        circuit: a ``CircuitBreaker`` around every attempt: while it is open, attempts
+            fail fast with ``CircuitOpen`` instead of calling the step.
+
+    Parameters whose default is ``duralog.inject()`` are filled in from the
+    engine's resources at each attempt; workflow code leaves them out of the call,
+    so they are never recorded.
 
     Example:
         ```python
         @duralog.step(retry=duralog.RetryPolicy(max_attempts=5), timeout=30)
-        def charge(order_id: str, cents: int) -> str: ...
+        def charge(order_id: str, cents: int, payments: Payments = duralog.inject()) -> str: ...
         ```
     """
 
     def make(f: Callable[..., Any]) -> Step[Any, Any]:
-        return Step(f, name=name, retry=retry, timeout=timeout)
+        kind = InjectedStep if callable(f) and injections_of(f) else Step
+        made: Step[Any, Any] = kind(f, name=name, retry=retry, timeout=timeout)
+        if circuit is not None:
+            attach(made, circuit)
+        return made
 
     return make(fn) if fn is not None else make
 

@@ -11,7 +11,7 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
@@ -47,7 +47,10 @@ from duralog.store.sqlite import Durability
 from .api import seconds
 from .clock import Clock, SystemClock
 from .committer import Committer
+from .metrics import Stats, collect
+from .observe import CommittedEvent, Observers, Subscription, follow
 from .queues import QUEUES, Queue, check_priority, resolve
+from .resources import check_name, check_resources
 from .schedules import CatchUp, make_schedule
 from .worker import Worker, default_worker_id
 
@@ -86,6 +89,9 @@ class Engine:
             ``VirtualClock`` through ``duralog.testing``).
         queues: the queues this engine's worker takes workflows from (default every
             ``duralog.Queue`` declared in the process).
+        resources: clients, connections and other objects for steps, by name
+            (``duralog.inject()`` parameters, ``duralog.resource(name)``). They are
+            never recorded in the log; the engine does not close them.
 
     Example:
         ```python
@@ -113,6 +119,7 @@ class Engine:
         clock: Clock | None = None,
         payload_codec: codec.PayloadCodec | None = None,
         queues: list[Queue] | None = None,
+        resources: Mapping[str, Any] | None = None,
     ) -> None:
         if snapshot_every < 1:
             raise ConfigurationError("snapshot_every must be at least 1")
@@ -143,6 +150,9 @@ class Engine:
         self.queues: dict[str, Queue] = (
             QUEUES if queues is None else {queue.name: queue for queue in queues}
         )
+        #: Resources for steps, by name (see ``provide``).
+        self.resources: dict[str, Any] = check_resources(resources)
+        self._observers = Observers()
         self._worker: Worker | None = None
         self._lock = threading.Lock()
         self._done: dict[str, threading.Event] = {}
@@ -178,6 +188,8 @@ class Engine:
             on_finished=self._finished,
             clock=self.clock,
             queues=self.queues,
+            resources=self.resources,
+            observers=self._observers,
             **self._worker_options,  # type: ignore[arg-type]
         )
         self._worker = worker
@@ -191,6 +203,7 @@ class Engine:
         if self._worker is not None:
             self._worker.stop()
         self._committer.close()
+        self._observers.close()  # after the last commit: subscribers get every event
         self.store.close()
         for event in self._done.values():
             event.set()
@@ -272,6 +285,8 @@ class Engine:
             priority=priority,
         )
         (fence,) = self._committer.create([item])
+        if fence is not None and self._observers.active:
+            self._observers.created(workflow_id, definition.name, started)
         if fence is None:
             existing = self.store.get_workflow(workflow_id)
             if existing is not None and existing.name != definition.name:
@@ -303,6 +318,93 @@ class Engine:
         raise ConfigurationError(
             f"engine.start() needs a @duralog.workflow function or its name, got {workflow!r}"
         )
+
+    # -- resources, subscribers, metrics -----------------------------------
+
+    def provide(self, name: str, value: Any) -> None:
+        """Register (or replace) the resource ``name`` for steps, from any thread.
+
+        Steps get it through a ``duralog.inject()`` parameter or
+        ``duralog.resource(name)``; it never enters the log. Attempts that start
+        after the call see the new value.
+
+        Example:
+            ``engine.provide("payments", PaymentsClient(api_key=os.environ["PAY_KEY"]))``
+        """
+        self.resources[check_name(name)] = value
+
+    def subscribe(
+        self,
+        callback: Callable[[CommittedEvent], object] | None = None,
+        *,
+        kinds: Collection[str] | None = None,
+        workflow_id: str | None = None,
+        max_pending: int = 10_000,
+        name: str | None = None,
+    ) -> Subscription:
+        """Receive every event this engine commits, as a ``CommittedEvent``.
+
+        With ``callback``, it is called once per event, in commit order, on a thread
+        of its own: a slow or failing callback never holds up the worker. Without
+        one, iterate over the returned ``Subscription`` (it ends when closed). At most
+        ``max_pending`` events wait for a subscriber; past that the newest are
+        dropped, counted in ``subscription.dropped`` and logged as a warning.
+        ``kinds`` (e.g. ``{"StepFailed"}``) and ``workflow_id`` filter the events.
+        Close it with ``subscription.close()`` (or a ``with`` block); the engine's
+        ``close`` closes it after the last commit.
+
+        Only this engine's commits are seen; ``duralog tail`` follows the log of
+        every process.
+
+        Example:
+            ```python
+            engine.subscribe(lambda e: print(e.workflow_id, e.seq, e.kind, e.step))
+            ```
+        """
+        return self._observers.subscribe(
+            callback, kinds=kinds, workflow_id=workflow_id, max_pending=max_pending, name=name
+        )
+
+    def follow(
+        self,
+        *,
+        since: float | dt.datetime | None = None,
+        workflow_id: str | None = None,
+        kinds: Collection[str] | None = None,
+        poll_interval: float = 0.5,
+        stop: threading.Event | None = None,
+    ) -> Iterator[CommittedEvent]:
+        """Every event any process appends to this log, read back as it lands (what
+        ``duralog tail`` prints); works with ``Engine(..., worker=False)``.
+
+        Polls every ``poll_interval`` seconds until ``stop`` is set. ``since`` also
+        yields the events already logged from then on; ``workflow_id`` and ``kinds``
+        filter. Unlike ``subscribe``, it sees other processes' commits, a poll late.
+
+        Example:
+            ```python
+            for event in duralog.Engine("shop.db", worker=False).follow(kinds={"StepFailed"}):
+                alert(event.workflow_id, event.step)
+            ```
+        """
+        start = since.timestamp() if isinstance(since, dt.datetime) else since
+        return follow(
+            self.store,
+            since=start,
+            workflow_id=workflow_id,
+            kinds=kinds,
+            poll_interval=poll_interval,
+            stop=stop,
+        )
+
+    def stats(self, since: float | dt.datetime | None = None, name: str | None = None) -> Stats:
+        """Counts, durations, retries and failures per workflow and per step, read
+        from the log (from ``since`` on; only workflows called ``name``).
+
+        ``engine.stats().prometheus()`` renders them in Prometheus's text format.
+        """
+        start = since.timestamp() if isinstance(since, dt.datetime) else since
+        return collect(self.store, since=start, name=name)
 
     # -- schedules ---------------------------------------------------------
 

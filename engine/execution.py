@@ -39,6 +39,7 @@ from duralog.store.base import (
 )
 from duralog.store.events import LogEntry
 
+from .breaker import CircuitOpen
 from .clock import Alarm, sleep_until
 
 if TYPE_CHECKING:
@@ -134,6 +135,9 @@ class Execution:
         state = self.state
         for entry in entries:
             fold(state, entry)
+        observers = self.worker.observers
+        if observers.active and entries:
+            observers.committed(state, entries)
         for notice in notices:  # wake the receivers that live in this process at once
             self.worker.poke(notice.workflow_id)
         # A snapshot encodes the whole state, which grows with the history: spacing
@@ -255,6 +259,8 @@ class Execution:
         )
         fence = await self.worker.committer.create_async(item)
         if fence is not None:
+            if self.worker.observers.active:
+                self.worker.observers.created(event.child_id, event.name, started)
             self.worker.adopt_new(event.child_id, fence, started)
 
     def _resume_children(self) -> None:
@@ -341,6 +347,8 @@ class Execution:
                     error = details_of(exc, with_traceback=True)
                     if attempt < policy.max_attempts and policy.retryable(type(exc), error.type):
                         delay = policy.delay(attempt, self.worker.sources.random())
+                        if isinstance(exc, CircuitOpen):  # no sooner than the circuit allows
+                            delay = max(delay, exc.retry_after)
                         next_at = self.worker.clock.now() + delay
                         self.retry_at[seq] = next_at
                         self.add(
@@ -561,6 +569,10 @@ class Execution:
         )
         if not done:
             raise LeaseLost(self.workflow_id)
+        observers = self.worker.observers
+        if observers.active:  # the run's last events went to its archive, with it
+            observers.committed(self.state, entries, archived)
+            observers.created(self.workflow_id, state.name, started)
         self.worker.restart(self, started)
 
     async def suspend(self, reason: str) -> None:

@@ -28,16 +28,21 @@ from duralog.store.base import Claim, EventStore, WorkflowStatus
 from duralog.store.events import LogEntry
 
 from .api import StepInfo, _step_info
+from .breaker import Breakers
 from .clock import Clock, SystemClock
 from .committer import Committer, LoopCommitter
 from .execution import Execution
+from .guard import Guard
+from .observe import Observers
 from .queues import Queue
+from .resources import _resources
 from .schedules import SCHEDULES, due_ticks, tick_workflows
 from .threads import StepThreads
 
 log = logging.getLogger("duralog.engine")
 
 _ACTIVE = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
+_UNPLANNED: Any = object()  # a step whose guard was not looked up yet
 _ON_START = (*_ACTIVE, WorkflowStatus.SUSPENDED)
 
 
@@ -84,6 +89,8 @@ class Worker:
         error_backoff: float = 10.0,
         clock: Clock | None = None,
         queues: dict[str, Queue] | None = None,
+        resources: dict[str, Any] | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self.store = store
         self.committer = committer
@@ -103,7 +110,12 @@ class Worker:
         self._skipped: dict[str, float] = {}  # workflow id -> not claimed again before
         self.loop = asyncio.new_event_loop()
         self.appends = LoopCommitter(store, self.loop)
-        self._threads = StepThreads(self.loop, max_threads)
+        self.threads = StepThreads(self.loop, max_threads)
+        #: The engine's resources (the engine's own dict: ``provide`` adds to it).
+        self.resources: dict[str, Any] = resources if resources is not None else {}
+        self.observers = observers if observers is not None else Observers()
+        self.breakers = Breakers(store, self.clock)
+        self._guards: dict[Step[Any, Any], Guard | None] = {}
         self._thread = threading.Thread(target=self._run_loop, name="duralog-worker", daemon=True)
         self._ready = threading.Event()
         self._stopped = False
@@ -153,7 +165,7 @@ class Worker:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
-        self._threads.close()
+        self.threads.close()
 
     async def _shutdown(self) -> None:
         for task in list(self._tasks):
@@ -318,6 +330,8 @@ class Worker:
                 fired = fired or bool(items)
                 for item in items:
                     log.info("schedule %s started workflow %s", record.id, item.id)
+                    if self.observers.active:
+                        self.observers.created(item.id, item.name, item.started)
         if fired:
             self.call(self._background, self._claim(_ACTIVE))
             self.request_dequeue()
@@ -443,22 +457,70 @@ class Worker:
         args: list[Any],
         kwargs: dict[str, Any],
     ) -> Any:
-        """One attempt of a step, bounded by its timeout; raises what the step raised."""
+        """One attempt of a step, bounded by its timeout; raises what the step raised.
+
+        A step with injected parameters gets the engine's resources, and one guarded
+        by a circuit breaker must be admitted first (see ``guard.py``)."""
         context = contextvars.copy_context()
-        context.run(_step_info.set, StepInfo(execution.workflow_id, step.name, seq, attempt))
-        if step.is_async:
-            coro: Any = step.fn(*args, **kwargs)
-            awaitable: Any = self.loop.create_task(coro, context=context)
-            execution.attempts[seq] = awaitable
-        else:
-            awaitable = self._threads.run(context, step.fn, *args, **kwargs)
+        info = StepInfo(execution.workflow_id, step.name, seq, attempt, execution.state.name)
+        context.run(_step_info.set, info)
+        if self.resources:
+            context.run(_resources.set, self.resources)
+        guard = self._guards.get(step, _UNPLANNED)
+        if guard is _UNPLANNED:
+            guard = self._guards[step] = Guard.of(step)
+        if guard is not None:
+            return await guard.run(self, execution, step, info, context, args, kwargs)
+        awaitable = self.begin(execution, step, info, context, args, kwargs)
         if step.timeout is None:
             return await awaitable
+        return await self.bounded(execution, step, info, awaitable)
+
+    async def attempt(
+        self,
+        execution: Execution,
+        step: Step[Any, Any],
+        info: StepInfo,
+        context: contextvars.Context,
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Call the step once in ``context``, bounded by its timeout."""
+        awaitable = self.begin(execution, step, info, context, args, kwargs)
+        if step.timeout is None:
+            return await awaitable
+        return await self.bounded(execution, step, info, awaitable)
+
+    def begin(
+        self,
+        execution: Execution,
+        step: Step[Any, Any],
+        info: StepInfo,
+        context: contextvars.Context,
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> asyncio.Future[Any]:
+        """Start one attempt: async steps on this loop, sync ones on a step thread."""
+        if step.is_async:
+            task = self.loop.create_task(step.fn(*args, **kwargs), context=context)
+            execution.attempts[info.seq] = task
+            return task
+        return self.threads.run(context, step.fn, *args, **kwargs)
+
+    async def bounded(
+        self,
+        execution: Execution,
+        step: Step[Any, Any],
+        info: StepInfo,
+        awaitable: asyncio.Future[Any],
+    ) -> Any:
+        """Wait for an attempt no longer than the step's timeout."""
+        assert step.timeout is not None
         try:
             return await asyncio.wait_for(awaitable, step.timeout)
         except TimeoutError:
             raise TimeoutError(
-                f"step {step.name!r} (seq {seq}, attempt {attempt}) of workflow "
+                f"step {step.name!r} (seq {info.seq}, attempt {info.attempt}) of workflow "
                 f"{execution.workflow_id!r} did not finish within its timeout of {step.timeout:g}s"
             ) from None
 
