@@ -24,6 +24,7 @@ import msgspec
 
 from duralog import _format
 from duralog._cli_common import Context, Problem, friendly, pass_context
+from duralog.cli_observe import stats, tail
 from duralog.cli_schedules import schedules
 from duralog.engine.engine import Engine
 from duralog.engine.queues import QUEUES, resolve
@@ -546,3 +547,5 @@ def prune(ctx: Context, before: str, yes: bool, as_json: bool) -> None:
 
 
 main.add_command(schedules)
+main.add_command(tail)
+main.add_command(stats)

@@ -1,0 +1,235 @@
+"""``duralog tail`` and ``duralog stats``: the log followed live, and metrics read from it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sys
+import threading
+import time
+
+import click
+import msgspec
+
+from duralog import _format
+from duralog._cli_common import Context, Problem, friendly, pass_context
+from duralog.engine.metrics import Durations, Stats, collect, prometheus_text
+from duralog.engine.observe import CommittedEvent, follow
+from duralog.replay.history import entry_json
+from duralog.store import events as ev
+from duralog.store.events import LogEntry
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_KINDS = sorted(ev.EVENT_KINDS)
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``10m``, ``2h``, ``1d``, ``30s``, ``1w`` (ago), or an ISO date or time (UTC unless
+    it says otherwise), as epoch seconds."""
+    now = time.time() if now is None else now
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if found:
+        return now - float(found.group(1)) * _UNITS[found.group(2)]
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise Problem(
+            f"--since: {text!r} is neither a duration (30s, 10m, 2h, 1d, 1w) nor an ISO "
+            "date or time (2026-11-25, 2026-11-25T14:00)",
+            2,
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+@click.command()
+@click.option("--workflow", "workflow_id", help="Only this workflow's events.")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(_KINDS),
+    help="Only events of this kind (repeatable), e.g. --kind StepFailed.",
+)
+@click.option(
+    "--since",
+    help="Also print the events already in the log from then on: 30s, 10m, 2h, 1d, or an "
+    "ISO date or time. Default: only new events.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
+@click.option("--no-follow", is_flag=True, help="Print what is there (see --since) and exit.")
+@click.option("--count", type=click.IntRange(min=1), help="Exit after printing this many events.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.01),
+    default=0.5,
+    show_default=True,
+    help="Seconds between two looks at the log.",
+)
+@pass_context
+@friendly
+def tail(
+    ctx: Context,
+    workflow_id: str | None,
+    kinds: tuple[str, ...],
+    since: str | None,
+    as_json: bool,
+    no_follow: bool,
+    count: int | None,
+    interval: float,
+) -> None:
+    """Follow the log live: every event any process appends, as it is committed.
+
+    Reads the database (any process, any worker on it); polls every --interval
+    seconds. Ctrl-C stops it.
+
+    \b
+    Example:
+      duralog --db shop.db tail
+      duralog --db shop.db tail --kind StepFailed --kind StepRetrying
+      duralog --db shop.db tail --workflow order-o-1 --since 1h --json | jq .kind
+    """
+    start = parse_since(since) if since is not None else None
+    store = ctx.store()
+    stop = threading.Event()
+    if no_follow:
+        stop.set()  # one look at the log, then out
+    printed = 0
+    try:
+        events = follow(
+            store,
+            since=start,
+            workflow_id=workflow_id,
+            kinds=kinds or None,
+            poll_interval=interval,
+            stop=stop,
+        )
+        for event in events:
+            click.echo(_json_line(event) if as_json else _text_line(event))
+            sys.stdout.flush()
+            printed += 1
+            if count is not None and printed >= count:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        store.close()
+
+
+def _text_line(event: CommittedEvent) -> str:
+    entry = LogEntry(event.seq, event.at, event.event)
+    step_seq = getattr(event.event, "step_seq", None)
+    steps = {step_seq: event.step} if step_seq is not None and event.step else {}
+    what = _format.describe(entry, steps)
+    return (
+        f"{_format.when(event.at)}  {event.workflow_id} ({event.workflow_name})  "
+        f"#{event.seq:<4} {event.kind:<17} {what}"
+    ).rstrip()
+
+
+def _json_line(event: CommittedEvent) -> str:
+    head = msgspec.json.encode(
+        {"workflow_id": event.workflow_id, "workflow_name": event.workflow_name, "step": event.step}
+    )
+    body = entry_json(LogEntry(event.seq, event.at, event.event))
+    return (head[:-1] + b"," + body[1:]).decode()
+
+
+@click.command()
+@click.option(
+    "--since",
+    help="Count only what happened from then on: 30s, 10m, 2h, 1d, or an ISO date or time.",
+)
+@click.option("--name", help="Only workflows of this name (and the steps they call).")
+@click.option("--json", "as_json", is_flag=True, help="The numbers as one JSON object.")
+@click.option(
+    "--prometheus",
+    is_flag=True,
+    help="Prometheus text exposition format (serve it, or write it for node_exporter's "
+    "textfile collector).",
+)
+@pass_context
+@friendly
+def stats(
+    ctx: Context, since: str | None, name: str | None, as_json: bool, prometheus: bool
+) -> None:
+    """Counts, durations, retries and failures per workflow and per step, from the log.
+
+    Reads every event in the window (the whole log without --since), so the numbers
+    hold for any process and survive crashes.
+
+    \b
+    Example:
+      duralog --db shop.db stats
+      duralog --db shop.db stats --since 1h --json
+      duralog --db shop.db stats --prometheus > /var/lib/node_exporter/duralog.prom
+    """
+    if as_json and prometheus:
+        raise Problem("choose one of --json and --prometheus", 2)
+    start = parse_since(since) if since is not None else None
+    store = ctx.store()
+    try:
+        found = collect(store, since=start, name=name)
+    finally:
+        store.close()
+    if prometheus:
+        click.echo(prometheus_text(found), nl=False)
+    elif as_json:
+        click.echo(msgspec.json.encode(found).decode())
+    else:
+        for line in stats_lines(found):
+            click.echo(line)
+
+
+def stats_lines(found: Stats) -> list[str]:
+    """The human-readable tables of ``duralog stats``."""
+    window = f"since {_format.when(found.since)}" if found.since is not None else "whole log"
+    lines = [f"duralog stats ({window}, at {_format.when(found.at)})", ""]
+    if not found.workflows:
+        return [*lines, "no workflows"]
+    lines.append(
+        f"{'workflow':<28} {'started':>7} {'done':>6} {'failed':>6} {'cancel':>6} "
+        f"{'cont.':>5} {'running':>7} {'susp.':>5}  {'p50':>8} {'p95':>8} {'max':>8}"
+    )
+    for wf in found.workflows:
+        lines.append(
+            f"{wf.name:<28} {wf.started:>7} {wf.completed:>6} {wf.failed:>6} "
+            f"{wf.cancelled:>6} {wf.continued:>5} {wf.running:>7} {wf.suspended:>5}  "
+            f"{_durations(wf.duration)}"
+        )
+    if found.steps:
+        lines += [
+            "",
+            f"{'step':<28} {'calls':>7} {'tries':>6} {'done':>6} {'failed':>6} {'retry':>6} "
+            f"{'open':>5}  {'p50':>8} {'p95':>8} {'max':>8}  (per attempt)",
+        ]
+        for step in found.steps:
+            lines.append(
+                f"{step.name:<28} {step.calls:>7} {step.attempts:>6} {step.completed:>6} "
+                f"{step.failed:>6} {step.retries:>6} {step.circuit_open:>5}  "
+                f"{_durations(step.attempt_duration)}"
+            )
+        errors = [(s.name, e, n) for s in found.steps for e, n in s.errors.items()]
+        if errors:
+            lines += ["", "errors (failed attempts by type)"]
+            for step_name, error, n in sorted(errors, key=lambda x: -x[2]):
+                lines.append(f"  {n:>6}  {step_name}: {error}")
+    return lines
+
+
+def _durations(d: Durations) -> str:
+    return f"{_seconds(d.p50):>8} {_seconds(d.p95):>8} {_seconds(d.max):>8}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.1f}ms"
+    if value < 120:
+        return f"{value:.2f}s"
+    if value < 7200:
+        return f"{value / 60:.1f}m"
+    return f"{value / 3600:.1f}h"
