@@ -92,3 +92,41 @@ def test_config_workflow_builds_runs_and_refuses_a_typo() -> None:
     assert "{'render': 'us: 2 users, 3 orders (amounts in USD)'}" in out
     assert "orders  fetch: 5 attempts, timeout 30s" in out
     assert "report.toml:24: steps.render.type: unknown step type 'rendr'" in out
+
+
+def test_circuit_breaker_fails_fast_and_closes_when_the_api_is_back() -> None:
+    out = run("circuit_breaker.py")
+    assert "all 6 orders charged; circuit at the end: closed" in out
+    assert "is half-open" in out and "closed: the trial call succeeded" in out
+    fast = int(out.split("attempts failed fast without calling the API: ")[1].split()[0])
+    assert fast > 0
+
+
+def test_resources_stay_out_of_the_log() -> None:
+    out = run("resources.py")
+    assert "result: ch_o-1_4999" in out
+    assert "recorded call: charge[\"o-1\",4999]" in out
+    assert "the API key in the log: no" in out
+    assert "unit test with a fake: ch_fake" in out
+
+
+def test_observe_subscriber_and_tail_see_every_event() -> None:
+    out = run("observe.py")
+    seen = int(out.split("the subscriber saw ")[1].split()[0])
+    assert f"tail`, printed {seen}:" in out and "dropped 0" in out
+    assert "o-3: FAILED" in out and "StepRetrying      reserve attempt 1 failed" in out
+
+
+def test_metrics_from_the_log() -> None:
+    out = run("metrics.py")
+    assert "orders: 18 completed, 2 failed" in out
+    assert "retries of reserve_stock: 11" in out
+    assert 'duralog_step_retries_total{step="reserve_stock"} 11' in out
+
+
+def test_structured_logging_once_across_a_crash() -> None:
+    out = run("structured_logging.py")
+    assert "(exit code -9)" in out and "(exit code 0)" in out
+    assert '"msg": "woke up; shipping", "workflow_id": "order-o-1"' in out
+    assert '"payload": "shelf-7/o-1"' in out
+    assert "every line logged once: yes" in out
