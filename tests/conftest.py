@@ -60,13 +60,14 @@ def postgres_unavailable() -> str | None:
         import psycopg
     except ImportError as exc:
         return f"psycopg is not installed ({exc}); pip install 'duralog[postgres]'"
+    from duralog.store.postgres_schema import parse_address
+
+    where = parse_address(POSTGRES_URL).display  # without a password
     try:
         psycopg.connect(POSTGRES_URL, connect_timeout=5).close()
     except psycopg.Error as exc:
-        return (
-            f"no PostgreSQL server reachable at DURALOG_TEST_POSTGRES={POSTGRES_URL!r}: "
-            f"{str(exc).strip()}"
-        )
+        reason = " ".join(str(exc).split())
+        return f"no PostgreSQL server reachable at {where} (DURALOG_TEST_POSTGRES): {reason}"
     return None
 
 
