@@ -54,7 +54,7 @@ class Guard:
     ) -> Any:
         """One attempt: resolve resources, pass the breaker, call, record the outcome."""
         if self.injections:
-            kwargs = {**kwargs, **resolve(worker.resources, step, info)}
+            kwargs = {**kwargs, **resolve(worker.resources, self.injections, info)}
         breaker = self.breaker
         if breaker is None:
             return await worker.attempt(execution, step, info, context, args, kwargs)

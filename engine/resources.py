@@ -161,11 +161,10 @@ class InjectedStep(Step[P, R]):
         return super().__call__(*args, **kwargs)
 
 
-def resolve(resources: Mapping[str, Any], step: Step[Any, Any], info: StepInfo) -> dict[str, Any]:
-    """The values of ``step``'s injected parameters for one attempt."""
-    injections = getattr(step, "injections", None)
-    if injections is None:
-        injections = injections_of(step.fn)
+def resolve(
+    resources: Mapping[str, Any], injections: tuple[Injection, ...], info: StepInfo
+) -> dict[str, Any]:
+    """The values of a step's injected parameters for the attempt ``info``."""
     return {i.param: _lookup(resources, i.key, i.param, i.annotation, info) for i in injections}
 
 
