@@ -44,6 +44,8 @@ class Connections:
         self._connections: list[tuple[threading.Thread, Conn]] = []
         self._lock = threading.Lock()
         self._listener: Listener | None = None
+        #: Server processes of this store's connections: their notifications are its own.
+        self.backend_pids: set[int] = set()
         self.closed = False
 
     def use_schema(self, schema: str) -> None:
@@ -82,12 +84,13 @@ class Connections:
             # Connections of threads that ended are closed here, not kept until close().
             alive = []
             for thread, other in self._connections:
-                if thread.is_alive():
+                if thread.is_alive() and not other.closed:
                     alive.append((thread, other))
                 else:
                     other.close()
             alive.append((threading.current_thread(), conn))
             self._connections = alive
+            self.backend_pids = {c.info.backend_pid for _, c in alive}
         self._local.conn = conn
 
     @contextlib.contextmanager
@@ -151,7 +154,9 @@ class Connections:
             raise StoreError(f"the store {self.address.display} is closed")
         with self._lock:
             if self._listener is None:
-                self._listener = Listener(self.connect, self.channel, self.address.display)
+                self._listener = Listener(
+                    self.connect, self.channel, self.address.display, lambda: self.backend_pids
+                )
             listener = self._listener
         listener.add(callback)
 

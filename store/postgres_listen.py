@@ -2,11 +2,13 @@
 
 Writers call ``pg_notify`` in the same transaction as the write it announces, so
 a notification is delivered only for work that is committed. A listener thread
-holds its own connection, LISTENs on the log's channel and hands every
-notification to the callbacks as ``(kind, workflow_id)``. Notifications are
-hints: when the connection is lost the thread reconnects with backoff and, once
-back, announces ``("created", None)`` so workers look for what they missed
-(their polling covers the gap as well).
+holds its own connection, LISTENs on the log's channel and hands the
+notifications of other stores (other processes, or other engines of this one) to
+the callbacks as ``(kind, workflow_id)``: a store's own writes are its engine's
+own work, which it knows of already. Notifications are hints: when the
+connection is lost the thread reconnects with backoff and, once back, announces
+``("created", None)`` so workers look for what they missed (their polling covers
+the gap as well).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import psycopg
@@ -46,6 +48,9 @@ class Listener:
         connect: opens a new autocommit connection to the log's database.
         channel: the channel writers notify on.
         display: the database, for log messages.
+        own: the server process ids of the store's own connections: what they notify
+            is this process's own work, which it knows of already (and may be
+            closing its worker as it arrives), so it is not delivered.
     """
 
     def __init__(
@@ -53,8 +58,10 @@ class Listener:
         connect: Callable[[], psycopg.Connection[tuple[Any, ...]]],
         channel: str,
         display: str,
+        own: Callable[[], Collection[int]] = frozenset,
     ) -> None:
         self._connect = connect
+        self._own = own
         self.channel = channel
         #: close() notifies this private channel to wake the thread at once.
         self.wake_channel = f"{channel}_stop_{uuid.uuid4().hex[:12]}"
@@ -110,7 +117,7 @@ class Listener:
                     for note in conn.notifies(timeout=2.0):
                         if self._stop.is_set():
                             break
-                        if note.channel == self.channel:
+                        if note.channel == self.channel and note.pid not in self._own():
                             self._deliver(*parse_payload(note.payload))
             except psycopg.Error as exc:
                 if not self._stop.is_set():

@@ -236,7 +236,19 @@ def test_writes_that_leave_work_notify_other_processes(
         other.close()
 
 
-def test_the_listener_survives_a_lost_connection(store: PostgresStore) -> None:
+def test_a_store_does_not_hear_its_own_writes(store: PostgresStore, postgres_url: str) -> None:
+    heard = listening(store)
+    other = PostgresStore(postgres_url)
+    try:
+        store.create_workflows([new_workflow("mine")])
+        store.send("mine", "signal", "x", None, T0)
+        other.create_workflows([new_workflow("theirs")])
+        wait_for(lambda: heard == [("created", "theirs")])
+    finally:
+        other.close()
+
+
+def test_the_listener_survives_a_lost_connection(store: PostgresStore, postgres_url: str) -> None:
     heard = listening(store)
     with admin(store) as conn:
         conn.execute(
@@ -245,8 +257,12 @@ def test_the_listener_survives_a_lost_connection(store: PostgresStore) -> None:
             (f"LISTEN {store._db.channel}%",),
         )
     wait_for(lambda: ("created", None) in heard)  # back: look for what was missed
-    store.create_workflows([new_workflow("after")])
-    wait_for(lambda: ("created", "after") in heard)
+    other = PostgresStore(postgres_url)
+    try:
+        other.create_workflows([new_workflow("after")])
+        wait_for(lambda: ("created", "after") in heard)
+    finally:
+        other.close()
 
 
 def test_close_stops_the_listener_at_once(postgres_url: str) -> None:
@@ -271,12 +287,18 @@ def _listeners(store: PostgresStore) -> list[threading.Thread]:
     return [thread] if thread is not None else []
 
 
-def test_a_callback_that_raises_does_not_stop_the_listener(store: PostgresStore) -> None:
+def test_a_callback_that_raises_does_not_stop_the_listener(
+    store: PostgresStore, postgres_url: str
+) -> None:
     store.listen(lambda kind, workflow_id: 1 / 0)  # type: ignore[func-returns-value]
     heard = listening(store)
-    store.create_workflows([new_workflow("a")])
-    store.create_workflows([new_workflow("b")])
-    wait_for(lambda: heard == [("created", "a"), ("created", "b")])
+    other = PostgresStore(postgres_url)
+    try:
+        other.create_workflows([new_workflow("a")])
+        other.create_workflows([new_workflow("b")])
+        wait_for(lambda: heard == [("created", "a"), ("created", "b")])
+    finally:
+        other.close()
 
 
 def test_a_session_frozen_inside_a_transaction_is_ended_by_the_server(
