@@ -123,9 +123,15 @@ class Connections:
                 f"the PostgreSQL log at {where} failed while {what}: {str(exc).strip()}; "
                 "check that the server is running (a write in flight may not be committed)"
             ) from exc
+        except psycopg.DataError as exc:
+            raise StoreError(
+                f"the PostgreSQL log at {where} refused {what}: {str(exc).strip()}; "
+                "PostgreSQL cannot store that value as it is: change it"
+            ) from exc
         except psycopg.Error as exc:
             raise StoreError(
-                f"the PostgreSQL log at {where} refused {what}: {str(exc).strip()}"
+                f"the PostgreSQL log at {where} refused {what}: {str(exc).strip()}; check that "
+                "its schema holds a duralog log that nothing else changes"
             ) from exc
 
     @contextlib.contextmanager
