@@ -43,6 +43,7 @@ from .base import (
 )
 from .events import TERMINAL_KINDS, LogEntry, encode_event
 from .postgres_connection import CONFLICTS, Conn, Connections
+from .postgres_listen import one_line
 from .postgres_reads import ReadsMixin, record
 from .postgres_scheduling import SchedulingMixin
 from .postgres_schema import migrate, parse_address
@@ -111,7 +112,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         except psycopg.Error as exc:
             raise ConfigurationError(
                 f"cannot connect to the PostgreSQL log at {self.address.display}: "
-                f"{str(exc).strip()}; check the URL and that the server is running"
+                f"{one_line(exc)}; check the URL and that the server is running"
             ) from None
         self._db.adopt(conn)
         try:

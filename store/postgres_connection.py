@@ -20,7 +20,7 @@ from psycopg import sql
 
 from duralog.errors import StoreError
 
-from .postgres_listen import Listener, payload
+from .postgres_listen import Listener, one_line, payload
 from .postgres_schema import Address, channel_name
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -116,21 +116,21 @@ class Connections:
             if conflicts:
                 raise
             raise StoreError(
-                f"the PostgreSQL log at {where} refused {what}: {str(exc).strip()}"
+                f"the PostgreSQL log at {where} refused {what}: {one_line(exc)}"
             ) from exc
         except psycopg.OperationalError as exc:
             raise StoreError(
-                f"the PostgreSQL log at {where} failed while {what}: {str(exc).strip()}; "
+                f"the PostgreSQL log at {where} failed while {what}: {one_line(exc)}; "
                 "check that the server is running (a write in flight may not be committed)"
             ) from exc
         except psycopg.DataError as exc:
             raise StoreError(
-                f"the PostgreSQL log at {where} refused {what}: {str(exc).strip()}; "
+                f"the PostgreSQL log at {where} refused {what}: {one_line(exc)}; "
                 "PostgreSQL cannot store that value as it is: change it"
             ) from exc
         except psycopg.Error as exc:
             raise StoreError(
-                f"the PostgreSQL log at {where} refused {what}: {str(exc).strip()}; check that "
+                f"the PostgreSQL log at {where} refused {what}: {one_line(exc)}; check that "
                 "its schema holds a duralog log that nothing else changes"
             ) from exc
 

@@ -28,6 +28,11 @@ Callback = Callable[[str, str | None], None]
 _MAX_PAYLOAD = 7900
 
 
+def one_line(exc: BaseException) -> str:
+    """A driver error's message on one line (libpq's span several, indented)."""
+    return " ".join(str(exc).split())
+
+
 def payload(kind: str, workflow_id: str | None) -> str:
     """The NOTIFY payload for ``kind`` about ``workflow_id``."""
     if workflow_id is None or len(workflow_id.encode()) + len(kind) + 1 > _MAX_PAYLOAD:
@@ -125,7 +130,7 @@ class Listener:
                         "lost the notification connection to %s (%s); reconnecting in %.1fs "
                         "(workers poll meanwhile)",
                         self._display,
-                        str(exc).strip(),
+                        one_line(exc),
                         backoff,
                     )
             finally:
