@@ -698,3 +698,13 @@ def test_racing_creators_create_each_workflow_once(opener: Opener) -> None:
     assert fences.count(0) == len(every)  # each created once
     assert sorted(r.id for r in stores[0].list_workflows()) == every
     assert all(seqs(stores[0], w) == [1] for w in every[:10])
+
+
+def test_changed_workflows_since_a_time(store: EventStore) -> None:
+    store.create_workflows(owned("a", "b", "c"))
+    store.append([Append("b", 1, [scheduled(2, at=T0 + 10)])])  # at T0 + 12
+    store.append([Append("a", 1, [scheduled(2, at=T0 + 20)])])  # at T0 + 22
+    assert [r.id for r in store.changed_workflows(T0 + 12)] == ["b", "a"]
+    assert [r.id for r in store.changed_workflows(T0 + 13)] == ["a"]
+    assert [r.id for r in store.changed_workflows(T0)] == ["c", "b", "a"]
+    assert store.changed_workflows(T0 + 100) == []
