@@ -20,13 +20,18 @@ from duralog.engine.api import (
     wait_signal,
     workflow_info,
 )
+from duralog.engine.breaker import CircuitBreaker, CircuitOpen
 from duralog.engine.config import StepRegistry, WorkflowConfigError, load_workflow, parse_workflow
 from duralog.engine.dag import DAG, DAGCycleError, MissingDependencyError, Task
 from duralog.engine.decorators import step, workflow
 from duralog.engine.engine import Engine, WorkflowHandle
 from duralog.engine.fanout import map
+from duralog.engine.logger import WorkflowLogger, logger
+from duralog.engine.metrics import Stats
+from duralog.engine.observe import CommittedEvent, Subscription
 from duralog.engine.pipeline import Pipeline
 from duralog.engine.queues import Queue
+from duralog.engine.resources import ResourceMissing, inject, resource
 from duralog.engine.saga import CompensationFailed, Saga
 from duralog.engine.schedules import schedule
 from duralog.errors import (
@@ -60,6 +65,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AesGcmCodec",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "CommittedEvent",
     "CompensationFailed",
     "ConfigurationError",
     "CorruptEventError",
@@ -78,15 +86,18 @@ __all__ = [
     "Pipeline",
     "Queue",
     "RegistrationError",
+    "ResourceMissing",
     "ResultTimeout",
     "RetryPolicy",
     "Saga",
     "ScheduleRecord",
+    "Stats",
     "Step",
     "StepFailed",
     "StepInfo",
     "StepRegistry",
     "StoreError",
+    "Subscription",
     "Task",
     "Workflow",
     "WorkflowConfigError",
@@ -94,6 +105,7 @@ __all__ = [
     "WorkflowHandle",
     "WorkflowIdInUse",
     "WorkflowInfo",
+    "WorkflowLogger",
     "WorkflowNotFound",
     "WorkflowRecord",
     "WorkflowSandboxError",
@@ -103,13 +115,16 @@ __all__ = [
     "__version__",
     "continue_as_new",
     "deprecate_patch",
+    "inject",
     "load_workflow",
+    "logger",
     "map",
     "now",
     "parse_workflow",
     "patched",
     "publish",
     "random",
+    "resource",
     "schedule",
     "side_effect",
     "sleep",

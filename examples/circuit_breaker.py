@@ -23,8 +23,6 @@ from collections import Counter
 from pathlib import Path
 
 import duralog
-from duralog.engine.breaker import CircuitBreaker
-from duralog.engine.observe import CommittedEvent
 
 
 class PaymentsAPI:
@@ -44,7 +42,7 @@ class PaymentsAPI:
 
 
 API = PaymentsAPI(down_for=1.5)
-payments_api = CircuitBreaker("payments-api", failure_threshold=3, reset_timeout=0.4)
+payments_api = duralog.CircuitBreaker("payments-api", failure_threshold=3, reset_timeout=0.4)
 
 
 @duralog.step(
@@ -76,7 +74,7 @@ def main() -> None:
     outcomes: dict[str, Counter[str]] = {"worker-a": Counter(), "worker-b": Counter()}
 
     def watch(worker: str):  # type: ignore[no-untyped-def]
-        def seen(event: CommittedEvent) -> None:
+        def seen(event: duralog.CommittedEvent) -> None:
             if event.kind == "StepRetrying":
                 error = event.event.error.type.rsplit(".", 1)[-1]  # type: ignore[union-attr]
                 outcomes[worker]["failed fast" if error == "CircuitOpen" else "API error"] += 1

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import duralog
-from duralog.engine.observe import CommittedEvent
 
 
 @duralog.step(retry=duralog.RetryPolicy(max_attempts=2, initial_interval=0.05))
@@ -44,7 +43,7 @@ async def fulfil(order_id: str) -> str:
     return await ship(order_id, slot)
 
 
-def live_feed(event: CommittedEvent) -> None:
+def live_feed(event: duralog.CommittedEvent) -> None:
     """A subscriber: called on its own thread, once per committed event."""
     step = f" {event.step}" if event.step else ""
     took = f"{(event.committed_at or event.at) - event.at:.4f}s after the event"

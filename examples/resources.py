@@ -10,8 +10,6 @@ script searches the history and the database files for the key and finds nothing
 In a unit test the step is a plain function and takes a fake client directly.
 """
 
-# ruff: noqa: B008  (duralog.inject() defaults are markers, like FastAPI's Depends())
-
 from __future__ import annotations
 
 import asyncio
@@ -20,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 import duralog
-from duralog.engine.resources import inject, resource
 
 
 class PaymentsClient:
@@ -41,14 +38,14 @@ class Outbox:
 
 
 @duralog.step(retry=duralog.RetryPolicy(max_attempts=5))
-def charge(order_id: str, cents: int, payments: PaymentsClient = inject()) -> str:
+def charge(order_id: str, cents: int, payments: PaymentsClient = duralog.inject()) -> str:
     """``payments`` comes from the engine's resources (by this parameter's name)."""
     return payments.charge(order_id, cents)
 
 
 @duralog.step
 def send_receipt(order_id: str, charge_id: str) -> None:
-    outbox = resource("outbox", Outbox)  # a lookup, typed, inside the step
+    outbox = duralog.resource("outbox", Outbox)  # a lookup, typed, inside the step
     outbox.sent.append(f"receipt for {order_id}: {charge_id}")
 
 

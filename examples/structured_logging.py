@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 import duralog
-from duralog.engine.logger import FIELDS, logger
+from duralog.engine.logger import FIELDS
 
 
 class JsonLines(logging.Formatter):
@@ -41,25 +41,25 @@ class JsonLines(logging.Formatter):
 
 @duralog.step
 def reserve(order_id: str) -> str:
-    logger.info("reserving stock")  # step, seq and attempt come with it
+    duralog.logger.info("reserving stock")  # step, seq and attempt come with it
     return f"shelf-7/{order_id}"
 
 
 @duralog.step
 def ship(order_id: str, shelf: str) -> str:
-    logger.info("handing the parcel to the carrier")
+    duralog.logger.info("handing the parcel to the carrier")
     return f"parcel-{order_id}"
 
 
 @duralog.workflow
 async def fulfil(order_id: str) -> str:
-    logger.info("order received")
+    duralog.logger.info("order received")
     shelf = await reserve(order_id)
-    logger.with_payloads().info("reserved")  # asked for: the step's result rides along
+    duralog.logger.with_payloads().info("reserved")  # asked for: the step's result rides along
     await duralog.sleep(1.0)  # the process is killed in here
-    logger.info("woke up; shipping")
+    duralog.logger.info("woke up; shipping")
     parcel = await ship(order_id, shelf)
-    logger.info("done")
+    duralog.logger.info("done")
     return parcel
 
 

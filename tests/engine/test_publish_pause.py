@@ -38,6 +38,11 @@ async def ticks(n: int) -> int:
     return n
 
 
+@duralog.workflow
+async def waits_for_go() -> str:
+    return str(await duralog.wait_signal("go"))
+
+
 def wait_for(condition: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -58,9 +63,10 @@ def test_get_event_waits_for_the_latest_published_value(engine: duralog.Engine) 
 def test_get_event_times_out_and_reports_a_workflow_that_never_publishes(
     engine: duralog.Engine,
 ) -> None:
-    handle = engine.start(ticks, 1)
+    handle = engine.start(waits_for_go)  # runs until signalled: the wait must time out
     with pytest.raises(TimeoutError):
         handle.get_event("never", timeout=0.05)
+    handle.signal("go", "now")
     handle.result(timeout=10)
     with pytest.raises(duralog.DuralogError, match="without publishing 'never'"):
         handle.get_event("never", timeout=1)

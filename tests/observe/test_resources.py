@@ -1,5 +1,4 @@
 """Dependency injection: resources reach steps by name or type and never enter the log."""
-# ruff: noqa: B008  (duralog.inject() defaults are markers, like FastAPI's Depends())
 
 from __future__ import annotations
 
