@@ -130,3 +130,14 @@ def test_structured_logging_once_across_a_crash() -> None:
     assert '"msg": "woke up; shipping", "workflow_id": "order-o-1"' in out
     assert '"payload": "shelf-7/o-1"' in out
     assert "every line logged once: yes" in out
+
+
+def test_queues_bound_concurrency_and_schedules_fire_once_per_tick() -> None:
+    out = run("queues.py")
+    assert "every job done; at most two ever ran at once" in out
+    assert "(3 running)" not in out
+    # Priority 0 before 5 before 9: the urgent jobs render first.
+    renders = [line.split()[2] for line in out.splitlines() if " render " in line]
+    assert renders[:2] == ["invoice", "receipt"] and renders[-1] == "fox"
+    ticks = [line for line in out.splitlines() if line.startswith("  report@")]
+    assert len(ticks) == 3 and len(set(ticks)) == 3
