@@ -7,7 +7,6 @@ history file), never a traceback.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import pdb
@@ -26,6 +25,7 @@ from duralog import _format
 from duralog._cli_common import Context, Problem, friendly, pass_context
 from duralog.cli_observe import stats, tail
 from duralog.cli_schedules import schedules
+from duralog.cli_store import migrate_store, prune
 from duralog.engine.engine import Engine
 from duralog.engine.queues import QUEUES, resolve
 from duralog.errors import DuralogError, HistoryFileError
@@ -499,53 +499,8 @@ def resume(ctx: Context, workflow_id: str) -> None:
     click.echo(f"resume requested for {workflow_id}", err=True)
 
 
-@main.command()
-@click.option(
-    "--completed-before",
-    "before",
-    required=True,
-    help="A date or time (ISO 8601; UTC unless it says otherwise), e.g. 2026-11-01.",
-)
-@click.option("--yes", is_flag=True, help="Delete. Without it, only show what would go.")
-@click.option("--json", "as_json", is_flag=True, help="The workflows concerned, as JSON.")
-@pass_context
-@friendly
-def prune(ctx: Context, before: str, yes: bool, as_json: bool) -> None:
-    """Remove finished workflows (and their events) that ended before a date.
-
-    Only COMPLETED, FAILED and CANCELLED workflows go; running ones are never
-    touched. A dry run by default.
-
-    \b
-    Example:
-      duralog --db shop.db prune --completed-before 2026-10-01          # what would go
-      duralog --db shop.db prune --completed-before 2026-10-01 --yes    # delete it
-    """
-    try:
-        moment = dt.datetime.fromisoformat(before)
-    except ValueError:
-        raise Problem(f"--completed-before: {before!r} is not an ISO date or time", 2) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    store = ctx.store()
-    try:
-        found = store.prune(moment.timestamp(), dry_run=not yes)
-    finally:
-        store.close()
-    if as_json:
-        click.echo(msgspec.json.encode(found).decode())
-        return
-    verb = "removed" if yes else "would remove"
-    events = sum(r.last_seq for r in found)
-    click.echo(f"{verb} {len(found)} workflows ({events} events) finished before {moment}")
-    for record in found[:20]:
-        click.echo(f"  {_format.record_row(record)}")
-    if len(found) > 20:
-        click.echo(f"  ... and {len(found) - 20} more")
-    if found and not yes:
-        click.echo("run again with --yes to delete them")
-
-
 main.add_command(schedules)
+main.add_command(prune)
+main.add_command(migrate_store)
 main.add_command(tail)
 main.add_command(stats)

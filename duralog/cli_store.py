@@ -1,0 +1,113 @@
+"""Keeping a log: ``duralog prune`` (retention) and ``duralog migrate-store`` (copy a log)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+import msgspec
+
+from duralog import _format
+from duralog._cli_common import Context, Problem, friendly, pass_context
+from duralog.store.copy import copy_store
+from duralog.store.open import is_postgres, open_store
+
+
+@click.command()
+@click.option(
+    "--completed-before",
+    "before",
+    required=True,
+    help="A date or time (ISO 8601; UTC unless it says otherwise), e.g. 2026-11-01.",
+)
+@click.option("--yes", is_flag=True, help="Delete. Without it, only show what would go.")
+@click.option("--json", "as_json", is_flag=True, help="The workflows concerned, as JSON.")
+@pass_context
+@friendly
+def prune(ctx: Context, before: str, yes: bool, as_json: bool) -> None:
+    """Remove finished workflows (and their events) that ended before a date.
+
+    Only COMPLETED, FAILED and CANCELLED workflows go; running ones are never
+    touched. A dry run by default.
+
+    \b
+    Example:
+      duralog --db shop.db prune --completed-before 2026-10-01          # what would go
+      duralog --db shop.db prune --completed-before 2026-10-01 --yes    # delete it
+    """
+    try:
+        moment = dt.datetime.fromisoformat(before)
+    except ValueError:
+        raise Problem(f"--completed-before: {before!r} is not an ISO date or time", 2) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    store = ctx.store()
+    try:
+        found = store.prune(moment.timestamp(), dry_run=not yes)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(msgspec.json.encode(found).decode())
+        return
+    verb = "removed" if yes else "would remove"
+    events = sum(r.last_seq for r in found)
+    click.echo(f"{verb} {len(found)} workflows ({events} events) finished before {moment}")
+    for record in found[:20]:
+        click.echo(f"  {_format.record_row(record)}")
+    if len(found) > 20:
+        click.echo(f"  ... and {len(found) - 20} more")
+    if found and not yes:
+        click.echo("run again with --yes to delete them")
+
+
+@click.command(name="migrate-store")
+@click.option("--from", "source", required=True, help="The log to copy: a SQLite path or URL.")
+@click.option("--to", "target", required=True, help="Where to copy it: a SQLite path or URL.")
+@click.option("--batch-size", type=int, default=1000, show_default=True, help="Rows per batch.")
+@friendly
+def migrate_store(source: str, target: str, batch_size: int) -> None:
+    """Copy a whole log into another store (e.g. SQLite into PostgreSQL).
+
+    Stop every worker first. Every workflow (events, snapshots, inbox), schedule
+    and circuit breaker is copied and the row counts are checked; a target that
+    already holds any of the workflow ids is refused before anything is written.
+    Copied workflows arrive unowned: any worker of the new log picks them up.
+    The source is left as it was.
+
+    \b
+    Example:
+      duralog migrate-store --from shop.db --to "postgresql://app@db/prod?schema=duralog"
+    """
+    if batch_size < 1:
+        raise Problem("--batch-size must be at least 1", 2)
+    if not is_postgres(source) and not Path(source).exists():
+        raise Problem(f"no duralog database at {source} (--from)")
+    if source == target:
+        raise Problem("--from and --to are the same log")
+    src = open_store(source)
+    try:
+        dst = open_store(target)
+        try:
+            counts = copy_store(
+                src,
+                dst,
+                batch_size=batch_size,
+                progress=lambda table, n: click.echo(f"  {table}: {n} rows", err=True),
+            )
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    copied = ", ".join(f"{n} {table}" for table, n in counts.items())
+    click.echo(f"copied {copied} from {_redacted(source)} to {_redacted(target)}")
+
+
+def _redacted(address: str) -> str:
+    """An address as it may be printed: a URL's password replaced by ***."""
+    if not is_postgres(address) or "@" not in address:
+        return address
+    scheme, rest = address.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}{':***' if ':' in credentials else ''}@{host}"
