@@ -34,6 +34,7 @@ from duralog.replay.state import WorkflowState, fold_all
 from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.base import (
+    Durability,
     EventStore,
     NewWorkflow,
     ScheduleRecord,
@@ -42,7 +43,6 @@ from duralog.store.base import (
 )
 from duralog.store.events import LogEntry
 from duralog.store.open import open_store
-from duralog.store.sqlite import Durability
 
 from .api import seconds
 from .clock import Clock, SystemClock

@@ -44,6 +44,9 @@ log = logging.getLogger("duralog.engine")
 _ACTIVE = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
 _UNPLANNED: Any = object()  # a step whose guard was not looked up yet
 _ON_START = (*_ACTIVE, WorkflowStatus.SUSPENDED)
+#: Workflows taken per claim; a full batch is followed by another claim at once.
+_CLAIM_BATCH = 100
+_MAX_POKES = 10_000
 
 
 class RealSources:
@@ -209,10 +212,20 @@ class Worker:
 
     def _heard(self, kind: str, workflow_id: str | None) -> None:
         """Another process left work (from the store's listener thread)."""
-        if kind == "inbox" and workflow_id is not None:
-            self.poke(workflow_id)
-        elif kind in ("created", "released"):
-            self.request_claim()
+        if self._stopped:
+            return
+        try:
+            if kind == "inbox" and workflow_id is not None:
+                # Only for a workflow running here: every worker hears every hint.
+                self.call(self._poke_if_running, workflow_id)
+            elif kind in ("created", "released"):
+                self.request_claim()
+        except RuntimeError:  # the loop closed while the worker stopped
+            pass
+
+    def _poke_if_running(self, workflow_id: str) -> None:
+        if workflow_id in self.executions:
+            self._poked(workflow_id)
 
     def request_claim(self) -> None:
         """Look for claimable and queued work soon, once (from any thread)."""
@@ -233,6 +246,8 @@ class Worker:
     def _poked(self, workflow_id: str) -> None:
         execution = self.executions.get(workflow_id)
         if execution is None:
+            if len(self._pokes) >= _MAX_POKES:  # hints for workflows never adopted here
+                self._pokes.clear()  # (the poll reads owned inboxes anyway)
             self._pokes.add(workflow_id)  # not adopted yet: read the inbox when it is
         else:
             execution.spawn(execution.read_inbox())
@@ -344,9 +359,13 @@ class Worker:
             now + self.lease_seconds,
             statuses,
             dead_owners=self._dead_owners(),
-            limit=500,
+            limit=_CLAIM_BATCH,
             names=self.registry.names(),
         )
+        if len(claims) == _CLAIM_BATCH:
+            # More may be waiting: come back for them after this batch is adopted,
+            # which leaves other workers a chance to take some in between.
+            self.request_claim()
         for claim in claims:
             stale = self.executions.pop(claim.workflow_id, None)
             if stale is not None:  # it lost its lease and we took it back: start afresh
