@@ -98,12 +98,19 @@ class Adapter:
     version = duralog.__version__
     supports_w3 = True
 
-    def __init__(self, durability: str = "full", threads: str | None = None) -> None:
+    def __init__(
+        self, durability: str = "full", threads: str | None = None, starts: str = "one"
+    ) -> None:
         if durability not in ("full", "normal"):
             raise SystemExit(f"durability must be full or normal, not {durability!r}")
+        if starts not in ("one", "many"):
+            raise SystemExit(f"starts must be one (engine.start each) or many, not {starts!r}")
+        self.starts = starts
         self.durability = durability
         self.threads = int(threads) if threads else None
-        self.version = f"{duralog.__version__} ({_commit()}) durability={durability}"
+        self.version = (
+            f"{duralog.__version__} ({_commit()}) durability={durability} starts={starts}"
+        )
         self.engine: duralog.Engine | None = None
 
     def start(self, workdir: str, fresh: bool) -> None:
@@ -132,7 +139,10 @@ class Adapter:
 
     def run_many(self, m: int, k: int) -> list[int]:
         engine = self._engine()
-        handles = [engine.start(sequential, k) for _ in range(m)]
+        if self.starts == "many":  # one commit for all the starts
+            handles = engine.start_many(sequential, [(k,)] * m)
+        else:
+            handles = [engine.start(sequential, k) for _ in range(m)]
         return [h.result(timeout=3600) for h in handles]
 
     def w3_crash(self, n: int, ready: Callable[[], None]) -> None:

@@ -24,8 +24,9 @@ from duralog.engine.breaker import CircuitBreaker, CircuitOpen
 from duralog.engine.config import StepRegistry, WorkflowConfigError, load_workflow, parse_workflow
 from duralog.engine.dag import DAG, DAGCycleError, MissingDependencyError, Task
 from duralog.engine.decorators import step, workflow
-from duralog.engine.engine import Engine, WorkflowHandle
+from duralog.engine.engine import Engine
 from duralog.engine.fanout import map
+from duralog.engine.handle import WorkflowHandle
 from duralog.engine.logger import WorkflowLogger, logger
 from duralog.engine.metrics import Stats
 from duralog.engine.observe import CommittedEvent, Subscription

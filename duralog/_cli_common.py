@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
-from duralog.engine.engine import Engine, WorkflowHandle
+from duralog.engine.engine import Engine
+from duralog.engine.handle import WorkflowHandle
 from duralog.errors import DuralogError, HistoryFileError
 from duralog.replay.history import History
 from duralog.store.base import EventStore

@@ -29,7 +29,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from duralog.engine.clock import VirtualClock
-from duralog.engine.engine import Engine, WorkflowHandle
+from duralog.engine.engine import Engine
+from duralog.engine.handle import WorkflowHandle
 from duralog.errors import ResultTimeout
 from duralog.replay.checker import ReplayReport, Workflows, check
 from duralog.replay.history import load_history

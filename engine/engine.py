@@ -11,26 +11,18 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, TypeVar, overload
-
-import msgspec
+from typing import Any, TypeVar, overload
 
 from duralog.errors import (
     ConfigurationError,
-    DuralogError,
-    ErrorDetails,
     PayloadError,
-    ResultTimeout,
-    WorkflowFailed,
     WorkflowIdInUse,
     WorkflowNotFound,
-    WorkflowSuspended,
 )
 from duralog.replay.definitions import REGISTRY, Registry, Workflow
-from duralog.replay.state import WorkflowState, fold_all
 from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.base import (
@@ -41,12 +33,12 @@ from duralog.store.base import (
     WorkflowRecord,
     WorkflowStatus,
 )
-from duralog.store.events import LogEntry
 from duralog.store.open import open_store
 
 from .api import seconds
 from .clock import Clock, SystemClock
 from .committer import Committer
+from .handle import WorkflowHandle, check_id, require_utf8
 from .metrics import Stats, collect
 from .observe import CommittedEvent, Observers, Subscription, follow
 from .queues import QUEUES, Queue, check_priority, resolve
@@ -56,8 +48,6 @@ from .worker import Worker, default_worker_id
 
 R = TypeVar("R")
 T = TypeVar("T")
-
-MAX_ID_LENGTH = 255
 
 
 class Engine:
@@ -254,11 +244,65 @@ class Engine:
         """
         definition = self._definition(workflow)
         queued = None if queue is None else resolve(queue, self.queues)
+        item = self._new_item(definition, args, id, timeout, queued, check_priority(priority))
+        (fence,) = self._committer.create([item])
+        return self._started(definition, item, fence)
+
+    def start_many(
+        self,
+        workflow: Workflow[Any, R] | str,
+        calls: Iterable[Sequence[Any]],
+        *,
+        ids: Sequence[str] | None = None,
+        timeout: float | dt.timedelta | None = None,
+        queue: Queue | str | None = None,
+        priority: int = 0,
+    ) -> list[WorkflowHandle[R]]:
+        """Start ``workflow(*call)`` for every call in ``calls``, in one commit.
+
+        The batch form of ``start`` (same options, applied to every workflow): one
+        transaction for all of them, so enqueueing ten thousand jobs costs one
+        commit. ``ids``, if given, has one id per call; an id that already exists
+        returns that workflow's handle and starts nothing again.
+
+        Example:
+            ``engine.start_many(resize, [(url, 256) for url in urls], queue=images)``
+        """
+        definition = self._definition(workflow)
+        queued = None if queue is None else resolve(queue, self.queues)
         priority = check_priority(priority)
+        arguments = [tuple(call) for call in calls]
+        if ids is not None and len(ids) != len(arguments):
+            raise ConfigurationError(
+                f"start_many() got {len(arguments)} calls but {len(ids)} ids; give one id "
+                "per call, or none"
+            )
+        items = [
+            self._new_item(
+                definition, args, None if ids is None else ids[i], timeout, queued, priority
+            )
+            for i, args in enumerate(arguments)
+        ]
+        fences = self._committer.create(items) if items else []
+        return [
+            self._started(definition, item, fence)
+            for item, fence in zip(items, fences, strict=True)
+        ]
+
+    def _new_item(
+        self,
+        definition: Workflow[Any, Any],
+        args: Sequence[Any],
+        workflow_id: str | None,
+        timeout: float | dt.timedelta | None,
+        queued: Queue | None,
+        priority: int,
+    ) -> NewWorkflow:
+        """The row and first event of a workflow to create (nothing is written here)."""
         limit = None if timeout is None else seconds(timeout)
         if limit is not None and not limit > 0:
             raise ConfigurationError(f"a workflow timeout must be positive, got {timeout!r}")
-        workflow_id = _check_id(id) if id is not None else uuid.uuid4().hex
+        workflow_id = check_id(workflow_id) if workflow_id is not None else uuid.uuid4().hex
         try:
             args_raw, kwargs_raw = codec.encode_call(args, {})
             codec.check_size(
@@ -269,13 +313,11 @@ class Engine:
                 f"cannot record the input of workflow {definition.name!r}: {exc}; "
                 f"{codec.SUPPORTED_HINT}"
             ) from None
-        now = self.clock.now()
         started = ev.started_entry(
-            now, name=definition.name, args=args_raw, kwargs=kwargs_raw, timeout=limit
+            self.clock.now(), name=definition.name, args=args_raw, kwargs=kwargs_raw, timeout=limit
         )
-        worker = self._worker
-        owner = self.worker_id if worker is not None and queued is None else None
-        item = NewWorkflow(
+        owner = self.worker_id if self._worker is not None and queued is None else None
+        return NewWorkflow(
             workflow_id,
             definition.name,
             started,
@@ -284,21 +326,26 @@ class Engine:
             queue=queued.name if queued else None,
             priority=priority,
         )
-        (fence,) = self._committer.create([item])
+
+    def _started(
+        self, definition: Workflow[Any, Any], item: NewWorkflow, fence: int | None
+    ) -> WorkflowHandle[Any]:
+        """After the commit: hand a new workflow to the worker, or check an existing id."""
+        worker = self._worker
         if fence is not None and self._observers.active:
-            self._observers.created(workflow_id, definition.name, started)
+            self._observers.created(item.id, definition.name, item.started)
         if fence is None:
-            existing = self.store.get_workflow(workflow_id)
+            existing = self.store.get_workflow(item.id)
             if existing is not None and existing.name != definition.name:
                 raise WorkflowIdInUse(
-                    f"workflow id {workflow_id!r} already belongs to a {existing.name!r} "
+                    f"workflow id {item.id!r} already belongs to a {existing.name!r} "
                     f"workflow, not {definition.name!r}; choose another id"
                 )
-        elif worker is not None and queued is not None:
+        elif worker is not None and item.queue is not None:
             worker.request_dequeue()
-        elif worker is not None:
-            worker.adopt_new(workflow_id, fence, started)
-        return WorkflowHandle(self, workflow_id, definition)
+        elif worker is not None and item.owner is not None:
+            worker.adopt_new(item.id, fence, item.started)
+        return WorkflowHandle(self, item.id, definition)
 
     def run(
         self,
@@ -453,7 +500,7 @@ class Engine:
 
     def get(self, workflow_id: str) -> WorkflowHandle[Any]:
         """The handle of an existing workflow; ``WorkflowNotFound`` if there is none."""
-        _require_utf8(workflow_id, "a workflow id")
+        require_utf8(workflow_id, "a workflow id")
         record = self.store.get_workflow(workflow_id)
         if record is None:
             raise WorkflowNotFound(workflow_id)
@@ -485,181 +532,3 @@ class Engine:
             if event is None:
                 event = self._done[workflow_id] = threading.Event()
             return event
-
-
-class WorkflowHandle(Generic[R]):
-    """A started workflow: wait for its result, read its status and history."""
-
-    def __init__(
-        self, engine: Engine, workflow_id: str, definition: Workflow[Any, R] | None
-    ) -> None:
-        self._engine = engine
-        self._definition = definition
-        self.id = workflow_id
-
-    def __repr__(self) -> str:
-        return f"<WorkflowHandle {self.id!r}>"
-
-    def record(self) -> WorkflowRecord:
-        """The workflow's index row (status, owner, last seq...)."""
-        record = self._engine.store.get_workflow(self.id)
-        if record is None:
-            raise WorkflowNotFound(self.id)
-        return record
-
-    def status(self) -> WorkflowStatus:
-        """The current status."""
-        return self.record().status
-
-    def history(self) -> list[LogEntry]:
-        """Every event of the workflow, in seq order."""
-        self.record()
-        return self._engine.store.read_events(self.id)
-
-    def state(self, at: int | None = None) -> WorkflowState:
-        """The state derived from the first ``at`` events (all by default): time travel."""
-        self.record()
-        return fold_all(self.id, self._engine.store.read_events(self.id, until_seq=at))
-
-    def signal(self, name: str, payload: Any = None) -> None:
-        """Send signal ``name`` with a JSON-encodable ``payload`` (from any process).
-
-        It waits in the workflow's inbox until the workflow's owner moves it into
-        the log; ``duralog.wait_signal(name)`` in the workflow then receives it.
-        """
-        self._send("signal", name, payload)
-
-    def cancel(self, reason: str = "") -> None:
-        """Ask the workflow to cancel: ``CancelledError`` is raised at its current await.
-
-        The workflow may catch it to run cleanup steps; if it lets it propagate the
-        workflow ends ``CANCELLED``.
-        """
-        self._send("cancel", reason, None)
-
-    def pause(self, reason: str = "") -> None:
-        """Pause the workflow: it starts no new step and fires no timer until resumed.
-
-        Steps already running finish; the status shows ``PAUSED``.
-        """
-        self._send("pause", reason, None)
-
-    def resume(self) -> None:
-        """Resume a paused workflow."""
-        self._send("resume", "", None)
-
-    def get_event(self, key: str, timeout: float | None = None) -> Any:
-        """The value the workflow last published under ``key``, waiting until there is one.
-
-        Raises ``ResultTimeout`` if nothing is published within ``timeout`` seconds,
-        and ``DuralogError`` if the workflow ends without publishing it.
-        """
-
-        def probe() -> msgspec.Raw | None:
-            record = self.record()
-            value = self._engine.store.published(self.id, key)
-            if value is None and record.status.is_terminal:
-                raise DuralogError(
-                    f"workflow {self.id!r} ended ({record.status.value}) without publishing {key!r}"
-                )
-            return None if value is None else msgspec.Raw(value)
-
-        return codec.decode(self._poll(probe, timeout, time.sleep, max_pause=0.25))
-
-    def _send(self, kind: str, name: str, payload: Any) -> None:
-        _require_utf8(name, f"the {kind} name" if kind == "signal" else "the reason")
-        record = self.record()
-        if record.status.is_terminal:
-            raise DuralogError(
-                f"workflow {self.id!r} is already {record.status.value}; the {kind} was not sent"
-            )
-        try:
-            data = None
-            if kind == "signal":
-                encoded = codec.encode(payload)
-                codec.check_size(encoded, self._engine.max_payload_bytes, f"signal {name!r}")
-                data = bytes(encoded)
-        except PayloadError as exc:
-            raise PayloadError(f"cannot send signal {name!r} to {self.id!r}: {exc}") from None
-        self._engine.store.send(self.id, kind, name, data, time.time())
-        worker = self._engine._worker
-        if worker is not None:
-            worker.poke(self.id)
-
-    def result(self, timeout: float | None = None) -> R:
-        """Wait for the workflow to end and return its result.
-
-        Raises ``WorkflowFailed`` (with ``cause``) if it failed, ``WorkflowSuspended``
-        if its code diverged, ``ResultTimeout`` if ``timeout`` seconds pass first.
-        """
-        done = self._engine._done_event(self.id)
-
-        def probe() -> WorkflowRecord | None:
-            nonlocal done
-            done = self._engine._done_event(self.id)  # registered before the status is read
-            record = self.record()
-            ended = record.status.is_terminal or record.status is WorkflowStatus.SUSPENDED
-            return record if ended else None
-
-        # Woken at once when this process finishes it; polling covers other processes.
-        return self._outcome(self._poll(probe, timeout, lambda s: done.wait(s), max_pause=0.5))
-
-    def _poll(
-        self,
-        probe: Callable[[], T | None],
-        timeout: float | None,
-        sleep: Callable[[float], object],
-        max_pause: float,
-    ) -> T:
-        """Call ``probe`` until it returns something, backing off; ``ResultTimeout`` after
-        ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.005
-        while True:
-            found = probe()
-            if found is not None:
-                return found
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise ResultTimeout(self.id, timeout or 0.0, self.status().value)
-            sleep(pause if remaining is None else min(pause, remaining))
-            pause = min(pause * 2, max_pause)
-
-    def _outcome(self, record: WorkflowRecord) -> R:
-        if record.status is WorkflowStatus.SUSPENDED:
-            raise WorkflowSuspended(self.id, record.reason or "its code diverged")
-        found = self._engine.store.read_events(self.id, after_seq=record.last_seq - 1)
-        event = found[-1].event if found else None
-        if isinstance(event, ev.WorkflowCompleted):
-            result_type = self._definition.result_type if self._definition else Any
-            value: R = codec.decode(event.result, result_type)
-            return value
-        if isinstance(event, ev.WorkflowFailed):
-            raise WorkflowFailed(self.id, event.error)
-        raise WorkflowFailed(self.id, ErrorDetails("Cancelled", "the workflow was cancelled"))
-
-
-def _check_id(workflow_id: str) -> str:
-    if not isinstance(workflow_id, str) or not workflow_id:
-        raise ConfigurationError(f"a workflow id must be a non-empty string, got {workflow_id!r}")
-    if len(workflow_id) > MAX_ID_LENGTH or "\x00" in workflow_id:
-        raise ConfigurationError(
-            f"a workflow id must be at most {MAX_ID_LENGTH} characters without NUL bytes"
-        )
-    _require_utf8(workflow_id, "a workflow id")
-    if "~" in workflow_id:
-        raise ConfigurationError(
-            f"workflow id {workflow_id!r}: '~' is reserved for the archived runs of "
-            "continue-as-new (<id>~run<N>); choose an id without it"
-        )
-    return workflow_id
-
-
-def _require_utf8(text: str, what: str) -> None:
-    """Refuse text the log cannot store (lone surrogates, e.g. from undecodable bytes)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigurationError(
-            f"{what} must be valid Unicode text; {text!r:.60} holds a lone surrogate"
-        ) from None

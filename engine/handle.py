@@ -1,0 +1,212 @@
+"""``WorkflowHandle``: a started workflow, seen from outside (any thread, any process)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import msgspec
+
+from duralog.errors import (
+    ConfigurationError,
+    DuralogError,
+    ErrorDetails,
+    PayloadError,
+    ResultTimeout,
+    WorkflowFailed,
+    WorkflowNotFound,
+    WorkflowSuspended,
+)
+from duralog.replay.definitions import Workflow
+from duralog.replay.state import WorkflowState, fold_all
+from duralog.store import codec
+from duralog.store import events as ev
+from duralog.store.base import WorkflowRecord, WorkflowStatus
+from duralog.store.events import LogEntry
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+MAX_ID_LENGTH = 255
+
+
+class WorkflowHandle(Generic[R]):
+    """A started workflow: wait for its result, read its status and history."""
+
+    def __init__(
+        self, engine: Engine, workflow_id: str, definition: Workflow[Any, R] | None
+    ) -> None:
+        self._engine = engine
+        self._definition = definition
+        self.id = workflow_id
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle {self.id!r}>"
+
+    def record(self) -> WorkflowRecord:
+        """The workflow's index row (status, owner, last seq...)."""
+        record = self._engine.store.get_workflow(self.id)
+        if record is None:
+            raise WorkflowNotFound(self.id)
+        return record
+
+    def status(self) -> WorkflowStatus:
+        """The current status."""
+        return self.record().status
+
+    def history(self) -> list[LogEntry]:
+        """Every event of the workflow, in seq order."""
+        self.record()
+        return self._engine.store.read_events(self.id)
+
+    def state(self, at: int | None = None) -> WorkflowState:
+        """The state derived from the first ``at`` events (all by default): time travel."""
+        self.record()
+        return fold_all(self.id, self._engine.store.read_events(self.id, until_seq=at))
+
+    def signal(self, name: str, payload: Any = None) -> None:
+        """Send signal ``name`` with a JSON-encodable ``payload`` (from any process).
+
+        It waits in the workflow's inbox until the workflow's owner moves it into
+        the log; ``duralog.wait_signal(name)`` in the workflow then receives it.
+        """
+        self._send("signal", name, payload)
+
+    def cancel(self, reason: str = "") -> None:
+        """Ask the workflow to cancel: ``CancelledError`` is raised at its current await.
+
+        The workflow may catch it to run cleanup steps; if it lets it propagate the
+        workflow ends ``CANCELLED``.
+        """
+        self._send("cancel", reason, None)
+
+    def pause(self, reason: str = "") -> None:
+        """Pause the workflow: it starts no new step and fires no timer until resumed.
+
+        Steps already running finish; the status shows ``PAUSED``.
+        """
+        self._send("pause", reason, None)
+
+    def resume(self) -> None:
+        """Resume a paused workflow."""
+        self._send("resume", "", None)
+
+    def get_event(self, key: str, timeout: float | None = None) -> Any:
+        """The value the workflow last published under ``key``, waiting until there is one.
+
+        Raises ``ResultTimeout`` if nothing is published within ``timeout`` seconds,
+        and ``DuralogError`` if the workflow ends without publishing it.
+        """
+
+        def probe() -> msgspec.Raw | None:
+            record = self.record()
+            value = self._engine.store.published(self.id, key)
+            if value is None and record.status.is_terminal:
+                raise DuralogError(
+                    f"workflow {self.id!r} ended ({record.status.value}) without publishing {key!r}"
+                )
+            return None if value is None else msgspec.Raw(value)
+
+        return codec.decode(self._poll(probe, timeout, time.sleep, max_pause=0.25))
+
+    def _send(self, kind: str, name: str, payload: Any) -> None:
+        require_utf8(name, f"the {kind} name" if kind == "signal" else "the reason")
+        record = self.record()
+        if record.status.is_terminal:
+            raise DuralogError(
+                f"workflow {self.id!r} is already {record.status.value}; the {kind} was not sent"
+            )
+        try:
+            data = None
+            if kind == "signal":
+                encoded = codec.encode(payload)
+                codec.check_size(encoded, self._engine.max_payload_bytes, f"signal {name!r}")
+                data = bytes(encoded)
+        except PayloadError as exc:
+            raise PayloadError(f"cannot send signal {name!r} to {self.id!r}: {exc}") from None
+        self._engine.store.send(self.id, kind, name, data, time.time())
+        worker = self._engine._worker
+        if worker is not None:
+            worker.poke(self.id)
+
+    def result(self, timeout: float | None = None) -> R:
+        """Wait for the workflow to end and return its result.
+
+        Raises ``WorkflowFailed`` (with ``cause``) if it failed, ``WorkflowSuspended``
+        if its code diverged, ``ResultTimeout`` if ``timeout`` seconds pass first.
+        """
+        done = self._engine._done_event(self.id)
+
+        def probe() -> WorkflowRecord | None:
+            nonlocal done
+            done = self._engine._done_event(self.id)  # registered before the status is read
+            record = self.record()
+            ended = record.status.is_terminal or record.status is WorkflowStatus.SUSPENDED
+            return record if ended else None
+
+        # Woken at once when this process finishes it; polling covers other processes.
+        return self._outcome(self._poll(probe, timeout, lambda s: done.wait(s), max_pause=0.5))
+
+    def _poll(
+        self,
+        probe: Callable[[], T | None],
+        timeout: float | None,
+        sleep: Callable[[float], object],
+        max_pause: float,
+    ) -> T:
+        """Call ``probe`` until it returns something, backing off; ``ResultTimeout`` after
+        ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            found = probe()
+            if found is not None:
+                return found
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise ResultTimeout(self.id, timeout or 0.0, self.status().value)
+            sleep(pause if remaining is None else min(pause, remaining))
+            pause = min(pause * 2, max_pause)
+
+    def _outcome(self, record: WorkflowRecord) -> R:
+        if record.status is WorkflowStatus.SUSPENDED:
+            raise WorkflowSuspended(self.id, record.reason or "its code diverged")
+        found = self._engine.store.read_events(self.id, after_seq=record.last_seq - 1)
+        event = found[-1].event if found else None
+        if isinstance(event, ev.WorkflowCompleted):
+            result_type = self._definition.result_type if self._definition else Any
+            value: R = codec.decode(event.result, result_type)
+            return value
+        if isinstance(event, ev.WorkflowFailed):
+            raise WorkflowFailed(self.id, event.error)
+        raise WorkflowFailed(self.id, ErrorDetails("Cancelled", "the workflow was cancelled"))
+
+
+def check_id(workflow_id: str) -> str:
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise ConfigurationError(f"a workflow id must be a non-empty string, got {workflow_id!r}")
+    if len(workflow_id) > MAX_ID_LENGTH or "\x00" in workflow_id:
+        raise ConfigurationError(
+            f"a workflow id must be at most {MAX_ID_LENGTH} characters without NUL bytes"
+        )
+    require_utf8(workflow_id, "a workflow id")
+    if "~" in workflow_id:
+        raise ConfigurationError(
+            f"workflow id {workflow_id!r}: '~' is reserved for the archived runs of "
+            "continue-as-new (<id>~run<N>); choose an id without it"
+        )
+    return workflow_id
+
+
+def require_utf8(text: str, what: str) -> None:
+    """Refuse text the log cannot store (lone surrogates, e.g. from undecodable bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"{what} must be valid Unicode text; {text!r:.60} holds a lone surrogate"
+        ) from None
