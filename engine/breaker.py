@@ -326,6 +326,8 @@ class Breakers:
         """The admitted attempt raised ``exc``: count it if it is the dependency's fault."""
         breaker = ticket.breaker
         if not breaker.counts(exc):
+            if ticket.trial:  # the dependency answered (the error is the caller's): close
+                self.succeeded(ticket)
             return
         now = self._clock.now()
 

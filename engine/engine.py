@@ -155,7 +155,11 @@ class Engine:
 
     def __enter__(self) -> Engine:
         if self._run_worker:
-            self.start_worker()
+            try:
+                self.start_worker()
+            except BaseException:
+                self.close()  # stops whatever of the worker did start
+                raise
         return self
 
     def __exit__(
@@ -378,7 +382,10 @@ class Engine:
         Example:
             ``engine.provide("payments", PaymentsClient(api_key=os.environ["PAY_KEY"]))``
         """
-        self.resources[check_name(name)] = value
+        # Copy on write: a step thread may be iterating the current mapping.
+        self.resources = {**self.resources, check_name(name): value}
+        if self._worker is not None:
+            self._worker.resources = self.resources
 
     def subscribe(
         self,

@@ -30,6 +30,8 @@ from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.base import NewWorkflow, ScheduleRecord
 
+from .queues import Queue
+
 log = logging.getLogger("duralog.schedules")
 
 CatchUp = Literal["all", "latest", "none"]
@@ -110,6 +112,12 @@ def make_schedule(
             f"{where}: {cron!r} is not a cron expression ({exc}); use five fields, "
             "'minute hour day-of-month month day-of-week', e.g. '*/15 * * * *'"
         ) from None
+    try:  # a valid expression may still never match ("0 0 30 2 *": 30 February)
+        croniter(cron, dt.datetime.now(zone(timezone, where))).get_next(float)
+    except (CroniterBadDateError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{where}: {cron!r} never matches a date ({exc}); check its day and month fields"
+        ) from None
     return Schedule(schedule_id, cron, workflow, tuple(args), catch_up, queue, timezone)
 
 
@@ -119,7 +127,7 @@ def schedule(
     id: str | None = None,
     args: Sequence[Any] = (),
     catch_up: CatchUp = "latest",
-    queue: str | None = None,
+    queue: Queue | str | None = None,
     timezone: str = "UTC",
 ) -> Callable[[W], W]:
     """Start the decorated workflow on every tick of ``cron``; put it above ``@workflow``.
@@ -135,7 +143,9 @@ def schedule(
         catch_up: after downtime, ``"latest"`` (default) starts only the most
             recent missed tick, ``"all"`` every missed tick, oldest first, and
             ``"none"`` none (a tick more than a minute late is skipped).
-        queue: start tick workflows on this queue (its limits apply).
+        queue: start tick workflows on this queue (a ``duralog.Queue`` or the name of
+            one; its limits apply). A worker refuses to start with a schedule whose
+            queue is declared nowhere in its process.
         timezone: an IANA zone name for the cron fields (default UTC).
     """
 
@@ -150,7 +160,7 @@ def schedule(
             workflow.name,
             args,
             catch_up=catch_up,
-            queue=queue,
+            queue=queue.name if isinstance(queue, Queue) else queue,
             timezone=timezone,
         )
         SCHEDULES[spec.id] = spec
@@ -173,7 +183,9 @@ def due_ticks(record: ScheduleRecord, now: float) -> tuple[list[float], float]:
     """The ticks to start now and the schedule's new last tick (epoch seconds).
 
     Ticks after ``record.last_tick`` and at or before ``now`` are due; the catch-up
-    policy picks which of them start. The new last tick covers the skipped ones."""
+    policy picks which of them start. The new last tick covers the skipped ones.
+    When clocks go back, a wall time that happens twice ("30 2 * * *" on that
+    night) is one tick, as in classic cron: the second occurrence is skipped."""
     tz = zone(record.timezone, f"schedule {record.id!r}")
     after = dt.datetime.fromtimestamp(record.last_tick, tz)
     first = float(croniter(record.cron, after).get_next(float))
@@ -186,14 +198,33 @@ def due_ticks(record: ScheduleRecord, now: float) -> tuple[list[float], float]:
             if tick > now:
                 break
             ticks.append(tick)
-        return ticks, ticks[-1]
+        previous = [record.last_tick, *ticks[:-1]]
+        kept = [t for t, p in zip(ticks, previous, strict=True) if not _repeat(record, p, t, tz)]
+        return kept, ticks[-1]
     # get_prev() is strictly before its start: start a second past ``now``, cut to
     # the second, so a tick exactly at ``now`` counts and a later one cannot.
     ceiling = dt.datetime.fromtimestamp(math.floor(now) + 1, tz)
     latest = max(float(croniter(record.cron, ceiling).get_prev(float)), first)
-    if record.catch_up == "none" and now - latest > GRACE_SECONDS:
+    if latest > first:
+        before = float(croniter(record.cron, dt.datetime.fromtimestamp(latest, tz)).get_prev(float))
+    else:
+        before = record.last_tick
+    # A repeated wall time is skipped only if its first occurrence was started.
+    repeated = before <= record.last_tick and _repeat(record, before, latest, tz)
+    if repeated or (record.catch_up == "none" and now - latest > GRACE_SECONDS):
         return [], latest
     return [latest], latest
+
+
+def _repeat(record: ScheduleRecord, previous: float, tick: float, tz: dt.tzinfo) -> bool:
+    """Whether ``tick`` repeats the wall time of the tick before it, ``previous`` (clocks
+    went back between them), for a cron that names its hours (an hourly or finer one
+    runs in both)."""
+    local = dt.datetime.fromtimestamp(tick, tz)
+    if not local.fold or any(c in record.cron.split()[1] for c in "*/"):
+        return False
+    earlier = dt.datetime.fromtimestamp(previous, tz)
+    return earlier.replace(tzinfo=None, fold=0) == local.replace(tzinfo=None, fold=0)
 
 
 def next_tick(record: ScheduleRecord) -> float:

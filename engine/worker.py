@@ -20,7 +20,13 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from duralog.errors import CorruptEventError, LeaseLost, RegistrationError
+from duralog.errors import (
+    ConfigurationError,
+    CorruptEventError,
+    DuralogError,
+    LeaseLost,
+    RegistrationError,
+)
 from duralog.replay.definitions import Registry, Step
 from duralog.replay.instance import WorkflowInstance
 from duralog.replay.state import WorkflowState, fold, fold_all, load_state, new_state
@@ -34,7 +40,7 @@ from .committer import Committer, LoopCommitter
 from .execution import Execution
 from .guard import Guard
 from .observe import Observers
-from .queues import Queue
+from .queues import QUEUES, Queue
 from .resources import _resources
 from .schedules import SCHEDULES, due_ticks, tick_workflows
 from .threads import StepThreads
@@ -114,7 +120,7 @@ class Worker:
         self.loop = asyncio.new_event_loop()
         self.appends = LoopCommitter(store, self.loop)
         self.threads = StepThreads(self.loop, max_threads)
-        #: The engine's resources (the engine's own dict: ``provide`` adds to it).
+        #: The engine's resources (``provide`` replaces the mapping, never changes it).
         self.resources: dict[str, Any] = resources if resources is not None else {}
         self.observers = observers if observers is not None else Observers()
         self.breakers = Breakers(store, self.clock)
@@ -129,16 +135,17 @@ class Worker:
         self._queued: set[str] = set()  # workflows this worker took off a queue
         self._dequeue_requested = False
         self._claim_requested = False
+        self._broken_schedules: dict[str, float] = {}  # schedule id -> not before
 
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
         """Register, recover what this host's dead workers left, and start polling."""
+        self._store_schedules()  # a schedule that cannot be stored stops us here
         now = time.time()
         self.store.register_worker(self.worker_id, socket.gethostname(), os.getpid(), now)
         self._thread.start()
         self._ready.wait()
-        self._store_schedules()
         self.store.listen(self._heard)
         future = asyncio.run_coroutine_threadsafe(self._recover(), self.loop)
         future.result()
@@ -161,7 +168,12 @@ class Worker:
 
     def stop(self) -> None:
         """Stop advancing workflows: cancel running attempts, commit what is pending."""
-        if self._stopped or not self._thread.is_alive():
+        if self._stopped:
+            return
+        if not self._thread.is_alive():  # it never started (or its loop died)
+            self._stopped = True
+            self.loop.close()
+            self.threads.close()
             return
         self._stopped = True
         asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result()
@@ -274,6 +286,7 @@ class Worker:
 
     def _skip(self, workflow_id: str, fence: int, reason: str, backoff: float = 60.0) -> None:
         """Release a workflow this worker cannot advance, and leave it for ``backoff`` s."""
+        self._queued.discard(workflow_id)
         if workflow_id not in self._skipped:
             log.error("worker %s cannot run workflow %s: %s", self.worker_id, workflow_id, reason)
         self._skipped[workflow_id] = time.time() + backoff
@@ -327,26 +340,55 @@ class Worker:
     def _store_schedules(self) -> None:
         """Store the schedules declared in code for workflows this worker runs."""
         for spec in list(SCHEDULES.values()):
-            if spec.workflow in self.registry:
-                self.store.put_schedule(spec.record(self.clock.now()))
+            if spec.workflow not in self.registry:
+                continue
+            if spec.queue is not None and spec.queue not in self.queues | QUEUES:
+                raise ConfigurationError(
+                    f"schedule {spec.id!r} starts its workflows on queue {spec.queue!r}, "
+                    f"which is declared nowhere in this process (declared: "
+                    f"{', '.join(sorted(self.queues | QUEUES)) or 'none'}); declare it with "
+                    f"duralog.Queue({spec.queue!r}, ...) or fix the name"
+                )
+            self.store.put_schedule(spec.record(self.clock.now()))
 
     def _fire_schedules(self) -> None:
-        """Start every due tick of every schedule whose workflow this worker runs."""
+        """Start every due tick of every schedule whose workflow this worker runs.
+
+        A schedule that cannot fire (its time zone is unknown on this host, its cron
+        never matches) is logged and left alone for a minute; the others go on."""
         now = self.clock.now()
         fired = False
         for record in self.store.schedules():
             if record.paused or record.workflow not in self.registry:
                 continue
-            ticks, last_tick = due_ticks(record, now)
-            if last_tick == record.last_tick:
+            if self._broken_schedules.get(record.id, 0.0) > now:
                 continue
-            items = tick_workflows(record, ticks, now)
-            if self.store.fire_schedule(record.id, record.last_tick, last_tick, items):
-                fired = fired or bool(items)
-                for item in items:
-                    log.info("schedule %s started workflow %s", record.id, item.id)
-                    if self.observers.active:
-                        self.observers.created(item.id, item.name, item.started)
+            try:
+                ticks, last_tick = due_ticks(record, now)
+                if last_tick == record.last_tick:
+                    continue
+                items = tick_workflows(record, ticks, now)
+                if not self.store.fire_schedule(record.id, record.last_tick, last_tick, items):
+                    continue
+            except (DuralogError, ValueError, KeyError) as exc:
+                self._broken_schedules[record.id] = now + 60.0
+                log.error(
+                    "worker %s cannot fire schedule %r (%r, %s): %s; fix it with "
+                    "engine.schedule(...) or remove it with: duralog schedules delete %s",
+                    self.worker_id,
+                    record.id,
+                    record.cron,
+                    record.timezone,
+                    exc,
+                    record.id,
+                )
+                continue
+            self._broken_schedules.pop(record.id, None)
+            fired = fired or bool(items)
+            for item in items:
+                log.info("schedule %s started workflow %s", record.id, item.id)
+                if self.observers.active:
+                    self.observers.created(item.id, item.name, item.started)
         if fired:
             self.call(self._background, self._claim(_ACTIVE))
             self.request_dequeue()
@@ -404,15 +446,25 @@ class Worker:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.poll_interval)
+            # Each duty on its own: one that fails must not starve the others.
+            for duty in (self._release_pending, self._read_inboxes, self._dequeue):
+                try:
+                    duty()
+                except Exception as exc:
+                    log.warning("worker %s could not poll for work: %s", self.worker_id, exc)
             try:
-                self._release_pending()
                 await self._claim(_ACTIVE)
-                self._dequeue()
-                self._fire_schedules()
-                for workflow_id in self.store.owned_with_inbox(self.worker_id):
-                    self._poked(workflow_id)
             except Exception as exc:
-                log.warning("worker %s could not poll for work: %s", self.worker_id, exc)
+                log.warning("worker %s could not claim work: %s", self.worker_id, exc)
+            try:
+                self._fire_schedules()
+            except Exception as exc:
+                log.warning("worker %s could not read its schedules: %s", self.worker_id, exc)
+
+    def _read_inboxes(self) -> None:
+        """Signals and cancels other processes left for workflows running here."""
+        for workflow_id in self.store.owned_with_inbox(self.worker_id):
+            self._poked(workflow_id)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -450,6 +502,7 @@ class Worker:
                 exc_info=exc,
             )
         execution.close()
+        self._queued.discard(execution.workflow_id)  # its slot is counted in the store
         if self.executions.get(execution.workflow_id) is execution:
             del self.executions[execution.workflow_id]
             if not isinstance(exc, LeaseLost):

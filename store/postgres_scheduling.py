@@ -129,7 +129,8 @@ class SchedulingMixin:
             # A concurrent firer holds the row lock; once it commits, last_tick no longer
             # matches and this update moves nothing.
             moved = conn.execute(
-                "UPDATE schedules SET last_tick = %s WHERE id = %s AND last_tick = %s",
+                "UPDATE schedules SET last_tick = %s WHERE id = %s AND last_tick = %s"
+                " AND NOT paused",
                 (new_last_tick, schedule_id, last_tick),
             ).rowcount
             if not moved:

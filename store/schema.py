@@ -147,6 +147,10 @@ TABLES: tuple[Table, ...] = (
             Index("workflows_name", ("name", "created_at")),
             Index("workflows_created", ("created_at",)),
             Index("workflows_queue", ("queue", "status", "priority", "created_at"), since=2),
+            # the rate limit counts a queue's recent dequeues; tail and stats --since
+            # read what changed lately: both without scanning every workflow ever run
+            Index("workflows_dequeued", ("queue", "dequeued_at"), since=3),
+            Index("workflows_updated", ("updated_at",), since=3),
         ),
     ),
     Table(
@@ -250,7 +254,11 @@ def copy_values(table: Table, row: Sequence[object]) -> tuple[object, ...]:
 
 
 #: Migration names, by version (SQLite records them by name).
-MIGRATION_NAMES: dict[int, str] = {1: "m001_initial", 2: "m002_queues_schedules_breakers"}
+MIGRATION_NAMES: dict[int, str] = {
+    1: "m001_initial",
+    2: "m002_queues_schedules_breakers",
+    3: "m003_rate_and_recency_indexes",
+}
 SCHEMA_VERSION = max(MIGRATION_NAMES)
 
 

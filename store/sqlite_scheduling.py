@@ -59,9 +59,11 @@ class SchedulingMixin:
                 " status = 'RUNNING', dequeued_at = ?"
                 " WHERE id IN (SELECT id FROM workflows WHERE queue = ? AND status = 'PENDING'"
                 f"  {only_names} ORDER BY priority, created_at, id LIMIT ?)"
-                " RETURNING id, fence",
+                " RETURNING id, fence, priority, created_at",
                 params,
             ).fetchall()
+        # RETURNING comes in no promised order: hand them over by priority, then age.
+        found.sort(key=lambda row: (row[2], row[3], row[0]))
         return [Claim(row[0], row[1]) for row in found]
 
     # -- schedules ---------------------------------------------------------
@@ -106,7 +108,7 @@ class SchedulingMixin:
         """Create the tick workflows and move the last tick, if nobody else did first."""
         with self._write() as conn:
             moved = conn.execute(
-                "UPDATE schedules SET last_tick = ? WHERE id = ? AND last_tick = ?",
+                "UPDATE schedules SET last_tick = ? WHERE id = ? AND last_tick = ? AND paused = 0",
                 (new_last_tick, schedule_id, last_tick),
             ).rowcount
             if not moved:

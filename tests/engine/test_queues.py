@@ -75,7 +75,11 @@ def test_queued_workflows_wait_pending_until_a_slot_frees(db: str) -> None:
         first = engine.start(blocker, queue=queue)
         wait_for(lambda: first.status() is duralog.WorkflowStatus.RUNNING)
         second = engine.start(queued_job, "after", queue="test-one-slot")
-        time.sleep(0.2)  # give a wrongly eager worker the chance to take it
+        # A job on another queue served by the same worker: once it has run, the
+        # worker has looked at every queue after `second` was enqueued.
+        other = Queue("test-one-slot-probe")
+        engine.queues[other.name] = other
+        assert engine.start(queued_job, "probe", queue=other).result(timeout=10) == "probe"
         assert second.status() is duralog.WorkflowStatus.PENDING
         _gate.set()
         assert first.result(timeout=10) == "unblocked"
@@ -129,8 +133,7 @@ def test_a_worker_serves_only_its_queues(db: str) -> None:
     with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[served]) as engine:
         waiting = engine.start(queued_job, "x", queue=other)
         done = engine.start(queued_job, "y", queue=served)
-        assert done.result(timeout=10) == "y"
-        time.sleep(0.2)
+        assert done.result(timeout=10) == "y"  # a dequeue pass ran after both starts
         assert waiting.status() is duralog.WorkflowStatus.PENDING
 
 
@@ -167,3 +170,18 @@ def test_bad_names_and_priorities_are_clear_errors(db: str) -> None:
 def test_queue_repr_shows_its_limits() -> None:
     queue = Queue("test-repr", concurrency=3, rate_limit=10, period=60)
     assert repr(queue) == "Queue('test-repr', concurrency=3, rate_limit=10, period=60)"
+
+
+def test_a_batch_taken_at_once_still_runs_by_priority(db: str) -> None:
+    # Ten jobs waiting, no concurrency limit: one claim takes them all, and the
+    # single step thread must still run them lowest priority number first.
+    queue = Queue("test-batch-priority")
+    with duralog.Engine(db, worker=False, queues=[queue]) as client:
+        for priority in range(9, -1, -1):
+            client.start(queued_job, f"p{priority}", queue=queue, priority=priority)
+    with duralog.Engine(
+        db, durability="normal", poll_interval=0.05, queues=[queue], max_threads=1
+    ) as engine:
+        for record in engine.list():
+            engine.get(record.id).result(timeout=20)
+    assert _order == [f"p{priority}" for priority in range(10)]

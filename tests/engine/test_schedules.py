@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 from croniter import croniter
@@ -257,3 +258,59 @@ def test_the_cli_lists_pauses_resumes_and_deletes(engine: duralog.Engine) -> Non
     assert run() == "no schedules\n"
     missing = runner.invoke(main, ["--db", db, "schedules", "pause", "nope"])
     assert missing.exit_code == 1 and "no schedule with id 'nope'" in missing.output
+
+
+def test_a_cron_that_never_matches_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="never matches a date"):
+        make_schedule("feb30", "0 0 30 2 *", "wf")
+
+
+def test_a_schedule_that_cannot_fire_does_not_stop_the_others(
+    tmp_path: Path, clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / "broken.db")
+    with duralog.Engine(path, durability="normal", poll_interval=0.02, clock=clock) as engine:
+        engine.schedule("good", "* * * * *", report, "ok")
+        # Written by another host whose tz database knows a zone this one does not.
+        broken = ScheduleRecord("broken", "* * * * *", "scheduled_report", b'["x"]', START, 0, 0)
+        engine.store.put_schedule(msgspec.structs.replace(broken, timezone="Mars/Olympus"))
+        clock.advance(60)
+        wait_for(lambda: len(finished(engine)) == 1)
+        assert list(finished(engine)) == ["good@2026-11-25T03:01:00Z"]
+    assert "cannot fire schedule 'broken'" in caplog.text
+    assert "duralog schedules delete broken" in caplog.text
+    with duralog.Engine(path, durability="normal", clock=clock):  # it still opens
+        pass
+
+
+def test_a_declared_schedule_on_an_undeclared_queue_stops_the_worker_at_start(
+    tmp_path: Path,
+) -> None:
+    schedule("0 * * * *", id="typo", queue="emials")(report)
+    try:
+        with (
+            pytest.raises(ConfigurationError, match=r"queue 'emials'.*declared nowhere"),
+            duralog.Engine(str(tmp_path / "q.db")),
+        ):
+            pass
+    finally:
+        del SCHEDULES["typo"]
+
+
+def test_a_daily_schedule_runs_once_on_the_night_clocks_go_back() -> None:
+    # Europe/Paris, 25 October 2026: 02:30 happens at 00:30 and again at 01:30 UTC.
+    last = at("2026-10-24T12:00:00")
+    for policy in ("all", "latest"):
+        ticks, _ = due_ticks(
+            record("30 2 * * *", last, policy, "Europe/Paris"), at("2026-10-27T12:00:00")
+        )
+        expected = ["00:30", "01:30", "01:30"] if policy == "all" else ["01:30"]
+        assert iso(ticks) == expected, policy
+        fired_first = record("30 2 * * *", at("2026-10-25T00:30:00"), policy, "Europe/Paris")
+        assert due_ticks(fired_first, at("2026-10-25T01:45:00"))[0] == [], policy
+    # An hourly schedule runs in both hours.
+    ticks, _ = due_ticks(
+        record("0 * * * *", at("2026-10-24T23:30:00"), "all", "Europe/Paris"),
+        at("2026-10-25T01:30:00"),
+    )
+    assert iso(ticks) == ["00:00", "01:00"]

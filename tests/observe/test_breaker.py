@@ -88,6 +88,21 @@ def test_only_failure_types_count(store: SQLiteStore) -> None:
     assert breaker.state(store).state == OPEN
 
 
+def test_a_trial_ending_in_an_error_that_does_not_count_closes(store: SQLiteStore) -> None:
+    # The dependency answered; the error is the caller's. Leaving the circuit
+    # half-open would fail every other attempt fast for a whole reset_timeout.
+    clock = VirtualClock(0.0)
+    breakers = Breakers(store, clock)
+    breaker = CircuitBreaker("svc-typed", failure_threshold=1, failure_types=(ConnectionError,))
+    breakers.failed(breakers.admit(breaker, INFO), ConnectionError("outage"))
+    clock.advance(breaker.reset_timeout)
+    trial = breakers.admit(breaker, INFO)
+    assert trial.trial
+    breakers.failed(trial, ValueError("bad input"))
+    assert breaker.state(store).state == CLOSED
+    breakers.admit(breaker, INFO)  # through
+
+
 def test_half_open_trial_success_closes_and_failure_reopens(store: SQLiteStore) -> None:
     clock = VirtualClock(0.0)
     breakers = Breakers(store, clock)

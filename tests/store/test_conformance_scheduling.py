@@ -196,8 +196,10 @@ def test_put_schedule_creates_then_updates_its_definition_only(store: EventStore
     assert store.schedules()[0] == schedule(
         "a", queue="reports", catch_up="all", timezone="Europe/Paris"
     )
-    assert store.pause_schedule("b", True, T0 + 1) is True
     assert store.fire_schedule("b", T0, T0 + 50, []) is True
+    assert store.pause_schedule("b", True, T0 + 1) is True
+    # A worker that read the schedule before the pause cannot fire it after.
+    assert store.fire_schedule("b", T0 + 50, T0 + 60, []) is False
     store.put_schedule(
         schedule("b", cron="*/5 * * * *", args=b"[]", last_tick=0.0, updated_at=T0 + 2)
     )
