@@ -80,8 +80,13 @@ class WorkflowHandle(Generic[R]):
         """Ask the workflow to cancel: ``CancelledError`` is raised at its current await.
 
         The workflow may catch it to run cleanup steps; if it lets it propagate the
-        workflow ends ``CANCELLED``.
+        workflow ends ``CANCELLED``. A workflow still waiting on its queue ends
+        ``CANCELLED`` at once, without running any of its code.
         """
+        require_utf8(reason, "the reason")
+        if self._engine.store.cancel_queued(self.id, self._engine.clock.now(), reason):
+            self._engine._finished(self.id)
+            return
         self._send("cancel", reason, None)
 
     def pause(self, reason: str = "") -> None:

@@ -291,6 +291,12 @@ class EventStore(Protocol):
         processes). Queued workflows are never taken by ``claim``."""
         ...
 
+    def cancel_queued(self, workflow_id: str, at: float, reason: str = "") -> bool:
+        """End a workflow still waiting on its queue (PENDING, unowned) as CANCELLED,
+        appending its ``WorkflowCancelled`` event, in one transaction; False if it is
+        not (or no longer) waiting, e.g. a worker took it off the queue first."""
+        ...
+
     def renew_leases(self, worker_id: str, lease_until: float) -> int:
         """Extend every lease this worker holds; returns how many."""
         ...

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import BreakerRecord, Claim, NewWorkflow, QueueLimits, ScheduleRecord
+from .events import WorkflowCancelled, encode_event
 from .postgres_connection import Conn, Connections
 from .postgres_schema import lock_key
 from .schema import BREAKER_COLUMNS, SCHEDULE_COLUMNS
@@ -72,6 +73,30 @@ class SchedulingMixin:
             ).fetchall()
         found.sort(key=lambda row: (row[2], row[3], row[0]))
         return [Claim(row[0], row[1]) for row in found]
+
+    def cancel_queued(self, workflow_id: str, at: float, reason: str = "") -> bool:
+        """End a workflow still waiting on its queue as CANCELLED, in one transaction."""
+        body = encode_event(WorkflowCancelled(reason=reason)).decode()
+        with self._db.transaction(f"cancelling queued workflow {workflow_id!r}") as conn:
+            row = conn.execute(
+                "SELECT last_seq FROM workflows WHERE id = %s AND status = 'PENDING'"
+                " AND owner IS NULL AND queue IS NOT NULL FOR UPDATE SKIP LOCKED",
+                (workflow_id,),
+            ).fetchone()
+            if row is None:  # not waiting, or a worker is taking it right now
+                return False
+            seq = int(row[0]) + 1
+            conn.execute(
+                "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (%s,%s,%s,%s,%s)",
+                (workflow_id, seq, "WorkflowCancelled", at, body),
+            )
+            conn.execute(
+                "UPDATE workflows SET status = 'CANCELLED', last_seq = %s, updated_at = %s,"
+                " fence = fence + 1, wake_at = NULL WHERE id = %s",
+                (seq, at, workflow_id),
+            )
+            conn.execute("DELETE FROM inbox WHERE workflow_id = %s", (workflow_id,))
+        return True
 
     # -- schedules ---------------------------------------------------------
 

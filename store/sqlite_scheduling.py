@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from .base import BreakerRecord, Claim, NewWorkflow, QueueLimits, ScheduleRecord
+from .events import WorkflowCancelled, encode_event
 from .schema import SCHEDULE_COLUMNS
 
 #: A queued workflow holds one of its queue's slots while it is in one of these.
@@ -65,6 +66,30 @@ class SchedulingMixin:
         # RETURNING comes in no promised order: hand them over by priority, then age.
         found.sort(key=lambda row: (row[2], row[3], row[0]))
         return [Claim(row[0], row[1]) for row in found]
+
+    def cancel_queued(self, workflow_id: str, at: float, reason: str = "") -> bool:
+        """End a workflow still waiting on its queue as CANCELLED, in one transaction."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT last_seq FROM workflows WHERE id = ? AND status = 'PENDING'"
+                " AND owner IS NULL AND queue IS NOT NULL",
+                (workflow_id,),
+            ).fetchone()
+            if row is None:
+                return False
+            seq = int(row[0]) + 1
+            body = encode_event(WorkflowCancelled(reason=reason)).decode()
+            conn.execute(
+                "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)",
+                (workflow_id, seq, "WorkflowCancelled", at, body),
+            )
+            conn.execute(
+                "UPDATE workflows SET status = 'CANCELLED', last_seq = ?, updated_at = ?,"
+                " fence = fence + 1, wake_at = NULL WHERE id = ?",
+                (seq, at, workflow_id),
+            )
+            conn.execute("DELETE FROM inbox WHERE workflow_id = ?", (workflow_id,))
+        return True
 
     # -- schedules ---------------------------------------------------------
 

@@ -185,3 +185,22 @@ def test_a_batch_taken_at_once_still_runs_by_priority(db: str) -> None:
         for record in engine.list():
             engine.get(record.id).result(timeout=20)
     assert _order == [f"p{priority}" for priority in range(10)]
+
+
+def test_cancelling_a_waiting_workflow_ends_it_without_running_it(db: str) -> None:
+    queue = Queue("test-cancel", concurrency=1)
+    with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[queue]) as engine:
+        first = engine.start(blocker, queue=queue)
+        wait_for(lambda: first.status() is duralog.WorkflowStatus.RUNNING)
+        waiting = engine.start(queued_job, "never", queue=queue)
+        waiting.cancel("not needed any more")
+        assert waiting.status() is duralog.WorkflowStatus.CANCELLED  # at once
+        with pytest.raises(duralog.WorkflowFailed, match="cancel"):
+            waiting.result(timeout=1)
+        _gate.set()
+        first.result(timeout=10)
+        assert [type(e.event).__name__ for e in waiting.history()] == [
+            "WorkflowStarted",
+            "WorkflowCancelled",
+        ]
+    assert "never" not in _order

@@ -176,6 +176,23 @@ def test_queue_rate_limit_holds_across_racing_writers(opener: Opener) -> None:
 # -- schedules -----------------------------------------------------------------
 
 
+def test_cancel_queued_ends_only_a_workflow_still_waiting(store: EventStore) -> None:
+    store.create_workflows([queued("first"), queued("second", at=T0 + 1), plain("plain")])
+    store.send("second", "signal", "go", b"1", T0)
+    assert take(store, "w1", QueueLimits("q", concurrency=1)) == ["first"]
+    assert store.cancel_queued("first", T0 + 1) is False  # running: through its inbox
+    assert store.cancel_queued("plain", T0 + 1) is False  # not queued
+    assert store.cancel_queued("nope", T0 + 1) is False
+    assert store.cancel_queued("second", T0 + 2, "not needed") is True
+    assert store.cancel_queued("second", T0 + 3) is False  # once
+    record = store.get_workflow("second")
+    assert record is not None and (record.status, record.last_seq) == (S.CANCELLED, 2)
+    (_, last) = store.read_events("second")
+    assert (last.seq, last.at, last.event) == (2, T0 + 2, ev.WorkflowCancelled(reason="not needed"))
+    assert store.inbox("second") == []
+    assert take(store, "w2", QueueLimits("q")) == []  # nothing left on the queue
+
+
 def schedule(schedule_id: str = "nightly", **fields: Any) -> ScheduleRecord:
     values: dict[str, Any] = {
         "id": schedule_id,
