@@ -25,7 +25,7 @@ from duralog.engine.config import StepRegistry, WorkflowConfigError, load_workfl
 from duralog.engine.dag import DAG, DAGCycleError, MissingDependencyError, Task
 from duralog.engine.decorators import step, workflow
 from duralog.engine.engine import Engine
-from duralog.engine.fanout import map
+from duralog.engine.fanout import map as map
 from duralog.engine.handle import WorkflowHandle
 from duralog.engine.logger import WorkflowLogger, logger
 from duralog.engine.metrics import Stats
@@ -64,6 +64,8 @@ from duralog.store.events import LogEntry
 
 __version__ = "0.1.0"
 
+# ``map`` is public as ``duralog.map`` but kept out of ``__all__``: a star import
+# must not shadow the builtin.
 __all__ = [
     "AesGcmCodec",
     "CircuitBreaker",
@@ -119,7 +121,6 @@ __all__ = [
     "inject",
     "load_workflow",
     "logger",
-    "map",
     "now",
     "parse_workflow",
     "patched",

@@ -18,21 +18,30 @@ from duralog.errors import ConfigurationError
 from duralog.replay.definitions import Step, Workflow
 
 
-def caller_module(depth: int = 2) -> str:
-    """The ``__name__`` of the module that called our caller (where a definition is made)."""
+def caller_module(depth: int = 2) -> tuple[str, int]:
+    """The ``__name__`` of the module that called our caller (where a definition is
+    made) and the line of that call."""
     frame = sys._getframe(depth)
     while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
         "duralog.engine."
     ):
         frame = frame.f_back
-    return str(frame.f_globals.get("__name__", "__main__"))
+    return str(frame.f_globals.get("__name__", "__main__")), frame.f_lineno
 
 
-def name_function(fn: Callable[..., Any], kind: str, name: str, module: str) -> None:
-    """Give a built workflow's function the identity the registry and tracebacks show."""
+def name_function(
+    fn: Callable[..., Any], kind: str, name: str, where: tuple[str, int], site: str | None = None
+) -> None:
+    """Give a built workflow's function the identity the registry and tracebacks show.
+
+    The definition's site (its line, or the document it came from) is part of that
+    identity: two definitions under one name, even in one module, are refused by the
+    registry instead of the second silently replacing the first; the same definition
+    met again (a module imported twice, a document loaded twice) is the same."""
+    module, line = where
     fn.__module__ = module
     fn.__name__ = name
-    fn.__qualname__ = f"{kind}[{name}]"
+    fn.__qualname__ = f"{kind}[{name}] ({site or f'line {line}'})"
 
 
 def check_name(kind: str, name: object) -> str:

@@ -26,13 +26,15 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from duralog.errors import ConfigurationError, PayloadError
+from duralog.errors import ConfigurationError, PayloadError, RegistrationError
 from duralog.replay.definitions import RetryPolicy, Step
 from duralog.store import codec
 
 from ._composite import signature
 from ._config_read import Lines, Path, Problem
+from .breaker import attach, circuit_of
 from .dag import DAG, DAGCycleError, Task, _find_cycle, _plan_task
+from .resources import injections_of
 
 _TOP = ("name", "description", "max_parallel", "inputs", "defaults", "steps")
 _STEP = ("type", "depends_on", "params", "retry", "timeout")
@@ -60,7 +62,8 @@ class StepTypes(Protocol):
 class Builder:
     """Checks a parsed document, key by key, and builds its DAG; ``Problem`` at the first error."""
 
-    def __init__(self, lines: Lines, steps: StepTypes) -> None:
+    def __init__(self, lines: Lines, steps: StepTypes, source: str = "<config>") -> None:
+        self.site = f"document {source}"
         self.lines = lines
         self.steps = steps
 
@@ -104,7 +107,14 @@ class Builder:
                     f"(inputs: {', '.join(sorted(accepted)) or 'none'})",
                 )
             self.recordable(("inputs", key), value)
-        return DAG(name, tasks, max_parallel=max_parallel, defaults=inputs)
+        try:
+            return DAG(name, tasks, max_parallel=max_parallel, defaults=inputs, _site=self.site)
+        except RegistrationError as exc:
+            raise self.fail(
+                ("name",),
+                f"{exc}. Another definition already uses the name {name!r}: give this "
+                "document a name of its own",
+            ) from None
 
     def task(
         self,
@@ -145,12 +155,15 @@ class Builder:
             timeout = default_timeout
         if retry or timeout is not None:  # the same function, under the same name
             policy = self.policy((*at, "retry"), step.retry, retry)
-            step = Step(
+            # The same kind of step (an InjectedStep keeps its guard) and its breaker.
+            copy = type(step)(
                 step.fn,
                 name=step.name,
                 retry=policy,
                 timeout=timeout if timeout is not None else step.timeout,
             )
+            attach(copy, circuit_of(step))
+            step = copy
         try:
             task = Task(step, name=label, depends_on=deps, params=params)
             _plan_task("config", 0, task)
@@ -164,7 +177,14 @@ class Builder:
         found = signature(step.name, step.fn).parameters.values()
         names = [p.name for p in found if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         open_kwargs = any(p.kind is p.VAR_KEYWORD for p in found)
+        injected = {i.param for i in injections_of(step.fn)}
         for key, value in params.items():
+            if key in injected:
+                raise self.fail(
+                    (*at, "params", key),
+                    f"{key!r} is injected from the engine's resources (duralog.inject); a "
+                    "document cannot set it (it would be recorded in the log)",
+                )
             if key in deps:
                 raise self.fail(
                     (*at, "params", key),

@@ -72,6 +72,9 @@ def _read_yaml(text: str) -> tuple[Any, Lines]:
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise Problem(line, None, f"invalid YAML: {problem}") from None
+    except (ValueError, TypeError, AttributeError, IndexError, OverflowError) as exc:
+        # PyYAML's constructors raise these for badly tagged scalars ("!!int three")
+        raise Problem(1, None, f"invalid YAML: a value cannot be read ({exc})") from None
     return data, yaml_lines(node)
 
 

@@ -149,7 +149,7 @@ def parse_workflow(
         raise ConfigurationError(f"steps must be a duralog.StepRegistry, got {steps!r}")
     try:
         data, lines = read(text, format)
-        return Builder(lines, steps).build(data)
+        return Builder(lines, steps, source).build(data)
     except Problem as problem:
         raise WorkflowConfigError(source, problem.line, problem.key, problem.reason) from None
     except ConfigurationError as exc:  # PyYAML missing

@@ -27,6 +27,7 @@ from ._composite import (
     name_function,
     signature,
 )
+from .resources import injections_of
 
 
 class DAGCycleError(ConfigurationError):
@@ -158,12 +159,20 @@ class DAG(Workflow[..., dict[str, Any]]):
         *,
         max_parallel: int | None = None,
         defaults: Mapping[str, Any] | None = None,
+        _site: str | None = None,
     ) -> None:
         check_name("DAG", name)
         self.max_parallel = check_max_parallel(f"DAG {name!r}", max_parallel)
         self.tasks: tuple[Task, ...] = tuple(tasks)
         self.defaults: dict[str, Any] = dict(defaults or {})
         self._plans = _plan(name, self.tasks)
+        accepted = {p for plan in self._plans.values() for p in plan.inputs}
+        for key in self.defaults:
+            if key not in accepted:
+                raise ConfigurationError(
+                    f"DAG {name!r}: defaults has {key!r}, which no task takes as an input "
+                    f"(inputs: {', '.join(sorted(accepted)) or 'none'})"
+                )
         self._check_encodable(name)
         self._dependants: dict[str, list[str]] = {t.name: [] for t in self.tasks}
         for task in self.tasks:
@@ -175,7 +184,7 @@ class DAG(Workflow[..., dict[str, Any]]):
         async def run(inputs: dict[str, Any] | None = None) -> dict[str, Any]:
             return await self._run(inputs)
 
-        name_function(run, "DAG", name, caller_module())
+        name_function(run, "DAG", name, caller_module(), _site)
         super().__init__(run, name=name)
         REGISTRY.add(self)
 
@@ -313,7 +322,13 @@ def _plan(dag: str, tasks: tuple[Task, ...]) -> dict[str, _Plan]:
 def _plan_task(dag: str, index: int, task: Task) -> _Plan:
     owner = f"DAG {dag!r}, task {task.name!r}"
     params = signature(owner, task.step.fn).parameters.values()
-    named = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    # Injected parameters (duralog.inject) come from the engine, never from the DAG.
+    injected = {i.param for i in injections_of(task.step.fn)}
+    named = {
+        p.name: p
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in injected
+    }
     open_kwargs = any(p.kind is p.VAR_KEYWORD for p in params)
     for p in params:
         if p.kind is p.POSITIONAL_ONLY and p.default is p.empty:
@@ -322,6 +337,11 @@ def _plan_task(dag: str, index: int, task: Task) -> _Plan:
                 f"{p.name!r}; DAG tasks are called with keyword arguments"
             )
     for key in task.params:
+        if key in injected:
+            raise ConfigurationError(
+                f"{owner}: {key!r} is injected from the engine's resources (duralog.inject); "
+                "it cannot be a param (it would be recorded in the log)"
+            )
         if key in task.depends_on:
             raise ConfigurationError(
                 f"{owner}: {key!r} is both a dependency and a param; rename one of them"

@@ -78,7 +78,13 @@ async def map(
                     failures.append(exc)
 
     lanes = [asyncio.ensure_future(lane()) for _ in range(min(limit, len(values)))]
-    await asyncio.gather(*lanes)
+    try:
+        await asyncio.gather(*lanes)
+    finally:
+        # Anything but an Exception (a cancellation, a divergence) ends the gather
+        # at once: the other lanes must not go on taking items behind it.
+        for other in lanes:
+            other.cancel()
     if failures:
         raise failures[0]
     return results

@@ -61,6 +61,11 @@ class Pipeline(Workflow[[I], O]):
         return f"<duralog pipeline {self.name!r}: {chain}>"
 
     @property
+    def result_type(self) -> Any:
+        """The last stage's return type: a pipeline's result decodes as that stage's."""
+        return self._stages[-1].result_type if self._stages else Any
+
+    @property
     def stages(self) -> tuple[Step[Any, Any] | Workflow[Any, Any], ...]:
         """The stages, in the order they run."""
         return tuple(self._stages)

@@ -77,7 +77,7 @@ def test_a_document_builds_a_registered_runnable_workflow(engine: duralog.Engine
 
 
 def test_retries_and_timeouts_come_from_the_document_over_the_step() -> None:
-    report = duralog.parse_workflow(REPORT_TOML, TYPES, format="toml")
+    report = duralog.parse_workflow(REPORT_TOML, TYPES, format="toml", source="report.toml")
     left, right, both = (task.step for task in report.tasks)
     assert isinstance(left, duralog.Step) and isinstance(right, duralog.Step)
     assert isinstance(both, duralog.Step)
@@ -378,3 +378,66 @@ def test_any_json_value_gets_a_config_error_or_builds(value: Any) -> None:
         duralog.parse_workflow(text, TYPES, format="json", source="v")
     except duralog.WorkflowConfigError as error:
         assert error.line >= 1 and error.reason
+
+
+def test_two_documents_with_one_name_are_refused_but_one_loads_twice() -> None:
+    text = 'name = "cf-twice"\n[steps.only]\ntype = "echo"\nparams = {label = "x"}\n'
+    first = duralog.parse_workflow(text, TYPES, format="toml", source="eu.toml")
+    again = duralog.parse_workflow(text, TYPES, format="toml", source="eu.toml")
+    assert again.name == first.name == "cf-twice"
+    with pytest.raises(duralog.WorkflowConfigError) as caught:
+        duralog.parse_workflow(text, TYPES, format="toml", source="us.toml")
+    error = caught.value
+    assert (error.source, error.line, error.key) == ("us.toml", 1, "name")
+    assert "give this document a name of its own" in str(error)
+
+
+GUARDED = duralog.CircuitBreaker("cf-guarded", failure_threshold=3)
+SECURE = duralog.StepRegistry()
+
+
+class Vault:
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+
+@SECURE.add
+@duralog.step(circuit=GUARDED)
+def lookup(key: str, vault: Vault = duralog.inject()) -> str:
+    return f"{key}:{len(vault.secret)}"
+
+
+def test_a_document_keeps_the_steps_breaker_and_injected_clients(tmp_path: Path) -> None:
+    from duralog.engine.breaker import circuit_of
+
+    text = (
+        'name = "cf-secure"\n[defaults]\ntimeout = 30\n'
+        '[steps.one]\ntype = "lookup"\nparams = {key = "k"}\n'
+    )
+    flow = duralog.parse_workflow(text, SECURE, format="toml", source="secure.toml")
+    (task,) = flow.tasks
+    assert task.step.timeout == 30 and circuit_of(task.step) is GUARDED
+    db = str(tmp_path / "secure.db")
+    with duralog.Engine(db, durability="normal", resources={"vault": Vault("hunter2")}) as e:
+        handle = e.start(flow)
+        assert handle.result(timeout=10) == {"one": "k:7"}
+    assert b"hunter2" not in Path(db).read_bytes()
+    with pytest.raises(duralog.WorkflowConfigError) as caught:
+        duralog.parse_workflow(
+            text.replace('{key = "k"}', '{key = "k", vault = "x"}'),
+            SECURE,
+            format="toml",
+            source="secure2.toml",
+        )
+    assert caught.value.key == "steps.one.params.vault" and "injected" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["timeout: !!float 30s", "timeout: !!int three", "timeout: !!timestamp tomorrow", "x: !!float"],
+)
+def test_badly_tagged_yaml_is_a_config_error(bad: str) -> None:
+    pytest.importorskip("yaml")
+    text = f"name: cf-yaml-tags\n{bad}\nsteps:\n  a:\n    type: echo\n"
+    with pytest.raises(duralog.WorkflowConfigError, match="invalid YAML"):
+        duralog.parse_workflow(text, TYPES, format="yaml", source="tags.yaml")

@@ -390,3 +390,17 @@ def test_a_long_chain_is_checked_without_recursion() -> None:
 def test_definition_errors(build: Callable[[], Any], message: str) -> None:
     with pytest.raises(duralog.ConfigurationError, match=message):
         build()
+
+
+def test_two_definitions_under_one_name_in_one_module_are_refused() -> None:
+    duralog.DAG("dag-defined-twice", [duralog.Task(users)])
+    with pytest.raises(duralog.RegistrationError, match="two workflows are named"):
+        duralog.DAG("dag-defined-twice", [duralog.Task(orders)])
+    duralog.Pipeline("pipeline-defined-twice").then(users)
+    with pytest.raises(duralog.RegistrationError, match="two workflows are named"):
+        duralog.Pipeline("pipeline-defined-twice")
+
+
+def test_a_default_no_task_takes_is_refused_at_definition() -> None:
+    with pytest.raises(duralog.ConfigurationError, match=r"defaults has 'limt'.*inputs: limit"):
+        duralog.DAG("dag-bad-default", [duralog.Task(orders)], defaults={"limt": 5})

@@ -145,3 +145,20 @@ def _elsewhere() -> None:
     # Another module defining "pl-etl": the registry names both places.
     namespace: dict[str, Any] = {"__name__": "another_module", "duralog": duralog}
     exec("duralog.Pipeline('pl-etl')", namespace)
+
+
+typed = duralog.Pipeline("pl-typed").then(pl_extract).then(pl_transform)
+
+
+@duralog.workflow(name="pl-typed-parent")
+async def typed_parent(day: str) -> int:
+    batch = await typed(day)  # a child workflow: its result decodes as the last stage's
+    assert isinstance(batch, Batch)
+    return len(batch.rows)
+
+
+def test_a_pipelines_result_has_its_last_stages_type(engine: duralog.Engine) -> None:
+    assert typed.result_type is Batch
+    result = engine.start(typed, "2026-11-25").result(timeout=10)
+    assert isinstance(result, Batch)
+    assert engine.run(typed_parent, "2026-11-25", timeout=10) == len(result.rows)
