@@ -47,6 +47,7 @@ class Connections:
         #: Server processes of this store's connections: their notifications are its own.
         self.backend_pids: set[int] = set()
         self.closed = False
+        self._closing = False
 
     def use_schema(self, schema: str) -> None:
         """The schema the log lives in (known once the first connection is open)."""
@@ -156,9 +157,9 @@ class Connections:
 
     def listen(self, callback: Callable[[str, str | None], None]) -> None:
         """Deliver this log's notifications to ``callback`` from a listener thread."""
-        if self.closed:
-            raise StoreError(f"the store {self.address.display} is closed")
-        with self._lock:
+        with self._lock:  # close() marks itself under the same lock: no listener leaks
+            if self.closed or self._closing:
+                raise StoreError(f"the store {self.address.display} is closed")
             if self._listener is None:
                 self._listener = Listener(
                     self.connect, self.channel, self.address.display, lambda: self.backend_pids
@@ -168,12 +169,15 @@ class Connections:
 
     def close(self) -> None:
         """Stop the listener and close every connection (from any thread)."""
-        if self.closed:
-            return
-        if self._listener is not None:
-            self._listener.stop(wake=self._wake)
-        self.closed = True
         with self._lock:
+            if self.closed or self._closing:
+                return
+            self._closing = True  # no listener may start from now on
+            listener = self._listener
+        if listener is not None:  # wakes it through a connection: before `closed`
+            listener.stop(wake=self._wake)
+        with self._lock:
+            self.closed = True
             for _, conn in self._connections:
                 conn.close()
             self._connections.clear()

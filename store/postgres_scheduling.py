@@ -43,10 +43,14 @@ class SchedulingMixin:
         """Take as many PENDING workflows off ``queue`` as its limits allow right now,
         by priority (lower first), then age."""
         with self._db.transaction(f"taking workflows off queue {queue.name!r}") as conn:
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(%s)",
+            # Another worker is taking from this queue: come back on the next look
+            # rather than block this worker's event loop behind it.
+            (locked,) = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s)",
                 (lock_key(self._db.schema, "queue:" + queue.name),),
-            )
+            ).fetchone() or (False,)
+            if not locked:
+                return []
             room = _room(conn, worker_id, now, queue)
             if room <= 0:
                 return []
@@ -132,11 +136,14 @@ class SchedulingMixin:
         return [_schedule(row) for row in rows]
 
     def pause_schedule(self, schedule_id: str, paused: bool, now: float) -> bool:
-        """Pause or resume a schedule; False if there is none with that id."""
+        """Pause or resume a schedule; False if there is none with that id. Resuming
+        moves its last tick to ``now``: ticks that fell while paused are skipped."""
         with self._db.transaction(f"pausing schedule {schedule_id!r}") as conn:
             cur = conn.execute(
-                "UPDATE schedules SET paused = %s, updated_at = %s WHERE id = %s",
-                (bool(paused), now, schedule_id),
+                "UPDATE schedules SET paused = %s, updated_at = %s,"
+                " last_tick = CASE WHEN %s THEN last_tick ELSE GREATEST(last_tick, %s) END"
+                " WHERE id = %s",
+                (bool(paused), now, bool(paused), now, schedule_id),
             )
             return cur.rowcount > 0
 

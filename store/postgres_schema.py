@@ -47,6 +47,12 @@ def parse_address(url: str, schema: str | None = None) -> Address:
     ``schema`` (the argument) wins over a ``?schema=`` query parameter.
     """
     base, _, query = url.partition("?")
+    authority = base.split("://", 1)[-1].split("/", 1)[0]
+    if authority.count("@") > 1:  # libpq would take part of the password for the host
+        raise ConfigurationError(
+            f"{_redact(url)}: the user or password holds an unencoded @; percent-encode "
+            "it (@ is %40), e.g. postgresql://app:se%40cret@db.internal/prod"
+        )
     named, rest = [], []
     for part in query.split("&") if query else []:
         key, _, value = part.partition("=")
@@ -57,10 +63,16 @@ def parse_address(url: str, schema: str | None = None) -> Address:
     conninfo = base + ("?" + "&".join(rest) if rest else "")
     try:
         fields = psycopg.conninfo.conninfo_to_dict(conninfo)
-    except psycopg.Error as exc:
+    except psycopg.Error:
+        # libpq's own message quotes the URL, password included: never repeat it.
+        hint = (
+            "; percent-encode special characters in the password (@ is %40)"
+            if url.count("@") > 1 or "%" in url
+            else ""
+        )
         raise ConfigurationError(
-            f"{_redact(url)} is not a valid PostgreSQL URL ({exc}); the form is "
-            "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?schema=NAME]"
+            f"{_redact(url)} is not a valid PostgreSQL URL; the form is "
+            f"postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?schema=NAME]{hint}"
         ) from None
     chosen = schema if schema is not None else (named[-1] if named else None)
     if chosen is not None and not _SCHEMA_NAME.fullmatch(chosen):
@@ -79,8 +91,10 @@ def parse_address(url: str, schema: str | None = None) -> Address:
 
 def _redact(url: str) -> str:
     """``url`` without its password, for messages."""
-    redacted = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
-    return re.sub(rf"(({'|'.join(_SECRET_KEYS)})=)[^&\s]*", r"\1***", redacted)
+    # Up to the last @ of the authority: a password may hold an unencoded @.
+    redacted = re.sub(r"(://[^:/@]*):[^/]*@", r"\1:***@", url)
+    keys = "|".join(_SECRET_KEYS)
+    return re.sub(rf"(({keys})\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", r"\1***", redacted)
 
 
 def channel_name(schema: str) -> str:
@@ -101,7 +115,10 @@ def migrate(conn: psycopg.Connection[tuple[Any, ...]], schema: str, display: str
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema, "migrate"),))
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema
+        # exists: a role that only owns its schema could never open (or upgrade) it.
+        if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         name = sql.Identifier(schema, "duralog_migrations")
         if _applied(conn, schema) < 0:
             _refuse_foreign_tables(conn, schema, display)

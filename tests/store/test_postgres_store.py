@@ -85,6 +85,43 @@ def test_a_bad_url_is_a_configuration_error_without_the_password() -> None:
     assert "s3cret" not in str(info.value) and "valid PostgreSQL URL" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("postgresql://app:s3cret@[::1/db", "s3cret"),  # libpq quotes the whole URL
+        ("postgresql://app:s3%cret@127.0.0.1/db", "cret"),  # and the bad token
+        ("postgresql://app:p@ss@127.0.0.1:1/db", "ss@"),  # an unencoded @ in the password
+    ],
+)
+def test_no_error_shows_any_part_of_the_password(url: str, secret: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        PostgresStore(url, connect_timeout=1)
+    assert secret not in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_role_that_owns_only_its_schema_can_open_it(postgres_url: str) -> None:
+    # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema
+    # exists; a least-privilege role owns its schema and nothing else.
+    schema = parse_address(postgres_url, None).schema
+    assert schema is not None
+    role = f"{schema}_owner"
+    owner_url = postgres_url.replace("postgres@", f"{role}@", 1)
+    with psycopg.connect(parse_address(postgres_url, None).conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'CREATE SCHEMA "{schema}" AUTHORIZATION "{role}"')
+        conn.execute(f'REVOKE CREATE ON DATABASE test FROM PUBLIC, "{role}"')
+    try:
+        store = PostgresStore(owner_url)
+        store.create_workflows([new_workflow("w-1")])
+        assert store.get_workflow("w-1") is not None
+        store.close()
+    finally:
+        with psycopg.connect(parse_address(postgres_url, None).conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
 def test_an_unreachable_server_is_a_configuration_error_naming_it() -> None:
     url = "postgresql://app:s3cret@127.0.0.1:1/nowhere?schema=x"
     with pytest.raises(ConfigurationError) as info:
