@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -29,6 +30,10 @@ CONFLICTS = (psycopg.errors.IntegrityError, psycopg.errors.TransactionRollback)
 _COMMIT = {"full": "on", "normal": "off"}
 #: No transaction of the store waits between its statements; one that does has stalled.
 STALLED_TRANSACTION_MS = 10_000
+
+
+#: A connection unused for this long is checked (``SELECT 1``) before it is used again.
+IDLE_CHECK_SECONDS = 10.0
 
 
 class Connections:
@@ -100,10 +105,20 @@ class Connections:
         if self.closed:
             raise StoreError(f"the store {self.address.display} is closed")
         conn: Conn | None = getattr(self._local, "conn", None)
+        now = time.monotonic()
+        idle = now - getattr(self._local, "used", now) > IDLE_CHECK_SECONDS
+        if conn is not None and idle and not (conn.closed or conn.broken):
+            # Idle a while: the server may have restarted or a proxy dropped it.
+            # One cheap round trip now beats failing the caller's real statement.
+            try:
+                conn.execute("SELECT 1")
+            except psycopg.Error:
+                conn.close()
         if conn is None or conn.closed or conn.broken:
             with self.guard("connecting"):
                 conn = self.connect()
             self.adopt(conn)
+        self._local.used = now
         yield conn
 
     @contextlib.contextmanager

@@ -364,3 +364,18 @@ def test_a_session_frozen_inside_a_transaction_is_ended_by_the_server(
     finally:
         frozen.close()
         other.close()
+
+
+def test_a_connection_dropped_while_idle_is_replaced_before_use(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from duralog.store import postgres_connection
+
+    store.create_workflows([new_workflow("w-idle")])
+    pids = set(store._db.backend_pids)
+    with admin(store) as conn:  # a server restart, a proxy's idle timeout...
+        conn.execute("SELECT pg_terminate_backend(p) FROM unnest(%s::int[]) AS p", (list(pids),))
+    monkeypatch.setattr(postgres_connection, "IDLE_CHECK_SECONDS", 0.0)
+    time.sleep(0.01)  # idle for longer than the (patched) threshold
+    record = store.get_workflow("w-idle")  # no StoreError: checked and reconnected
+    assert record is not None and set(store._db.backend_pids).isdisjoint(pids)
