@@ -60,7 +60,19 @@ def copy_store(
         for rows in _batches(source, table, batch_size):
             if name == "workflows":
                 rows = [_unleased(table, row) for row in rows]
-            copied[name] += target.import_rows(name, rows)
+            try:
+                copied[name] += target.import_rows(name, rows)
+            except StoreError as exc:
+                done = ", ".join(f"{n} {t}" for t, n in copied.items() if n)
+                state = (
+                    f"the target now holds part of the log ({done}): drop it (or its "
+                    "schema), fix the cause and copy again into an empty log"
+                    if done
+                    else "nothing was written: fix the cause and copy again"
+                )
+                raise StoreError(
+                    f"copying {name} failed after {copied[name]} rows ({exc}); {state}"
+                ) from exc
             if progress is not None:
                 progress(name, copied[name])
     for name in COPIED:

@@ -182,3 +182,20 @@ def test_bad_tables_and_batch_sizes_are_clear_errors(
         sqlite_log.count_rows("events; DROP TABLE events")
     with pytest.raises(StoreError, match="batch_size"):
         copy_store(sqlite_log, sqlite_log, batch_size=0)
+
+
+def test_a_copy_that_fails_midway_says_what_the_target_holds(
+    sqlite_log: EventStore, postgres_url: str
+) -> None:
+    # SQLite stores a NUL in an id; PostgreSQL text cannot. The first batches land.
+    sqlite_log.create_workflows([new_workflow("zz\x00nul")])
+    target = open_store(postgres_url)
+    try:
+        with pytest.raises(StoreError) as info:
+            copy_store(sqlite_log, target, batch_size=2)
+        message = str(info.value)
+        assert "copying workflows failed after" in message and "NUL" in message
+        assert "the target now holds part of the log" in message
+        assert "drop it (or its schema)" in message
+    finally:
+        target.close()
