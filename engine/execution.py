@@ -67,6 +67,7 @@ class Execution:
         self.timers: dict[int, float] = {t.seq: t.fire_at for t in state.pending_timers()}
         self.retry_at: dict[int, float] = {}
         self.closed = False
+        self.activated = False  # the instance has been fed at least once
         self._wake: Alarm | None = None
         self._deadline: Alarm | None = None
         self._visibility: asyncio.TimerHandle | None = None
@@ -166,6 +167,7 @@ class Execution:
         """Feed the instance what is new in the committed state, then act on its decisions."""
         if self.closed:
             return
+        self.activated = True
         limit = self.worker.max_history_events
         if limit is not None and self.state.last_seq > limit and not self.sealed:
             self.spawn(
@@ -296,6 +298,14 @@ class Execution:
         if not self.closed:
             self.add(ev.CancelRequested(reason=ev.TIMEOUT_REASON))
             self.spawn(self._commit_then_activate())
+
+    async def start_after_inbox(self) -> None:
+        """Start a workflow taken up from the log: its inbox first, then its code."""
+        await self.read_inbox()  # when it moved anything, it committed and activated
+        if not self.activated:
+            self.activate()
+        self.resume()
+        self.arm_deadline()
 
     def resume(self) -> None:
         """After a rebuild: restart the steps the log shows unfinished, re-arm timers."""

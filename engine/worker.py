@@ -277,12 +277,15 @@ class Worker:
         instance = WorkflowInstance(workflow, workflow_id, self.sources)
         execution = Execution(self, instance, state, fence)
         self.executions[workflow_id] = execution
+        if rebuilt or workflow_id in self._pokes:
+            # Taken up from the log: what waits in its inbox (a cancel, a signal sent
+            # before any worker ran it) goes into the log before its code runs.
+            self._pokes.discard(workflow_id)
+            execution.spawn(execution.start_after_inbox())
+            return
         execution.activate()
         execution.resume()
         execution.arm_deadline()
-        if rebuilt or workflow_id in self._pokes:
-            self._pokes.discard(workflow_id)
-            execution.spawn(execution.read_inbox())
 
     def _skip(self, workflow_id: str, fence: int, reason: str, backoff: float = 60.0) -> None:
         """Release a workflow this worker cannot advance, and leave it for ``backoff`` s."""
