@@ -67,7 +67,11 @@ def main(ctx: click.Context, db: str, app: str | None) -> None:
 
 @main.command()
 @click.option(
-    "--concurrency", type=int, default=32, show_default=True, help="Threads for sync steps."
+    "--concurrency",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Threads for sync steps: how many run at once.",
 )
 @click.option(
     "--queue",
@@ -75,9 +79,16 @@ def main(ctx: click.Context, db: str, app: str | None) -> None:
     multiple=True,
     help="Serve only this queue (repeatable; default every queue the app declares).",
 )
+@click.option(
+    "--max-workflows",
+    type=click.IntRange(min=1),
+    help="At most this many workflows in flight on this worker (default: no bound).",
+)
 @pass_context
 @friendly
-def worker(ctx: Context, concurrency: int, queue_names: tuple[str, ...]) -> None:
+def worker(
+    ctx: Context, concurrency: int, queue_names: tuple[str, ...], max_workflows: int | None
+) -> None:
     """Run a worker until interrupted: recover, then advance workflows.
 
     \b
@@ -90,7 +101,9 @@ def worker(ctx: Context, concurrency: int, queue_names: tuple[str, ...]) -> None
     stop = threading.Event()
     for sig in (os_signal.SIGINT, os_signal.SIGTERM):
         os_signal.signal(sig, lambda *_: stop.set())
-    with Engine(ctx.db, max_threads=concurrency, queues=queues) as engine:
+    with Engine(
+        ctx.db, max_threads=concurrency, queues=queues, max_workflows=max_workflows
+    ) as engine:
         click.echo(f"worker {engine.worker_id} serving {ctx.db} (Ctrl-C to stop)", err=True)
         stop.wait()
     click.echo("worker stopped", err=True)

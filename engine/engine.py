@@ -79,6 +79,9 @@ class Engine:
             ``VirtualClock`` through ``duralog.testing``).
         queues: the queues this engine's worker takes workflows from (default every
             ``duralog.Queue`` declared in the process).
+        max_workflows: at most this many workflows in flight on this worker (None: no
+            bound). Past it, workflows started here wait ``PENDING`` like those of
+            other processes, and are taken up as running ones end.
         resources: clients, connections and other objects for steps, by name
             (``duralog.inject()`` parameters, ``duralog.resource(name)``). They are
             never recorded in the log; the engine does not close them.
@@ -109,6 +112,7 @@ class Engine:
         clock: Clock | None = None,
         payload_codec: codec.PayloadCodec | None = None,
         queues: list[Queue] | None = None,
+        max_workflows: int | None = None,
         resources: Mapping[str, Any] | None = None,
     ) -> None:
         if snapshot_every < 1:
@@ -143,6 +147,15 @@ class Engine:
         #: Resources for steps, by name (see ``provide``).
         self.resources: dict[str, Any] = check_resources(resources)
         self._observers = Observers()
+        if max_workflows is not None and (
+            isinstance(max_workflows, bool)
+            or not isinstance(max_workflows, int)
+            or max_workflows < 1
+        ):
+            raise ConfigurationError(
+                f"max_workflows must be a whole number of at least 1 or None, got {max_workflows!r}"
+            )
+        self._max_workflows = max_workflows
         self._worker: Worker | None = None
         self._lock = threading.Lock()
         self._done: dict[str, threading.Event] = {}
@@ -182,6 +195,7 @@ class Engine:
             on_finished=self._finished,
             clock=self.clock,
             queues=self.queues,
+            max_workflows=self._max_workflows,
             resources=self.resources,
             observers=self._observers,
             **self._worker_options,  # type: ignore[arg-type]
@@ -249,7 +263,7 @@ class Engine:
         definition = self._definition(workflow)
         queued = None if queue is None else resolve(queue, self.queues)
         item = self._new_item(definition, args, id, timeout, queued, check_priority(priority))
-        (fence,) = self._committer.create([item])
+        (fence,) = self._create([item])
         return self._started(definition, item, fence)
 
     def start_many(
@@ -281,13 +295,17 @@ class Engine:
                 f"start_many() got {len(arguments)} calls but {len(ids)} ids; give one id "
                 "per call, or none"
             )
-        items = [
-            self._new_item(
-                definition, args, None if ids is None else ids[i], timeout, queued, priority
-            )
-            for i, args in enumerate(arguments)
-        ]
-        fences = self._committer.create(items) if items else []
+        items: list[NewWorkflow] = []
+        try:
+            for i, args in enumerate(arguments):
+                workflow_id = None if ids is None else ids[i]
+                items.append(
+                    self._new_item(definition, args, workflow_id, timeout, queued, priority)
+                )
+        except BaseException:
+            self._unreserve(items)
+            raise
+        fences = self._create(items) if items else []
         return [
             self._started(definition, item, fence)
             for item, fence in zip(items, fences, strict=True)
@@ -320,7 +338,10 @@ class Engine:
         started = ev.started_entry(
             self.clock.now(), name=definition.name, args=args_raw, kwargs=kwargs_raw, timeout=limit
         )
-        owner = self.worker_id if self._worker is not None and queued is None else None
+        worker = self._worker
+        owner = (
+            self.worker_id if worker is not None and queued is None and worker.reserve() else None
+        )
         return NewWorkflow(
             workflow_id,
             definition.name,
@@ -330,6 +351,22 @@ class Engine:
             queue=queued.name if queued else None,
             priority=priority,
         )
+
+    def _create(self, items: list[NewWorkflow]) -> list[int | None]:
+        """Commit new workflows; a place reserved for one that was not created is freed."""
+        try:
+            fences = self._committer.create(items)
+        except BaseException:
+            self._unreserve(items)
+            raise
+        self._unreserve([item for item, fence in zip(items, fences, strict=True) if fence is None])
+        return fences
+
+    def _unreserve(self, items: list[NewWorkflow]) -> None:
+        if self._worker is not None:
+            for item in items:
+                if item.owner is not None:
+                    self._worker.unreserve()
 
     def _started(
         self, definition: Workflow[Any, Any], item: NewWorkflow, fence: int | None
@@ -348,7 +385,9 @@ class Engine:
         elif worker is not None and item.queue is not None:
             worker.request_dequeue()
         elif worker is not None and item.owner is not None:
-            worker.adopt_new(item.id, fence, item.started)
+            worker.adopt_new(item.id, fence, item.started, reserved=True)
+        elif worker is not None:
+            worker.request_claim()  # created unowned (the worker was full): taken when room
         return WorkflowHandle(self, item.id, definition)
 
     def run(

@@ -100,6 +100,7 @@ class Worker:
         queues: dict[str, Queue] | None = None,
         resources: dict[str, Any] | None = None,
         observers: Observers | None = None,
+        max_workflows: int | None = None,
     ) -> None:
         self.store = store
         self.committer = committer
@@ -132,6 +133,9 @@ class Worker:
         self._pokes: set[str] = set()
         self._unreleased: dict[str, int] = {}  # leases to give back (workflow id -> fence)
         self.queues: dict[str, Queue] = queues if queues is not None else {}
+        self.max_workflows = max_workflows
+        self._adopting = 0  # workflows started here, on their way to the loop
+        self._room_lock = threading.Lock()
         self._queued: set[str] = set()  # workflows this worker took off a queue
         self._dequeue_requested = False
         self._claim_requested = False
@@ -205,11 +209,27 @@ class Worker:
 
     # -- claiming ----------------------------------------------------------
 
-    def adopt_new(self, workflow_id: str, fence: int, started: LogEntry) -> None:
+    def unreserve(self) -> None:
+        """Give back a place taken with ``reserve`` for a workflow that was not created."""
+        with self._room_lock:
+            self._adopting -= 1
+
+    def adopt_new(
+        self, workflow_id: str, fence: int, started: LogEntry, reserved: bool = False
+    ) -> None:
         """Run a workflow just created under this worker's lease, from any thread.
 
-        Its whole log is ``started``, already in memory: nothing is read back."""
-        self.call(self._adopt, workflow_id, fence, fold_all(workflow_id, [started]))
+        Its whole log is ``started``, already in memory: nothing is read back.
+        ``reserved``: the caller took its place with ``reserve``."""
+        state = fold_all(workflow_id, [started])
+        if reserved:
+            self.call(self._adopt_reserved, workflow_id, fence, state)
+        else:
+            self.call(self._adopt, workflow_id, fence, state)
+
+    def _adopt_reserved(self, workflow_id: str, fence: int, state: WorkflowState) -> None:
+        self.unreserve()  # from now on it counts among the executions
+        self._adopt(workflow_id, fence, state)
 
     def restart(self, execution: Execution, started: LogEntry) -> None:
         """A workflow continued as new: run its next run in place of the old one."""
@@ -321,6 +341,21 @@ class Worker:
 
     # -- queues and schedules ----------------------------------------------
 
+    def room(self) -> int:
+        """How many more workflows this worker may take up now (``max_workflows``)."""
+        if self.max_workflows is None:
+            return _CLAIM_BATCH
+        busy = len(self.executions) + self._adopting
+        return max(0, min(_CLAIM_BATCH, self.max_workflows - busy))
+
+    def reserve(self) -> bool:
+        """Take one place for a workflow started here (from any thread); False if full."""
+        with self._room_lock:
+            if self.max_workflows is not None and not self.room():
+                return False
+            self._adopting += 1
+            return True
+
     def request_dequeue(self) -> None:
         """A queue may have room or work (from any thread): look soon, once."""
         if not self._dequeue_requested:
@@ -333,8 +368,16 @@ class Worker:
             return
         now = time.time()
         for queue in list(self.queues.values()):
+            room = self.room()
+            if room <= 0:
+                return
             claims = self.store.claim_queued(
-                self.worker_id, now, now + self.lease_seconds, queue.limits, self.registry.names()
+                self.worker_id,
+                now,
+                now + self.lease_seconds,
+                queue.limits,
+                self.registry.names(),
+                limit=room,
             )
             for claim in claims:
                 self._queued.add(claim.workflow_id)
@@ -397,6 +440,9 @@ class Worker:
             self.request_dequeue()
 
     async def _claim(self, statuses: tuple[WorkflowStatus, ...]) -> None:
+        room = self.room()
+        if room <= 0:
+            return  # at max_workflows: a finishing workflow asks for more
         now = time.time()
         claims = self.store.claim(
             self.worker_id,
@@ -404,10 +450,10 @@ class Worker:
             now + self.lease_seconds,
             statuses,
             dead_owners=self._dead_owners(),
-            limit=_CLAIM_BATCH,
+            limit=room,
             names=self.registry.names(),
         )
-        if len(claims) == _CLAIM_BATCH:
+        if len(claims) == room:
             # More may be waiting: come back for them after this batch is adopted,
             # which leaves other workers a chance to take some in between.
             self.request_claim()
@@ -521,6 +567,8 @@ class Worker:
         if execution.workflow_id in self._queued:
             self._queued.discard(execution.workflow_id)
             self.request_dequeue()  # its slot is free
+        if self.max_workflows is not None and len(self.executions) < self.max_workflows:
+            self.request_claim()  # room for work left waiting while this worker was full
         self._on_finished(execution.workflow_id)
 
     async def run_step(

@@ -285,10 +285,11 @@ class EventStore(Protocol):
         lease_until: float,
         queue: QueueLimits,
         names: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[Claim]:
         """Take PENDING workflows off ``queue``, by priority (lower first) then age, as
-        many as its limits allow, counted in the same transaction (so they hold across
-        processes). Queued workflows are never taken by ``claim``."""
+        many as its limits allow (and at most ``limit``), counted in the same transaction
+        (so they hold across processes). Queued workflows are never taken by ``claim``."""
         ...
 
     def cancel_queued(self, workflow_id: str, at: float, reason: str = "") -> bool:

@@ -39,6 +39,7 @@ class SchedulingMixin:
         lease_until: float,
         queue: QueueLimits,
         names: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[Claim]:
         """Take as many PENDING workflows off ``queue`` as its limits allow right now,
         by priority (lower first), then age."""
@@ -52,6 +53,8 @@ class SchedulingMixin:
             if not locked:
                 return []
             room = _room(conn, worker_id, now, queue)
+            if limit is not None:  # the worker's own room (Engine(max_workflows=))
+                room = min(room, limit)
             if room <= 0:
                 return []
             params: dict[str, Any] = {

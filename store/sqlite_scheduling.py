@@ -44,10 +44,13 @@ class SchedulingMixin:
         lease_until: float,
         queue: QueueLimits,
         names: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[Claim]:
         """Take as many PENDING workflows off ``queue`` as its limits allow right now."""
         with self._write() as conn:
             room = _room(conn, worker_id, now, queue)
+            if limit is not None:  # the worker's own room (Engine(max_workflows=))
+                room = min(room, limit)
             if room <= 0:
                 return []
             only_names, params = "", [worker_id, lease_until, now, queue.name]

@@ -204,3 +204,12 @@ def test_cancelling_a_waiting_workflow_ends_it_without_running_it(db: str) -> No
             "WorkflowCancelled",
         ]
     assert "never" not in _order
+
+
+def test_max_workflows_bounds_what_one_worker_runs_at_once(db: str) -> None:
+    with duralog.Engine(db, durability="normal", poll_interval=0.05, max_workflows=2) as engine:
+        handles = [engine.start(queued_job, f"m{i}") for i in range(8)]
+        assert [h.result(timeout=20) for h in handles] == [f"m{i}" for i in range(8)]
+    assert 1 <= _running["peak"] <= 2
+    with pytest.raises(ConfigurationError, match="max_workflows"):
+        duralog.Engine(db, max_workflows=0)
