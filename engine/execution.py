@@ -309,6 +309,8 @@ class Execution:
 
     def resume(self) -> None:
         """After a rebuild: restart the steps the log shows unfinished, re-arm timers."""
+        if self.closed:  # e.g. a cancel read from the inbox already ended it
+            return
         for view in self.state.pending_steps():
             step = self.instance.step_of(view.seq)
             if step is None:
@@ -441,9 +443,14 @@ class Execution:
                     self.add(ev.CancelRequested(reason=item.name or ""))
                     self._cancel_children(item.name or "")
                 elif item.kind in ("child_completed", "child_failed"):
-                    child_seq = int(item.name or 0)
-                    if child_seq not in self.state.open_children():
-                        continue  # not (or no longer) an open child: leave it be
+                    seq_text, _, sender = (item.name or "0").partition(":")
+                    child_seq = int(seq_text)
+                    child_id = self.state.open_children().get(child_seq)
+                    if child_id is None or (sender and sender != child_id):
+                        # Not (or no longer) an open child of this run: a child of an
+                        # earlier run, or a repeat. It can never apply: consume it.
+                        self._consumed.append(item.id)
+                        continue
                     if item.kind == "child_completed":
                         self.add(ev.ChildCompleted(child_seq=child_seq, result=payload))
                     else:
@@ -479,14 +486,17 @@ class Execution:
         parent, seq = self.state.parent_id, self.state.parent_seq
         if parent is None or seq is None:
             return ()
+        # "<seq>:<child id>": the parent may have continued as new since, and its new
+        # run may have a child of its own at the same seq; the id tells them apart.
+        name = f"{seq}:{self.workflow_id}"
         if isinstance(terminal, ev.WorkflowCompleted):
-            return (Notice(parent, "child_completed", str(seq), bytes(terminal.result)),)
+            return (Notice(parent, "child_completed", name, bytes(terminal.result)),)
         error = (
             terminal.error
             if isinstance(terminal, ev.WorkflowFailed)
             else ErrorDetails("Cancelled", f"child workflow {self.workflow_id!r} was cancelled")
         )
-        return (Notice(parent, "child_failed", str(seq), msgspec.json.encode(error)),)
+        return (Notice(parent, "child_failed", name, msgspec.json.encode(error)),)
 
     # -- timers ------------------------------------------------------------
 

@@ -53,6 +53,7 @@ _ON_START = (*_ACTIVE, WorkflowStatus.SUSPENDED)
 #: Workflows taken per claim; a full batch is followed by another claim at once.
 _CLAIM_BATCH = 100
 _MAX_POKES = 10_000
+_MAX_RECOVERY_BATCHES = 1_000
 
 
 class RealSources:
@@ -335,7 +336,11 @@ class Worker:
         ]
 
     async def _recover(self) -> None:
-        await self._claim(_ON_START)
+        # Until a batch comes back short: the follow-up claims of the poll do not
+        # look at SUSPENDED workflows, which only a (re)start resumes.
+        for _ in range(_MAX_RECOVERY_BATCHES):  # bounded: skipped ones come back
+            if not await self._claim(_ON_START, again=False):
+                break
         self._dequeue()
         self._fire_schedules()
 
@@ -439,10 +444,12 @@ class Worker:
             self.call(self._background, self._claim(_ACTIVE))
             self.request_dequeue()
 
-    async def _claim(self, statuses: tuple[WorkflowStatus, ...]) -> None:
+    async def _claim(self, statuses: tuple[WorkflowStatus, ...], again: bool = True) -> bool:
+        """Take up claimable workflows; True when the batch was full (more may wait),
+        in which case, with ``again``, another claim follows at once."""
         room = self.room()
         if room <= 0:
-            return  # at max_workflows: a finishing workflow asks for more
+            return False  # at max_workflows: a finishing workflow asks for more
         now = time.time()
         claims = self.store.claim(
             self.worker_id,
@@ -453,7 +460,8 @@ class Worker:
             limit=room,
             names=self.registry.names(),
         )
-        if len(claims) == room:
+        full = len(claims) == room
+        if full and again:
             # More may be waiting: come back for them after this batch is adopted,
             # which leaves other workers a chance to take some in between.
             self.request_claim()
@@ -465,6 +473,7 @@ class Worker:
                 self.store.release(self.worker_id, claim.workflow_id, claim.fence)
                 continue
             self._rebuild(claim)
+        return full
 
     def _rebuild(self, claim: Claim) -> None:
         try:

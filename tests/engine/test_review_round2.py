@@ -1,0 +1,67 @@
+"""Regressions found by the second review of this session (each failed on the old code)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import duralog
+from duralog.store.base import WorkflowStatus
+
+
+@duralog.step
+def slow_work(x: str) -> str:
+    time.sleep(0.5)
+    return x
+
+
+@duralog.workflow(name="rr2_child")
+async def child(x: str) -> str:
+    return await slow_work(x)
+
+
+@duralog.workflow(name="rr2_parent")
+async def parent(run: int) -> str:
+    if run == 0:
+        # A child started and left running; continuing as new cancels it, and its
+        # cancellation notice must not reach the next run's child at the same seq.
+        asyncio.ensure_future(child("run0"))  # noqa: RUF006 - left running on purpose
+        await duralog.sleep(0.1)
+        duralog.continue_as_new(1)
+    return await child("run1")
+
+
+def test_a_child_of_an_earlier_run_cannot_answer_for_the_next_runs_child(db: str) -> None:
+    with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
+        assert engine.start(parent, 0, id="P").result(timeout=20) == "run1"
+        assert engine.get("P").status() is WorkflowStatus.COMPLETED
+    with sqlite3.connect(db) as conn:  # the stale notice was consumed, not left to re-read
+        assert conn.execute("SELECT COUNT(*) FROM inbox WHERE workflow_id = 'P'").fetchone() == (0,)
+
+
+@duralog.step
+def quick(i: int) -> int:
+    return i
+
+
+@duralog.workflow(name="rr2_flow")
+async def flow(i: int) -> int:
+    return await quick(i)
+
+
+def test_a_restart_resumes_suspended_workflows_behind_a_full_batch(db: str) -> None:
+    from duralog.engine import worker as worker_module
+
+    with duralog.Engine(db, worker=False) as client:
+        for i in range(7):
+            client.start(flow, i, id=f"w{i}")
+    with sqlite3.connect(db) as conn:  # the three newest diverged once; new code is deployed
+        conn.execute("UPDATE workflows SET status = 'SUSPENDED' WHERE id IN ('w4','w5','w6')")
+    saved = worker_module._CLAIM_BATCH
+    worker_module._CLAIM_BATCH = 2  # four older workflows fill two whole batches first
+    try:
+        with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
+            assert [engine.get(f"w{i}").result(timeout=10) for i in range(7)] == list(range(7))
+    finally:
+        worker_module._CLAIM_BATCH = saved
