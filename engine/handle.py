@@ -84,7 +84,13 @@ class WorkflowHandle(Generic[R]):
         ``CANCELLED`` at once, without running any of its code.
         """
         require_utf8(reason, "the reason")
-        if self._engine.store.cancel_queued(self.id, self._engine.clock.now(), reason):
+        at = self._engine.clock.now()
+        if self._engine.store.cancel_queued(self.id, at, reason):
+            observers = self._engine._observers
+            if observers.active:
+                record = self.record()
+                entry = LogEntry(record.last_seq, at, ev.WorkflowCancelled(reason=reason))
+                observers.appended(self.id, record.name, entry)
             self._engine._finished(self.id)
             return
         self._send("cancel", reason, None)

@@ -329,17 +329,22 @@ class Observers:
 
     def created(self, workflow_id: str, name: str, started: LogEntry) -> None:
         """A workflow was created with its first event."""
+        self.appended(workflow_id, name, started)
+
+    def appended(self, workflow_id: str, name: str, entry: LogEntry) -> None:
+        """One event outside any step was committed (a start, a cancel while queued)."""
+        event = entry.event
         self._offer(
             [
                 CommittedEvent(
                     workflow_id,
                     name,
-                    started.seq,
-                    "WorkflowStarted",
-                    started.at,
+                    entry.seq,
+                    type(event).__name__,
+                    entry.at,
                     None,
                     time.time(),
-                    started.event,
+                    event,
                 )
             ]
         )

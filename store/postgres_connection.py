@@ -32,6 +32,14 @@ _COMMIT = {"full": "on", "normal": "off"}
 STALLED_TRANSACTION_MS = 10_000
 
 
+#: TCP keepalives and a send timeout, unless the URL sets its own.
+_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
 #: A connection unused for this long is checked (``SELECT 1``) before it is used again.
 IDLE_CHECK_SECONDS = 10.0
 
@@ -64,6 +72,11 @@ class Connections:
         options: dict[str, Any] = {"autocommit": True}
         if "connect_timeout" not in self.address.conninfo:
             options["connect_timeout"] = self._connect_timeout
+        # A connection a proxy or a network drops silently would otherwise hang a
+        # statement until TCP gives up (hours): probe it, and give up within a minute.
+        for key, value in _KEEPALIVE.items():
+            if key not in self.address.conninfo:
+                options[key] = value
         conn: Conn = psycopg.connect(self.address.conninfo, **options)
         settings: list[sql.Composable] = [sql.SQL(f"SET synchronous_commit TO {self._synchronous}")]
         if "idle_in_transaction_session_timeout" not in self.address.conninfo:

@@ -192,9 +192,16 @@ def test_cancelling_a_waiting_workflow_ends_it_without_running_it(db: str) -> No
     with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[queue]) as engine:
         first = engine.start(blocker, queue=queue)
         wait_for(lambda: first.status() is duralog.WorkflowStatus.RUNNING)
-        waiting = engine.start(queued_job, "never", queue=queue)
-        waiting.cancel("not needed any more")
-        assert waiting.status() is duralog.WorkflowStatus.CANCELLED  # at once
+        with engine.subscribe(workflow_id="q-cancelled") as seen:
+            waiting = engine.start(queued_job, "never", queue=queue, id="q-cancelled")
+            waiting.cancel("not needed any more")
+            assert waiting.status() is duralog.WorkflowStatus.CANCELLED  # at once
+            kinds = [seen.get(timeout=5), seen.get(timeout=5)]
+        # subscribers hear of it like any commit of this engine
+        assert [(e.kind, e.seq) for e in kinds if e] == [
+            ("WorkflowStarted", 1),
+            ("WorkflowCancelled", 2),
+        ]
         with pytest.raises(duralog.WorkflowFailed, match="cancel"):
             waiting.result(timeout=1)
         _gate.set()
