@@ -39,12 +39,13 @@ from .api import seconds
 from .clock import Clock, SystemClock
 from .committer import Committer
 from .handle import WorkflowHandle, check_id, require_utf8
+from .host import default_worker_id
 from .metrics import Stats, collect
 from .observe import CommittedEvent, Observers, Subscription, follow
 from .queues import QUEUES, Queue, check_priority, resolve
 from .resources import check_name, check_resources
 from .schedules import CatchUp, make_schedule
-from .worker import Worker, default_worker_id
+from .worker import Worker
 
 R = TypeVar("R")
 T = TypeVar("T")

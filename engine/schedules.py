@@ -17,20 +17,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
-from duralog.errors import ConfigurationError, PayloadError
-from duralog.replay.definitions import Workflow
+from duralog.errors import ConfigurationError, DuralogError, PayloadError
+from duralog.replay.definitions import Registry, Workflow
 from duralog.store import codec
 from duralog.store import events as ev
-from duralog.store.base import NewWorkflow, ScheduleRecord
+from duralog.store.base import EventStore, NewWorkflow, ScheduleRecord
 
-from .queues import Queue
+from .queues import QUEUES, Queue
 
 log = logging.getLogger("duralog.schedules")
 
@@ -253,3 +253,61 @@ def tick_workflows(record: ScheduleRecord, ticks: Sequence[float], now: float) -
             NewWorkflow(tick_id(record.id, tick), record.workflow, started, queue=record.queue)
         )
     return items
+
+
+def store_declared(
+    store: EventStore, registry: Registry, queues: Mapping[str, Queue], now: float
+) -> None:
+    """Store the schedules declared in code (``@duralog.schedule``) whose workflow is in
+    ``registry``; a schedule on a queue declared nowhere stops the worker at start."""
+    known = {**QUEUES, **queues}
+    for spec in list(SCHEDULES.values()):
+        if spec.workflow not in registry:
+            continue
+        if spec.queue is not None and spec.queue not in known:
+            raise ConfigurationError(
+                f"schedule {spec.id!r} starts its workflows on queue {spec.queue!r}, "
+                f"which is declared nowhere in this process (declared: "
+                f"{', '.join(sorted(known)) or 'none'}); declare it with "
+                f"duralog.Queue({spec.queue!r}, ...) or fix the name"
+            )
+        store.put_schedule(spec.record(now))
+
+
+def fire_due(
+    store: EventStore, registry: Registry, now: float, broken: dict[str, float]
+) -> list[NewWorkflow]:
+    """Start every due tick of every schedule whose workflow is in ``registry``; returns
+    the workflows created.
+
+    A schedule that cannot fire (its time zone is unknown on this host, its cron
+    never matches) is logged and left alone for a minute (``broken``: schedule id ->
+    not before); the others go on."""
+    created: list[NewWorkflow] = []
+    for record in store.schedules():
+        if record.paused or record.workflow not in registry:
+            continue
+        if broken.get(record.id, 0.0) > now:
+            continue
+        try:
+            ticks, last_tick = due_ticks(record, now)
+            if last_tick == record.last_tick:
+                continue
+            items = tick_workflows(record, ticks, now)
+            if not store.fire_schedule(record.id, record.last_tick, last_tick, items):
+                continue
+        except (DuralogError, ValueError, KeyError) as exc:
+            broken[record.id] = now + 60.0
+            log.error(
+                "cannot fire schedule %r (%r, %s): %s; fix it with engine.schedule(...) "
+                "or remove it with: duralog schedules delete %s",
+                record.id,
+                record.cron,
+                record.timezone,
+                exc,
+                record.id,
+            )
+            continue
+        broken.pop(record.id, None)
+        created += items
+    return created

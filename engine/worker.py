@@ -12,18 +12,14 @@ import asyncio
 import contextvars
 import logging
 import os
-import random
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from duralog.errors import (
-    ConfigurationError,
     CorruptEventError,
-    DuralogError,
     LeaseLost,
     RegistrationError,
 )
@@ -39,10 +35,11 @@ from .clock import Clock, SystemClock
 from .committer import Committer, LoopCommitter
 from .execution import Execution
 from .guard import Guard
+from .host import RealSources, alive
 from .observe import Observers
-from .queues import QUEUES, Queue
+from .queues import Queue
 from .resources import _resources
-from .schedules import SCHEDULES, due_ticks, tick_workflows
+from .schedules import fire_due, store_declared
 from .threads import StepThreads
 
 log = logging.getLogger("duralog.engine")
@@ -54,28 +51,6 @@ _ON_START = (*_ACTIVE, WorkflowStatus.SUSPENDED)
 _CLAIM_BATCH = 100
 _MAX_POKES = 10_000
 _MAX_RECOVERY_BATCHES = 1_000
-
-
-class RealSources:
-    """New non-deterministic values for live runs: the engine's clock and the OS's randomness."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._random = random.SystemRandom()
-        self._clock = clock
-
-    def now(self) -> float:
-        return self._clock.now()
-
-    def random(self) -> float:
-        return self._random.random()
-
-    def uuid4(self) -> uuid.UUID:
-        return uuid.uuid4()
-
-
-def default_worker_id() -> str:
-    """``host:pid:random``: unique per process, readable in ``duralog list``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class Worker:
@@ -332,7 +307,7 @@ class Worker:
         return [
             worker_id
             for worker_id, worker_host, pid in self.store.workers()
-            if worker_host == host and worker_id != self.worker_id and not _alive(pid)
+            if worker_host == host and worker_id != self.worker_id and not alive(pid)
         ]
 
     async def _recover(self) -> None:
@@ -390,57 +365,16 @@ class Worker:
 
     def _store_schedules(self) -> None:
         """Store the schedules declared in code for workflows this worker runs."""
-        for spec in list(SCHEDULES.values()):
-            if spec.workflow not in self.registry:
-                continue
-            if spec.queue is not None and spec.queue not in self.queues | QUEUES:
-                raise ConfigurationError(
-                    f"schedule {spec.id!r} starts its workflows on queue {spec.queue!r}, "
-                    f"which is declared nowhere in this process (declared: "
-                    f"{', '.join(sorted(self.queues | QUEUES)) or 'none'}); declare it with "
-                    f"duralog.Queue({spec.queue!r}, ...) or fix the name"
-                )
-            self.store.put_schedule(spec.record(self.clock.now()))
+        store_declared(self.store, self.registry, self.queues, self.clock.now())
 
     def _fire_schedules(self) -> None:
-        """Start every due tick of every schedule whose workflow this worker runs.
-
-        A schedule that cannot fire (its time zone is unknown on this host, its cron
-        never matches) is logged and left alone for a minute; the others go on."""
-        now = self.clock.now()
-        fired = False
-        for record in self.store.schedules():
-            if record.paused or record.workflow not in self.registry:
-                continue
-            if self._broken_schedules.get(record.id, 0.0) > now:
-                continue
-            try:
-                ticks, last_tick = due_ticks(record, now)
-                if last_tick == record.last_tick:
-                    continue
-                items = tick_workflows(record, ticks, now)
-                if not self.store.fire_schedule(record.id, record.last_tick, last_tick, items):
-                    continue
-            except (DuralogError, ValueError, KeyError) as exc:
-                self._broken_schedules[record.id] = now + 60.0
-                log.error(
-                    "worker %s cannot fire schedule %r (%r, %s): %s; fix it with "
-                    "engine.schedule(...) or remove it with: duralog schedules delete %s",
-                    self.worker_id,
-                    record.id,
-                    record.cron,
-                    record.timezone,
-                    exc,
-                    record.id,
-                )
-                continue
-            self._broken_schedules.pop(record.id, None)
-            fired = fired or bool(items)
-            for item in items:
-                log.info("schedule %s started workflow %s", record.id, item.id)
-                if self.observers.active:
-                    self.observers.created(item.id, item.name, item.started)
-        if fired:
+        """Start every due tick of every schedule whose workflow this worker runs."""
+        created = fire_due(self.store, self.registry, self.clock.now(), self._broken_schedules)
+        for item in created:
+            log.info("workflow %s started by its schedule", item.id)
+            if self.observers.active:
+                self.observers.created(item.id, item.name, item.started)
+        if created:
             self.call(self._background, self._claim(_ACTIVE))
             self.request_dequeue()
 
@@ -655,18 +589,3 @@ class Worker:
                 f"step {step.name!r} (seq {info.seq}, attempt {info.attempt}) of workflow "
                 f"{execution.workflow_id!r} did not finish within its timeout of {step.timeout:g}s"
             ) from None
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process with this pid runs on this host (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True

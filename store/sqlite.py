@@ -32,7 +32,8 @@ from .base import (
     check_transition,
 )
 from .events import TERMINAL_KINDS, LogEntry, decode_event, encode_event
-from .schema import WORKFLOW_COLUMNS, copy_values, described, migrate
+from .schema import WORKFLOW_COLUMNS, migrate
+from .sqlite_copying import CopyingMixin
 from .sqlite_scheduling import SchedulingMixin
 
 __all__ = ["Durability", "SQLiteStore"]  # Durability: imported from here by older code
@@ -40,7 +41,7 @@ __all__ = ["Durability", "SQLiteStore"]  # Durability: imported from here by old
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
 
-class SQLiteStore(SchedulingMixin):
+class SQLiteStore(SchedulingMixin, CopyingMixin):
     """The log in one SQLite file.
 
     Args:
@@ -572,46 +573,6 @@ class SQLiteStore(SchedulingMixin):
         with self._connection() as conn:
             rows = conn.execute("SELECT id, host, pid FROM workers").fetchall()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
-
-    # -- copying (copy_store) ------------------------------------------------
-
-    def export_rows(
-        self, table: str, after: Sequence[object] | None = None, limit: int = 1000
-    ) -> list[tuple[object, ...]]:
-        """Up to ``limit`` rows of ``table`` with a primary key above ``after``, in key
-        order, every column in the order ``store/schema.py`` gives."""
-        spec = described(table)
-        key = ", ".join(spec.key)
-        where = f" WHERE ({key}) > ({', '.join('?' * len(spec.key))})" if after else ""
-        with self._connection() as conn:
-            rows = conn.execute(
-                f"SELECT {', '.join(spec.names)} FROM {table}{where} ORDER BY {key} LIMIT ?",
-                [*(after or ()), limit],
-            ).fetchall()
-        return [copy_values(spec, row) for row in rows]
-
-    def import_rows(self, table: str, rows: Sequence[Sequence[object]]) -> int:
-        """Insert rows made by ``export_rows`` (of any store) in one transaction; a key the
-        database assigns (the inbox id) is assigned anew. Returns how many."""
-        spec = described(table)
-        keep = [i for i, column in enumerate(spec.columns) if column.type != "serial"]
-        insert = (
-            f"INSERT INTO {table} ({', '.join(spec.copied_names)})"
-            f" VALUES ({', '.join('?' * len(keep))})"
-        )
-        try:
-            with self._write() as conn:
-                conn.executemany(insert, ([row[i] for i in keep] for row in rows))
-        except sqlite3.IntegrityError as exc:
-            raise StoreError(f"cannot copy rows into {table} of {self.path}: {exc}") from exc
-        return len(rows)
-
-    def count_rows(self, table: str) -> int:
-        """How many rows ``table`` holds."""
-        described(table)
-        with self._connection() as conn:
-            (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-        return int(count)
 
 
 def _refuse_foreign_file(path: Path) -> None:
