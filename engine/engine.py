@@ -341,7 +341,9 @@ class Engine:
         )
         worker = self._worker
         owner = (
-            self.worker_id if worker is not None and queued is None and worker.reserve() else None
+            self.worker_id
+            if worker is not None and queued is None and worker.reserve(workflow_id)
+            else None
         )
         return NewWorkflow(
             workflow_id,
@@ -367,7 +369,7 @@ class Engine:
         if self._worker is not None:
             for item in items:
                 if item.owner is not None:
-                    self._worker.unreserve()
+                    self._worker.unreserve(item.id)
 
     def _started(
         self, definition: Workflow[Any, Any], item: NewWorkflow, fence: int | None

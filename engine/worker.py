@@ -107,6 +107,7 @@ class Worker:
         self._stopped = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pokes: set[str] = set()
+        self._arriving: set[str] = set()  # started here, not adopted yet (see reserve)
         self._unreleased: dict[str, int] = {}  # leases to give back (workflow id -> fence)
         self.queues: dict[str, Queue] = queues if queues is not None else {}
         self.max_workflows = max_workflows
@@ -185,10 +186,11 @@ class Worker:
 
     # -- claiming ----------------------------------------------------------
 
-    def unreserve(self) -> None:
-        """Give back a place taken with ``reserve`` for a workflow that was not created."""
+    def unreserve(self, workflow_id: str) -> None:
+        """Give back the place ``reserve`` took (the workflow was adopted, or not created)."""
         with self._room_lock:
             self._adopting -= 1
+            self._arriving.discard(workflow_id)
 
     def adopt_new(
         self, workflow_id: str, fence: int, started: LogEntry, reserved: bool = False
@@ -204,7 +206,7 @@ class Worker:
             self.call(self._adopt, workflow_id, fence, state)
 
     def _adopt_reserved(self, workflow_id: str, fence: int, state: WorkflowState) -> None:
-        self.unreserve()  # from now on it counts among the executions
+        self.unreserve(workflow_id)  # from now on it counts among the executions
         self._adopt(workflow_id, fence, state)
 
     def restart(self, execution: Execution, started: LogEntry) -> None:
@@ -232,8 +234,8 @@ class Worker:
             pass
 
     def _poke_if_running(self, workflow_id: str) -> None:
-        if workflow_id in self.executions:
-            self._poked(workflow_id)
+        if workflow_id in self.executions or workflow_id in self._arriving:
+            self._poked(workflow_id)  # (an arriving one reads its inbox when adopted)
 
     def request_claim(self) -> None:
         """Look for claimable and queued work soon, once (from any thread)."""
@@ -328,12 +330,14 @@ class Worker:
         busy = len(self.executions) + self._adopting
         return max(0, min(_CLAIM_BATCH, self.max_workflows - busy))
 
-    def reserve(self) -> bool:
-        """Take one place for a workflow started here (from any thread); False if full."""
+    def reserve(self, workflow_id: str) -> bool:
+        """Take one place for a workflow about to be started here (from any thread);
+        False if full. Until it is adopted, an inbox hint for it is kept, not dropped."""
         with self._room_lock:
             if self.max_workflows is not None and not self.room():
                 return False
             self._adopting += 1
+            self._arriving.add(workflow_id)
             return True
 
     def request_dequeue(self) -> None:

@@ -65,3 +65,17 @@ def test_a_restart_resumes_suspended_workflows_behind_a_full_batch(db: str) -> N
             assert [engine.get(f"w{i}").result(timeout=10) for i in range(7)] == list(range(7))
     finally:
         worker_module._CLAIM_BATCH = saved
+
+
+def test_an_inbox_hint_for_a_workflow_about_to_be_adopted_is_kept(db: str) -> None:
+    # A hint (PostgreSQL's NOTIFY) can arrive between the commit that creates a
+    # workflow here and its adoption on the loop: it must not be dropped, or the
+    # workflow's first activation runs before the inbox is read.
+    with duralog.Engine(db, durability="normal") as engine:
+        worker = engine._worker
+        assert worker is not None
+        assert worker.reserve("arriving")
+        worker._poke_if_running("arriving")
+        worker._poke_if_running("elsewhere")  # owned by another process: dropped
+        assert "arriving" in worker._pokes and "elsewhere" not in worker._pokes
+        worker.unreserve("arriving")
