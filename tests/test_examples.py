@@ -136,8 +136,10 @@ def test_queues_bound_concurrency_and_schedules_fire_once_per_tick() -> None:
     out = run("queues.py")
     assert "every job done; at most two ever ran at once" in out
     assert "(3 running)" not in out
-    # Priority 0 before 5 before 9: the urgent jobs render first.
+    # Priority 0 before 5 before 9: the urgent jobs render first. Jobs taken off the
+    # queue together start on two threads at once, so their lines come in any order.
     renders = [line.split()[2] for line in out.splitlines() if " render " in line]
-    assert renders[:2] == ["invoice", "receipt"] and renders[-1] == "fox"
+    assert set(renders[:2]) == {"invoice", "receipt"}
+    assert set(renders[2:4]) == {"cat", "dog"} and set(renders[4:]) == {"owl", "fox"}
     ticks = [line for line in out.splitlines() if line.startswith("  report@")]
     assert len(ticks) == 3 and len(set(ticks)) == 3
