@@ -4,7 +4,8 @@ Most steps need nothing: the worker finds no guard for them (one dict lookup per
 attempt) and calls them straight away. A step with injected parameters gets its
 resources resolved; a step guarded by a circuit breaker is admitted first (or
 failed fast) and its outcome is recorded after. The breaker's store calls run on
-a step thread, never on the worker's loop.
+threads of their own (``Worker.breaker_threads``), never on the worker's loop nor
+behind long sync steps.
 """
 
 from __future__ import annotations
@@ -59,13 +60,13 @@ class Guard:
         if breaker is None:
             return await worker.attempt(execution, step, info, context, args, kwargs)
         breakers = worker.breakers
-        ticket = await worker.threads.run(context, breakers.admit, breaker, info)
+        ticket = await worker.breaker_threads.run(context, breakers.admit, breaker, info)
         try:
             value = await worker.attempt(execution, step, info, context, args, kwargs)
         except asyncio.CancelledError:
             raise  # not the dependency's doing: a silent trial is taken over later
         except Exception as exc:
-            await worker.threads.run(context, breakers.failed, ticket, exc)
+            await worker.breaker_threads.run(context, breakers.failed, ticket, exc)
             raise
-        await worker.threads.run(context, breakers.succeeded, ticket)
+        await worker.breaker_threads.run(context, breakers.succeeded, ticket)
         return value

@@ -97,6 +97,9 @@ class Worker:
         self.loop = asyncio.new_event_loop()
         self.appends = LoopCommitter(store, self.loop)
         self.threads = StepThreads(self.loop, max_threads)
+        #: Circuit breakers' store calls: on threads of their own, so that a long sync
+        #: step never delays admitting or recording another step's attempt.
+        self.breaker_threads = StepThreads(self.loop, 2)
         #: The engine's resources (``provide`` replaces the mapping, never changes it).
         self.resources: dict[str, Any] = resources if resources is not None else {}
         self.observers = observers if observers is not None else Observers()
@@ -155,6 +158,7 @@ class Worker:
             self._stopped = True
             self.loop.close()
             self.threads.close()
+            self.breaker_threads.close()
             return
         self._stopped = True
         asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result()
@@ -162,6 +166,7 @@ class Worker:
         self._thread.join()
         self.loop.close()
         self.threads.close()
+        self.breaker_threads.close()
 
     async def _shutdown(self) -> None:
         for task in list(self._tasks):

@@ -329,3 +329,43 @@ def test_a_retry_waits_for_the_circuit_then_the_trial_closes_it(tmp_path: Path) 
         assert fast.event.next_attempt_at - fast.at >= 30 - 0.2  # type: ignore[union-attr]
         assert len(flaky_calls) == 2  # the blip, then the trial
         assert flaky_breaker.state(env.engine).state == CLOSED
+
+
+RELEASE = threading.Event()
+
+
+@duralog.step
+def hog() -> str:
+    assert RELEASE.wait(10), "the test never released the hog"
+    return "hog"
+
+
+FAST_BREAKER = CircuitBreaker("fast-path", failure_threshold=3)
+
+
+@duralog.step(circuit=FAST_BREAKER)
+async def guarded_fast() -> str:
+    return "fast"
+
+
+@duralog.workflow(name="breaker_threads_hog")
+async def hog_flow() -> str:
+    return await hog()
+
+
+@duralog.workflow(name="breaker_threads_fast")
+async def fast_flow() -> str:
+    return await guarded_fast()
+
+
+def test_a_long_sync_step_does_not_hold_up_another_steps_breaker(db: str) -> None:
+    # One step thread, taken by a step that blocks: the guarded async step must
+    # still be admitted and recorded (the breaker has threads of its own).
+    RELEASE.clear()
+    with duralog.Engine(db, durability="normal", max_threads=1) as engine:
+        hogging = engine.start(hog_flow)
+        try:
+            assert engine.start(fast_flow).result(timeout=5) == "fast"
+        finally:
+            RELEASE.set()
+        assert hogging.result(timeout=10) == "hog"
