@@ -21,8 +21,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from duralog.errors import ErrorDetails, LeaseLost, NondeterminismError, PayloadError, details_of
 from duralog.replay.definitions import Step
 from duralog.replay.instance import WorkflowInstance
@@ -41,6 +39,7 @@ from duralog.store.events import LogEntry
 
 from .breaker import CircuitOpen
 from .clock import Alarm, sleep_until
+from .inbox import notice_to_parent, translate
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -426,47 +425,23 @@ class Execution:
             items = self.worker.store.inbox(self.workflow_id)
             if not items:
                 return
-            status = None
-            for item in items:
-                payload = msgspec.Raw(item.payload) if item.payload is not None else ev.NULL
-                if not _is_json(payload):  # written around the API: never log garbage
-                    log.warning(
-                        "dropping inbox item %d of %s: its payload is not JSON",
-                        item.id,
-                        self.workflow_id,
-                    )
-                    self._consumed.append(item.id)
-                    continue
-                if item.kind == "signal":
-                    self.add(ev.SignalReceived(name=item.name or "", payload=payload))
-                elif item.kind == "cancel":
-                    self.add(ev.CancelRequested(reason=item.name or ""))
-                    self._cancel_children(item.name or "")
-                elif item.kind in ("child_completed", "child_failed"):
-                    seq_text, _, sender = (item.name or "0").partition(":")
-                    child_seq = int(seq_text)
-                    child_id = self.state.open_children().get(child_seq)
-                    if child_id is None or (sender and sender != child_id):
-                        # Not (or no longer) an open child of this run: a child of an
-                        # earlier run, or a repeat. It can never apply: consume it.
-                        self._consumed.append(item.id)
-                        continue
-                    if item.kind == "child_completed":
-                        self.add(ev.ChildCompleted(child_seq=child_seq, result=payload))
-                    else:
-                        error = msgspec.json.decode(payload, type=ErrorDetails)
-                        self.add(ev.ChildFailed(child_seq=child_seq, error=error))
-                elif item.kind == "pause" and self._unpaused.is_set():
-                    self.add(ev.PauseRequested(reason=item.name or ""))
-                    self._unpaused.clear()
-                    status = WorkflowStatus.PAUSED
-                elif item.kind == "resume" and not self._unpaused.is_set():
-                    self.add(ev.ResumeRequested())
-                    self._unpaused.set()
-                    status = WorkflowStatus.RUNNING
-                self._consumed.append(item.id)
-            await self.flush(status=status)
-            if any(item.kind == "cancel" for item in items):
+            moved = translate(
+                self.workflow_id,
+                items,
+                self.state.open_children(),
+                paused=not self._unpaused.is_set(),
+            )
+            for event in moved.events:
+                self.add(event)
+            for reason in moved.cancel_reasons:
+                self._cancel_children(reason)
+            if moved.paused:
+                self._unpaused.clear()
+            else:
+                self._unpaused.set()
+            self._consumed += moved.consumed
+            await self.flush(status=moved.status)
+            if moved.cancel_reasons:
                 for task in list(self.attempts.values()):
                     task.cancel()  # async steps stop at their current await
             self._arm_wake()
@@ -481,22 +456,6 @@ class Execution:
         # parent's own cancellation or end is on disk.
         for child_id in self.state.open_children().values():
             self._notices.append(Notice(child_id, "cancel", reason or "the parent was cancelled"))
-
-    def _notice_to_parent(self, terminal: ev.Event) -> tuple[Notice, ...]:
-        parent, seq = self.state.parent_id, self.state.parent_seq
-        if parent is None or seq is None:
-            return ()
-        # "<seq>:<child id>": the parent may have continued as new since, and its new
-        # run may have a child of its own at the same seq; the id tells them apart.
-        name = f"{seq}:{self.workflow_id}"
-        if isinstance(terminal, ev.WorkflowCompleted):
-            return (Notice(parent, "child_completed", name, bytes(terminal.result)),)
-        error = (
-            terminal.error
-            if isinstance(terminal, ev.WorkflowFailed)
-            else ErrorDetails("Cancelled", f"child workflow {self.workflow_id!r} was cancelled")
-        )
-        return (Notice(parent, "child_failed", name, msgspec.json.encode(error)),)
 
     # -- timers ------------------------------------------------------------
 
@@ -546,7 +505,7 @@ class Execution:
             terminal = _recorded_terminal(self.state)
         await self.flush(
             status=STATUS_AFTER[type(terminal).__name__],
-            notices=self._notice_to_parent(terminal),
+            notices=notice_to_parent(self.state, self.workflow_id, terminal),
         )
         self.worker.finished(self)
         self.take_snapshot()
@@ -625,11 +584,3 @@ def _recorded_terminal(state: WorkflowState) -> ev.Event:
     if state.status == "FAILED" and state.error is not None:
         return ev.WorkflowFailed(error=state.error)
     return ev.WorkflowCancelled()
-
-
-def _is_json(payload: msgspec.Raw) -> bool:
-    try:
-        msgspec.json.decode(payload)
-    except (msgspec.DecodeError, RecursionError):
-        return False
-    return True
