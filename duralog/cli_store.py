@@ -11,7 +11,7 @@ import msgspec
 from duralog import _format
 from duralog._cli_common import Context, Problem, friendly, pass_context
 from duralog.store.copy import copy_store
-from duralog.store.open import is_postgres, open_store
+from duralog.store.open import is_postgres, open_store, redact
 
 
 @click.command()
@@ -100,14 +100,4 @@ def migrate_store(source: str, target: str, batch_size: int) -> None:
     finally:
         src.close()
     copied = ", ".join(f"{n} {table}" for table, n in counts.items())
-    click.echo(f"copied {copied} from {_redacted(source)} to {_redacted(target)}")
-
-
-def _redacted(address: str) -> str:
-    """An address as it may be printed: a URL's password replaced by ***."""
-    if not is_postgres(address) or "@" not in address:
-        return address
-    scheme, rest = address.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}{':***' if ':' in credentials else ''}@{host}"
+    click.echo(f"copied {copied} from {redact(source)} to {redact(target)}")

@@ -84,16 +84,17 @@ class WorkflowHandle(Generic[R]):
         ``CANCELLED`` at once, without running any of its code.
         """
         require_utf8(reason, "the reason")
+        record = self.record()
         at = self._engine.clock.now()
-        if self._engine.store.cancel_queued(self.id, at, reason):
+        waiting = record.status is WorkflowStatus.PENDING and record.queue is not None
+        if waiting and self._engine.store.cancel_queued(self.id, at, reason):
             observers = self._engine._observers
             if observers.active:
-                record = self.record()
-                entry = LogEntry(record.last_seq, at, ev.WorkflowCancelled(reason=reason))
+                entry = LogEntry(record.last_seq + 1, at, ev.WorkflowCancelled(reason=reason))
                 observers.appended(self.id, record.name, entry)
             self._engine._finished(self.id)
             return
-        self._send("cancel", reason, None)
+        self._send("cancel", reason, None, record)
 
     def pause(self, reason: str = "") -> None:
         """Pause the workflow: it starts no new step and fires no timer until resumed.
@@ -124,9 +125,11 @@ class WorkflowHandle(Generic[R]):
 
         return codec.decode(self._poll(probe, timeout, time.sleep, max_pause=0.25))
 
-    def _send(self, kind: str, name: str, payload: Any) -> None:
+    def _send(
+        self, kind: str, name: str, payload: Any, record: WorkflowRecord | None = None
+    ) -> None:
         require_utf8(name, f"the {kind} name" if kind == "signal" else "the reason")
-        record = self.record()
+        record = record or self.record()
         if record.status.is_terminal:
             raise DuralogError(
                 f"workflow {self.id!r} is already {record.status.value}; the {kind} was not sent"

@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -110,12 +111,13 @@ class Worker:
         self._stopped = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pokes: set[str] = set()
-        self._arriving: set[str] = set()  # started here, not adopted yet (see reserve)
+        #: Workflows started here and not adopted yet, with how many starts reserved a
+        #: place for each (two starts of one id may race): see ``reserve``.
+        self._arriving: Counter[str] = Counter()
         self._unreleased: dict[str, int] = {}  # leases to give back (workflow id -> fence)
         self.queues: dict[str, Queue] = queues if queues is not None else {}
         self.max_workflows = max_workflows
-        self._adopting = 0  # workflows started here, on their way to the loop
-        self._room_lock = threading.Lock()
+        self._room_lock = threading.RLock()  # reserve() holds it around room()
         self._queued: set[str] = set()  # workflows this worker took off a queue
         self._dequeue_requested = False
         self._claim_requested = False
@@ -194,8 +196,9 @@ class Worker:
     def unreserve(self, workflow_id: str) -> None:
         """Give back the place ``reserve`` took (the workflow was adopted, or not created)."""
         with self._room_lock:
-            self._adopting -= 1
-            self._arriving.discard(workflow_id)
+            self._arriving[workflow_id] -= 1
+            if self._arriving[workflow_id] <= 0:
+                del self._arriving[workflow_id]
 
     def adopt_new(
         self, workflow_id: str, fence: int, started: LogEntry, reserved: bool = False
@@ -332,7 +335,8 @@ class Worker:
         """How many more workflows this worker may take up now (``max_workflows``)."""
         if self.max_workflows is None:
             return _CLAIM_BATCH
-        busy = len(self.executions) + self._adopting
+        with self._room_lock:  # other threads reserve places meanwhile
+            busy = len(self.executions) + self._arriving.total()
         return max(0, min(_CLAIM_BATCH, self.max_workflows - busy))
 
     def reserve(self, workflow_id: str) -> bool:
@@ -341,8 +345,7 @@ class Worker:
         with self._room_lock:
             if self.max_workflows is not None and not self.room():
                 return False
-            self._adopting += 1
-            self._arriving.add(workflow_id)
+            self._arriving[workflow_id] += 1
             return True
 
     def request_dequeue(self) -> None:
@@ -355,7 +358,7 @@ class Worker:
         self._dequeue_requested = False
         if self._stopped:
             return
-        now = time.time()
+        now, names = time.time(), self.registry.names()
         for queue in list(self.queues.values()):
             room = self.room()
             if room <= 0:
@@ -365,7 +368,7 @@ class Worker:
                 now,
                 now + self.lease_seconds,
                 queue.limits,
-                self.registry.names(),
+                names,
                 limit=room,
             )
             for claim in claims:
@@ -546,10 +549,7 @@ class Worker:
             guard = self._guards[step] = Guard.of(step)
         if guard is not None:
             return await guard.run(self, execution, step, info, context, args, kwargs)
-        awaitable = self.begin(execution, step, info, context, args, kwargs)
-        if step.timeout is None:
-            return await awaitable
-        return await self.bounded(execution, step, info, awaitable)
+        return await self.attempt(execution, step, info, context, args, kwargs)
 
     async def attempt(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from duralog.errors import ConfigurationError
@@ -10,6 +11,7 @@ from .base import Durability, EventStore
 from .sqlite import SQLiteStore
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+_SECRET_KEYS = ("password", "passfile", "sslpassword")
 
 
 def is_postgres(target: str | Path) -> bool:
@@ -30,3 +32,11 @@ def open_store(target: str | Path, *, durability: Durability = "full") -> EventS
             ) from None
         return PostgresStore(str(target), durability=durability)
     return SQLiteStore(target, durability=durability)
+
+
+def redact(url: str) -> str:
+    """``url`` (a log's address) as it may be printed: any password masked."""
+    # Up to the last @ of the authority: a password may hold an unencoded @.
+    redacted = re.sub(r"(://[^:/@]*):[^/]*@", r"\1:***@", url)
+    keys = "|".join(_SECRET_KEYS)
+    return re.sub(rf"(({keys})\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", r"\1***", redacted)

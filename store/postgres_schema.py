@@ -22,10 +22,10 @@ from psycopg import sql
 
 from duralog.errors import ConfigurationError, StoreError
 
+from .open import redact
 from .schema import MIGRATION_NAMES, POSTGRES, TABLES, migration
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_SECRET_KEYS = ("password", "passfile", "sslpassword")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +50,7 @@ def parse_address(url: str, schema: str | None = None) -> Address:
     authority = base.split("://", 1)[-1].split("/", 1)[0]
     if authority.count("@") > 1:  # libpq would take part of the password for the host
         raise ConfigurationError(
-            f"{_redact(url)}: the user or password holds an unencoded @; percent-encode "
+            f"{redact(url)}: the user or password holds an unencoded @; percent-encode "
             "it (@ is %40), e.g. postgresql://app:se%40cret@db.internal/prod"
         )
     named, rest = [], []
@@ -71,7 +71,7 @@ def parse_address(url: str, schema: str | None = None) -> Address:
             else ""
         )
         raise ConfigurationError(
-            f"{_redact(url)} is not a valid PostgreSQL URL; the form is "
+            f"{redact(url)} is not a valid PostgreSQL URL; the form is "
             f"postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?schema=NAME]{hint}"
         ) from None
     chosen = schema if schema is not None else (named[-1] if named else None)
@@ -87,14 +87,6 @@ def parse_address(url: str, schema: str | None = None) -> Address:
     if chosen is not None:
         display += f"?schema={chosen}"
     return Address(conninfo, chosen, display)
-
-
-def _redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    # Up to the last @ of the authority: a password may hold an unencoded @.
-    redacted = re.sub(r"(://[^:/@]*):[^/]*@", r"\1:***@", url)
-    keys = "|".join(_SECRET_KEYS)
-    return re.sub(rf"(({keys})\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", r"\1***", redacted)
 
 
 def channel_name(schema: str) -> str:

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 import duralog
 from duralog.cli import main
-from duralog.cli_store import _redacted
 from duralog.store.open import open_store
+from duralog.store.open import redact as _redacted
 
 
 @duralog.step
