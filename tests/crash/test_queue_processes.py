@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
+
+from support import load_app, peak
 
 import duralog
 
 HERE = Path(__file__).parent
 
 
-def _load_app() -> types.ModuleType:
-    # The same module the workers run (tests import with --import-mode=importlib).
-    spec = importlib.util.spec_from_file_location("app_queues", HERE / "app_queues.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-app = _load_app()
-
-
-def _peak(intervals: list[tuple[float, float]]) -> int:
-    """The most intervals open at one moment."""
-    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    peak = now = 0
-    for _, step in edges:
-        now += step
-        peak = max(peak, now)
-    return peak
+app = load_app(HERE / "app_queues.py")
 
 
 def test_global_and_per_worker_limits_hold_across_processes(tmp_path: Path) -> None:
@@ -79,8 +59,8 @@ def test_global_and_per_worker_limits_hold_across_processes(tmp_path: Path) -> N
     rows = [line.split() for line in ledger.read_text().splitlines()]
     assert len(rows) == len({row[3] for row in rows}) == 14  # every step ran, once
     intervals = [(float(row[1]), float(row[2])) for row in rows]
-    assert _peak(intervals) <= 3  # concurrency=3 across both processes
+    assert peak(intervals) <= 3  # concurrency=3 across both processes
     for pid in {row[0] for row in rows}:
         mine = [(float(r[1]), float(r[2])) for r in rows if r[0] == pid]
-        assert _peak(mine) <= 2  # worker_concurrency=2
+        assert peak(mine) <= 2  # worker_concurrency=2
     assert len({row[0] for row in rows}) == 2  # both workers took work

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
+from support import wait_for
 
 import duralog
 from duralog import Queue
@@ -52,13 +52,6 @@ def _reset() -> None:
     _running.update(now=0, peak=0)
     _order.clear()
     _gate.clear()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.01)
 
 
 def test_concurrency_is_bounded_and_everything_runs(db: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from croniter import croniter
 from hypothesis import given
 from hypothesis import strategies as st
+from support import wait_for
 
 import duralog
 from duralog.cli import main
@@ -156,13 +157,6 @@ def engine(tmp_path: Path, clock: VirtualClock) -> Iterator[duralog.Engine]:
     path = str(tmp_path / "s.db")
     with duralog.Engine(path, durability="normal", poll_interval=0.02, clock=clock) as e:
         yield e
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.01)
 
 
 def finished(engine: duralog.Engine) -> dict[str, str]:

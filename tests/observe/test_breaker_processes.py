@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -10,22 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+from support import load_app
+
 from duralog.engine.clock import VirtualClock
 from duralog.store.sqlite import SQLiteStore
 
 APP = Path(__file__).with_name("app_breaker.py")
 
 
-def _load_app() -> object:
-    spec = importlib.util.spec_from_file_location("duralog_app_breaker", APP)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-app = _load_app()
+app = load_app(APP, "duralog_app_breaker")
 
 
 def run(mode: str, db: str, arg: str, ledger: Path) -> subprocess.Popen[str]:

@@ -9,10 +9,9 @@ file names).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
+
+from support import load_app
 
 from duralog.replay.history import load_history
 from duralog.testing import replay_histories
@@ -20,17 +19,7 @@ from duralog.testing import replay_histories
 HERE = Path(__file__).parent
 
 
-def _load_app() -> ModuleType:
-    # Tests run with --import-mode=importlib: the folder is not on sys.path.
-    spec = importlib.util.spec_from_file_location("app_patterns", HERE / "app_patterns.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-app = _load_app()
+app = load_app(HERE / "app_patterns.py")
 WORKFLOWS = [app.etl, app.diamond, app.fanout, app.trip, app.configured]
 
 

@@ -12,9 +12,10 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
+from support import wait_for
 
 import duralog
 from duralog.engine.queues import Queue
@@ -125,13 +126,6 @@ async def pg_queued(label: str) -> str:
 
 
 pg_jobs = Queue("pg-jobs", concurrency=2)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -10,18 +10,17 @@ PostgreSQL).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
-import types
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support import load_app, peak
 
 import duralog
 
@@ -30,20 +29,8 @@ QUEUE_APP = Path(__file__).parents[1] / "crash" / "app_queues.py"
 STEPS, WORKFLOWS = 20, 24
 
 
-def _load(name: str, path: Path) -> types.ModuleType:
-    # The apps register their workflows (and queue) in this process too.
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_load("app_pg_workers", APP)
-queue_app = _load("app_queues", QUEUE_APP)
+load_app(APP, "app_pg_workers")
+queue_app = load_app(QUEUE_APP, "app_queues")
 
 
 class Ledger:
@@ -169,16 +156,6 @@ def test_killed_and_frozen_workers_leave_every_history_whole(
         assert processes[pid].returncode == 0
 
 
-def _peak(intervals: list[tuple[float, float]]) -> int:
-    """The most intervals open at one moment."""
-    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    peak = now = 0
-    for _, step in edges:
-        now += step
-        peak = max(peak, now)
-    return peak
-
-
 def test_queue_limits_hold_across_worker_processes(
     postgres_url: str, tmp_path: Path, workers: Spawn
 ) -> None:
@@ -193,7 +170,7 @@ def test_queue_limits_hold_across_worker_processes(
         process.wait(timeout=30)
     rows = [line.split() for line in ledger.read_text().splitlines()]
     assert len({row[3] for row in rows}) == 14  # every workflow's step ran
-    assert _peak([(float(r[1]), float(r[2])) for r in rows]) <= 3  # concurrency=3
+    assert peak([(float(r[1]), float(r[2])) for r in rows]) <= 3  # concurrency=3
     for pid in {row[0] for row in rows}:
         mine = [(float(r[1]), float(r[2])) for r in rows if r[0] == pid]
-        assert _peak(mine) <= 2  # worker_concurrency=2
+        assert peak(mine) <= 2  # worker_concurrency=2

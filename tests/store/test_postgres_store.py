@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
+from support import wait_for
 
 from duralog.errors import ConfigurationError, StoreError
 from duralog.store import codec
@@ -18,6 +19,7 @@ from duralog.store.open import open_store
 from duralog.store.schema import MIGRATION_NAMES, SCHEMA_VERSION
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
+
 from duralog.store.postgres import PostgresStore  # noqa: E402
 from duralog.store.postgres_schema import parse_address  # noqa: E402
 
@@ -37,13 +39,6 @@ def new_workflow(
         lease_until=T0 + 30 if owner else None,
         queue=queue,
     )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.01)
 
 
 def admin(store: PostgresStore) -> psycopg.Connection[tuple[object, ...]]:
