@@ -20,7 +20,6 @@ from sqlite_utils import Database
 from duralog.errors import ConfigurationError, CorruptEventError, IllegalTransition, StoreError
 
 from .base import (
-    STATUS_AFTER,
     Append,
     Claim,
     Durability,
@@ -29,10 +28,10 @@ from .base import (
     Snapshot,
     WorkflowRecord,
     WorkflowStatus,
-    check_transition,
 )
-from .events import TERMINAL_KINDS, LogEntry, decode_event, encode_event
+from .events import LogEntry, decode_event, encode_event
 from .schema import WORKFLOW_COLUMNS, migrate
+from .sqlite_append import append_one
 from .sqlite_copying import CopyingMixin
 from .sqlite_scheduling import SchedulingMixin
 
@@ -211,9 +210,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         rows = [[_row(item.workflow_id, e) for e in item.entries] for item in batch]
         try:
             with self._write() as conn:
-                return [
-                    self._append_one(conn, item, r) for item, r in zip(batch, rows, strict=True)
-                ]
+                return [append_one(conn, item, r) for item, r in zip(batch, rows, strict=True)]
         except (sqlite3.IntegrityError, IllegalTransition):
             if len(batch) == 1:
                 return [False]
@@ -222,85 +219,10 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         for item, r in zip(batch, rows, strict=True):
             try:
                 with self._write() as conn:
-                    results.append(self._append_one(conn, item, r))
+                    results.append(append_one(conn, item, r))
             except (sqlite3.IntegrityError, IllegalTransition):
                 results.append(False)
         return results
-
-    @staticmethod
-    def _append_one(
-        conn: sqlite3.Connection, item: Append, rows: list[tuple[str, int, str, float, str]]
-    ) -> bool:
-        found = conn.execute(
-            "SELECT fence, status, last_seq FROM workflows WHERE id = ?", (item.workflow_id,)
-        ).fetchone()
-        if found is None or found[0] != item.fence:
-            return False
-        if [r[1] for r in rows] != list(range(found[2] + 1, found[2] + 1 + len(rows))):
-            return False  # the log stays gapless: an earlier append of this run was lost
-        current = WorkflowStatus(found[1])
-        if rows and (current.is_terminal or any(r[2] in TERMINAL_KINDS for r in rows[:-1])):
-            raise IllegalTransition(
-                f"workflow {item.workflow_id!r}: nothing may be appended after its terminal event"
-            )
-        status = item.status
-        if rows and rows[-1][2] in STATUS_AFTER:
-            # The index follows the log: a terminal event sets the terminal status.
-            status = STATUS_AFTER[rows[-1][2]]
-        if status is not None:
-            check_transition(item.workflow_id, current, status)
-        if rows:
-            conn.executemany(
-                "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)", rows
-            )
-            last_seq, updated_at = rows[-1][1], rows[-1][3]
-            conn.execute(
-                "UPDATE workflows SET last_seq = ?, updated_at = ?, wake_at = ?,"
-                " status = COALESCE(?, status), reason = COALESCE(?, reason) WHERE id = ?",
-                (
-                    last_seq,
-                    updated_at,
-                    item.wake_at,
-                    status.value if status else None,
-                    item.reason,
-                    item.workflow_id,
-                ),
-            )
-        elif item.status is not None:
-            conn.execute(
-                "UPDATE workflows SET status = ?, reason = ?, wake_at = ? WHERE id = ?",
-                (item.status.value, item.reason, item.wake_at, item.workflow_id),
-            )
-        if status is not None and (status.is_terminal or status is WorkflowStatus.SUSPENDED):
-            # Nobody advances it any more: its lease ends with the same commit.
-            conn.execute(
-                "UPDATE workflows SET owner = NULL, lease_until = NULL WHERE id = ?",
-                (item.workflow_id,),
-            )
-        for notice in item.notices:
-            conn.execute(
-                "INSERT INTO inbox (workflow_id, kind, name, payload, at) VALUES (?,?,?,?,?)",
-                (
-                    notice.workflow_id,
-                    notice.kind,
-                    notice.name,
-                    notice.payload.decode() if notice.payload is not None else None,
-                    rows[-1][3] if rows else 0.0,
-                ),
-            )
-        if item.consumed:
-            conn.executemany(
-                "DELETE FROM inbox WHERE id = ? AND workflow_id = ?",
-                [(i, item.workflow_id) for i in item.consumed],
-            )
-        if item.snapshot is not None:
-            snap = item.snapshot
-            conn.execute("DELETE FROM snapshots WHERE workflow_id = ?", (snap.workflow_id,))
-            conn.execute(
-                "INSERT INTO snapshots (workflow_id, seq, state, checksum) VALUES (?,?,?,?)",
-                (snap.workflow_id, snap.seq, snap.state, snap.checksum),
-            )
-        return True
 
     def continue_as_new(self, item: Append, archived_id: str, started: LogEntry) -> bool:
         """End a run and start the next under the same id, in one transaction."""
@@ -308,7 +230,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         wid = item.workflow_id
         try:
             with self._write() as conn:
-                if not self._append_one(conn, item, rows):
+                if not append_one(conn, item, rows):
                     return False
                 conn.execute(
                     "INSERT INTO workflows (id, name, status, parent_id, fence, last_seq,"
