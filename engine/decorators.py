@@ -36,6 +36,7 @@ def step(
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     circuit: CircuitBreaker | None = None,
+    inline: bool = False,
 ) -> _StepDecorator: ...
 def step(
     fn: Callable[..., Any] | None = None,
@@ -45,6 +46,7 @@ def step(
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     circuit: CircuitBreaker | None = None,
+    inline: bool = False,
 ) -> Any:
     """Make a function (sync or async) a durable step.
 
@@ -58,6 +60,11 @@ def step(
         timeout: seconds one attempt may take; a slower attempt fails (and is retried).
         circuit: a ``CircuitBreaker`` around every attempt: while it is open, attempts
             fail fast with ``CircuitOpen`` instead of calling the step.
+        inline: run a sync step on the worker's event loop instead of a step thread.
+            For steps that return in microseconds (a computation, a lookup in
+            memory): it saves the hand-off to a thread and back, about a third of
+            such a step's cost. While it runs, nothing else on that worker moves,
+            so never use it for I/O; it cannot have a ``timeout``.
 
     Parameters whose default is ``duralog.inject()`` are filled in from the
     engine's resources at each attempt; workflow code leaves them out of the call,
@@ -72,7 +79,7 @@ def step(
 
     def make(f: Callable[..., Any]) -> Step[Any, Any]:
         kind = InjectedStep if callable(f) and injections_of(f) else Step
-        made: Step[Any, Any] = kind(f, name=name, retry=retry, timeout=timeout)
+        made: Step[Any, Any] = kind(f, name=name, retry=retry, timeout=timeout, inline=inline)
         if circuit is not None:
             attach(made, circuit)
         return made

@@ -575,11 +575,19 @@ class Worker:
         args: list[Any],
         kwargs: dict[str, Any],
     ) -> asyncio.Future[Any]:
-        """Start one attempt: async steps on this loop, sync ones on a step thread."""
+        """Start one attempt: async steps on this loop, sync ones on a step thread
+        (or, for an inline step, right here)."""
         if step.is_async:
             task = self.loop.create_task(step.fn(*args, **kwargs), context=context)
             execution.attempts[info.seq] = task
             return task
+        if step.inline:
+            done: asyncio.Future[Any] = self.loop.create_future()
+            try:
+                done.set_result(context.run(step.fn, *args, **kwargs))
+            except Exception as exc:  # the step's error, handed over like a thread's
+                done.set_exception(exc)
+            return done
         return self.threads.run(context, step.fn, *args, **kwargs)
 
     async def bounded(

@@ -134,6 +134,7 @@ class Step(_Typed[P, R]):
         name: str | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        inline: bool = False,
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(f"@duralog.step needs a function, got {fn!r}")
@@ -146,6 +147,7 @@ class Step(_Typed[P, R]):
         self.retry = retry or DEFAULT_RETRY
         self.timeout = timeout
         self.is_async = inspect.iscoroutinefunction(fn)
+        self.inline = _check_inline(fn, inline, timeout)
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -172,6 +174,25 @@ class Step(_Typed[P, R]):
                 f"the recorded result of step {self.name!r} does not decode as its annotated "
                 f"return type: {exc}. Fix the annotation or the value the step returns"
             ) from None
+
+
+def _check_inline(fn: Callable[..., Any], inline: bool, timeout: float | None) -> bool:
+    """Refuse ``inline=True`` where it cannot mean what it says."""
+    if not inline:
+        return False
+    name = getattr(fn, "__qualname__", repr(fn))
+    if inspect.iscoroutinefunction(fn):
+        raise ConfigurationError(
+            f"step {name}: inline=True is for sync steps; an async step already runs on "
+            "the worker's event loop, so drop inline=True"
+        )
+    if timeout is not None:
+        raise ConfigurationError(
+            f"step {name}: an inline step cannot have a timeout, because it runs on the "
+            "worker's event loop and nothing can interrupt it there; drop inline=True to "
+            "run it on a step thread with its timeout"
+        )
+    return True
 
 
 class Workflow(_Typed[P, R]):
