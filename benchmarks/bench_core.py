@@ -46,12 +46,21 @@ def noop(i: int) -> int:
     return i
 
 
+@duralog.step(name="bench_core.noop_inline", inline=True)
+def noop_inline(i: int) -> int:
+    return i
+
+
 @duralog.workflow(name="bench_core.sequential")
-async def sequential(n: int) -> int:
+async def sequential(n: int, inline: bool = False) -> int:
+    step = noop_inline if inline else noop
     total = 0
     for i in range(n):
-        total += await noop(i)
+        total += await step(i)
     return total
+
+
+INLINE = False  # --steps inline
 
 
 def code_version() -> str:
@@ -146,7 +155,7 @@ def w1(path: str, durability: str, n: int, warmup: int) -> dict[str, float]:
             engine.run(sequential, warmup, timeout=60)
         commits0 = counter.commits
         cpu0, t0 = time.process_time(), time.perf_counter()
-        handle = engine.start(sequential, n)
+        handle = engine.start(sequential, n, INLINE)
         result = handle.result(timeout=120)  # a hang is a bug: fail, do not wait
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         commits = counter.commits - commits0
@@ -170,7 +179,7 @@ def w2(path: str, durability: str, m: int, k: int, warmup: int) -> dict[str, flo
             engine.run(sequential, warmup, timeout=60)
         commits0 = counter.commits
         t0 = time.perf_counter()
-        handles = [engine.start(sequential, k) for _ in range(m)]
+        handles = [engine.start(sequential, k, INLINE) for _ in range(m)]
         started = time.perf_counter() - t0
         results = [h.result(timeout=120) for h in handles]
         wall = time.perf_counter() - t0
@@ -223,7 +232,8 @@ def bench(durability: str, a: argparse.Namespace, tmp: str) -> dict[str, Any]:
 def table(results: list[dict[str, Any]], a: argparse.Namespace) -> str:
     lines = [
         f"duralog {duralog.__version__} ({code_version()}), SQLite {sqlite3.sqlite_version},"
-        f" Python {platform.python_version()}, {os.cpu_count()} CPUs; median of {a.repeat} runs",
+        f" Python {platform.python_version()}, {os.cpu_count()} CPUs; median of {a.repeat} runs;"
+        f" {a.steps} steps",
         "",
         f"{'durability':<10} {'raw commit':>11} {'W1 N=' + str(a.n):>11} {'x raw':>6}"
         f" {'W1 CPU':>9} {'events':>7} {'commits':>8}"
@@ -255,7 +265,15 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10, help="steps of an unmeasured workflow")
     ap.add_argument("--tmp", help="parent folder of the temp dir (default: system temp)")
     ap.add_argument("--json", action="store_true", help="table to stderr, JSON line to stdout")
+    ap.add_argument(
+        "--steps",
+        choices=["thread", "inline"],
+        default="thread",
+        help="the no-op step on a step thread (any sync step) or inline=True on the loop",
+    )
     a = ap.parse_args()
+    global INLINE
+    INLINE = a.steps == "inline"
 
     levels = ["full", "normal"] if a.durability == "both" else [a.durability]
     tmp = tempfile.mkdtemp(prefix="duralog-bench-", dir=a.tmp)
@@ -277,6 +295,7 @@ def main() -> None:
             "k": a.k,
             "rows": a.rows,
             "repeat": a.repeat,
+            "steps": a.steps,
             "results": results,
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }

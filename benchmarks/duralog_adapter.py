@@ -10,6 +10,8 @@ opts:
   durability=full|normal   Engine(durability=...): WAL with synchronous=FULL (default,
                            the engine's default) or NORMAL
   threads=N                Engine(max_threads=N) for sync steps (default: the engine's)
+  steps=thread|inline      the no-op step runs on a step thread (default, any sync step)
+                           or inline on the worker's loop (@duralog.step(inline=True))
 
 W1/W2 use a sync no-op step, `engine.start()` and `handle.result()`. W2 starts the M
 workflows one after another from the harness thread (each `start()` returns once the
@@ -38,6 +40,11 @@ def noop(i: int) -> int:
     return i
 
 
+@duralog.step(name="bench.noop_inline", inline=True)
+def noop_inline(i: int) -> int:
+    return i
+
+
 @duralog.step(name="bench.w3_gate")
 def w3_gate() -> None:
     if _gate is not None:
@@ -45,18 +52,20 @@ def w3_gate() -> None:
 
 
 @duralog.workflow(name="bench.sequential")
-async def sequential(n: int) -> int:
+async def sequential(n: int, inline: bool = False) -> int:
+    step = noop_inline if inline else noop
     total = 0
     for i in range(n):
-        total += await noop(i)
+        total += await step(i)
     return total
 
 
 @duralog.workflow(name="bench.w3")
-async def w3_workflow(n: int) -> int:
+async def w3_workflow(n: int, inline: bool = False) -> int:
+    step = noop_inline if inline else noop
     total = 0
     for i in range(n):
-        total += await noop(i)
+        total += await step(i)
     await w3_gate()
     return total
 
@@ -99,17 +108,25 @@ class Adapter:
     supports_w3 = True
 
     def __init__(
-        self, durability: str = "full", threads: str | None = None, starts: str = "one"
+        self,
+        durability: str = "full",
+        threads: str | None = None,
+        starts: str = "one",
+        steps: str = "thread",
     ) -> None:
         if durability not in ("full", "normal"):
             raise SystemExit(f"durability must be full or normal, not {durability!r}")
         if starts not in ("one", "many"):
             raise SystemExit(f"starts must be one (engine.start each) or many, not {starts!r}")
+        if steps not in ("thread", "inline"):
+            raise SystemExit(f"steps must be thread or inline, not {steps!r}")
+        self.inline = steps == "inline"
         self.starts = starts
         self.durability = durability
         self.threads = int(threads) if threads else None
         self.version = (
             f"{duralog.__version__} ({_commit()}) durability={durability} starts={starts}"
+            f" steps={steps}"
         )
         self.engine: duralog.Engine | None = None
 
@@ -135,20 +152,20 @@ class Adapter:
         return self.engine
 
     def run_sequential(self, n: int) -> int:
-        return self._engine().start(sequential, n).result(timeout=3600)
+        return self._engine().start(sequential, n, self.inline).result(timeout=3600)
 
     def run_many(self, m: int, k: int) -> list[int]:
         engine = self._engine()
         if self.starts == "many":  # one commit for all the starts
-            handles = engine.start_many(sequential, [(k,)] * m)
+            handles = engine.start_many(sequential, [(k, self.inline)] * m)
         else:
-            handles = [engine.start(sequential, k) for _ in range(m)]
+            handles = [engine.start(sequential, k, self.inline) for _ in range(m)]
         return [h.result(timeout=3600) for h in handles]
 
     def w3_crash(self, n: int, ready: Callable[[], None]) -> None:
         global _gate
         _gate = ready
-        self._engine().start(w3_workflow, n, id=W3_ID).result()
+        self._engine().start(w3_workflow, n, self.inline, id=W3_ID).result()
 
     def w3_recover(self, n: int) -> int:
         result: int = self._engine().get(W3_ID).result(timeout=3600)

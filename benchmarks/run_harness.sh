@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # duralog through the shared engine-neutral harness, with the yardsticks of the same sitting.
-# usage: bash benchmarks/run_harness.sh [limit] [plain] [sqlitelog] [duralog] [dbos] [temporal]
-# (default: limit plain sqlitelog duralog; the peers need `bash $BENCH/setup.sh` first)
+# usage: bash benchmarks/run_harness.sh [limit] [plain] [sqlitelog] [duralog] [duralog-inline] [dbos] [temporal]
+# (default: limit plain sqlitelog duralog duralog-inline; the peers need `bash $BENCH/setup.sh` first)
 # env: BENCH=/work/shared/bench  PY=.venv/bin/python  RUNS=3  PEER_RUNS=1
 #      DBOS_PY=/tmp/benchlab/venv-dbos/bin/python  TEMPORAL_PY=/tmp/benchlab/venv-temporal/bin/python
 #      OUT=/tmp/benchlab/results/duralog.jsonl  LOG=/tmp/benchlab/results/duralog-stderr.log
@@ -25,7 +25,7 @@ rep() { local label=$1; shift; echo "== $label" >&2; "$PY" repeat.py --runs "$RU
 # The peers are slow (Temporal W2 takes minutes per run): PEER_RUNS runs each, a longer timeout.
 peer() { local label=$1; shift; echo "== $label" >&2; "$PY" repeat.py --runs "$PEER_RUNS" --label "$label" --out "$OUT" --log "$LOG" -- timeout 900 "$@" >/dev/null; }
 H=(harness.py --workdir "$WORK")
-for s in ${*:-limit plain sqlitelog duralog}; do case $s in
+for s in ${*:-limit plain sqlitelog duralog duralog-inline}; do case $s in
 limit)
   rep limit-wal-full   "$PY" sqlite_limit.py --mode wal-full --rows 5000 --db "$WORK/limit.sqlite"
   rep limit-wal-normal "$PY" sqlite_limit.py --mode wal-normal --rows 20000 --db "$WORK/limit.sqlite" ;;
@@ -41,6 +41,12 @@ duralog)
     rep "duralog-$d-w1" "$PY" "${H[@]}" --adapter duralog_adapter --opt durability=$d w1 --n "$N1"
     rep "duralog-$d-w2" "$PY" "${H[@]}" --adapter duralog_adapter --opt durability=$d w2 --m "$M" --k "$K"
     rep "duralog-$d-w3" "$PY" "${H[@]}" --adapter duralog_adapter --opt durability=$d w3 --n "$N3"
+  done ;;
+duralog-inline)  # the no-op step as @duralog.step(inline=True): no hand-off to a step thread
+  for d in full normal; do
+    rep "duralog-inline-$d-w1" "$PY" "${H[@]}" --adapter duralog_adapter --opt durability=$d --opt steps=inline w1 --n "$N1"
+    rep "duralog-inline-$d-w2" "$PY" "${H[@]}" --adapter duralog_adapter --opt durability=$d --opt steps=inline w2 --m "$M" --k "$K"
+    rep "duralog-inline-$d-w3" "$PY" "${H[@]}" --adapter duralog_adapter --opt durability=$d --opt steps=inline w3 --n "$N3"
   done ;;
 dbos)
   peer dbos-w1          "$DBOS_PY" "${H[@]}" --adapter dbos_adapter w1 --n "$N1"
