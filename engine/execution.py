@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("duralog.engine")
 
+#: A finished workflow's state is snapshotted when at least this many events (or
+#: ``snapshot_every``, if smaller) follow its last snapshot. Folding a shorter tail
+#: when someone inspects it costs less than writing a snapshot for every workflow.
+_FINAL_SNAPSHOT_AFTER = 100
+
 
 class Execution:
     """A claimed workflow being advanced by this worker."""
@@ -508,8 +513,11 @@ class Execution:
             notices=notice_to_parent(self.state, self.workflow_id, terminal),
         )
         self.worker.finished(self)
-        self.take_snapshot()
-        self.spawn(self.flush())
+        if self.state.last_seq - self._snapshot_seq >= min(
+            self.worker.snapshot_every, _FINAL_SNAPSHOT_AFTER
+        ):
+            self.take_snapshot()
+            self.spawn(self.flush())
 
     async def _continue_as_new(self, terminal: ev.ContinuedAsNew) -> None:
         state = self.state

@@ -11,6 +11,7 @@ import uuid
 
 import msgspec
 import pytest
+from support import wait_for
 
 import duralog
 from duralog.store.events import StepCompleted, StepFailed, StepRetrying, StepStarted
@@ -306,6 +307,33 @@ def test_result_values_survive_the_snapshot(db: str) -> None:
         assert engine.store.load_snapshot(handle.id) is not None
         completed = [e for e in handle.history() if isinstance(e.event, StepCompleted)]
         assert len(completed) == 2
+
+
+@duralog.step(name="engine_test.count", inline=True)
+def count(i: int) -> int:
+    return i
+
+
+@duralog.workflow(name="engine_test.counting")
+async def counting(n: int) -> int:
+    return sum([await count(i) for i in range(n)])
+
+
+def test_a_final_snapshot_only_after_a_long_enough_tail(db: str) -> None:
+    with duralog.Engine(db, durability="normal") as engine:  # snapshot_every=500
+        short = engine.start(counting, 3)
+        long = engine.start(counting, 40)  # 122 events, none snapshotted on the way
+        assert short.result(timeout=10) == 3
+        assert long.result(timeout=10) == sum(range(40))
+
+        def snapshot_of(workflow_id: str) -> int | None:
+            found = engine.store.load_snapshot(workflow_id)
+            return None if found is None else found.seq
+
+        # Folding 11 events costs less than writing their snapshot.
+        assert snapshot_of(short.id) is None
+        wait_for(lambda: snapshot_of(long.id) == len(long.history()))
+        assert short.state().last_seq == len(short.history())
 
 
 @duralog.step(retry=duralog.RetryPolicy(max_attempts=1))
