@@ -1,12 +1,13 @@
 """Group commit: writes are batched, and each caller is released only after its commit.
 
-Two writers share the work. ``LoopCommitter`` writes the appends of the
-worker's workflows from the worker's own event loop: everything that became
-ready in one round of the loop goes into one transaction. ``Committer`` is a
-thread for writes that come from other threads (``engine.start`` from user
-code). Either way a
-commit is shared by as many workflows as are ready, and write-ahead holds:
-nobody proceeds on an event that is not on disk.
+``LoopCommitter`` writes the appends of the worker's workflows from the worker's
+own event loop: everything that became ready in one round of the loop goes into
+one transaction. ``Committer`` takes the writes that come from elsewhere:
+``engine.start`` from user code is written by the calling threads themselves,
+taking turns (whoever gets the turn writes every start queued so far), and the
+creates of child workflows by a writer thread, so that the loop never waits for
+them. Either way a commit is shared by as many workflows as are ready, and
+write-ahead holds: nobody proceeds on an event that is not on disk.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class Committer:
         self._appends: list[tuple[Append, Outcome]] = []
         self._creates: list[tuple[NewWorkflow, Outcome]] = []
         self._stopping = False
+        #: Creates written by their callers (see ``create``), and the turn to write them.
+        self._direct: list[tuple[NewWorkflow, concurrent.futures.Future[int | None]]] = []
+        self._direct_writer = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -48,13 +52,29 @@ class Committer:
         return future
 
     def create(self, items: Sequence[NewWorkflow]) -> list[int | None]:
-        """Create workflows from any thread, blocking until committed."""
-        futures = []
-        for item in items:
-            future: concurrent.futures.Future[int | None] = concurrent.futures.Future()
-            self._submit("creates", item, _thread_outcome(future))
-            futures.append(future)
-        return [f.result() for f in futures]
+        """Create workflows from any thread, blocking until committed.
+
+        The caller writes them itself, with no hand-off to the writer thread and
+        back: callers that arrive while another one writes wait behind it, and the
+        first of them to get its turn writes for all of them, so concurrent starts
+        still share one commit.
+        """
+        requests = [(item, concurrent.futures.Future[int | None]()) for item in items]
+        if not requests:
+            return []
+        with self._cond:
+            if self._stopping:
+                raise StoreError("the engine is closed; no more writes are accepted")
+            self._direct.extend(requests)
+        with self._direct_writer:
+            if not requests[0][1].done():  # no earlier caller wrote ours: write the queue
+                with self._cond:
+                    batch, self._direct = self._direct, []
+                self._write(
+                    self._store.create_workflows,
+                    [(item, _thread_outcome(future)) for item, future in batch],
+                )
+        return [future.result() for _, future in requests]
 
     async def create_async(self, item: NewWorkflow) -> int | None:
         """Create one workflow from the event loop."""

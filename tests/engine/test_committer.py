@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import msgspec
 import pytest
+from support import wait_for
 
 from duralog.engine.committer import Committer
+from duralog.errors import StoreError
 from duralog.store import events as ev
 from duralog.store.base import Append, NewWorkflow
 from duralog.store.events import LogEntry
@@ -54,4 +57,47 @@ def test_no_request_is_lost_while_the_writer_swaps_its_queues(
     committer.close()
     assert results == [True] * (count * 10)
     assert all(w.last_seq == 11 for w in store.list_workflows())
+    store.close()
+
+
+class CountingStore(SQLiteStore):
+    """A real SQLite log that also counts its ``create_workflows`` transactions."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, durability="normal")
+        self.creates: list[int] = []
+
+    def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
+        self.creates.append(len(items))
+        return super().create_workflows(items)
+
+
+def test_starts_from_many_threads_are_written_by_their_callers_in_one_commit(
+    tmp_path: Path,
+) -> None:
+    store = CountingStore(tmp_path / "log.db")
+    committer = Committer(store)
+    started = LogEntry(1, 1.0, ev.WorkflowStarted(name="flow", args=msgspec.Raw(b"[]")))
+    answers: dict[str, list[int | None]] = {}
+
+    def start(workflow_id: str) -> None:
+        answers[workflow_id] = committer.create([NewWorkflow(workflow_id, "flow", started)])
+
+    # While one caller holds the turn to write, five more queue up behind it...
+    with committer._direct_writer:
+        threads = [threading.Thread(target=start, args=(f"w-{i}",)) for i in range(5)]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(committer._direct) == 5)
+    for thread in threads:
+        thread.join(timeout=20)
+    # ...and the first of them to get the turn writes all five in one transaction.
+    assert store.creates == [5]
+    assert answers == {f"w-{i}": [0] for i in range(5)}  # created unowned: fence 0
+    assert committer.create([NewWorkflow("w-0", "flow", started)]) == [None]  # exists
+    assert committer.create([]) == []
+    committer.close()
+    with pytest.raises(StoreError, match="the engine is closed"):
+        committer.create([NewWorkflow("late", "flow", started)])
+    assert [w.id for w in store.list_workflows()].count("late") == 0
     store.close()
