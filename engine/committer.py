@@ -70,10 +70,17 @@ class Committer:
             if not requests[0][1].done():  # no earlier caller wrote ours: write the queue
                 with self._cond:
                     batch, self._direct = self._direct, []
-                self._write(
-                    self._store.create_workflows,
-                    [(item, _thread_outcome(future)) for item, future in batch],
-                )
+                try:
+                    self._write(
+                        self._store.create_workflows,
+                        [(item, _thread_outcome(future)) for item, future in batch],
+                    )
+                except BaseException:  # KeyboardInterrupt: the others must not wait forever
+                    interrupted = StoreError("the start was interrupted; it may not be written")
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(interrupted)
+                    raise
         return [future.result() for _, future in requests]
 
     async def create_async(self, item: NewWorkflow) -> int | None:

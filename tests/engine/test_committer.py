@@ -6,6 +6,7 @@ import asyncio
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 import msgspec
@@ -100,4 +101,46 @@ def test_starts_from_many_threads_are_written_by_their_callers_in_one_commit(
     with pytest.raises(StoreError, match="the engine is closed"):
         committer.create([NewWorkflow("late", "flow", started)])
     assert [w.id for w in store.list_workflows()].count("late") == 0
+    store.close()
+
+
+class InterruptedStore(SQLiteStore):
+    """A real SQLite log whose first ``create_workflows`` is interrupted (Ctrl-C)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, durability="normal")
+        self.calls = 0
+
+    def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
+        self.calls += 1
+        if self.calls == 1:
+            raise KeyboardInterrupt
+        return super().create_workflows(items)
+
+
+def test_an_interrupted_writer_leaves_no_caller_waiting(tmp_path: Path) -> None:
+    store = InterruptedStore(tmp_path / "log.db")
+    committer = Committer(store)
+    started = LogEntry(1, 1.0, ev.WorkflowStarted(name="flow", args=msgspec.Raw(b"[]")))
+    raised: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            committer.create([NewWorkflow("writer", "flow", started)])
+        except BaseException as exc:
+            raised.append(exc)
+
+    queued: Future[int | None] = Future()  # a second caller, queued behind the writer
+    with committer._direct_writer:
+        thread = threading.Thread(target=writer)
+        thread.start()
+        wait_for(lambda: len(committer._direct) == 1)
+        committer._direct.append((NewWorkflow("queued", "flow", started), queued))
+    # The writer takes the turn and writes both; Ctrl-C interrupts that write.
+    thread.join(timeout=20)
+    assert [type(e) for e in raised] == [KeyboardInterrupt]
+    with pytest.raises(StoreError, match="the start was interrupted"):
+        queued.result(timeout=0)
+    assert committer.create([NewWorkflow("after", "flow", started)]) == [0]
+    committer.close()
     store.close()
