@@ -30,7 +30,12 @@ class Queue:
         period: the rate limit's window, in seconds or as a timedelta (default 1 s).
 
     Workers take a queue's workflows by ``priority`` (lower first; default 0), then
-    oldest first. Example:
+    oldest first. Only workers that declare the queue ever run its workflows, and
+    never beyond its limits: one left RUNNING or PAUSED by a dead (or lease-expired)
+    worker is taken over by such a worker within ``worker_concurrency`` (it already
+    holds its slot of ``concurrency``), and a SUSPENDED one (its code diverged) is
+    resumed when a worker starts, if ``concurrency`` and ``worker_concurrency`` leave
+    room (a resumed workflow does not count against ``rate_limit``). Example:
 
     ```python
     emails = duralog.Queue("emails", concurrency=10, rate_limit=100, period=60)

@@ -326,7 +326,7 @@ class Worker:
         for _ in range(_MAX_RECOVERY_BATCHES):  # bounded: skipped ones come back
             if not await self._claim(_ON_START, again=False):
                 break
-        self._dequeue()
+        self._dequeue(resume_suspended=True)  # queued ones, SUSPENDED too, within limits
         self._fire_schedules()
 
     # -- queues and schedules ----------------------------------------------
@@ -354,11 +354,17 @@ class Worker:
             self._dequeue_requested = True
             self.call(self._dequeue)
 
-    def _dequeue(self) -> None:
+    def _dequeue(self, resume_suspended: bool = False) -> None:
+        """Take up the declared queues' work, within their limits: workflows of theirs
+        that a dead or expired worker left RUNNING or PAUSED, with ``resume_suspended``
+        (at start) SUSPENDED ones, then waiting ones (see ``EventStore.claim_queued``)."""
         self._dequeue_requested = False
-        if self._stopped:
+        if self._stopped or not self.queues:
             return
-        now, names = time.time(), self.registry.names()
+        now, names, dead = time.time(), self.registry.names(), self._dead_owners()
+        # Not even taken over: each would hold one of its queue's worker slots until
+        # given back, and a workflow that fails to rebuild would do so on every look.
+        skipped = [workflow_id for workflow_id, until in self._skipped.items() if until > now]
         for queue in list(self.queues.values()):
             room = self.room()
             if room <= 0:
@@ -370,10 +376,12 @@ class Worker:
                 queue.limits,
                 names,
                 limit=room,
+                dead_owners=dead,
+                resume_suspended=resume_suspended,
+                exclude=skipped,
             )
-            for claim in claims:
-                self._queued.add(claim.workflow_id)
-                self._rebuild(claim)
+            for claim in claims:  # each holds a slot of the queue until it ends here
+                self._take_up(claim, now, queued=True)
 
     def _store_schedules(self) -> None:
         """Store the schedules declared in code for workflows this worker runs."""
@@ -412,14 +420,22 @@ class Worker:
             # which leaves other workers a chance to take some in between.
             self.request_claim()
         for claim in claims:
-            stale = self.executions.pop(claim.workflow_id, None)
-            if stale is not None:  # it lost its lease and we took it back: start afresh
-                stale.close()
-            if self._skipped.get(claim.workflow_id, 0) > now:
-                self.store.release(self.worker_id, claim.workflow_id, claim.fence)
-                continue
-            self._rebuild(claim)
+            self._take_up(claim, now)
         return full
+
+    def _take_up(self, claim: Claim, now: float, queued: bool = False) -> None:
+        """Run a workflow just claimed (``queued``: off a queue), unless this worker
+        skipped it lately: then give it back."""
+        stale = self.executions.pop(claim.workflow_id, None)
+        if stale is not None:  # it lost its lease and we took it back: start afresh
+            stale.close()
+        if self._skipped.get(claim.workflow_id, 0) > now:
+            self._queued.discard(claim.workflow_id)
+            self.store.release(self.worker_id, claim.workflow_id, claim.fence)
+            return
+        if queued:
+            self._queued.add(claim.workflow_id)  # (a skip while rebuilding drops it)
+        self._rebuild(claim)
 
     def _rebuild(self, claim: Claim) -> None:
         try:

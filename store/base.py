@@ -275,7 +275,8 @@ class EventStore(Protocol):
     ) -> list[Claim]:
         """Take the lease of claimable workflows: unowned, or another worker's lease has
         expired or that worker is dead. A worker never re-claims its own workflows
-        (that would bump the fence under its own feet)."""
+        (that would bump the fence under its own feet). Never a queued workflow, in
+        any status: those go through ``claim_queued``, which keeps the queue's limits."""
         ...
 
     def claim_queued(
@@ -286,10 +287,34 @@ class EventStore(Protocol):
         queue: QueueLimits,
         names: Sequence[str] | None = None,
         limit: int | None = None,
+        *,
+        dead_owners: Sequence[str] = (),
+        resume_suspended: bool = False,
+        exclude: Sequence[str] = (),
     ) -> list[Claim]:
-        """Take PENDING workflows off ``queue``, by priority (lower first) then age, as
-        many as its limits allow (and at most ``limit``), counted in the same transaction
-        (so they hold across processes). Queued workflows are never taken by ``claim``."""
+        """Take up ``queue``'s workflows as far as its limits allow, counted in the same
+        transaction (so they hold across processes); at most ``limit`` in all, with
+        ``names`` only workflows whose code this worker has, and never one in
+        ``exclude`` (a worker's recently skipped workflows: taking one over only to give
+        it back would use up its ``worker_concurrency`` for nothing). Queued workflows
+        are never taken by ``claim``: only workers that declare the queue take them,
+        through here.
+
+        In this order:
+
+        1. Take over the queue's RUNNING or PAUSED workflows that nobody alive holds
+           (unowned, or another worker's lease expired or that worker is in
+           ``dead_owners``), oldest first. They already hold a slot of the queue, so
+           only ``worker_concurrency`` limits them; they keep their status and their
+           ``dequeued_at``.
+        2. With ``resume_suspended`` (a worker starting up): the queue's SUSPENDED
+           workflows, oldest first, back to RUNNING (``reason`` cleared), within
+           ``concurrency`` and ``worker_concurrency``; not counted against the rate
+           limit (they left the queue when they first ran).
+        3. PENDING workflows, by priority (lower first) then age, within every limit;
+           each gets ``dequeued_at = now``.
+
+        Returns the claims in that order."""
         ...
 
     def cancel_queued(self, workflow_id: str, at: float, reason: str = "") -> bool:

@@ -374,7 +374,8 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         names: Sequence[str] | None = None,
     ) -> list[Claim]:
         """Take the lease of up to ``limit`` claimable workflows in the given statuses
-        (and, with ``names``, only workflows whose code this worker has), oldest first."""
+        (and, with ``names``, only workflows whose code this worker has), oldest first;
+        never a queued one, which only ``claim_queued`` takes."""
         only = ""
         params: dict[str, Any] = {
             "worker": worker_id,
@@ -396,7 +397,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
                 "  WHERE status = ANY(%(statuses)s::text[])"
                 "   AND (owner IS NULL OR (owner <> %(worker)s AND (lease_until < %(now)s"
                 "        OR owner = ANY(%(dead)s::text[]))))"
-                f"   AND (queue IS NULL OR status <> 'PENDING') {only}"
+                f"   AND queue IS NULL {only}"
                 "  ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
                 " UPDATE workflows w SET owner = %(worker)s, lease_until = %(lease)s,"
                 "  fence = w.fence + 1,"

@@ -20,6 +20,8 @@ from .schema import BREAKER_COLUMNS, SCHEDULE_COLUMNS
 
 #: A queued workflow holds one of its queue's slots while it is in one of these.
 _HOLDS_A_SLOT = "('RUNNING', 'PAUSED')"
+#: The most one queue claim takes.
+_MOST = 1_000
 
 
 class SchedulingMixin:
@@ -40,9 +42,35 @@ class SchedulingMixin:
         queue: QueueLimits,
         names: Sequence[str] | None = None,
         limit: int | None = None,
+        *,
+        dead_owners: Sequence[str] = (),
+        resume_suspended: bool = False,
+        exclude: Sequence[str] = (),
     ) -> list[Claim]:
-        """Take as many PENDING workflows off ``queue`` as its limits allow right now,
-        by priority (lower first), then age."""
+        """Take over, resume, then take off ``queue`` what its limits allow right now
+        (see ``EventStore.claim_queued``), all in one transaction."""
+        left = _MOST if limit is None else min(limit, _MOST)
+        if left <= 0:
+            return []
+        params: dict[str, Any] = {
+            "worker": worker_id,
+            "lease": lease_until,
+            "now": now,
+            "queue": queue.name,
+            "dead": list(dead_owners),
+        }
+        # The queue's rows this worker may take, and the ones nobody alive holds.
+        scope = "queue = %(queue)s"
+        if names is not None:
+            scope += " AND name = ANY(%(names)s::text[])"
+            params["names"] = list(names)
+        if exclude:
+            scope += " AND id <> ALL(%(exclude)s::text[])"
+            params["exclude"] = list(exclude)
+        unheld = (
+            "(owner IS NULL OR (owner <> %(worker)s AND (lease_until < %(now)s"
+            " OR owner = ANY(%(dead)s::text[]))))"
+        )
         with self._db.transaction(f"taking workflows off queue {queue.name!r}") as conn:
             # Another worker is taking from this queue: come back on the next look
             # rather than block this worker's event loop behind it.
@@ -52,34 +80,47 @@ class SchedulingMixin:
             ).fetchone() or (False,)
             if not locked:
                 return []
-            room = _room(conn, worker_id, now, queue)
-            if limit is not None:  # the worker's own room (Engine(max_workflows=))
-                room = min(room, limit)
-            if room <= 0:
-                return []
-            params: dict[str, Any] = {
-                "worker": worker_id,
-                "lease": lease_until,
-                "now": now,
-                "queue": queue.name,
-                "room": room,
-            }
-            only_names = ""
-            if names is not None:
-                only_names = " AND name = ANY(%(names)s::text[])"
-                params["names"] = list(names)
-            found = conn.execute(
-                "WITH picked AS (SELECT id FROM workflows"
-                f"  WHERE queue = %(queue)s AND status = 'PENDING' {only_names}"
-                "  ORDER BY priority, created_at, id LIMIT %(room)s FOR UPDATE SKIP LOCKED)"
-                " UPDATE workflows w SET owner = %(worker)s, lease_until = %(lease)s,"
-                "  fence = w.fence + 1, status = 'RUNNING', dequeued_at = %(now)s"
-                " FROM picked WHERE w.id = picked.id"
-                " RETURNING w.id, w.fence, w.priority, w.created_at",
+            # a. Orphans already hold a slot of the queue: only this worker's share
+            # (worker_concurrency) limits taking them over. They keep their status.
+            room = left
+            if queue.worker_concurrency is not None:
+                room = min(room, queue.worker_concurrency - _mine(conn, worker_id, queue))
+            taken = _take(
+                conn,
+                room,
                 params,
-            ).fetchall()
-        found.sort(key=lambda row: (row[2], row[3], row[0]))
-        return [Claim(row[0], row[1]) for row in found]
+                update="owner = %(worker)s, lease_until = %(lease)s, fence = w.fence + 1",
+                where=f"{scope} AND status IN {_HOLDS_A_SLOT} AND {unheld}",
+                order=("created_at", "id"),
+            )
+            left -= len(taken)
+            # b. A resumed workflow takes a slot again, but it left the queue long
+            # ago: the rate limit, which counts departures, does not apply to it.
+            resumed: list[Claim] = []
+            if resume_suspended and left > 0:
+                resumed = _take(
+                    conn,
+                    min(left, _room(conn, worker_id, now, queue, rate=False)),
+                    params,
+                    update="owner = %(worker)s, lease_until = %(lease)s, fence = w.fence + 1,"
+                    " status = 'RUNNING', reason = NULL",
+                    where=f"{scope} AND status = 'SUSPENDED' AND {unheld}",
+                    order=("created_at", "id"),
+                )
+                left -= len(resumed)
+            # c. Waiting ones, within every limit (counted again: a. and b. took slots).
+            waiting: list[Claim] = []
+            if left > 0:
+                waiting = _take(
+                    conn,
+                    min(left, _room(conn, worker_id, now, queue)),
+                    params,
+                    update="owner = %(worker)s, lease_until = %(lease)s, fence = w.fence + 1,"
+                    " status = 'RUNNING', dequeued_at = %(now)s",
+                    where=f"{scope} AND status = 'PENDING'",
+                    order=("priority", "created_at", "id"),
+                )
+        return taken + resumed + waiting
 
     def cancel_queued(self, workflow_id: str, at: float, reason: str = "") -> bool:
         """End a workflow still waiting on its queue as CANCELLED, in one transaction."""
@@ -209,9 +250,45 @@ class SchedulingMixin:
             return cur.rowcount > 0
 
 
-def _room(conn: Conn, worker_id: str, now: float, queue: QueueLimits) -> int:
-    """How many more workflows ``worker_id`` may take off ``queue`` now."""
-    room = 1_000
+def _take(
+    conn: Conn,
+    room: int,
+    params: dict[str, Any],
+    *,
+    update: str,
+    where: str,
+    order: tuple[str, ...],
+) -> list[Claim]:
+    """``UPDATE workflows w SET <update>`` on up to ``room`` rows ``where`` (skipping
+    rows another transaction holds), picked in ``order``; their claims in that order."""
+    if room <= 0:
+        return []
+    columns = ", ".join(order)
+    found = conn.execute(
+        f"WITH picked AS (SELECT id FROM workflows WHERE {where}"
+        f"  ORDER BY {columns} LIMIT %(room)s FOR UPDATE SKIP LOCKED)"
+        f" UPDATE workflows w SET {update} FROM picked WHERE w.id = picked.id"
+        f" RETURNING w.id, w.fence, {', '.join('w.' + column for column in order)}",
+        {**params, "room": room},
+    ).fetchall()
+    found.sort(key=lambda row: tuple(row[2:]))
+    return [Claim(row[0], row[1]) for row in found]
+
+
+def _mine(conn: Conn, worker_id: str, queue: QueueLimits) -> int:
+    """How many of ``queue``'s slots ``worker_id`` holds."""
+    (mine,) = conn.execute(
+        "SELECT count(*) FROM workflows WHERE queue = %s AND owner = %s"
+        f" AND status IN {_HOLDS_A_SLOT}",
+        (queue.name, worker_id),
+    ).fetchone() or (0,)
+    return int(mine)
+
+
+def _room(conn: Conn, worker_id: str, now: float, queue: QueueLimits, rate: bool = True) -> int:
+    """How many more workflows ``worker_id`` may take a slot of ``queue`` for now
+    (``rate``: counting the rate limit too, as taking one off the queue does)."""
+    room = _MOST
     if queue.concurrency is not None:
         (running,) = conn.execute(
             f"SELECT count(*) FROM workflows WHERE queue = %s AND status IN {_HOLDS_A_SLOT}",
@@ -219,13 +296,8 @@ def _room(conn: Conn, worker_id: str, now: float, queue: QueueLimits) -> int:
         ).fetchone() or (0,)
         room = min(room, queue.concurrency - running)
     if queue.worker_concurrency is not None:
-        (mine,) = conn.execute(
-            "SELECT count(*) FROM workflows WHERE queue = %s AND owner = %s"
-            f" AND status IN {_HOLDS_A_SLOT}",
-            (queue.name, worker_id),
-        ).fetchone() or (0,)
-        room = min(room, queue.worker_concurrency - mine)
-    if queue.rate_limit is not None:
+        room = min(room, queue.worker_concurrency - _mine(conn, worker_id, queue))
+    if rate and queue.rate_limit is not None:
         (recent,) = conn.execute(
             "SELECT count(*) FROM workflows WHERE queue = %s AND dequeued_at > %s",
             (queue.name, now - queue.rate_period),

@@ -267,7 +267,8 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         names: Sequence[str] | None = None,
     ) -> list[Claim]:
         """Take the lease of up to ``limit`` claimable workflows in the given statuses
-        (and, with ``names``, only workflows whose code this worker has)."""
+        (and, with ``names``, only workflows whose code this worker has); never a
+        queued one, which only ``claim_queued`` takes."""
         status_marks = ",".join("?" * len(statuses))
         dead_marks = ",".join("?" * len(dead_owners)) or "NULL"
         only_id = "AND id = ?" if workflow_id is not None else ""
@@ -291,7 +292,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                 f"  WHERE status IN ({status_marks})"
                 "   AND (owner IS NULL OR (owner != ? AND (lease_until < ?"
                 f"        OR owner IN ({dead_marks}))))"
-                f"   AND (queue IS NULL OR status != 'PENDING') {only_id}"
+                f"   AND queue IS NULL {only_id}"
                 "  ORDER BY created_at LIMIT ?)"
                 " RETURNING id, fence",
                 params,

@@ -18,6 +18,8 @@ from .schema import SCHEDULE_COLUMNS
 
 #: A queued workflow holds one of its queue's slots while it is in one of these.
 _HOLDS_A_SLOT = "('RUNNING', 'PAUSED')"
+#: The most one queue claim takes.
+_MOST = 1_000
 
 
 class SchedulingMixin:
@@ -45,30 +47,71 @@ class SchedulingMixin:
         queue: QueueLimits,
         names: Sequence[str] | None = None,
         limit: int | None = None,
+        *,
+        dead_owners: Sequence[str] = (),
+        resume_suspended: bool = False,
+        exclude: Sequence[str] = (),
     ) -> list[Claim]:
-        """Take as many PENDING workflows off ``queue`` as its limits allow right now."""
+        """Take over, resume, then take off ``queue`` what its limits allow right now
+        (see ``EventStore.claim_queued``), all in one transaction."""
+        left = _MOST if limit is None else min(limit, _MOST)
+        if left <= 0:
+            return []
+        # The queue's rows this worker may take, and the ones nobody alive holds.
+        scope, scope_params = "queue = ?", [queue.name]
+        if names is not None:
+            scope += f" AND name IN ({','.join('?' * len(names)) or 'NULL'})"
+            scope_params += names
+        if exclude:
+            scope += f" AND id NOT IN ({','.join('?' * len(exclude))})"
+            scope_params += exclude
+        unheld = (
+            "(owner IS NULL OR (owner != ? AND (lease_until < ?"
+            f" OR owner IN ({','.join('?' * len(dead_owners)) or 'NULL'}))))"
+        )
+        unheld_params = [worker_id, now, *dead_owners]
         with self._write() as conn:
-            room = _room(conn, worker_id, now, queue)
-            if limit is not None:  # the worker's own room (Engine(max_workflows=))
-                room = min(room, limit)
-            if room <= 0:
-                return []
-            only_names, params = "", [worker_id, lease_until, now, queue.name]
-            if names is not None:
-                only_names = f" AND name IN ({','.join('?' * len(names)) or 'NULL'})"
-                params += names
-            params.append(room)
-            found = conn.execute(
-                "UPDATE workflows SET owner = ?, lease_until = ?, fence = fence + 1,"
-                " status = 'RUNNING', dequeued_at = ?"
-                " WHERE id IN (SELECT id FROM workflows WHERE queue = ? AND status = 'PENDING'"
-                f"  {only_names} ORDER BY priority, created_at, id LIMIT ?)"
-                " RETURNING id, fence, priority, created_at",
-                params,
-            ).fetchall()
-        # RETURNING comes in no promised order: hand them over by priority, then age.
-        found.sort(key=lambda row: (row[2], row[3], row[0]))
-        return [Claim(row[0], row[1]) for row in found]
+            # a. Orphans already hold a slot of the queue: only this worker's share
+            # (worker_concurrency) limits taking them over. They keep their status.
+            room = left
+            if queue.worker_concurrency is not None:
+                room = min(room, queue.worker_concurrency - _mine(conn, worker_id, queue))
+            taken = _take(
+                conn,
+                room,
+                update="owner = ?, lease_until = ?, fence = fence + 1",
+                where=f"{scope} AND status IN {_HOLDS_A_SLOT} AND {unheld}",
+                order="created_at, id",
+                params=[worker_id, lease_until, *scope_params, *unheld_params],
+            )
+            left -= len(taken)
+            # b. A resumed workflow takes a slot again, but it left the queue long
+            # ago: the rate limit, which counts departures, does not apply to it.
+            resumed: list[Claim] = []
+            if resume_suspended and left > 0:
+                resumed = _take(
+                    conn,
+                    min(left, _room(conn, worker_id, now, queue, rate=False)),
+                    update="owner = ?, lease_until = ?, fence = fence + 1,"
+                    " status = 'RUNNING', reason = NULL",
+                    where=f"{scope} AND status = 'SUSPENDED' AND {unheld}",
+                    order="created_at, id",
+                    params=[worker_id, lease_until, *scope_params, *unheld_params],
+                )
+                left -= len(resumed)
+            # c. Waiting ones, within every limit (counted again: a. and b. took slots).
+            waiting: list[Claim] = []
+            if left > 0:
+                waiting = _take(
+                    conn,
+                    min(left, _room(conn, worker_id, now, queue)),
+                    update="owner = ?, lease_until = ?, fence = fence + 1,"
+                    " status = 'RUNNING', dequeued_at = ?",
+                    where=f"{scope} AND status = 'PENDING'",
+                    order="priority, created_at, id",
+                    params=[worker_id, lease_until, now, *scope_params],
+                )
+        return taken + resumed + waiting
 
     def cancel_queued(self, workflow_id: str, at: float, reason: str = "") -> bool:
         """End a workflow still waiting on its queue as CANCELLED, in one transaction."""
@@ -182,9 +225,45 @@ class SchedulingMixin:
             return cur.rowcount > 0
 
 
-def _room(conn: sqlite3.Connection, worker_id: str, now: float, queue: QueueLimits) -> int:
-    """How many more workflows ``worker_id`` may take off ``queue`` now."""
-    room = 1_000
+def _take(
+    conn: sqlite3.Connection,
+    room: int,
+    *,
+    update: str,
+    where: str,
+    order: str,
+    params: list[object],
+) -> list[Claim]:
+    """``UPDATE workflows SET <update>`` on up to ``room`` rows ``where``, picked in
+    ``order``; their claims in that order."""
+    if room <= 0:
+        return []
+    found = conn.execute(
+        f"UPDATE workflows SET {update} WHERE id IN (SELECT id FROM workflows WHERE {where}"
+        f" ORDER BY {order} LIMIT ?) RETURNING id, fence, {order}",
+        [*params, room],
+    ).fetchall()
+    # RETURNING comes in no promised order.
+    found.sort(key=lambda row: tuple(row[2:]))
+    return [Claim(row[0], row[1]) for row in found]
+
+
+def _mine(conn: sqlite3.Connection, worker_id: str, queue: QueueLimits) -> int:
+    """How many of ``queue``'s slots ``worker_id`` holds."""
+    (mine,) = conn.execute(
+        "SELECT COUNT(*) FROM workflows WHERE queue = ? AND owner = ?"
+        f" AND status IN {_HOLDS_A_SLOT}",
+        (queue.name, worker_id),
+    ).fetchone()
+    return int(mine)
+
+
+def _room(
+    conn: sqlite3.Connection, worker_id: str, now: float, queue: QueueLimits, rate: bool = True
+) -> int:
+    """How many more workflows ``worker_id`` may take a slot of ``queue`` for now
+    (``rate``: counting the rate limit too, as taking one off the queue does)."""
+    room = _MOST
     if queue.concurrency is not None:
         (running,) = conn.execute(
             f"SELECT COUNT(*) FROM workflows WHERE queue = ? AND status IN {_HOLDS_A_SLOT}",
@@ -192,13 +271,8 @@ def _room(conn: sqlite3.Connection, worker_id: str, now: float, queue: QueueLimi
         ).fetchone()
         room = min(room, queue.concurrency - running)
     if queue.worker_concurrency is not None:
-        (mine,) = conn.execute(
-            "SELECT COUNT(*) FROM workflows WHERE queue = ? AND owner = ?"
-            f" AND status IN {_HOLDS_A_SLOT}",
-            (queue.name, worker_id),
-        ).fetchone()
-        room = min(room, queue.worker_concurrency - mine)
-    if queue.rate_limit is not None:
+        room = min(room, queue.worker_concurrency - _mine(conn, worker_id, queue))
+    if rate and queue.rate_limit is not None:
         (recent,) = conn.execute(
             "SELECT COUNT(*) FROM workflows WHERE queue = ? AND dequeued_at > ?",
             (queue.name, now - queue.rate_period),

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
-from support import wait_for
+from support import peak, wait_for
 
 import duralog
 from duralog import Queue
 from duralog.errors import ConfigurationError
+from duralog.store import codec
+from duralog.store import events as ev
+from duralog.store.base import Append, EventStore, QueueLimits
+from duralog.store.events import LogEntry
+
+_S = duralog.WorkflowStatus
 
 _lock = threading.Lock()
 _running: dict[str, int] = {"now": 0, "peak": 0}
@@ -47,11 +57,45 @@ async def blocker() -> str:
     return "unblocked"
 
 
+_intervals: list[tuple[float, float]] = []
+
+
+@duralog.step
+def timed(label: str) -> str:
+    start = time.monotonic()
+    time.sleep(0.15)
+    with _lock:
+        _intervals.append((start, time.monotonic()))
+    return label
+
+
+@duralog.workflow(name="timed_job")
+async def timed_job(label: str) -> str:
+    return await timed(label)
+
+
 @pytest.fixture(autouse=True)
 def _reset() -> None:
     _running.update(now=0, peak=0)
     _order.clear()
     _gate.clear()
+    _intervals.clear()
+
+
+def _orphan(store: EventStore, queue: str, worker_id: str, pid: int) -> list[str]:
+    """Take every waiting workflow off ``queue`` as worker ``worker_id`` (process ``pid``
+    on this host), with no worker limit and a long lease; what it took."""
+    now = time.time()
+    store.register_worker(worker_id, socket.gethostname(), pid, now)
+    return [
+        c.workflow_id for c in store.claim_queued(worker_id, now, now + 300, QueueLimits(queue))
+    ]
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid
 
 
 def test_concurrency_is_bounded_and_everything_runs(db: str) -> None:
@@ -213,3 +257,67 @@ def test_max_workflows_bounds_what_one_worker_runs_at_once(db: str) -> None:
     assert 1 <= _running["peak"] <= 2
     with pytest.raises(ConfigurationError, match="max_workflows"):
         duralog.Engine(db, max_workflows=0)
+
+
+def test_a_dead_workers_queued_workflows_are_taken_over_within_worker_concurrency(
+    db: str,
+) -> None:
+    queue = Queue("test-takeover", worker_concurrency=1)
+    with duralog.Engine(db, worker=False, queues=[queue]) as client:
+        for i in range(3):
+            client.start(timed_job, f"t{i}", queue=queue, id=f"t{i}")
+        # A worker with no worker limit took all three, then died (its leases still run).
+        assert _orphan(client.store, queue.name, "gone", _dead_pid()) == ["t0", "t1", "t2"]
+    with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[]) as bystander:
+        # Its start-up recovery has run: a worker not serving the queue leaves them.
+        assert {bystander.get(f"t{i}").record().owner for i in range(3)} == {"gone"}
+    with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[queue]) as engine:
+        assert [engine.get(f"t{i}").result(timeout=20) for i in range(3)] == ["t0", "t1", "t2"]
+        assert [engine.get(f"t{i}").record().fence for i in range(3)] == [2, 2, 2]
+    assert len(_intervals) == 3
+    assert peak(_intervals) == 1  # one at a time on this worker, as worker_concurrency says
+
+
+def test_a_suspended_queued_workflow_resumes_at_start_only_within_concurrency(db: str) -> None:
+    queue = Queue("test-resume", concurrency=1)
+    with duralog.Engine(db, worker=False, queues=[queue]) as client:
+        client.start(timed_job, "stuck", queue=queue, id="stuck")
+        client.start(timed_job, "busy", queue=queue, id="busy")
+        store, now = client.store, time.time()
+        # "stuck" ran first and diverged (SUSPENDED holds no slot); then "busy" took
+        # the queue's one slot, on a worker that is alive (this process).
+        (stuck,) = store.claim_queued("old", now, now + 300, queue.limits)
+        suspended = Append("stuck", stuck.fence, [], status=_S.SUSPENDED, reason="diverged")
+        assert store.append([suspended]) == [True]
+        store.register_worker("live", socket.gethostname(), os.getpid(), now)
+        (busy,) = store.claim_queued("live", now, now + 300, queue.limits)
+        assert busy.workflow_id == "busy"
+    with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[queue]) as engine:
+        # Its start-up recovery has run, and found no room on the queue.
+        assert engine.get("stuck").status() is _S.SUSPENDED
+        done = LogEntry(2, time.time(), ev.WorkflowCompleted(result=codec.encode("busy")))
+        ended = Append("busy", busy.fence, [done], status=_S.COMPLETED)
+        assert engine.store.append([ended]) == [True]
+        # The slot is free again, but only a worker starting up resumes SUSPENDED ones.
+        assert engine.start(timed_job, "probe", queue=queue).result(timeout=10) == "probe"
+        assert engine.get("stuck").status() is _S.SUSPENDED
+    with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[queue]) as engine:
+        assert engine.get("stuck").result(timeout=20) == "stuck"
+        record = engine.get("stuck").record()
+        assert (record.status, record.reason, record.fence) == (_S.COMPLETED, None, 2)
+
+
+def test_an_orphan_that_cannot_be_rebuilt_does_not_hold_a_worker_slot(db: str) -> None:
+    queue = Queue("test-corrupt-orphan", worker_concurrency=1)
+    with duralog.Engine(db, worker=False, queues=[queue]) as client:
+        client.start(timed_job, "bad", queue=queue, id="bad")
+        assert _orphan(client.store, queue.name, "gone", _dead_pid()) == ["bad"]
+        client.start(timed_job, "good", queue=queue, id="good")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE events SET body = '{\"kind\": 42' WHERE workflow_id = 'bad'")
+    conn.close()
+    with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[queue]) as engine:
+        # Taken over once, found corrupt and given back: from then on this worker
+        # passes it over, and its one slot serves the next workflow.
+        assert engine.get("good").result(timeout=10) == "good"
+        assert engine.get("bad").record().owner is None

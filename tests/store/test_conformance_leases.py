@@ -11,7 +11,14 @@ from collections.abc import Callable
 
 from duralog.store import codec
 from duralog.store import events as ev
-from duralog.store.base import Append, Claim, EventStore, NewWorkflow, WorkflowStatus
+from duralog.store.base import (
+    Append,
+    Claim,
+    EventStore,
+    NewWorkflow,
+    QueueLimits,
+    WorkflowStatus,
+)
 from duralog.store.events import LogEntry
 
 Opener = Callable[[], EventStore]  # the fixture of conftest.py
@@ -90,6 +97,33 @@ def test_claim_leaves_queued_pending_workflows_to_their_queue(store: EventStore)
     queued = NewWorkflow("q", "checkout", new_workflow("q").started, queue="emails")
     store.create_workflows([queued, new_workflow("plain")])
     assert ids(store.claim("w1", T0, T0 + 30, ACTIVE)) == ["plain"]
+
+
+def test_claim_leaves_every_queued_workflow_to_its_queue(store: EventStore) -> None:
+    # Orphaned RUNNING (its owner is dead) and SUSPENDED workflows, queued and not.
+    queued = [
+        NewWorkflow(w, "checkout", new_workflow(w).started, queue="emails")
+        for w in ("q-orphan", "q-stuck")
+    ]
+    store.create_workflows(queued)
+    assert ids(store.claim_queued("w1", T0, T0 + 30, QueueLimits("emails"))) == [
+        "q-orphan",
+        "q-stuck",
+    ]
+    store.create_workflows(
+        [new_workflow(w, owner="w1", lease_until=T0 + 30) for w in ("orphan", "stuck")]
+    )
+    for workflow_id, fence in (("q-stuck", 1), ("stuck", 1)):
+        store.append([Append(workflow_id, fence, [], status=S.SUSPENDED, reason="diverged")])
+    every = [S.PENDING, S.RUNNING, S.PAUSED, S.SUSPENDED]
+    assert sorted(ids(store.claim("w2", T0, T0 + 30, every, dead_owners=["w1"]))) == [
+        "orphan",
+        "stuck",
+    ]
+    # Every lease has expired by now: still only the unqueued ones.
+    assert sorted(ids(store.claim("w3", T0 + 100, T0 + 130, every))) == ["orphan", "stuck"]
+    found = store.get_workflow("q-orphan")
+    assert found is not None and (found.owner, found.fence) == ("w1", 1)
 
 
 def test_claim_resumes_a_suspended_workflow(store: EventStore) -> None:

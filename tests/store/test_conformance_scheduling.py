@@ -52,6 +52,22 @@ def finish(store: EventStore, claim: Claim) -> None:
     assert store.append([Append(claim.workflow_id, claim.fence, [], status=S.COMPLETED)]) == [True]
 
 
+def ids(claims: list[Claim]) -> list[str]:
+    return [c.workflow_id for c in claims]
+
+
+def suspend(store: EventStore, claim: Claim) -> None:
+    """End ``claim``'s lease as SUSPENDED, as a worker does when the code diverged."""
+    suspended = Append(claim.workflow_id, claim.fence, [], status=S.SUSPENDED, reason="diverged")
+    assert store.append([suspended]) == [True]
+
+
+def state(store: EventStore, workflow_id: str) -> tuple[object, ...]:
+    found = store.get_workflow(workflow_id)
+    assert found is not None
+    return (found.status, found.owner, found.fence)
+
+
 def race(stores: list[EventStore], work: Callable[[EventStore, int], Any]) -> list[Any]:
     """Run ``work(store, i)`` in one thread per store, all released at once."""
     barrier = threading.Barrier(len(stores))
@@ -176,6 +192,147 @@ def test_queue_rate_limit_holds_across_racing_writers(opener: Opener) -> None:
     limits = QueueLimits("q", rate_limit=4, rate_period=60.0)
     claims = race(stores, lambda s, i: s.claim_queued(f"w{i}", T0, T0 + 30, limits))
     assert sum(len(c) for c in claims) == 4
+
+
+# -- taking over and resuming queued workflows --------------------------------
+
+
+def test_taking_over_a_dead_workers_queued_workflows_keeps_worker_concurrency(
+    store: EventStore,
+) -> None:
+    store.create_workflows([queued(f"j{i}", at=T0 + i) for i in range(3)])
+    assert take(store, "A", QueueLimits("q")) == ["j0", "j1", "j2"]  # A had no worker limit
+    one = QueueLimits("q", worker_concurrency=1)
+
+    def take_over(worker: str, now: float = T0, dead: tuple[str, ...] = ("A",)) -> list[Claim]:
+        return store.claim_queued(worker, now, now + 300, one, dead_owners=dead)
+
+    (first,) = take_over("B")
+    assert (first.workflow_id, first.fence) == ("j0", 2)
+    assert state(store, "j0") == (S.RUNNING, "B", 2)
+    assert take_over("B") == []  # its one slot is taken
+    assert take_over("C", dead=()) == []  # A's lease (to T0 + 30) still runs
+    assert ids(take_over("C", now=T0 + 31, dead=())) == ["j1"]  # ... until it expires
+    assert take_over("C", now=T0 + 31, dead=()) == []
+    finish(store, first)
+    assert ids(take_over("B")) == ["j2"]
+    assert [state(store, f"j{i}") for i in range(3)] == [
+        (S.COMPLETED, None, 2),
+        (S.RUNNING, "C", 2),
+        (S.RUNNING, "B", 2),
+    ]
+
+
+def test_taking_over_ignores_the_global_limits_its_workflows_already_count_in(
+    store: EventStore,
+) -> None:
+    store.create_workflows([queued(f"j{i}", at=T0 + i) for i in range(4)])
+    limits = QueueLimits("q", concurrency=3, rate_limit=3, rate_period=60.0)
+    first = store.claim_queued("A", T0, T0 + 30, limits)
+    assert ids(first) == ["j0", "j1", "j2"]
+    store.append([Append("j1", first[1].fence, [], status=S.PAUSED)])
+    # The queue is full and its rate used up: j3 waits, but A's orphans are taken over.
+    assert take(store, "B", limits, now=T0 + 10) == []
+    two = QueueLimits("q", concurrency=3, worker_concurrency=2, rate_limit=3, rate_period=60.0)
+    taken = store.claim_queued("B", T0 + 10, T0 + 40, two, dead_owners=["A"])
+    assert ids(taken) == ["j0", "j1"]
+    rest = store.claim_queued("C", T0 + 10, T0 + 40, limits, dead_owners=["A"])
+    assert ids(rest) == ["j2"]  # and not j3
+    assert [state(store, f"j{i}") for i in range(4)] == [
+        (S.RUNNING, "B", 2),
+        (S.PAUSED, "B", 2),  # a taken-over workflow keeps its status
+        (S.RUNNING, "C", 2),
+        (S.PENDING, None, 0),
+    ]
+    for claim in [*taken, *rest]:
+        finish(store, claim)
+    # A takeover is no departure from the queue: the rate window holds only the
+    # three dequeues at T0, so at T0 + 61 there is room again.
+    assert take(store, "D", limits, now=T0 + 61) == ["j3"]
+
+
+def test_a_suspended_queued_workflow_is_resumed_only_on_request_and_within_concurrency(
+    store: EventStore,
+) -> None:
+    store.create_workflows([queued("stuck", at=T0), queued("busy", at=T0 + 1)])
+    limits = QueueLimits("q", concurrency=1, rate_limit=2, rate_period=60.0)
+    (stuck,) = store.claim_queued("A", T0, T0 + 30, limits)
+    suspend(store, stuck)  # SUSPENDED holds no slot ...
+    (busy,) = store.claim_queued("A", T0, T0 + 30, limits)  # ... so busy takes it
+    assert busy.workflow_id == "busy"
+
+    def resume(flag: bool) -> list[Claim]:
+        return store.claim_queued("B", T0 + 1, T0 + 31, limits, resume_suspended=flag)
+
+    assert resume(True) == []  # busy holds the only slot
+    finish(store, busy)
+    assert resume(False) == []
+    assert state(store, "stuck") == (S.SUSPENDED, None, 1)
+    # Resumed although the rate limit is used up (2 dequeues in the window).
+    (claim,) = resume(True)
+    assert (claim.workflow_id, claim.fence) == ("stuck", 2)
+    found = store.get_workflow("stuck")
+    assert found is not None
+    assert (found.status, found.reason, found.owner, found.lease_until) == (
+        S.RUNNING,
+        None,
+        "B",
+        T0 + 31,
+    )
+    assert resume(True) == []  # it holds the slot now
+
+
+def test_claim_queued_takes_over_then_resumes_then_dequeues_within_one_limit(
+    store: EventStore,
+) -> None:
+    store.create_workflows(
+        [
+            queued("orphan", at=T0),
+            queued("orphan-x", at=T0, name="other"),
+            queued("stuck", at=T0 + 1),
+            queued("stuck-x", at=T0 + 1, name="other"),
+        ]
+    )
+    claims = {c.workflow_id: c for c in store.claim_queued("A", T0, T0 + 30, QueueLimits("q"))}
+    suspend(store, claims["stuck"])
+    suspend(store, claims["stuck-x"])
+    store.create_workflows(
+        [queued("p2", at=T0 + 3), queued("p1", at=T0 + 2), queued("p-x", at=T0, name="other")]
+    )
+
+    def claim(limit: int, worker_concurrency: int | None = None) -> list[str]:
+        limits = QueueLimits("q", worker_concurrency=worker_concurrency)
+        found = store.claim_queued(
+            "B",
+            T0,
+            T0 + 30,
+            limits,
+            names=["job"],
+            limit=limit,
+            dead_owners=["A"],
+            resume_suspended=True,
+        )
+        return ids(found)
+
+    assert claim(limit=5, worker_concurrency=2) == ["orphan", "stuck"]
+    assert claim(limit=1) == ["p1"]
+    assert claim(limit=5) == ["p2"]
+    assert claim(limit=5) == []
+    assert state(store, "orphan-x") == (S.RUNNING, "A", 1)
+    assert state(store, "stuck-x") == (S.SUSPENDED, None, 1)
+    assert state(store, "p-x") == (S.PENDING, None, 0)
+
+
+def test_claim_queued_leaves_the_excluded_workflows(store: EventStore) -> None:
+    store.create_workflows([queued("bad", at=T0), queued("next", at=T0 + 1)])
+    assert ids(store.claim_queued("A", T0, T0 + 30, QueueLimits("q"), limit=1)) == ["bad"]
+    one = QueueLimits("q", worker_concurrency=1)
+    # A worker that skipped "bad" lately does not spend its one slot on it.
+    found = store.claim_queued("B", T0, T0 + 30, one, dead_owners=["A"], exclude=["bad", "x"])
+    assert ids(found) == ["next"]
+    assert state(store, "bad") == (S.RUNNING, "A", 1)
+    store.create_workflows([queued("later", at=T0 + 2)])
+    assert store.claim_queued("C", T0, T0 + 30, QueueLimits("q"), exclude=["later"]) == []
 
 
 # -- schedules -----------------------------------------------------------------
