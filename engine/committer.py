@@ -68,20 +68,33 @@ class Committer:
             self._direct.extend(requests)
         with self._direct_writer:
             if not requests[0][1].done():  # no earlier caller wrote ours: write the queue
-                with self._cond:
-                    batch, self._direct = self._direct, []
-                try:
-                    self._write(
-                        self._store.create_workflows,
-                        [(item, _thread_outcome(future)) for item, future in batch],
-                    )
-                except BaseException:  # KeyboardInterrupt: the others must not wait forever
-                    interrupted = StoreError("the start was interrupted; it may not be written")
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(interrupted)
-                    raise
+                self._write_direct()
         return [future.result() for _, future in requests]
+
+    def _write_direct(self) -> None:
+        """Write every create queued by callers (the caller holds ``_direct_writer``)."""
+        batch: list[tuple[NewWorkflow, concurrent.futures.Future[int | None]]] = []
+        try:
+            with self._cond:
+                batch, self._direct = self._direct, []
+                closed = self._stopping
+            if closed:  # close() came first: the store may be closed under us
+                raise StoreError("the engine is closed; no more writes are accepted")
+            self._write(
+                self._store.create_workflows,
+                [(item, _thread_outcome(future)) for item, future in batch],
+            )
+        except BaseException as exc:  # a refusal, or Ctrl-C: nobody may wait forever
+            error = (
+                exc
+                if isinstance(exc, StoreError)
+                else StoreError("the start was interrupted; it may not be written")
+            )
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(exc, StoreError):
+                raise
 
     async def create_async(self, item: NewWorkflow) -> int | None:
         """Create one workflow from the event loop."""
@@ -135,10 +148,13 @@ class Committer:
             _tell(outcome, result, None)
 
     def close(self) -> None:
-        """Write what is queued, then stop the thread."""
+        """Write what is queued, wait for callers writing their own starts, then stop
+        the thread (the store may be closed once this returns)."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
+        with self._direct_writer:  # a caller still writing finishes first
+            self._write_direct()  # and whoever queued behind it hears "closed"
         self._thread.join()
 
 

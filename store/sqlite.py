@@ -62,7 +62,9 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         self._busy_ms = int(busy_timeout * 1000)
         self._memory = self.path == ":memory:"
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        #: Every connection opened, with the thread it serves (None: the shared one
+        #: of an in-memory log). A thread's connection is closed after it ends.
+        self._connections: list[tuple[threading.Thread | None, sqlite3.Connection]] = []
         self._registry_lock = threading.Lock()
         self._memory_lock = threading.RLock()
         self._closed = False
@@ -93,7 +95,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
 
     # -- connections -------------------------------------------------------
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, shared: bool = False) -> sqlite3.Connection:
         conn = None
         try:
             # Each connection is used by one thread (or under the memory lock);
@@ -108,7 +110,17 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                 conn.close()
             raise StoreError(f"cannot open {self.path} as a duralog log: {exc}") from exc
         with self._registry_lock:
-            self._connections.append(conn)
+            # Threads come and go (a thread per request calling engine.start): the
+            # connections of those that ended are closed here, not kept until close().
+            alive = []
+            for thread, other in self._connections:
+                if thread is None or thread.is_alive():
+                    alive.append((thread, other))
+                else:
+                    with contextlib.suppress(sqlite3.Error):
+                        other.close()
+            alive.append((None if shared else threading.current_thread(), conn))
+            self._connections = alive
         return conn
 
     @contextlib.contextmanager
@@ -119,7 +131,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
             with self._memory_lock:
                 conn = getattr(self, "_shared", None)
                 if conn is None:
-                    conn = self._shared = self._open()
+                    conn = self._shared = self._open(shared=True)
                 yield conn
             return
         conn = getattr(self._local, "conn", None)
@@ -149,7 +161,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         """Close every connection this store opened (from any thread)."""
         self._closed = True
         with self._registry_lock:
-            for conn in self._connections:
+            for _, conn in self._connections:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._connections.clear()

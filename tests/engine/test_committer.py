@@ -13,6 +13,7 @@ import msgspec
 import pytest
 from support import wait_for
 
+import duralog
 from duralog.engine.committer import Committer
 from duralog.errors import StoreError
 from duralog.store import events as ev
@@ -144,3 +145,55 @@ def test_an_interrupted_writer_leaves_no_caller_waiting(tmp_path: Path) -> None:
     assert committer.create([NewWorkflow("after", "flow", started)]) == [0]
     committer.close()
     store.close()
+
+
+@duralog.workflow(name="committer_test.flow")
+async def trivial(i: int) -> int:
+    return i
+
+
+def start_until_refused(
+    engine: duralog.Engine, started: threading.Event, errors: list[BaseException]
+) -> None:
+    while True:
+        try:
+            engine.start(trivial, 1)
+        except BaseException as exc:
+            errors.append(exc)
+            return
+        started.set()
+
+
+def test_starts_racing_close_hear_that_the_engine_is_closed(tmp_path: Path) -> None:
+    # Regression: a caller still writing its start when close() closed the store
+    # under it crashed the process (SQLite closed the connection mid-COMMIT).
+    for trial in range(20):
+        engine = duralog.Engine(str(tmp_path / f"{trial}.db"), worker=False, durability="normal")
+        started = threading.Event()
+        errors: list[BaseException] = []
+        threads = [
+            threading.Thread(target=start_until_refused, args=(engine, started, errors))
+            for _ in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        assert started.wait(timeout=20)
+        engine.close()
+        for thread in threads:
+            thread.join(timeout=20)
+        assert [str(e) for e in errors] == ["the engine is closed; no more writes are accepted"] * 3
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+def test_threads_that_started_a_workflow_and_ended_leave_no_connection_open(
+    tmp_path: Path,
+) -> None:
+    with duralog.Engine(str(tmp_path / "log.db"), worker=False, durability="normal") as engine:
+        engine.start(trivial, 0)
+        before = len(list(Path("/proc/self/fd").iterdir()))
+        for i in range(50):  # a thread per request, as some servers do
+            thread = threading.Thread(target=engine.start, args=(trivial, i))
+            thread.start()
+            thread.join()
+        after = len(list(Path("/proc/self/fd").iterdir()))
+        assert after - before <= 4  # one thread's connection at most, not fifty
