@@ -46,11 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("duralog.engine")
 
-#: A finished workflow's state is snapshotted when at least this many events (or
-#: ``snapshot_every``, if smaller) follow its last snapshot. Folding a shorter tail
-#: when someone inspects it costs less than writing a snapshot for every workflow.
-_FINAL_SNAPSHOT_AFTER = 100
-
 
 class Execution:
     """A claimed workflow being advanced by this worker."""
@@ -145,6 +140,8 @@ class Execution:
             observers.committed(state, entries)
         for notice in notices:  # wake the receivers that live in this process at once
             self.worker.poke(notice.workflow_id)
+        if self.sealed or self.closed:
+            return  # no commit follows that could carry a snapshot
         # A snapshot encodes the whole state, which grows with the history: spacing
         # them at least as far apart as the state is long keeps the total cost linear.
         if state.last_seq - self._snapshot_seq >= max(
@@ -512,12 +509,9 @@ class Execution:
             status=STATUS_AFTER[type(terminal).__name__],
             notices=notice_to_parent(self.state, self.workflow_id, terminal),
         )
+        # No final snapshot: snapshots serve only to rebuild a workflow, and a
+        # finished one is never rebuilt (show, inspect and handle.state fold its log).
         self.worker.finished(self)
-        if self.state.last_seq - self._snapshot_seq >= min(
-            self.worker.snapshot_every, _FINAL_SNAPSHOT_AFTER
-        ):
-            self.take_snapshot()
-            self.spawn(self.flush())
 
     async def _continue_as_new(self, terminal: ev.ContinuedAsNew) -> None:
         state = self.state
