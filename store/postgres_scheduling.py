@@ -72,14 +72,19 @@ class SchedulingMixin:
             " OR owner = ANY(%(dead)s::text[]))))"
         )
         with self._db.transaction(f"taking workflows off queue {queue.name!r}") as conn:
-            # Another worker is taking from this queue: come back on the next look
-            # rather than block this worker's event loop behind it.
-            (locked,) = conn.execute(
-                "SELECT pg_try_advisory_xact_lock(%s)",
-                (lock_key(self._db.schema, "queue:" + queue.name),),
-            ).fetchone() or (False,)
-            if not locked:
-                return []
+            key = lock_key(self._db.schema, "queue:" + queue.name)
+            if resume_suspended:
+                # Resuming happens once, at a worker's start: wait for the worker
+                # taking from this queue now (a short transaction) rather than skip it.
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+            else:
+                # Another worker is taking from this queue: come back on the next look
+                # rather than block this worker's event loop behind it.
+                (locked,) = conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s)", (key,)
+                ).fetchone() or (False,)
+                if not locked:
+                    return []
             # a. Orphans already hold a slot of the queue: only this worker's share
             # (worker_concurrency) limits taking them over. They keep their status.
             room = left

@@ -13,7 +13,7 @@ from support import wait_for
 from duralog.errors import ConfigurationError, StoreError
 from duralog.store import codec
 from duralog.store import events as ev
-from duralog.store.base import Append, NewWorkflow, Notice, WorkflowStatus
+from duralog.store.base import Append, NewWorkflow, Notice, QueueLimits, WorkflowStatus
 from duralog.store.events import LogEntry
 from duralog.store.open import open_store
 from duralog.store.schema import MIGRATION_NAMES, SCHEMA_VERSION
@@ -21,7 +21,7 @@ from duralog.store.schema import MIGRATION_NAMES, SCHEMA_VERSION
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
 
 from duralog.store.postgres import PostgresStore  # noqa: E402
-from duralog.store.postgres_schema import parse_address  # noqa: E402
+from duralog.store.postgres_schema import lock_key, parse_address  # noqa: E402
 
 T0 = 1_700_000_000.0
 Heard = list[tuple[str, str | None]]
@@ -374,3 +374,30 @@ def test_a_connection_dropped_while_idle_is_replaced_before_use(
     time.sleep(0.01)  # idle for longer than the (patched) threshold
     record = store.get_workflow("w-idle")  # no StoreError: checked and reconnected
     assert record is not None and set(store._db.backend_pids).isdisjoint(pids)
+
+
+def test_resuming_at_start_waits_for_another_workers_claim_instead_of_skipping(
+    store: PostgresStore,
+) -> None:
+    # Regression: with the queue's lock held by another worker's claim, the start-up
+    # resume returned nothing, and no later poll resumes a SUSPENDED workflow.
+    limits = QueueLimits("q", concurrency=5)
+    store.create_workflows([new_workflow("stuck", queue="q")])
+    (claim,) = store.claim_queued("old", T0, T0 + 30, limits)
+    suspend = Append("stuck", claim.fence, [], status=WorkflowStatus.SUSPENDED, reason="diverged")
+    assert store.append([suspend]) == [True]
+    holder = psycopg.connect(store.address.conninfo)
+    holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(store.schema, "queue:q"),))
+    release = threading.Timer(0.3, holder.rollback)
+    release.start()
+    try:
+        # A poll's look skips the queue while another worker takes from it...
+        assert store.claim_queued("new", T0 + 1, T0 + 31, limits, resume_suspended=False) == []
+        # ...but the start-up resume waits for that worker's transaction to end.
+        resumed = store.claim_queued("new", T0 + 1, T0 + 31, limits, resume_suspended=True)
+    finally:
+        release.join()
+        holder.close()
+    assert [c.workflow_id for c in resumed] == ["stuck"]
+    found = store.get_workflow("stuck")
+    assert found is not None and (found.status, found.owner) == (WorkflowStatus.RUNNING, "new")
