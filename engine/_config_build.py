@@ -151,7 +151,13 @@ class Builder:
         self.check_params(at, step, params, deps)
         retry = self.retry((*at, "retry"), body.get("retry"), default_retry)
         timeout = self.timeout((*at, "timeout"), body.get("timeout"))
-        if timeout is None:
+        if timeout is not None and step.inline:
+            raise self.fail(
+                (*at, "timeout"),
+                f"step {step.name!r} is inline (it runs on the worker's event loop, "
+                "where nothing can interrupt it), so it cannot have a timeout",
+            )
+        if timeout is None and not step.inline:  # the default skips inline steps
             timeout = default_timeout
         if retry or timeout is not None:  # the same function, under the same name
             policy = self.policy((*at, "retry"), step.retry, retry)
@@ -161,6 +167,7 @@ class Builder:
                 name=step.name,
                 retry=policy,
                 timeout=timeout if timeout is not None else step.timeout,
+                inline=step.inline,
             )
             attach(copy, circuit_of(step))
             step = copy

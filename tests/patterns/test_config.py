@@ -441,3 +441,22 @@ def test_badly_tagged_yaml_is_a_config_error(bad: str) -> None:
     text = f"name: cf-yaml-tags\n{bad}\nsteps:\n  a:\n    type: echo\n"
     with pytest.raises(duralog.WorkflowConfigError, match="invalid YAML"):
         duralog.parse_workflow(text, TYPES, format="yaml", source="tags.yaml")
+
+
+@duralog.step(name="cf.fast", inline=True)
+def cf_fast(x: int = 1) -> int:
+    return x
+
+
+def test_an_inline_step_stays_inline_and_takes_no_document_timeout() -> None:
+    registry = duralog.StepRegistry([cf_fast])
+    doc = {
+        "name": "cf-inline",
+        "defaults": {"timeout": 30},  # a default does not reach the inline step
+        "steps": {"a": {"type": "cf.fast", "retry": {"max_attempts": 2}}},
+    }
+    (task,) = duralog.parse_workflow(json.dumps(doc), registry, format="json").tasks
+    assert (task.step.inline, task.step.timeout, task.step.retry.max_attempts) == (True, None, 2)
+    doc["steps"] = {"a": {"type": "cf.fast", "timeout": 5}}
+    with pytest.raises(duralog.WorkflowConfigError, match=r"inline .* cannot have a timeout"):
+        duralog.parse_workflow(json.dumps(doc), registry, format="json", source="doc.json")
