@@ -62,9 +62,11 @@ def step(
             fail fast with ``CircuitOpen`` instead of calling the step.
         inline: run a sync step on the worker's event loop instead of a step thread.
             For steps that return in microseconds (a computation, a lookup in
-            memory): it saves the hand-off to a thread and back, about a third of
-            such a step's cost. While it runs, nothing else on that worker moves,
-            so never use it for I/O; it cannot have a ``timeout``.
+            memory): it saves the hand-off to a thread and back, about half of
+            such a step's cost at ``durability="normal"``. While it runs, nothing
+            else on that worker moves, so never use it for I/O or to wait on the
+            engine (``handle.result()`` would wait for the loop it blocks); it
+            cannot have a ``timeout``.
 
     Parameters whose default is ``duralog.inject()`` are filled in from the
     engine's resources at each attempt; workflow code leaves them out of the call,

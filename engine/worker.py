@@ -9,7 +9,6 @@ pool, async ones on its loop), fires timers, and keeps its leases alive.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import socket
@@ -30,7 +29,7 @@ from duralog.replay.state import WorkflowState, fold, fold_all, load_state, new_
 from duralog.store.base import Claim, EventStore, WorkflowStatus
 from duralog.store.events import LogEntry
 
-from .api import StepInfo, _step_info
+from .attempts import StepAttempts
 from .breaker import Breakers
 from .clock import Clock, SystemClock
 from .committer import Committer, LoopCommitter
@@ -39,14 +38,12 @@ from .guard import Guard
 from .host import RealSources, alive
 from .observe import Observers
 from .queues import Queue
-from .resources import _resources
 from .schedules import fire_due, store_declared
 from .threads import StepThreads
 
 log = logging.getLogger("duralog.engine")
 
 _ACTIVE = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
-_UNPLANNED: Any = object()  # a step whose guard was not looked up yet
 _ON_START = (*_ACTIVE, WorkflowStatus.SUSPENDED)
 #: Workflows taken per claim; a full batch is followed by another claim at once.
 _CLAIM_BATCH = 100
@@ -54,7 +51,7 @@ _MAX_POKES = 10_000
 _MAX_RECOVERY_BATCHES = 1_000
 
 
-class Worker:
+class Worker(StepAttempts):
     """Advances workflows on a private event loop; see the module docstring."""
 
     def __init__(
@@ -541,84 +538,3 @@ class Worker:
         if self.max_workflows is not None and len(self.executions) < self.max_workflows:
             self.request_claim()  # room for work left waiting while this worker was full
         self._on_finished(execution.workflow_id)
-
-    async def run_step(
-        self,
-        execution: Execution,
-        step: Step[Any, Any],
-        seq: int,
-        attempt: int,
-        args: list[Any],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        """One attempt of a step, bounded by its timeout; raises what the step raised.
-
-        A step with injected parameters gets the engine's resources, and one guarded
-        by a circuit breaker must be admitted first (see ``guard.py``)."""
-        context = contextvars.copy_context()
-        info = StepInfo(execution.workflow_id, step.name, seq, attempt, execution.state.name)
-        context.run(_step_info.set, info)
-        if self.resources:
-            context.run(_resources.set, self.resources)
-        guard = self._guards.get(step, _UNPLANNED)
-        if guard is _UNPLANNED:
-            guard = self._guards[step] = Guard.of(step)
-        if guard is not None:
-            return await guard.run(self, execution, step, info, context, args, kwargs)
-        return await self.attempt(execution, step, info, context, args, kwargs)
-
-    async def attempt(
-        self,
-        execution: Execution,
-        step: Step[Any, Any],
-        info: StepInfo,
-        context: contextvars.Context,
-        args: list[Any],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        """Call the step once in ``context``, bounded by its timeout."""
-        awaitable = self.begin(execution, step, info, context, args, kwargs)
-        if step.timeout is None:
-            return await awaitable
-        return await self.bounded(execution, step, info, awaitable)
-
-    def begin(
-        self,
-        execution: Execution,
-        step: Step[Any, Any],
-        info: StepInfo,
-        context: contextvars.Context,
-        args: list[Any],
-        kwargs: dict[str, Any],
-    ) -> asyncio.Future[Any]:
-        """Start one attempt: async steps on this loop, sync ones on a step thread
-        (or, for an inline step, right here)."""
-        if step.is_async:
-            task = self.loop.create_task(step.fn(*args, **kwargs), context=context)
-            execution.attempts[info.seq] = task
-            return task
-        if step.inline:
-            done: asyncio.Future[Any] = self.loop.create_future()
-            try:
-                done.set_result(context.run(step.fn, *args, **kwargs))
-            except Exception as exc:  # the step's error, handed over like a thread's
-                done.set_exception(exc)
-            return done
-        return self.threads.run(context, step.fn, *args, **kwargs)
-
-    async def bounded(
-        self,
-        execution: Execution,
-        step: Step[Any, Any],
-        info: StepInfo,
-        awaitable: asyncio.Future[Any],
-    ) -> Any:
-        """Wait for an attempt no longer than the step's timeout."""
-        assert step.timeout is not None
-        try:
-            return await asyncio.wait_for(awaitable, step.timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"step {step.name!r} (seq {info.seq}, attempt {info.attempt}) of workflow "
-                f"{execution.workflow_id!r} did not finish within its timeout of {step.timeout:g}s"
-            ) from None

@@ -96,8 +96,7 @@ def _guarded_update(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> 
     all agree: the fence check and the update in one statement. Leaving status out
     of the SET also spares SQLite rewriting the two indexes that hold it."""
     cursor = conn.execute(
-        "UPDATE workflows SET last_seq = ?, updated_at = ?, wake_at = ?"
-        " WHERE id = ? AND fence = ? AND last_seq = ? AND status NOT IN (?, ?, ?)",
+        _GUARDED_UPDATE,
         (
             rows[-1][1],
             rows[-1][3],
@@ -112,6 +111,11 @@ def _guarded_update(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> 
 
 
 _TERMINAL_STATUSES = tuple(s.value for s in WorkflowStatus if s.is_terminal)
+_GUARDED_UPDATE = (
+    "UPDATE workflows SET last_seq = ?, updated_at = ?, wake_at = ?"
+    " WHERE id = ? AND fence = ? AND last_seq = ?"
+    f" AND status NOT IN ({', '.join('?' * len(_TERMINAL_STATUSES))})"
+)
 
 
 def _append_extras(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> None:

@@ -1,0 +1,117 @@
+"""One attempt of a step: its context, its guard, where it runs, and its timeout.
+
+``StepAttempts`` is the part of ``Worker`` that runs attempts: async steps on the
+worker's loop, sync ones on a step thread, inline ones right on the loop. A
+circuit breaker or injected resources wrap an attempt through its ``Guard``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from typing import TYPE_CHECKING, Any, cast
+
+from duralog.replay.definitions import Step
+
+from .api import StepInfo, _step_info
+from .guard import Guard
+from .resources import _resources
+from .threads import StepThreads
+
+if TYPE_CHECKING:
+    from .execution import Execution
+    from .worker import Worker
+
+_UNPLANNED: Any = object()  # a step whose guard was not looked up yet
+
+
+class StepAttempts:
+    """Runs step attempts for a ``Worker`` (which sets the attributes below)."""
+
+    loop: asyncio.AbstractEventLoop
+    threads: StepThreads
+    resources: dict[str, Any]
+    _guards: dict[Step[Any, Any], Guard | None]
+
+    async def run_step(
+        self,
+        execution: Execution,
+        step: Step[Any, Any],
+        seq: int,
+        attempt: int,
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """One attempt of a step, bounded by its timeout; raises what the step raised.
+
+        A step with injected parameters gets the engine's resources, and one guarded
+        by a circuit breaker must be admitted first (see ``guard.py``)."""
+        context = contextvars.copy_context()
+        info = StepInfo(execution.workflow_id, step.name, seq, attempt, execution.state.name)
+        context.run(_step_info.set, info)
+        if self.resources:
+            context.run(_resources.set, self.resources)
+        guard = self._guards.get(step, _UNPLANNED)
+        if guard is _UNPLANNED:
+            guard = self._guards[step] = Guard.of(step)
+        if guard is not None:
+            return await guard.run(
+                cast("Worker", self), execution, step, info, context, args, kwargs
+            )
+        return await self.attempt(execution, step, info, context, args, kwargs)
+
+    async def attempt(
+        self,
+        execution: Execution,
+        step: Step[Any, Any],
+        info: StepInfo,
+        context: contextvars.Context,
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Call the step once in ``context``, bounded by its timeout."""
+        awaitable = self.begin(execution, step, info, context, args, kwargs)
+        if step.timeout is None:
+            return await awaitable
+        return await self.bounded(execution, step, info, awaitable)
+
+    def begin(
+        self,
+        execution: Execution,
+        step: Step[Any, Any],
+        info: StepInfo,
+        context: contextvars.Context,
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> asyncio.Future[Any]:
+        """Start one attempt: async steps on this loop, sync ones on a step thread
+        (or, for an inline step, right here)."""
+        if step.is_async:
+            task = self.loop.create_task(step.fn(*args, **kwargs), context=context)
+            execution.attempts[info.seq] = task
+            return task
+        if step.inline:
+            done: asyncio.Future[Any] = self.loop.create_future()
+            try:
+                done.set_result(context.run(step.fn, *args, **kwargs))
+            except Exception as exc:  # the step's error, handed over like a thread's
+                done.set_exception(exc)
+            return done
+        return self.threads.run(context, step.fn, *args, **kwargs)
+
+    async def bounded(
+        self,
+        execution: Execution,
+        step: Step[Any, Any],
+        info: StepInfo,
+        awaitable: asyncio.Future[Any],
+    ) -> Any:
+        """Wait for an attempt no longer than the step's timeout."""
+        assert step.timeout is not None
+        try:
+            return await asyncio.wait_for(awaitable, step.timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"step {step.name!r} (seq {info.seq}, attempt {info.attempt}) of workflow "
+                f"{execution.workflow_id!r} did not finish within its timeout of {step.timeout:g}s"
+            ) from None
