@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -66,6 +67,8 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         #: of an in-memory log). A thread's connection is closed after it ends.
         self._connections: list[tuple[threading.Thread | None, sqlite3.Connection]] = []
         self._registry_lock = threading.Lock()
+        self._users: Counter[int] = Counter()  # calls under way, by thread (_connection)
+        self._idle = threading.Condition(self._registry_lock)
         self._memory_lock = threading.RLock()
         self._closed = False
         if not self._memory:
@@ -113,8 +116,9 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
             # Threads come and go (a thread per request calling engine.start): the
             # connections of those that ended are closed here, not kept until close().
             alive = []
+            main = threading.main_thread()  # not alive any more while atexit runs
             for thread, other in self._connections:
-                if thread is None or thread.is_alive():
+                if thread is None or thread is main or thread.is_alive():
                     alive.append((thread, other))
                 else:
                     with contextlib.suppress(sqlite3.Error):
@@ -125,19 +129,29 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        if self._closed:
-            raise StoreError(f"the store {self.path} is closed")
-        if self._memory:
-            with self._memory_lock:
-                conn = getattr(self, "_shared", None)
-                if conn is None:
-                    conn = self._shared = self._open(shared=True)
-                yield conn
-            return
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._open()
-        yield conn
+        me = threading.get_ident()
+        with self._registry_lock:
+            if self._closed:
+                raise StoreError(f"the store {self.path} is closed")
+            self._users[me] += 1  # close() waits for the uses of other threads to end
+        try:
+            if self._memory:
+                with self._memory_lock:
+                    conn = getattr(self, "_shared", None)
+                    if conn is None:
+                        conn = self._shared = self._open(shared=True)
+                    yield conn
+                return
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = self._open()
+            yield conn
+        finally:
+            with self._registry_lock:
+                self._users[me] -= 1
+                if not self._users[me]:
+                    del self._users[me]
+                    self._idle.notify_all()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -158,9 +172,19 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         """SQLite has no notifications across processes: workers poll (see ``poll_interval``)."""
 
     def close(self) -> None:
-        """Close every connection this store opened (from any thread)."""
-        self._closed = True
+        """Close every connection this store opened (from any thread), once the calls
+        under way have ended: closing a connection another thread is using crashes
+        the process. Calls that come later raise ``StoreError``."""
+        me = threading.get_ident()
         with self._registry_lock:
+            self._closed = True
+            # Not for this thread's own calls (close() from inside one, say a signal
+            # handler): they could never end. Bounded: a call waits at most the busy
+            # timeout for another process.
+            self._idle.wait_for(
+                lambda: not any(n for t, n in self._users.items() if t != me),
+                timeout=self._busy_ms / 1000 + 5,
+            )
             for _, conn in self._connections:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()

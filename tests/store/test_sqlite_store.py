@@ -6,6 +6,9 @@ Everything both stores do is in the conformance suite (``test_conformance_*.py``
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import msgspec
@@ -289,3 +292,69 @@ def test_corrupt_event_body_raises_corrupt_event_error(path: Path, garbage: obje
     assert [e.seq for e in store.read_events("order-7", until_seq=2)] == [1, 2]
     assert [e.seq for e in store.read_events("order-7", after_seq=3)] == [4]
     store.close()
+
+
+def read_until_refused(
+    store: SQLiteStore, started: threading.Event, errors: list[Exception]
+) -> None:
+    while True:
+        try:
+            store.list_workflows()
+            store.read_events("wf")
+        except Exception as exc:
+            errors.append(exc)
+            return
+        started.set()
+
+
+def test_calls_racing_close_end_with_a_store_error_not_a_crash(tmp_path: Path) -> None:
+    # Regression: close() closed connections other threads were reading with, and
+    # the process died of a segmentation fault.
+    for trial in range(20):
+        store = SQLiteStore(tmp_path / f"{trial}.db", durability="normal")
+        store.create_workflows([new_workflow("wf")])
+        started, errors = threading.Event(), list[Exception]()
+        readers = [
+            threading.Thread(target=read_until_refused, args=(store, started, errors))
+            for _ in range(3)
+        ]
+        for reader in readers:
+            reader.start()
+        assert started.wait(timeout=20)
+        store.close()
+        for reader in readers:
+            reader.join(timeout=20)
+        assert [type(e) for e in errors] == [StoreError] * 3
+        assert all("is closed" in str(e) for e in errors)
+
+
+AT_EXIT = """
+import atexit, sys, threading
+from duralog.store.sqlite import SQLiteStore
+store = SQLiteStore(sys.argv[1])
+store.get_workflow("x")  # the main thread's connection
+
+def at_exit():
+    # While atexit runs, the main thread no longer counts as alive: another thread
+    # opening a connection must not close the main thread's.
+    reader = threading.Thread(target=store.get_workflow, args=("x",))
+    reader.start()
+    reader.join()
+    print("main thread read:", store.get_workflow("x"))
+
+atexit.register(at_exit)
+"""
+
+
+def test_the_main_threads_connection_survives_into_atexit(tmp_path: Path) -> None:
+    script = tmp_path / "at_exit.py"
+    script.write_text(AT_EXIT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "log.db")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "main thread read: None", done.stderr
