@@ -39,6 +39,8 @@ class Committer:
         #: Creates written by their callers (see ``create``), and the turn to write them.
         self._direct: list[tuple[NewWorkflow, concurrent.futures.Future[int | None]]] = []
         self._direct_writer = threading.Lock()
+        self._holder: int | None = None  # the thread writing them now
+        self._refusing = False  # engine.close() began: starts are refused
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -63,13 +65,27 @@ class Committer:
         if not requests:
             return []
         with self._cond:
-            if self._stopping:
+            if self._refusing:
                 raise StoreError("the engine is closed; no more writes are accepted")
             self._direct.extend(requests)
         with self._direct_writer:
-            if not requests[0][1].done():  # no earlier caller wrote ours: write the queue
-                self._write_direct()
+            self._holder = threading.get_ident()
+            try:
+                if not requests[0][1].done():  # no earlier caller wrote ours: write them
+                    self._write_direct()
+            finally:
+                self._holder = None
         return [future.result() for _, future in requests]
+
+    def refuse_starts(self) -> None:
+        """Refuse ``create`` from now on; return once the caller writing (if any) is done
+        and the callers queued behind it have heard that the engine is closed."""
+        with self._cond:
+            self._refusing = True
+        if self._holder == threading.get_ident():
+            return  # called from inside that very write (a signal handler): it cannot end first
+        with self._direct_writer:
+            self._write_direct()
 
     def _write_direct(self) -> None:
         """Write every create queued by callers (the caller holds ``_direct_writer``)."""
@@ -77,7 +93,7 @@ class Committer:
         try:
             with self._cond:
                 batch, self._direct = self._direct, []
-                closed = self._stopping
+                closed = self._refusing
             if closed:  # close() came first: the store may be closed under us
                 raise StoreError("the engine is closed; no more writes are accepted")
             self._write(
@@ -148,13 +164,12 @@ class Committer:
             _tell(outcome, result, None)
 
     def close(self) -> None:
-        """Write what is queued, wait for callers writing their own starts, then stop
-        the thread (the store may be closed once this returns)."""
+        """Refuse starts, write what the thread has queued, then stop the thread (the
+        store may be closed once this returns)."""
+        self.refuse_starts()  # a caller still writing finishes first
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        with self._direct_writer:  # a caller still writing finishes first
-            self._write_direct()  # and whoever queued behind it hears "closed"
         self._thread.join()
 
 

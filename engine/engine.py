@@ -209,6 +209,9 @@ class Engine:
         if self._closed:
             return
         self._closed = True
+        # Starts first: one written after the worker stopped would wait for its lease
+        # to expire. Child workflows' creates still go through until the worker stops.
+        self._committer.refuse_starts()
         if self._worker is not None:
             self._worker.stop()
         self._committer.close()

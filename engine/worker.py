@@ -9,6 +9,7 @@ pool, async ones on its loop), fires timers, and keeps its leases alive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -22,6 +23,7 @@ from duralog.errors import (
     CorruptEventError,
     LeaseLost,
     RegistrationError,
+    StoreError,
 )
 from duralog.replay.definitions import Registry, Step
 from duralog.replay.instance import WorkflowInstance
@@ -119,6 +121,8 @@ class Worker(StepAttempts):
         self._dequeue_requested = False
         self._claim_requested = False
         self._broken_schedules: dict[str, float] = {}  # schedule id -> not before
+        #: Queues whose SUSPENDED workflows this worker's start has yet to resume.
+        self._resume_pending: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -141,8 +145,9 @@ class Worker(StepAttempts):
         self.loop.run_forever()
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the worker loop, from any thread."""
-        self.loop.call_soon_threadsafe(fn, *args)
+        """Run ``fn(*args)`` on the worker loop, from any thread (nothing once it closed)."""
+        with contextlib.suppress(RuntimeError):  # the loop closed: the worker stopped
+            self.loop.call_soon_threadsafe(fn, *args)
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(coro)
@@ -204,6 +209,10 @@ class Worker(StepAttempts):
 
         Its whole log is ``started``, already in memory: nothing is read back.
         ``reserved``: the caller took its place with ``reserve``."""
+        if self._stopped:  # started while the engine closed: free it for the next worker
+            with contextlib.suppress(Exception):
+                self.store.release(self.worker_id, workflow_id, fence)
+            return
         state = fold_all(workflow_id, [started])
         if reserved:
             self.call(self._adopt_reserved, workflow_id, fence, state)
@@ -270,7 +279,11 @@ class Worker(StepAttempts):
     def _adopt(
         self, workflow_id: str, fence: int, state: WorkflowState, rebuilt: bool = False
     ) -> None:
-        if self._stopped or workflow_id in self.executions:
+        if self._stopped:  # started or claimed while stopping: free it for the next worker
+            self._unreleased[workflow_id] = fence
+            self._release_pending()
+            return
+        if workflow_id in self.executions:
             return
         try:
             workflow = self.registry.get(state.name)
@@ -323,7 +336,9 @@ class Worker(StepAttempts):
         for _ in range(_MAX_RECOVERY_BATCHES):  # bounded: skipped ones come back
             if not await self._claim(_ON_START, again=False):
                 break
-        self._dequeue(resume_suspended=True)  # queued ones, SUSPENDED too, within limits
+        # Queued ones, SUSPENDED ones too, within the queues' limits.
+        self._resume_pending = set(self.queues)
+        self._dequeue()
         self._fire_schedules()
 
     # -- queues and schedules ----------------------------------------------
@@ -351,10 +366,10 @@ class Worker(StepAttempts):
             self._dequeue_requested = True
             self.call(self._dequeue)
 
-    def _dequeue(self, resume_suspended: bool = False) -> None:
+    def _dequeue(self) -> None:
         """Take up the declared queues' work, within their limits: workflows of theirs
-        that a dead or expired worker left RUNNING or PAUSED, with ``resume_suspended``
-        (at start) SUSPENDED ones, then waiting ones (see ``EventStore.claim_queued``)."""
+        that a dead or expired worker left RUNNING or PAUSED, SUSPENDED ones once after
+        this worker started, then waiting ones (see ``EventStore.claim_queued``)."""
         self._dequeue_requested = False
         if self._stopped or not self.queues:
             return
@@ -366,17 +381,31 @@ class Worker(StepAttempts):
             room = self.room()
             if room <= 0:
                 return
-            claims = self.store.claim_queued(
-                self.worker_id,
-                now,
-                now + self.lease_seconds,
-                queue.limits,
-                names,
-                limit=room,
-                dead_owners=dead,
-                resume_suspended=resume_suspended,
-                exclude=skipped,
-            )
+            resume = queue.name in self._resume_pending
+            try:
+                claims = self.store.claim_queued(
+                    self.worker_id,
+                    now,
+                    now + self.lease_seconds,
+                    queue.limits,
+                    names,
+                    limit=room,
+                    dead_owners=dead,
+                    resume_suspended=resume,
+                    exclude=skipped,
+                )
+            except StoreError as exc:
+                if not resume:
+                    raise
+                log.warning(
+                    "worker %s could not resume the suspended workflows of queue %s yet"
+                    " (it tries again on its next look): %s",
+                    self.worker_id,
+                    queue.name,
+                    exc,
+                )
+                continue
+            self._resume_pending.discard(queue.name)
             for claim in claims:  # each holds a slot of the queue until it ends here
                 self._take_up(claim, now, queued=True)
 

@@ -12,6 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+
+from duralog.errors import StoreError
+
 from .base import BreakerRecord, Claim, NewWorkflow, QueueLimits, ScheduleRecord
 from .events import WorkflowCancelled, encode_event
 from .postgres_connection import Conn, Connections
@@ -75,8 +79,15 @@ class SchedulingMixin:
             key = lock_key(self._db.schema, "queue:" + queue.name)
             if resume_suspended:
                 # Resuming happens once, at a worker's start: wait for the worker
-                # taking from this queue now (a short transaction) rather than skip it.
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+                # taking from this queue now (a short transaction) rather than skip it,
+                # but not forever, whatever lock_timeout the server sets.
+                conn.execute("SET LOCAL lock_timeout = '30s'")
+                try:
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+                except psycopg.errors.LockNotAvailable:
+                    raise StoreError(
+                        f"queue {queue.name!r} stayed locked by another worker for 30 s"
+                    ) from None
             else:
                 # Another worker is taking from this queue: come back on the next look
                 # rather than block this worker's event loop behind it.

@@ -197,3 +197,69 @@ def test_threads_that_started_a_workflow_and_ended_leave_no_connection_open(
             thread.join()
         after = len(list(Path("/proc/self/fd").iterdir()))
         assert after - before <= 4  # one thread's connection at most, not fifty
+
+
+def test_a_start_written_while_the_engine_closes_is_left_free_for_the_next_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: the start committed after the worker stopped, and then failed with
+    # RuntimeError('Event loop is closed'), leaving the workflow owned by a worker that
+    # was gone (nobody ran it before its lease expired).
+    db = str(tmp_path / "log.db")
+    engine = duralog.Engine(db, durability="normal")
+    engine.__enter__()
+    in_write, release = threading.Event(), threading.Event()
+    create = engine.store.create_workflows
+
+    def slow_create(items: Sequence[NewWorkflow]) -> list[int | None]:
+        in_write.set()
+        release.wait(timeout=20)  # a slow commit (an fsync, another process's lock)
+        return create(items)
+
+    monkeypatch.setattr(engine.store, "create_workflows", slow_create)
+    outcome: list[object] = []
+
+    def start() -> None:
+        try:
+            outcome.append(engine.start(trivial, 7, id="late"))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    assert in_write.wait(timeout=20)
+    threading.Timer(0.2, release.set).start()
+    engine.close()
+    starter.join(timeout=20)
+    (result,) = outcome
+    assert not isinstance(result, BaseException), result  # written, and said so
+    with duralog.Engine(db, durability="normal", poll_interval=0.05) as again:
+        assert again.get("late").result(timeout=10) == 7  # at once, not after a lease
+
+
+def test_close_from_inside_a_start_does_not_deadlock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: a SIGTERM handler calling engine.close() while its own thread was
+    # writing a start waited forever for that write to finish.
+    engine = duralog.Engine(str(tmp_path / "log.db"), worker=False, durability="normal")
+    create = engine.store.create_workflows
+
+    def create_then_interrupted(items: Sequence[NewWorkflow]) -> list[int | None]:
+        engine.close()  # what the signal handler runs, on this same thread
+        return create(items)
+
+    monkeypatch.setattr(engine.store, "create_workflows", create_then_interrupted)
+    outcome: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            engine.start(trivial, 1)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    starter = threading.Thread(target=start, daemon=True)  # a deadlock must not hang pytest
+    starter.start()
+    starter.join(timeout=10)
+    assert not starter.is_alive(), "engine.close() inside a start deadlocked"
+    assert [type(e) for e in outcome] == [StoreError]

@@ -226,3 +226,32 @@ def test_another_engine_is_woken_by_notifications(postgres_url: str) -> None:
         handle.signal("item", "b")
         assert handle.result(timeout=10) == ["a", "b"]
         assert time.monotonic() - started < 10
+
+
+@duralog.workflow(name="pg_lock_flow")
+async def pg_lock_flow(i: int) -> int:
+    return i
+
+
+def test_a_short_lock_timeout_does_not_stop_a_worker_from_starting(postgres_url: str) -> None:
+    # Regression: with lock_timeout set on the server (here in the URL), the start-up
+    # resume's wait for a queue's lock failed, and with it the engine's start.
+    import psycopg
+
+    from duralog.store.open import open_store
+    from duralog.store.postgres_schema import lock_key
+
+    queue = Queue("pg-lock-q", concurrency=2)
+    url = postgres_url.replace("?", "?options=-c%20lock_timeout%3D200&", 1)
+    store = open_store(url)
+    key = lock_key(store.schema, "queue:pg-lock-q")  # type: ignore[attr-defined]
+    store.close()
+    holder = psycopg.connect(postgres_url.split("?")[0])
+    holder.execute("SELECT pg_advisory_xact_lock(%s)", (key,))  # another worker's claim
+    threading.Timer(1.5, holder.rollback).start()
+    try:
+        with duralog.Engine(url, queues=[queue], poll_interval=0.05) as engine:
+            handle = engine.start(pg_lock_flow, 5, queue=queue)
+            assert handle.result(timeout=20) == 5
+    finally:
+        holder.close()
