@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,3 +43,32 @@ def peak(intervals: Sequence[tuple[float, float]]) -> int:
         now += step
         most = max(most, now)
     return most
+
+
+def race_close(
+    call: Callable[[], object], close: Callable[[], None], threads: int = 3
+) -> list[BaseException]:
+    """Run ``call`` over and over in ``threads`` threads, run ``close()`` while they
+    do, and return the exception that stopped each of them (a thread that never
+    stops fails the test)."""
+    started = threading.Event()
+    stopped: list[BaseException] = []
+
+    def repeat() -> None:
+        while True:
+            try:
+                call()
+            except BaseException as exc:
+                stopped.append(exc)
+                return
+            started.set()
+
+    workers = [threading.Thread(target=repeat, daemon=True) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    assert started.wait(timeout=20), "no call succeeded before close()"
+    close()
+    for worker in workers:
+        worker.join(timeout=20)
+        assert not worker.is_alive(), "a call went on after close()"
+    return stopped

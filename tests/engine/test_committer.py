@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from support import wait_for
+from support import race_close, wait_for
 
 import duralog
 from duralog.engine.committer import Committer
@@ -152,36 +152,15 @@ async def trivial(i: int) -> int:
     return i
 
 
-def start_until_refused(
-    engine: duralog.Engine, started: threading.Event, errors: list[BaseException]
-) -> None:
-    while True:
-        try:
-            engine.start(trivial, 1)
-        except BaseException as exc:
-            errors.append(exc)
-            return
-        started.set()
-
-
 def test_starts_racing_close_hear_that_the_engine_is_closed(tmp_path: Path) -> None:
     # Regression: a caller still writing its start when close() closed the store
     # under it crashed the process (SQLite closed the connection mid-COMMIT).
     for trial in range(20):
         engine = duralog.Engine(str(tmp_path / f"{trial}.db"), worker=False, durability="normal")
-        started = threading.Event()
-        errors: list[BaseException] = []
-        threads = [
-            threading.Thread(target=start_until_refused, args=(engine, started, errors))
-            for _ in range(3)
-        ]
-        for thread in threads:
-            thread.start()
-        assert started.wait(timeout=20)
-        engine.close()
-        for thread in threads:
-            thread.join(timeout=20)
-        assert [str(e) for e in errors] == ["the engine is closed; no more writes are accepted"] * 3
+        stopped = race_close(lambda: engine.start(trivial, 1), engine.close)  # noqa: B023
+        assert [str(e) for e in stopped] == [
+            "the engine is closed; no more writes are accepted"
+        ] * 3
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")

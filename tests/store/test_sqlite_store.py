@@ -8,12 +8,12 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import msgspec
 import pytest
 from sqlite_utils import Database, Migrations
+from support import race_close
 
 from duralog.errors import ConfigurationError, CorruptEventError, StoreError
 from duralog.store import codec
@@ -294,38 +294,20 @@ def test_corrupt_event_body_raises_corrupt_event_error(path: Path, garbage: obje
     store.close()
 
 
-def read_until_refused(
-    store: SQLiteStore, started: threading.Event, errors: list[Exception]
-) -> None:
-    while True:
-        try:
-            store.list_workflows()
-            store.read_events("wf")
-        except Exception as exc:
-            errors.append(exc)
-            return
-        started.set()
-
-
 def test_calls_racing_close_end_with_a_store_error_not_a_crash(tmp_path: Path) -> None:
     # Regression: close() closed connections other threads were reading with, and
     # the process died of a segmentation fault.
     for trial in range(20):
         store = SQLiteStore(tmp_path / f"{trial}.db", durability="normal")
         store.create_workflows([new_workflow("wf")])
-        started, errors = threading.Event(), list[Exception]()
-        readers = [
-            threading.Thread(target=read_until_refused, args=(store, started, errors))
-            for _ in range(3)
-        ]
-        for reader in readers:
-            reader.start()
-        assert started.wait(timeout=20)
-        store.close()
-        for reader in readers:
-            reader.join(timeout=20)
-        assert [type(e) for e in errors] == [StoreError] * 3
-        assert all("is closed" in str(e) for e in errors)
+
+        def read(store: SQLiteStore = store) -> None:
+            store.list_workflows()
+            store.read_events("wf")
+
+        stopped = race_close(read, store.close)
+        assert [type(e) for e in stopped] == [StoreError] * 3
+        assert all("is closed" in str(e) for e in stopped)
 
 
 AT_EXIT = """
