@@ -151,24 +151,21 @@ class Builder:
         self.check_params(at, step, params, deps)
         retry = self.retry((*at, "retry"), body.get("retry"), default_retry)
         timeout = self.timeout((*at, "timeout"), body.get("timeout"))
-        if timeout is not None and step.inline:
-            raise self.fail(
-                (*at, "timeout"),
-                f"step {step.name!r} is inline (it runs on the worker's event loop, "
-                "where nothing can interrupt it), so it cannot have a timeout",
-            )
         if timeout is None and not step.inline:  # the default skips inline steps
             timeout = default_timeout
         if retry or timeout is not None:  # the same function, under the same name
             policy = self.policy((*at, "retry"), step.retry, retry)
             # The same kind of step (an InjectedStep keeps its guard) and its breaker.
-            copy = type(step)(
-                step.fn,
-                name=step.name,
-                retry=policy,
-                timeout=timeout if timeout is not None else step.timeout,
-                inline=step.inline,
-            )
+            try:  # the step refuses what it cannot honour (a timeout on an inline step)
+                copy = type(step)(
+                    step.fn,
+                    name=step.name,
+                    retry=policy,
+                    timeout=timeout if timeout is not None else step.timeout,
+                    inline=step.inline,
+                )
+            except ConfigurationError as exc:
+                raise self.fail((*at, "timeout"), str(exc)) from None
             attach(copy, circuit_of(step))
             step = copy
         try:

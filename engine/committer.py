@@ -25,6 +25,7 @@ from duralog.store.base import Append, EventStore, NewWorkflow
 
 Outcome = Callable[[Any, BaseException | None], None]
 log = logging.getLogger("duralog.engine")
+_CLOSED = "the engine is closed; no more writes are accepted"
 
 
 class Committer:
@@ -66,7 +67,7 @@ class Committer:
             return []
         with self._cond:
             if self._refusing:
-                raise StoreError("the engine is closed; no more writes are accepted")
+                raise StoreError(_CLOSED)
             self._direct.extend(requests)
         with self._direct_writer:
             self._holder = threading.get_ident()
@@ -93,24 +94,17 @@ class Committer:
         try:
             with self._cond:
                 batch, self._direct = self._direct, []
-                closed = self._refusing
-            if closed:  # close() came first: the store may be closed under us
-                raise StoreError("the engine is closed; no more writes are accepted")
+                refused = self._refusing
+            if refused:  # close() came first: the store may be closed under us
+                _fail(batch, StoreError(_CLOSED))
+                return
             self._write(
                 self._store.create_workflows,
                 [(item, _thread_outcome(future)) for item, future in batch],
             )
-        except BaseException as exc:  # a refusal, or Ctrl-C: nobody may wait forever
-            error = (
-                exc
-                if isinstance(exc, StoreError)
-                else StoreError("the start was interrupted; it may not be written")
-            )
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            if not isinstance(exc, StoreError):
-                raise
+        except BaseException:  # Ctrl-C: nobody may wait forever
+            _fail(batch, StoreError("the start was interrupted; it may not be written"))
+            raise
 
     async def create_async(self, item: NewWorkflow) -> int | None:
         """Create one workflow from the event loop."""
@@ -124,7 +118,7 @@ class Committer:
         # item added to a list it already took would never be written.
         with self._cond:
             if self._stopping:
-                outcome(None, StoreError("the engine is closed; no more writes are accepted"))
+                outcome(None, StoreError(_CLOSED))
                 return
             if not self._thread.is_alive():
                 outcome(None, StoreError("the engine's writer thread stopped; see the log"))
@@ -171,6 +165,14 @@ class Committer:
             self._stopping = True
             self._cond.notify()
         self._thread.join()
+
+
+def _fail(
+    requests: list[tuple[NewWorkflow, concurrent.futures.Future[int | None]]], error: StoreError
+) -> None:
+    for _, future in requests:
+        if not future.done():
+            future.set_exception(error)
 
 
 def _tell(outcome: Outcome, result: Any, error: BaseException | None) -> None:

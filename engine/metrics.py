@@ -139,9 +139,12 @@ def collect(store: EventStore, since: float | None = None, name: str | None = No
         if name is not None and record.name != name:
             continue
         tally.add(record, store.read_events(record.id))
-    for status in _OPEN:
-        for record in store.list_workflows(status=status, name=name):
-            tally.add_open(record)
+        if since is None and record.status in _OPEN:
+            tally.add_open(record)  # every workflow was read: the open ones among them
+    if since is not None:  # the open runs that did not change lately count too
+        for status in _OPEN:
+            for record in store.list_workflows(status=status, name=name):
+                tally.add_open(record)
     return tally.stats()
 
 

@@ -101,11 +101,7 @@ class Subscription:
             raise ConfigurationError(f"subscribe() takes a callable, not {callback!r}")
         if max_pending < 1:
             raise ConfigurationError(f"max_pending must be at least 1, got {max_pending!r}")
-        unknown = sorted(set(kinds or ()) - ev.EVENT_KINDS)
-        if unknown:
-            raise ConfigurationError(
-                f"unknown event kinds {unknown}; known: {', '.join(sorted(ev.EVENT_KINDS))}"
-            )
+        _check_kinds(kinds)
         self._hub = hub
         self.callback = callback
         self.kinds = frozenset(kinds) if kinds is not None else None
@@ -384,12 +380,7 @@ def follow(
     yielded under the id it is archived as (``<id>~run<N>``), then the new run
     under the workflow's id, from seq 1.
     """
-    if kinds is not None:
-        unknown = sorted(set(kinds) - ev.EVENT_KINDS)
-        if unknown:
-            raise ConfigurationError(
-                f"unknown event kinds {unknown}; known: {', '.join(sorted(ev.EVENT_KINDS))}"
-            )
+    _check_kinds(kinds)
     # The starting point is taken now, not at the first ``next()``.
     tail = _Tail(store, since=since, lag=lag, workflow_id=workflow_id)
     wanted = frozenset(kinds) if kinds is not None else None
@@ -552,3 +543,12 @@ class _Tail:
         if stale:
             gone = set(stale) - set(self.known)
             self.names = {k: v for k, v in self.names.items() if k[0] not in gone}
+
+
+def _check_kinds(kinds: Collection[str] | None) -> None:
+    """Refuse event kinds the log does not have (a typo would silently match nothing)."""
+    unknown = sorted(set(kinds or ()) - ev.EVENT_KINDS)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown event kinds {unknown}; known: {', '.join(sorted(ev.EVENT_KINDS))}"
+        )

@@ -187,8 +187,7 @@ def due_ticks(record: ScheduleRecord, now: float) -> tuple[list[float], float]:
     When clocks go back, a wall time that happens twice ("30 2 * * *" on that
     night) is one tick, as in classic cron: the second occurrence is skipped."""
     tz = zone(record.timezone, f"schedule {record.id!r}")
-    after = dt.datetime.fromtimestamp(record.last_tick, tz)
-    first = float(croniter(record.cron, after).get_next(float))
+    first = next_tick(record)
     if first > now:
         return [], record.last_tick
     if record.catch_up == "all":

@@ -121,6 +121,7 @@ class Worker(StepAttempts):
         self._dequeue_requested = False
         self._claim_requested = False
         self._broken_schedules: dict[str, float] = {}  # schedule id -> not before
+        self._dead: list[str] = []  # this host's dead workers (_find_dead_owners)
         #: Queues whose SUSPENDED workflows this worker's start has yet to resume.
         self._resume_pending: set[str] = set()
 
@@ -322,15 +323,18 @@ class Worker(StepAttempts):
                 continue
             del self._unreleased[workflow_id]
 
-    def _dead_owners(self) -> list[str]:
+    def _find_dead_owners(self) -> None:
+        """Note the workers of this host whose process is gone (read once per poll:
+        claims and every look at the queues take their workflows over)."""
         host = socket.gethostname()
-        return [
+        self._dead = [
             worker_id
             for worker_id, worker_host, pid in self.store.workers()
             if worker_host == host and worker_id != self.worker_id and not alive(pid)
         ]
 
     async def _recover(self) -> None:
+        self._find_dead_owners()
         # Until a batch comes back short: the follow-up claims of the poll do not
         # look at SUSPENDED workflows, which only a (re)start resumes.
         for _ in range(_MAX_RECOVERY_BATCHES):  # bounded: skipped ones come back
@@ -373,7 +377,7 @@ class Worker(StepAttempts):
         self._dequeue_requested = False
         if self._stopped or not self.queues:
             return
-        now, names, dead = time.time(), self.registry.names(), self._dead_owners()
+        now, names = time.time(), self.registry.names()
         # Not even taken over: each would hold one of its queue's worker slots until
         # given back, and a workflow that fails to rebuild would do so on every look.
         skipped = [workflow_id for workflow_id, until in self._skipped.items() if until > now]
@@ -390,7 +394,7 @@ class Worker(StepAttempts):
                     queue.limits,
                     names,
                     limit=room,
-                    dead_owners=dead,
+                    dead_owners=self._dead,
                     resume_suspended=resume,
                     exclude=skipped,
                 )
@@ -421,8 +425,7 @@ class Worker(StepAttempts):
             if self.observers.active:
                 self.observers.created(item.id, item.name, item.started)
         if created:
-            self.call(self._background, self._claim(_ACTIVE))
-            self.request_dequeue()
+            self.request_claim()  # takes them up (unqueued ones, then the queues)
 
     async def _claim(self, statuses: tuple[WorkflowStatus, ...], again: bool = True) -> bool:
         """Take up claimable workflows; True when the batch was full (more may wait),
@@ -436,7 +439,7 @@ class Worker(StepAttempts):
             now,
             now + self.lease_seconds,
             statuses,
-            dead_owners=self._dead_owners(),
+            dead_owners=self._dead,
             limit=room,
             names=self.registry.names(),
         )
@@ -493,7 +496,13 @@ class Worker(StepAttempts):
         while True:
             await asyncio.sleep(self.poll_interval)
             # Each duty on its own: one that fails must not starve the others.
-            for duty in (self._release_pending, self._read_inboxes, self._dequeue):
+            duties = (
+                self._find_dead_owners,
+                self._release_pending,
+                self._read_inboxes,
+                self._dequeue,
+            )
+            for duty in duties:
                 try:
                     duty()
                 except Exception as exc:
