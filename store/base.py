@@ -9,17 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 import msgspec
 
-from duralog.errors import IllegalTransition
+from duralog.errors import ConfigurationError, IllegalTransition
 
-from .events import LogEntry
+from .events import TERMINAL_KINDS, LogEntry
 
 #: ``"full"``: an acknowledged commit survives power loss; ``"normal"``: it survives a
 #: crash of the process (the database may lose its last commits to a power loss).
 Durability = Literal["full", "normal"]
+
+
+def check_durability(durability: object) -> None:
+    """Refuse a durability level that is not one of ``Durability``."""
+    if durability not in get_args(Durability):
+        raise ConfigurationError(f"durability must be 'full' or 'normal', not {durability!r}")
 
 
 class WorkflowStatus(str, Enum):  # noqa: UP042 - keeps str() == value on 3.11
@@ -40,6 +46,12 @@ class WorkflowStatus(str, Enum):  # noqa: UP042 - keeps str() == value on 3.11
     def is_terminal(self) -> bool:
         """True for COMPLETED, FAILED and CANCELLED: nothing will ever be appended."""
         return self in _TERMINAL
+
+    @property
+    def ends_lease(self) -> bool:
+        """True when nobody advances the workflow any more (terminal or SUSPENDED): the
+        commit that sets it also ends its lease."""
+        return self in _TERMINAL or self is WorkflowStatus.SUSPENDED
 
 
 _TERMINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED})
@@ -174,6 +186,33 @@ class Append(msgspec.Struct):
     snapshot: Snapshot | None = None
     consumed: Sequence[int] = ()
     notices: Sequence[Notice] = ()
+
+
+def admit(
+    item: Append, fence: int, current: WorkflowStatus, last_seq: int
+) -> tuple[bool, WorkflowStatus | None]:
+    """Whether ``item`` may be appended to a workflow whose index row holds ``fence``,
+    ``current`` and ``last_seq``, and the status it leaves it in (None: unchanged).
+
+    The rules every store enforces: a stale fence or a gap in the seqs is refused
+    (False); an event after a terminal one, or a status change outside
+    ``TRANSITIONS``, raises ``IllegalTransition``. The index follows the log: a
+    terminal event sets the terminal status.
+    """
+    if fence != item.fence:
+        return False, None
+    seqs = [entry.seq for entry in item.entries]
+    if seqs != list(range(last_seq + 1, last_seq + 1 + len(seqs))):
+        return False, None  # the log stays gapless: an earlier append of this run was lost
+    kinds = [entry.kind for entry in item.entries]
+    if kinds and (current.is_terminal or any(k in TERMINAL_KINDS for k in kinds[:-1])):
+        raise IllegalTransition(
+            f"workflow {item.workflow_id!r}: nothing may be appended after its terminal event"
+        )
+    status = STATUS_AFTER.get(kinds[-1], item.status) if kinds else item.status
+    if status is not None:
+        check_transition(item.workflow_id, current, status)
+    return True, status
 
 
 class Notice(msgspec.Struct, frozen=True):

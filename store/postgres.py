@@ -32,22 +32,22 @@ import psycopg
 from duralog.errors import ConfigurationError, IllegalTransition, StoreError
 
 from .base import (
-    STATUS_AFTER,
     Append,
     Claim,
     Durability,
     NewWorkflow,
     WorkflowRecord,
     WorkflowStatus,
-    check_transition,
+    admit,
+    check_durability,
 )
-from .events import TERMINAL_KINDS, LogEntry, encode_event
+from .events import LogEntry
 from .postgres_connection import CONFLICTS, Conn, Connections
 from .postgres_listen import one_line
-from .postgres_reads import ReadsMixin, record
-from .postgres_scheduling import SchedulingMixin
+from .postgres_reads import ReadsMixin
+from .postgres_scheduling import HELD_BY_NOBODY, SchedulingMixin
 from .postgres_schema import migrate, parse_address
-from .schema import WORKFLOW_COLUMNS
+from .schema import WORKFLOW_COLUMNS, EventRow, event_row, workflow_record
 
 _EVENT_INSERT = (
     "INSERT INTO events (workflow_id, seq, kind, at, body)"
@@ -102,8 +102,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         schema: str | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
-        if durability not in ("full", "normal"):
-            raise ConfigurationError(f"durability must be 'full' or 'normal', not {durability!r}")
+        check_durability(durability)
         self.durability = durability
         self.address = parse_address(url, schema)
         self._db = Connections(self.address, durability, connect_timeout)
@@ -206,7 +205,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
             )
         }
         new = [item for item in chosen if item.id in created]
-        _insert_events(conn, [_row(item.id, item.started) for item in new])
+        _insert_events(conn, [event_row(item.id, item.started) for item in new])
         self._db.notify(
             conn,
             [
@@ -226,7 +225,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
     def append(self, batch: Sequence[Append]) -> list[bool]:
         """Append every item in one transaction; a refused item (stale fence, seq
         gap or collision, forbidden transition) is skipped and reported False."""
-        rows = [[_row(item.workflow_id, e) for e in item.entries] for item in batch]
+        rows = [[event_row(item.workflow_id, e) for e in item.entries] for item in batch]
         try:
             with self._db.transaction("appending events", conflicts=True) as conn:
                 return self._append_all(conn, batch, rows)
@@ -244,7 +243,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         return results
 
     def _append_all(
-        self, conn: Conn, batch: Sequence[Append], rows: Sequence[list[_Row]]
+        self, conn: Conn, batch: Sequence[Append], rows: Sequence[list[EventRow]]
     ) -> list[bool]:
         ids = sorted({item.workflow_id for item in batch})
         index: dict[str, tuple[int, WorkflowStatus, int]] = {
@@ -256,12 +255,12 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
             )
         }
         results: list[bool] = []
-        events: list[_Row] = []
+        events: list[EventRow] = []
         updates: list[_Update] = []
         notes: list[tuple[str, str | None]] = []
         for item, item_rows in zip(batch, rows, strict=True):
             found = index.get(item.workflow_id)
-            admitted, status = _admit(item, item_rows, found)
+            admitted, status = _admit(item, found)
             results.append(admitted)
             if not admitted or found is None:
                 continue
@@ -270,9 +269,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
                 last_seq = item_rows[-1][1]
             index[item.workflow_id] = (fence, status or current, last_seq)
             if item_rows or item.status is not None:
-                ends = status is not None and (
-                    status.is_terminal or status is WorkflowStatus.SUSPENDED
-                )
+                ends = status is not None and status.ends_lease
                 updates.append(
                     (
                         bool(item_rows),
@@ -303,7 +300,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         return results
 
     def _write_extras(
-        self, conn: Conn, item: Append, rows: list[_Row], notes: list[tuple[str, str | None]]
+        self, conn: Conn, item: Append, rows: list[EventRow], notes: list[tuple[str, str | None]]
     ) -> None:
         """An append's inbox notices, consumed inbox items and snapshot."""
         if item.notices:
@@ -336,7 +333,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
 
     def continue_as_new(self, item: Append, archived_id: str, started: LogEntry) -> bool:
         """End a run and start the next under the same id, in one transaction."""
-        rows = [_row(item.workflow_id, e) for e in item.entries]
+        rows = [event_row(item.workflow_id, e) for e in item.entries]
         wid = item.workflow_id
         try:
             with self._db.transaction("continuing a workflow as new", conflicts=True) as conn:
@@ -352,7 +349,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
                     "UPDATE events SET workflow_id = %s WHERE workflow_id = %s", (archived_id, wid)
                 )
                 conn.execute("DELETE FROM snapshots WHERE workflow_id = %s", (wid,))
-                _insert_events(conn, [_row(wid, started)])
+                _insert_events(conn, [event_row(wid, started)])
                 conn.execute(
                     "UPDATE workflows SET last_seq = 1, status = 'RUNNING', wake_at = NULL,"
                     " reason = NULL, updated_at = %s WHERE id = %s",
@@ -394,9 +391,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         with self._db.transaction("claiming workflows") as conn:
             found = conn.execute(
                 "WITH picked AS (SELECT id FROM workflows"
-                "  WHERE status = ANY(%(statuses)s::text[])"
-                "   AND (owner IS NULL OR (owner <> %(worker)s AND (lease_until < %(now)s"
-                "        OR owner = ANY(%(dead)s::text[]))))"
+                f"  WHERE status = ANY(%(statuses)s::text[]) AND {HELD_BY_NOBODY}"
                 f"   AND queue IS NULL {only}"
                 "  ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
                 " UPDATE workflows w SET owner = %(worker)s, lease_until = %(lease)s,"
@@ -457,9 +452,11 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         )
         if dry_run:
             with self._db.reading("listing finished workflows") as conn:
-                return [record(r) for r in conn.execute(select, (finished_before,))]
+                return [workflow_record(r) for r in conn.execute(select, (finished_before,))]
         with self._db.transaction("pruning finished workflows") as conn:
-            found = [record(r) for r in conn.execute(select + " FOR UPDATE", (finished_before,))]
+            found = [
+                workflow_record(r) for r in conn.execute(select + " FOR UPDATE", (finished_before,))
+            ]
             ids = [r.id for r in found]
             for table, column in (
                 ("events", "workflow_id"),
@@ -504,50 +501,23 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
                 self._db.notify(conn, [("released", None)])
 
 
-_Row = tuple[str, int, str, float, str]
 #: entries?, last seq, updated at, wake at, status, reason, ends the lease?, workflow id
 _Update = tuple[bool, int, float | None, float | None, str | None, str | None, bool, str]
 
 
-def _row(workflow_id: str, entry: LogEntry) -> _Row:
-    return (
-        workflow_id,
-        entry.seq,
-        type(entry.event).__name__,
-        entry.at,
-        encode_event(entry.event).decode(),
-    )
-
-
-def _insert_events(conn: Conn, rows: Sequence[_Row]) -> None:
+def _insert_events(conn: Conn, rows: Sequence[EventRow]) -> None:
     if rows:
         conn.execute(_EVENT_INSERT, [list(column) for column in zip(*rows, strict=True)])
 
 
 def _admit(
-    item: Append, rows: Sequence[_Row], found: tuple[int, WorkflowStatus, int] | None
+    item: Append, found: tuple[int, WorkflowStatus, int] | None
 ) -> tuple[bool, WorkflowStatus | None]:
-    """Whether ``item`` may be appended to a workflow whose index row (read under its
-    lock) is ``found``, and the status it leaves it in (None: unchanged).
-
-    The rules of ``SQLiteStore._append_one``: the fence must match, the seqs continue
-    the log without a gap, nothing follows a terminal event, the index follows the log,
-    and every status change is in the transition table."""
+    """``admit`` for a batch: every refusal, a forbidden transition too, refuses only
+    this item."""
     if found is None:
         return False, None
-    fence, current, last_seq = found
-    if fence != item.fence:
+    try:
+        return admit(item, *found)
+    except IllegalTransition:
         return False, None
-    if [r[1] for r in rows] != list(range(last_seq + 1, last_seq + 1 + len(rows))):
-        return False, None
-    if rows and (current.is_terminal or any(r[2] in TERMINAL_KINDS for r in rows[:-1])):
-        return False, None
-    status = item.status
-    if rows and rows[-1][2] in STATUS_AFTER:
-        status = STATUS_AFTER[rows[-1][2]]
-    if status is not None:
-        try:
-            check_transition(item.workflow_id, current, status)
-        except IllegalTransition:
-            return False, None
-    return True, status

@@ -76,7 +76,6 @@ class Listener:
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
-        self.reconnects = 0
 
     def add(self, callback: Callback, wait: float = 5.0) -> None:
         """Deliver notifications to ``callback`` too; the first call starts the thread
@@ -114,7 +113,6 @@ class Listener:
                 conn.execute(f"LISTEN {self.wake_channel}")
                 self._listening.set()
                 if not first:
-                    self.reconnects += 1
                     log.info("listening to %s again", self._display)
                     self._deliver("created", None)  # look for what came meanwhile
                 first, backoff = False, 0.1

@@ -15,7 +15,7 @@ from duralog.errors import CorruptEventError
 from .base import InboxItem, Snapshot, WorkflowRecord, WorkflowStatus
 from .events import LogEntry, decode_event
 from .postgres_connection import Connections
-from .schema import WORKFLOW_COLUMNS, copy_values, described
+from .schema import WORKFLOW_COLUMNS, copy_values, described, workflow_record
 
 
 class ReadsMixin:
@@ -47,7 +47,7 @@ class ReadsMixin:
             row = conn.execute(
                 f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = %s", (workflow_id,)
             ).fetchone()
-        return record(row) if row else None
+        return workflow_record(row) if row else None
 
     def list_workflows(
         self,
@@ -71,7 +71,7 @@ class ReadsMixin:
             query += f" LIMIT {max(int(limit), 0)}"
         with self._db.reading("listing workflows") as conn:
             rows = conn.execute(query, params).fetchall()
-        return [record(row) for row in rows]
+        return [workflow_record(row) for row in rows]
 
     def changed_workflows(self, since: float) -> list[WorkflowRecord]:
         """Workflows whose newest event is at or after ``since``, oldest change first."""
@@ -81,7 +81,7 @@ class ReadsMixin:
                 " ORDER BY updated_at, id",
                 (since,),
             ).fetchall()
-        return [record(row) for row in rows]
+        return [workflow_record(row) for row in rows]
 
     def inbox(self, workflow_id: str) -> list[InboxItem]:
         """Waiting inbox items of one workflow, oldest first."""
@@ -181,10 +181,3 @@ class ReadsMixin:
         with self._db.reading(f"counting {table}") as conn:
             (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
         return int(count)
-
-
-def record(row: Sequence[object]) -> WorkflowRecord:
-    """A ``WorkflowRecord`` from a row of ``WORKFLOW_COLUMNS``."""
-    return msgspec.convert(
-        dict(zip(WORKFLOW_COLUMNS.split(", "), row, strict=True)), WorkflowRecord
-    )

@@ -16,16 +16,20 @@ import psycopg
 
 from duralog.errors import StoreError
 
+from . import queue_room
 from .base import BreakerRecord, Claim, NewWorkflow, QueueLimits, ScheduleRecord
 from .events import WorkflowCancelled, encode_event
 from .postgres_connection import Conn, Connections
 from .postgres_schema import lock_key
+from .queue_room import HOLDS_A_SLOT, MOST
 from .schema import BREAKER_COLUMNS, SCHEDULE_COLUMNS
 
-#: A queued workflow holds one of its queue's slots while it is in one of these.
-_HOLDS_A_SLOT = "('RUNNING', 'PAUSED')"
-#: The most one queue claim takes.
-_MOST = 1_000
+#: A workflow nobody alive holds: no owner, or another worker whose lease expired or
+#: who died on this host (parameters ``worker``, ``now`` and ``dead``).
+HELD_BY_NOBODY = (
+    "(owner IS NULL OR (owner <> %(worker)s AND (lease_until < %(now)s"
+    " OR owner = ANY(%(dead)s::text[]))))"
+)
 
 
 class SchedulingMixin:
@@ -53,7 +57,7 @@ class SchedulingMixin:
     ) -> list[Claim]:
         """Take over, resume, then take off ``queue`` what its limits allow right now
         (see ``EventStore.claim_queued``), all in one transaction."""
-        left = _MOST if limit is None else min(limit, _MOST)
+        left = MOST if limit is None else min(limit, MOST)
         if left <= 0:
             return []
         params: dict[str, Any] = {
@@ -71,10 +75,6 @@ class SchedulingMixin:
         if exclude:
             scope += " AND id <> ALL(%(exclude)s::text[])"
             params["exclude"] = list(exclude)
-        unheld = (
-            "(owner IS NULL OR (owner <> %(worker)s AND (lease_until < %(now)s"
-            " OR owner = ANY(%(dead)s::text[]))))"
-        )
         with self._db.transaction(f"taking workflows off queue {queue.name!r}") as conn:
             key = lock_key(self._db.schema, "queue:" + queue.name)
             if resume_suspended:
@@ -100,13 +100,17 @@ class SchedulingMixin:
             # (worker_concurrency) limits taking them over. They keep their status.
             room = left
             if queue.worker_concurrency is not None:
-                room = min(room, queue.worker_concurrency - _mine(conn, worker_id, queue))
+                room = min(
+                    room,
+                    queue.worker_concurrency
+                    - queue_room.mine(conn.execute, "%s", worker_id, queue),
+                )
             taken = _take(
                 conn,
                 room,
                 params,
                 update="owner = %(worker)s, lease_until = %(lease)s, fence = w.fence + 1",
-                where=f"{scope} AND status IN {_HOLDS_A_SLOT} AND {unheld}",
+                where=f"{scope} AND status IN {HOLDS_A_SLOT} AND {HELD_BY_NOBODY}",
                 order=("created_at", "id"),
             )
             left -= len(taken)
@@ -116,11 +120,13 @@ class SchedulingMixin:
             if resume_suspended and left > 0:
                 resumed = _take(
                     conn,
-                    min(left, _room(conn, worker_id, now, queue, rate=False)),
+                    min(
+                        left, queue_room.room(conn.execute, "%s", worker_id, now, queue, rate=False)
+                    ),
                     params,
                     update="owner = %(worker)s, lease_until = %(lease)s, fence = w.fence + 1,"
                     " status = 'RUNNING', reason = NULL",
-                    where=f"{scope} AND status = 'SUSPENDED' AND {unheld}",
+                    where=f"{scope} AND status = 'SUSPENDED' AND {HELD_BY_NOBODY}",
                     order=("created_at", "id"),
                 )
                 left -= len(resumed)
@@ -129,7 +135,7 @@ class SchedulingMixin:
             if left > 0:
                 waiting = _take(
                     conn,
-                    min(left, _room(conn, worker_id, now, queue)),
+                    min(left, queue_room.room(conn.execute, "%s", worker_id, now, queue)),
                     params,
                     update="owner = %(worker)s, lease_until = %(lease)s, fence = w.fence + 1,"
                     " status = 'RUNNING', dequeued_at = %(now)s",
@@ -289,37 +295,6 @@ def _take(
     ).fetchall()
     found.sort(key=lambda row: tuple(row[2:]))
     return [Claim(row[0], row[1]) for row in found]
-
-
-def _mine(conn: Conn, worker_id: str, queue: QueueLimits) -> int:
-    """How many of ``queue``'s slots ``worker_id`` holds."""
-    (mine,) = conn.execute(
-        "SELECT count(*) FROM workflows WHERE queue = %s AND owner = %s"
-        f" AND status IN {_HOLDS_A_SLOT}",
-        (queue.name, worker_id),
-    ).fetchone() or (0,)
-    return int(mine)
-
-
-def _room(conn: Conn, worker_id: str, now: float, queue: QueueLimits, rate: bool = True) -> int:
-    """How many more workflows ``worker_id`` may take a slot of ``queue`` for now
-    (``rate``: counting the rate limit too, as taking one off the queue does)."""
-    room = _MOST
-    if queue.concurrency is not None:
-        (running,) = conn.execute(
-            f"SELECT count(*) FROM workflows WHERE queue = %s AND status IN {_HOLDS_A_SLOT}",
-            (queue.name,),
-        ).fetchone() or (0,)
-        room = min(room, queue.concurrency - running)
-    if queue.worker_concurrency is not None:
-        room = min(room, queue.worker_concurrency - _mine(conn, worker_id, queue))
-    if rate and queue.rate_limit is not None:
-        (recent,) = conn.execute(
-            "SELECT count(*) FROM workflows WHERE queue = %s AND dequeued_at > %s",
-            (queue.name, now - queue.rate_period),
-        ).fetchone() or (0,)
-        room = min(room, queue.rate_limit - recent)
-    return int(room)
 
 
 def _schedule(row: Sequence[object]) -> ScheduleRecord:

@@ -49,6 +49,7 @@ from sqlite_utils import Database, Migrations
 from duralog.errors import StoreError
 
 from .base import BreakerRecord, ScheduleRecord, WorkflowRecord
+from .events import LogEntry, encode_event
 
 ColumnType = Literal["text", "int", "real", "blob", "bool", "serial"]
 
@@ -77,9 +78,8 @@ class Index:
 class Table:
     """A table: ``key`` is its primary key, the order ``copy_store`` reads it in.
 
-    ``compact``: no hidden row id in SQLite (``WITHOUT ROWID``). ``copied``: its
-    rows move with ``copy_store`` (the ``workers`` of one database mean nothing in
-    another).
+    ``compact``: no hidden row id in SQLite (``WITHOUT ROWID``). Which tables
+    ``copy_store`` moves is its own list (``store/copy.py``).
     """
 
     name: str
@@ -88,11 +88,6 @@ class Table:
     indexes: tuple[Index, ...] = ()
     since: int = 1
     compact: bool = False
-    copied: bool = True
-
-    def column(self, name: str) -> Column:
-        """The column called ``name``."""
-        return next(c for c in self.columns if c.name == name)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -187,7 +182,6 @@ TABLES: tuple[Table, ...] = (
             _c("heartbeat_at", "real"),
         ),
         key=("id",),
-        copied=False,
     ),
     Table(
         "schedules",
@@ -274,6 +268,20 @@ def _columns_of(record: type[msgspec.Struct], table: str) -> str:
 WORKFLOW_COLUMNS = _columns_of(WorkflowRecord, "workflows")
 SCHEDULE_COLUMNS = _columns_of(ScheduleRecord, "schedules")
 BREAKER_COLUMNS = _columns_of(BreakerRecord, "breakers")
+_WORKFLOW_FIELDS = tuple(WORKFLOW_COLUMNS.split(", "))
+
+#: One ``events`` row: workflow_id, seq, kind, at, body.
+EventRow = tuple[str, int, str, float, str]
+
+
+def event_row(workflow_id: str, entry: LogEntry) -> EventRow:
+    """The ``events`` row of one log entry, as both stores insert it."""
+    return (workflow_id, entry.seq, entry.kind, entry.at, encode_event(entry.event).decode())
+
+
+def workflow_record(row: Sequence[object]) -> WorkflowRecord:
+    """A ``WorkflowRecord`` from a row of ``WORKFLOW_COLUMNS``."""
+    return msgspec.convert(dict(zip(_WORKFLOW_FIELDS, row, strict=True)), WorkflowRecord)
 
 
 # -- rendering ---------------------------------------------------------------

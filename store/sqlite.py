@@ -29,12 +29,13 @@ from .base import (
     Snapshot,
     WorkflowRecord,
     WorkflowStatus,
+    check_durability,
 )
-from .events import LogEntry, decode_event, encode_event
-from .schema import WORKFLOW_COLUMNS, migrate
+from .events import LogEntry, decode_event
+from .schema import WORKFLOW_COLUMNS, event_row, migrate, workflow_record
 from .sqlite_append import append_one
 from .sqlite_copying import CopyingMixin
-from .sqlite_scheduling import SchedulingMixin
+from .sqlite_scheduling import SchedulingMixin, held_by_nobody
 
 __all__ = ["Durability", "SQLiteStore"]  # Durability: imported from here by older code
 
@@ -56,8 +57,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
     def __init__(
         self, path: str | Path, *, durability: Durability = "full", busy_timeout: float = 10.0
     ) -> None:
-        if durability not in _SYNCHRONOUS:
-            raise ConfigurationError(f"durability must be 'full' or 'normal', not {durability!r}")
+        check_durability(durability)
         self.path = str(path)
         self.durability = durability
         self._busy_ms = int(busy_timeout * 1000)
@@ -235,7 +235,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                 continue
             conn.execute(
                 "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)",
-                _row(item.id, started),
+                event_row(item.id, started),
             )
             fences.append(fence)
         return fences
@@ -243,7 +243,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
     def append(self, batch: Sequence[Append]) -> list[bool]:
         """Append every item in one transaction; a refused item (stale fence, seq
         collision, forbidden transition) is skipped and reported False."""
-        rows = [[_row(item.workflow_id, e) for e in item.entries] for item in batch]
+        rows = [[event_row(item.workflow_id, e) for e in item.entries] for item in batch]
         try:
             with self._write() as conn:
                 return [append_one(conn, item, r) for item, r in zip(batch, rows, strict=True)]
@@ -262,7 +262,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
 
     def continue_as_new(self, item: Append, archived_id: str, started: LogEntry) -> bool:
         """End a run and start the next under the same id, in one transaction."""
-        rows = [_row(item.workflow_id, e) for e in item.entries]
+        rows = [event_row(item.workflow_id, e) for e in item.entries]
         wid = item.workflow_id
         try:
             with self._write() as conn:
@@ -280,7 +280,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                 conn.execute("DELETE FROM snapshots WHERE workflow_id = ?", (wid,))
                 conn.execute(
                     "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)",
-                    _row(wid, started),
+                    event_row(wid, started),
                 )
                 conn.execute(
                     "UPDATE workflows SET last_seq = 1, status = 'RUNNING', wake_at = NULL,"
@@ -306,13 +306,13 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         (and, with ``names``, only workflows whose code this worker has); never a
         queued one, which only ``claim_queued`` takes."""
         status_marks = ",".join("?" * len(statuses))
-        dead_marks = ",".join("?" * len(dead_owners)) or "NULL"
+        unheld, unheld_params = held_by_nobody(worker_id, now, dead_owners)
         only_id = "AND id = ?" if workflow_id is not None else ""
         if names is not None:
             only_id += f" AND name IN ({','.join('?' * len(names)) or 'NULL'})"
         params: list[object] = [worker_id, lease_until]
         params += [s.value for s in statuses]
-        params += [worker_id, now, *dead_owners]
+        params += unheld_params
         if workflow_id is not None:
             params.append(workflow_id)
         if names is not None:
@@ -325,9 +325,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                 " status = CASE WHEN status IN ('PENDING', 'SUSPENDED') THEN 'RUNNING'"
                 "  ELSE status END"
                 " WHERE id IN (SELECT id FROM workflows"
-                f"  WHERE status IN ({status_marks})"
-                "   AND (owner IS NULL OR (owner != ? AND (lease_until < ?"
-                f"        OR owner IN ({dead_marks}))))"
+                f"  WHERE status IN ({status_marks}) AND {unheld}"
                 f"   AND queue IS NULL {only_id}"
                 "  ORDER BY created_at LIMIT ?)"
                 " RETURNING id, fence",
@@ -399,9 +397,9 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         )
         if dry_run:
             with self._connection() as conn:
-                return [_record(r) for r in conn.execute(select, (finished_before,))]
+                return [workflow_record(r) for r in conn.execute(select, (finished_before,))]
         with self._write() as conn:
-            found = [_record(r) for r in conn.execute(select, (finished_before,))]
+            found = [workflow_record(r) for r in conn.execute(select, (finished_before,))]
             ids = [(r.id,) for r in found]
             for table, column in (
                 ("events", "workflow_id"),
@@ -465,7 +463,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
             row = conn.execute(
                 f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?", (workflow_id,)
             ).fetchone()
-        return _record(row) if row else None
+        return workflow_record(row) if row else None
 
     def list_workflows(
         self,
@@ -489,7 +487,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
             sql += f" LIMIT {int(limit)}"
         with self._connection() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [_record(row) for row in rows]
+        return [workflow_record(row) for row in rows]
 
     def changed_workflows(self, since: float) -> list[WorkflowRecord]:
         """Workflows whose newest event is at or after ``since``, oldest change first."""
@@ -499,7 +497,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                 " ORDER BY updated_at, id",
                 (since,),
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [workflow_record(row) for row in rows]
 
     def published(self, workflow_id: str, key: str) -> bytes | None:
         """The latest value published under ``key``, read from the log itself."""
@@ -545,19 +543,3 @@ def _refuse_foreign_file(path: Path) -> None:
         raise StoreError(f"cannot open {path}: {exc.strerror}") from None
     if head and head != b"SQLite format 3\x00":
         raise StoreError(f"{path} is not a SQLite database; refusing to use it as a duralog log")
-
-
-def _row(workflow_id: str, entry: LogEntry) -> tuple[str, int, str, float, str]:
-    return (
-        workflow_id,
-        entry.seq,
-        type(entry.event).__name__,
-        entry.at,
-        encode_event(entry.event).decode(),
-    )
-
-
-def _record(row: Sequence[object]) -> WorkflowRecord:
-    return msgspec.convert(
-        dict(zip(WORKFLOW_COLUMNS.split(", "), row, strict=True)), WorkflowRecord
-    )

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import sqlite3
 
-from duralog.errors import IllegalTransition
-
-from .base import STATUS_AFTER, Append, WorkflowStatus, check_transition
+from .base import STATUS_AFTER, Append, WorkflowStatus, admit
 from .events import TERMINAL_KINDS
+from .schema import EventRow
 
-Row = tuple[str, int, str, float, str]
+Row = EventRow
 
 
 def append_one(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> bool:
@@ -35,21 +34,11 @@ def checked_append(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> b
     found = conn.execute(
         "SELECT fence, status, last_seq FROM workflows WHERE id = ?", (item.workflow_id,)
     ).fetchone()
-    if found is None or found[0] != item.fence:
+    if found is None:
         return False
-    if [r[1] for r in rows] != list(range(found[2] + 1, found[2] + 1 + len(rows))):
-        return False  # the log stays gapless: an earlier append of this run was lost
-    current = WorkflowStatus(found[1])
-    if rows and (current.is_terminal or any(r[2] in TERMINAL_KINDS for r in rows[:-1])):
-        raise IllegalTransition(
-            f"workflow {item.workflow_id!r}: nothing may be appended after its terminal event"
-        )
-    status = item.status
-    if rows and rows[-1][2] in STATUS_AFTER:
-        # The index follows the log: a terminal event sets the terminal status.
-        status = STATUS_AFTER[rows[-1][2]]
-    if status is not None:
-        check_transition(item.workflow_id, current, status)
+    admitted, status = admit(item, found[0], WorkflowStatus(found[1]), found[2])
+    if not admitted:
+        return False
     if rows:
         conn.executemany(
             "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)", rows
@@ -71,7 +60,7 @@ def checked_append(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> b
             "UPDATE workflows SET status = ?, reason = ?, wake_at = ? WHERE id = ?",
             (item.status.value, item.reason, item.wake_at, item.workflow_id),
         )
-    if status is not None and (status.is_terminal or status is WorkflowStatus.SUSPENDED):
+    if status is not None and status.ends_lease:
         # Nobody advances it any more: its lease ends with the same commit.
         conn.execute(
             "UPDATE workflows SET owner = NULL, lease_until = NULL WHERE id = ?",

@@ -12,14 +12,11 @@ import contextlib
 import sqlite3
 from collections.abc import Sequence
 
+from . import queue_room
 from .base import BreakerRecord, Claim, NewWorkflow, QueueLimits, ScheduleRecord
 from .events import WorkflowCancelled, encode_event
+from .queue_room import HOLDS_A_SLOT, MOST
 from .schema import SCHEDULE_COLUMNS
-
-#: A queued workflow holds one of its queue's slots while it is in one of these.
-_HOLDS_A_SLOT = "('RUNNING', 'PAUSED')"
-#: The most one queue claim takes.
-_MOST = 1_000
 
 
 class SchedulingMixin:
@@ -54,7 +51,7 @@ class SchedulingMixin:
     ) -> list[Claim]:
         """Take over, resume, then take off ``queue`` what its limits allow right now
         (see ``EventStore.claim_queued``), all in one transaction."""
-        left = _MOST if limit is None else min(limit, _MOST)
+        left = MOST if limit is None else min(limit, MOST)
         if left <= 0:
             return []
         # The queue's rows this worker may take, and the ones nobody alive holds.
@@ -65,22 +62,21 @@ class SchedulingMixin:
         if exclude:
             scope += f" AND id NOT IN ({','.join('?' * len(exclude))})"
             scope_params += exclude
-        unheld = (
-            "(owner IS NULL OR (owner != ? AND (lease_until < ?"
-            f" OR owner IN ({','.join('?' * len(dead_owners)) or 'NULL'}))))"
-        )
-        unheld_params = [worker_id, now, *dead_owners]
+        unheld, unheld_params = held_by_nobody(worker_id, now, dead_owners)
         with self._write() as conn:
             # a. Orphans already hold a slot of the queue: only this worker's share
             # (worker_concurrency) limits taking them over. They keep their status.
             room = left
             if queue.worker_concurrency is not None:
-                room = min(room, queue.worker_concurrency - _mine(conn, worker_id, queue))
+                room = min(
+                    room,
+                    queue.worker_concurrency - queue_room.mine(conn.execute, "?", worker_id, queue),
+                )
             taken = _take(
                 conn,
                 room,
                 update="owner = ?, lease_until = ?, fence = fence + 1",
-                where=f"{scope} AND status IN {_HOLDS_A_SLOT} AND {unheld}",
+                where=f"{scope} AND status IN {HOLDS_A_SLOT} AND {unheld}",
                 order="created_at, id",
                 params=[worker_id, lease_until, *scope_params, *unheld_params],
             )
@@ -91,7 +87,9 @@ class SchedulingMixin:
             if resume_suspended and left > 0:
                 resumed = _take(
                     conn,
-                    min(left, _room(conn, worker_id, now, queue, rate=False)),
+                    min(
+                        left, queue_room.room(conn.execute, "?", worker_id, now, queue, rate=False)
+                    ),
                     update="owner = ?, lease_until = ?, fence = fence + 1,"
                     " status = 'RUNNING', reason = NULL",
                     where=f"{scope} AND status = 'SUSPENDED' AND {unheld}",
@@ -104,7 +102,7 @@ class SchedulingMixin:
             if left > 0:
                 waiting = _take(
                     conn,
-                    min(left, _room(conn, worker_id, now, queue)),
+                    min(left, queue_room.room(conn.execute, "?", worker_id, now, queue)),
                     update="owner = ?, lease_until = ?, fence = fence + 1,"
                     " status = 'RUNNING', dequeued_at = ?",
                     where=f"{scope} AND status = 'PENDING'",
@@ -248,37 +246,16 @@ def _take(
     return [Claim(row[0], row[1]) for row in found]
 
 
-def _mine(conn: sqlite3.Connection, worker_id: str, queue: QueueLimits) -> int:
-    """How many of ``queue``'s slots ``worker_id`` holds."""
-    (mine,) = conn.execute(
-        "SELECT COUNT(*) FROM workflows WHERE queue = ? AND owner = ?"
-        f" AND status IN {_HOLDS_A_SLOT}",
-        (queue.name, worker_id),
-    ).fetchone()
-    return int(mine)
-
-
-def _room(
-    conn: sqlite3.Connection, worker_id: str, now: float, queue: QueueLimits, rate: bool = True
-) -> int:
-    """How many more workflows ``worker_id`` may take a slot of ``queue`` for now
-    (``rate``: counting the rate limit too, as taking one off the queue does)."""
-    room = _MOST
-    if queue.concurrency is not None:
-        (running,) = conn.execute(
-            f"SELECT COUNT(*) FROM workflows WHERE queue = ? AND status IN {_HOLDS_A_SLOT}",
-            (queue.name,),
-        ).fetchone()
-        room = min(room, queue.concurrency - running)
-    if queue.worker_concurrency is not None:
-        room = min(room, queue.worker_concurrency - _mine(conn, worker_id, queue))
-    if rate and queue.rate_limit is not None:
-        (recent,) = conn.execute(
-            "SELECT COUNT(*) FROM workflows WHERE queue = ? AND dequeued_at > ?",
-            (queue.name, now - queue.rate_period),
-        ).fetchone()
-        room = min(room, queue.rate_limit - recent)
-    return int(room)
+def held_by_nobody(
+    worker_id: str, now: float, dead_owners: Sequence[str]
+) -> tuple[str, list[object]]:
+    """The condition (and its parameters) for a workflow nobody alive holds: no owner,
+    or another worker whose lease expired or who died on this host."""
+    dead = ",".join("?" * len(dead_owners)) or "NULL"
+    return (
+        f"(owner IS NULL OR (owner != ? AND (lease_until < ? OR owner IN ({dead}))))",
+        [worker_id, now, *dead_owners],
+    )
 
 
 def _schedule_row(r: ScheduleRecord) -> tuple[object, ...]:
