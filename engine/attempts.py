@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from duralog.replay.definitions import Step
 
 from .api import StepInfo, _step_info
 from .guard import Guard
+from .lease import Lease
 from .resources import _resources
 from .threads import StepThreads
 
@@ -47,7 +49,10 @@ class StepAttempts:
         A step with injected parameters gets the engine's resources, and one guarded
         by a circuit breaker must be admitted first (see ``guard.py``)."""
         context = contextvars.copy_context()
-        info = StepInfo(execution.workflow_id, step.name, seq, attempt, execution.state.name)
+        state, lease = execution.state, execution.lease
+        info = StepInfo(
+            execution.workflow_id, step.name, seq, attempt, state.name, state.run_id, lease
+        )
         context.run(_step_info.set, info)
         if self.resources:
             context.run(_resources.set, self.resources)
@@ -70,10 +75,16 @@ class StepAttempts:
         kwargs: dict[str, Any],
     ) -> Any:
         """Call the step once in ``context``, bounded by its timeout."""
-        awaitable = self.begin(execution, step, info, context, args, kwargs)
-        if step.timeout is None:
-            return await awaitable
-        return await self.bounded(execution, step, info, awaitable)
+        while True:
+            awaitable = self.begin(execution, step, info, context, args, kwargs)
+            try:
+                if step.timeout is None:
+                    return await awaitable
+                return await self.bounded(execution, step, info, awaitable)
+            except _NotStarted:
+                # It waited for a step thread longer than this worker may vouch for its
+                # lease: renew (LeaseLost if the workflow went elsewhere), then go again.
+                await execution.hold_lease()
 
     def begin(
         self,
@@ -97,7 +108,7 @@ class StepAttempts:
             except Exception as exc:  # the step's error, handed over like a thread's
                 done.set_exception(exc)
             return done
-        return self.threads.run(context, step.fn, *args, **kwargs)
+        return self.threads.run(context, _if_held, execution.lease, step.fn, args, kwargs)
 
     async def bounded(
         self,
@@ -115,3 +126,15 @@ class StepAttempts:
                 f"step {step.name!r} (seq {info.seq}, attempt {info.attempt}) of workflow "
                 f"{execution.workflow_id!r} did not finish within its timeout of {step.timeout:g}s"
             ) from None
+
+
+class _NotStarted(BaseException):
+    """A sync step's thread found the lease unsure and did not call the step."""
+
+
+def _if_held(lease: Lease, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+    # The last check before the step's side effects: on the step's own thread, after
+    # any wait for a free thread.
+    if not lease.holds():
+        raise _NotStarted
+    return fn(*args, **kwargs)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -40,6 +39,7 @@ from .clock import Clock, SystemClock
 from .committer import Committer
 from .handle import WorkflowHandle, check_id, require_utf8
 from .host import default_worker_id
+from .lease import Moment
 from .metrics import Stats, collect
 from .observe import CommittedEvent, Observers, Subscription, follow
 from .queues import QUEUES, Queue, check_priority, resolve
@@ -267,8 +267,9 @@ class Engine:
         definition = self._definition(workflow)
         queued = None if queue is None else resolve(queue, self.queues)
         item = self._new_item(definition, args, id, timeout, queued, check_priority(priority))
+        granted = Moment.now()
         (fence,) = self._create([item])
-        return self._started(definition, item, fence)
+        return self._started(definition, item, fence, granted)
 
     def start_many(
         self,
@@ -309,9 +310,10 @@ class Engine:
         except BaseException:
             self._unreserve(items)
             raise
+        granted = Moment.now()
         fences = self._create(items) if items else []
         return [
-            self._started(definition, item, fence)
+            self._started(definition, item, fence, granted)
             for item, fence in zip(items, fences, strict=True)
         ]
 
@@ -353,7 +355,7 @@ class Engine:
             definition.name,
             started,
             owner=owner,
-            lease_until=time.time() + self._lease_seconds if owner else None,
+            lease_seconds=self._lease_seconds if owner else None,
             queue=queued.name if queued else None,
             priority=priority,
         )
@@ -375,9 +377,14 @@ class Engine:
                     self._worker.unreserve(item.id)
 
     def _started(
-        self, definition: Workflow[Any, Any], item: NewWorkflow, fence: int | None
+        self,
+        definition: Workflow[Any, Any],
+        item: NewWorkflow,
+        fence: int | None,
+        granted: Moment,
     ) -> WorkflowHandle[Any]:
-        """After the commit: hand a new workflow to the worker, or check an existing id."""
+        """After the commit (which began ``granted``): hand a new workflow to the worker,
+        or check an existing id."""
         worker = self._worker
         if fence is not None and self._observers.active:
             self._observers.created(item.id, definition.name, item.started)
@@ -391,7 +398,7 @@ class Engine:
         elif worker is not None and item.queue is not None:
             worker.request_dequeue()
         elif worker is not None and item.owner is not None:
-            worker.adopt_new(item.id, fence, item.started, reserved=True)
+            worker.adopt_new(item.id, fence, item.started, granted, reserved=True)
         elif worker is not None:
             worker.request_claim()  # created unowned (the worker was full): taken when room
         return WorkflowHandle(self, item.id, definition)

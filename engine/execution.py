@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from duralog.errors import ErrorDetails, LeaseLost, NondeterminismError, PayloadError, details_of
@@ -40,6 +39,7 @@ from duralog.store.events import LogEntry
 from .breaker import CircuitOpen
 from .clock import Alarm, sleep_until
 from .inbox import notice_to_parent, translate
+from .lease import Lease, Moment
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -51,12 +51,18 @@ class Execution:
     """A claimed workflow being advanced by this worker."""
 
     def __init__(
-        self, worker: Worker, instance: WorkflowInstance, state: WorkflowState, fence: int
+        self,
+        worker: Worker,
+        instance: WorkflowInstance,
+        state: WorkflowState,
+        fence: int,
+        lease: Lease,
     ) -> None:
         self.worker = worker
         self.instance = instance
         self.state = state
         self.fence = fence
+        self.lease = lease
         self.workflow_id = state.workflow_id
         self.pending: list[LogEntry] = []
         self.next_seq = state.last_seq + 1
@@ -258,13 +264,14 @@ class Execution:
             started,
             parent_id=self.workflow_id,
             owner=self.worker.worker_id,
-            lease_until=time.time() + self.worker.lease_seconds,  # leases: wall clock
+            lease_seconds=self.worker.lease_seconds,
         )
+        granted = Moment.now()
         fence = await self.worker.committer.create_async(item)
         if fence is not None:
             if self.worker.observers.active:
                 self.worker.observers.created(event.child_id, event.name, started)
-            self.worker.adopt_new(event.child_id, fence, started)
+            self.worker.adopt_new(event.child_id, fence, started, granted)
 
     def _resume_children(self) -> None:
         for seq in self.state.open_children():
@@ -339,6 +346,7 @@ class Execution:
                 await self._unpaused.wait()  # a paused workflow starts no attempt
                 if self._marker_seq > self.state.last_seq:
                     await self.flush()  # a recorded value must be on disk before any effect
+                await self.hold_lease()
                 attempt += 1
                 self.retry_at.pop(seq, None)
                 self.add(ev.StepStarted(step_seq=seq, attempt=attempt))
@@ -398,6 +406,23 @@ class Execution:
             self.running.pop(seq, None)
         await self.flush()
         self.activate()
+
+    async def hold_lease(self) -> None:
+        """Return only while this worker may be sure it still holds the workflow's lease:
+        past what its own clocks vouch for, it renews first (and ``LeaseLost`` if the
+        store gave the workflow to another worker meanwhile). Called before every step
+        attempt, so that a worker frozen past its lease starts nothing on waking."""
+        if self.lease.holds():
+            return
+        if not self.closed:
+            self.worker.renew()
+        if self.closed or not self.lease.holds():
+            raise LeaseLost(
+                self.workflow_id,
+                f"worker {self.worker.worker_id} no longer holds workflow {self.workflow_id!r}"
+                " (its lease lapsed while the worker was stalled, and another worker may run"
+                " it now): it starts nothing more for it",
+            )
 
     def _keep_visible(self) -> None:
         # Decisions ride along with the next commit; if the step runs long, commit
@@ -505,6 +530,13 @@ class Execution:
             return
         if terminal is None:
             terminal = _recorded_terminal(self.state)
+        elif self.instance.never_awaited:
+            log.warning(
+                "workflow %r ended with calls it never awaited, which were neither recorded "
+                "nor run: %s (add the missing await)",
+                self.workflow_id,
+                ", ".join(self.instance.never_awaited),
+            )
         await self.flush(
             status=STATUS_AFTER[type(terminal).__name__],
             notices=notice_to_parent(self.state, self.workflow_id, terminal),

@@ -26,6 +26,7 @@ import collections
 import contextlib
 import inspect
 import sys
+import types
 import typing
 import uuid
 from asyncio import events as asyncio_events
@@ -112,6 +113,8 @@ class WorkflowInstance:
         self.sources: Sources = sources or ReplaySources(self.loop)
         self.divergence: NondeterminismError | None = None
         self.finished = False
+        #: Steps and children the code called but never awaited, once it has finished.
+        self.never_awaited: list[str] = []
         self._state: WorkflowState | None = None
         self._task: asyncio.Task[Any] | None = None
         self._made = 0
@@ -175,6 +178,11 @@ class WorkflowInstance:
         if self.divergence is not None:
             self._close_unawaited()
             raise self.divergence
+        if self.finished and self._awaitables:
+            # Calls the code made and never awaited: nothing was recorded or run for
+            # them. Name them (the engine tells the user), then let them go quietly.
+            self.never_awaited = [c.__qualname__ for c in self._awaitables if _unstarted(c)]
+            self._close_unawaited()
         return self._new
 
     @property
@@ -190,6 +198,8 @@ class WorkflowInstance:
             name=self.workflow.name,
             started_at=state.started_at if state else 0.0,
             is_replaying=self.is_replaying,
+            run=state.run if state else 1,
+            run_id=state.run_id if state else "",
         )
 
     def step_of(self, seq: int) -> Step[Any, Any] | None:
@@ -219,16 +229,14 @@ class WorkflowInstance:
         # Step calls made before the divergence (say, arguments of a gather that
         # never ran) would otherwise warn "coroutine was never awaited".
         for coro in self._awaitables:
-            if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            if _unstarted(coro):
                 coro.close()
         self._awaitables.clear()
 
     def _run(self) -> None:
         self.loop.run_until_idle()
         if self._awaitables:
-            self._awaitables = [
-                c for c in self._awaitables if inspect.getcoroutinestate(c) == inspect.CORO_CREATED
-            ]
+            self._awaitables = [c for c in self._awaitables if _unstarted(c)]
         task = self._task
         if task is None or not task.done() or self.finished or self.divergence is not None:
             return
@@ -399,47 +407,77 @@ class WorkflowInstance:
     def call_step(
         self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Coroutine[Any, Any, Any]:
-        """Record (or match) a step call; the coroutine resolves with its result."""
+        """A step call: the coroutine records (or matches) ``StepScheduled`` when the
+        awaiting task first runs it, then resolves with the step's result."""
 
-        def scheduled() -> ev.Event:
-            encoded_args, encoded_kwargs = self._encode_call(
-                f"the arguments of step {step.name!r}",
-                args,
-                kwargs,
-                " (inject clients and connections into the step instead of passing them)",
-            )
-            return ev.StepScheduled(name=step.name, args=encoded_args, kwargs=encoded_kwargs)
+        def schedule() -> asyncio.Future[Any]:
+            def scheduled() -> ev.Event:
+                encoded_args, encoded_kwargs = self._encode_call(
+                    f"the arguments of step {step.name!r}",
+                    args,
+                    kwargs,
+                    " (inject clients and connections into the step instead of passing them)",
+                )
+                return ev.StepScheduled(name=step.name, args=encoded_args, kwargs=encoded_kwargs)
 
-        seq, _ = self._decide("StepScheduled", step.name, scheduled)
-        future = self.loop.create_future()
-        self._steps[seq] = (step, future)
-        return self._awaitable(future)
+            seq, _ = self._decide("StepScheduled", step.name, scheduled)
+            future = self.loop.create_future()
+            self._steps[seq] = (step, future)
+            return future
+
+        return self._call(schedule, step.name)
 
     def start_child(
         self, workflow: Workflow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Coroutine[Any, Any, Any]:
-        """Record (or match) starting a child workflow; the coroutine resolves with its result.
+        """A child workflow call: the coroutine records (or matches) ``ChildStarted``
+        when the awaiting task first runs it, then resolves with the child's result.
 
         The child's id is ``<parent id>/<seq>``: deterministic, so a replay or a
         recovery finds the same child instead of starting another.
         """
 
-        def started() -> ev.Event:
-            encoded_args, encoded_kwargs = self._encode_call(
-                f"the input of child workflow {workflow.name!r}", args, kwargs
-            )
-            state = self._state
-            assert state is not None
-            run = "" if state.run == 1 else f"{state.run}."
-            child_id = f"{self.workflow_id}/{run}{self._next_seq}"  # the seq it is about to get
-            return ev.ChildStarted(
-                child_id=child_id, name=workflow.name, args=encoded_args, kwargs=encoded_kwargs
-            )
+        def schedule() -> asyncio.Future[Any]:
+            def started() -> ev.Event:
+                encoded_args, encoded_kwargs = self._encode_call(
+                    f"the input of child workflow {workflow.name!r}", args, kwargs
+                )
+                state = self._state
+                assert state is not None
+                run = "" if state.run == 1 else f"{state.run}."
+                child_id = f"{self.workflow_id}/{run}{self._next_seq}"  # the seq it gets
+                return ev.ChildStarted(
+                    child_id=child_id, name=workflow.name, args=encoded_args, kwargs=encoded_kwargs
+                )
 
-        seq, _ = self._decide("ChildStarted", workflow.name, started)
-        future = self.loop.create_future()
-        self._children[seq] = (workflow, future)
-        return self._awaitable(future)
+            seq, _ = self._decide("ChildStarted", workflow.name, started)
+            future = self.loop.create_future()
+            self._children[seq] = (workflow, future)
+            return future
+
+        return self._call(schedule, workflow.name)
+
+    def _call(
+        self, schedule: Callable[[], asyncio.Future[Any]], name: str
+    ) -> Coroutine[Any, Any, Any]:
+        """The coroutine of a step or child call. From event format 2 on, ``schedule``
+        runs when the coroutine first runs (nothing is recorded or run for a call
+        never awaited, or whose task was cancelled before it started); runs recorded
+        in format 1 scheduled at the call, and replay them that way."""
+        state = self._state
+        assert state is not None
+        if state.format < 2:
+            awaitable = _await(schedule())
+        else:
+            coroutine = typing.cast("types.CoroutineType[Any, Any, Any]", _scheduled(schedule))
+            # Python warns about a call never awaited: let it name the step, as it
+            # would name a plain coroutine function.
+            coroutine.__qualname__ = coroutine.__name__ = name
+            awaitable = coroutine
+        # Kept until it starts, so a divergence can close it instead of leaving a
+        # "never awaited" coroutine behind.
+        self._awaitables.append(awaitable)
+        return awaitable
 
     def _encode_call(
         self, what: str, args: tuple[Any, ...], kwargs: dict[str, Any], advice: str = ""
@@ -451,13 +489,6 @@ class WorkflowInstance:
                 f"cannot record {what} in workflow {self.workflow_id!r}: {exc}; "
                 f"{codec.SUPPORTED_HINT}{advice}"
             ) from None
-
-    def _awaitable(self, future: asyncio.Future[Any]) -> Coroutine[Any, Any, Any]:
-        # Kept until it starts, so a divergence can close it instead of leaving a
-        # "never awaited" coroutine behind.
-        awaitable = _await(future)
-        self._awaitables.append(awaitable)
-        return awaitable
 
     def child_of(self, seq: int) -> Workflow[Any, Any] | None:
         """The child workflow the code started at ``seq``, while it is unresolved."""
@@ -587,8 +618,16 @@ class WorkflowInstance:
         return _location_of(found) if found is not None else None
 
 
+def _unstarted(coro: Coroutine[Any, Any, Any]) -> bool:
+    return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+
+
 async def _await(future: asyncio.Future[Any]) -> Any:
     return await future
+
+
+async def _scheduled(schedule: Callable[[], asyncio.Future[Any]]) -> Any:
+    return await schedule()
 
 
 def _caller_location() -> str | None:

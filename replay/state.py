@@ -114,6 +114,8 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     parent_seq: int | None = None
     run: int = 1
     previous_run: str | None = None
+    format: int = 1
+    run_id: str = ""
     status: str = "PENDING"
     started_at: float = 0.0
     last_seq: int = 0
@@ -256,9 +258,12 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
             parent_seq=parent_seq,
             run=run,
             previous_run=previous_run,
+            format=format,
+            run_id=run_id,
         ):
             state.name, state.args, state.kwargs, state.parent_id = name, args, kwargs, parent
             state.parent_seq, state.run, state.previous_run = parent_seq, run, previous_run
+            state.format, state.run_id = format, run_id
             state.status, state.started_at = "RUNNING", at
             state.deadline = at + timeout if timeout is not None else None
         case ev.WorkflowCompleted(result=result):

@@ -16,13 +16,18 @@ seq of the decision that created the step, timer or child.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, TypeAlias
 
 import msgspec
 
 from duralog.errors import ErrorDetails
 
-FORMAT_VERSION = 1
+#: 1: the first format. 2: ``WorkflowStarted`` carries ``format`` and ``run_id``;
+#: a step or child called in a run of format 2 is scheduled (gets its seq) when the
+#: awaiting task first runs it, never at the call (format 1 scheduled it at the call,
+#: and its histories replay that way).
+FORMAT_VERSION = 2
 NULL = msgspec.Raw(b"null")
 
 
@@ -43,6 +48,11 @@ class WorkflowStarted(BaseEvent, frozen=True, kw_only=True):
     parent_seq: int | None = None
     run: int = 1
     previous_run: str | None = None
+    #: The event format the run was started with (absent, so 1, before version 2).
+    format: int = 1
+    #: Random and unique to this run (empty before format 2): idempotency keys
+    #: include it, so no two runs (continue-as-new, fork, a reused id) share a key.
+    run_id: str = ""
 
 
 class StepScheduled(BaseEvent, frozen=True, kw_only=True):
@@ -245,8 +255,16 @@ class LogEntry(msgspec.Struct, frozen=True):
 
 
 def started_entry(at: float, **fields: Any) -> LogEntry:
-    """Seq 1 of a run: its ``WorkflowStarted`` event, started at ``at``."""
+    """Seq 1 of a new run: its ``WorkflowStarted`` event, started at ``at``, in the
+    current format and with a fresh ``run_id``."""
+    fields.setdefault("format", FORMAT_VERSION)
+    fields.setdefault("run_id", new_run_id())
     return LogEntry(1, at, WorkflowStarted(start_time=at, **fields))
+
+
+def new_run_id() -> str:
+    """A random run id: 16 hex digits."""
+    return secrets.token_hex(8)
 
 
 _encoder = msgspec.json.Encoder()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -221,7 +222,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                     status.value,
                     item.parent_id,
                     owner,
-                    item.lease_until if owner else None,
+                    time.time() + item.lease_seconds if owner and item.lease_seconds else None,
                     fence,
                     started.seq,
                     started.at,
@@ -295,7 +296,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         self,
         worker_id: str,
         now: float,
-        lease_until: float,
+        lease_seconds: float,
         statuses: Sequence[WorkflowStatus],
         dead_owners: Sequence[str] = (),
         limit: int = 100,
@@ -310,7 +311,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         only_id = "AND id = ?" if workflow_id is not None else ""
         if names is not None:
             only_id += f" AND name IN ({','.join('?' * len(names)) or 'NULL'})"
-        params: list[object] = [worker_id, lease_until]
+        params: list[object] = [worker_id, now + lease_seconds]
         params += [s.value for s in statuses]
         params += unheld_params
         if workflow_id is not None:
@@ -333,18 +334,20 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
             ).fetchall()
         return [Claim(row[0], row[1]) for row in found]
 
-    def renew_leases(self, worker_id: str, lease_until: float) -> int:
-        """Extend every lease ``worker_id`` holds on an unfinished workflow."""
+    def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
+        """Extend every lease ``worker_id`` holds on an unfinished workflow; their ids."""
+        lease_until = time.time() + lease_seconds
         with self._write() as conn:
-            cur = conn.execute(
+            held = conn.execute(
                 "UPDATE workflows SET lease_until = ? WHERE owner = ?"
-                " AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED', 'SUSPENDED')",
+                " AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED', 'SUSPENDED')"
+                " RETURNING id",
                 (lease_until, worker_id),
-            )
+            ).fetchall()
             conn.execute(
                 "UPDATE workers SET heartbeat_at = ? WHERE id = ?", (lease_until, worker_id)
             )
-            return cur.rowcount
+            return [row[0] for row in held]
 
     def release(self, worker_id: str, workflow_id: str, fence: int) -> None:
         """Drop one lease, if this worker still holds it under ``fence``."""
