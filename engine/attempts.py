@@ -117,15 +117,31 @@ class StepAttempts:
         info: StepInfo,
         awaitable: asyncio.Future[Any],
     ) -> Any:
-        """Wait for an attempt no longer than the step's timeout."""
+        """Wait for an attempt no longer than the step's timeout. Past it, the attempt
+        fails with ``TimeoutError`` whatever its code does: it is cancelled, and not
+        waited for (an async step that swallows the cancellation and returns, or keeps
+        going, changes nothing; its outcome is dropped)."""
         assert step.timeout is not None
         try:
-            return await asyncio.wait_for(awaitable, step.timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"step {step.name!r} (seq {info.seq}, attempt {info.attempt}) of workflow "
-                f"{execution.workflow_id!r} did not finish within its timeout of {step.timeout:g}s"
-            ) from None
+            done, _ = await asyncio.wait((awaitable,), timeout=step.timeout)
+        except asyncio.CancelledError:
+            awaitable.cancel()  # the workflow or the worker stopped waiting: so does it
+            raise
+        if done:
+            return awaitable.result()
+        awaitable.cancel()
+        awaitable.add_done_callback(_drop_outcome)
+        raise TimeoutError(
+            f"step {step.name!r} (seq {info.seq}, attempt {info.attempt}) of workflow "
+            f"{execution.workflow_id!r} did not finish within its timeout of {step.timeout:g}s"
+        )
+
+
+def _drop_outcome(attempt: asyncio.Future[Any]) -> None:
+    # An attempt abandoned at its timeout: retrieve its outcome so asyncio does not
+    # report an exception nobody retrieved.
+    if not attempt.cancelled():
+        attempt.exception()
 
 
 class _NotStarted(BaseException):

@@ -76,6 +76,9 @@ class Engine:
             ``AesGcmCodec.from_env()``; process-wide, so one per process.
         error_backoff: seconds before this worker takes up again a workflow it dropped
             after an error (a failed commit, a locked database); it is rebuilt from its log.
+        cleanup_grace: seconds a workflow past its timeout may spend on its cleanup, and a
+            cancelled parent on waiting for its children's cleanup, before it is ended
+            without them (default 60).
         clock: the source of workflow time (default the wall clock; tests use a
             ``VirtualClock`` through ``duralog.testing``).
         queues: the queues this engine's worker takes workflows from (default every
@@ -109,6 +112,7 @@ class Engine:
         max_payload_bytes: int | None = 2_000_000,
         max_history_events: int | None = 50_000,
         error_backoff: float = 10.0,
+        cleanup_grace: float = 60.0,
         registry: Registry | None = None,
         clock: Clock | None = None,
         payload_codec: codec.PayloadCodec | None = None,
@@ -120,6 +124,10 @@ class Engine:
             raise ConfigurationError("snapshot_every must be at least 1")
         if lease_seconds <= 0 or poll_interval <= 0:
             raise ConfigurationError("lease_seconds and poll_interval must be positive")
+        if not 0 <= cleanup_grace < float("inf"):
+            raise ConfigurationError(
+                f"cleanup_grace must be a finite number of seconds, not {cleanup_grace!r}"
+            )
         self.store: EventStore = (
             open_store(store, durability=durability) if isinstance(store, str | Path) else store
         )
@@ -140,6 +148,7 @@ class Engine:
             "max_payload_bytes": max_payload_bytes,
             "max_history_events": max_history_events,
             "error_backoff": error_backoff,
+            "cleanup_grace": cleanup_grace,
         }
         #: The queues this engine knows (by name); its worker serves all of them.
         self.queues: dict[str, Queue] = (

@@ -75,6 +75,8 @@ class Execution:
         self.activated = False  # the instance has been fed at least once
         self._wake: Alarm | None = None
         self._deadline: Alarm | None = None
+        self._grace: Alarm | None = None
+        self._grace_at: float | None = None
         self._visibility: asyncio.TimerHandle | None = None
         self._snapshot_seq = state.last_seq
         self._snapshot: Snapshot | None = None
@@ -166,6 +168,8 @@ class Execution:
         times = list(self.timers.values()) + list(self.retry_at.values())
         if self._deadline is not None and self.state.deadline is not None:
             times.append(self.state.deadline)
+        if self._grace_at is not None:
+            times.append(self._grace_at)
         return min(times) if times else None
 
     # -- activation --------------------------------------------------------
@@ -230,6 +234,7 @@ class Execution:
         if self.timers:
             live = set(self.instance.live_timers())
             self.timers = {seq: at for seq, at in self.timers.items() if seq in live}
+        self._arm_grace()
         if new_children:
             self.spawn(self._start_children(new_children))
         if new_steps and flush_first:
@@ -249,6 +254,9 @@ class Execution:
             await self._create_child(seq, event)
 
     async def _create_child(self, seq: int, event: ev.ChildStarted) -> None:
+        await self._unpaused.wait()  # a paused workflow starts no child until resumed
+        if self.closed:
+            return
         now = self.worker.clock.now()
         started = ev.started_entry(
             now,
@@ -304,7 +312,24 @@ class Execution:
     def _deadline_due(self) -> None:
         self._deadline = None
         if not self.closed:
+            if not self.state.cancel_requested:
+                self._cancel_children("the parent workflow timed out")
             self.add(ev.CancelRequested(reason=ev.TIMEOUT_REASON))
+            self.spawn(self._commit_then_activate())
+
+    def _arm_grace(self) -> None:
+        """End the run without its cleanup once a cleanup grace period is over (a
+        timed-out run's, or a cancelled parent's wait for its children)."""
+        start = self.instance.grace_from()
+        if start is None or self._grace is not None or self.closed:
+            return
+        self._grace_at = start + self.worker.cleanup_grace
+        self._grace = self.worker.clock.call_at(self.worker.loop, self._grace_at, self._grace_due)
+
+    def _grace_due(self) -> None:
+        self._grace = None
+        if not self.closed and not self.sealed:
+            self.add(ev.CancelRequested(reason=ev.GRACE_REASON))
             self.spawn(self._commit_then_activate())
 
     async def start_after_inbox(self) -> None:
@@ -452,6 +477,7 @@ class Execution:
             items = self.worker.store.inbox(self.workflow_id)
             if not items:
                 return
+            cancelled_before = self.state.cancel_requested
             moved = translate(
                 self.workflow_id,
                 items,
@@ -460,15 +486,23 @@ class Execution:
             )
             for event in moved.events:
                 self.add(event)
-            for reason in moved.cancel_reasons:
-                self._cancel_children(reason)
+            # Only the first cancel request cancels: a later one must not interrupt the
+            # cleanup the first one started (in this run or in its children).
+            first_cancel = bool(moved.cancel_reasons) and not cancelled_before
+            if first_cancel:
+                self._cancel_children(moved.cancel_reasons[0])
             if moved.paused:
                 self._unpaused.clear()
             else:
                 self._unpaused.set()
+            # Pausing a parent pauses its running children, and resuming resumes them.
+            if moved.status is WorkflowStatus.PAUSED:
+                self._tell_children("pause", "the parent workflow was paused")
+            elif moved.status is WorkflowStatus.RUNNING:
+                self._tell_children("resume", "the parent workflow was resumed")
             self._consumed += moved.consumed
             await self.flush(status=moved.status)
-            if moved.cancel_reasons:
+            if first_cancel:
                 for task in list(self.attempts.values()):
                     task.cancel()  # async steps stop at their current await
             self._arm_wake()
@@ -479,10 +513,13 @@ class Execution:
         self.activate()
 
     def _cancel_children(self, reason: str) -> None:
+        self._tell_children("cancel", reason or "the parent was cancelled")
+
+    def _tell_children(self, kind: str, reason: str) -> None:
         # Sent with the parent's next commit: a child hears of it only once the
-        # parent's own cancellation or end is on disk.
+        # parent's own cancellation, pause or end is on disk.
         for child_id in self.state.open_children().values():
-            self._notices.append(Notice(child_id, "cancel", reason or "the parent was cancelled"))
+            self._notices.append(Notice(child_id, kind, reason))
 
     # -- timers ------------------------------------------------------------
 
@@ -524,7 +561,10 @@ class Execution:
         self.close()
         self.timers.clear()
         if self.state.open_children():
-            self._cancel_children("the parent workflow ended")
+            # A run cut short by its grace period ends its children the same way; any
+            # other ending asks them to cancel (their own cleanup then runs).
+            cut = self.instance.cut_short
+            self._cancel_children(ev.GRACE_REASON if cut else "the parent workflow ended")
         if isinstance(terminal, ev.ContinuedAsNew):
             await self._continue_as_new(terminal)
             return
@@ -599,7 +639,7 @@ class Execution:
     def close(self) -> None:
         """Stop everything this execution scheduled."""
         self.closed = True
-        for handle in (self._wake, self._visibility, self._deadline):
+        for handle in (self._wake, self._visibility, self._deadline, self._grace):
             if handle is not None:
                 handle.cancel()
         for task in list(self.running.values()):

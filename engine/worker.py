@@ -73,6 +73,7 @@ class Worker(StepAttempts):
         max_history_events: int | None = None,
         visibility_delay: float = 0.2,
         error_backoff: float = 10.0,
+        cleanup_grace: float = 60.0,
         clock: Clock | None = None,
         queues: dict[str, Queue] | None = None,
         resources: dict[str, Any] | None = None,
@@ -88,6 +89,7 @@ class Worker(StepAttempts):
         self.poll_interval = poll_interval
         self.visibility_delay = visibility_delay
         self.error_backoff = error_backoff
+        self.cleanup_grace = cleanup_grace
         self.max_payload_bytes = max_payload_bytes
         self.max_history_events = max_history_events
         self.clock: Clock = clock or SystemClock()

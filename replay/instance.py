@@ -86,6 +86,11 @@ class _Diverged(BaseException):
     """Unwinds workflow code after a divergence; ``except Exception`` cannot stop it."""
 
 
+class _Ended(BaseException):
+    """Unwinds workflow code still running after its run was ended without it (a cleanup
+    cut short by its grace period): whatever it tries to do is not recorded."""
+
+
 class ContinueAsNew(BaseException):
     """Raised by ``duralog.continue_as_new``: ends this run; a new one starts with ``args``."""
 
@@ -127,6 +132,12 @@ class WorkflowInstance:
         self._awaitables: list[Coroutine[Any, Any, Any]] = []
         self._patches: dict[str, bool] = {}
         self._timed_out = False
+        self._cancelled_at: float | None = None  # workflow time of the first cancel request
+        #: The terminal decision of a run whose code ended while it was cancelled and
+        #: children it started were still winding down: made when the last one ends.
+        self._ending: Callable[[], None] | None = None
+        #: True when the run was ended without letting its code (or children) finish.
+        self.cut_short = False
         self._children: dict[int, tuple[Workflow[Any, Any], asyncio.Future[Any]]] = {}
         self._signals: dict[str, collections.deque[int]] = {}  # name -> indexes in state.signals
         self._signal_waiters: dict[str, collections.deque[asyncio.Future[Any]]] = {}
@@ -238,33 +249,99 @@ class WorkflowInstance:
         if self._awaitables:
             self._awaitables = [c for c in self._awaitables if _unstarted(c)]
         task = self._task
-        if task is None or not task.done() or self.finished or self.divergence is not None:
+        if task is None or self.finished or self.divergence is not None:
             return
         try:
-            if task.cancelled() and self._timed_out:
-                state = self._state
-                assert state is not None
-                limit = (state.deadline or 0.0) - state.started_at
-                self._finish_failed(
-                    WorkflowTimeout(
-                        f"workflow {self.workflow_id!r} exceeded its timeout of {limit:g}s"
-                    ),
-                    with_traceback=False,
-                )
+            if self._ending is not None:
+                if not self._children:  # the last child wound down: the run ends now
+                    ending, self._ending = self._ending, None
+                    ending()
                 return
-            if task.cancelled():
-                self._decide("WorkflowCancelled", "", lambda: ev.WorkflowCancelled())
-                self.finished = True
+            if not task.done():
                 return
-            exc = task.exception()
-            if exc is None:
-                self._finish_completed(task.result())
-            elif isinstance(exc, ContinueAsNew):
-                self._finish_continued(exc)
-            elif not isinstance(exc, _Diverged):
-                self._finish_failed(exc)
+            ending = self._ending_of(task)
+            if self._state_format() >= 2 and self._cancelled_at is not None and self._children:
+                # Cancelled, with children still winding down (they were cancelled too):
+                # their cleanup runs to its end before the run ends.
+                self._ending = ending
+                return
+            ending()
         except _Diverged:
             return
+
+    def _state_format(self) -> int:
+        state = self._state
+        assert state is not None
+        return state.format
+
+    def _ending_of(self, task: asyncio.Task[Any]) -> Callable[[], None]:
+        """The terminal decision for the way the workflow's code ended."""
+        if self._timed_out and (task.cancelled() or self._state_format() >= 2):
+            # Past its deadline, a run fails with WorkflowTimeout however its code ended
+            # (it may catch the cancellation to clean up first).
+            return lambda: self._finish_failed(self._timeout_error(), with_traceback=False)
+        if task.cancelled():
+            return self._finish_cancelled
+        exc = task.exception()
+        if exc is None:
+            result = task.result()
+            return lambda: self._finish_completed(result)
+        if isinstance(exc, ContinueAsNew):
+            return lambda: self._finish_continued(exc)
+        if isinstance(exc, _Diverged | _Ended):
+            return lambda: None
+        return lambda: self._finish_failed(exc)
+
+    def _timeout_error(self, cut_short: bool = False) -> WorkflowTimeout:
+        state = self._state
+        assert state is not None
+        limit = (state.deadline or 0.0) - state.started_at
+        message = f"workflow {self.workflow_id!r} exceeded its timeout of {limit:g}s"
+        if cut_short:
+            message += ", and its cleanup did not finish within its grace period"
+        return WorkflowTimeout(message)
+
+    def _finish_cancelled(self) -> None:
+        self._decide("WorkflowCancelled", "", lambda: ev.WorkflowCancelled())
+        self.finished = True
+
+    def _cut_short(self) -> None:
+        """The cleanup grace period is over: end the run now, without what its code (or
+        its children) still had to do."""
+        if self.finished:
+            return
+        self.cut_short = True
+        if self._timed_out:
+            ending: Callable[[], None] = lambda: self._finish_failed(  # noqa: E731
+                self._timeout_error(cut_short=True), with_traceback=False
+            )
+        elif self._ending is not None:
+            ending = self._ending
+        else:
+            ending = self._finish_cancelled
+        self._ending = None
+        try:
+            ending()
+        except _Diverged:
+            return
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()  # unwind it: anything it still tries to do raises _Ended
+            with contextlib.suppress(BaseException):
+                self.loop.run_until_idle()
+
+    def grace_from(self) -> float | None:
+        """The workflow time from which a cleanup grace period counts, while one runs:
+        the deadline of a run that timed out, or the first cancel request of a run
+        whose code ended but whose children still wind down. None otherwise."""
+        state = self._state
+        if self.finished or state is None or state.format < 2:
+            return None
+        if self._timed_out:
+            return state.deadline
+        if self._ending is not None:
+            return self._cancelled_at
+        return None
 
     def _finish_completed(self, value: Any) -> None:
         try:
@@ -348,10 +425,27 @@ class WorkflowInstance:
             signal = state.signals[ref]
             self._signals.setdefault(signal.name, collections.deque()).append(ref)
             self._hand_out_signals(signal.name)
-        elif kind == "CancelRequested" and self._task is not None and not self._task.done():
-            self._timed_out = state.cancel_reasons[ref] == ev.TIMEOUT_REASON
-            self._task.cancel()
+        elif kind == "CancelRequested":
+            self._cancel(state.cancel_reasons[ref])
         # Child results are inputs of a later primitive; nothing waits on them yet.
+
+    def _cancel(self, reason: str) -> None:
+        task = self._task
+        if self._state_format() < 2:  # as format 1 recorded it: every request cancels
+            if task is not None and not task.done():
+                self._timed_out = reason == ev.TIMEOUT_REASON
+                task.cancel()
+            return
+        if reason == ev.GRACE_REASON:
+            self._cut_short()
+            return
+        if reason == ev.TIMEOUT_REASON:
+            self._timed_out = True
+        if self._cancelled_at is not None:
+            return  # cancelled already: a cleanup under way is not interrupted again
+        self._cancelled_at = self.loop.time()
+        if task is not None and not task.done():
+            task.cancel()
 
     def _hand_out_signals(self, name: str) -> None:
         queue, waiters = self._signals.get(name), self._signal_waiters.get(name)
@@ -379,6 +473,8 @@ class WorkflowInstance:
             # Tasks of one loop turn (gather, a DAG, map) keep deciding after the
             # first mismatch: the report must name that first one.
             raise _Diverged
+        if self.finished:
+            raise _Ended
         state = self._state
         assert state is not None
         index = self._made

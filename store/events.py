@@ -162,6 +162,11 @@ class ChildFailed(BaseEvent, frozen=True, kw_only=True):
 
 #: The reason of the ``CancelRequested`` a worker appends when a workflow's timeout expires.
 TIMEOUT_REASON = "workflow timeout"
+#: The reason of the ``CancelRequested`` that ends a run at once, without what its code
+#: or its children still had to do: appended when a cleanup grace period is over (a
+#: timed-out run's, or a cancelled parent's wait for its children), and sent to the
+#: children of a run ended that way.
+GRACE_REASON = "cleanup grace period over"
 
 
 class CancelRequested(BaseEvent, frozen=True, kw_only=True):
