@@ -22,6 +22,8 @@ import msgspec
 
 from duralog.errors import ErrorDetails
 
+from .envelope import INSTALLED, CodecChoice, resolve, seal, seal_error
+
 FORMAT_VERSION = 1
 NULL = msgspec.Raw(b"null")
 
@@ -253,9 +255,38 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Event)
 
 
-def encode_event(event: Event) -> bytes:
-    """The JSON body of ``event`` as the store keeps it."""
-    return _encoder.encode(event)
+def seal_event(event: Event, payload_codec: CodecChoice = INSTALLED) -> Event:
+    """``event`` with the texts derived from user data sealed by the payload codec:
+    an error's message and traceback, a cancel or pause reason (``store/envelope.py``).
+
+    Payloads are sealed when they are encoded; these texts are sealed here, where
+    events become bytes for the store, so no path that writes an event can forget
+    them. Without a codec, and for a text already sealed, nothing changes. The
+    reason duralog records for a timeout (``TIMEOUT_REASON``) stays readable: the
+    engine and replay recognise it.
+    """
+    used = resolve(payload_codec)
+    if used is None:
+        return event
+    error = getattr(event, "error", None)
+    if isinstance(error, ErrorDetails):
+        sealed = seal_error(error, used)
+        return event if sealed is error else msgspec.structs.replace(event, error=sealed)
+    reason = getattr(event, "reason", None)
+    if isinstance(reason, str) and reason != TIMEOUT_REASON:
+        sealed_reason = seal(reason, used)
+        return (
+            event
+            if sealed_reason is reason
+            else msgspec.structs.replace(event, reason=sealed_reason)
+        )
+    return event
+
+
+def encode_event(event: Event, payload_codec: CodecChoice = INSTALLED) -> bytes:
+    """The JSON body of ``event`` as the store keeps it (its texts sealed by
+    ``payload_codec``, see ``seal_event``; None writes the event as it is)."""
+    return _encoder.encode(seal_event(event, payload_codec))
 
 
 def decode_event(body: bytes | str) -> Event:
