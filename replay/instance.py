@@ -46,6 +46,7 @@ from duralog.errors import (
 )
 from duralog.store import codec
 from duralog.store import events as ev
+from duralog.store.envelope import unseal_error
 
 from .context import WorkflowInfo, _current
 from .definitions import Step, Workflow
@@ -397,9 +398,13 @@ class WorkflowInstance:
                     future.set_exception(exc)
             else:
                 error = view.error or ErrorDetails("Unknown", "no error recorded")
-                future.set_exception(
-                    StepFailed(self.workflow_id, view.name, ref, view.attempt, error)
-                )
+                try:  # the code sees the error as it was raised, decrypted
+                    failure: Exception = StepFailed(
+                        self.workflow_id, view.name, ref, view.attempt, unseal_error(error)
+                    )
+                except PayloadError as exc:
+                    failure = exc
+                future.set_exception(failure)
         elif kind == "TimerFired":
             handle = self._timers.pop(ref, None)
             if handle is not None:
@@ -420,7 +425,12 @@ class WorkflowInstance:
                 except PayloadError as exc:
                     waiter.set_exception(exc)
             else:
-                waiter.set_exception(WorkflowFailed(child_id, state.child_errors[ref]))
+                try:
+                    waiter.set_exception(
+                        WorkflowFailed(child_id, unseal_error(state.child_errors[ref]))
+                    )
+                except PayloadError as exc:
+                    waiter.set_exception(exc)
         elif kind == "SignalReceived":
             signal = state.signals[ref]
             self._signals.setdefault(signal.name, collections.deque()).append(ref)

@@ -23,6 +23,8 @@ import msgspec
 
 from duralog.errors import ErrorDetails
 
+from .envelope import INSTALLED, CodecChoice, resolve, seal, seal_error
+
 #: 1: the first format. 2: ``WorkflowStarted`` carries ``format`` and ``run_id``;
 #: a step or child called in a run of format 2 is scheduled (gets its seq) when the
 #: awaiting task first runs it, never at the call (format 1 scheduled it at the call,
@@ -276,9 +278,41 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Event)
 
 
-def encode_event(event: Event) -> bytes:
-    """The JSON body of ``event`` as the store keeps it."""
-    return _encoder.encode(event)
+_DURALOG_REASONS = frozenset({TIMEOUT_REASON, GRACE_REASON})
+
+
+def seal_event(event: Event, payload_codec: CodecChoice = INSTALLED) -> Event:
+    """``event`` with the texts derived from user data sealed by the payload codec:
+    an error's message and traceback, a cancel or pause reason (``store/envelope.py``).
+
+    Payloads are sealed when they are encoded; these texts are sealed here, where
+    events become bytes for the store, so no path that writes an event can forget
+    them. Without a codec, and for a text already sealed, nothing changes. The
+    reasons duralog itself records (``TIMEOUT_REASON``, ``GRACE_REASON``) stay
+    readable: the engine and replay recognise them.
+    """
+    used = resolve(payload_codec)
+    if used is None:
+        return event
+    error = getattr(event, "error", None)
+    if isinstance(error, ErrorDetails):
+        sealed = seal_error(error, used)
+        return event if sealed is error else msgspec.structs.replace(event, error=sealed)
+    reason = getattr(event, "reason", None)
+    if isinstance(reason, str) and reason not in _DURALOG_REASONS:
+        sealed_reason = seal(reason, used)
+        return (
+            event
+            if sealed_reason is reason
+            else msgspec.structs.replace(event, reason=sealed_reason)
+        )
+    return event
+
+
+def encode_event(event: Event, payload_codec: CodecChoice = INSTALLED) -> bytes:
+    """The JSON body of ``event`` as the store keeps it (its texts sealed by
+    ``payload_codec``, see ``seal_event``; None writes the event as it is)."""
+    return _encoder.encode(seal_event(event, payload_codec))
 
 
 def decode_event(body: bytes | str) -> Event:

@@ -9,6 +9,7 @@ be retried half-way, and ``busy_timeout`` waits out other processes' writers.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -79,6 +80,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                     f"cannot open {self.path}: the folder {parent} does not exist"
                 )
             _refuse_foreign_file(Path(self.path))
+            _create_private(Path(self.path))
         with self._connection() as conn:
             tables = {
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -533,6 +535,18 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         with self._connection() as conn:
             rows = conn.execute("SELECT id, host, pid FROM workers").fetchall()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+def _create_private(path: Path) -> None:
+    """Create the log's file readable by its owner only (0600, whatever the umask),
+    before SQLite creates it with the umask's mode. SQLite gives its -wal, -shm and
+    -journal files the database file's mode, so they follow. An existing file is
+    left as it is (an empty file is an empty SQLite database)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return  # it exists, or SQLite will say why it cannot be created
+    os.close(fd)
 
 
 def _refuse_foreign_file(path: Path) -> None:
