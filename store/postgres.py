@@ -3,8 +3,8 @@
 Same tables and guarantees as the SQLite store (``store/schema.py`` describes
 both), with PostgreSQL's own means:
 
-- Every thread has its own connection (``store/postgres_connection.py``); writes
-  are explicit transactions at READ COMMITTED.
+- Calls borrow connections from a bounded pool (``store/postgres_connection.py``);
+  writes are explicit transactions at READ COMMITTED.
 - An append locks its workflows' index rows (``FOR UPDATE``, in id order, so two
   writers never deadlock), checks the fencing token, the seq and the status
   table under that lock, and writes in the same transaction; the primary key
@@ -42,7 +42,13 @@ from .base import (
     check_durability,
 )
 from .events import LogEntry
-from .postgres_connection import CONFLICTS, Conn, Connections
+from .postgres_connection import (
+    CONFLICTS,
+    DEFAULT_POOL_SIZE,
+    DEFAULT_POOL_TIMEOUT,
+    Conn,
+    Connections,
+)
 from .postgres_listen import one_line
 from .postgres_reads import ReadsMixin
 from .postgres_scheduling import HELD_BY_NOBODY, LEASE_UNTIL, SERVER_NOW, SchedulingMixin
@@ -85,6 +91,11 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
             last commits, a crash of the process loses nothing.
         schema: the schema, instead of ``?schema=`` in the URL.
         connect_timeout: seconds to wait for the server when connecting.
+        pool_size: how many connections the store may hold at once, besides the
+            one its listener keeps (default 10; ``?pool_size=N`` in the URL). A call
+            that finds them all busy waits for one.
+        pool_timeout: how many seconds such a call waits before it fails with a
+            ``StoreError`` (default 30; ``?pool_timeout=S`` in the URL).
 
     Raises ``ConfigurationError`` for a bad URL or a server that cannot be reached.
 
@@ -101,11 +112,28 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         durability: Durability = "full",
         schema: str | None = None,
         connect_timeout: float = 10.0,
+        pool_size: int | None = None,
+        pool_timeout: float | None = None,
     ) -> None:
         check_durability(durability)
         self.durability = durability
         self.address = parse_address(url, schema)
-        self._db = Connections(self.address, durability, connect_timeout)
+        size = pool_size if pool_size is not None else self.address.pool_size
+        timeout = pool_timeout if pool_timeout is not None else self.address.pool_timeout
+        if (pool_size is not None and pool_size < 1) or (
+            pool_timeout is not None and not pool_timeout > 0
+        ):
+            raise ConfigurationError(
+                f"pool_size={pool_size!r}, pool_timeout={pool_timeout!r}: a store needs "
+                "at least one connection and a wait for it above 0 seconds"
+            )
+        self._db = Connections(
+            self.address,
+            durability,
+            connect_timeout,
+            size or DEFAULT_POOL_SIZE,
+            timeout or DEFAULT_POOL_TIMEOUT,
+        )
         try:
             conn = self._db.connect()
         except psycopg.Error as exc:
@@ -113,9 +141,8 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
                 f"cannot connect to the PostgreSQL log at {self.address.display}: "
                 f"{one_line(exc)}; check the URL and that the server is running"
             ) from None
-        self._db.adopt(conn)
         try:
-            with self._db.guard("preparing the log's tables"):
+            with conn, self._db.guard("preparing the log's tables"):
                 (current,) = conn.execute("SELECT current_schema()").fetchone() or (None,)
                 schema = self.address.schema or current
                 if schema is None:
@@ -128,6 +155,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
             self._db.close()
             raise
         self._db.use_schema(str(schema))
+        self._db.open_pool()
 
     @property
     def path(self) -> str:
@@ -149,7 +177,8 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         self._db.listen(callback)
 
     def close(self) -> None:
-        """Stop the listener and close every connection this store opened."""
+        """Stop the listener and close the store's connections (one in use closes
+        when its call ends)."""
         self._db.close()
 
     # -- writes ------------------------------------------------------------

@@ -1,11 +1,20 @@
-"""Connections of the PostgreSQL store: one per thread, transactions, errors, wake-ups.
+"""Connections of the PostgreSQL store: a bounded pool, transactions, errors, wake-ups.
 
-Every thread gets its own autocommit connection (psycopg connections are not for
-concurrent use); writes run in explicit transactions at READ COMMITTED. A
-connection that broke (the server restarted, the network dropped) is replaced
-on the thread's next call, so the store outlives a server restart. Driver errors
-never leave the store raw: they become ``StoreError`` naming the database and
-what was being done.
+A store's calls borrow autocommit connections from a pool (psycopg_pool) of at
+most ``pool_size`` connections (``?pool_size=N`` in the URL; default
+``DEFAULT_POOL_SIZE``), opened as calls need them and closed again after ten idle
+minutes; writes run in explicit transactions at READ COMMITTED. A call that finds
+every connection busy waits for one, up to ``pool_timeout`` seconds
+(``?pool_timeout=S``; default ``DEFAULT_POOL_TIMEOUT``), then fails with a
+``StoreError`` that says so. Waiting cannot deadlock: a call holds its connection
+only while its own statements run, never waits on anything while it holds it, and
+never asks the pool for a second one (a nested call on the same thread uses the
+connection the thread holds). A connection that broke (the server restarted, the
+network dropped) fails the call that was using it; the pool drops it and the idle
+ones the server dropped with it, so the next call gets a working one and the
+store outlives a server restart. The listener holds one more connection of its
+own (``store/postgres_listen.py``). Driver errors never leave the store raw: they
+become ``StoreError`` naming the database and what was being done.
 """
 
 from __future__ import annotations
@@ -13,11 +22,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from duralog.errors import StoreError
 
@@ -42,23 +53,38 @@ _KEEPALIVE = {
 }
 #: A connection unused for this long is checked (``SELECT 1``) before it is used again.
 IDLE_CHECK_SECONDS = 10.0
+#: Connections a store may hold at once (besides its listener's), unless told otherwise.
+DEFAULT_POOL_SIZE = 10
+#: Seconds a call waits for a connection when all of them are busy, unless told otherwise.
+DEFAULT_POOL_TIMEOUT = 30.0
 
 
 class Connections:
     """The connections of one ``PostgresStore``; see the module docstring."""
 
-    def __init__(self, address: Address, durability: str, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        address: Address,
+        durability: str,
+        connect_timeout: float,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+    ) -> None:
         self.address = address
         self.schema = address.schema or ""
         self.channel = ""
+        self.pool_size = pool_size
+        self.pool_timeout = pool_timeout
         self._synchronous = _COMMIT[durability]
         self._connect_timeout = max(1, round(connect_timeout))
-        self._local = threading.local()
-        self._connections: list[tuple[threading.Thread, Conn]] = []
+        self._pool: ConnectionPool[Conn] | None = None
+        #: The connection this thread has borrowed, while it holds it.
+        self._held = threading.local()
+        #: When each pooled connection was opened or last given back (idle since then).
+        self._used: weakref.WeakKeyDictionary[Conn, float] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._listener: Listener | None = None
-        #: Server processes of this store's connections: their notifications are its own.
-        self.backend_pids: set[int] = set()
+        self._pooled: dict[int, Conn] = {}  # server process id -> connection
         self.closed = False
         self._closing = False
 
@@ -68,7 +94,17 @@ class Connections:
         self.channel = channel_name(schema)
 
     def connect(self) -> Conn:
-        """A new connection with the store's settings (raises the driver's errors)."""
+        """A new connection, outside the pool, with the store's settings (raises the
+        driver's errors): for the migration at open, and for the listener."""
+        conn: Conn = psycopg.connect(self.address.conninfo, **self._options())
+        try:
+            self._configure(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"autocommit": True}
         if "connect_timeout" not in self.address.conninfo:
             options["connect_timeout"] = self._connect_timeout
@@ -77,7 +113,9 @@ class Connections:
         for key, value in _KEEPALIVE.items():
             if key not in self.address.conninfo:
                 options[key] = value
-        conn: Conn = psycopg.connect(self.address.conninfo, **options)
+        return options
+
+    def _configure(self, conn: Conn) -> None:
         settings: list[sql.Composable] = [sql.SQL(f"SET synchronous_commit TO {self._synchronous}")]
         if "idle_in_transaction_session_timeout" not in self.address.conninfo:
             # A process frozen inside a transaction (SIGSTOP, a suspended VM) would keep
@@ -90,49 +128,102 @@ class Connections:
             settings.append(
                 sql.SQL("SET search_path TO {}").format(sql.Identifier(self.address.schema))
             )
-        try:
-            conn.execute(sql.SQL("; ").join(settings))
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        conn.execute(sql.SQL("; ").join(settings))
 
-    def adopt(self, conn: Conn) -> None:
-        """Use ``conn`` as this thread's connection (and close it with the store)."""
+    def _configure_pooled(self, conn: Conn) -> None:
+        """Set up a connection the pool opened (on a thread of the pool)."""
+        self._configure(conn)
+        self._used[conn] = time.monotonic()
         with self._lock:
-            # Connections of threads that ended are closed here, not kept until close().
-            alive = []
-            for thread, other in self._connections:
-                if thread.is_alive() and not other.closed:
-                    alive.append((thread, other))
-                else:
-                    other.close()
-            alive.append((threading.current_thread(), conn))
-            self._connections = alive
-            self.backend_pids = {c.info.backend_pid for _, c in alive}
-        self._local.conn = conn
+            self._pooled = {pid: c for pid, c in self._pooled.items() if not c.closed}
+            self._pooled[conn.info.backend_pid] = conn
+
+    @property
+    def backend_pids(self) -> frozenset[int]:
+        """Server processes of this store's connections: their notifications are its own."""
+        with self._lock:
+            return frozenset(pid for pid, conn in self._pooled.items() if not conn.closed)
+
+    def open_pool(self) -> None:
+        """Start lending connections (the first one opens in the background)."""
+        self._pool = ConnectionPool(
+            self.address.conninfo,
+            kwargs=self._options(),
+            min_size=1,
+            max_size=self.pool_size,
+            open=False,
+            configure=self._configure_pooled,
+            timeout=self.pool_timeout,
+            name="duralog",
+        )
+        self._pool.open()
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Conn]:
-        """This thread's connection, opened (again) if needed."""
-        if self.closed:
+        """A connection of the pool for the block: the one this thread holds already,
+        in a nested call (a thread never waits for a second one while it holds one)."""
+        held: Conn | None = getattr(self._held, "conn", None)
+        if held is not None:
+            yield held
+            return
+        pool = self._pool
+        if self.closed or pool is None:
             raise StoreError(f"the store {self.address.display} is closed")
-        conn: Conn | None = getattr(self._local, "conn", None)
-        now = time.monotonic()
-        idle = now - getattr(self._local, "used", now) > IDLE_CHECK_SECONDS
-        if conn is not None and idle and not (conn.closed or conn.broken):
+        conn = self._borrow(pool)
+        self._held.conn = conn
+        try:
+            yield conn
+        finally:
+            self._held.conn = None
+            self._give_back(pool, conn)
+
+    def _borrow(self, pool: ConnectionPool[Conn]) -> Conn:
+        conn = self._get(pool)
+        used = self._used.get(conn)
+        if used is not None and time.monotonic() - used > IDLE_CHECK_SECONDS:
             # Idle a while: the server may have restarted or a proxy dropped it.
             # One cheap round trip now beats failing the caller's real statement.
             try:
                 conn.execute("SELECT 1")
             except psycopg.Error:
                 conn.close()
-        if conn is None or conn.closed or conn.broken:
-            with self.guard("connecting"):
-                conn = self.connect()
-            self.adopt(conn)
-        self._local.used = now
-        yield conn
+                self._give_back(pool, conn)  # the pool replaces it, and checks the others
+                conn = self._get(pool)
+        return conn
+
+    def _get(self, pool: ConnectionPool[Conn]) -> Conn:
+        try:
+            return pool.getconn()
+        except PoolClosed:
+            raise StoreError(f"the store {self.address.display} is closed") from None
+        except PoolTimeout:
+            raise self._no_connection() from None
+
+    def _give_back(self, pool: ConnectionPool[Conn], conn: Conn) -> None:
+        lost = conn.broken or conn.closed
+        self._used[conn] = time.monotonic()
+        pool.putconn(conn)  # a lost one is dropped and replaced by the pool
+        if lost and not self.closed:
+            # The server restarted or the network dropped: the idle connections are
+            # likely gone too. Drop those now, not one failed call at a time.
+            pool.check()
+
+    def _no_connection(self) -> StoreError:
+        """Why no connection came within ``pool_timeout``: the server, or a busy pool."""
+        where = self.address.display
+        try:
+            self.connect().close()
+        except psycopg.Error as exc:
+            return StoreError(
+                f"the PostgreSQL log at {where} failed while connecting: {one_line(exc)}; "
+                "check that the server is running and accepts connections"
+            )
+        return StoreError(
+            f"no connection to the PostgreSQL log at {where} came free within "
+            f"{self.pool_timeout:g} s: all of the store's connections (pool_size="
+            f"{self.pool_size}) stayed in use; allow more (?pool_size=N in the URL) or a "
+            "longer wait (?pool_timeout=S), or make fewer threads call the store at once"
+        )
 
     @contextlib.contextmanager
     def guard(self, what: str, conflicts: bool = False) -> Iterator[None]:
@@ -165,13 +256,13 @@ class Connections:
 
     @contextlib.contextmanager
     def transaction(self, what: str, conflicts: bool = False) -> Iterator[Conn]:
-        """A transaction on this thread's connection, committed when the block ends."""
+        """A transaction on a connection of the pool, committed when the block ends."""
         with self.connection() as conn, self.guard(what, conflicts), conn.transaction():
             yield conn
 
     @contextlib.contextmanager
     def reading(self, what: str) -> Iterator[Conn]:
-        """This thread's connection for reads (each statement sees committed data)."""
+        """A connection of the pool for reads (each statement sees committed data)."""
         with self.connection() as conn, self.guard(what):
             yield conn
 
@@ -196,7 +287,8 @@ class Connections:
         listener.add(callback)
 
     def close(self) -> None:
-        """Stop the listener and close every connection (from any thread)."""
+        """Stop the listener and the pool (from any thread): calls waiting for a
+        connection fail, a connection in use is closed when its call ends."""
         with self._lock:
             if self.closed or self._closing:
                 return
@@ -206,9 +298,9 @@ class Connections:
             listener.stop(wake=self._wake)
         with self._lock:
             self.closed = True
-            for _, conn in self._connections:
-                conn.close()
-            self._connections.clear()
+            pool = self._pool
+        if pool is not None:
+            pool.close()
 
     def _wake(self, channel: str) -> None:
         with self.connection() as conn:

@@ -32,13 +32,16 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 class Address:
     """A parsed PostgreSQL log address.
 
-    ``conninfo`` goes to libpq (the URL without our ``schema`` parameter);
-    ``display`` names the database in messages, never with a password.
+    ``conninfo`` goes to libpq (the URL without duralog's own parameters:
+    ``schema``, ``pool_size``, ``pool_timeout``); ``display`` names the database in
+    messages, never with a password.
     """
 
     conninfo: str = dataclasses.field(repr=False)  # it may hold the password
     schema: str | None
     display: str
+    pool_size: int | None = None
+    pool_timeout: float | None = None
 
 
 def parse_address(url: str, schema: str | None = None) -> Address:
@@ -54,10 +57,14 @@ def parse_address(url: str, schema: str | None = None) -> Address:
             "it (@ is %40), e.g. postgresql://app:se%40cret@db.internal/prod"
         )
     named, rest = [], []
+    ours: dict[str, str] = {}
     for part in query.split("&") if query else []:
         key, _, value = part.partition("=")
-        if urllib.parse.unquote(key) == "schema":
+        key = urllib.parse.unquote(key)
+        if key == "schema":
             named.append(urllib.parse.unquote(value))
+        elif key in _POOL_PARAMETERS:
+            ours[key] = urllib.parse.unquote(value)
         else:
             rest.append(part)  # as written: libpq decodes it
     conninfo = base + ("?" + "&".join(rest) if rest else "")
@@ -86,7 +93,37 @@ def parse_address(url: str, schema: str | None = None) -> Address:
     display = f"postgresql://{user}{host}{port}/{fields.get('dbname') or ''}"
     if chosen is not None:
         display += f"?schema={chosen}"
-    return Address(conninfo, chosen, display)
+    return Address(
+        conninfo,
+        chosen,
+        display,
+        _pool_parameter(ours, "pool_size", int, display),
+        _pool_parameter(ours, "pool_timeout", float, display),
+    )
+
+
+#: The URL parameters that size the store's connection pool (``store/postgres_connection.py``).
+_POOL_PARAMETERS = {
+    "pool_size": "a whole number of connections, at least 1 (e.g. pool_size=10)",
+    "pool_timeout": "a number of seconds above 0 (e.g. pool_timeout=30)",
+}
+
+
+def _pool_parameter(
+    given: dict[str, str], key: str, kind: type[int] | type[float], display: str
+) -> Any:
+    """``given[key]`` as a positive ``kind``; None if absent, ``ConfigurationError`` if bad."""
+    if key not in given:
+        return None
+    try:
+        value = kind(given[key])
+    except ValueError:
+        value = 0
+    if not 0 < value < float("inf"):
+        raise ConfigurationError(
+            f"{display}: ?{key}={given[key][:40]!r} is not valid; {key} is {_POOL_PARAMETERS[key]}"
+        )
+    return value
 
 
 def channel_name(schema: str) -> str:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from support import wait_for
@@ -255,3 +256,25 @@ def test_a_short_lock_timeout_does_not_stop_a_worker_from_starting(postgres_url:
             assert handle.result(timeout=20) == 5
     finally:
         holder.close()
+
+
+@pytest.mark.parametrize("pool_size", [1, 2])
+def test_eight_threads_on_a_small_pool_all_complete(postgres_url: str, pool_size: int) -> None:
+    # Worker loop, writer thread, step threads and eight callers share `pool_size`
+    # connections: every call waits its turn, none waits while holding one (no deadlock).
+    url = f"{postgres_url}&pool_size={pool_size}"
+    with duralog.Engine(url, durability="normal", poll_interval=0.1) as engine:
+        barrier = threading.Barrier(8)
+
+        def caller(i: int) -> tuple[int, list[object]]:
+            barrier.wait()
+            steps = engine.start(pg_steps, i)
+            parent = engine.start(pg_parent)
+            assert engine.get(steps.id).record().name == "pg_steps"
+            assert len(engine.list(name="pg_steps")) >= 1
+            return steps.result(timeout=60), parent.result(timeout=60)
+
+        with ThreadPoolExecutor(8) as threads:
+            results = list(threads.map(caller, range(8)))
+        assert results == [(sum(range(i)) + 10, [2, 4, "ValueError"]) for i in range(8)]
+        assert len(engine.store._db.backend_pids) <= pool_size  # type: ignore[attr-defined]

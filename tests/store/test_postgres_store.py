@@ -219,13 +219,14 @@ def test_text_postgres_cannot_hold_is_a_store_error(store: PostgresStore) -> Non
 
 def test_a_lost_connection_is_a_store_error_then_reconnects(store: PostgresStore) -> None:
     store.create_workflows([new_workflow("a")])
-    with store._db.connection() as conn:
-        pid = conn.info.backend_pid
-    with admin(store) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    pids = set(store._db.backend_pids)
+    with admin(store) as other:  # a server restart: every connection of the pool is gone
+        other.execute("SELECT pg_terminate_backend(p) FROM unnest(%s::int[]) AS p", (list(pids),))
     with pytest.raises(StoreError, match="failed while"):
         store.get_workflow("a")
-    assert store.get_workflow("a") is not None  # a new connection
+    # The failed call dropped the other dead connections too: the next call reconnects.
+    assert store.get_workflow("a") is not None
+    assert store._db.backend_pids and store._db.backend_pids.isdisjoint(pids)
 
 
 # -- LISTEN/NOTIFY -------------------------------------------------------------
@@ -346,16 +347,16 @@ def test_a_session_frozen_inside_a_transaction_is_ended_by_the_server(
     url = f"{postgres_url}&{options}"
     frozen, other = PostgresStore(url), PostgresStore(url)
     try:
-        with frozen._db.connection() as conn:
+        with frozen._db.connection() as conn:  # held, as by a process frozen mid-transaction
             conn.execute("BEGIN")
             conn.execute("SELECT * FROM workflows WHERE id = 'a' FOR UPDATE")
-        # Its owner is dead, but the row is locked: claims skip it...
-        running, dead = [WorkflowStatus.RUNNING], ["w1"]
-        assert other.claim("w2", T0, 30, running, dead_owners=dead) == []
-        # ...until the server ends the stalled session.
-        wait_for(lambda: other.claim("w2", T0, 30, running, dead_owners=dead) != [])
-        with pytest.raises(StoreError):
-            frozen.get_workflow("a")
+            # Its owner is dead, but the row is locked: claims skip it...
+            running, dead = [WorkflowStatus.RUNNING], ["w1"]
+            assert other.claim("w2", T0, 30, running, dead_owners=dead) == []
+            # ...until the server ends the stalled session.
+            wait_for(lambda: other.claim("w2", T0, 30, running, dead_owners=dead) != [])
+            with pytest.raises(StoreError):  # thawed: its next call (on that connection) fails
+                frozen.get_workflow("a")
         assert frozen.get_workflow("a") is not None  # reconnected
     finally:
         frozen.close()
