@@ -479,7 +479,8 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         return int(row[0]) if row else 0
 
     def prune(self, finished_before: float, dry_run: bool = True) -> list[WorkflowRecord]:
-        """Finished workflows older than ``finished_before``; deleted unless ``dry_run``."""
+        """Finished workflows older than ``finished_before``; deleted unless ``dry_run``
+        (one another transaction holds right now is left to the next prune)."""
         select = (
             f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE status IN {_FINISHED}"
             " AND updated_at < %s ORDER BY updated_at, id"
@@ -488,8 +489,13 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
             with self._db.reading("listing finished workflows") as conn:
                 return [workflow_record(r) for r in conn.execute(select, (finished_before,))]
         with self._db.transaction("pruning finished workflows") as conn:
+            # A late append may hold a finished workflow's row (appends lock theirs in id
+            # order): waiting for it while holding others, locked oldest first, could
+            # close a cycle with it. Prune skips the rows others hold (the next prune
+            # takes them): it never waits on a row, so it is never part of a deadlock.
             found = [
-                workflow_record(r) for r in conn.execute(select + " FOR UPDATE", (finished_before,))
+                workflow_record(r)
+                for r in conn.execute(select + " FOR UPDATE SKIP LOCKED", (finished_before,))
             ]
             ids = [r.id for r in found]
             for table, column in (

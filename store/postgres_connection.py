@@ -36,7 +36,8 @@ from .postgres_listen import Listener, one_line, payload
 from .postgres_schema import Address, channel_name
 
 Conn = psycopg.Connection[tuple[Any, ...]]
-#: Errors a caller may turn into a refused item: a key clash, a deadlock.
+#: Errors a caller may turn into a refused item: a key clash, a serialization failure.
+#: (A deadlock, ``DeadlockDetected``, is an ``OperationalError`` in psycopg: not one.)
 CONFLICTS = (psycopg.errors.IntegrityError, psycopg.errors.TransactionRollback)
 _COMMIT = {"full": "on", "normal": "off"}
 #: No transaction of the store waits between its statements; one that does has stalled.

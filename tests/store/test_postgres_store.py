@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from support import wait_for
@@ -429,3 +429,62 @@ def test_leases_are_granted_and_judged_by_the_servers_clock(postgres_url: str) -
         assert server_now + 30 < found.lease_until
     finally:
         store.close()
+
+
+# -- prune beside appenders ----------------------------------------------------
+
+
+def blocked_by(conn: psycopg.Connection[tuple[object, ...]], pid: int) -> list[int]:
+    """Server processes waiting for a lock that process ``pid`` holds."""
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+    ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def test_prune_and_an_append_locking_the_same_workflows_never_deadlock(
+    store: PostgresStore,
+) -> None:
+    # An append locks its workflows' rows in id order (p-1, p-2, p-3); prune locked the
+    # finished ones oldest first (p-3, then p-1). With the append holding p-1 and
+    # waiting, prune took p-3 and waited for p-1, and the append then waited for p-3:
+    # a deadlock, which the server broke by failing one of them.
+    store.create_workflows([new_workflow(f"p-{i}", owner="w1") for i in (1, 2, 3)])
+    for workflow_id, at in (("p-3", T0 + 1), ("p-1", T0 + 2)):  # p-3 finished first
+        done = LogEntry(2, at, ev.WorkflowCompleted(result=codec.encode(1)))
+        assert store.append([Append(workflow_id, 1, [done], status=WorkflowStatus.COMPLETED)])
+    late = [  # a worker's batch: two late writes to finished workflows, one live one
+        Append(wid, 1, [LogEntry(seq, T0 + 3, ev.TimerFired(timer_seq=1))])
+        for wid, seq in (("p-1", 3), ("p-2", 2), ("p-3", 3))
+    ]
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, call: Callable[[], object]) -> threading.Thread:
+        def target() -> None:
+            try:
+                outcomes[name] = call()
+            except Exception as exc:
+                outcomes[name] = exc
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        return thread
+
+    with admin(store) as other, admin(store) as watch:
+        other.execute("BEGIN")
+        other.execute("SELECT 1 FROM workflows WHERE id = 'p-2' FOR UPDATE")  # pauses the append
+        appending = run("append", lambda: store.append(late))
+        wait_for(lambda: len(blocked_by(watch, other.info.backend_pid)) == 1)
+        (appender,) = blocked_by(watch, other.info.backend_pid)  # it holds p-1 now
+        pruning = run("prune", lambda: store.prune(T0 + 10, dry_run=False))
+        wait_for(lambda: "prune" in outcomes or blocked_by(watch, appender))
+        other.execute("ROLLBACK")
+        appending.join(30)
+        pruning.join(30)
+    pruned = outcomes["prune"]
+    assert not isinstance(pruned, Exception), str(pruned)
+    # Prune skipped the workflow the append held; the next prune takes it.
+    assert [r.id for r in pruned] == ["p-3"]  # type: ignore[attr-defined]
+    assert outcomes["append"] == [False, True, False]  # the late writes refused
+    assert [r.id for r in store.prune(T0 + 10, dry_run=False)] == ["p-1"]
+    assert [r.id for r in store.list_workflows()] == ["p-2"]
