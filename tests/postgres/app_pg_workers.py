@@ -2,12 +2,15 @@
 
 Runs an engine on the log at URL (lease 2 s, so a stopped worker loses its work
 fast) until SIGTERM. Each step appends ``<pid> <idempotency key>`` to the file
-named by ``PG_WORKERS_LEDGER`` before it returns.
+named by ``PG_WORKERS_LEDGER`` before it returns. With ``PG_WORKERS_LOG_FLOOD=N``
+it logs N bytes of warnings once ready (as a worker with many failing workflows
+does).
 """
 
 from __future__ import annotations
 
 import faulthandler
+import logging
 import os
 import signal
 import sys
@@ -39,6 +42,9 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with duralog.Engine(sys.argv[1], lease_seconds=2.0, poll_interval=0.2, durability="normal"):
         print("ready", flush=True)
+        flood = int(os.environ.get("PG_WORKERS_LOG_FLOOD", "0"))
+        for _ in range((flood + 99) // 100):  # lines of 100 bytes
+            logging.getLogger("duralog.engine").warning("%s", "x" * 99)
         # Woken by a timeout too: a SIGTERM delivered to another thread would not wake
         # a main thread blocked in wait() (it runs Python handlers only between bytecodes).
         while not stop.wait(0.2):

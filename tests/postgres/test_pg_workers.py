@@ -61,11 +61,19 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) 
 
 
 Spawn = Callable[..., subprocess.Popen[str]]
+#: More than a pipe holds (64 KiB), as a thawed worker may log.
+FLOOD = 256 * 1024
 
 
 @pytest.fixture
 def workers(postgres_url: str, tmp_path: Path) -> Iterator[Spawn]:
-    """Starts worker processes on the test's log; every one is gone after the test."""
+    """Starts worker processes on the test's log; every one is gone after the test.
+
+    Each worker's stderr (its log) goes to a file, ``worker-<pid>.log``: a pipe that
+    nobody reads until the worker exits would hold only 64 KiB, and a worker that
+    logs more blocks in write() and never exits (a worker thawed after its session
+    was ended logs a traceback per workflow of its failed batch: 3.4 KiB each).
+    """
     started: list[subprocess.Popen[str]] = []
     env = {
         **os.environ,
@@ -73,14 +81,17 @@ def workers(postgres_url: str, tmp_path: Path) -> Iterator[Spawn]:
         "QUEUES_LEDGER": str(tmp_path / "queue-ledger"),
     }
 
-    def start(app: Path = APP) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, str(app), postgres_url],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def start(app: Path = APP, **extra: str) -> subprocess.Popen[str]:
+        log = tmp_path / f"worker-{len(started)}.log"
+        with log.open("w") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, str(app), postgres_url],
+                env={**env, **extra},
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        log.rename(tmp_path / f"worker-{process.pid}.log")  # the worker writes on to it
         started.append(process)
         assert process.stdout is not None and process.stdout.readline().strip() == "ready"
         return process
@@ -91,6 +102,16 @@ def workers(postgres_url: str, tmp_path: Path) -> Iterator[Spawn]:
             process.send_signal(signal.SIGCONT)
             process.kill()
         process.communicate(timeout=30)
+
+
+def stop(process: subprocess.Popen[str], log: Path) -> int:
+    """Wait for a worker that was sent SIGTERM; fail with the end of its log if it hangs."""
+    try:
+        return process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)  # the app dumps its threads' stacks
+        time.sleep(1)
+        pytest.fail(f"worker {process.pid} did not stop:\n{log.read_text()[-6000:]}")
 
 
 def test_killed_and_frozen_workers_leave_every_history_whole(
@@ -136,7 +157,7 @@ def test_killed_and_frozen_workers_leave_every_history_whole(
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for process in processes.values():
-            process.wait(timeout=60)
+            stop(process, tmp_path / f"worker-{process.pid}.log")
         for handle in handles:
             history = handle.history()
             assert [e.seq for e in history] == list(range(1, len(history) + 1)), handle.id
@@ -174,3 +195,17 @@ def test_queue_limits_hold_across_worker_processes(
     for pid in {row[0] for row in rows}:
         mine = [(float(r[1]), float(r[2])) for r in rows if r[0] == pid]
         assert peak(mine) <= 2  # worker_concurrency=2
+
+
+def test_a_worker_that_logs_more_than_a_pipe_holds_still_stops(
+    tmp_path: Path, workers: Spawn
+) -> None:
+    # Regression: the fixture gave each worker a stderr pipe and read it only after
+    # the worker exited. A worker thawed after the server ended its session (frozen
+    # inside a transaction) logs a traceback for each workflow of the batch that
+    # failed; past 64 KiB (about 19 workflows) it blocked in write(), never exited on
+    # SIGTERM, and the test failed waiting for it, once in many runs.
+    process = workers(PG_WORKERS_LOG_FLOOD=str(FLOOD))
+    process.send_signal(signal.SIGTERM)
+    assert stop(process, tmp_path / f"worker-{process.pid}.log") == 0
+    assert len((tmp_path / f"worker-{process.pid}.log").read_bytes()) >= FLOOD  # all of it
