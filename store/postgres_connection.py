@@ -155,7 +155,7 @@ class Connections:
             open=False,
             configure=self._configure_pooled,
             timeout=self.pool_timeout,
-            name="duralog",
+            name="duralog-pg-pool",  # its threads: duralog-pg-pool-worker-0, ...
         )
         self._pool.open()
 
@@ -190,6 +190,9 @@ class Connections:
                 conn.close()
                 self._give_back(pool, conn)  # the pool replaces it, and checks the others
                 conn = self._get(pool)
+            except BaseException:  # interrupted: the connection goes back all the same
+                self._give_back(pool, conn)
+                raise
         return conn
 
     def _get(self, pool: ConnectionPool[Conn]) -> Conn:
@@ -228,8 +231,9 @@ class Connections:
 
     @contextlib.contextmanager
     def guard(self, what: str, conflicts: bool = False) -> Iterator[None]:
-        """Turn driver errors into ``StoreError``; with ``conflicts``, let a key clash or
-        a deadlock through to the caller, which refuses the item instead."""
+        """Turn driver errors into ``StoreError``; with ``conflicts``, let ``CONFLICTS``
+        (a key clash, a serialization failure) through to the caller, which refuses
+        the item instead."""
         where = self.address.display
         try:
             yield
