@@ -2,47 +2,71 @@
 
 Most appends are a step's events: they change no status, so one guarded UPDATE
 checks the fence, the last seq and that the workflow is alive, and moves the
-index row on, and the events follow. Anything else (a status change, a refusal
-to explain) takes the checked path, which reads the index row first.
+index row on, and the events follow, chained on the checksum of the event before
+them (read first: it must be there, or the append would leave a gap). Anything
+else (a status change, a refusal to explain, a damaged log) takes the checked
+path, which reads the index row first.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
+from duralog.errors import LogDamaged
+
 from .base import STATUS_AFTER, Append, WorkflowStatus, admit
 from .events import TERMINAL_KINDS
-from .schema import EventRow
+from .integrity import GENESIS, ChainedRow, chain, log_end
+from .schema import EVENT_COLUMNS, EventRow
 
 Row = EventRow
+INSERT_EVENTS = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?)"
+_PREVIOUS = "SELECT checksum FROM events WHERE workflow_id = ? AND seq = ?"
+LOG_END = "SELECT seq, checksum FROM events WHERE workflow_id = ? AND seq >= ? ORDER BY seq LIMIT 2"
 
 
-def append_one(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> bool:
+def append_one(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> bool | LogDamaged:
     """Append ``rows`` for ``item`` in the open transaction; False if refused (stale
-    fence, a gap); raises ``IllegalTransition`` for a forbidden status change."""
-    if not (_plain(item, rows) and _guarded_update(conn, item, rows)):
-        return checked_append(conn, item, rows)
-    conn.executemany(
-        "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)", rows
-    )
-    _append_extras(conn, item, rows)
-    return True
+    fence, a gap), ``LogDamaged`` (nothing written) if the log under it is damaged;
+    raises ``IllegalTransition`` for a forbidden status change."""
+    if _plain(item, rows):
+        found = conn.execute(_PREVIOUS, (item.workflow_id, rows[0][1] - 1)).fetchone()
+        if found is not None and isinstance(found[0], str) and _guarded_update(conn, item, rows):
+            chained = chain(rows, found[0])
+            conn.executemany(INSERT_EVENTS, chained)
+            _append_extras(conn, item, chained)
+            return True
+    return checked_append(conn, item, rows)
 
 
-def checked_append(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> bool:
-    """Any append: reads the index row, says why it refuses, changes the status."""
+def checked_append(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> bool | LogDamaged:
+    """Any append: reads the index row and the end of the log, says why it refuses,
+    changes the status."""
+    wid = item.workflow_id
     found = conn.execute(
-        "SELECT fence, status, last_seq FROM workflows WHERE id = ?", (item.workflow_id,)
+        "SELECT fence, status, last_seq FROM workflows WHERE id = ?", (wid,)
     ).fetchone()
-    if found is None:
+    if found is None or found[0] != item.fence:
         return False
-    admitted, status = admit(item, found[0], WorkflowStatus(found[1]), found[2])
-    if not admitted:
-        return False
-    if rows:
-        conn.executemany(
-            "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)", rows
+    fence, status_text, last_seq = found
+    if isinstance(last_seq, bool) or not isinstance(last_seq, int):
+        return LogDamaged(wid, 0, f"its index row says the log ends at seq {last_seq!r:.40}")
+    if status_text not in _STATUSES:
+        return LogDamaged(
+            wid, last_seq, f"its index row has the unknown status {status_text!r:.40}"
         )
+    previous: str | None = GENESIS
+    if rows:
+        previous, damage = log_end(last_seq, conn.execute(LOG_END, (wid, last_seq)).fetchall())
+        if damage is not None:
+            return LogDamaged(wid, *damage)
+    admitted, status = admit(item, fence, WorkflowStatus(status_text), last_seq)
+    if not admitted or previous is None:
+        return False
+    chained: list[ChainedRow] = []
+    if rows:
+        chained = chain(rows, previous)
+        conn.executemany(INSERT_EVENTS, chained)
         conn.execute(
             "UPDATE workflows SET last_seq = ?, updated_at = ?, wake_at = ?,"
             " status = COALESCE(?, status), reason = COALESCE(?, reason) WHERE id = ?",
@@ -66,8 +90,11 @@ def checked_append(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> b
             "UPDATE workflows SET owner = NULL, lease_until = NULL WHERE id = ?",
             (item.workflow_id,),
         )
-    _append_extras(conn, item, rows)
+    _append_extras(conn, item, chained)
     return True
+
+
+_STATUSES = frozenset(s.value for s in WorkflowStatus)
 
 
 def _plain(item: Append, rows: list[Row]) -> bool:
@@ -107,7 +134,7 @@ _GUARDED_UPDATE = (
 )
 
 
-def _append_extras(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> None:
+def _append_extras(conn: sqlite3.Connection, item: Append, rows: list[ChainedRow]) -> None:
     """What rides along with an append: notices to others, consumed inbox items, a snapshot."""
     for notice in item.notices:
         conn.execute(
