@@ -22,6 +22,7 @@ the index with the log. Everything here is pure.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import struct
 from collections.abc import Iterable, Sequence
 
@@ -251,6 +252,11 @@ def entries(
     Raises ``LogDamaged`` for the first problem (with ``verify``), or only for a row
     that cannot be read as an event at all (``CorruptEventError`` for a body that
     does not decode)."""
+    rows = list(rows)
+    if verify:
+        intact = _intact(rows, after_seq)
+        if intact is not None:
+            return intact
     check = EventCheck(workflow_id, after_seq)
     found: list[LogEntry] = []
     for row in rows:
@@ -259,6 +265,50 @@ def entries(
             raise problems[0].error() from check.decode_error
         if entry is not None:
             found.append(entry)
+    return found
+
+
+def _intact(rows: list[Sequence[object]], after_seq: int) -> list[LogEntry] | None:
+    """The entries of ``rows`` if nothing at all is wrong with them, else None (then
+    ``EventCheck`` says what is). The same checks, written for speed: a worker runs
+    them on every event it rebuilds a workflow from."""
+    found: list[LogEntry] = []
+    previous: object = GENESIS
+    expected, ended, start = 1, False, 0
+    if after_seq > 0 and rows:  # the event the read continues from
+        seq, kind, _, _, previous = rows[0]
+        if seq != after_seq:
+            return None
+        expected, ended, start = after_seq + 1, kind in TERMINAL_KINDS, 1
+    copy, head, decode, append, terminal = (
+        _EMPTY.copy,
+        _HEAD,
+        decode_event,
+        found.append,
+        TERMINAL_KINDS,
+    )
+    for seq, kind, at, body, checksum in itertools.islice(rows, start, None):
+        if (
+            ended
+            or seq != expected
+            or type(at) is not float
+            or type(body) is not str
+            or type(previous) is not str
+        ):
+            return None
+        digest = copy()
+        digest.update(head(seq, at))
+        digest.update(f"{previous}\0{kind}\0{body}".encode())
+        if checksum != digest.hexdigest():
+            return None
+        try:
+            event = decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            return None
+        if type(event).__name__ != kind or (seq == 1) != (kind == "WorkflowStarted"):
+            return None
+        append(LogEntry(seq, at, event))
+        previous, expected, ended = checksum, seq + 1, kind in terminal
     return found
 
 

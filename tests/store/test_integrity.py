@@ -74,6 +74,17 @@ def test_any_single_edit_is_found_at_its_seq(values: list[int], data: Any, edit:
     found = problems(rows)
     assert found, (edit, seq)
     assert min(s for s, _ in found) == seq, (edit, found)
+    with pytest.raises(LogDamaged) as info:  # a read stops there too
+        entries("w", rows)
+    assert info.value.seq == seq
+
+
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=30), st.data())
+def test_an_intact_log_reads_whole_from_anywhere(values: list[int], data: Any) -> None:
+    rows = log_of(values)
+    after = data.draw(st.integers(0, len(rows)))
+    read = entries("w", rows[max(after - 1, 0) :], after)
+    assert [e.seq for e in read] == list(range(after + 1, len(rows) + 1))
 
 
 def test_reads_raise_the_first_problem() -> None:
