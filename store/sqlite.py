@@ -46,7 +46,7 @@ from .base import (
 from .events import LogEntry, decode_event
 from .integrity import entries
 from .schema import WORKFLOW_COLUMNS, event_row, first_row, migrate, workflow_record
-from .sqlite_append import INSERT_EVENTS, append_one, checked_append
+from .sqlite_append import INSERT_EVENTS, End, Ends, append_one, checked_append
 from .sqlite_copying import CopyingMixin
 from .sqlite_scheduling import SchedulingMixin, held_by_nobody
 
@@ -88,6 +88,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         self._gone: str | None = None
         self._identity: tuple[int, int] | None = None  # the file's (device, inode)
         self._checked_at = time.monotonic()
+        self._ends = Ends()  # what appends chain on, without a read (sqlite_append.py)
         if not self._memory:
             _refuse_unusable_path(Path(self.path))
             _refuse_foreign_file(Path(self.path))
@@ -253,8 +254,17 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
 
     def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
         """Create workflows with their first event; None for ids that already exist."""
-        with self._write() as conn:
-            return self._insert_workflows(conn, items)
+        with self._write("creating workflows") as conn:
+            fences = self._insert_workflows(conn, items)
+        # The first append of a workflow started here continues its first event.
+        self._ends.wrote(
+            [
+                (item.id, fence, 1, first_row(item.id, item.started)[5])
+                for item, fence in zip(items, fences, strict=True)
+                if fence
+            ]
+        )
+        return fences
 
     @staticmethod
     def _insert_workflows(
@@ -301,18 +311,26 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         collision, forbidden transition) is skipped and reported False, one on a
         damaged log reported with its ``LogDamaged``."""
         rows = [[event_row(item.workflow_id, e) for e in item.entries] for item in batch]
+        ends, written = self._ends, list[End]()
         try:
             with self._write("appending events") as conn:
-                return [append_one(conn, item, r) for item, r in zip(batch, rows, strict=True)]
+                results = [
+                    append_one(conn, item, r, ends, written)
+                    for item, r in zip(batch, rows, strict=True)
+                ]
+            ends.wrote(written)
+            return results
         except (sqlite3.IntegrityError, IllegalTransition):
             pass
         # A refusal inside a group: append one by one, so only the culprit is refused;
         # each with every check (a seq clash may be a log that is ahead of its index).
-        results: list[Appended] = []
+        results = []
         for item, r in zip(batch, rows, strict=True):
+            written = list[End]()
             try:
                 with self._write("appending events") as conn:
-                    results.append(checked_append(conn, item, r))
+                    results.append(checked_append(conn, item, r, ends, written))
+                ends.wrote(written)
             except (sqlite3.IntegrityError, IllegalTransition):
                 results.append(False)
         return results
@@ -321,9 +339,10 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         """End a run and start the next under the same id, in one transaction."""
         rows = [event_row(item.workflow_id, e) for e in item.entries]
         wid = item.workflow_id
+        self._ends.wrote([(wid, item.fence, 0, None)])  # its log restarts: read it again
         try:
             with self._write("continuing a workflow as new") as conn:
-                appended = append_one(conn, item, rows)
+                appended = append_one(conn, item, rows, self._ends, [])
                 if isinstance(appended, LogDamaged):
                     raise appended
                 if not appended:
