@@ -174,3 +174,21 @@ def test_a_log_damaged_under_a_running_worker_on_postgres(postgres_url: str) -> 
         other.signal("go", 2)
         assert other.result(timeout=20) == "shipped po 2"
         assert len(victim.history()) == end and ran["after pv"] == 0
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "UPDATE workflows SET status = 'WEIRD' WHERE id = 'odd'",
+        "UPDATE events SET at = 'yesterday' WHERE workflow_id = 'odd' AND seq = 2",
+    ],
+    ids=["unknown-status", "time-as-text"],
+)
+def test_a_damaged_row_does_not_stop_a_worker(db: str, damage: str) -> None:
+    with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
+        odd = engine.start(waiter, "odd", id="odd")
+        wait_for(waiting(odd))
+    run_sql(db, damage)
+    with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
+        assert engine.run(quick, "fine", timeout=20) == "shipped reserved fine"
+    assert ran["after odd"] == 0
