@@ -111,7 +111,7 @@ def _store(path: str, durability: str) -> tuple[SQLiteStore, int]:
     now = time.time()
     started = LogEntry(1, now, ev.WorkflowStarted(name="x", args=msgspec.Raw(b"[]")))
     (fence,) = store.create_workflows(
-        [NewWorkflow("wf", "x", started, owner="bench", lease_until=now + 3600)]
+        [NewWorkflow("wf", "x", started, owner="bench", lease_seconds=3600)]
     )
     assert fence is not None
     return store, fence

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import importlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -18,8 +19,10 @@ from duralog.engine.engine import Engine
 from duralog.engine.handle import WorkflowHandle
 from duralog.errors import DuralogError, HistoryFileError, StoreDamaged
 from duralog.replay.history import History
+from duralog.store import envelope
 from duralog.store.base import EventStore
-from duralog.store.open import is_postgres, open_store
+from duralog.store.codec import reveal_entries
+from duralog.store.open import is_postgres, open_store, redact, secrets_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,13 +31,80 @@ class Problem(click.ClickException):
     """A clear one-line error with an exit code."""
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
+        super().__init__(scrub(message))
         self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
 
     def show(self, file: Any = None) -> None:
         # Messages may quote bytes from a hostile file: keep them on one printable line.
         message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in self.format_message())
         click.echo(f"error: {message}", err=True)
+
+
+def scrub(text: str) -> str:
+    """``text`` without any password written in the command's arguments (``--db``,
+    ``DURALOG_DB``, ``--from``/``--to``).
+
+    Every message is meant to name a log by its redacted address already; this is
+    the last line of defence for one that would not (a driver's message, say).
+    Passwords shorter than 3 characters are left to the messages themselves:
+    replacing every "a" would garble everything.
+    """
+    for secret in _secrets():
+        text = text.replace(secret, "***")
+    return text
+
+
+def _secrets() -> list[str]:
+    found: set[str] = set()
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        for value in ctx.params.values():
+            if isinstance(value, str) and ("://" in value or "=" in value):
+                found.update(s for s in secrets_of(value) if len(s) >= 3)
+        ctx = ctx.parent
+    return sorted(found, key=len, reverse=True)
+
+
+class ScrubbedLog(logging.Filter):
+    """Applies ``scrub`` to every log record a command's handler prints (the worker)."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._secrets:
+            text = record.getMessage()
+            for secret in self._secrets:
+                text = text.replace(secret, "***")
+            record.msg, record.args = text, None
+            if record.exc_info and record.exc_info[1] is not None:
+                record.exc_text = None  # formatted below, then scrubbed
+                formatted = logging.Formatter().formatException(record.exc_info)
+                for secret in self._secrets:
+                    formatted = formatted.replace(secret, "***")
+                record.exc_info, record.exc_text = None, formatted
+        return True
+
+
+def log_to_stderr() -> None:
+    """Print duralog's warnings and errors on stderr as Python does by default, but
+    through ``ScrubbedLog`` (a long-running command: the worker)."""
+    root = logging.getLogger()
+    if root.handlers:  # the app configured logging: its handlers print
+        return
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(ScrubbedLog(_secrets()))
+    root.addHandler(handler)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``; a file it creates is readable by its owner only
+    (0600, whatever the umask). An existing file keeps its mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def friendly(fn: F) -> F:
@@ -59,6 +129,8 @@ class Context:
 
     def __init__(self, db: str, app: str | None) -> None:
         self.db = db
+        #: The log's address as messages show it: never with a password.
+        self.where = redact(db)
         self.app = app
         self._loaded = False
 
@@ -87,8 +159,30 @@ class Context:
     def store(self) -> EventStore:
         """Open the log (it must exist, unless the command creates workflows)."""
         if not is_postgres(self.db) and not path_exists(self.db, "--db"):
-            raise Problem(f"no duralog database at {self.db} (use --db PATH or DURALOG_DB)")
+            raise Problem(f"no duralog database at {self.where} (use --db PATH or DURALOG_DB)")
         return open_store(self.db)
+
+    def refuse_clear_text(self, workflow_id: str, what: str) -> None:
+        """Refuse to send ``what`` (a payload, a reason) in clear to a workflow whose log
+        is encrypted, when this command has no key: it would be stored unencrypted."""
+        if envelope.resolve(envelope.INSTALLED) is not None:
+            return
+        store = self.store()
+        try:
+            first = store.read_events(workflow_id, 0, 1)
+        finally:
+            store.close()
+        started = first[0].event if first else None
+        for raw in (getattr(started, "args", b""), getattr(started, "kwargs", b"")):
+            if envelope.is_sealed_payload(bytes(raw)):
+                found = envelope.key_id(bytes(raw))
+                raise Problem(
+                    f"workflow {workflow_id!r} keeps its data encrypted"
+                    + (f" (key {found!r})" if found else "")
+                    + f"; {what} sent without the key would be stored in clear: set "
+                    "DURALOG_KEYS (id:base64key,...) to the log's keys",
+                    2,
+                )
 
     @contextlib.contextmanager
     def handle(self, workflow_id: str) -> Iterator[WorkflowHandle[Any]]:
@@ -98,15 +192,22 @@ class Context:
             yield engine.get(workflow_id)
 
     def history(self, workflow_id: str) -> History:
-        """One workflow's history from the log."""
+        """One workflow's history from the log, as the log holds it (encrypted values
+        stay encrypted: what ``export`` writes and ``replay`` reads)."""
         store = self.store()
         try:
             record = store.get_workflow(workflow_id)
             if record is None:
-                raise Problem(f"no workflow with id {workflow_id!r} in {self.db}")
+                raise Problem(f"no workflow with id {workflow_id!r} in {self.where}")
             return History(workflow_id, record.name, store.read_events(workflow_id))
         finally:
             store.close()
+
+    def readable_history(self, workflow_id: str) -> History:
+        """One workflow's history as read commands print it: decrypted with the keys in
+        ``DURALOG_KEYS``, and ``<encrypted: key ID>`` where no key is configured."""
+        history = self.history(workflow_id)
+        return History(history.workflow_id, history.workflow_name, reveal_entries(history.events))
 
 
 pass_context = click.make_pass_decorator(Context)

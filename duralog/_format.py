@@ -23,8 +23,11 @@ def when(ts: float | None) -> str:
 
 
 def payload(raw: msgspec.Raw, limit: int = 120) -> str:
-    """A payload as compact JSON, shortened to ``limit`` characters."""
+    """A payload as compact JSON, shortened to ``limit`` characters (a payload that
+    could not be decrypted shows as its marker, ``<encrypted: key k1>``)."""
     text = bytes(raw).decode("utf-8", "replace")
+    if text.startswith('"<encrypted') and text.endswith('>"'):
+        text = text[1:-1]
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -38,8 +41,8 @@ def call_arguments(args: msgspec.Raw, kwargs: msgspec.Raw, limit: int = 120) -> 
     if isinstance(named, dict) and named:
         pairs = (f"{k}={msgspec.json.encode(v).decode()}" for k, v in named.items())
         text = ", ".join(filter(None, [text, *pairs]))
-    elif named:  # not a mapping (an encrypted envelope): show it as recorded
-        text = ", ".join(filter(None, [text, bytes(kwargs).decode("utf-8", "replace")]))
+    elif named:  # not a mapping (an encrypted value): show it as recorded
+        text = ", ".join(filter(None, [text, payload(kwargs, limit)]))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -22,20 +22,29 @@ import click
 import msgspec
 
 from duralog import _format
-from duralog._cli_common import Context, Problem, friendly, parse_json, pass_context
+from duralog._cli_common import (
+    Context,
+    Problem,
+    friendly,
+    log_to_stderr,
+    parse_json,
+    pass_context,
+    write_private,
+)
 from duralog.cli_observe import stats, tail
 from duralog.cli_schedules import schedules
 from duralog.cli_store import migrate_store, prune
 from duralog.cli_verify import check_json, damage_lines, verify, verify_hint, where
 from duralog.engine.engine import Engine
 from duralog.engine.queues import QUEUES, resolve
-from duralog.errors import DuralogError, HistoryFileError, StoreError
+from duralog.errors import DuralogError, HistoryFileError, PayloadError, StoreError
 from duralog.replay.checker import ReplayReport, check
 from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import History, dump_history, entries_json, load_history
 from duralog.replay.state import Input, WorkflowState, fold_all
 from duralog.store import codec
 from duralog.store.base import WorkflowStatus
+from duralog.store.codec import reveal_entries
 from duralog.store.crypto import AesGcmCodec
 from duralog.store.verify import WorkflowCheck
 from duralog.store.verify import verify as verify_log
@@ -55,10 +64,16 @@ from duralog.store.verify import verify as verify_log
 def main(ctx: click.Context, db: str, app: str | None) -> None:
     """duralog: durable workflows on an embedded log.
 
+    A log written with a payload codec (Engine(payload_codec=AesGcmCodec...)) keeps
+    payloads, errors and reasons encrypted: commands decrypt them with the keys in
+    DURALOG_KEYS ("k2:<base64>,k1:<base64>") and show <encrypted: key ID> where
+    no key is given. Passwords in --db never show in any output.
+
     \b
     Example:
       duralog --db shop.db list
       duralog --db shop.db --app shop.workflows replay --all
+      DURALOG_KEYS="k1:$KEY" duralog --db shop.db show order-o-1
     """
     ctx.obj = Context(db, app)
     if os.environ.get("DURALOG_KEYS"):  # encrypted payloads: read them with these keys
@@ -99,6 +114,7 @@ def worker(
       duralog --db shop.db --app shop.workflows worker
       duralog --db shop.db --app shop.workflows worker --queue emails
     """
+    log_to_stderr()
     ctx.load_app()
     queues = [resolve(name, QUEUES) for name in queue_names] or None
     stop = threading.Event()
@@ -107,7 +123,7 @@ def worker(
     with Engine(
         ctx.db, max_threads=concurrency, queues=queues, max_workflows=max_workflows
     ) as engine:
-        click.echo(f"worker {engine.worker_id} serving {ctx.db} (Ctrl-C to stop)", err=True)
+        click.echo(f"worker {engine.worker_id} serving {ctx.where} (Ctrl-C to stop)", err=True)
         while not stop.wait(1.0):
             try:
                 engine.store.check()
@@ -197,6 +213,9 @@ def list_(ctx: Context, status: str | None, name: str | None, limit: int, as_jso
 def show(ctx: Context, workflow_id: str) -> None:
     """Status, input, result or error, and a readable timeline of one workflow.
 
+    Encrypted values are decrypted with the keys in DURALOG_KEYS; without the
+    key they show as <encrypted: key ID>.
+
     \b
     Example:
       duralog --db shop.db show order-o-1
@@ -205,9 +224,10 @@ def show(ctx: Context, workflow_id: str) -> None:
     try:
         record = store.get_workflow(workflow_id)
         if record is None:
-            raise Problem(f"no workflow with id {workflow_id!r} in {ctx.db}")
+            raise Problem(f"no workflow with id {workflow_id!r} in {ctx.where}")
         (found,) = verify_log(store, workflow_id)
-        events = store.read_events(workflow_id, verify=False)  # a damaged log is shown too
+        # A damaged log is shown too; encrypted values as `history` shows them.
+        events = reveal_entries(store.read_events(workflow_id, verify=False))
     finally:
         store.close()
     click.echo(f"workflow  {workflow_id} ({record.name})")
@@ -251,11 +271,14 @@ def _show_state(state: WorkflowState, reason: str | None) -> None:
 def history(ctx: Context, workflow_id: str, as_json: bool) -> None:
     """Print a workflow's events.
 
+    Encrypted values are decrypted with the keys in DURALOG_KEYS; without the
+    key they show as <encrypted: key ID>.
+
     \b
     Example:
       duralog --db shop.db history order-o-1 --json | jq '.[].kind'
     """
-    entries = ctx.history(workflow_id).events
+    entries = ctx.readable_history(workflow_id).events
     if as_json:
         click.echo(entries_json(entries).decode())
         return
@@ -277,6 +300,10 @@ def history(ctx: Context, workflow_id: str, as_json: bool) -> None:
 def export(ctx: Context, workflow_id: str, output: str) -> None:
     """Write a workflow's history as a self-describing JSON file.
 
+    The file is a copy of the log: what the log keeps encrypted stays encrypted
+    (replaying it needs the same DURALOG_KEYS). A new file is readable by its
+    owner only (mode 0600).
+
     \b
     Example:
       duralog --db prod.db export order-o-1 -o order-o-1.json
@@ -285,7 +312,10 @@ def export(ctx: Context, workflow_id: str, output: str) -> None:
     if output == "-":
         click.echo(data.decode(), nl=False)
         return
-    Path(output).write_bytes(data)
+    try:
+        write_private(Path(output), data)
+    except OSError as exc:
+        raise Problem(f"cannot write {output}: {exc.strerror}", 2) from None
     click.echo(f"wrote {output}", err=True)
 
 
@@ -318,7 +348,8 @@ def replay(
     """Replay histories against the current code; exit 1 if any diverges.
 
     No step runs: recorded results are fed to the code, and every decision it
-    makes is compared with the recorded one.
+    makes is compared with the recorded one. An encrypted history needs its keys
+    in DURALOG_KEYS; without them it exits 2 naming the missing key.
 
     \b
     Examples:
@@ -338,7 +369,10 @@ def replay(
             damaged += 1
             click.echo(check_json(history) if as_json else "\n".join(damage_lines(history)))
         else:
-            report = check(history, REGISTRY, until=until, on_input=hook)
+            try:
+                report = check(history, REGISTRY, until=until, on_input=hook)
+            except PayloadError as exc:  # values it cannot decrypt: it cannot be replayed
+                raise Problem(str(exc), 2) from None
             agree, diverge = agree + report.ok, diverge + (not report.ok)
             if as_json:
                 click.echo(msgspec.json.encode(report).decode())
@@ -396,7 +430,7 @@ def _checked_history(ctx: Context, workflow_id: str) -> History | WorkflowCheck:
     try:
         record = store.get_workflow(workflow_id)
         if record is None:
-            raise Problem(f"no workflow with id {workflow_id!r} in {ctx.db}")
+            raise Problem(f"no workflow with id {workflow_id!r} in {ctx.where}")
         (found,) = verify_log(store, workflow_id)
         if not found.ok:
             return found
@@ -467,11 +501,14 @@ class _WorkflowPdb(pdb.Pdb):
 def inspect(ctx: Context, workflow_id: str, at: int | None, as_json: bool) -> None:
     """The state derived from the log at any event: time travel.
 
+    Encrypted values are decrypted with the keys in DURALOG_KEYS; without the
+    key they show as <encrypted: key ID>.
+
     \b
     Example:
       duralog --db shop.db inspect order-o-1 --at 7
     """
-    history = ctx.history(workflow_id)
+    history = ctx.readable_history(workflow_id)
     if at is not None and not 1 <= at <= len(history.events):
         raise Problem(f"--at must be between 1 and {len(history.events)} for {workflow_id}", 2)
     state = fold_all(workflow_id, [e for e in history.events if at is None or e.seq <= at])
@@ -496,6 +533,8 @@ def signal(ctx: Context, workflow_id: str, name: str, payload: str) -> None:
       duralog --db shop.db signal order-o-1 approval --payload '{"by": "ana"}'
     """
     value = parse_json(payload, "--payload")
+    if value is not None:
+        ctx.refuse_clear_text(workflow_id, "a signal payload")
     with ctx.handle(workflow_id) as handle:
         handle.signal(name, value)
     click.echo(f"sent {name} to {workflow_id}", err=True)
@@ -513,6 +552,8 @@ def cancel(ctx: Context, workflow_id: str, reason: str) -> None:
     Example:
       duralog --db shop.db cancel order-o-1 --reason "customer asked"
     """
+    if reason:
+        ctx.refuse_clear_text(workflow_id, "a reason")
     with ctx.handle(workflow_id) as handle:
         handle.cancel(reason)
     click.echo(f"cancel requested for {workflow_id}", err=True)
@@ -530,6 +571,8 @@ def pause(ctx: Context, workflow_id: str, reason: str) -> None:
     Example:
       duralog --db shop.db pause order-o-1 --reason "payment provider outage"
     """
+    if reason:
+        ctx.refuse_clear_text(workflow_id, "a reason")
     with ctx.handle(workflow_id) as handle:
         handle.pause(reason)
     click.echo(f"pause requested for {workflow_id}", err=True)

@@ -17,6 +17,7 @@ from duralog.engine.metrics import Durations, Stats, collect, prometheus_text
 from duralog.engine.observe import CommittedEvent, follow
 from duralog.replay.history import entry_json
 from duralog.store import events as ev
+from duralog.store.codec import reveal
 from duralog.store.events import LogEntry
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -91,7 +92,8 @@ def tail(
     """Follow the log live: every event any process appends, as it is committed.
 
     Reads the database (any process, any worker on it); polls every --interval
-    seconds. Ctrl-C stops it.
+    seconds. Ctrl-C stops it. Encrypted values are decrypted with the keys in
+    DURALOG_KEYS; without the key they show as <encrypted: key ID>.
 
     \b
     Example:
@@ -128,7 +130,7 @@ def tail(
 
 
 def _text_line(event: CommittedEvent) -> str:
-    entry = LogEntry(event.seq, event.at, event.event)
+    entry = LogEntry(event.seq, event.at, reveal(event.event))
     step_seq = getattr(event.event, "step_seq", None)
     steps = {step_seq: event.step} if step_seq is not None and event.step else {}
     what = _format.describe(entry, steps)
@@ -142,7 +144,7 @@ def _json_line(event: CommittedEvent) -> str:
     head = msgspec.json.encode(
         {"workflow_id": event.workflow_id, "workflow_name": event.workflow_name, "step": event.step}
     )
-    body = entry_json(LogEntry(event.seq, event.at, event.event))
+    body = entry_json(LogEntry(event.seq, event.at, reveal(event.event)))
     return (head[:-1] + b"," + body[1:]).decode()
 
 

@@ -11,6 +11,7 @@ from duralog import _format
 from duralog._cli_common import Context, Problem, friendly, pass_context
 from duralog.engine.schedules import next_tick
 from duralog.store.base import ScheduleRecord
+from duralog.store.codec import reveal_payload
 
 
 @click.group(invoke_without_command=True)
@@ -39,7 +40,10 @@ def _list(ctx: Context | None, as_json: bool) -> None:
     if as_json:
         click.echo(
             msgspec.json.encode(
-                [{**msgspec.structs.asdict(r), "args": msgspec.Raw(r.args)} for r in records]
+                [
+                    {**msgspec.structs.asdict(r), "args": msgspec.Raw(reveal_payload(r.args))}
+                    for r in records
+                ]
             ).decode()
         )
         return
@@ -63,7 +67,7 @@ def _set_paused(ctx: Context, schedule_id: str, paused: bool) -> None:
     store = ctx.store()
     try:
         if not store.pause_schedule(schedule_id, paused, dt.datetime.now(dt.UTC).timestamp()):
-            raise Problem(f"no schedule with id {schedule_id!r} in {ctx.db}")
+            raise Problem(f"no schedule with id {schedule_id!r} in {ctx.where}")
     finally:
         store.close()
     click.echo(f"{schedule_id}: {'paused' if paused else 'resumed'}")
@@ -97,7 +101,7 @@ def delete(ctx: Context, schedule_id: str) -> None:
     store = ctx.store()
     try:
         if not store.delete_schedule(schedule_id):
-            raise Problem(f"no schedule with id {schedule_id!r} in {ctx.db}")
+            raise Problem(f"no schedule with id {schedule_id!r} in {ctx.where}")
     finally:
         store.close()
     click.echo(f"{schedule_id}: deleted")

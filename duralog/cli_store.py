@@ -81,7 +81,7 @@ def migrate_store(source: str, target: str, batch_size: int) -> None:
     if batch_size < 1:
         raise Problem("--batch-size must be at least 1", 2)
     if not is_postgres(source) and not path_exists(source, "--from"):
-        raise Problem(f"no duralog database at {source} (--from)")
+        raise Problem(f"no duralog database at {redact(source)} (--from)")
     if source == target:
         raise Problem("--from and --to are the same log")
     src = open_store(source)

@@ -188,13 +188,15 @@ class IllegalTransition(DuralogError):
 
 
 class LeaseLost(DuralogError):
-    """The store refused an append: another worker owns the workflow now, or it ended."""
+    """This worker no longer holds the workflow: the store refused an append (another
+    worker owns it now, or it ended), or its lease lapsed and was not renewed."""
 
-    def __init__(self, workflow_id: str) -> None:
+    def __init__(self, workflow_id: str, message: str | None = None) -> None:
         self.workflow_id = workflow_id
         super().__init__(
-            f"the store refused an append to workflow {workflow_id!r}: another worker owns "
-            "it now (fencing) or its state forbids it; this worker stops advancing it"
+            message
+            or f"the store refused an append to workflow {workflow_id!r}: another worker "
+            "owns it now (fencing) or its state forbids it; this worker stops advancing it"
         )
 
 

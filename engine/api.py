@@ -23,6 +23,8 @@ from duralog.replay.context import WorkflowInfo, current_instance
 from duralog.replay.instance import ContinueAsNew
 from duralog.store import codec
 
+from .lease import Lease
+
 T = TypeVar("T")
 
 
@@ -182,11 +184,16 @@ def workflow_info() -> WorkflowInfo:
 
 class StepInfo(msgspec.Struct, frozen=True):
     """What a running step knows about itself (``duralog.step_info()``): its workflow's
-    id (and name), its own name, seq and attempt number.
+    id (and name), its own name, seq and attempt number, and the run it belongs to.
 
-    ``idempotency_key`` (``"<workflow id>:<step seq>"``) is the same for every
-    attempt and every re-run after a crash: pass it to the services the step calls
+    ``idempotency_key`` is the same for every attempt and every re-run after a crash,
+    and different for every step of every run: pass it to the services the step calls
     so that their side effects happen once.
+
+    ``lease_lost`` turns true when this worker can no longer be sure it holds the
+    workflow (it was frozen past its lease, or another worker took the workflow
+    over): a long-running sync step should check it in its loop and stop, since its
+    result can no longer be recorded and another worker may run the step again.
     """
 
     workflow_id: str
@@ -194,11 +201,23 @@ class StepInfo(msgspec.Struct, frozen=True):
     seq: int
     attempt: int
     workflow_name: str = ""
+    run_id: str = ""
+    lease: Lease | None = None
 
     @property
     def idempotency_key(self) -> str:
-        """``"<workflow id>:<step seq>"``, stable across attempts and recoveries."""
-        return f"{self.workflow_id}:{self.seq}"
+        """``"<workflow id>:<run id>:<step seq>"``: stable across attempts and recoveries
+        of this step, never repeated by another step, run (``continue_as_new``, a fork,
+        a restart) or a later workflow reusing the id. Runs started before duralog
+        recorded run ids keep their ``"<workflow id>:<step seq>"``."""
+        if not self.run_id:
+            return f"{self.workflow_id}:{self.seq}"
+        return f"{self.workflow_id}:{self.run_id}:{self.seq}"
+
+    @property
+    def lease_lost(self) -> bool:
+        """True once this worker may no longer hold the step's workflow (see above)."""
+        return self.lease is not None and not self.lease.holds()
 
 
 _step_info: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from duralog.replay.definitions import Step
 
 from .api import StepInfo, _step_info
 from .guard import Guard
+from .lease import Lease
 from .resources import _resources
 from .threads import StepThreads
 
@@ -47,7 +49,10 @@ class StepAttempts:
         A step with injected parameters gets the engine's resources, and one guarded
         by a circuit breaker must be admitted first (see ``guard.py``)."""
         context = contextvars.copy_context()
-        info = StepInfo(execution.workflow_id, step.name, seq, attempt, execution.state.name)
+        state, lease = execution.state, execution.lease
+        info = StepInfo(
+            execution.workflow_id, step.name, seq, attempt, state.name, state.run_id, lease
+        )
         context.run(_step_info.set, info)
         if self.resources:
             context.run(_resources.set, self.resources)
@@ -70,10 +75,16 @@ class StepAttempts:
         kwargs: dict[str, Any],
     ) -> Any:
         """Call the step once in ``context``, bounded by its timeout."""
-        awaitable = self.begin(execution, step, info, context, args, kwargs)
-        if step.timeout is None:
-            return await awaitable
-        return await self.bounded(execution, step, info, awaitable)
+        while True:
+            awaitable = self.begin(execution, step, info, context, args, kwargs)
+            try:
+                if step.timeout is None:
+                    return await awaitable
+                return await self.bounded(execution, step, info, awaitable)
+            except _NotStarted:
+                # It waited for a step thread longer than this worker may vouch for its
+                # lease: renew (LeaseLost if the workflow went elsewhere), then go again.
+                await execution.hold_lease()
 
     def begin(
         self,
@@ -97,7 +108,7 @@ class StepAttempts:
             except Exception as exc:  # the step's error, handed over like a thread's
                 done.set_exception(exc)
             return done
-        return self.threads.run(context, step.fn, *args, **kwargs)
+        return self.threads.run(context, _if_held, execution.lease, step.fn, args, kwargs)
 
     async def bounded(
         self,
@@ -106,12 +117,40 @@ class StepAttempts:
         info: StepInfo,
         awaitable: asyncio.Future[Any],
     ) -> Any:
-        """Wait for an attempt no longer than the step's timeout."""
+        """Wait for an attempt no longer than the step's timeout. Past it, the attempt
+        fails with ``TimeoutError`` whatever its code does: it is cancelled, and not
+        waited for (an async step that swallows the cancellation and returns, or keeps
+        going, changes nothing; its outcome is dropped)."""
         assert step.timeout is not None
         try:
-            return await asyncio.wait_for(awaitable, step.timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"step {step.name!r} (seq {info.seq}, attempt {info.attempt}) of workflow "
-                f"{execution.workflow_id!r} did not finish within its timeout of {step.timeout:g}s"
-            ) from None
+            done, _ = await asyncio.wait((awaitable,), timeout=step.timeout)
+        except asyncio.CancelledError:
+            awaitable.cancel()  # the workflow or the worker stopped waiting: so does it
+            raise
+        if done:
+            return awaitable.result()
+        awaitable.cancel()
+        awaitable.add_done_callback(_drop_outcome)
+        raise TimeoutError(
+            f"step {step.name!r} (seq {info.seq}, attempt {info.attempt}) of workflow "
+            f"{execution.workflow_id!r} did not finish within its timeout of {step.timeout:g}s"
+        )
+
+
+def _drop_outcome(attempt: asyncio.Future[Any]) -> None:
+    # An attempt abandoned at its timeout: retrieve its outcome so asyncio does not
+    # report an exception nobody retrieved.
+    if not attempt.cancelled():
+        attempt.exception()
+
+
+class _NotStarted(BaseException):
+    """A sync step's thread found the lease unsure and did not call the step."""
+
+
+def _if_held(lease: Lease, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+    # The last check before the step's side effects: on the step's own thread, after
+    # any wait for a free thread.
+    if not lease.holds():
+        raise _NotStarted
+    return fn(*args, **kwargs)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -40,6 +39,7 @@ from .clock import Clock, SystemClock
 from .committer import Committer
 from .handle import WorkflowHandle, check_id, require_utf8
 from .host import default_worker_id
+from .lease import Moment
 from .metrics import Stats, collect
 from .observe import CommittedEvent, Observers, Subscription, follow
 from .queues import QUEUES, Queue, check_priority, resolve
@@ -76,6 +76,9 @@ class Engine:
             ``AesGcmCodec.from_env()``; process-wide, so one per process.
         error_backoff: seconds before this worker takes up again a workflow it dropped
             after an error (a failed commit, a locked database); it is rebuilt from its log.
+        cleanup_grace: seconds a workflow past its timeout may spend on its cleanup, and a
+            cancelled parent on waiting for its children's cleanup, before it is ended
+            without them (default 60).
         clock: the source of workflow time (default the wall clock; tests use a
             ``VirtualClock`` through ``duralog.testing``).
         queues: the queues this engine's worker takes workflows from (default every
@@ -109,6 +112,7 @@ class Engine:
         max_payload_bytes: int | None = 2_000_000,
         max_history_events: int | None = 50_000,
         error_backoff: float = 10.0,
+        cleanup_grace: float = 60.0,
         registry: Registry | None = None,
         clock: Clock | None = None,
         payload_codec: codec.PayloadCodec | None = None,
@@ -120,6 +124,10 @@ class Engine:
             raise ConfigurationError("snapshot_every must be at least 1")
         if lease_seconds <= 0 or poll_interval <= 0:
             raise ConfigurationError("lease_seconds and poll_interval must be positive")
+        if not 0 <= cleanup_grace < float("inf"):
+            raise ConfigurationError(
+                f"cleanup_grace must be a finite number of seconds, not {cleanup_grace!r}"
+            )
         self.store: EventStore = (
             open_store(store, durability=durability) if isinstance(store, str | Path) else store
         )
@@ -140,6 +148,7 @@ class Engine:
             "max_payload_bytes": max_payload_bytes,
             "max_history_events": max_history_events,
             "error_backoff": error_backoff,
+            "cleanup_grace": cleanup_grace,
         }
         #: The queues this engine knows (by name); its worker serves all of them.
         self.queues: dict[str, Queue] = (
@@ -267,8 +276,9 @@ class Engine:
         definition = self._definition(workflow)
         queued = None if queue is None else resolve(queue, self.queues)
         item = self._new_item(definition, args, id, timeout, queued, check_priority(priority))
+        granted = Moment.now()
         (fence,) = self._create([item])
-        return self._started(definition, item, fence)
+        return self._started(definition, item, fence, granted)
 
     def start_many(
         self,
@@ -309,9 +319,10 @@ class Engine:
         except BaseException:
             self._unreserve(items)
             raise
+        granted = Moment.now()
         fences = self._create(items) if items else []
         return [
-            self._started(definition, item, fence)
+            self._started(definition, item, fence, granted)
             for item, fence in zip(items, fences, strict=True)
         ]
 
@@ -353,7 +364,7 @@ class Engine:
             definition.name,
             started,
             owner=owner,
-            lease_until=time.time() + self._lease_seconds if owner else None,
+            lease_seconds=self._lease_seconds if owner else None,
             queue=queued.name if queued else None,
             priority=priority,
         )
@@ -375,9 +386,14 @@ class Engine:
                     self._worker.unreserve(item.id)
 
     def _started(
-        self, definition: Workflow[Any, Any], item: NewWorkflow, fence: int | None
+        self,
+        definition: Workflow[Any, Any],
+        item: NewWorkflow,
+        fence: int | None,
+        granted: Moment,
     ) -> WorkflowHandle[Any]:
-        """After the commit: hand a new workflow to the worker, or check an existing id."""
+        """After the commit (which began ``granted``): hand a new workflow to the worker,
+        or check an existing id."""
         worker = self._worker
         if fence is not None and self._observers.active:
             self._observers.created(item.id, definition.name, item.started)
@@ -391,7 +407,7 @@ class Engine:
         elif worker is not None and item.queue is not None:
             worker.request_dequeue()
         elif worker is not None and item.owner is not None:
-            worker.adopt_new(item.id, fence, item.started, reserved=True)
+            worker.adopt_new(item.id, fence, item.started, granted, reserved=True)
         elif worker is not None:
             worker.request_claim()  # created unowned (the worker was full): taken when room
         return WorkflowHandle(self, item.id, definition)

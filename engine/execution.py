@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from duralog.errors import ErrorDetails, LeaseLost, NondeterminismError, PayloadError, details_of
@@ -40,6 +39,7 @@ from duralog.store.events import LogEntry
 from .breaker import CircuitOpen
 from .clock import Alarm, sleep_until
 from .inbox import notice_to_parent, translate
+from .lease import Lease, Moment
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -51,12 +51,18 @@ class Execution:
     """A claimed workflow being advanced by this worker."""
 
     def __init__(
-        self, worker: Worker, instance: WorkflowInstance, state: WorkflowState, fence: int
+        self,
+        worker: Worker,
+        instance: WorkflowInstance,
+        state: WorkflowState,
+        fence: int,
+        lease: Lease,
     ) -> None:
         self.worker = worker
         self.instance = instance
         self.state = state
         self.fence = fence
+        self.lease = lease
         self.workflow_id = state.workflow_id
         self.pending: list[LogEntry] = []
         self.next_seq = state.last_seq + 1
@@ -69,6 +75,8 @@ class Execution:
         self.activated = False  # the instance has been fed at least once
         self._wake: Alarm | None = None
         self._deadline: Alarm | None = None
+        self._grace: Alarm | None = None
+        self._grace_at: float | None = None
         self._visibility: asyncio.TimerHandle | None = None
         self._snapshot_seq = state.last_seq
         self._snapshot: Snapshot | None = None
@@ -160,6 +168,8 @@ class Execution:
         times = list(self.timers.values()) + list(self.retry_at.values())
         if self._deadline is not None and self.state.deadline is not None:
             times.append(self.state.deadline)
+        if self._grace_at is not None:
+            times.append(self._grace_at)
         return min(times) if times else None
 
     # -- activation --------------------------------------------------------
@@ -224,6 +234,7 @@ class Execution:
         if self.timers:
             live = set(self.instance.live_timers())
             self.timers = {seq: at for seq, at in self.timers.items() if seq in live}
+        self._arm_grace()
         if new_children:
             self.spawn(self._start_children(new_children))
         if new_steps and flush_first:
@@ -243,6 +254,9 @@ class Execution:
             await self._create_child(seq, event)
 
     async def _create_child(self, seq: int, event: ev.ChildStarted) -> None:
+        await self._unpaused.wait()  # a paused workflow starts no child until resumed
+        if self.closed:
+            return
         now = self.worker.clock.now()
         started = ev.started_entry(
             now,
@@ -258,13 +272,14 @@ class Execution:
             started,
             parent_id=self.workflow_id,
             owner=self.worker.worker_id,
-            lease_until=time.time() + self.worker.lease_seconds,  # leases: wall clock
+            lease_seconds=self.worker.lease_seconds,
         )
+        granted = Moment.now()
         fence = await self.worker.committer.create_async(item)
         if fence is not None:
             if self.worker.observers.active:
                 self.worker.observers.created(event.child_id, event.name, started)
-            self.worker.adopt_new(event.child_id, fence, started)
+            self.worker.adopt_new(event.child_id, fence, started, granted)
 
     def _resume_children(self) -> None:
         for seq in self.state.open_children():
@@ -297,7 +312,24 @@ class Execution:
     def _deadline_due(self) -> None:
         self._deadline = None
         if not self.closed:
+            if not self.state.cancel_requested:
+                self._cancel_children("the parent workflow timed out")
             self.add(ev.CancelRequested(reason=ev.TIMEOUT_REASON))
+            self.spawn(self._commit_then_activate())
+
+    def _arm_grace(self) -> None:
+        """End the run without its cleanup once a cleanup grace period is over (a
+        timed-out run's, or a cancelled parent's wait for its children)."""
+        start = self.instance.grace_from()
+        if start is None or self._grace is not None or self.closed:
+            return
+        self._grace_at = start + self.worker.cleanup_grace
+        self._grace = self.worker.clock.call_at(self.worker.loop, self._grace_at, self._grace_due)
+
+    def _grace_due(self) -> None:
+        self._grace = None
+        if not self.closed and not self.sealed:
+            self.add(ev.CancelRequested(reason=ev.GRACE_REASON))
             self.spawn(self._commit_then_activate())
 
     async def start_after_inbox(self) -> None:
@@ -339,6 +371,7 @@ class Execution:
                 await self._unpaused.wait()  # a paused workflow starts no attempt
                 if self._marker_seq > self.state.last_seq:
                     await self.flush()  # a recorded value must be on disk before any effect
+                await self.hold_lease()
                 attempt += 1
                 self.retry_at.pop(seq, None)
                 self.add(ev.StepStarted(step_seq=seq, attempt=attempt))
@@ -399,6 +432,23 @@ class Execution:
         await self.flush()
         self.activate()
 
+    async def hold_lease(self) -> None:
+        """Return only while this worker may be sure it still holds the workflow's lease:
+        past what its own clocks vouch for, it renews first (and ``LeaseLost`` if the
+        store gave the workflow to another worker meanwhile). Called before every step
+        attempt, so that a worker frozen past its lease starts nothing on waking."""
+        if self.lease.holds():
+            return
+        if not self.closed:
+            self.worker.renew()
+        if self.closed or not self.lease.holds():
+            raise LeaseLost(
+                self.workflow_id,
+                f"worker {self.worker.worker_id} no longer holds workflow {self.workflow_id!r}"
+                " (its lease lapsed while the worker was stalled, and another worker may run"
+                " it now): it starts nothing more for it",
+            )
+
     def _keep_visible(self) -> None:
         # Decisions ride along with the next commit; if the step runs long, commit
         # them anyway so `duralog show` sees the step running.
@@ -427,6 +477,7 @@ class Execution:
             items = self.worker.store.inbox(self.workflow_id)
             if not items:
                 return
+            cancelled_before = self.state.cancel_requested
             moved = translate(
                 self.workflow_id,
                 items,
@@ -435,15 +486,23 @@ class Execution:
             )
             for event in moved.events:
                 self.add(event)
-            for reason in moved.cancel_reasons:
-                self._cancel_children(reason)
+            # Only the first cancel request cancels: a later one must not interrupt the
+            # cleanup the first one started (in this run or in its children).
+            first_cancel = bool(moved.cancel_reasons) and not cancelled_before
+            if first_cancel:
+                self._cancel_children(moved.cancel_reasons[0])
             if moved.paused:
                 self._unpaused.clear()
             else:
                 self._unpaused.set()
+            # Pausing a parent pauses its running children, and resuming resumes them.
+            if moved.status is WorkflowStatus.PAUSED:
+                self._tell_children("pause", "the parent workflow was paused")
+            elif moved.status is WorkflowStatus.RUNNING:
+                self._tell_children("resume", "the parent workflow was resumed")
             self._consumed += moved.consumed
             await self.flush(status=moved.status)
-            if moved.cancel_reasons:
+            if first_cancel:
                 for task in list(self.attempts.values()):
                     task.cancel()  # async steps stop at their current await
             self._arm_wake()
@@ -454,10 +513,13 @@ class Execution:
         self.activate()
 
     def _cancel_children(self, reason: str) -> None:
+        self._tell_children("cancel", reason or "the parent was cancelled")
+
+    def _tell_children(self, kind: str, reason: str) -> None:
         # Sent with the parent's next commit: a child hears of it only once the
-        # parent's own cancellation or end is on disk.
+        # parent's own cancellation, pause or end is on disk.
         for child_id in self.state.open_children().values():
-            self._notices.append(Notice(child_id, "cancel", reason or "the parent was cancelled"))
+            self._notices.append(Notice(child_id, kind, reason))
 
     # -- timers ------------------------------------------------------------
 
@@ -499,12 +561,22 @@ class Execution:
         self.close()
         self.timers.clear()
         if self.state.open_children():
-            self._cancel_children("the parent workflow ended")
+            # A run cut short by its grace period ends its children the same way; any
+            # other ending asks them to cancel (their own cleanup then runs).
+            cut = self.instance.cut_short
+            self._cancel_children(ev.GRACE_REASON if cut else "the parent workflow ended")
         if isinstance(terminal, ev.ContinuedAsNew):
             await self._continue_as_new(terminal)
             return
         if terminal is None:
             terminal = _recorded_terminal(self.state)
+        elif self.instance.never_awaited:
+            log.warning(
+                "workflow %r ended with calls it never awaited, which were neither recorded "
+                "nor run: %s (add the missing await)",
+                self.workflow_id,
+                ", ".join(self.instance.never_awaited),
+            )
         await self.flush(
             status=STATUS_AFTER[type(terminal).__name__],
             notices=notice_to_parent(self.state, self.workflow_id, terminal),
@@ -567,7 +639,7 @@ class Execution:
     def close(self) -> None:
         """Stop everything this execution scheduled."""
         self.closed = True
-        for handle in (self._wake, self._visibility, self._deadline):
+        for handle in (self._wake, self._visibility, self._deadline, self._grace):
             if handle is not None:
                 handle.cancel()
         for task in list(self.running.values()):

@@ -23,6 +23,7 @@ from duralog.replay.state import WorkflowState, fold_all
 from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.base import WorkflowRecord, WorkflowStatus
+from duralog.store.envelope import seal, unseal_error
 from duralog.store.events import LogEntry
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class WorkflowHandle(Generic[R]):
         ``CANCELLED`` at once, without running any of its code.
         """
         require_utf8(reason, "the reason")
+        reason = seal(reason)  # sealed from here on, in the inbox and in the log
         record = self.record()
         at = self._engine.clock.now()
         waiting = record.status is WorkflowStatus.PENDING and record.queue is not None
@@ -101,7 +103,8 @@ class WorkflowHandle(Generic[R]):
 
         Steps already running finish; the status shows ``PAUSED``.
         """
-        self._send("pause", reason, None)
+        require_utf8(reason, "the reason")
+        self._send("pause", seal(reason), None)
 
     def resume(self) -> None:
         """Resume a paused workflow."""
@@ -196,7 +199,7 @@ class WorkflowHandle(Generic[R]):
             value: R = codec.decode(event.result, result_type)
             return value
         if isinstance(event, ev.WorkflowFailed):
-            raise WorkflowFailed(self.id, event.error)
+            raise WorkflowFailed(self.id, unseal_error(event.error))
         raise WorkflowFailed(self.id, ErrorDetails("Cancelled", "the workflow was cancelled"))
 
 
@@ -220,7 +223,8 @@ def require_utf8(text: str, what: str) -> None:
     """Refuse text the log cannot store (lone surrogates, e.g. from undecodable bytes)."""
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:
+    except UnicodeEncodeError as exc:  # the text may be a secret (a reason): never quoted
         raise ConfigurationError(
-            f"{what} must be valid Unicode text; {text!r:.60} holds a lone surrogate"
+            f"{what} must be valid Unicode text; it holds a lone surrogate at character "
+            f"{exc.start + 1} (of {len(text)})"
         ) from None

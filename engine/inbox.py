@@ -18,6 +18,7 @@ from duralog.errors import ErrorDetails
 from duralog.replay.state import WorkflowState
 from duralog.store import events as ev
 from duralog.store.base import InboxItem, Notice, WorkflowStatus
+from duralog.store.envelope import seal_error
 
 log = logging.getLogger("duralog.engine")
 
@@ -91,7 +92,8 @@ def notice_to_parent(
         if isinstance(terminal, ev.WorkflowFailed)
         else ErrorDetails("Cancelled", f"child workflow {workflow_id!r} was cancelled")
     )
-    return (Notice(parent, "child_failed", name, msgspec.json.encode(error)),)
+    # The parent's inbox holds it until the parent logs it: sealed like the log.
+    return (Notice(parent, "child_failed", name, msgspec.json.encode(seal_error(error))),)
 
 
 def _is_json(payload: msgspec.Raw) -> bool:

@@ -21,6 +21,7 @@ result or signal that woke it).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -31,6 +32,7 @@ from duralog.errors import PayloadError
 from duralog.replay.context import current_instance
 from duralog.replay.instance import ReplaySources, WorkflowInstance
 from duralog.store import codec
+from duralog.store.envelope import unseal_error
 from duralog.store.events import NULL
 
 from .api import _step_info
@@ -156,7 +158,13 @@ def _position(instance: WorkflowInstance) -> tuple[int | None, str | None, Any]:
 
 
 def _error_payload(error: Any) -> msgspec.Raw:
-    return NULL if error is None else msgspec.Raw(msgspec.json.encode(str(error)))
+    if error is None:
+        return NULL
+    # Logging payloads was asked for: the error as it was raised (without the key,
+    # the sealed text: a log call never raises).
+    with contextlib.suppress(PayloadError):
+        error = unseal_error(error)
+    return msgspec.Raw(msgspec.json.encode(str(error)))
 
 
 #: The logger workflow and step code use: ``duralog.logger.info("...")``.

@@ -110,7 +110,7 @@ class Pipeline(Workflow[[I], O]):
         elif value is not None:
             raise ConfigurationError(
                 f"pipeline {self.name!r} takes no input (its first stage {first.name!r} has no "
-                f"parameter), but it was started with {value!r}"
+                f"parameter), but it was started with a value of type {type(value).__qualname__}"
             )
         else:
             value = await first()

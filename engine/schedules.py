@@ -57,10 +57,14 @@ class Schedule(msgspec.Struct, frozen=True):
     timezone: str = "UTC"
 
     def record(self, now: float) -> ScheduleRecord:
-        """The store row for this schedule, first ticking after ``now``."""
+        """The store row for this schedule, first ticking after ``now``.
+
+        Its arguments are a payload like any other: encrypted by the payload codec
+        when one is installed.
+        """
         try:
-            args = msgspec.json.encode(list(self.args))
-        except (TypeError, msgspec.EncodeError) as exc:
+            args = bytes(codec.encode(list(self.args)))
+        except PayloadError as exc:
             raise PayloadError(
                 f"schedule {self.id!r}: its arguments must be JSON values ({exc})"
             ) from None
@@ -243,7 +247,9 @@ def tick_id(schedule_id: str, tick: float) -> str:
 def tick_workflows(record: ScheduleRecord, ticks: Sequence[float], now: float) -> list[NewWorkflow]:
     """The workflows to create for ``ticks``: ``workflow(tick, *args)``, unowned."""
     tz = zone(record.timezone, f"schedule {record.id!r}")
-    extra = msgspec.json.decode(record.args)
+    extra = codec.decode(record.args)
+    if not isinstance(extra, list):
+        raise PayloadError(f"schedule {record.id!r}: its stored arguments are not a JSON array")
     items = []
     for tick in ticks:
         args_raw, kwargs_raw = codec.encode_call([dt.datetime.fromtimestamp(tick, tz), *extra], {})

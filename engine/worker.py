@@ -38,6 +38,7 @@ from .committer import Committer, LoopCommitter
 from .execution import Execution
 from .guard import Guard
 from .host import RealSources, alive
+from .lease import Lease, Moment
 from .observe import Observers
 from .queues import Queue
 from .schedules import fire_due, store_declared
@@ -72,6 +73,7 @@ class Worker(StepAttempts):
         max_history_events: int | None = None,
         visibility_delay: float = 0.2,
         error_backoff: float = 10.0,
+        cleanup_grace: float = 60.0,
         clock: Clock | None = None,
         queues: dict[str, Queue] | None = None,
         resources: dict[str, Any] | None = None,
@@ -87,6 +89,7 @@ class Worker(StepAttempts):
         self.poll_interval = poll_interval
         self.visibility_delay = visibility_delay
         self.error_backoff = error_backoff
+        self.cleanup_grace = cleanup_grace
         self.max_payload_bytes = max_payload_bytes
         self.max_history_events = max_history_events
         self.clock: Clock = clock or SystemClock()
@@ -208,32 +211,46 @@ class Worker(StepAttempts):
                 del self._arriving[workflow_id]
 
     def adopt_new(
-        self, workflow_id: str, fence: int, started: LogEntry, reserved: bool = False
+        self,
+        workflow_id: str,
+        fence: int,
+        started: LogEntry,
+        granted: Moment,
+        reserved: bool = False,
     ) -> None:
         """Run a workflow just created under this worker's lease, from any thread.
 
         Its whole log is ``started``, already in memory: nothing is read back.
+        ``granted``: when the write that created it (and its lease) began.
         ``reserved``: the caller took its place with ``reserve``."""
         if self._stopped:  # started while the engine closed: free it for the next worker
             with contextlib.suppress(Exception):
                 self.store.release(self.worker_id, workflow_id, fence)
             return
         state = fold_all(workflow_id, [started])
+        lease = self.new_lease(granted)
         if reserved:
-            self.call(self._adopt_reserved, workflow_id, fence, state)
+            self.call(self._adopt_reserved, workflow_id, fence, state, lease)
         else:
-            self.call(self._adopt, workflow_id, fence, state)
+            self.call(self._adopt, workflow_id, fence, state, lease)
 
-    def _adopt_reserved(self, workflow_id: str, fence: int, state: WorkflowState) -> None:
+    def new_lease(self, granted: Moment) -> Lease:
+        """This worker's view of a lease the store granted by a call that began ``granted``."""
+        return Lease(self.lease_seconds, granted)
+
+    def _adopt_reserved(
+        self, workflow_id: str, fence: int, state: WorkflowState, lease: Lease
+    ) -> None:
         self.unreserve(workflow_id)  # from now on it counts among the executions
-        self._adopt(workflow_id, fence, state)
+        self._adopt(workflow_id, fence, state, lease)
 
     def restart(self, execution: Execution, started: LogEntry) -> None:
         """A workflow continued as new: run its next run in place of the old one."""
         workflow_id = execution.workflow_id
         if self.executions.get(workflow_id) is execution:
             del self.executions[workflow_id]
-        self._adopt(workflow_id, execution.fence, fold_all(workflow_id, [started]), rebuilt=True)
+        state = fold_all(workflow_id, [started])
+        self._adopt(workflow_id, execution.fence, state, execution.lease, rebuilt=True)
 
     def poke(self, workflow_id: str) -> None:
         """Something arrived in a workflow's inbox (from any thread)."""
@@ -282,7 +299,12 @@ class Worker(StepAttempts):
             execution.spawn(execution.read_inbox())
 
     def _adopt(
-        self, workflow_id: str, fence: int, state: WorkflowState, rebuilt: bool = False
+        self,
+        workflow_id: str,
+        fence: int,
+        state: WorkflowState,
+        lease: Lease,
+        rebuilt: bool = False,
     ) -> None:
         if self._stopped:  # started or claimed while stopping: free it for the next worker
             self._unreleased[workflow_id] = fence
@@ -296,7 +318,7 @@ class Worker(StepAttempts):
             self._skip(workflow_id, fence, str(exc))
             return
         instance = WorkflowInstance(workflow, workflow_id, self.sources)
-        execution = Execution(self, instance, state, fence)
+        execution = Execution(self, instance, state, fence, lease)
         self.executions[workflow_id] = execution
         if rebuilt or workflow_id in self._pokes:
             # Taken up from the log: what waits in its inbox (a cancel, a signal sent
@@ -381,7 +403,8 @@ class Worker(StepAttempts):
         self._dequeue_requested = False
         if self._stopped or not self.queues:
             return
-        now, names = time.time(), self.registry.names()
+        names = self.registry.names()
+        now = time.time()
         # Not even taken over: each would hold one of its queue's worker slots until
         # given back, and a workflow that fails to rebuild would do so on every look.
         skipped = [workflow_id for workflow_id, until in self._skipped.items() if until > now]
@@ -390,11 +413,12 @@ class Worker(StepAttempts):
             if room <= 0:
                 return
             resume = queue.name in self._resume_pending
+            granted = Moment.now()
             try:
                 claims = self.store.claim_queued(
                     self.worker_id,
-                    now,
-                    now + self.lease_seconds,
+                    granted.wall,
+                    self.lease_seconds,
                     queue.limits,
                     names,
                     limit=room,
@@ -415,7 +439,7 @@ class Worker(StepAttempts):
                 continue
             self._resume_pending.discard(queue.name)
             for claim in claims:  # each holds a slot of the queue until it ends here
-                self._take_up(claim, now, queued=True)
+                self._take_up(claim, granted, queued=True)
 
     def _store_schedules(self) -> None:
         """Store the schedules declared in code for workflows this worker runs."""
@@ -437,11 +461,11 @@ class Worker(StepAttempts):
         room = self.room()
         if room <= 0:
             return False  # at max_workflows: a finishing workflow asks for more
-        now = time.time()
+        granted = Moment.now()
         claims = self.store.claim(
             self.worker_id,
-            now,
-            now + self.lease_seconds,
+            granted.wall,
+            self.lease_seconds,
             statuses,
             dead_owners=self._dead,
             limit=room,
@@ -453,24 +477,25 @@ class Worker(StepAttempts):
             # which leaves other workers a chance to take some in between.
             self.request_claim()
         for claim in claims:
-            self._take_up(claim, now)
+            self._take_up(claim, granted)
         return full
 
-    def _take_up(self, claim: Claim, now: float, queued: bool = False) -> None:
-        """Run a workflow just claimed (``queued``: off a queue), unless this worker
-        skipped it lately: then give it back."""
+    def _take_up(self, claim: Claim, granted: Moment, queued: bool = False) -> None:
+        """Run a workflow just claimed by a call that began ``granted`` (``queued``: off
+        a queue), unless this worker skipped it lately: then give it back."""
         stale = self.executions.pop(claim.workflow_id, None)
         if stale is not None:  # it lost its lease and we took it back: start afresh
+            stale.lease.lose()
             stale.close()
-        if self._skipped.get(claim.workflow_id, 0) > now:
+        if self._skipped.get(claim.workflow_id, 0) > granted.wall:
             self._queued.discard(claim.workflow_id)
             self.store.release(self.worker_id, claim.workflow_id, claim.fence)
             return
         if queued:
             self._queued.add(claim.workflow_id)  # (a skip while rebuilding drops it)
-        self._rebuild(claim)
+        self._rebuild(claim, self.new_lease(granted))
 
-    def _rebuild(self, claim: Claim) -> None:
+    def _rebuild(self, claim: Claim, lease: Lease) -> None:
         try:
             state = self.load_state(claim.workflow_id)
             record = self.store.get_workflow(claim.workflow_id)
@@ -487,7 +512,7 @@ class Worker(StepAttempts):
         except StoreError as exc:  # unreadable for now: leave it, try again later
             self._skip(claim.workflow_id, claim.fence, str(exc), self.error_backoff)
             return
-        self._adopt(claim.workflow_id, claim.fence, state, rebuilt=True)
+        self._adopt(claim.workflow_id, claim.fence, state, lease, rebuilt=True)
 
     def _set_aside(self, workflow_id: str, fence: int, damage: LogDamaged) -> None:
         """Nothing more is appended to a workflow whose log is damaged: it becomes
@@ -584,9 +609,39 @@ class Worker(StepAttempts):
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                self.store.renew_leases(self.worker_id, time.time() + self.lease_seconds)
+                self.renew()
             except Exception as exc:
                 log.warning("worker %s could not renew its leases: %s", self.worker_id, exc)
+
+    def renew(self) -> None:
+        """Extend every lease this worker holds, and drop the workflows whose lease it
+        lost (another worker may have taken them over while this one was frozen).
+
+        Called by the heartbeat, and by an execution about to start a step attempt when
+        it can no longer be sure of its lease."""
+        at = Moment.now()
+        held = set(self.store.renew_leases(self.worker_id, self.lease_seconds))
+        for workflow_id, execution in list(self.executions.items()):
+            if workflow_id in held:
+                execution.lease.renewed(at)
+            elif not (execution.closed or execution.sealed):
+                self.lost(execution)
+
+    def lost(self, execution: Execution) -> None:
+        """Drop a workflow whose lease this worker lost: nothing more is started or
+        written for it here (its running async steps are cancelled, and sync ones see
+        ``step_info().lease_lost``)."""
+        log.warning(
+            "worker %s lost its lease on workflow %r (it may be running elsewhere now): "
+            "dropping it",
+            self.worker_id,
+            execution.workflow_id,
+        )
+        execution.lease.lose()
+        execution.close()
+        self._queued.discard(execution.workflow_id)
+        if self.executions.get(execution.workflow_id) is execution:
+            del self.executions[execution.workflow_id]
 
     # -- serving executions ------------------------------------------------
 
@@ -606,11 +661,13 @@ class Worker(StepAttempts):
             return
         if isinstance(exc, LogDamaged):  # the store refused to append to a damaged log
             execution.close()
+            execution.lease.lose()  # nothing more is started for it here
             if self.executions.get(execution.workflow_id) is execution:
                 del self.executions[execution.workflow_id]
                 self._set_aside(execution.workflow_id, execution.fence, exc)
             return
         if isinstance(exc, LeaseLost):
+            execution.lease.lose()
             log.warning("%s", exc)
         else:
             log.error(

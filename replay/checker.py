@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from duralog.errors import NondeterminismError, RegistrationError
+from duralog.store import codec
 from duralog.store.events import LogEntry
 
 from .definitions import Registry, Workflow
@@ -92,9 +93,15 @@ def check(
     until: int | None = None,
     on_input: Callable[[Input], None] | None = None,
 ) -> ReplayReport:
-    """Replay ``history`` (up to seq ``until``) against the matching workflow's code."""
+    """Replay ``history`` (up to seq ``until``) against the matching workflow's code.
+
+    Raises ``PayloadError`` before replaying anything when the history holds
+    values the installed payload codec cannot decrypt (naming the missing key):
+    code fed values it cannot read would seem to diverge when it does not.
+    """
     entries = [e for e in history.events if until is None or e.seq <= until]
     workflow = find_workflow(workflows, history.workflow_name)
+    codec.require_readable(history.workflow_id, entries)
     base = {
         "workflow_id": history.workflow_id,
         "workflow_name": history.workflow_name,

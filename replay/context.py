@@ -26,9 +26,13 @@ def current_instance() -> WorkflowInstance | None:
 
 
 class WorkflowInfo(msgspec.Struct, frozen=True):
-    """What a workflow can know about itself (``duralog.workflow_info()``)."""
+    """What a workflow can know about itself (``duralog.workflow_info()``): its id and
+    name, when it started, whether it is replaying, which run of the id it is (1, then
+    one more per ``continue_as_new``) and that run's random ``run_id``."""
 
     workflow_id: str
     name: str
     started_at: float
     is_replaying: bool
+    run: int = 1
+    run_id: str = ""

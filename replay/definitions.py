@@ -291,11 +291,17 @@ def _decode_call(
             raise PayloadError("arguments must be a JSON array and keyword arguments an object")
         types = {name: tp for name, tp, _ in params}
         positional = [tp for _, tp, by_position in params if by_position]
+        names = [name for name, _, by_position in params if by_position]
         decoded = [
-            codec.convert(value, positional[i]) if i < len(positional) else value
+            codec.convert(value, positional[i], f"argument {i + 1} ({names[i]})")
+            if i < len(positional)
+            else value
             for i, value in enumerate(raw_args)
         ]
-        named = {k: codec.convert(v, types.get(k, Any)) for k, v in raw_kwargs.items()}
+        named = {
+            k: codec.convert(v, types.get(k, Any), f"keyword argument {k}")
+            for k, v in raw_kwargs.items()
+        }
     except PayloadError as exc:
         raise PayloadError(f"the arguments recorded for {owner!r} do not decode: {exc}") from None
     return decoded, named

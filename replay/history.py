@@ -10,7 +10,9 @@
     }
 
 Each event is its log body (``kind`` and its fields) with ``seq`` and ``at``
-added, the same objects ``duralog history --json`` prints. Reading is strict: a
+added, the same objects ``duralog history --json`` prints. A file is a copy of
+the log: what the log holds encrypted (``Engine(payload_codec=...)``) stays
+encrypted in it, and replaying it needs the same keys. Reading is strict: a
 file that is not such a document, or whose events are not a gapless, foldable
 history, is rejected whole with the reason; it is never half-replayed.
 """
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 import msgspec
 
 from duralog.errors import HistoryFileError
+from duralog.store.envelope import is_sealed_payload
 from duralog.store.events import FORMAT_VERSION, LogEntry, decode_event, encode_event
 
 from .state import fold_all
@@ -53,8 +56,9 @@ class _Position(msgspec.Struct):
 
 
 def entry_json(entry: LogEntry) -> bytes:
-    """One event as a JSON object: ``seq``, ``at``, ``kind`` and the event's fields."""
-    body = encode_event(entry.event)
+    """One event as a JSON object: ``seq``, ``at``, ``kind`` and the event's fields,
+    exactly as they are in ``entry`` (nothing is encrypted or decrypted here)."""
+    body = encode_event(entry.event, payload_codec=None)
     head = msgspec.json.encode({"seq": entry.seq, "at": entry.at})
     return head[:-1] + b"," + body[1:]
 
@@ -79,10 +83,13 @@ def dump_history(history: History) -> bytes:
 
 
 def _call_shaped(event: object) -> bool:
-    """Whether recorded call arguments are an array (or null) and an object (or null)."""
-    args = bytes(getattr(event, "args", b"null")).lstrip()[:1]
-    kwargs = bytes(getattr(event, "kwargs", b"null")).lstrip()[:1]
-    return args in (b"[", b"n") and kwargs in (b"{", b"n")
+    """Whether recorded call arguments are an array (or null) and an object (or null),
+    or encrypted (their shape is checked when they are decrypted)."""
+    args = bytes(getattr(event, "args", b"null")).lstrip()
+    kwargs = bytes(getattr(event, "kwargs", b"null")).lstrip()
+    return (args[:1] in (b"[", b"n") or is_sealed_payload(args)) and (
+        kwargs[:1] in (b"{", b"n") or is_sealed_payload(kwargs)
+    )
 
 
 def load_history(data: bytes | str) -> History:

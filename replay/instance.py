@@ -26,6 +26,7 @@ import collections
 import contextlib
 import inspect
 import sys
+import types
 import typing
 import uuid
 from asyncio import events as asyncio_events
@@ -45,6 +46,7 @@ from duralog.errors import (
 )
 from duralog.store import codec
 from duralog.store import events as ev
+from duralog.store.envelope import unseal_error
 
 from .context import WorkflowInfo, _current
 from .definitions import Step, Workflow
@@ -85,6 +87,11 @@ class _Diverged(BaseException):
     """Unwinds workflow code after a divergence; ``except Exception`` cannot stop it."""
 
 
+class _Ended(BaseException):
+    """Unwinds workflow code still running after its run was ended without it (a cleanup
+    cut short by its grace period): whatever it tries to do is not recorded."""
+
+
 class ContinueAsNew(BaseException):
     """Raised by ``duralog.continue_as_new``: ends this run; a new one starts with ``args``."""
 
@@ -112,6 +119,8 @@ class WorkflowInstance:
         self.sources: Sources = sources or ReplaySources(self.loop)
         self.divergence: NondeterminismError | None = None
         self.finished = False
+        #: Steps and children the code called but never awaited, once it has finished.
+        self.never_awaited: list[str] = []
         self._state: WorkflowState | None = None
         self._task: asyncio.Task[Any] | None = None
         self._made = 0
@@ -124,6 +133,12 @@ class WorkflowInstance:
         self._awaitables: list[Coroutine[Any, Any, Any]] = []
         self._patches: dict[str, bool] = {}
         self._timed_out = False
+        self._cancelled_at: float | None = None  # workflow time of the first cancel request
+        #: The terminal decision of a run whose code ended while it was cancelled and
+        #: children it started were still winding down: made when the last one ends.
+        self._ending: Callable[[], None] | None = None
+        #: True when the run was ended without letting its code (or children) finish.
+        self.cut_short = False
         self._children: dict[int, tuple[Workflow[Any, Any], asyncio.Future[Any]]] = {}
         self._signals: dict[str, collections.deque[int]] = {}  # name -> indexes in state.signals
         self._signal_waiters: dict[str, collections.deque[asyncio.Future[Any]]] = {}
@@ -175,6 +190,11 @@ class WorkflowInstance:
         if self.divergence is not None:
             self._close_unawaited()
             raise self.divergence
+        if self.finished and self._awaitables:
+            # Calls the code made and never awaited: nothing was recorded or run for
+            # them. Name them (the engine tells the user), then let them go quietly.
+            self.never_awaited = [c.__qualname__ for c in self._awaitables if _unstarted(c)]
+            self._close_unawaited()
         return self._new
 
     @property
@@ -190,6 +210,8 @@ class WorkflowInstance:
             name=self.workflow.name,
             started_at=state.started_at if state else 0.0,
             is_replaying=self.is_replaying,
+            run=state.run if state else 1,
+            run_id=state.run_id if state else "",
         )
 
     def step_of(self, seq: int) -> Step[Any, Any] | None:
@@ -219,44 +241,108 @@ class WorkflowInstance:
         # Step calls made before the divergence (say, arguments of a gather that
         # never ran) would otherwise warn "coroutine was never awaited".
         for coro in self._awaitables:
-            if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            if _unstarted(coro):
                 coro.close()
         self._awaitables.clear()
 
     def _run(self) -> None:
         self.loop.run_until_idle()
         if self._awaitables:
-            self._awaitables = [
-                c for c in self._awaitables if inspect.getcoroutinestate(c) == inspect.CORO_CREATED
-            ]
+            self._awaitables = [c for c in self._awaitables if _unstarted(c)]
         task = self._task
-        if task is None or not task.done() or self.finished or self.divergence is not None:
+        if task is None or self.finished or self.divergence is not None:
             return
         try:
-            if task.cancelled() and self._timed_out:
-                state = self._state
-                assert state is not None
-                limit = (state.deadline or 0.0) - state.started_at
-                self._finish_failed(
-                    WorkflowTimeout(
-                        f"workflow {self.workflow_id!r} exceeded its timeout of {limit:g}s"
-                    ),
-                    with_traceback=False,
-                )
+            if self._ending is not None:
+                if not self._children:  # the last child wound down: the run ends now
+                    ending, self._ending = self._ending, None
+                    ending()
                 return
-            if task.cancelled():
-                self._decide("WorkflowCancelled", "", lambda: ev.WorkflowCancelled())
-                self.finished = True
+            if not task.done():
                 return
-            exc = task.exception()
-            if exc is None:
-                self._finish_completed(task.result())
-            elif isinstance(exc, ContinueAsNew):
-                self._finish_continued(exc)
-            elif not isinstance(exc, _Diverged):
-                self._finish_failed(exc)
+            ending = self._ending_of(task)
+            if self._state_format() >= 2 and self._cancelled_at is not None and self._children:
+                # Cancelled, with children still winding down (they were cancelled too):
+                # their cleanup runs to its end before the run ends.
+                self._ending = ending
+                return
+            ending()
         except _Diverged:
             return
+
+    def _state_format(self) -> int:
+        state = self._state
+        assert state is not None
+        return state.format
+
+    def _ending_of(self, task: asyncio.Task[Any]) -> Callable[[], None]:
+        """The terminal decision for the way the workflow's code ended."""
+        if self._timed_out and (task.cancelled() or self._state_format() >= 2):
+            # Past its deadline, a run fails with WorkflowTimeout however its code ended
+            # (it may catch the cancellation to clean up first).
+            return lambda: self._finish_failed(self._timeout_error(), with_traceback=False)
+        if task.cancelled():
+            return self._finish_cancelled
+        exc = task.exception()
+        if exc is None:
+            result = task.result()
+            return lambda: self._finish_completed(result)
+        if isinstance(exc, ContinueAsNew):
+            return lambda: self._finish_continued(exc)
+        if isinstance(exc, _Diverged | _Ended):
+            return lambda: None
+        return lambda: self._finish_failed(exc)
+
+    def _timeout_error(self, cut_short: bool = False) -> WorkflowTimeout:
+        state = self._state
+        assert state is not None
+        limit = (state.deadline or 0.0) - state.started_at
+        message = f"workflow {self.workflow_id!r} exceeded its timeout of {limit:g}s"
+        if cut_short:
+            message += ", and its cleanup did not finish within its grace period"
+        return WorkflowTimeout(message)
+
+    def _finish_cancelled(self) -> None:
+        self._decide("WorkflowCancelled", "", lambda: ev.WorkflowCancelled())
+        self.finished = True
+
+    def _cut_short(self) -> None:
+        """The cleanup grace period is over: end the run now, without what its code (or
+        its children) still had to do."""
+        if self.finished:
+            return
+        self.cut_short = True
+        if self._timed_out:
+            ending: Callable[[], None] = lambda: self._finish_failed(  # noqa: E731
+                self._timeout_error(cut_short=True), with_traceback=False
+            )
+        elif self._ending is not None:
+            ending = self._ending
+        else:
+            ending = self._finish_cancelled
+        self._ending = None
+        try:
+            ending()
+        except _Diverged:
+            return
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()  # unwind it: anything it still tries to do raises _Ended
+            with contextlib.suppress(BaseException):
+                self.loop.run_until_idle()
+
+    def grace_from(self) -> float | None:
+        """The workflow time from which a cleanup grace period counts, while one runs:
+        the deadline of a run that timed out, or the first cancel request of a run
+        whose code ended but whose children still wind down. None otherwise."""
+        state = self._state
+        if self.finished or state is None or state.format < 2:
+            return None
+        if self._timed_out:
+            return state.deadline
+        if self._ending is not None:
+            return self._cancelled_at
+        return None
 
     def _finish_completed(self, value: Any) -> None:
         try:
@@ -312,9 +398,13 @@ class WorkflowInstance:
                     future.set_exception(exc)
             else:
                 error = view.error or ErrorDetails("Unknown", "no error recorded")
-                future.set_exception(
-                    StepFailed(self.workflow_id, view.name, ref, view.attempt, error)
-                )
+                try:  # the code sees the error as it was raised, decrypted
+                    failure: Exception = StepFailed(
+                        self.workflow_id, view.name, ref, view.attempt, unseal_error(error)
+                    )
+                except PayloadError as exc:
+                    failure = exc
+                future.set_exception(failure)
         elif kind == "TimerFired":
             handle = self._timers.pop(ref, None)
             if handle is not None:
@@ -335,15 +425,37 @@ class WorkflowInstance:
                 except PayloadError as exc:
                     waiter.set_exception(exc)
             else:
-                waiter.set_exception(WorkflowFailed(child_id, state.child_errors[ref]))
+                try:
+                    waiter.set_exception(
+                        WorkflowFailed(child_id, unseal_error(state.child_errors[ref]))
+                    )
+                except PayloadError as exc:
+                    waiter.set_exception(exc)
         elif kind == "SignalReceived":
             signal = state.signals[ref]
             self._signals.setdefault(signal.name, collections.deque()).append(ref)
             self._hand_out_signals(signal.name)
-        elif kind == "CancelRequested" and self._task is not None and not self._task.done():
-            self._timed_out = state.cancel_reasons[ref] == ev.TIMEOUT_REASON
-            self._task.cancel()
+        elif kind == "CancelRequested":
+            self._cancel(state.cancel_reasons[ref])
         # Child results are inputs of a later primitive; nothing waits on them yet.
+
+    def _cancel(self, reason: str) -> None:
+        task = self._task
+        if self._state_format() < 2:  # as format 1 recorded it: every request cancels
+            if task is not None and not task.done():
+                self._timed_out = reason == ev.TIMEOUT_REASON
+                task.cancel()
+            return
+        if reason == ev.GRACE_REASON:
+            self._cut_short()
+            return
+        if reason == ev.TIMEOUT_REASON:
+            self._timed_out = True
+        if self._cancelled_at is not None:
+            return  # cancelled already: a cleanup under way is not interrupted again
+        self._cancelled_at = self.loop.time()
+        if task is not None and not task.done():
+            task.cancel()
 
     def _hand_out_signals(self, name: str) -> None:
         queue, waiters = self._signals.get(name), self._signal_waiters.get(name)
@@ -371,6 +483,8 @@ class WorkflowInstance:
             # Tasks of one loop turn (gather, a DAG, map) keep deciding after the
             # first mismatch: the report must name that first one.
             raise _Diverged
+        if self.finished:
+            raise _Ended
         state = self._state
         assert state is not None
         index = self._made
@@ -399,47 +513,77 @@ class WorkflowInstance:
     def call_step(
         self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Coroutine[Any, Any, Any]:
-        """Record (or match) a step call; the coroutine resolves with its result."""
+        """A step call: the coroutine records (or matches) ``StepScheduled`` when the
+        awaiting task first runs it, then resolves with the step's result."""
 
-        def scheduled() -> ev.Event:
-            encoded_args, encoded_kwargs = self._encode_call(
-                f"the arguments of step {step.name!r}",
-                args,
-                kwargs,
-                " (inject clients and connections into the step instead of passing them)",
-            )
-            return ev.StepScheduled(name=step.name, args=encoded_args, kwargs=encoded_kwargs)
+        def schedule() -> asyncio.Future[Any]:
+            def scheduled() -> ev.Event:
+                encoded_args, encoded_kwargs = self._encode_call(
+                    f"the arguments of step {step.name!r}",
+                    args,
+                    kwargs,
+                    " (inject clients and connections into the step instead of passing them)",
+                )
+                return ev.StepScheduled(name=step.name, args=encoded_args, kwargs=encoded_kwargs)
 
-        seq, _ = self._decide("StepScheduled", step.name, scheduled)
-        future = self.loop.create_future()
-        self._steps[seq] = (step, future)
-        return self._awaitable(future)
+            seq, _ = self._decide("StepScheduled", step.name, scheduled)
+            future = self.loop.create_future()
+            self._steps[seq] = (step, future)
+            return future
+
+        return self._call(schedule, step.name)
 
     def start_child(
         self, workflow: Workflow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Coroutine[Any, Any, Any]:
-        """Record (or match) starting a child workflow; the coroutine resolves with its result.
+        """A child workflow call: the coroutine records (or matches) ``ChildStarted``
+        when the awaiting task first runs it, then resolves with the child's result.
 
         The child's id is ``<parent id>/<seq>``: deterministic, so a replay or a
         recovery finds the same child instead of starting another.
         """
 
-        def started() -> ev.Event:
-            encoded_args, encoded_kwargs = self._encode_call(
-                f"the input of child workflow {workflow.name!r}", args, kwargs
-            )
-            state = self._state
-            assert state is not None
-            run = "" if state.run == 1 else f"{state.run}."
-            child_id = f"{self.workflow_id}/{run}{self._next_seq}"  # the seq it is about to get
-            return ev.ChildStarted(
-                child_id=child_id, name=workflow.name, args=encoded_args, kwargs=encoded_kwargs
-            )
+        def schedule() -> asyncio.Future[Any]:
+            def started() -> ev.Event:
+                encoded_args, encoded_kwargs = self._encode_call(
+                    f"the input of child workflow {workflow.name!r}", args, kwargs
+                )
+                state = self._state
+                assert state is not None
+                run = "" if state.run == 1 else f"{state.run}."
+                child_id = f"{self.workflow_id}/{run}{self._next_seq}"  # the seq it gets
+                return ev.ChildStarted(
+                    child_id=child_id, name=workflow.name, args=encoded_args, kwargs=encoded_kwargs
+                )
 
-        seq, _ = self._decide("ChildStarted", workflow.name, started)
-        future = self.loop.create_future()
-        self._children[seq] = (workflow, future)
-        return self._awaitable(future)
+            seq, _ = self._decide("ChildStarted", workflow.name, started)
+            future = self.loop.create_future()
+            self._children[seq] = (workflow, future)
+            return future
+
+        return self._call(schedule, workflow.name)
+
+    def _call(
+        self, schedule: Callable[[], asyncio.Future[Any]], name: str
+    ) -> Coroutine[Any, Any, Any]:
+        """The coroutine of a step or child call. From event format 2 on, ``schedule``
+        runs when the coroutine first runs (nothing is recorded or run for a call
+        never awaited, or whose task was cancelled before it started); runs recorded
+        in format 1 scheduled at the call, and replay them that way."""
+        state = self._state
+        assert state is not None
+        if state.format < 2:
+            awaitable = _await(schedule())
+        else:
+            coroutine = typing.cast("types.CoroutineType[Any, Any, Any]", _scheduled(schedule))
+            # Python warns about a call never awaited: let it name the step, as it
+            # would name a plain coroutine function.
+            coroutine.__qualname__ = coroutine.__name__ = name
+            awaitable = coroutine
+        # Kept until it starts, so a divergence can close it instead of leaving a
+        # "never awaited" coroutine behind.
+        self._awaitables.append(awaitable)
+        return awaitable
 
     def _encode_call(
         self, what: str, args: tuple[Any, ...], kwargs: dict[str, Any], advice: str = ""
@@ -451,13 +595,6 @@ class WorkflowInstance:
                 f"cannot record {what} in workflow {self.workflow_id!r}: {exc}; "
                 f"{codec.SUPPORTED_HINT}{advice}"
             ) from None
-
-    def _awaitable(self, future: asyncio.Future[Any]) -> Coroutine[Any, Any, Any]:
-        # Kept until it starts, so a divergence can close it instead of leaving a
-        # "never awaited" coroutine behind.
-        awaitable = _await(future)
-        self._awaitables.append(awaitable)
-        return awaitable
 
     def child_of(self, seq: int) -> Workflow[Any, Any] | None:
         """The child workflow the code started at ``seq``, while it is unresolved."""
@@ -587,8 +724,16 @@ class WorkflowInstance:
         return _location_of(found) if found is not None else None
 
 
+def _unstarted(coro: Coroutine[Any, Any, Any]) -> bool:
+    return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+
+
 async def _await(future: asyncio.Future[Any]) -> Any:
     return await future
+
+
+async def _scheduled(schedule: Callable[[], asyncio.Future[Any]]) -> Any:
+    return await schedule()
 
 
 def _caller_location() -> str | None:

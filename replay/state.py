@@ -21,6 +21,7 @@ import msgspec
 
 from duralog.errors import ErrorDetails
 from duralog.store import events as ev
+from duralog.store.envelope import INSTALLED, CodecChoice, PayloadCodec, resolve, seal, seal_error
 from duralog.store.events import NULL, LogEntry
 
 STEP_SCHEDULED = "scheduled"
@@ -114,6 +115,8 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     parent_seq: int | None = None
     run: int = 1
     previous_run: str | None = None
+    format: int = 1
+    run_id: str = ""
     status: str = "PENDING"
     started_at: float = 0.0
     last_seq: int = 0
@@ -256,9 +259,12 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
             parent_seq=parent_seq,
             run=run,
             previous_run=previous_run,
+            format=format,
+            run_id=run_id,
         ):
             state.name, state.args, state.kwargs, state.parent_id = name, args, kwargs, parent
             state.parent_seq, state.run, state.previous_run = parent_seq, run, previous_run
+            state.format, state.run_id = format, run_id
             state.status, state.started_at = "RUNNING", at
             state.deadline = at + timeout if timeout is not None else None
         case ev.WorkflowCompleted(result=result):
@@ -288,10 +294,43 @@ _state_encoder = msgspec.json.Encoder()
 _state_decoder = msgspec.json.Decoder(WorkflowState)
 
 
-def dump_state(state: WorkflowState) -> tuple[bytes, str]:
-    """Encode a state for a snapshot: its bytes and their checksum."""
+def dump_state(state: WorkflowState, payload_codec: CodecChoice = INSTALLED) -> tuple[bytes, str]:
+    """Encode a state for a snapshot: its bytes and their checksum.
+
+    A snapshot keeps what the log keeps: under a payload codec, error texts and
+    cancel reasons are sealed in it as they are in the events (``ev.seal_event``),
+    whether ``state`` holds them sealed (read back) or plain (folded live).
+    """
     data = _state_encoder.encode(state)
+    used = resolve(payload_codec)
+    if used is not None and _has_texts(state):
+        sealed = _state_decoder.decode(data)
+        _seal_texts(sealed, used)
+        data = _state_encoder.encode(sealed)
     return data, checksum(data)
+
+
+def _has_texts(state: WorkflowState) -> bool:
+    return bool(
+        state.error is not None
+        or state.child_errors
+        or any(state.cancel_reasons)
+        or any(step.error is not None for step in state.steps.values())
+    )
+
+
+def _seal_texts(state: WorkflowState, used: PayloadCodec) -> None:
+    if state.error is not None:
+        state.error = seal_error(state.error, used)
+    for seq, error in state.child_errors.items():
+        state.child_errors[seq] = seal_error(error, used)
+    state.cancel_reasons = [
+        reason if reason == ev.TIMEOUT_REASON else seal(reason, used)
+        for reason in state.cancel_reasons
+    ]
+    for step in state.steps.values():
+        if step.error is not None:
+            step.error = seal_error(step.error, used)
 
 
 def load_state(data: bytes, expected_checksum: str) -> WorkflowState | None:

@@ -107,14 +107,17 @@ class WorkflowRecord(msgspec.Struct, frozen=True):
 
 
 class NewWorkflow(msgspec.Struct, frozen=True):
-    """A workflow to create together with its first event (``WorkflowStarted``, seq 1)."""
+    """A workflow to create together with its first event (``WorkflowStarted``, seq 1).
+
+    With ``owner``, it is created under that worker's lease for ``lease_seconds``,
+    counted by the store's clock."""
 
     id: str
     name: str
     started: LogEntry
     parent_id: str | None = None
     owner: str | None = None
-    lease_until: float | None = None
+    lease_seconds: float | None = None
     queue: str | None = None
     priority: int = 0
 
@@ -269,7 +272,12 @@ class Claim(msgspec.Struct, frozen=True):
 
 
 class EventStore(Protocol):
-    """The log and its indexes. Implementations: ``SQLiteStore``, ``PostgresStore``."""
+    """The log and its indexes. Implementations: ``SQLiteStore``, ``PostgresStore``.
+
+    Leases are granted for a number of seconds and judged by the store's clock, so
+    that workers whose clocks disagree never disagree on who holds a workflow:
+    PostgreSQL's is the server's ``clock_timestamp()``; SQLite's (one machine) is
+    the ``now`` a claim passes, and the machine's wall clock elsewhere."""
 
     def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
         """Create each workflow with its first event, in one transaction.
@@ -340,24 +348,25 @@ class EventStore(Protocol):
         self,
         worker_id: str,
         now: float,
-        lease_until: float,
+        lease_seconds: float,
         statuses: Sequence[WorkflowStatus],
         dead_owners: Sequence[str] = (),
         limit: int = 100,
         workflow_id: str | None = None,
         names: Sequence[str] | None = None,
     ) -> list[Claim]:
-        """Take the lease of claimable workflows: unowned, or another worker's lease has
-        expired or that worker is dead. A worker never re-claims its own workflows
-        (that would bump the fence under its own feet). Never a queued workflow, in
-        any status: those go through ``claim_queued``, which keeps the queue's limits."""
+        """Take the lease (for ``lease_seconds``) of claimable workflows: unowned, or
+        another worker's lease has expired or that worker is dead. A worker never
+        re-claims its own workflows (that would bump the fence under its own feet).
+        Never a queued workflow, in any status: those go through ``claim_queued``,
+        which keeps the queue's limits."""
         ...
 
     def claim_queued(
         self,
         worker_id: str,
         now: float,
-        lease_until: float,
+        lease_seconds: float,
         queue: QueueLimits,
         names: Sequence[str] | None = None,
         limit: int | None = None,
@@ -397,8 +406,10 @@ class EventStore(Protocol):
         not (or no longer) waiting, e.g. a worker took it off the queue first."""
         ...
 
-    def renew_leases(self, worker_id: str, lease_until: float) -> int:
-        """Extend every lease this worker holds; returns how many."""
+    def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
+        """Extend every lease this worker holds on an unfinished workflow by
+        ``lease_seconds`` from now; returns the ids of those workflows (any other it
+        believes it holds, it has lost)."""
         ...
 
     def release(self, worker_id: str, workflow_id: str, fence: int) -> None:

@@ -10,69 +10,58 @@ What encodes: None, bool, int, float, str, bytes, list, tuple, dict, set,
 datetime/date/time/timedelta, UUID, Decimal, Enum, dataclasses, attrs classes,
 NamedTuple, TypedDict and msgspec Structs (nested freely). Non-finite floats
 encode as null (JSON has no NaN).
+
+With a payload codec (encryption), payloads are envelopes (``store/envelope.py``).
+``reveal`` turns an event into what read commands show: decrypted with the key,
+``<encrypted: key k1>`` without it; ``require_readable`` checks that a history can
+be decrypted before it is replayed. Error messages here name a value's type and
+place (``argument 2 (cents): expected int, got str``), never the value.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+import re
+import typing
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import msgspec
 
-from duralog.errors import PayloadError
+from duralog.errors import ErrorDetails, PayloadError
 
-from .events import NULL
+from .envelope import INSTALLED as INSTALLED
+from .envelope import (
+    NO_CODEC_HINT,
+    PREFIX,
+    CodecChoice,
+    is_sealed,
+    is_sealed_payload,
+    key_id,
+    knows_key,
+    marker,
+    resolve,
+    unseal,
+    unwrap,
+    wrap,
+)
+from .envelope import PayloadCodec as PayloadCodec
+from .envelope import install as install
+from .events import NULL, Event, LogEntry
 
 _encoder = msgspec.json.Encoder()
 _any_decoder = msgspec.json.Decoder()
+_PREFIX = PREFIX.encode()
 
 
-class PayloadCodec(Protocol):
-    """Turns encoded payload bytes into other bytes and back (encryption, compression).
-
-    Installed process-wide with ``install`` (``Engine(payload_codec=...)`` does it).
-    A transformed payload is kept as a JSON string ``"dlenc:<base64>"``, so event
-    bodies stay JSON and their kinds, seqs and names stay readable.
-    """
-
-    def encode(self, data: bytes) -> bytes: ...
-
-    def decode(self, data: bytes) -> bytes: ...
+def _wrap(plain: bytes, payload_codec: CodecChoice) -> msgspec.Raw:
+    return msgspec.Raw(wrap(plain, payload_codec))
 
 
-_ENVELOPE = b'"dlenc:'
-_installed: PayloadCodec | None = None
-
-
-def install(payload_codec: PayloadCodec | None) -> None:
-    """Use ``payload_codec`` for every payload this process writes or reads (None: off)."""
-    global _installed
-    _installed = payload_codec
-
-
-def _wrap(plain: bytes) -> msgspec.Raw:
-    if _installed is None:
-        return msgspec.Raw(plain)
-    return msgspec.Raw(_ENVELOPE + base64.b64encode(_installed.encode(plain)) + b'"')
-
-
-def _unwrap(payload: msgspec.Raw | bytes) -> bytes | msgspec.Raw:
-    view = memoryview(payload)
-    if view[: len(_ENVELOPE)] != _ENVELOPE:
+def _unwrap(payload: msgspec.Raw | bytes, payload_codec: CodecChoice) -> bytes | msgspec.Raw:
+    if not is_sealed_payload(payload):
         return payload
-    data = bytes(view)
-    if _installed is None:
-        raise PayloadError(
-            "this payload is encrypted and no payload codec is configured: pass "
-            "Engine(payload_codec=...), or set DURALOG_KEYS for the CLI"
-        )
-    try:
-        blob = base64.b64decode(data[len(_ENVELOPE) : -1], validate=True)
-    except ValueError:
-        raise PayloadError("an encrypted payload is not valid base64: it was altered") from None
-    return _installed.decode(blob)
+    return unwrap(bytes(payload), payload_codec)
 
 
 SUPPORTED_HINT = (
@@ -81,16 +70,16 @@ SUPPORTED_HINT = (
 )
 
 
-def encode(value: Any) -> msgspec.Raw:
+def encode(value: Any, payload_codec: CodecChoice = INSTALLED) -> msgspec.Raw:
     """Encode ``value`` into a payload; raises ``PayloadError`` saying which type failed."""
     if value is None:
         return NULL
     try:
-        return _wrap(_encoder.encode(value))
+        return _wrap(_encoder.encode(value), payload_codec)
     except (TypeError, ValueError, OverflowError) as exc:
         raise PayloadError(
-            f"cannot encode a value of type {type(value).__qualname__}: {exc}"
-        ) from exc
+            f"cannot encode a value of type {type(value).__qualname__}: {without_values(exc)}"
+        ) from None
     except RecursionError:
         raise PayloadError(
             f"cannot encode a value of type {type(value).__qualname__}: it is nested too "
@@ -108,10 +97,12 @@ def check_size(payload: msgspec.Raw, limit: int | None, what: str) -> None:
         )
 
 
-def encode_call(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[msgspec.Raw, msgspec.Raw]:
+def encode_call(
+    args: Sequence[Any], kwargs: Mapping[str, Any], payload_codec: CodecChoice = INSTALLED
+) -> tuple[msgspec.Raw, msgspec.Raw]:
     """Encode a call's positional and keyword arguments (kwargs is ``NULL`` when empty)."""
-    encoded_args = encode(list(args))
-    encoded_kwargs = encode(dict(kwargs)) if kwargs else NULL
+    encoded_args = encode(list(args), payload_codec)
+    encoded_kwargs = encode(dict(kwargs), payload_codec) if kwargs else NULL
     return encoded_args, encoded_kwargs
 
 
@@ -130,23 +121,167 @@ def decoder_for(tp: Any) -> Callable[[msgspec.Raw | bytes], Any]:
         return _any_decoder.decode
 
 
-def decode(payload: msgspec.Raw | bytes, tp: Any = Any) -> Any:
+def decode(
+    payload: msgspec.Raw | bytes, tp: Any = Any, payload_codec: CodecChoice = INSTALLED
+) -> Any:
     """Decode one payload, typed when ``tp`` is given; raises ``PayloadError``."""
     try:
-        return decoder_for(tp)(_unwrap(payload))
+        return decoder_for(tp)(_unwrap(payload, payload_codec))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise PayloadError(f"cannot decode payload as {_type_name(tp)}: {exc}") from exc
+        raise PayloadError(
+            f"cannot decode payload as {_type_name(tp)}: {without_values(exc)}"
+        ) from None
 
 
-def convert(value: Any, tp: Any) -> Any:
-    """Convert an already decoded JSON value into ``tp`` (used for typed arguments)."""
+def convert(value: Any, tp: Any, where: str = "a value") -> Any:
+    """Convert an already decoded JSON value into ``tp`` (used for typed arguments).
+
+    ``where`` names the value in the error (``"argument 2 (cents)"``); the error
+    gives its type and the path inside it, never the value itself.
+    """
     if tp is Any:
         return value
     try:
         return msgspec.convert(value, tp, strict=False)
     except (msgspec.ValidationError, TypeError) as exc:
-        raise PayloadError(f"cannot convert {value!r:.80} to {_type_name(tp)}: {exc}") from exc
+        detail = without_values(exc)
+        plain = _TOP_LEVEL_MISMATCH.fullmatch(detail) is not None  # says no more than we do
+        raise PayloadError(
+            f"{where}: expected {_type_name(tp)}, got {type(value).__qualname__}"
+            + ("" if plain else f" ({detail})")
+        ) from None
+
+
+def without_values(exc: BaseException) -> str:
+    """msgspec's message for ``exc`` without the value it may quote (an invalid enum
+    value, an unknown field's name): what was expected and where stay."""
+    text = str(exc)
+    found = _WITH_PATH.fullmatch(text)
+    head, path = (found.group(1), found.group(2)) if found else (text, "")
+    for pattern, replacement in _QUOTED_VALUES:
+        head = pattern.sub(replacement, head)
+    return head + (f" - at {path}" if path else "")
+
+
+_WITH_PATH = re.compile(r"(.*) - at ((?:`key` in )?`\$[^`]*`)", re.DOTALL)
+_TOP_LEVEL_MISMATCH = re.compile(r"Expected `[^`]*`, got `[^`]*`")
+# msgspec quotes the offending value in these messages (its other messages name
+# types, constraints and paths only); anything else quoted goes too.
+_QUOTED_VALUES = (
+    (re.compile(r"^Invalid enum value .*", re.DOTALL), "Invalid enum value"),
+    (re.compile(r"^Object contains unknown field .*", re.DOTALL), "Object has an unknown field"),
+    (re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL), "…"),
+)
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_args(tp):  # list[int], int | None
+        return str(tp).replace("typing.", "")
     return getattr(tp, "__qualname__", None) or repr(tp)
+
+
+# -- what read commands show -----------------------------------------------------
+
+#: The fields of events that hold payloads (``msgspec.Raw``).
+PAYLOAD_FIELDS = ("args", "kwargs", "result", "value", "payload")
+
+
+def reveal(event: Event, payload_codec: CodecChoice = INSTALLED) -> Event:
+    """``event`` as read commands show it: what the codec can decrypt decrypted, and
+    a marker (``"<encrypted: key k1>"``) for what it cannot (no codec, an unknown
+    key, an altered value). Never raises for an envelope."""
+    used = resolve(payload_codec)
+    changes: dict[str, Any] = {}
+    for name in PAYLOAD_FIELDS:
+        raw = getattr(event, name, None)
+        if isinstance(raw, msgspec.Raw) and is_sealed_payload(raw):
+            changes[name] = msgspec.Raw(_shown_payload(bytes(raw), used))
+    error = getattr(event, "error", None)
+    if isinstance(error, ErrorDetails) and (is_sealed(error.message) or is_sealed(error.traceback)):
+        changes["error"] = ErrorDetails(
+            error.type, _shown_text(error.message, used), _shown_text(error.traceback, used)
+        )
+    reason = getattr(event, "reason", None)
+    if isinstance(reason, str) and is_sealed(reason):
+        changes["reason"] = _shown_text(reason, used)
+    return msgspec.structs.replace(event, **changes) if changes else event
+
+
+def reveal_entries(
+    entries: Iterable[LogEntry], payload_codec: CodecChoice = INSTALLED
+) -> list[LogEntry]:
+    """``reveal`` applied to every entry."""
+    used = resolve(payload_codec)
+    return [LogEntry(e.seq, e.at, reveal(e.event, used)) for e in entries]
+
+
+def reveal_payload(payload: bytes, payload_codec: CodecChoice = INSTALLED) -> bytes:
+    """A payload as read commands show it (see ``reveal``)."""
+    if not is_sealed_payload(payload):
+        return payload
+    return _shown_payload(payload, resolve(payload_codec))
+
+
+def require_readable(
+    workflow_id: str, entries: Iterable[LogEntry], payload_codec: CodecChoice = INSTALLED
+) -> None:
+    """Raise ``PayloadError`` unless every encrypted value in ``entries`` decrypts: the
+    message names the key id that is not configured, or the seq that is altered.
+
+    Replaying a history whose values cannot be read would report divergences that
+    are not there; this says what is wrong instead.
+    """
+    entries = list(entries)
+    if _PREFIX not in _encoder.encode([entry.event for entry in entries]):
+        return  # nothing sealed (one pass in C: replay checks stay fast)
+    used = resolve(payload_codec)
+    for entry in entries:
+        for envelope in _envelopes(entry.event):
+            found = key_id(envelope)
+            if not knows_key(used, found):
+                which = f"key {found!r}" if found else "a payload codec"
+                raise PayloadError(
+                    f"the history of workflow {workflow_id!r} is encrypted with {which}, "
+                    f"which is not configured: {NO_CODEC_HINT}"
+                )
+            try:
+                if isinstance(envelope, str):
+                    unseal(envelope, used)
+                else:
+                    unwrap(envelope, used)
+            except PayloadError as exc:
+                raise PayloadError(
+                    f"event {entry.seq} of workflow {workflow_id!r} cannot be decrypted: {exc}"
+                ) from None
+
+
+def _envelopes(event: Event) -> Iterator[str | bytes]:
+    for name in PAYLOAD_FIELDS:
+        raw = getattr(event, name, None)
+        if isinstance(raw, msgspec.Raw) and is_sealed_payload(raw):
+            yield bytes(raw)
+    error = getattr(event, "error", None)
+    texts = [error.message, error.traceback] if isinstance(error, ErrorDetails) else []
+    reason = getattr(event, "reason", None)
+    for text in [*texts, reason] if isinstance(reason, str) else texts:
+        if is_sealed(text):
+            yield text
+
+
+def _shown_payload(payload: bytes, used: PayloadCodec | None) -> bytes:
+    found = key_id(payload)
+    if not knows_key(used, found):
+        return _encoder.encode(marker(payload))
+    try:
+        return unwrap(payload, used)
+    except PayloadError:
+        return _encoder.encode(marker(payload, "cannot decrypt"))
+
+
+def _shown_text(text: str, used: PayloadCodec | None) -> str:
+    if not knows_key(used, key_id(text)):
+        return marker(text)
+    try:
+        return unseal(text, used)
+    except PayloadError:
+        return marker(text, "cannot decrypt")

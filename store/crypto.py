@@ -4,12 +4,14 @@
     engine = duralog.Engine("shop.db", payload_codec=codec)
 
 Every payload (workflow inputs, step arguments and results, signal payloads,
-recorded values) is encrypted with the current key, and its key id travels with
-it, so older payloads stay readable after a rotation as long as their key is
-still configured. Kinds, seqs, step names and times stay in clear, so the log
-remains inspectable. AES-GCM authenticates: a payload altered on disk fails to
-decode with a clear error instead of turning into garbage. Needs the
-``cryptography`` package: ``pip install "duralog[encryption]"``.
+recorded and published values, schedule arguments) and every text derived from
+user data (error messages and tracebacks, cancel and pause reasons) is encrypted
+with the current key, and its key id travels with it, so older values stay
+readable after a rotation as long as their key is still configured. Kinds, seqs,
+step names, error types and times stay in clear, so the log remains inspectable.
+AES-GCM authenticates: a value altered on disk fails to decode with a clear
+error instead of turning into garbage. Needs the ``cryptography`` package:
+``pip install "duralog[encryption]"``.
 """
 
 from __future__ import annotations
@@ -78,6 +80,15 @@ class AesGcmCodec:
         if len(key) not in (16, 24, 32):
             raise ConfigurationError(f"key {key_id!r} must be 16, 24 or 32 bytes, not {len(key)}")
         return key
+
+    def has_key(self, key_id: str) -> bool:
+        """Whether a key with id ``key_id`` is configured (read commands ask before
+        decrypting, to name a missing key instead of failing on it)."""
+        try:
+            self._key(key_id)
+        except PayloadError:
+            return False
+        return True
 
     def encode(self, data: bytes) -> bytes:
         """``<key id>:<nonce><ciphertext and tag>``; the key id is authenticated too."""

@@ -16,13 +16,20 @@ seq of the decision that created the step, timer or child.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, TypeAlias
 
 import msgspec
 
 from duralog.errors import ErrorDetails
 
-FORMAT_VERSION = 1
+from .envelope import INSTALLED, CodecChoice, resolve, seal, seal_error
+
+#: 1: the first format. 2: ``WorkflowStarted`` carries ``format`` and ``run_id``;
+#: a step or child called in a run of format 2 is scheduled (gets its seq) when the
+#: awaiting task first runs it, never at the call (format 1 scheduled it at the call,
+#: and its histories replay that way).
+FORMAT_VERSION = 2
 NULL = msgspec.Raw(b"null")
 
 
@@ -43,6 +50,11 @@ class WorkflowStarted(BaseEvent, frozen=True, kw_only=True):
     parent_seq: int | None = None
     run: int = 1
     previous_run: str | None = None
+    #: The event format the run was started with (absent, so 1, before version 2).
+    format: int = 1
+    #: Random and unique to this run (empty before format 2): idempotency keys
+    #: include it, so no two runs (continue-as-new, fork, a reused id) share a key.
+    run_id: str = ""
 
 
 class StepScheduled(BaseEvent, frozen=True, kw_only=True):
@@ -152,6 +164,11 @@ class ChildFailed(BaseEvent, frozen=True, kw_only=True):
 
 #: The reason of the ``CancelRequested`` a worker appends when a workflow's timeout expires.
 TIMEOUT_REASON = "workflow timeout"
+#: The reason of the ``CancelRequested`` that ends a run at once, without what its code
+#: or its children still had to do: appended when a cleanup grace period is over (a
+#: timed-out run's, or a cancelled parent's wait for its children), and sent to the
+#: children of a run ended that way.
+GRACE_REASON = "cleanup grace period over"
 
 
 class CancelRequested(BaseEvent, frozen=True, kw_only=True):
@@ -245,17 +262,57 @@ class LogEntry(msgspec.Struct, frozen=True):
 
 
 def started_entry(at: float, **fields: Any) -> LogEntry:
-    """Seq 1 of a run: its ``WorkflowStarted`` event, started at ``at``."""
+    """Seq 1 of a new run: its ``WorkflowStarted`` event, started at ``at``, in the
+    current format and with a fresh ``run_id``."""
+    fields.setdefault("format", FORMAT_VERSION)
+    fields.setdefault("run_id", new_run_id())
     return LogEntry(1, at, WorkflowStarted(start_time=at, **fields))
+
+
+def new_run_id() -> str:
+    """A random run id: 16 hex digits."""
+    return secrets.token_hex(8)
 
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Event)
 
 
-def encode_event(event: Event) -> bytes:
-    """The JSON body of ``event`` as the store keeps it."""
-    return _encoder.encode(event)
+_DURALOG_REASONS = frozenset({TIMEOUT_REASON, GRACE_REASON})
+
+
+def seal_event(event: Event, payload_codec: CodecChoice = INSTALLED) -> Event:
+    """``event`` with the texts derived from user data sealed by the payload codec:
+    an error's message and traceback, a cancel or pause reason (``store/envelope.py``).
+
+    Payloads are sealed when they are encoded; these texts are sealed here, where
+    events become bytes for the store, so no path that writes an event can forget
+    them. Without a codec, and for a text already sealed, nothing changes. The
+    reasons duralog itself records (``TIMEOUT_REASON``, ``GRACE_REASON``) stay
+    readable: the engine and replay recognise them.
+    """
+    used = resolve(payload_codec)
+    if used is None:
+        return event
+    error = getattr(event, "error", None)
+    if isinstance(error, ErrorDetails):
+        sealed = seal_error(error, used)
+        return event if sealed is error else msgspec.structs.replace(event, error=sealed)
+    reason = getattr(event, "reason", None)
+    if isinstance(reason, str) and reason not in _DURALOG_REASONS:
+        sealed_reason = seal(reason, used)
+        return (
+            event
+            if sealed_reason is reason
+            else msgspec.structs.replace(event, reason=sealed_reason)
+        )
+    return event
+
+
+def encode_event(event: Event, payload_codec: CodecChoice = INSTALLED) -> bytes:
+    """The JSON body of ``event`` as the store keeps it (its texts sealed by
+    ``payload_codec``, see ``seal_event``; None writes the event as it is)."""
+    return _encoder.encode(seal_event(event, payload_codec))
 
 
 def decode_event(body: bytes | str) -> Event:

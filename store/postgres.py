@@ -47,7 +47,7 @@ from .integrity import GENESIS, ChainedRow, chain, log_end
 from .postgres_connection import CONFLICTS, Conn, Connections
 from .postgres_listen import one_line
 from .postgres_reads import ReadsMixin
-from .postgres_scheduling import HELD_BY_NOBODY, SchedulingMixin
+from .postgres_scheduling import HELD_BY_NOBODY, LEASE_UNTIL, SERVER_NOW, SchedulingMixin
 from .postgres_schema import migrate, parse_address
 from .schema import (
     EVENT_COLUMNS,
@@ -204,9 +204,13 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
             for row in conn.execute(
                 "INSERT INTO workflows (id, name, status, parent_id, owner, lease_until, fence,"
                 " last_seq, created_at, updated_at, queue, priority)"
-                " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+                " SELECT id, name, status, parent_id, owner,"
+                f"  {SERVER_NOW} + lease, fence, last_seq, created_at, updated_at, queue,"
+                "  priority"
+                " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
                 " %b::text[], %b::float8[], %b::bigint[], %b::bigint[], %b::float8[],"
-                " %b::float8[], %b::text[], %b::bigint[])"
+                " %b::float8[], %b::text[], %b::bigint[]) AS u(id, name, status, parent_id,"
+                " owner, lease, fence, last_seq, created_at, updated_at, queue, priority)"
                 " ON CONFLICT (id) DO NOTHING RETURNING id",
                 (
                     [item.id for item in chosen],
@@ -218,7 +222,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
                     [item.parent_id for item in chosen],
                     owners,
                     [
-                        item.lease_until if owner else None
+                        item.lease_seconds if owner else None
                         for item, owner in zip(chosen, owners, strict=True)
                     ],
                     [1 if owner else 0 for owner in owners],
@@ -421,7 +425,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         self,
         worker_id: str,
         now: float,
-        lease_until: float,
+        lease_seconds: float,
         statuses: Sequence[WorkflowStatus],
         dead_owners: Sequence[str] = (),
         limit: int = 100,
@@ -434,8 +438,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         only = ""
         params: dict[str, Any] = {
             "worker": worker_id,
-            "lease": lease_until,
-            "now": now,
+            "lease": lease_seconds,
             "statuses": [WorkflowStatus(s).value for s in statuses],
             "dead": list(dead_owners),
             "limit": limit,
@@ -452,7 +455,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
                 f"  WHERE status = ANY(%(statuses)s::text[]) AND {HELD_BY_NOBODY}"
                 f"   AND queue IS NULL {only}"
                 "  ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
-                " UPDATE workflows w SET owner = %(worker)s, lease_until = %(lease)s,"
+                f" UPDATE workflows w SET owner = %(worker)s, lease_until = {LEASE_UNTIL},"
                 "  fence = w.fence + 1,"
                 "  reason = CASE WHEN w.status = 'SUSPENDED' THEN NULL ELSE w.reason END,"
                 "  status = CASE WHEN w.status IN ('PENDING', 'SUSPENDED') THEN 'RUNNING'"
@@ -462,21 +465,23 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
             ).fetchall()
         return [Claim(row[0], row[1]) for row in sorted(found, key=lambda r: (r[2], r[0]))]
 
-    def renew_leases(self, worker_id: str, lease_until: float) -> int:
-        """Extend every lease ``worker_id`` holds on an unfinished workflow."""
+    def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
+        """Extend every lease ``worker_id`` holds on an unfinished workflow, by the
+        server's clock; their ids."""
+        params = {"worker": worker_id, "lease": lease_seconds}
         with self._db.transaction("renewing leases") as conn:
             # Rows are locked in id order, as appends lock them: no deadlock between the two.
-            cur = conn.execute(
-                "WITH mine AS (SELECT id FROM workflows WHERE owner = %s"
+            held = conn.execute(
+                "WITH mine AS (SELECT id FROM workflows WHERE owner = %(worker)s"
                 f"  AND status NOT IN {_ENDED} ORDER BY id FOR UPDATE)"
-                " UPDATE workflows w SET lease_until = %s FROM mine WHERE w.id = mine.id",
-                (worker_id, lease_until),
-            )
-            renewed = cur.rowcount
+                f" UPDATE workflows w SET lease_until = {LEASE_UNTIL} FROM mine"
+                " WHERE w.id = mine.id RETURNING w.id",
+                params,
+            ).fetchall()
             conn.execute(
-                "UPDATE workers SET heartbeat_at = %s WHERE id = %s", (lease_until, worker_id)
+                f"UPDATE workers SET heartbeat_at = {LEASE_UNTIL} WHERE id = %(worker)s", params
             )
-            return renewed
+            return [row[0] for row in held]
 
     def release(self, worker_id: str, workflow_id: str, fence: int) -> None:
         """Drop one lease, if this worker still holds it under ``fence``."""

@@ -25,10 +25,16 @@ from .postgres_schema import lock_key
 from .queue_room import HOLDS_A_SLOT, MOST
 from .schema import BREAKER_COLUMNS, EVENT_COLUMNS, SCHEDULE_COLUMNS
 
-#: A workflow nobody alive holds: no owner, or another worker whose lease expired or
-#: who died on this host (parameters ``worker``, ``now`` and ``dead``).
+#: Now, by the server's clock: leases are granted and judged by it alone, never by the
+#: workers' wall clocks (which may disagree).
+SERVER_NOW = "extract(epoch from clock_timestamp())"
+#: The end of a lease granted now for ``%(lease)s`` seconds.
+LEASE_UNTIL = f"{SERVER_NOW} + %(lease)s"
+
+#: A workflow nobody alive holds: no owner, or another worker whose lease expired (by
+#: the server's clock) or who died on this host (parameters ``worker`` and ``dead``).
 HELD_BY_NOBODY = (
-    "(owner IS NULL OR (owner <> %(worker)s AND (lease_until < %(now)s"
+    f"(owner IS NULL OR (owner <> %(worker)s AND (lease_until < {SERVER_NOW}"
     " OR owner = ANY(%(dead)s::text[]))))"
 )
 
@@ -47,7 +53,7 @@ class SchedulingMixin:
         self,
         worker_id: str,
         now: float,
-        lease_until: float,
+        lease_seconds: float,
         queue: QueueLimits,
         names: Sequence[str] | None = None,
         limit: int | None = None,
@@ -63,7 +69,7 @@ class SchedulingMixin:
             return []
         params: dict[str, Any] = {
             "worker": worker_id,
-            "lease": lease_until,
+            "lease": lease_seconds,
             "now": now,
             "queue": queue.name,
             "dead": list(dead_owners),
@@ -110,7 +116,7 @@ class SchedulingMixin:
                 conn,
                 room,
                 params,
-                update="owner = %(worker)s, lease_until = %(lease)s, fence = w.fence + 1",
+                update=f"owner = %(worker)s, lease_until = {LEASE_UNTIL}, fence = w.fence + 1",
                 where=f"{scope} AND status IN {HOLDS_A_SLOT} AND {HELD_BY_NOBODY}",
                 order=("created_at", "id"),
             )
@@ -125,7 +131,7 @@ class SchedulingMixin:
                         left, queue_room.room(conn.execute, "%s", worker_id, now, queue, rate=False)
                     ),
                     params,
-                    update="owner = %(worker)s, lease_until = %(lease)s, fence = w.fence + 1,"
+                    update=f"owner = %(worker)s, lease_until = {LEASE_UNTIL}, fence = w.fence + 1,"
                     " status = 'RUNNING', reason = NULL",
                     where=f"{scope} AND status = 'SUSPENDED' AND {HELD_BY_NOBODY}",
                     order=("created_at", "id"),
@@ -138,7 +144,7 @@ class SchedulingMixin:
                     conn,
                     min(left, queue_room.room(conn.execute, "%s", worker_id, now, queue)),
                     params,
-                    update="owner = %(worker)s, lease_until = %(lease)s, fence = w.fence + 1,"
+                    update=f"owner = %(worker)s, lease_until = {LEASE_UNTIL}, fence = w.fence + 1,"
                     " status = 'RUNNING', dequeued_at = %(now)s",
                     where=f"{scope} AND status = 'PENDING'",
                     order=("priority", "created_at", "id"),

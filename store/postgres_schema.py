@@ -43,7 +43,7 @@ class Address:
     ``display`` names the database in messages, never with a password.
     """
 
-    conninfo: str
+    conninfo: str = dataclasses.field(repr=False)  # it may hold the password
     schema: str | None
     display: str
 

@@ -92,6 +92,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         if not self._memory:
             _refuse_unusable_path(Path(self.path))
             _refuse_foreign_file(Path(self.path))
+            _create_private(Path(self.path))
         try:
             self._prepare()
         except BaseException:
@@ -290,7 +291,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                     status.value,
                     item.parent_id,
                     owner,
-                    item.lease_until if owner else None,
+                    time.time() + item.lease_seconds if owner and item.lease_seconds else None,
                     fence,
                     started.seq,
                     started.at,
@@ -371,7 +372,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         self,
         worker_id: str,
         now: float,
-        lease_until: float,
+        lease_seconds: float,
         statuses: Sequence[WorkflowStatus],
         dead_owners: Sequence[str] = (),
         limit: int = 100,
@@ -386,7 +387,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         only_id = "AND id = ?" if workflow_id is not None else ""
         if names is not None:
             only_id += f" AND name IN ({','.join('?' * len(names)) or 'NULL'})"
-        params: list[object] = [worker_id, lease_until]
+        params: list[object] = [worker_id, now + lease_seconds]
         params += [s.value for s in statuses]
         params += unheld_params
         if workflow_id is not None:
@@ -409,18 +410,20 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
             ).fetchall()
         return [Claim(row[0], row[1]) for row in found]
 
-    def renew_leases(self, worker_id: str, lease_until: float) -> int:
-        """Extend every lease ``worker_id`` holds on an unfinished workflow."""
+    def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
+        """Extend every lease ``worker_id`` holds on an unfinished workflow; their ids."""
+        lease_until = time.time() + lease_seconds
         with self._write() as conn:
-            cur = conn.execute(
+            held = conn.execute(
                 "UPDATE workflows SET lease_until = ? WHERE owner = ?"
-                " AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED', 'SUSPENDED')",
+                " AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED', 'SUSPENDED')"
+                " RETURNING id",
                 (lease_until, worker_id),
-            )
+            ).fetchall()
             conn.execute(
                 "UPDATE workers SET heartbeat_at = ? WHERE id = ?", (lease_until, worker_id)
             )
-            return cur.rowcount
+            return [row[0] for row in held]
 
     def release(self, worker_id: str, workflow_id: str, fence: int) -> None:
         """Drop one lease, if this worker still holds it under ``fence``."""
@@ -639,6 +642,18 @@ def _refuse_unusable_path(path: Path) -> None:
 
 def _shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit // 2] + "…" + text[-limit // 2 :]
+
+
+def _create_private(path: Path) -> None:
+    """Create the log's file readable by its owner only (0600, whatever the umask),
+    before SQLite creates it with the umask's mode. SQLite gives its -wal, -shm and
+    -journal files the database file's mode, so they follow. An existing file is
+    left as it is (an empty file is an empty SQLite database)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return  # it exists, or SQLite will say why it cannot be created
+    os.close(fd)
 
 
 def _refuse_foreign_file(path: Path) -> None:

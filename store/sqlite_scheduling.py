@@ -44,7 +44,7 @@ class SchedulingMixin:
         self,
         worker_id: str,
         now: float,
-        lease_until: float,
+        lease_seconds: float,
         queue: QueueLimits,
         names: Sequence[str] | None = None,
         limit: int | None = None,
@@ -67,6 +67,7 @@ class SchedulingMixin:
             scope += f" AND id NOT IN ({','.join('?' * len(exclude))})"
             scope_params += exclude
         unheld, unheld_params = held_by_nobody(worker_id, now, dead_owners)
+        lease_until = now + lease_seconds
         with self._write() as conn:
             # a. Orphans already hold a slot of the queue: only this worker's share
             # (worker_concurrency) limits taking them over. They keep their status.

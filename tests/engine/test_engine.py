@@ -282,9 +282,13 @@ async def keys() -> list[str]:
     return [await key_of(), await key_of()]
 
 
-def test_idempotency_keys_are_workflow_id_and_seq(engine: duralog.Engine) -> None:
+def test_idempotency_keys_are_workflow_id_run_id_and_seq(engine: duralog.Engine) -> None:
     handle = engine.start(keys, id="k-1")
-    assert handle.result(timeout=10) == ["k-1:2", "k-1:5"]
+    started = handle.history()[0].event
+    assert isinstance(started, duralog.store.events.WorkflowStarted)
+    run_id = started.run_id
+    assert len(run_id) == 16
+    assert handle.result(timeout=10) == [f"k-1:{run_id}:2", f"k-1:{run_id}:5"]
 
 
 def test_result_timeout_is_a_timeout_error(engine: duralog.Engine) -> None:

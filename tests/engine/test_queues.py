@@ -87,9 +87,7 @@ def _orphan(store: EventStore, queue: str, worker_id: str, pid: int) -> list[str
     on this host), with no worker limit and a long lease; what it took."""
     now = time.time()
     store.register_worker(worker_id, socket.gethostname(), pid, now)
-    return [
-        c.workflow_id for c in store.claim_queued(worker_id, now, now + 300, QueueLimits(queue))
-    ]
+    return [c.workflow_id for c in store.claim_queued(worker_id, now, 300, QueueLimits(queue))]
 
 
 def _dead_pid() -> int:
@@ -286,11 +284,11 @@ def test_a_suspended_queued_workflow_resumes_at_start_only_within_concurrency(db
         store, now = client.store, time.time()
         # "stuck" ran first and diverged (SUSPENDED holds no slot); then "busy" took
         # the queue's one slot, on a worker that is alive (this process).
-        (stuck,) = store.claim_queued("old", now, now + 300, queue.limits)
+        (stuck,) = store.claim_queued("old", now, 300, queue.limits)
         suspended = Append("stuck", stuck.fence, [], status=_S.SUSPENDED, reason="diverged")
         assert store.append([suspended]) == [True]
         store.register_worker("live", socket.gethostname(), os.getpid(), now)
-        (busy,) = store.claim_queued("live", now, now + 300, queue.limits)
+        (busy,) = store.claim_queued("live", now, 300, queue.limits)
         assert busy.workflow_id == "busy"
     with duralog.Engine(db, durability="normal", poll_interval=0.05, queues=[queue]) as engine:
         # Its start-up recovery has run, and found no room on the queue.

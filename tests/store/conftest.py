@@ -72,3 +72,19 @@ def run_sql(address: str, store: EventStore) -> RunSQL:
         return rows
 
     return run
+
+
+Lapse = Callable[..., None]
+
+
+@pytest.fixture
+def lapse(run_sql: RunSQL) -> Lapse:
+    """Makes leases expire, as if an hour passed by any clock: every lease, or those of
+    one ``owner``. (PostgreSQL judges leases by its own clock, which tests cannot move.)"""
+
+    def expire(owner: str | None = None) -> None:
+        where = "lease_until IS NOT NULL" + (" AND owner = ?" if owner is not None else "")
+        params = () if owner is None else (owner,)
+        run_sql(f"UPDATE workflows SET lease_until = lease_until - 3600 WHERE {where}", *params)
+
+    return expire

@@ -22,7 +22,7 @@ def write_log(target: str, workflows: int = 3, steps: int = 4) -> None:
         for w in range(workflows):
             wid = f"old-{w}"
             first = LogEntry(1, T0, ev.WorkflowStarted(name="job", args=codec.encode([w])))
-            store.create_workflows([NewWorkflow(wid, "job", first, owner="w1", lease_until=T0)])
+            store.create_workflows([NewWorkflow(wid, "job", first, owner="w1", lease_seconds=30)])
             entries = [
                 LogEntry(s, T0 + s, ev.StepScheduled(name="step", args=codec.encode([s])))
                 for s in range(2, steps + 2)

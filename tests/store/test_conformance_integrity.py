@@ -34,7 +34,7 @@ def started(name: str = "checkout") -> LogEntry:
 
 
 def owned(*ids: str) -> list[NewWorkflow]:
-    return [NewWorkflow(w, "checkout", started(), owner="w1", lease_until=T0 + 30) for w in ids]
+    return [NewWorkflow(w, "checkout", started(), owner="w1", lease_seconds=30) for w in ids]
 
 
 def scheduled(seq: int) -> LogEntry:
@@ -301,4 +301,4 @@ def test_cancelling_a_queued_workflow_never_appends_past_a_gap(
     with pytest.raises(LogDamaged, match="event 2 is missing"):
         store.cancel_queued("q-1", T0 + 5)
     assert [r[0] for r in rows(run_sql, "q-1")] == [1]
-    assert store.claim_queued("w", T0, T0 + 30, QueueLimits("q"))  # still waiting, untouched
+    assert store.claim_queued("w", T0, 30, QueueLimits("q"))  # still waiting, untouched

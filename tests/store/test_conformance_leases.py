@@ -6,6 +6,7 @@ Runs against a SQLite file, SQLite in memory and PostgreSQL (see ``conftest.py``
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -22,7 +23,10 @@ from duralog.store.base import (
 from duralog.store.events import LogEntry
 
 Opener = Callable[[], EventStore]  # the fixture of conftest.py
+Lapse = Callable[..., None]  # the fixture of conftest.py
 T0 = 1_700_000_000.0
+#: What a worker passes as ``now``: its wall clock (PostgreSQL judges leases by its own).
+NOW = time.time
 S = WorkflowStatus
 ACTIVE = [S.PENDING, S.RUNNING]
 
@@ -33,10 +37,10 @@ def new_workflow(
     name: str = "checkout",
     at: float = T0,
     owner: str | None = None,
-    lease_until: float | None = None,
+    lease_seconds: float | None = None,
 ) -> NewWorkflow:
     started = LogEntry(1, at, ev.WorkflowStarted(name=name, args=codec.encode([])))
-    return NewWorkflow(workflow_id, name, started, owner=owner, lease_until=lease_until)
+    return NewWorkflow(workflow_id, name, started, owner=owner, lease_seconds=lease_seconds)
 
 
 def ids(claims: list[Claim]) -> list[str]:
@@ -45,33 +49,37 @@ def ids(claims: list[Claim]) -> list[str]:
 
 def test_claim_unowned_pending_workflow(store: EventStore) -> None:
     store.create_workflows([new_workflow("a")])
-    assert [(c.workflow_id, c.fence) for c in store.claim("w1", T0, T0 + 30, ACTIVE)] == [("a", 1)]
+    before = time.time()
+    assert [(c.workflow_id, c.fence) for c in store.claim("w1", NOW(), 30, ACTIVE)] == [("a", 1)]
     found = store.get_workflow("a")
-    assert found is not None
-    assert (found.owner, found.lease_until, found.status) == ("w1", T0 + 30, S.RUNNING)
-    assert store.claim("w2", T0 + 1, T0 + 31, ACTIVE) == []  # held by w1, lease alive
+    assert found is not None and found.lease_until is not None
+    assert (found.owner, found.status) == ("w1", S.RUNNING)
+    assert before + 29 < found.lease_until < time.time() + 31  # 30 s by the store's clock
+    assert store.claim("w2", NOW(), 30, ACTIVE) == []  # held by w1, lease alive
 
 
-def test_claim_expired_lease(store: EventStore) -> None:
-    store.create_workflows([new_workflow("a", owner="w1", lease_until=T0 + 30)])
-    assert store.claim("w2", T0 + 30, T0 + 60, ACTIVE) == []  # not yet expired
-    (claim,) = store.claim("w2", T0 + 30.5, T0 + 60, ACTIVE)
+def test_claim_expired_lease(store: EventStore, lapse: Lapse) -> None:
+    store.create_workflows([new_workflow("a", owner="w1", lease_seconds=30)])
+    assert store.claim("w2", NOW(), 30, ACTIVE) == []  # not yet expired
+    lapse()
+    (claim,) = store.claim("w2", NOW(), 30, ACTIVE)
     assert claim.fence == 2
     found = store.get_workflow("a")
-    assert found is not None and (found.owner, found.lease_until) == ("w2", T0 + 60)
+    assert found is not None and found.owner == "w2"
+    assert found.lease_until is not None and found.lease_until > time.time() + 29
 
 
 def test_claim_from_dead_owner_before_lease_expires(store: EventStore) -> None:
-    store.create_workflows([new_workflow("a", owner="w1", lease_until=T0 + 300)])
-    assert store.claim("w2", T0, T0 + 30, ACTIVE, dead_owners=["w9"]) == []
-    (claim,) = store.claim("w2", T0, T0 + 30, ACTIVE, dead_owners=["w9", "w1"])
+    store.create_workflows([new_workflow("a", owner="w1", lease_seconds=300)])
+    assert store.claim("w2", T0, 30, ACTIVE, dead_owners=["w9"]) == []
+    (claim,) = store.claim("w2", T0, 30, ACTIVE, dead_owners=["w9", "w1"])
     assert (claim.workflow_id, claim.fence) == ("a", 2)
 
 
 def test_worker_never_reclaims_its_own_workflow(store: EventStore) -> None:
-    store.create_workflows([new_workflow("a", owner="w1", lease_until=T0 + 30)])
-    assert store.claim("w1", T0 + 1000, T0 + 1030, ACTIVE) == []
-    assert store.claim("w1", T0, T0 + 30, ACTIVE, dead_owners=["w1"]) == []
+    store.create_workflows([new_workflow("a", owner="w1", lease_seconds=30)])
+    assert store.claim("w1", NOW() + 1000, 30, ACTIVE) == []
+    assert store.claim("w1", T0, 30, ACTIVE, dead_owners=["w1"]) == []
     found = store.get_workflow("a")
     assert found is not None and found.fence == 1
 
@@ -80,57 +88,58 @@ def test_claim_honours_statuses_id_limit_and_age(store: EventStore) -> None:
     store.create_workflows(
         [new_workflow(w, at=T0 + i) for i, w in enumerate(["old", "mid", "new", "x"])]
     )
-    assert store.claim("w1", T0, T0 + 30, [S.RUNNING]) == []
-    assert ids(store.claim("w1", T0, T0 + 30, ACTIVE, limit=2)) == ["old", "mid"]
-    assert ids(store.claim("w1", T0, T0 + 30, ACTIVE, workflow_id="x")) == ["x"]
-    assert ids(store.claim("w1", T0, T0 + 30, ACTIVE)) == ["new"]
+    assert store.claim("w1", T0, 30, [S.RUNNING]) == []
+    assert ids(store.claim("w1", T0, 30, ACTIVE, limit=2)) == ["old", "mid"]
+    assert ids(store.claim("w1", T0, 30, ACTIVE, workflow_id="x")) == ["x"]
+    assert ids(store.claim("w1", T0, 30, ACTIVE)) == ["new"]
 
 
 def test_claim_only_workflows_whose_code_the_worker_has(store: EventStore) -> None:
     store.create_workflows([new_workflow("a", name="mine"), new_workflow("b", name="theirs")])
-    assert store.claim("w1", T0, T0 + 30, ACTIVE, names=[]) == []
-    assert ids(store.claim("w1", T0, T0 + 30, ACTIVE, names=["mine", "other"])) == ["a"]
-    assert ids(store.claim("w2", T0, T0 + 30, ACTIVE, names=None)) == ["b"]
+    assert store.claim("w1", T0, 30, ACTIVE, names=[]) == []
+    assert ids(store.claim("w1", T0, 30, ACTIVE, names=["mine", "other"])) == ["a"]
+    assert ids(store.claim("w2", T0, 30, ACTIVE, names=None)) == ["b"]
 
 
 def test_claim_leaves_queued_pending_workflows_to_their_queue(store: EventStore) -> None:
     queued = NewWorkflow("q", "checkout", new_workflow("q").started, queue="emails")
     store.create_workflows([queued, new_workflow("plain")])
-    assert ids(store.claim("w1", T0, T0 + 30, ACTIVE)) == ["plain"]
+    assert ids(store.claim("w1", T0, 30, ACTIVE)) == ["plain"]
 
 
-def test_claim_leaves_every_queued_workflow_to_its_queue(store: EventStore) -> None:
+def test_claim_leaves_every_queued_workflow_to_its_queue(store: EventStore, lapse: Lapse) -> None:
     # Orphaned RUNNING (its owner is dead) and SUSPENDED workflows, queued and not.
     queued = [
         NewWorkflow(w, "checkout", new_workflow(w).started, queue="emails")
         for w in ("q-orphan", "q-stuck")
     ]
     store.create_workflows(queued)
-    assert ids(store.claim_queued("w1", T0, T0 + 30, QueueLimits("emails"))) == [
+    assert ids(store.claim_queued("w1", T0, 30, QueueLimits("emails"))) == [
         "q-orphan",
         "q-stuck",
     ]
     store.create_workflows(
-        [new_workflow(w, owner="w1", lease_until=T0 + 30) for w in ("orphan", "stuck")]
+        [new_workflow(w, owner="w1", lease_seconds=30) for w in ("orphan", "stuck")]
     )
     for workflow_id, fence in (("q-stuck", 1), ("stuck", 1)):
         store.append([Append(workflow_id, fence, [], status=S.SUSPENDED, reason="diverged")])
     every = [S.PENDING, S.RUNNING, S.PAUSED, S.SUSPENDED]
-    assert sorted(ids(store.claim("w2", T0, T0 + 30, every, dead_owners=["w1"]))) == [
+    assert sorted(ids(store.claim("w2", T0, 30, every, dead_owners=["w1"]))) == [
         "orphan",
         "stuck",
     ]
     # Every lease has expired by now: still only the unqueued ones.
-    assert sorted(ids(store.claim("w3", T0 + 100, T0 + 130, every))) == ["orphan", "stuck"]
+    lapse()
+    assert sorted(ids(store.claim("w3", NOW(), 30, every))) == ["orphan", "stuck"]
     found = store.get_workflow("q-orphan")
     assert found is not None and (found.owner, found.fence) == ("w1", 1)
 
 
 def test_claim_resumes_a_suspended_workflow(store: EventStore) -> None:
-    store.create_workflows([new_workflow("a", owner="w1", lease_until=T0 + 30)])
+    store.create_workflows([new_workflow("a", owner="w1", lease_seconds=30)])
     store.append([Append("a", 1, [], status=S.SUSPENDED, reason="diverged")])
     store.release("w1", "a", 1)
-    (claim,) = store.claim("w2", T0, T0 + 30, [S.SUSPENDED])
+    (claim,) = store.claim("w2", T0, 30, [S.SUSPENDED])
     found = store.get_workflow("a")
     assert found is not None
     assert (found.status, found.reason, found.fence) == (S.RUNNING, None, 2)
@@ -140,25 +149,36 @@ def test_claim_resumes_a_suspended_workflow(store: EventStore) -> None:
 def test_renew_leases_extends_only_own_unfinished(store: EventStore) -> None:
     store.create_workflows(
         [
-            new_workflow("mine", owner="w1", lease_until=T0 + 30),
-            new_workflow("done", owner="w1", lease_until=T0 + 30),
-            new_workflow("theirs", owner="w2", lease_until=T0 + 30),
+            new_workflow("mine", owner="w1", lease_seconds=30),
+            new_workflow("done", owner="w1", lease_seconds=30),
+            new_workflow("theirs", owner="w2", lease_seconds=30),
         ]
     )
     store.append([Append("done", 1, [], status=S.COMPLETED)])
-    assert store.renew_leases("w1", T0 + 90) == 1
+    before = time.time()
+    assert store.renew_leases("w1", 90) == ["mine"]
     leases = {w: store.get_workflow(w) for w in ("mine", "done", "theirs")}
-    assert {w: r.lease_until for w, r in leases.items() if r} == {
-        "mine": T0 + 90,
-        "done": None,  # finishing ended its lease in the same commit
-        "theirs": T0 + 30,
-    }
+    until = {w: r.lease_until for w, r in leases.items() if r}
+    assert until["mine"] is not None and until["mine"] > before + 89
+    assert until["done"] is None  # finishing ended its lease in the same commit
+    assert until["theirs"] is not None and until["theirs"] < before + 31
     assert leases["done"] is not None and leases["done"].owner is None
-    assert store.renew_leases("nobody", T0 + 90) == 0
+    assert store.renew_leases("nobody", 90) == []
+
+
+def test_renew_leases_leaves_out_what_another_worker_took_over(
+    store: EventStore, lapse: Lapse
+) -> None:
+    store.create_workflows([new_workflow(w, owner="w1", lease_seconds=30) for w in "ab"])
+    lapse()  # w1 was frozen past its leases...
+    assert ids(store.claim("w2", NOW(), 30, ACTIVE, workflow_id="a")) == ["a"]
+    assert store.renew_leases("w1", 30) == ["b"]  # ... and hears on waking that it lost a
+    found = store.get_workflow("a")
+    assert found is not None and (found.owner, found.fence) == ("w2", 2)
 
 
 def test_release_drops_the_lease_only_under_the_current_fence(store: EventStore) -> None:
-    store.create_workflows([new_workflow("a", owner="w1", lease_until=T0 + 30)])
+    store.create_workflows([new_workflow("a", owner="w1", lease_seconds=30)])
     store.release("w1", "a", fence=0)  # stale fence: no effect
     store.release("w2", "a", fence=1)  # not the owner: no effect
     found = store.get_workflow("a")
@@ -167,7 +187,7 @@ def test_release_drops_the_lease_only_under_the_current_fence(store: EventStore)
     found = store.get_workflow("a")
     assert found is not None
     assert (found.owner, found.lease_until, found.status) == (None, None, S.RUNNING)
-    (claim,) = store.claim("w2", T0, T0 + 30, ACTIVE)
+    (claim,) = store.claim("w2", T0, 30, ACTIVE)
     assert claim.fence == 2
 
 
@@ -176,12 +196,12 @@ def test_workers_register_and_unregister_releases_leases(store: EventStore) -> N
     store.register_worker("w2", "host-b", 456, T0)
     store.register_worker("w2", "host-b", 457, T0 + 1)  # registering again replaces
     assert sorted(store.workers()) == [("w1", "host-a", 123), ("w2", "host-b", 457)]
-    store.create_workflows([new_workflow("a", owner="w1", lease_until=T0 + 300)])
+    store.create_workflows([new_workflow("a", owner="w1", lease_seconds=300)])
     store.unregister_worker("w1")
     assert store.workers() == [("w2", "host-b", 457)]
     found = store.get_workflow("a")
     assert found is not None and found.owner is None
-    assert ids(store.claim("w2", T0, T0 + 30, ACTIVE)) == ["a"]
+    assert ids(store.claim("w2", T0, 30, ACTIVE)) == ["a"]
 
 
 def test_concurrent_claimers_never_share_a_workflow(opener: Opener) -> None:
@@ -194,7 +214,7 @@ def test_concurrent_claimers_never_share_a_workflow(opener: Opener) -> None:
     def claim_all(store: EventStore, worker: str) -> None:
         barrier.wait()
         mine = taken.setdefault(worker, [])
-        while batch := store.claim(worker, T0, T0 + 30, ACTIVE, limit=7):
+        while batch := store.claim(worker, T0, 30, ACTIVE, limit=7):
             mine += batch
 
     threads = [threading.Thread(target=claim_all, args=(s, f"w{i}")) for i, s in enumerate(stores)]

@@ -8,6 +8,7 @@ server is reachable.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -45,7 +46,7 @@ def new_workflow(
     name: str = "checkout",
     at: float = T0,
     owner: str | None = None,
-    lease_until: float | None = None,
+    lease_seconds: float | None = None,
     parent_id: str | None = None,
 ) -> NewWorkflow:
     return NewWorkflow(
@@ -54,12 +55,12 @@ def new_workflow(
         started(at, name),
         parent_id=parent_id,
         owner=owner,
-        lease_until=lease_until,
+        lease_seconds=lease_seconds,
     )
 
 
 def owned(*ids: str) -> list[NewWorkflow]:
-    return [new_workflow(w, owner="w1", lease_until=T0 + 30) for w in ids]
+    return [new_workflow(w, owner="w1", lease_seconds=30) for w in ids]
 
 
 def scheduled(seq: int, at: float = T0, name: str = "charge") -> LogEntry:
@@ -81,13 +82,14 @@ def record(store: EventStore, workflow_id: str) -> tuple[object, ...]:
 
 def test_create_returns_fences_and_writes_first_event(store: EventStore) -> None:
     fences = store.create_workflows(
-        [new_workflow("a"), new_workflow("b", owner="w1", lease_until=T0 + 30)]
+        [new_workflow("a"), new_workflow("b", owner="w1", lease_seconds=30)]
     )
     assert fences == [0, 1]
     a, b = store.get_workflow("a"), store.get_workflow("b")
     assert a is not None and b is not None
     assert (a.status, a.owner, a.fence, a.last_seq) == (S.PENDING, None, 0, 1)
-    assert (b.status, b.owner, b.fence, b.lease_until) == (S.RUNNING, "w1", 1, T0 + 30)
+    assert (b.status, b.owner, b.fence) == (S.RUNNING, "w1", 1)
+    assert b.lease_until is not None and b.lease_until > time.time() + 29
     assert store.read_events("a") == [started()]
 
 
@@ -99,7 +101,7 @@ def test_create_twice_returns_none_and_writes_nothing(store: EventStore) -> None
         "other-name",
         LogEntry(1, T0 + 99, ev.WorkflowStarted(name="other-name", args=codec.encode([2]))),
         owner="w9",
-        lease_until=T0 + 999,
+        lease_seconds=999,
     )
     assert store.create_workflows([other, new_workflow("b")]) == [None, 0]
     assert store.get_workflow("a") == before
@@ -116,7 +118,7 @@ def test_create_same_id_twice_in_one_batch(store: EventStore) -> None:
 
 def test_create_queued_is_pending_and_unowned(store: EventStore) -> None:
     item = NewWorkflow(
-        "q", "checkout", started(), owner="w1", lease_until=T0 + 30, queue="emails", priority=-3
+        "q", "checkout", started(), owner="w1", lease_seconds=30, queue="emails", priority=-3
     )
     assert store.create_workflows([item]) == [0]
     found = store.get_workflow("q")
@@ -320,7 +322,8 @@ def test_writers_racing_on_one_workflow_leave_a_gapless_log(opener: Opener) -> N
 
 def test_claim_bumps_fence_and_stale_append_writes_nothing(store: EventStore) -> None:
     store.create_workflows(owned("a"))
-    (claim,) = store.claim("w2", now=T0 + 31, lease_until=T0 + 61, statuses=[S.RUNNING])
+    # w1 died: w2 takes its workflow over.
+    (claim,) = store.claim("w2", T0, 30, [S.RUNNING], dead_owners=["w1"])
     assert (claim.workflow_id, claim.fence) == ("a", 2)
     before = store.get_workflow("a")
     stale = Append(
@@ -343,7 +346,7 @@ def test_claim_bumps_fence_and_stale_append_writes_nothing(store: EventStore) ->
 
 def test_stale_fence_fails_only_its_item_in_a_batch(store: EventStore) -> None:
     store.create_workflows(owned("a", "b"))
-    store.claim("w2", T0 + 31, T0 + 61, [S.RUNNING], workflow_id="a")
+    store.claim("w2", T0, 30, [S.RUNNING], workflow_id="a", dead_owners=["w1"])
     batch = [Append("a", 1, [scheduled(2)]), Append("b", 1, [scheduled(2)])]
     assert store.append(batch) == [False, True]
     assert (seqs(store, "a"), seqs(store, "b")) == ([1], [1, 2])
@@ -455,8 +458,8 @@ def test_list_workflows_filters_and_orders_newest_first(store: EventStore) -> No
         [
             new_workflow("c1", name="checkout", at=T0 + 1),
             new_workflow("r1", name="refund", at=T0 + 2),
-            new_workflow("c2", name="checkout", at=T0 + 3, owner="w1", lease_until=T0 + 30),
-            new_workflow("c3", name="checkout", at=T0 + 4, owner="w1", lease_until=T0 + 30),
+            new_workflow("c2", name="checkout", at=T0 + 3, owner="w1", lease_seconds=30),
+            new_workflow("c3", name="checkout", at=T0 + 4, owner="w1", lease_seconds=30),
         ]
     )
     store.append([Append("c3", 1, [], status=S.COMPLETED)])
@@ -518,7 +521,7 @@ def test_notices_commit_with_their_append(store: EventStore) -> None:
 
 
 def test_owned_with_inbox(store: EventStore) -> None:
-    store.create_workflows([*owned("a", "b"), new_workflow("c", owner="w2", lease_until=T0)])
+    store.create_workflows([*owned("a", "b"), new_workflow("c", owner="w2", lease_seconds=30)])
     for workflow_id in ("a", "c", "a"):
         store.send(workflow_id, "signal", "x", None, T0)
     assert store.owned_with_inbox("w1") == ["a"]

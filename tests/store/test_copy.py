@@ -34,7 +34,7 @@ def new_workflow(workflow_id: str, owner: str | None = "w1", **options: object) 
         "flow",
         started,
         owner=owner,
-        lease_until=T0 + 30 if owner else None,
+        lease_seconds=30 if owner else None,
         **options,  # type: ignore[arg-type]
     )
 
@@ -45,7 +45,7 @@ def fill(store: EventStore, workflows: int = 7) -> None:
     ids = [f"wf-{i}" for i in range(workflows)] + ["\u00e9t\u00e9/1", "loop"]
     store.create_workflows([new_workflow(w) for w in ids])
     store.create_workflows([new_workflow("queued", owner=None, queue="q", priority=2)])
-    store.claim_queued("w1", T0 + 1, T0 + 31, QueueLimits("q"))
+    store.claim_queued("w1", T0 + 1, 30, QueueLimits("q"))
     for n, workflow_id in enumerate(ids[:workflows]):
         entries = [
             LogEntry(seq, T0 + seq, ev.StepScheduled(name="s", args=codec.encode(["x\u0000", seq])))
@@ -129,7 +129,7 @@ def test_copied_workflows_arrive_unowned_and_claimable(
         moved = target.get_workflow("wf-1")
         assert moved is not None and (moved.owner, moved.lease_until) == (None, None)
         assert moved.fence == 1 and moved.status is WorkflowStatus.RUNNING
-        claimed = target.claim("w9", T0, T0 + 30, [WorkflowStatus.RUNNING], workflow_id="wf-1")
+        claimed = target.claim("w9", T0, 30, [WorkflowStatus.RUNNING], workflow_id="wf-1")
         assert [(c.workflow_id, c.fence) for c in claimed] == [("wf-1", 2)]
         assert target.workers() == []
     finally:

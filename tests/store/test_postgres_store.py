@@ -36,7 +36,7 @@ def new_workflow(
         "flow",
         started,
         owner=owner,
-        lease_until=T0 + 30 if owner else None,
+        lease_seconds=30 if owner else None,
         queue=queue,
     )
 
@@ -349,10 +349,11 @@ def test_a_session_frozen_inside_a_transaction_is_ended_by_the_server(
         with frozen._db.connection() as conn:
             conn.execute("BEGIN")
             conn.execute("SELECT * FROM workflows WHERE id = 'a' FOR UPDATE")
-        # Its lease has expired, but the row is locked: claims skip it...
-        assert other.claim("w2", T0 + 60, T0 + 90, [WorkflowStatus.RUNNING]) == []
+        # Its owner is dead, but the row is locked: claims skip it...
+        running, dead = [WorkflowStatus.RUNNING], ["w1"]
+        assert other.claim("w2", T0, 30, running, dead_owners=dead) == []
         # ...until the server ends the stalled session.
-        wait_for(lambda: other.claim("w2", T0 + 60, T0 + 90, [WorkflowStatus.RUNNING]) != [])
+        wait_for(lambda: other.claim("w2", T0, 30, running, dead_owners=dead) != [])
         with pytest.raises(StoreError):
             frozen.get_workflow("a")
         assert frozen.get_workflow("a") is not None  # reconnected
@@ -383,7 +384,7 @@ def test_resuming_at_start_waits_for_another_workers_claim_instead_of_skipping(
     # resume returned nothing, and no later poll resumes a SUSPENDED workflow.
     limits = QueueLimits("q", concurrency=5)
     store.create_workflows([new_workflow("stuck", queue="q")])
-    (claim,) = store.claim_queued("old", T0, T0 + 30, limits)
+    (claim,) = store.claim_queued("old", T0, 30, limits)
     suspend = Append("stuck", claim.fence, [], status=WorkflowStatus.SUSPENDED, reason="diverged")
     assert store.append([suspend]) == [True]
     holder = psycopg.connect(store.address.conninfo)
@@ -392,12 +393,38 @@ def test_resuming_at_start_waits_for_another_workers_claim_instead_of_skipping(
     release.start()
     try:
         # A poll's look skips the queue while another worker takes from it...
-        assert store.claim_queued("new", T0 + 1, T0 + 31, limits, resume_suspended=False) == []
+        assert store.claim_queued("new", T0 + 1, 30, limits, resume_suspended=False) == []
         # ...but the start-up resume waits for that worker's transaction to end.
-        resumed = store.claim_queued("new", T0 + 1, T0 + 31, limits, resume_suspended=True)
+        resumed = store.claim_queued("new", T0 + 1, 30, limits, resume_suspended=True)
     finally:
         release.join()
         holder.close()
     assert [c.workflow_id for c in resumed] == ["stuck"]
     found = store.get_workflow("stuck")
     assert found is not None and (found.status, found.owner) == (WorkflowStatus.RUNNING, "new")
+
+
+def test_leases_are_granted_and_judged_by_the_servers_clock(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    year = 365 * 24 * 3600.0
+    try:
+        store.create_workflows([new_workflow("a", owner="w1"), new_workflow("b")])
+        # A worker whose clock runs a year ahead cannot take a live lease over...
+        assert store.claim("w2", time.time() + year, 30, [WorkflowStatus.RUNNING]) == []
+        # ...and one whose clock is a year behind is granted a lease by the server's.
+        (claim,) = store.claim("w3", time.time() - year, 30, [WorkflowStatus.PENDING])
+        assert claim.workflow_id == "b"
+        with store._db.connection() as conn:
+            row = conn.execute("SELECT extract(epoch from clock_timestamp())").fetchone()
+        assert row is not None
+        server_now = float(row[0])
+        for workflow_id in ("a", "b"):
+            found = store.get_workflow(workflow_id)
+            assert found is not None and found.lease_until is not None
+            assert server_now < found.lease_until <= server_now + 30
+        assert store.renew_leases("w3", 60) == ["b"]
+        found = store.get_workflow("b")
+        assert found is not None and found.lease_until is not None
+        assert server_now + 30 < found.lease_until
+    finally:
+        store.close()

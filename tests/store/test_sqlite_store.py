@@ -31,9 +31,9 @@ def started(at: float = T0, name: str = "checkout") -> LogEntry:
 
 
 def new_workflow(
-    workflow_id: str, *, owner: str | None = None, lease_until: float | None = None
+    workflow_id: str, *, owner: str | None = None, lease_seconds: float | None = None
 ) -> NewWorkflow:
-    return NewWorkflow(workflow_id, "checkout", started(), owner=owner, lease_until=lease_until)
+    return NewWorkflow(workflow_id, "checkout", started(), owner=owner, lease_seconds=lease_seconds)
 
 
 def scheduled(seq: int, at: float = T0, name: str = "charge") -> LogEntry:
@@ -199,9 +199,7 @@ def test_a_file_of_the_previous_release_opens_and_migrates(tmp_path: Path, upto:
     conn.close()
     store = SQLiteStore(old)
     assert [e.seq for e in store.read_events("a")] == [1]
-    assert [c.workflow_id for c in store.claim("w1", T0, T0 + 30, [WorkflowStatus.PENDING])] == [
-        "a"
-    ]
+    assert [c.workflow_id for c in store.claim("w1", T0, 30, [WorkflowStatus.PENDING])] == ["a"]
     store.close()
     SQLiteStore(new).close()
     assert shape(old) == shape(new)  # the description renders the released schema
@@ -274,7 +272,7 @@ def test_missing_folder_is_a_configuration_error(tmp_path: Path) -> None:
 )
 def test_corrupt_event_body_raises_corrupt_event_error(path: Path, garbage: object) -> None:
     store = SQLiteStore(path)
-    store.create_workflows([new_workflow("order-7", owner="w1", lease_until=T0 + 30)])
+    store.create_workflows([new_workflow("order-7", owner="w1", lease_seconds=30)])
     store.append([Append("order-7", 1, [scheduled(s) for s in (2, 3, 4)])])
     with sqlite3.connect(path) as conn:
         conn.execute(
@@ -349,7 +347,7 @@ def test_an_append_never_chains_onto_a_last_event_rewritten_since_it_was_written
     from duralog.store.integrity import link
 
     store = SQLiteStore(path)
-    store.create_workflows([new_workflow("order-7", owner="w1", lease_until=T0 + 30)])
+    store.create_workflows([new_workflow("order-7", owner="w1", lease_seconds=30)])
     assert store.append([Append("order-7", 1, [scheduled(2), scheduled(3)])]) == [True]
     with sqlite3.connect(path) as conn:  # rewritten whole, its checksum recomputed
         ((at, body, previous),) = conn.execute(

@@ -42,7 +42,7 @@ def test_illegal_transitions_are_refused_with_a_clear_error(
 
 def started(workflow_id: str = "wf") -> NewWorkflow:
     entry = LogEntry(1, 1.0, ev.WorkflowStarted(name="flow", args=msgspec.Raw(b"[]")))
-    return NewWorkflow(workflow_id, "flow", entry, owner="me", lease_until=10**10)
+    return NewWorkflow(workflow_id, "flow", entry, owner="me", lease_seconds=10**6)
 
 
 def test_the_store_refuses_anything_after_the_terminal_event() -> None:
