@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import json
 import logging
 import os
 import sys
@@ -16,7 +17,7 @@ import click
 
 from duralog.engine.engine import Engine
 from duralog.engine.handle import WorkflowHandle
-from duralog.errors import DuralogError, HistoryFileError
+from duralog.errors import DuralogError, HistoryFileError, StoreDamaged
 from duralog.replay.history import History
 from duralog.store import envelope
 from duralog.store.base import EventStore
@@ -113,7 +114,7 @@ def friendly(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except HistoryFileError as exc:
+        except (HistoryFileError, StoreDamaged) as exc:  # unusable input: a file, the log
             raise Problem(str(exc), 2) from None
         except DuralogError as exc:
             raise Problem(str(exc)) from None
@@ -157,7 +158,7 @@ class Context:
 
     def store(self) -> EventStore:
         """Open the log (it must exist, unless the command creates workflows)."""
-        if not is_postgres(self.db) and not Path(self.db).exists():
+        if not is_postgres(self.db) and not path_exists(self.db, "--db"):
             raise Problem(f"no duralog database at {self.where} (use --db PATH or DURALOG_DB)")
         return open_store(self.db)
 
@@ -210,3 +211,23 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+
+
+def path_exists(path: str, option: str) -> bool:
+    """Whether a file is at ``path``; a path the system refuses (too long, say) is a
+    ``Problem`` naming ``option``."""
+    try:
+        return Path(path).exists()
+    except OSError as exc:
+        shown = path if len(path) <= 120 else f"{path[:60]}…{path[-60:]}"
+        raise Problem(f"{option} {shown}: {exc.strerror}", 2) from None
+
+
+def parse_json(text: str, option: str) -> Any:
+    """A JSON value given on the command line; a ``Problem`` (exit 2) saying what is wrong."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Problem(f"{option} is not valid JSON: {exc}", 2) from None
+    except RecursionError:
+        raise Problem(f"{option} is nested too deeply to be recorded", 2) from None

@@ -10,7 +10,7 @@ import msgspec
 
 from duralog.replay.state import WorkflowState
 from duralog.store import events as ev
-from duralog.store.base import WorkflowRecord
+from duralog.store.base import WorkflowRecord, WorkflowStatus
 from duralog.store.events import LogEntry
 
 
@@ -118,11 +118,15 @@ def timeline(entries: Sequence[LogEntry]) -> list[str]:
 
 
 def record_row(record: WorkflowRecord) -> str:
-    """One ``duralog list`` line."""
-    return (
+    """One ``duralog list`` line (with why, for a SUSPENDED workflow)."""
+    line = (
         f"{record.id:<36} {record.name:<24} {record.status.value:<10} "
         f"{record.last_seq:>6}  {when(record.updated_at)}"
     )
+    if record.status is WorkflowStatus.SUSPENDED and record.reason:
+        reason = record.reason if len(record.reason) <= 100 else record.reason[:99] + "…"
+        line += f"  {reason}"
+    return line
 
 
 def state_lines(state: WorkflowState) -> list[str]:

@@ -27,22 +27,27 @@ from duralog._cli_common import (
     Problem,
     friendly,
     log_to_stderr,
+    parse_json,
     pass_context,
     write_private,
 )
 from duralog.cli_observe import stats, tail
 from duralog.cli_schedules import schedules
 from duralog.cli_store import migrate_store, prune
+from duralog.cli_verify import check_json, damage_lines, verify, verify_hint, where
 from duralog.engine.engine import Engine
 from duralog.engine.queues import QUEUES, resolve
-from duralog.errors import DuralogError, HistoryFileError, PayloadError
+from duralog.errors import DuralogError, HistoryFileError, PayloadError, StoreError
 from duralog.replay.checker import ReplayReport, check
 from duralog.replay.definitions import REGISTRY
-from duralog.replay.history import dump_history, entries_json, load_history
-from duralog.replay.state import Input, fold_all
+from duralog.replay.history import History, dump_history, entries_json, load_history
+from duralog.replay.state import Input, WorkflowState, fold_all
 from duralog.store import codec
 from duralog.store.base import WorkflowStatus
+from duralog.store.codec import reveal_entries
 from duralog.store.crypto import AesGcmCodec
+from duralog.store.verify import WorkflowCheck
+from duralog.store.verify import verify as verify_log
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,7 +124,11 @@ def worker(
         ctx.db, max_threads=concurrency, queues=queues, max_workflows=max_workflows
     ) as engine:
         click.echo(f"worker {engine.worker_id} serving {ctx.where} (Ctrl-C to stop)", err=True)
-        stop.wait()
+        while not stop.wait(1.0):
+            try:
+                engine.store.check()
+            except StoreError as exc:  # its file was deleted or replaced: stop, say why
+                raise Problem(str(exc), 2) from None
     click.echo("worker stopped", err=True)
 
 
@@ -158,10 +167,7 @@ def start(
       duralog --app shop.workflows start checkout --input '["o-1", 1999]' --id order-o-1 --wait
     """
     ctx.load_app()
-    try:
-        args = json.loads(input_json)
-    except json.JSONDecodeError as exc:
-        raise Problem(f"--input is not valid JSON: {exc}", 2) from None
+    args = parse_json(input_json, "--input")
     if not isinstance(args, list):
         raise Problem("--input must be a JSON array of positional arguments, e.g. '[1, \"a\"]'", 2)
     REGISTRY.get(name)
@@ -175,7 +181,7 @@ def start(
 @main.command(name="list")
 @click.option("--status", type=click.Choice([s.value for s in WorkflowStatus]), help="Filter.")
 @click.option("--name", help="Only workflows of this name.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
 @pass_context
 @friendly
@@ -214,16 +220,37 @@ def show(ctx: Context, workflow_id: str) -> None:
     Example:
       duralog --db shop.db show order-o-1
     """
-    history = ctx.readable_history(workflow_id)
     store = ctx.store()
     try:
         record = store.get_workflow(workflow_id)
+        if record is None:
+            raise Problem(f"no workflow with id {workflow_id!r} in {ctx.where}")
+        (found,) = verify_log(store, workflow_id)
+        # A damaged log is shown too; encrypted values as `history` shows them.
+        events = reveal_entries(store.read_events(workflow_id, verify=False))
     finally:
         store.close()
-    assert record is not None
-    state = fold_all(workflow_id, history.events)
     click.echo(f"workflow  {workflow_id} ({record.name})")
     click.echo(f"status    {record.status.value}" + (f": {record.reason}" if record.reason else ""))
+    if not found.ok:
+        first, more = found.findings[0], len(found.findings) - 1
+        also = f" (and {more} more)" if more else ""
+        hint = verify_hint(workflow_id)
+        click.echo(f"damaged   {where(first)}: {first.problem}{also}; see `{hint}`")
+    try:
+        state = fold_all(workflow_id, events)
+    except ValueError:  # a gap, or an event that refers to nothing: the timeline shows it
+        state = None
+    if state is not None:
+        _show_state(state, record.reason)
+    click.echo(f"events    {len(events)}\n")
+    for line in _format.timeline(events):
+        click.echo(line)
+    if not found.ok:
+        sys.exit(1)
+
+
+def _show_state(state: WorkflowState, reason: str | None) -> None:
     click.echo(f"input     {_format.payload(state.args, 200)}")
     if state.status == "COMPLETED":
         click.echo(f"result    {_format.payload(state.result, 200)}")
@@ -232,11 +259,8 @@ def show(ctx: Context, workflow_id: str) -> None:
     click.echo(f"started   {_format.when(state.started_at)}")
     if state.previous_run:
         click.echo(f"run       {state.run}, continued from {state.previous_run}")
-    if state.status == "CONTINUED" or (record.reason or "").startswith("continued as new"):
-        click.echo(f"next run  {record.reason.split(': ', 1)[-1] if record.reason else '-'}")
-    click.echo(f"events    {len(history.events)}\n")
-    for line in _format.timeline(history.events):
-        click.echo(line)
+    if state.status == "CONTINUED" or (reason or "").startswith("continued as new"):
+        click.echo(f"next run  {reason.split(': ', 1)[-1] if reason else '-'}")
 
 
 @main.command()
@@ -338,18 +362,22 @@ def replay(
         raise Problem("give exactly one of: a workflow ID, --file FILE, or --all", 2)
     histories = list(_histories(ctx, workflow_id, files, all_, name))
     hook = _breakpoint_at(break_at) if break_at is not None else None
-    agree = diverge = 0
+    agree = diverge = damaged = 0
     show_progress = all_ and not as_json and len(histories) > 1
     for i, history in enumerate(histories, 1):
-        try:
-            report = check(history, REGISTRY, until=until, on_input=hook)
-        except PayloadError as exc:  # values it cannot decrypt: it cannot be replayed
-            raise Problem(str(exc), 2) from None
-        agree, diverge = agree + report.ok, diverge + (not report.ok)
-        if as_json:
-            click.echo(msgspec.json.encode(report).decode())
-        elif not report.ok or not show_progress:
-            click.echo(_report_text(report))
+        if isinstance(history, WorkflowCheck):  # a damaged log: nothing to replay
+            damaged += 1
+            click.echo(check_json(history) if as_json else "\n".join(damage_lines(history)))
+        else:
+            try:
+                report = check(history, REGISTRY, until=until, on_input=hook)
+            except PayloadError as exc:  # values it cannot decrypt: it cannot be replayed
+                raise Problem(str(exc), 2) from None
+            agree, diverge = agree + report.ok, diverge + (not report.ok)
+            if as_json:
+                click.echo(msgspec.json.encode(report).decode())
+            elif not report.ok or not show_progress:
+                click.echo(_report_text(report))
         if show_progress:
             click.echo(
                 f"\r[{i}/{len(histories)}] {agree} agree, {diverge} diverge", nl=False, err=True
@@ -357,15 +385,17 @@ def replay(
     if show_progress:
         click.echo("", err=True)
     if len(histories) > 1 and not as_json:
-        click.echo(f"{agree} agree, {diverge} diverge")
-    sys.exit(1 if diverge else 0)
+        click.echo(
+            f"{agree} agree, {diverge} diverge" + (f", {damaged} damaged" if damaged else "")
+        )
+    sys.exit(1 if diverge or damaged else 0)
 
 
 def _histories(
     ctx: Context, workflow_id: str | None, files: tuple[str, ...], all_: bool, name: str | None
 ) -> Any:
     if workflow_id:
-        yield ctx.history(workflow_id)
+        yield _checked_history(ctx, workflow_id)
     paths: list[Path] = []
     for file in files:  # a folder stands for the .json files in it
         path = Path(file)
@@ -391,7 +421,22 @@ def _histories(
         finally:
             store.close()
         for found_id in ids:
-            yield ctx.history(found_id)
+            yield _checked_history(ctx, found_id)
+
+
+def _checked_history(ctx: Context, workflow_id: str) -> History | WorkflowCheck:
+    """One workflow's history from the log, or what ``verify`` finds wrong with it."""
+    store = ctx.store()
+    try:
+        record = store.get_workflow(workflow_id)
+        if record is None:
+            raise Problem(f"no workflow with id {workflow_id!r} in {ctx.where}")
+        (found,) = verify_log(store, workflow_id)
+        if not found.ok:
+            return found
+        return History(workflow_id, record.name, store.read_events(workflow_id))
+    finally:
+        store.close()
 
 
 def _report_text(report: ReplayReport) -> str:
@@ -487,10 +532,7 @@ def signal(ctx: Context, workflow_id: str, name: str, payload: str) -> None:
     Example:
       duralog --db shop.db signal order-o-1 approval --payload '{"by": "ana"}'
     """
-    try:
-        value = json.loads(payload)
-    except json.JSONDecodeError as exc:
-        raise Problem(f"--payload is not valid JSON: {exc}", 2) from None
+    value = parse_json(payload, "--payload")
     if value is not None:
         ctx.refuse_clear_text(workflow_id, "a signal payload")
     with ctx.handle(workflow_id) as handle:
@@ -557,3 +599,4 @@ main.add_command(prune)
 main.add_command(migrate_store)
 main.add_command(tail)
 main.add_command(stats)
+main.add_command(verify)

@@ -22,6 +22,8 @@ from duralog.store.events import LogEntry
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _KINDS = sorted(ev.EVENT_KINDS)
+#: The earliest time printed dates can show (1 January of the year 1, UTC).
+_EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC).timestamp()
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -30,7 +32,7 @@ def parse_since(text: str, now: float | None = None) -> float:
     now = time.time() if now is None else now
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     if found:
-        return now - float(found.group(1)) * _UNITS[found.group(2)]
+        return _printable(now - float(found.group(1)) * _UNITS[found.group(2)], text)
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -41,7 +43,14 @@ def parse_since(text: str, now: float | None = None) -> float:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
+    return _printable(moment.timestamp(), text)
+
+
+def _printable(moment: float, text: str) -> float:
+    """``moment``, if a date can show it (the year 1 or later)."""
+    if moment < _EARLIEST:
+        raise Problem(f"--since: {text!r} reaches back before the year 1; give a later time", 2)
+    return moment
 
 
 @click.command()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import click
 import msgspec
 
 from duralog import _format
-from duralog._cli_common import Context, Problem, friendly, pass_context
+from duralog._cli_common import Context, Problem, friendly, pass_context, path_exists
 from duralog.store.copy import copy_store
 from duralog.store.open import is_postgres, open_store, redact
 
@@ -81,7 +80,7 @@ def migrate_store(source: str, target: str, batch_size: int) -> None:
     """
     if batch_size < 1:
         raise Problem("--batch-size must be at least 1", 2)
-    if not is_postgres(source) and not Path(source).exists():
+    if not is_postgres(source) and not path_exists(source, "--from"):
         raise Problem(f"no duralog database at {redact(source)} (--from)")
     if source == target:
         raise Problem("--from and --to are the same log")

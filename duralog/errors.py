@@ -16,8 +16,10 @@
     ├── WorkflowSandboxError      workflow code tried real I/O or another forbidden operation
     ├── IllegalTransition         a status change the state machine forbids
     ├── LeaseLost                 the store refused an append (fencing, or the workflow ended)
-    └── StoreError                the store is unreadable or holds a corrupt record
-        └── CorruptEventError     one event body cannot be decoded
+    └── StoreError                the store cannot be opened, read or written
+        └── StoreDamaged          what it holds is damaged: the file, a row no duralog wrote
+            └── LogDamaged        a workflow's log: a gap, a broken checksum chain, ...
+                └── CorruptEventError   one event body cannot be decoded
 
 Every error carries the fields a caller needs (``workflow_id``, ``seq``...) and a
 message that says what happened, where, and what to do next.
@@ -25,6 +27,7 @@ message that says what happened, where, and what to do next.
 
 from __future__ import annotations
 
+import shlex
 import traceback as _traceback
 
 import msgspec
@@ -86,11 +89,15 @@ class WorkflowTimeout(DuralogError):
 
 
 class WorkflowSuspended(DuralogError):
-    """The workflow is SUSPENDED because its code no longer matches its history."""
+    """The workflow is SUSPENDED: its code no longer matches its history, or its log is
+    damaged (``reason`` says which)."""
 
     def __init__(self, workflow_id: str, reason: str) -> None:
         self.workflow_id = workflow_id
         self.reason = reason
+        if reason.startswith(DAMAGED_REASON):  # the reason says what to do
+            super().__init__(f"workflow {workflow_id!r} is suspended: {reason}")
+            return
         super().__init__(
             f"workflow {workflow_id!r} is suspended: {reason}. Deploy code that replays "
             "the history (see `duralog replay`) and restart the worker to resume it"
@@ -197,15 +204,55 @@ class StoreError(DuralogError):
     """The store cannot be opened or read as a duralog log."""
 
 
-class CorruptEventError(StoreError):
+class StoreDamaged(StoreError):
+    """What the store holds is damaged: its file does not read as a database, or a row
+    holds what no duralog wrote. ``duralog verify`` finds the damage in the log."""
+
+
+#: How the reason of a workflow set aside for a damaged log begins (``LogDamaged.reason``).
+DAMAGED_REASON = "its log is damaged"
+
+
+class LogDamaged(StoreDamaged):
+    """A workflow's log is damaged: an event is missing, altered or out of place, or the
+    index disagrees with the log. Nothing is appended to it; ``duralog verify ID`` lists
+    every problem.
+
+    Attributes:
+        workflow_id: the workflow whose log is damaged.
+        seq: the seq of the first damaged event (or where the log should continue).
+        problem: what is wrong there, in words.
+    """
+
+    def __init__(self, workflow_id: str, seq: int, problem: str) -> None:
+        self.workflow_id = workflow_id
+        self.seq = seq
+        self.problem = problem
+        super().__init__(f"workflow {workflow_id!r}: {self.reason}")
+
+    @property
+    def reason(self) -> str:
+        """The damage as the reason of a SUSPENDED workflow: where, what, what to do."""
+        return (
+            f"{DAMAGED_REASON} at seq {self.seq}: {self.problem}; run `duralog verify "
+            f"{_quoted(self.workflow_id)}`, repair or restore the log, then restart a worker"
+        )
+
+
+class CorruptEventError(LogDamaged):
     """An event body in the store cannot be decoded."""
 
     def __init__(self, workflow_id: str, seq: int, reason: str) -> None:
-        self.workflow_id = workflow_id
-        self.seq = seq
-        super().__init__(
-            f"event {seq} of workflow {workflow_id!r} is corrupt and was not decoded: {reason}"
+        super().__init__(workflow_id, seq, f"its body does not decode: {reason}")
+        self.args = (
+            f"event {seq} of workflow {workflow_id!r} is corrupt and was not decoded: {reason}",
         )
+
+
+def _quoted(text: str) -> str:
+    """``text`` as one shell word (printable: ids may hold anything)."""
+    safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return shlex.quote(safe)
 
 
 def details_of(exc: BaseException, with_traceback: bool = False) -> ErrorDetails:

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from duralog.errors import StoreError
+from duralog.errors import LogDamaged, StoreError
 from duralog.store.base import Append, EventStore, NewWorkflow
 
 Outcome = Callable[[Any, BaseException | None], None]
@@ -48,7 +48,8 @@ class Committer:
     # -- submitting --------------------------------------------------------
 
     def append(self, item: Append) -> asyncio.Future[bool]:
-        """Append from the event loop; the future resolves after the commit."""
+        """Append from the event loop; the future resolves after the commit (it raises
+        ``LogDamaged`` when the workflow's log is damaged)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._submit("appends", item, _loop_outcome(loop, future))
@@ -155,7 +156,10 @@ class Committer:
                 _tell(outcome, None, exc)
             return
         for (_, outcome), result in zip(requests, results, strict=True):
-            _tell(outcome, result, None)
+            if isinstance(result, LogDamaged):  # that workflow's log refused it, no other
+                _tell(outcome, None, result)
+            else:
+                _tell(outcome, result, None)
 
     def close(self) -> None:
         """Refuse starts, write what the thread has queued, then stop the thread (the
@@ -227,7 +231,8 @@ class LoopCommitter:
         self._writing = False
 
     def append(self, item: Append) -> asyncio.Future[bool]:
-        """Queue one append; the future resolves once its transaction committed."""
+        """Queue one append; the future resolves once its transaction committed (it
+        raises ``LogDamaged`` when the workflow's log is damaged: nothing was written)."""
         return self._queue(item)
 
     @property
@@ -280,7 +285,10 @@ class LoopCommitter:
                 _settle(future, None, exc)
             return
         for (_, future), result in zip(appends, results, strict=True):
-            _settle(future, result, None)
+            if isinstance(result, LogDamaged):  # that workflow's log refused it, no other
+                _settle(future, None, result)
+            else:
+                _settle(future, result, None)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

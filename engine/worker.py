@@ -20,15 +20,15 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from duralog.errors import (
-    CorruptEventError,
     LeaseLost,
+    LogDamaged,
     RegistrationError,
     StoreError,
 )
 from duralog.replay.definitions import Registry, Step
 from duralog.replay.instance import WorkflowInstance
 from duralog.replay.state import WorkflowState, fold, fold_all, load_state, new_state
-from duralog.store.base import Claim, EventStore, WorkflowStatus
+from duralog.store.base import Append, Claim, EventStore, WorkflowStatus
 from duralog.store.events import LogEntry
 
 from .attempts import StepAttempts
@@ -192,6 +192,10 @@ class Worker(StepAttempts):
                     log.warning("could not commit the tail of %s: %s", execution.workflow_id, exc)
         self.executions.clear()
         await asyncio.sleep(0)
+        try:
+            self.store.check()
+        except StoreError:
+            return  # its file is gone (said where it was noticed): nothing to unregister
         try:
             self.store.unregister_worker(self.worker_id)
         except Exception as exc:  # the leases then expire by themselves
@@ -494,13 +498,49 @@ class Worker(StepAttempts):
     def _rebuild(self, claim: Claim, lease: Lease) -> None:
         try:
             state = self.load_state(claim.workflow_id)
-        except (CorruptEventError, ValueError) as exc:
-            self._skip(claim.workflow_id, claim.fence, str(exc))
+            record = self.store.get_workflow(claim.workflow_id)
+            if record is not None and record.last_seq != state.last_seq:
+                raise LogDamaged(
+                    claim.workflow_id,
+                    min(record.last_seq, state.last_seq) + 1,
+                    f"the index says the log ends at seq {record.last_seq}, but it ends at "
+                    f"seq {state.last_seq}",
+                )
+        except LogDamaged as exc:  # never run code, nor append, on a damaged log
+            self._set_aside(claim.workflow_id, claim.fence, exc)
+            return
+        except StoreError as exc:  # unreadable for now: leave it, try again later
+            self._skip(claim.workflow_id, claim.fence, str(exc), self.error_backoff)
             return
         self._adopt(claim.workflow_id, claim.fence, state, lease, rebuilt=True)
 
+    def _set_aside(self, workflow_id: str, fence: int, damage: LogDamaged) -> None:
+        """Nothing more is appended to a workflow whose log is damaged: it becomes
+        SUSPENDED with the damage as its reason (``duralog show``/``list``), and the same
+        commit ends its lease. A worker that starts later checks it again."""
+        log.error("worker %s set workflow %s aside: %s", self.worker_id, workflow_id, damage)
+        queued = workflow_id in self._queued
+        self._queued.discard(workflow_id)
+        item = Append(workflow_id, fence, [], status=WorkflowStatus.SUSPENDED, reason=damage.reason)
+        self._background(self._mark_aside(item, queued))
+
+    async def _mark_aside(self, item: Append, queued: bool) -> None:
+        try:
+            marked = await self.appends.append(item)
+        except Exception as exc:
+            marked, why = False, str(exc)
+        else:
+            why = "the store refused the status change"
+        if marked is not True:
+            self._skip(item.workflow_id, item.fence, f"{item.reason} ({why})", self.error_backoff)
+            return
+        if queued:
+            self.request_dequeue()  # its slot is free
+        self._on_finished(item.workflow_id)
+
     def load_state(self, workflow_id: str) -> WorkflowState:
-        """The committed state: newest valid snapshot plus the tail of the log."""
+        """The committed state: newest valid snapshot plus the tail of the log, checked
+        as it is read (``LogDamaged``, also for events that do not fold)."""
         state, after = None, 0
         snapshot = self.store.load_snapshot(workflow_id)
         if snapshot is not None:
@@ -514,12 +554,20 @@ class Worker(StepAttempts):
         if state is None:
             state = new_state(workflow_id)
         for entry in self.store.read_events(workflow_id, after_seq=after):
-            fold(state, entry)
+            try:
+                fold(state, entry)
+            except ValueError as exc:
+                raise LogDamaged(workflow_id, entry.seq, str(exc)) from None
         return state
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.poll_interval)
+            try:
+                self.store.check()
+            except StoreError as exc:  # the log is gone (its file deleted or replaced)
+                self._halt(exc)
+                return
             # Each duty on its own: one that fails must not starve the others.
             duties = (
                 self._find_dead_owners,
@@ -540,6 +588,17 @@ class Worker(StepAttempts):
                 self._fire_schedules()
             except Exception as exc:
                 log.warning("worker %s could not read its schedules: %s", self.worker_id, exc)
+
+    def _halt(self, exc: StoreError) -> None:
+        """Stop advancing anything: the store can no longer be written (``check``)."""
+        log.error("worker %s stopped: %s", self.worker_id, exc)
+        for execution in list(self.executions.values()):
+            execution.close()
+        self.executions.clear()
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
 
     def _read_inboxes(self) -> None:
         """Signals and cancels other processes left for workflows running here."""
@@ -599,6 +658,13 @@ class Worker(StepAttempts):
             return
         exc = task.exception()
         if exc is None:
+            return
+        if isinstance(exc, LogDamaged):  # the store refused to append to a damaged log
+            execution.close()
+            execution.lease.lose()  # nothing more is started for it here
+            if self.executions.get(execution.workflow_id) is execution:
+                del self.executions[execution.workflow_id]
+                self._set_aside(execution.workflow_id, execution.fence, exc)
             return
         if isinstance(exc, LeaseLost):
             execution.lease.lose()

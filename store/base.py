@@ -13,7 +13,7 @@ from typing import Literal, Protocol, get_args
 
 import msgspec
 
-from duralog.errors import ConfigurationError, IllegalTransition
+from duralog.errors import ConfigurationError, IllegalTransition, LogDamaged
 
 from .events import TERMINAL_KINDS, LogEntry
 
@@ -191,6 +191,28 @@ class Append(msgspec.Struct):
     notices: Sequence[Notice] = ()
 
 
+#: What ``EventStore.append`` says of each item: True (appended), False (refused: a
+#: stale fence, seqs that do not continue the log, a forbidden transition), or the
+#: ``LogDamaged`` error of a log it would have damaged further (nothing written).
+Appended = bool | LogDamaged
+
+#: The largest seq or row count a store is asked for (beyond it, SQL integers overflow).
+MAX_ROWS = 2**62
+
+
+def read_range(after_seq: int, until_seq: int | None) -> tuple[int, int]:
+    """``after_seq`` and ``until_seq`` of a read, within what SQL integers hold. The read
+    selects ``max(after, 1) <= seq <= until``: the event at ``after_seq`` too, which the
+    first one is checked against."""
+    high = MAX_ROWS if until_seq is None else until_seq
+    return max(0, min(after_seq, MAX_ROWS)), max(0, min(high, MAX_ROWS))
+
+
+def limit_value(limit: int) -> int:
+    """A row limit as SQL may take it: a whole number between 0 and ``MAX_ROWS``."""
+    return max(0, min(int(limit), MAX_ROWS))
+
+
 def admit(
     item: Append, fence: int, current: WorkflowStatus, last_seq: int
 ) -> tuple[bool, WorkflowStatus | None]:
@@ -265,19 +287,32 @@ class EventStore(Protocol):
         """
         ...
 
-    def append(self, batch: Sequence[Append]) -> list[bool]:
-        """Append every item in one transaction; False for an item whose fence is stale.
+    def append(self, batch: Sequence[Append]) -> list[Appended]:
+        """Append every item in one transaction; False for an item whose fence is stale
+        (see ``Appended``). A damaged log refuses only its own item: the event its
+        append continues (the index's last seq) must be in the log, and nothing past
+        it; the new events are chained on its checksum.
 
         The inbox items listed in ``consumed`` are deleted in the same transaction, so
         a signal moves from the inbox into the log exactly once."""
         ...
 
     def read_events(
-        self, workflow_id: str, after_seq: int = 0, until_seq: int | None = None
+        self,
+        workflow_id: str,
+        after_seq: int = 0,
+        until_seq: int | None = None,
+        *,
+        verify: bool = True,
     ) -> list[LogEntry]:
-        """Events with ``after_seq < seq <= until_seq``, in seq order.
+        """Events with ``after_seq < seq <= until_seq``, in seq order, each checked
+        against the one before it (the event at ``after_seq`` is read for that): no
+        gap, an intact checksum chain, a body that matches its kind, nothing after a
+        terminal event (``store/integrity.py``).
 
-        Raises ``CorruptEventError`` for a body that does not decode."""
+        Raises ``LogDamaged`` for the first problem, ``CorruptEventError`` (one of
+        them) for a body that does not decode. With ``verify=False`` only a row that
+        cannot be read as an event is refused (for showing a damaged log)."""
         ...
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
@@ -457,11 +492,18 @@ class EventStore(Protocol):
         ...
 
     def export_rows(
-        self, table: str, after: Sequence[object] | None = None, limit: int = 1000
+        self,
+        table: str,
+        after: Sequence[object] | None = None,
+        limit: int = 1000,
+        *,
+        raw: bool = False,
     ) -> list[tuple[object, ...]]:
         """Up to ``limit`` rows of ``table`` whose primary key is above ``after`` (None:
         from the start), in key order: every column of ``store/schema.py``'s
-        description, in its order, as plain Python values (for ``copy_store``)."""
+        description, in its order, as plain Python values (for ``copy_store``).
+        ``raw``: the values as the database returns them, unconverted (``verify``
+        must see a damaged value, not fail on it)."""
         ...
 
     def import_rows(self, table: str, rows: Sequence[Sequence[object]]) -> int:
@@ -481,6 +523,12 @@ class EventStore(Protocol):
 
         A hint only (a store may drop or never send them: SQLite sends none);
         workers poll as well."""
+        ...
+
+    def check(self) -> None:
+        """Raise ``StoreError`` if the log can no longer be used as it was opened (a
+        SQLite file deleted or replaced since); from then on every call raises it.
+        Cheap: a worker calls it on every poll."""
         ...
 
     def close(self) -> None:

@@ -29,10 +29,11 @@ from typing import Any
 
 import psycopg
 
-from duralog.errors import ConfigurationError, IllegalTransition, StoreError
+from duralog.errors import ConfigurationError, IllegalTransition, LogDamaged, StoreError
 
 from .base import (
     Append,
+    Appended,
     Claim,
     Durability,
     NewWorkflow,
@@ -42,6 +43,7 @@ from .base import (
     check_durability,
 )
 from .events import LogEntry
+from .integrity import GENESIS, ChainedRow, chain, log_end
 from .postgres_connection import (
     CONFLICTS,
     DEFAULT_POOL_SIZE,
@@ -53,12 +55,31 @@ from .postgres_listen import one_line
 from .postgres_reads import ReadsMixin
 from .postgres_scheduling import HELD_BY_NOBODY, LEASE_UNTIL, SERVER_NOW, SchedulingMixin
 from .postgres_schema import migrate, parse_address
-from .schema import WORKFLOW_COLUMNS, EventRow, event_row, workflow_record
+from .schema import (
+    EVENT_COLUMNS,
+    WORKFLOW_COLUMNS,
+    EventRow,
+    event_row,
+    first_row,
+    workflow_record,
+)
 
 _EVENT_INSERT = (
-    "INSERT INTO events (workflow_id, seq, kind, at, body)"
-    " SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::float8[], %b::text[])"
+    f"INSERT INTO events ({EVENT_COLUMNS})"
+    " SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::float8[], %b::text[],"
+    " %b::text[])"
 )
+#: The index rows an append locks, each with the event its append continues (the one
+#: at its last seq, if the log holds it) and that event's checksum.
+_LOCK_INDEX = (
+    "SELECT w.id, w.fence, w.status, w.last_seq, e.seq IS NOT NULL, e.checksum"
+    " FROM workflows w LEFT JOIN events e ON e.workflow_id = w.id AND e.seq = w.last_seq"
+    " WHERE w.id = ANY(%s) ORDER BY w.id FOR UPDATE OF w"
+)
+_LOG_END = (
+    "SELECT seq, checksum FROM events WHERE workflow_id = %s AND seq >= %s ORDER BY seq LIMIT 2"
+)
+_STATUSES = frozenset(s.value for s in WorkflowStatus)
 #: The index row after an append. Without entries an append sets status, reason and
 #: wake_at as given; a finished or suspended workflow's lease ends in the same commit.
 _INDEX_UPDATE = (
@@ -176,6 +197,11 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         or releases a lease (``"released"``). Stops on ``close()``."""
         self._db.listen(callback)
 
+    def check(self) -> None:
+        """Nothing to check: a server's database cannot be swapped under a connection."""
+        if self._db.closed:
+            raise StoreError(f"the store {self.address.display} is closed")
+
     def close(self) -> None:
         """Stop the listener and close the store's connections (one in use closes
         when its call ends)."""
@@ -238,7 +264,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
             )
         }
         new = [item for item in chosen if item.id in created]
-        _insert_events(conn, [event_row(item.id, item.started) for item in new])
+        _insert_events(conn, [first_row(item.id, item.started) for item in new])
         self._db.notify(
             conn,
             [
@@ -255,52 +281,81 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
                 fences.append(1 if item.owner and item.queue is None else 0)
         return fences
 
-    def append(self, batch: Sequence[Append]) -> list[bool]:
+    def append(self, batch: Sequence[Append]) -> list[Appended]:
         """Append every item in one transaction; a refused item (stale fence, seq
-        gap or collision, forbidden transition) is skipped and reported False."""
+        gap or collision, forbidden transition) is skipped and reported False, one on
+        a damaged log reported with its ``LogDamaged``."""
         rows = [[event_row(item.workflow_id, e) for e in item.entries] for item in batch]
         try:
             with self._db.transaction("appending events", conflicts=True) as conn:
                 return self._append_all(conn, batch, rows)
         except CONFLICTS:
-            if len(batch) == 1:
-                return [False]
+            pass
         # A clash inside a group: append one by one, so only the culprit is refused.
-        results = []
+        results: list[Appended] = []
         for item, item_rows in zip(batch, rows, strict=True):
             try:
                 with self._db.transaction("appending events", conflicts=True) as conn:
                     results += self._append_all(conn, [item], [item_rows])
             except CONFLICTS:
-                results.append(False)
+                results.append(self._clash(item))
         return results
+
+    def _clash(self, item: Append) -> Appended:
+        """Why an append clashed on a seq: False, or a log that is ahead of its index."""
+        with self._db.reading(f"checking the log of {item.workflow_id!r}") as conn:
+            found = conn.execute(
+                "SELECT fence, last_seq FROM workflows WHERE id = %s", (item.workflow_id,)
+            ).fetchone()
+            if found is None or found[0] != item.fence:
+                return False
+            at_end = conn.execute(_LOG_END, (item.workflow_id, found[1])).fetchall()
+        damage = log_end(found[1], at_end)[1]
+        return False if damage is None else LogDamaged(item.workflow_id, *damage)
 
     def _append_all(
         self, conn: Conn, batch: Sequence[Append], rows: Sequence[list[EventRow]]
-    ) -> list[bool]:
+    ) -> list[Appended]:
         ids = sorted({item.workflow_id for item in batch})
-        index: dict[str, tuple[int, WorkflowStatus, int]] = {
-            r[0]: (r[1], WorkflowStatus(r[2]), r[3])
-            for r in conn.execute(
-                "SELECT id, fence, status, last_seq FROM workflows WHERE id = ANY(%s)"
-                " ORDER BY id FOR UPDATE",
-                (ids,),
-            )
+        index: dict[str, tuple[int, str, int, bool, str | None]] = {
+            r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in conn.execute(_LOCK_INDEX, (ids,))
         }
-        results: list[bool] = []
-        events: list[EventRow] = []
+        results: list[Appended] = []
+        events: list[ChainedRow] = []
         updates: list[_Update] = []
         notes: list[tuple[str, str | None]] = []
-        for item, item_rows in zip(batch, rows, strict=True):
+        for item, unchained in zip(batch, rows, strict=True):
             found = index.get(item.workflow_id)
-            admitted, status = _admit(item, found)
-            results.append(admitted)
-            if not admitted or found is None:
+            if found is None or found[0] != item.fence:
+                results.append(False)
                 continue
-            fence, current, last_seq = found
+            fence, status_text, last_seq, at_end, previous = found
+            if status_text not in _STATUSES:
+                results.append(
+                    LogDamaged(
+                        item.workflow_id,
+                        last_seq,
+                        f"its index row has the unknown status {status_text!r:.40}",
+                    )
+                )
+                continue
+            current = WorkflowStatus(status_text)
+            if unchained and (not at_end or previous is None):
+                # Read again, now that the row is locked: a join in a locking read
+                # may see the log as it was before the lock was granted.
+                found_end = conn.execute(_LOG_END, (item.workflow_id, last_seq)).fetchall()
+                previous, damage = log_end(last_seq, found_end)
+                if damage is not None:
+                    results.append(LogDamaged(item.workflow_id, *damage))
+                    continue
+            admitted, status = _admit(item, (fence, current, last_seq))
+            results.append(admitted)
+            if not admitted:
+                continue
+            item_rows = chain(unchained, previous or GENESIS) if unchained else []
             if item_rows:
-                last_seq = item_rows[-1][1]
-            index[item.workflow_id] = (fence, status or current, last_seq)
+                last_seq, previous = item_rows[-1][1], item_rows[-1][5]
+            index[item.workflow_id] = (fence, (status or current).value, last_seq, True, previous)
             if item_rows or item.status is not None:
                 ends = status is not None and status.ends_lease
                 updates.append(
@@ -333,7 +388,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         return results
 
     def _write_extras(
-        self, conn: Conn, item: Append, rows: list[EventRow], notes: list[tuple[str, str | None]]
+        self, conn: Conn, item: Append, rows: list[ChainedRow], notes: list[tuple[str, str | None]]
     ) -> None:
         """An append's inbox notices, consumed inbox items and snapshot."""
         if item.notices:
@@ -370,7 +425,10 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         wid = item.workflow_id
         try:
             with self._db.transaction("continuing a workflow as new", conflicts=True) as conn:
-                if not self._append_all(conn, [item], [rows])[0]:
+                (appended,) = self._append_all(conn, [item], [rows])
+                if isinstance(appended, LogDamaged):
+                    raise appended
+                if not appended:
                     return False
                 conn.execute(
                     "INSERT INTO workflows (id, name, status, parent_id, fence, last_seq,"
@@ -382,7 +440,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
                     "UPDATE events SET workflow_id = %s WHERE workflow_id = %s", (archived_id, wid)
                 )
                 conn.execute("DELETE FROM snapshots WHERE workflow_id = %s", (wid,))
-                _insert_events(conn, [event_row(wid, started)])
+                _insert_events(conn, [first_row(wid, started)])
                 conn.execute(
                     "UPDATE workflows SET last_seq = 1, status = 'RUNNING', wake_at = NULL,"
                     " reason = NULL, updated_at = %s WHERE id = %s",
@@ -545,18 +603,16 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
 _Update = tuple[bool, int, float | None, float | None, str | None, str | None, bool, str]
 
 
-def _insert_events(conn: Conn, rows: Sequence[EventRow]) -> None:
+def _insert_events(conn: Conn, rows: Sequence[ChainedRow]) -> None:
     if rows:
         conn.execute(_EVENT_INSERT, [list(column) for column in zip(*rows, strict=True)])
 
 
 def _admit(
-    item: Append, found: tuple[int, WorkflowStatus, int] | None
+    item: Append, found: tuple[int, WorkflowStatus, int]
 ) -> tuple[bool, WorkflowStatus | None]:
     """``admit`` for a batch: every refusal, a forbidden transition too, refuses only
     this item."""
-    if found is None:
-        return False, None
     try:
         return admit(item, *found)
     except IllegalTransition:

@@ -12,8 +12,9 @@ import msgspec
 
 from duralog.errors import CorruptEventError
 
-from .base import InboxItem, Snapshot, WorkflowRecord, WorkflowStatus
+from .base import InboxItem, Snapshot, WorkflowRecord, WorkflowStatus, limit_value, read_range
 from .events import LogEntry, decode_event
+from .integrity import entries
 from .postgres_connection import Connections
 from .schema import WORKFLOW_COLUMNS, copy_values, described, workflow_record
 
@@ -24,22 +25,24 @@ class ReadsMixin:
     _db: Connections
 
     def read_events(
-        self, workflow_id: str, after_seq: int = 0, until_seq: int | None = None
+        self,
+        workflow_id: str,
+        after_seq: int = 0,
+        until_seq: int | None = None,
+        *,
+        verify: bool = True,
     ) -> list[LogEntry]:
-        """Events of one workflow with ``after_seq < seq <= until_seq``, in order."""
-        with self._db.reading(f"reading the events of {workflow_id!r}") as conn:
+        """Events of one workflow with ``after_seq < seq <= until_seq``, in order, checked
+        against the event before them (``LogDamaged``; ``verify=False``: only a row that
+        is no event at all is refused)."""
+        after, until = read_range(after_seq, until_seq)
+        with self._db.reading(f"reading the events of {workflow_id!r:.200}") as conn:
             rows = conn.execute(
-                "SELECT seq, at, body FROM events WHERE workflow_id = %s AND seq > %s"
-                " AND seq <= %s ORDER BY seq",
-                (workflow_id, after_seq, until_seq if until_seq is not None else 2**62),
+                "SELECT seq, kind, at, body, checksum FROM events WHERE workflow_id = %s"
+                " AND seq >= %s AND seq <= %s ORDER BY seq",
+                (workflow_id, max(after, 1), until),
             ).fetchall()
-        entries = []
-        for seq, at, body in rows:
-            try:
-                entries.append(LogEntry(seq, at, decode_event(body)))
-            except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
-                raise CorruptEventError(workflow_id, seq, str(exc)) from exc
-        return entries
+        return entries(workflow_id, rows, after, verify)
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         """The index row of one workflow, or None."""
@@ -68,7 +71,7 @@ class ReadsMixin:
             query += " WHERE " + " AND ".join(where)
         query += " ORDER BY created_at DESC, id"
         if limit is not None:
-            query += f" LIMIT {max(int(limit), 0)}"
+            query += f" LIMIT {limit_value(limit)}"
         with self._db.reading("listing workflows") as conn:
             rows = conn.execute(query, params).fetchall()
         return [workflow_record(row) for row in rows]
@@ -120,7 +123,7 @@ class ReadsMixin:
             for seq, body in rows:
                 try:
                     event = decode_event(body)
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
                     raise CorruptEventError(workflow_id, seq, str(exc)) from exc
                 if getattr(event, "key", None) == key:
                     return bytes(getattr(event, "value", b"null"))
@@ -145,10 +148,15 @@ class ReadsMixin:
     # -- copying (copy_store) ----------------------------------------------
 
     def export_rows(
-        self, table: str, after: Sequence[object] | None = None, limit: int = 1000
+        self,
+        table: str,
+        after: Sequence[object] | None = None,
+        limit: int = 1000,
+        *,
+        raw: bool = False,
     ) -> list[tuple[object, ...]]:
         """Up to ``limit`` rows of ``table`` with a primary key above ``after``, in key
-        order, every column in the order ``store/schema.py`` gives."""
+        order, every column in the order ``store/schema.py`` gives (``raw``: unconverted)."""
         spec = described(table)
         key = ", ".join(spec.key)
         where, params = "", list(after or ())
@@ -157,9 +165,9 @@ class ReadsMixin:
         with self._db.reading(f"reading {table}") as conn:
             rows = conn.execute(
                 f"SELECT {', '.join(spec.names)} FROM {table}{where} ORDER BY {key} LIMIT %s",
-                [*params, limit],
+                [*params, limit_value(limit)],
             ).fetchall()
-        return [copy_values(spec, row) for row in rows]
+        return [tuple(row) if raw else copy_values(spec, row) for row in rows]
 
     def import_rows(self, table: str, rows: Sequence[Sequence[object]]) -> int:
         """Insert rows made by ``export_rows`` (of any store) in one transaction; a key the

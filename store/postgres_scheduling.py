@@ -14,15 +14,16 @@ from typing import Any
 
 import psycopg
 
-from duralog.errors import StoreError
+from duralog.errors import LogDamaged, StoreError
 
 from . import queue_room
 from .base import BreakerRecord, Claim, NewWorkflow, QueueLimits, ScheduleRecord
 from .events import WorkflowCancelled, encode_event
+from .integrity import GENESIS, chain, log_end
 from .postgres_connection import Conn, Connections
 from .postgres_schema import lock_key
 from .queue_room import HOLDS_A_SLOT, MOST
-from .schema import BREAKER_COLUMNS, SCHEDULE_COLUMNS
+from .schema import BREAKER_COLUMNS, EVENT_COLUMNS, SCHEDULE_COLUMNS
 
 #: Now, by the server's clock: leases are granted and judged by it alone, never by the
 #: workers' wall clocks (which may disagree).
@@ -161,10 +162,21 @@ class SchedulingMixin:
             ).fetchone()
             if row is None:  # not waiting, or a worker is taking it right now
                 return False
-            seq = int(row[0]) + 1
+            last = int(row[0])
+            previous, damage = log_end(
+                last,
+                conn.execute(
+                    "SELECT seq, checksum FROM events WHERE workflow_id = %s AND seq >= %s"
+                    " ORDER BY seq LIMIT 2",
+                    (workflow_id, last),
+                ).fetchall(),
+            )
+            if damage is not None:
+                raise LogDamaged(workflow_id, *damage)
+            seq = last + 1
             conn.execute(
-                "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (%s,%s,%s,%s,%s)",
-                (workflow_id, seq, "WorkflowCancelled", at, body),
+                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s)",
+                chain([(workflow_id, seq, "WorkflowCancelled", at, body)], previous or GENESIS)[0],
             )
             conn.execute(
                 "UPDATE workflows SET status = 'CANCELLED', last_seq = %s, updated_at = %s,"

@@ -23,7 +23,14 @@ from psycopg import sql
 from duralog.errors import ConfigurationError, StoreError
 
 from .open import redact
-from .schema import MIGRATION_NAMES, POSTGRES, TABLES, migration
+from .schema import (
+    CHAINED_VERSION,
+    MIGRATION_NAMES,
+    POSTGRES,
+    TABLES,
+    backfill_checksums,
+    migration,
+)
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -163,6 +170,8 @@ def migrate(conn: psycopg.Connection[tuple[Any, ...]], schema: str, display: str
                 continue
             for statement in migration(version, POSTGRES):
                 conn.execute(statement)
+            if version == CHAINED_VERSION:
+                _backfill(conn, schema)
             conn.execute(
                 sql.SQL("INSERT INTO {} (version, name, applied_at) VALUES (%s, %s, %s)").format(
                     name
@@ -175,6 +184,25 @@ def migrate(conn: psycopg.Connection[tuple[Any, ...]], schema: str, display: str
             f"the log at {display} has schema version {applied}, newer than this duralog "
             f"knows ({latest}); upgrade duralog to open it"
         )
+
+
+def _backfill(conn: psycopg.Connection[tuple[Any, ...]], schema: str) -> None:
+    """Chain the events written before checksums existed (in the migration's transaction)."""
+    events = sql.Identifier(schema, "events")
+    first = sql.SQL(
+        "SELECT workflow_id, seq, kind, at, body FROM {} ORDER BY workflow_id, seq LIMIT 5000"
+    )
+    more = sql.SQL(
+        "SELECT workflow_id, seq, kind, at, body FROM {} WHERE (workflow_id, seq) > (%s, %s)"
+        " ORDER BY workflow_id, seq LIMIT 5000"
+    )
+    update = sql.SQL("UPDATE {} SET checksum = %s WHERE workflow_id = %s AND seq = %s")
+    backfill_checksums(
+        lambda after: conn.execute(
+            (more if after else first).format(events), list(after or ())
+        ).fetchall(),
+        lambda updates: conn.cursor().executemany(update.format(events), updates),
+    )
 
 
 def _applied(conn: psycopg.Connection[tuple[Any, ...]], schema: str) -> int:

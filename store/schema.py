@@ -6,7 +6,9 @@ events     The log itself and the only source of truth. One row per event:
            ``(workflow_id, seq)`` is the primary key, so two writers can never
            both append seq N (the optimistic concurrency guard); ``kind`` is the
            event's type name, ``at`` its commit time (UTC epoch seconds), ``body``
-           the event as JSON text (payloads readable with ``json_extract``).
+           the event as JSON text (payloads readable with ``json_extract``),
+           ``checksum`` its link in the workflow's checksum chain (a hash of the
+           event and of the checksum before it: ``store/integrity.py``).
 workflows  An index over the log, one row per workflow: name, status, the
            owner's lease (``owner``, ``lease_until``) and its fencing token
            (``fence``, bumped by every claim and checked inside every append
@@ -40,16 +42,17 @@ PostgreSQL keeps them in ``duralog_migrations`` (``store/postgres_schema.py``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
 from sqlite_utils import Database, Migrations
 
-from duralog.errors import StoreError
+from duralog.errors import StoreDamaged, StoreError
 
 from .base import BreakerRecord, ScheduleRecord, WorkflowRecord
 from .events import LogEntry, encode_event
+from .integrity import GENESIS, Backfill, ChainedRow, UnchainedRow, chain
 
 ColumnType = Literal["text", "int", "real", "blob", "bool", "serial"]
 
@@ -113,6 +116,8 @@ TABLES: tuple[Table, ...] = (
             _c("kind", "text"),
             _c("at", "real"),
             _c("body", "text"),
+            # Filled by the version's migration for the events written before it.
+            _c("checksum", "text", null=True, since=4),
         ),
         key=("workflow_id", "seq"),
         compact=True,
@@ -240,11 +245,19 @@ _PYTHON: dict[str, type] = {
 
 def copy_values(table: Table, row: Sequence[object]) -> tuple[object, ...]:
     """A row as plain Python values of its columns' types, whatever database it came
-    from (SQLite gives 0/1 for a bool, PostgreSQL a memoryview for some bytes)."""
-    return tuple(
-        None if value is None else _PYTHON[column.type](value)
-        for column, value in zip(table.columns, row, strict=True)
-    )
+    from (SQLite gives 0/1 for a bool, PostgreSQL a memoryview for some bytes);
+    ``StoreError`` for a value that is not of its column's type (a damaged row)."""
+    values = []
+    for column, value in zip(table.columns, row, strict=True):
+        try:
+            values.append(None if value is None else _PYTHON[column.type](value))
+        except (TypeError, ValueError):
+            key = tuple(row[table.names.index(k)] for k in table.key)
+            raise StoreDamaged(
+                f"the {table.name} row {key!r:.200} is damaged: its {column.name} holds "
+                f"{value!r:.60}, not a {column.type} value; run `duralog verify --all`"
+            ) from None
+    return tuple(values)
 
 
 #: Migration names, by version (SQLite records them by name).
@@ -252,7 +265,10 @@ MIGRATION_NAMES: dict[int, str] = {
     1: "m001_initial",
     2: "m002_queues_schedules_breakers",
     3: "m003_rate_limit_index",
+    4: "m004_event_checksums",
 }
+#: Versions that compute something for the rows already there, after their statements.
+CHAINED_VERSION = 4
 SCHEMA_VERSION = max(MIGRATION_NAMES)
 
 
@@ -270,18 +286,48 @@ SCHEDULE_COLUMNS = _columns_of(ScheduleRecord, "schedules")
 BREAKER_COLUMNS = _columns_of(BreakerRecord, "breakers")
 _WORKFLOW_FIELDS = tuple(WORKFLOW_COLUMNS.split(", "))
 
-#: One ``events`` row: workflow_id, seq, kind, at, body.
-EventRow = tuple[str, int, str, float, str]
+#: One ``events`` row before its checksum: workflow_id, seq, kind, at, body.
+EventRow = UnchainedRow
+#: The columns an ``events`` row is inserted with, in the order of ``ChainedRow``.
+EVENT_COLUMNS = "workflow_id, seq, kind, at, body, checksum"
 
 
 def event_row(workflow_id: str, entry: LogEntry) -> EventRow:
-    """The ``events`` row of one log entry, as both stores insert it."""
+    """The ``events`` row of one log entry, as both stores insert it (the store adds the
+    checksum, which depends on the event before it)."""
     return (workflow_id, entry.seq, entry.kind, entry.at, encode_event(entry.event).decode())
 
 
+def first_row(workflow_id: str, entry: LogEntry) -> ChainedRow:
+    """The ``events`` row of a run's first event (seq 1), with its checksum."""
+    return chain([event_row(workflow_id, entry)], GENESIS)[0]
+
+
 def workflow_record(row: Sequence[object]) -> WorkflowRecord:
-    """A ``WorkflowRecord`` from a row of ``WORKFLOW_COLUMNS``."""
-    return msgspec.convert(dict(zip(_WORKFLOW_FIELDS, row, strict=True)), WorkflowRecord)
+    """A ``WorkflowRecord`` from a row of ``WORKFLOW_COLUMNS``; ``StoreError`` naming the
+    workflow when the row holds what no duralog wrote (an unknown status, a time as text)."""
+    try:
+        return msgspec.convert(dict(zip(_WORKFLOW_FIELDS, row, strict=True)), WorkflowRecord)
+    except msgspec.ValidationError as exc:
+        raise StoreDamaged(
+            f"the index row of workflow {row[0]!r:.200} is damaged ({exc}); run "
+            "`duralog verify --all` to see the damage, then repair or restore the log"
+        ) from None
+
+
+def backfill_checksums(
+    read: Callable[[Sequence[object] | None], Sequence[Sequence[object]]],
+    write: Callable[[list[tuple[str, object, object]]], None],
+) -> None:
+    """Compute the checksum chain of the events already in a log (``CHAINED_VERSION``'s
+    migration): ``read(after)`` returns the next batch of (workflow_id, seq, kind, at,
+    body) rows after the key ``after`` (None: from the start), in key order;
+    ``write`` stores (checksum, workflow_id, seq) updates."""
+    backfill = Backfill()
+    after: Sequence[object] | None = None
+    while rows := read(after):
+        write(backfill.checksums(rows))
+        after = (rows[-1][0], rows[-1][1])
 
 
 # -- rendering ---------------------------------------------------------------
@@ -375,11 +421,26 @@ def migration(version: int, dialect: Dialect) -> list[str]:
 migrations = Migrations("duralog")
 
 
+_BACKFILL_BATCH = 5000
+
+
 def _sqlite_step(version: int) -> None:
     def apply(db: Any) -> None:
         # executescript() would commit the surrounding transaction: run one by one.
         for statement in migration(version, SQLITE):
             db.execute(statement)
+        if version == CHAINED_VERSION:
+            backfill_checksums(
+                lambda after: db.execute(
+                    "SELECT workflow_id, seq, kind, at, body FROM events"
+                    + (" WHERE (workflow_id, seq) > (?, ?)" if after else "")
+                    + " ORDER BY workflow_id, seq LIMIT ?",
+                    [*(after or ()), _BACKFILL_BATCH],
+                ).fetchall(),
+                lambda updates: db.conn.executemany(
+                    "UPDATE events SET checksum = ? WHERE workflow_id = ? AND seq = ?", updates
+                ),
+            )
 
     migrations(name=MIGRATION_NAMES[version])(apply)
 

@@ -20,10 +20,18 @@ from pathlib import Path
 import msgspec
 from sqlite_utils import Database
 
-from duralog.errors import ConfigurationError, CorruptEventError, IllegalTransition, StoreError
+from duralog.errors import (
+    ConfigurationError,
+    CorruptEventError,
+    IllegalTransition,
+    LogDamaged,
+    StoreDamaged,
+    StoreError,
+)
 
 from .base import (
     Append,
+    Appended,
     Claim,
     Durability,
     InboxItem,
@@ -32,10 +40,13 @@ from .base import (
     WorkflowRecord,
     WorkflowStatus,
     check_durability,
+    limit_value,
+    read_range,
 )
 from .events import LogEntry, decode_event
-from .schema import WORKFLOW_COLUMNS, event_row, migrate, workflow_record
-from .sqlite_append import append_one
+from .integrity import entries
+from .schema import WORKFLOW_COLUMNS, event_row, first_row, migrate, workflow_record
+from .sqlite_append import INSERT_EVENTS, End, Ends, append_one, checked_append
 from .sqlite_copying import CopyingMixin
 from .sqlite_scheduling import SchedulingMixin, held_by_nobody
 
@@ -73,20 +84,33 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         self._idle = threading.Condition(self._registry_lock)
         self._memory_lock = threading.RLock()
         self._closed = False
+        #: Why the log cannot be used any more (its file was deleted or replaced).
+        self._gone: str | None = None
+        self._identity: tuple[int, int] | None = None  # the file's (device, inode)
+        self._checked_at = time.monotonic()
+        self._ends = Ends()  # what appends chain on, without a read (sqlite_append.py)
         if not self._memory:
-            parent = Path(self.path).parent
-            if not parent.is_dir():
-                raise ConfigurationError(
-                    f"cannot open {self.path}: the folder {parent} does not exist"
-                )
+            _refuse_unusable_path(Path(self.path))
             _refuse_foreign_file(Path(self.path))
             _create_private(Path(self.path))
-        with self._connection() as conn:
+        try:
+            self._prepare()
+        except BaseException:
+            self.close()
+            raise
+        if not self._memory:
+            self._identity = _identity(self.path)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r}, durability={self.durability!r})"
+
+    def _prepare(self) -> None:
+        """Create or migrate the log's tables (refusing another application's database)."""
+        with self._connection("opening the log") as conn:
             tables = {
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
             }
             if tables and "events" not in tables:
-                self.close()
                 raise StoreError(
                     f"{self.path} is a SQLite database of something else (tables: "
                     f"{', '.join(sorted(tables)[:5])}); refusing to turn it into a duralog log"
@@ -95,9 +119,6 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                 migrate(Database(conn))
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot prepare {self.path} as a duralog log: {exc}") from exc
-
-    def __repr__(self) -> str:
-        return f"SQLiteStore({self.path!r}, durability={self.durability!r})"
 
     # -- connections -------------------------------------------------------
 
@@ -131,11 +152,16 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         return conn
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self, what: str = "") -> Iterator[sqlite3.Connection]:
+        """This thread's connection; a database error (a damaged file, an I/O error)
+        becomes a ``StoreError`` saying ``what`` was being done. A key clash stays an
+        ``IntegrityError``: the caller refuses the item that caused it."""
         me = threading.get_ident()
         with self._registry_lock:
             if self._closed:
                 raise StoreError(f"the store {self.path} is closed")
+            if self._gone is not None:
+                raise StoreError(self._gone)
             self._users[me] += 1  # close() waits for the uses of other threads to end
         try:
             if self._memory:
@@ -149,6 +175,18 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
             if conn is None:
                 conn = self._local.conn = self._open()
             yield conn
+        except sqlite3.IntegrityError:
+            raise  # a key clash: the caller refuses the item that caused it
+        except sqlite3.OperationalError as exc:  # locked, unreadable, ...
+            raise StoreError(
+                f"the log at {self.path} failed while {what or 'reading it'}: {exc}"
+            ) from exc
+        except sqlite3.Error as exc:
+            raise StoreDamaged(  # SQLite's "malformed", "not a database"...
+                f"the log file {self.path} is damaged ({exc}, while {what or 'reading it'}); "
+                f"restore it from a backup (`sqlite3 {self.path} 'PRAGMA integrity_check'` "
+                "shows what is left)"
+            ) from exc
         finally:
             with self._registry_lock:
                 self._users[me] -= 1
@@ -157,8 +195,12 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                     self._idle.notify_all()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connection() as conn:
+    def _write(self, what: str = "") -> Iterator[sqlite3.Connection]:
+        now = time.monotonic()
+        if now - self._checked_at > _FILE_CHECK_SECONDS:  # never write to a replaced file
+            self._checked_at = now
+            self.check()
+        with self._connection(what or "writing to the log") as conn:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -173,6 +215,22 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
 
     def listen(self, callback: Callable[[str, str | None], None]) -> None:
         """SQLite has no notifications across processes: workers poll (see ``poll_interval``)."""
+
+    def check(self) -> None:
+        """Raise ``StoreError`` if the file at ``path`` is no longer the one this store
+        opened (deleted, or replaced by another file): writing on would go to a file
+        nobody reads. From then on every call raises it."""
+        if self._gone is None and self._identity is not None:
+            now = _identity(self.path)
+            if now != self._identity:
+                change = "deleted" if now is None else "replaced by another file"
+                self._gone = (
+                    f"the log file {self.path} was {change} after this process opened it; "
+                    "nothing more is written to the old file: stop this process, check which "
+                    "file is the log (restore it if it was removed by mistake) and start again"
+                )
+        if self._gone is not None:
+            raise StoreError(self._gone)
 
     def close(self) -> None:
         """Close every connection this store opened (from any thread), once the calls
@@ -197,8 +255,17 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
 
     def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
         """Create workflows with their first event; None for ids that already exist."""
-        with self._write() as conn:
-            return self._insert_workflows(conn, items)
+        with self._write("creating workflows") as conn:
+            fences = self._insert_workflows(conn, items)
+        # The first append of a workflow started here continues its first event.
+        self._ends.wrote(
+            [
+                (item.id, fence, 1, first_row(item.id, item.started)[5])
+                for item, fence in zip(items, fences, strict=True)
+                if fence
+            ]
+        )
+        return fences
 
     @staticmethod
     def _insert_workflows(
@@ -236,29 +303,35 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
             if cur.rowcount == 0:
                 fences.append(None)
                 continue
-            conn.execute(
-                "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)",
-                event_row(item.id, started),
-            )
+            conn.execute(INSERT_EVENTS, first_row(item.id, started))
             fences.append(fence)
         return fences
 
-    def append(self, batch: Sequence[Append]) -> list[bool]:
+    def append(self, batch: Sequence[Append]) -> list[Appended]:
         """Append every item in one transaction; a refused item (stale fence, seq
-        collision, forbidden transition) is skipped and reported False."""
+        collision, forbidden transition) is skipped and reported False, one on a
+        damaged log reported with its ``LogDamaged``."""
         rows = [[event_row(item.workflow_id, e) for e in item.entries] for item in batch]
+        ends, written = self._ends, list[End]()
         try:
-            with self._write() as conn:
-                return [append_one(conn, item, r) for item, r in zip(batch, rows, strict=True)]
+            with self._write("appending events") as conn:
+                results = [
+                    append_one(conn, item, r, ends, written)
+                    for item, r in zip(batch, rows, strict=True)
+                ]
+            ends.wrote(written)
+            return results
         except (sqlite3.IntegrityError, IllegalTransition):
-            if len(batch) == 1:
-                return [False]
-        # A refusal inside a group: append one by one, so only the culprit is refused.
+            pass
+        # A refusal inside a group: append one by one, so only the culprit is refused;
+        # each with every check (a seq clash may be a log that is ahead of its index).
         results = []
         for item, r in zip(batch, rows, strict=True):
+            written = list[End]()
             try:
-                with self._write() as conn:
-                    results.append(append_one(conn, item, r))
+                with self._write("appending events") as conn:
+                    results.append(checked_append(conn, item, r, ends, written))
+                ends.wrote(written)
             except (sqlite3.IntegrityError, IllegalTransition):
                 results.append(False)
         return results
@@ -267,9 +340,13 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         """End a run and start the next under the same id, in one transaction."""
         rows = [event_row(item.workflow_id, e) for e in item.entries]
         wid = item.workflow_id
+        self._ends.wrote([(wid, item.fence, 0, None)])  # its log restarts: read it again
         try:
-            with self._write() as conn:
-                if not append_one(conn, item, rows):
+            with self._write("continuing a workflow as new") as conn:
+                appended = append_one(conn, item, rows, self._ends, [])
+                if isinstance(appended, LogDamaged):
+                    raise appended
+                if not appended:
                     return False
                 conn.execute(
                     "INSERT INTO workflows (id, name, status, parent_id, fence, last_seq,"
@@ -281,10 +358,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                     "UPDATE events SET workflow_id = ? WHERE workflow_id = ?", (archived_id, wid)
                 )
                 conn.execute("DELETE FROM snapshots WHERE workflow_id = ?", (wid,))
-                conn.execute(
-                    "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)",
-                    event_row(wid, started),
-                )
+                conn.execute(INSERT_EVENTS, first_row(wid, started))
                 conn.execute(
                     "UPDATE workflows SET last_seq = 1, status = 'RUNNING', wake_at = NULL,"
                     " reason = NULL, updated_at = ? WHERE id = ?",
@@ -445,26 +519,28 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
     # -- reads -------------------------------------------------------------
 
     def read_events(
-        self, workflow_id: str, after_seq: int = 0, until_seq: int | None = None
+        self,
+        workflow_id: str,
+        after_seq: int = 0,
+        until_seq: int | None = None,
+        *,
+        verify: bool = True,
     ) -> list[LogEntry]:
-        """Events of one workflow with ``after_seq < seq <= until_seq``, in order."""
-        with self._connection() as conn:
+        """Events of one workflow with ``after_seq < seq <= until_seq``, in order, checked
+        against the event before them (``LogDamaged``; ``verify=False``: only a row that
+        is no event at all is refused)."""
+        after, until = read_range(after_seq, until_seq)
+        with self._connection(f"reading the events of workflow {workflow_id!r:.200}") as conn:
             rows = conn.execute(
-                "SELECT seq, at, body FROM events WHERE workflow_id = ? AND seq > ?"
-                " AND seq <= ? ORDER BY seq",
-                (workflow_id, after_seq, until_seq if until_seq is not None else 2**62),
+                "SELECT seq, kind, at, body, checksum FROM events WHERE workflow_id = ?"
+                " AND seq >= ? AND seq <= ? ORDER BY seq",
+                (workflow_id, max(after, 1), until),
             ).fetchall()
-        entries = []
-        for seq, at, body in rows:
-            try:
-                entries.append(LogEntry(seq, at, decode_event(body)))
-            except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
-                raise CorruptEventError(workflow_id, seq, str(exc)) from exc
-        return entries
+        return entries(workflow_id, rows, after, verify)
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         """The index row of one workflow, or None."""
-        with self._connection() as conn:
+        with self._connection(f"reading workflow {workflow_id!r:.200}") as conn:
             row = conn.execute(
                 f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?", (workflow_id,)
             ).fetchone()
@@ -489,8 +565,8 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id"
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        with self._connection() as conn:
+            sql += f" LIMIT {limit_value(limit)}"
+        with self._connection("listing workflows") as conn:
             rows = conn.execute(sql, params).fetchall()
         return [workflow_record(row) for row in rows]
 
@@ -516,7 +592,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
             return None
         try:
             event = decode_event(row[1])
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
             raise CorruptEventError(workflow_id, row[0], str(exc)) from exc
         return bytes(getattr(event, "value", b"null"))
 
@@ -535,6 +611,37 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
         with self._connection() as conn:
             rows = conn.execute("SELECT id, host, pid FROM workers").fetchall()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+#: How often a write checks that the file is still the one opened (``check``).
+_FILE_CHECK_SECONDS = 0.05
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``, or None if there is none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _refuse_unusable_path(path: Path) -> None:
+    """A path whose folder is missing, or that the system refuses (too long...)."""
+    shown = _shorten(str(path))
+    try:
+        folder = path.parent.is_dir()
+        path.exists()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot open {shown}: {exc.strerror}") from None
+    if not folder:
+        raise ConfigurationError(
+            f"cannot open {shown}: the folder {_shorten(str(path.parent))} does not exist"
+        )
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit // 2] + "…" + text[-limit // 2 :]
 
 
 def _create_private(path: Path) -> None:

@@ -1,48 +1,125 @@
 """One append inside the SQLite store's write transaction: the checks and the rows.
 
 Most appends are a step's events: they change no status, so one guarded UPDATE
-checks the fence, the last seq and that the workflow is alive, and moves the
-index row on, and the events follow. Anything else (a status change, a refusal
-to explain) takes the checked path, which reads the index row first.
+checks the fence, the last seq, that the workflow is alive and that the event the
+append continues is in the log with the checksum the new events are chained on,
+and moves the index row on; the events follow. That checksum is the one this
+store wrote last for the workflow under the same fence (``Ends``), or else read
+first. Anything else (a status change, a refusal to explain, a damaged log)
+takes the checked path, which reads the index row and the end of the log.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
+from duralog.errors import LogDamaged
+
 from .base import STATUS_AFTER, Append, WorkflowStatus, admit
 from .events import TERMINAL_KINDS
-from .schema import EventRow
+from .integrity import GENESIS, ChainedRow, chain, log_end
+from .schema import EVENT_COLUMNS, EventRow
 
 Row = EventRow
+INSERT_EVENTS = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?)"
+_PREVIOUS = "SELECT checksum FROM events WHERE workflow_id = ? AND seq = ?"
+LOG_END = "SELECT seq, checksum FROM events WHERE workflow_id = ? AND seq >= ? ORDER BY seq LIMIT 2"
 
 
-def append_one(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> bool:
+class Ends:
+    """The last event this store wrote to each workflow, as (fence, seq, checksum):
+    an append that continues it needs no read to know what to chain on (the guarded
+    update still checks that the event is there, with that checksum). Only appends
+    under the same fence trust it: another owner may have written since."""
+
+    _MOST = 10_000  # a bound on memory: forgetting costs one read per workflow
+
+    def __init__(self) -> None:
+        self._ends: dict[str, tuple[int, int, str]] = {}
+
+    def get(self, workflow_id: str, fence: int) -> tuple[int, str] | None:
+        """(seq, checksum) of the last event written to ``workflow_id`` under ``fence``."""
+        found = self._ends.get(workflow_id)
+        return None if found is None or found[0] != fence else (found[1], found[2])
+
+    def wrote(self, written: list[End]) -> None:
+        """Note what a transaction that just committed wrote (see ``End``)."""
+        if len(self._ends) > self._MOST:
+            self._ends.clear()
+        for workflow_id, fence, seq, checksum in written:
+            if checksum is None:
+                self._ends.pop(workflow_id, None)
+            else:
+                self._ends[workflow_id] = (fence, seq, checksum)
+
+
+def append_one(
+    conn: sqlite3.Connection, item: Append, rows: list[Row], ends: Ends, written: list[End]
+) -> bool | LogDamaged:
     """Append ``rows`` for ``item`` in the open transaction; False if refused (stale
-    fence, a gap); raises ``IllegalTransition`` for a forbidden status change."""
-    if not (_plain(item, rows) and _guarded_update(conn, item, rows)):
-        return checked_append(conn, item, rows)
-    conn.executemany(
-        "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)", rows
-    )
-    _append_extras(conn, item, rows)
-    return True
+    fence, a gap), ``LogDamaged`` (nothing written) if the log under it is damaged;
+    raises ``IllegalTransition`` for a forbidden status change. What it writes is
+    noted in ``written``, for ``ends`` once the transaction commits."""
+    if _plain(item, rows):
+        previous: object = None
+        known = ends.get(item.workflow_id, item.fence)
+        if known is not None and known[0] == rows[0][1] - 1:
+            previous = known[1]
+        else:
+            found = conn.execute(_PREVIOUS, (item.workflow_id, rows[0][1] - 1)).fetchone()
+            previous = found[0] if found is not None else None
+        if isinstance(previous, str) and _guarded_update(conn, item, rows, previous):
+            chained = chain(rows, previous)
+            conn.executemany(INSERT_EVENTS, chained)
+            _append_extras(conn, item, chained)
+            written.append((item.workflow_id, item.fence, chained[-1][1], chained[-1][5]))
+            return True
+    return checked_append(conn, item, rows, ends, written)
 
 
-def checked_append(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> bool:
-    """Any append: reads the index row, says why it refuses, changes the status."""
+#: What an append wrote last to one workflow, for ``Ends``: (workflow id, fence, seq,
+#: checksum); a checksum of None: nobody continues it here (it ended, or moved).
+End = tuple[str, int, int, str | None]
+
+
+def checked_append(
+    conn: sqlite3.Connection, item: Append, rows: list[Row], ends: Ends, written: list[End]
+) -> bool | LogDamaged:
+    """Any append: reads the index row and the end of the log, says why it refuses,
+    changes the status."""
+    wid = item.workflow_id
     found = conn.execute(
-        "SELECT fence, status, last_seq FROM workflows WHERE id = ?", (item.workflow_id,)
+        "SELECT fence, status, last_seq FROM workflows WHERE id = ?", (wid,)
     ).fetchone()
-    if found is None:
+    if found is None or found[0] != item.fence:
         return False
-    admitted, status = admit(item, found[0], WorkflowStatus(found[1]), found[2])
-    if not admitted:
-        return False
-    if rows:
-        conn.executemany(
-            "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)", rows
+    fence, status_text, last_seq = found
+    if isinstance(last_seq, bool) or not isinstance(last_seq, int):
+        return LogDamaged(wid, 0, f"its index row says the log ends at seq {last_seq!r:.40}")
+    if status_text not in _STATUSES:
+        return LogDamaged(
+            wid, last_seq, f"its index row has the unknown status {status_text!r:.40}"
         )
+    previous: str | None = GENESIS
+    if rows:
+        previous, damage = log_end(last_seq, conn.execute(LOG_END, (wid, last_seq)).fetchall())
+        if damage is not None:
+            return LogDamaged(wid, *damage)
+        known = ends.get(wid, fence)
+        if known is not None and known[0] == last_seq and known[1] != previous:
+            return LogDamaged(
+                wid,
+                last_seq,
+                f"event {last_seq} changed after this process wrote it (its checksum is "
+                "not the one written)",
+            )
+    admitted, status = admit(item, fence, WorkflowStatus(status_text), last_seq)
+    if not admitted or previous is None:
+        return False
+    chained: list[ChainedRow] = []
+    if rows:
+        chained = chain(rows, previous)
+        conn.executemany(INSERT_EVENTS, chained)
         conn.execute(
             "UPDATE workflows SET last_seq = ?, updated_at = ?, wake_at = ?,"
             " status = COALESCE(?, status), reason = COALESCE(?, reason) WHERE id = ?",
@@ -60,14 +137,20 @@ def checked_append(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> b
             "UPDATE workflows SET status = ?, reason = ?, wake_at = ? WHERE id = ?",
             (item.status.value, item.reason, item.wake_at, item.workflow_id),
         )
+    if chained:
+        written.append((wid, fence, chained[-1][1], chained[-1][5]))
     if status is not None and status.ends_lease:
         # Nobody advances it any more: its lease ends with the same commit.
         conn.execute(
             "UPDATE workflows SET owner = NULL, lease_until = NULL WHERE id = ?",
             (item.workflow_id,),
         )
-    _append_extras(conn, item, rows)
+        written.append((wid, fence, 0, None))
+    _append_extras(conn, item, chained)
     return True
+
+
+_STATUSES = frozenset(s.value for s in WorkflowStatus)
 
 
 def _plain(item: Append, rows: list[Row]) -> bool:
@@ -80,10 +163,11 @@ def _plain(item: Append, rows: list[Row]) -> bool:
     return all(r[1] == first + i for i, r in enumerate(rows))
 
 
-def _guarded_update(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> bool:
-    """Move the index row past ``rows`` if the fence, the last seq and a live status
-    all agree: the fence check and the update in one statement. Leaving status out
-    of the SET also spares SQLite rewriting the two indexes that hold it."""
+def _guarded_update(conn: sqlite3.Connection, item: Append, rows: list[Row], previous: str) -> bool:
+    """Move the index row past ``rows`` if the fence, the last seq, a live status and
+    the event the append continues (there, with checksum ``previous``) all agree:
+    the checks and the update in one statement. Leaving status out of the SET also
+    spares SQLite rewriting the two indexes that hold it."""
     cursor = conn.execute(
         _GUARDED_UPDATE,
         (
@@ -94,6 +178,7 @@ def _guarded_update(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> 
             item.fence,
             rows[0][1] - 1,
             *_TERMINAL_STATUSES,
+            previous,
         ),
     )
     return cursor.rowcount == 1
@@ -101,13 +186,15 @@ def _guarded_update(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> 
 
 _TERMINAL_STATUSES = tuple(s.value for s in WorkflowStatus if s.is_terminal)
 _GUARDED_UPDATE = (
-    "UPDATE workflows SET last_seq = ?, updated_at = ?, wake_at = ?"
-    " WHERE id = ? AND fence = ? AND last_seq = ?"
-    f" AND status NOT IN ({', '.join('?' * len(_TERMINAL_STATUSES))})"
+    "UPDATE workflows SET last_seq = ?1, updated_at = ?2, wake_at = ?3"
+    " WHERE id = ?4 AND fence = ?5 AND last_seq = ?6"
+    f" AND status NOT IN ({', '.join(f'?{7 + i}' for i in range(len(_TERMINAL_STATUSES)))})"
+    " AND EXISTS (SELECT 1 FROM events WHERE workflow_id = ?4 AND seq = ?6"
+    f" AND checksum = ?{7 + len(_TERMINAL_STATUSES)})"
 )
 
 
-def _append_extras(conn: sqlite3.Connection, item: Append, rows: list[Row]) -> None:
+def _append_extras(conn: sqlite3.Connection, item: Append, rows: list[ChainedRow]) -> None:
     """What rides along with an append: notices to others, consumed inbox items, a snapshot."""
     for notice in item.notices:
         conn.execute(

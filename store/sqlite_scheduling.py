@@ -12,20 +12,24 @@ import contextlib
 import sqlite3
 from collections.abc import Sequence
 
+from duralog.errors import LogDamaged
+
 from . import queue_room
 from .base import BreakerRecord, Claim, NewWorkflow, QueueLimits, ScheduleRecord
 from .events import WorkflowCancelled, encode_event
+from .integrity import GENESIS, chain, log_end
 from .queue_room import HOLDS_A_SLOT, MOST
 from .schema import SCHEDULE_COLUMNS
+from .sqlite_append import INSERT_EVENTS, LOG_END
 
 
 class SchedulingMixin:
     """The queue, schedule and breaker half of ``SQLiteStore`` (see the module docstring)."""
 
-    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    def _write(self, what: str = "") -> contextlib.AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
 
-    def _connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    def _connection(self, what: str = "") -> contextlib.AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
 
     @staticmethod
@@ -122,11 +126,15 @@ class SchedulingMixin:
             ).fetchone()
             if row is None:
                 return False
-            seq = int(row[0]) + 1
+            last = int(row[0])
+            previous, damage = log_end(last, conn.execute(LOG_END, (workflow_id, last)).fetchall())
+            if damage is not None:
+                raise LogDamaged(workflow_id, *damage)
+            seq = last + 1
             body = encode_event(WorkflowCancelled(reason=reason)).decode()
             conn.execute(
-                "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES (?,?,?,?,?)",
-                (workflow_id, seq, "WorkflowCancelled", at, body),
+                INSERT_EVENTS,
+                chain([(workflow_id, seq, "WorkflowCancelled", at, body)], previous or GENESIS)[0],
             )
             conn.execute(
                 "UPDATE workflows SET status = 'CANCELLED', last_seq = ?, updated_at = ?,"

@@ -14,6 +14,7 @@ import pytest
 
 import duralog
 from duralog.store import codec
+from duralog.store.integrity import link
 
 K1, K2 = os.urandom(32), os.urandom(32)
 SECRET = "4111-1111-1111-1111"
@@ -91,6 +92,17 @@ def test_tampering_is_detected(tmp_path: Path) -> None:
         conn.execute(
             "UPDATE events SET body = ? WHERE workflow_id = 'w' AND kind = 'WorkflowCompleted'",
             (tampered,),
+        )
+        # An adversary who also recomputes the log's checksum chain gets past that check;
+        # the ciphertext's own tag still gives the tampering away.
+        (seq, at, previous) = conn.execute(
+            "SELECT e.seq, e.at, p.checksum FROM events e JOIN events p ON p.workflow_id = "
+            "e.workflow_id AND p.seq = e.seq - 1 WHERE e.workflow_id = 'w' AND e.kind = "
+            "'WorkflowCompleted'"
+        ).fetchone()
+        conn.execute(
+            "UPDATE events SET checksum = ? WHERE workflow_id = 'w' AND seq = ?",
+            (link(previous, seq, "WorkflowCompleted", at, tampered), seq),
         )
     with (
         duralog.Engine(

@@ -338,3 +338,30 @@ def test_the_main_threads_connection_survives_into_atexit(tmp_path: Path) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "main thread read: None", done.stderr
+
+
+def test_an_append_never_chains_onto_a_last_event_rewritten_since_it_was_written(
+    path: Path,
+) -> None:
+    from duralog.errors import LogDamaged
+    from duralog.store.integrity import link
+
+    store = SQLiteStore(path)
+    store.create_workflows([new_workflow("order-7", owner="w1", lease_seconds=30)])
+    assert store.append([Append("order-7", 1, [scheduled(2), scheduled(3)])]) == [True]
+    with sqlite3.connect(path) as conn:  # rewritten whole, its checksum recomputed
+        ((at, body, previous),) = conn.execute(
+            "SELECT e.at, e.body, p.checksum FROM events e JOIN events p ON"
+            " p.workflow_id = e.workflow_id AND p.seq = 2 WHERE e.seq = 3"
+        ).fetchall()
+        forged = body.replace("[3]", "[30]")
+        conn.execute(
+            "UPDATE events SET body = ?, checksum = ? WHERE seq = 3",
+            (forged, link(previous, 3, "StepScheduled", at, forged)),
+        )
+    conn.close()
+    (refused,) = store.append([Append("order-7", 1, [scheduled(4)])])
+    assert isinstance(refused, LogDamaged) and refused.seq == 3
+    assert "changed after this process wrote it" in str(refused)
+    assert [e.seq for e in store.read_events("order-7")] == [1, 2, 3]
+    store.close()

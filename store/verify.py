@@ -1,0 +1,130 @@
+"""``duralog verify``: check a whole log, or one workflow's, through the store protocol.
+
+The checks are ``store/integrity.py``'s; this module reads the rows as the
+database holds them (``export_rows(..., raw=True)``, so a damaged value is seen,
+not refused) and compares every workflow's index row with its log.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+
+import msgspec
+
+from duralog.errors import StoreError, WorkflowNotFound
+
+from .base import EventStore, WorkflowRecord
+from .integrity import EventCheck, Finding, index_findings
+from .schema import TABLE
+
+__all__ = ["Finding", "WorkflowCheck", "verify"]
+
+
+class WorkflowCheck(msgspec.Struct, frozen=True):
+    """What ``verify`` found for one workflow: ``findings`` is empty when it is intact."""
+
+    workflow_id: str
+    events: int
+    findings: list[Finding]
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing is wrong."""
+        return not self.findings
+
+
+def verify(
+    store: EventStore, workflow_id: str | None = None, batch_size: int = 1000
+) -> Iterator[WorkflowCheck]:
+    """Check the log of one workflow, or of every workflow (``None``), in id order:
+    the checksum chain, gapless seqs from 1, nothing after a terminal event, each
+    body against its kind, and the index row (status, last seq) against the log.
+
+    Reads through the store, in batches; a read the database refuses raises
+    ``StoreError``, an id that is neither in the index nor in the log
+    ``WorkflowNotFound``. Example: ``[c for c in verify(store) if not c.ok]``.
+    """
+    if workflow_id is not None:
+        yield _verify_one(store, workflow_id, batch_size)
+        return
+    index = _index_rows(store, batch_size)
+    pending = next(index, None)
+    for wid, rows in itertools.groupby(_event_rows(store, None, batch_size), key=lambda r: r[0]):
+        while pending is not None and pending[0] < wid:
+            yield _check(pending[0], pending[1], [], [])
+            pending = next(index, None)
+        if pending is not None and pending[0] == wid:
+            yield _check(str(wid), pending[1], list(rows), pending[2])
+            pending = next(index, None)
+        else:
+            yield _check(str(wid), None, list(rows), [])
+    while pending is not None:
+        yield _check(pending[0], pending[1], [], pending[2])
+        pending = next(index, None)
+
+
+def _verify_one(store: EventStore, workflow_id: str, batch_size: int) -> WorkflowCheck:
+    damaged: list[Finding] = []
+    try:
+        record = store.get_workflow(workflow_id)
+    except StoreError as exc:
+        record = None
+        damaged.append(Finding(workflow_id, 0, "index", str(exc)))
+    rows = list(_event_rows(store, workflow_id, batch_size))
+    if record is None and not rows and not damaged:
+        raise WorkflowNotFound(workflow_id)
+    return _check(workflow_id, record, rows, damaged)
+
+
+def _check(
+    workflow_id: str,
+    record: WorkflowRecord | None,
+    rows: Sequence[Sequence[object]],
+    damaged: list[Finding],
+) -> WorkflowCheck:
+    check = EventCheck(workflow_id)
+    findings = list(damaged)
+    for row in rows:
+        findings += check.take(row[1:6])[1]
+    if not damaged:
+        findings += index_findings(workflow_id, record, check)
+    return WorkflowCheck(workflow_id, check.rows, findings)
+
+
+def _event_rows(
+    store: EventStore, workflow_id: str | None, batch_size: int
+) -> Iterator[tuple[object, ...]]:
+    """The ``events`` rows (as stored) of one workflow or of all, in key order."""
+    after: tuple[object, ...] | None = None if workflow_id is None else (workflow_id, -(2**62))
+    while True:
+        rows = store.export_rows("events", after, batch_size, raw=True)
+        for row in rows:
+            if workflow_id is not None and row[0] != workflow_id:
+                return
+            yield row
+        if len(rows) < batch_size:
+            return
+        after = (rows[-1][0], rows[-1][1])
+
+
+def _index_rows(
+    store: EventStore, batch_size: int
+) -> Iterator[tuple[str, WorkflowRecord | None, list[Finding]]]:
+    """Every index row as (id, record or None if damaged, findings), in id order."""
+    names = [f.name for f in msgspec.structs.fields(WorkflowRecord)]
+    after: tuple[object, ...] | None = None
+    while True:
+        rows = store.export_rows("workflows", after, batch_size, raw=True)
+        for row in rows:
+            wid = str(row[0])
+            values = dict(zip(TABLE["workflows"].names, row, strict=True))
+            try:
+                record = msgspec.convert({n: values[n] for n in names}, WorkflowRecord)
+            except msgspec.ValidationError as exc:
+                yield wid, None, [Finding(wid, 0, "index", f"its index row is damaged: {exc}")]
+                continue
+            yield wid, record, []
+        if len(rows) < batch_size:
+            return
+        after = (rows[-1][0],)
