@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +193,20 @@ def test_non_string_keys_are_refused() -> None:
     with pytest.raises(duralog.WorkflowConfigError) as caught:
         duralog.parse_workflow(text, TYPES, format="yaml", source="keys.yaml")
     assert str(caught.value) == "keys.yaml:5: steps.a.params: keys must be strings, not 1"
+
+
+def test_importing_duralog_does_not_load_the_document_modules() -> None:
+    code = (
+        "import sys, duralog\n"
+        "assert not [m for m in sys.modules if 'config' in m and 'duralog' in m], sys.modules\n"
+        "assert 'tomllib' not in sys.modules\n"
+        "from duralog import StepRegistry, load_workflow\n"
+        "assert load_workflow is duralog.load_workflow and 'load_workflow' in dir(duralog)\n"
+        "assert 'duralog.engine.config' in sys.modules\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "ok\n", done.stderr
 
 
 def test_the_step_registry() -> None:
