@@ -1,9 +1,10 @@
 """Read a JSON, TOML or YAML document: its values, and the line of each key.
 
 ``read`` parses with the standard parsers (PyYAML for YAML, when it is
-installed) and turns every syntax error into a ``Problem`` with its line. The
-parsers give values, not positions, so after a document has parsed, small
-scanners walk its text once more and note the line of every key and array item.
+installed) and turns every syntax error, and a key given twice, into a
+``Problem`` with its line. The parsers give values, not positions, so after a
+document has parsed, a small scanner walks its text once more and notes the line
+of every key and array item (the schema's errors name a path; this finds its line).
 A path is a tuple of keys and indexes, e.g.
 ``("steps", "report", "depends_on", 1)``. They assume the text is valid (the
 real parser accepted it already) and stop quietly at anything unexpected: a
@@ -18,7 +19,7 @@ import importlib
 import json
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from duralog.errors import ConfigurationError
@@ -42,9 +43,9 @@ def read(text: str, format: Format) -> tuple[Any, Lines]:
     """The document's value and the lines of its keys; ``Problem`` for a syntax error."""
     try:
         if format == "json":
-            data, lines = json.loads(text), json_lines(text)
+            data, lines = json.loads(text), _scan(text, _value)
         elif format == "toml":
-            data, lines = tomllib.loads(text), toml_lines(text)
+            data, lines = tomllib.loads(text), _scan(text, _toml_document)
         else:
             data, lines = _read_yaml(text)
     except RecursionError:
@@ -180,24 +181,15 @@ def _escaped(text: str, at: int) -> bool:
     return backslashes % 2 == 1
 
 
-def json_lines(text: str) -> Lines:
-    """Lines of every key and array item of a JSON document (duplicate keys noted)."""
+def _scan(text: str, walk: Callable[[_Scanner, Path], None]) -> Lines:
+    """The lines of every key, TOML table header and array item (duplicate keys noted)."""
     scan = _Scanner(text)
     with contextlib.suppress(ValueError, IndexError, RecursionError, tomllib.TOMLDecodeError):
-        _value(scan, ())
+        walk(scan, ())
     return scan.found
 
 
-def toml_lines(text: str) -> Lines:
-    """Lines of every key, table header and array item of a TOML document."""
-    scan = _Scanner(text)
-    with contextlib.suppress(ValueError, IndexError, RecursionError, tomllib.TOMLDecodeError):
-        _toml_document(scan)
-    return scan.found
-
-
-def _toml_document(scan: _Scanner) -> None:
-    table: Path = ()
+def _toml_document(scan: _Scanner, table: Path) -> None:
     arrays: dict[Path, int] = {}
     while True:
         scan.skip(" \t\r\n")
