@@ -20,7 +20,8 @@
         └── CorruptEventError     one event body cannot be decoded
 
 Every error carries the fields a caller needs (``workflow_id``, ``seq``...) and a
-message that says what happened, where, and what to do next.
+message that says what happened, where, and what to do next. ``whole_number``
+is the one check of a whole-number argument, for every layer.
 """
 
 from __future__ import annotations
