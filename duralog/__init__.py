@@ -5,6 +5,8 @@ transition is appended to an event log, and after a crash a workflow is rebuilt
 by replaying its code against that log. See the README for a tour.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from duralog.engine.api import (
     StepInfo,
     continue_as_new,
@@ -21,7 +23,6 @@ from duralog.engine.api import (
     workflow_info,
 )
 from duralog.engine.breaker import CircuitBreaker, CircuitOpen
-from duralog.engine.config import StepRegistry, WorkflowConfigError, load_workflow, parse_workflow
 from duralog.engine.dag import DAG, DAGCycleError, MissingDependencyError, Task
 from duralog.engine.decorators import step, workflow
 from duralog.engine.engine import Engine
@@ -65,6 +66,35 @@ from duralog.store.crypto import AesGcmCodec
 from duralog.store.events import LogEntry
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from duralog.engine.config import (
+        StepRegistry,
+        WorkflowConfigError,
+        load_workflow,
+        parse_workflow,
+    )
+
+# The workflow-document API loads on first use, so ``import duralog`` does not pay
+# for the document parsers and their schema; ``from duralog import StepRegistry``
+# works as usual. Type checkers see the imports above, and no ``__getattr__``
+# (with one, they would take any misspelt ``duralog.X`` for Any).
+_DOCUMENTS = ("StepRegistry", "WorkflowConfigError", "load_workflow", "parse_workflow")
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name not in _DOCUMENTS:
+            raise AttributeError(f"module 'duralog' has no attribute {name!r}")
+        from duralog.engine import config
+
+        value = getattr(config, name)
+        globals()[name] = value  # found directly from now on
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_DOCUMENTS})
+
 
 # ``map`` is public as ``duralog.map`` but kept out of ``__all__``: a star import
 # must not shadow the builtin.

@@ -22,13 +22,15 @@
                 └── CorruptEventError   one event body cannot be decoded
 
 Every error carries the fields a caller needs (``workflow_id``, ``seq``...) and a
-message that says what happened, where, and what to do next.
+message that says what happened, where, and what to do next. ``whole_number``
+is the one check of a whole-number argument, for every layer.
 """
 
 from __future__ import annotations
 
 import shlex
 import traceback as _traceback
+from typing import Literal, overload
 
 import msgspec
 
@@ -277,3 +279,34 @@ def details_of(exc: BaseException, with_traceback: bool = False) -> ErrorDetails
 
 def _is_internal(module: str) -> bool:
     return module.partition(".")[0] in ("duralog", "asyncio", "concurrent")
+
+
+@overload
+def whole_number(
+    value: object, what: str, *, minimum: int | None = None, optional: Literal[False] = False
+) -> int: ...
+@overload
+def whole_number(
+    value: object, what: str, *, minimum: int | None = None, optional: Literal[True]
+) -> int | None: ...
+def whole_number(
+    value: object, what: str, *, minimum: int | None = None, optional: bool = False
+) -> int | None:
+    """``value`` if it is an int (a bool is not) of at least ``minimum`` (or None when
+    ``optional``); otherwise a ``ConfigurationError`` naming ``what``, e.g.
+    ``"queue 'mail': concurrency must be a whole number of at least 1 or None, got 0"``.
+
+    The one whole-number check of every layer (here because every layer may import
+    this module).
+    """
+    if value is None and optional:
+        return None
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and (minimum is None or value >= minimum)
+    ):
+        return value
+    bound = "" if minimum is None else f" of at least {minimum}"
+    alternative = " or None" if optional else ""
+    raise ConfigurationError(f"{what} must be a whole number{bound}{alternative}, got {value!r}")

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from duralog.errors import ConfigurationError
+from duralog.errors import ConfigurationError, whole_number
 from duralog.replay.definitions import Step, Workflow
 
 
@@ -53,13 +53,7 @@ def check_name(kind: str, name: object) -> str:
 
 def check_max_parallel(owner: str, value: object) -> int | None:
     """``max_parallel``: None (no bound) or a positive int."""
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(
-            f"{owner}: max_parallel must be a positive int or None, got {value!r}"
-        )
-    return value
+    return whole_number(value, f"{owner}: max_parallel", minimum=1, optional=True)
 
 
 def durable(owner: str, what: object) -> Step[Any, Any] | Workflow[Any, Any]:

@@ -1,9 +1,10 @@
 """Read a JSON, TOML or YAML document: its values, and the line of each key.
 
 ``read`` parses with the standard parsers (PyYAML for YAML, when it is
-installed) and turns every syntax error into a ``Problem`` with its line. The
-parsers give values, not positions, so after a document has parsed, small
-scanners walk its text once more and note the line of every key and array item.
+installed) and turns every syntax error, and a key given twice, into a
+``Problem`` with its line. The parsers give values, not positions, so after a
+document has parsed, a small scanner walks its text once more and notes the line
+of every key and array item (the schema's errors name a path; this finds its line).
 A path is a tuple of keys and indexes, e.g.
 ``("steps", "report", "depends_on", 1)``. They assume the text is valid (the
 real parser accepted it already) and stop quietly at anything unexpected: a
@@ -18,7 +19,7 @@ import importlib
 import json
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from duralog.errors import ConfigurationError
@@ -28,32 +29,50 @@ Format = Literal["json", "toml", "yaml"]
 
 
 class Problem(Exception):
-    """What is wrong with a document, and where; the caller adds the source name."""
+    """What is wrong with a document: at which path (``()``: none), why, and the line
+    when it is known without the path (a syntax error); the caller adds the source."""
 
-    def __init__(self, line: int, key: str | None, reason: str) -> None:
+    def __init__(self, reason: str, path: Path = (), line: int | None = None) -> None:
         super().__init__(reason)
-        self.line = line
-        self.key = key
         self.reason = reason
+        self.path = path
+        self.line = line
 
 
 def read(text: str, format: Format) -> tuple[Any, Lines]:
     """The document's value and the lines of its keys; ``Problem`` for a syntax error."""
     try:
         if format == "json":
-            return json.loads(text), json_lines(text)
-        if format == "toml":
-            return tomllib.loads(text), toml_lines(text)
-        return _read_yaml(text)
+            data, lines = json.loads(text), _scan(text, _value)
+        elif format == "toml":
+            data, lines = tomllib.loads(text), _scan(text, _toml_document)
+        else:
+            data, lines = _read_yaml(text)
     except RecursionError:
-        raise Problem(1, None, "the document is nested too deeply") from None
+        raise Problem("the document is nested too deeply", line=1) from None
     except json.JSONDecodeError as exc:
-        raise Problem(exc.lineno, None, f"invalid JSON: {exc.msg}") from None
+        raise Problem(f"invalid JSON: {exc.msg}", line=exc.lineno) from None
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"at line (\d+)", str(exc))
         line = int(found.group(1)) if found else text.count("\n") + 1
         reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
-        raise Problem(line, None, f"invalid TOML: {reason}") from None
+        raise Problem(f"invalid TOML: {reason}", line=line) from None
+    if lines.duplicates:  # the JSON and YAML parsers keep the last one silently
+        path, line = lines.duplicates[0]
+        raise Problem("this key appears twice", path, line)
+    return data, lines
+
+
+def key_of(path: Path) -> str:
+    """A path as the user reads it: ``steps.report.depends_on[1]``, ``steps."a.b"``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = part if _BARE_KEY.fullmatch(part) else json.dumps(part)
+            out += f".{text}" if out else text
+    return out
 
 
 def _read_yaml(text: str) -> tuple[Any, Lines]:
@@ -71,10 +90,10 @@ def _read_yaml(text: str) -> tuple[Any, Lines]:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise Problem(line, None, f"invalid YAML: {problem}") from None
+        raise Problem(f"invalid YAML: {problem}", line=line) from None
     except (ValueError, TypeError, AttributeError, IndexError, OverflowError) as exc:
         # PyYAML's constructors raise these for badly tagged scalars ("!!int three")
-        raise Problem(1, None, f"invalid YAML: a value cannot be read ({exc})") from None
+        raise Problem(f"invalid YAML: a value cannot be read ({exc})", line=1) from None
     return data, yaml_lines(node)
 
 
@@ -111,18 +130,19 @@ class _Scanner:
         self._starts = [0] + [m.end() for m in re.finditer("\n", text)]
         self.found = Lines()
 
-    def line(self, pos: int | None = None) -> int:
-        return bisect.bisect_right(self._starts, self.pos if pos is None else pos)
+    def line(self) -> int:
+        return bisect.bisect_right(self._starts, self.pos)
 
     def peek(self, n: int = 1) -> str:
         return self.text[self.pos : self.pos + n]
 
-    def skip(self, chars: str, comments: bool = False) -> None:
+    def skip(self, chars: str) -> None:
+        """Skip ``chars`` and comments (``#`` outside a string; never in valid JSON)."""
         text = self.text
         while self.pos < len(text):
             if text[self.pos] in chars:
                 self.pos += 1
-            elif comments and text[self.pos] == "#":
+            elif text[self.pos] == "#":
                 end = text.find("\n", self.pos)
                 self.pos = len(text) if end < 0 else end
             else:
@@ -161,85 +181,77 @@ def _escaped(text: str, at: int) -> bool:
     return backslashes % 2 == 1
 
 
-def json_lines(text: str) -> Lines:
-    """Lines of every key and array item of a JSON document (duplicate keys noted)."""
-    scan = _Scanner(text)
-    with contextlib.suppress(ValueError, IndexError, RecursionError):
-        _json_value(scan, ())
-    return scan.found
-
-
-def _json_value(scan: _Scanner, path: Path) -> None:
-    scan.skip(" \t\r\n")
-    char = scan.peek()
-    if char == "{":
-        scan.pos += 1
-        seen: set[str] = set()
-        while True:
-            scan.skip(" \t\r\n,")
-            if scan.peek() == "}":
-                scan.pos += 1
-                return
-            line = scan.line()
-            key = str(json.loads(scan.string()))
-            scan.found.note((*path, key), line, mapping_key=key in seen)
-            seen.add(key)
-            scan.skip(" \t\r\n")
-            scan.expect(":")
-            _json_value(scan, (*path, key))
-    elif char == "[":
-        scan.pos += 1
-        index = 0
-        while True:
-            scan.skip(" \t\r\n,")
-            if scan.peek() == "]":
-                scan.pos += 1
-                return
-            scan.found.note((*path, index), scan.line())
-            _json_value(scan, (*path, index))
-            index += 1
-    elif char == '"':
-        scan.string()
-    else:
-        while scan.pos < len(scan.text) and scan.text[scan.pos] not in ",]} \t\r\n":
-            scan.pos += 1
-
-
-def toml_lines(text: str) -> Lines:
-    """Lines of every key, table header and array item of a TOML document."""
+def _scan(text: str, walk: Callable[[_Scanner, Path], None]) -> Lines:
+    """The lines of every key, TOML table header and array item (duplicate keys noted)."""
     scan = _Scanner(text)
     with contextlib.suppress(ValueError, IndexError, RecursionError, tomllib.TOMLDecodeError):
-        _toml_document(scan)
+        walk(scan, ())
     return scan.found
 
 
-def _toml_document(scan: _Scanner) -> None:
-    table: Path = ()
+def _toml_document(scan: _Scanner, table: Path) -> None:
     arrays: dict[Path, int] = {}
     while True:
-        scan.skip(" \t\r\n", comments=True)
+        scan.skip(" \t\r\n")
         if scan.pos >= len(scan.text):
             return
         line = scan.line()
         if scan.peek(2) == "[[":
             scan.pos += 2
-            name = _toml_key(scan)
+            name = _key(scan)
             scan.expect("]]")
             index = arrays.get(name, -1) + 1
             arrays[name] = index
-            _note_prefixes(scan, name, line)
             table = (*name, index)
-            scan.found.note(table, line)
+            _note_prefixes(scan, table, line)
         elif scan.peek() == "[":
             scan.pos += 1
-            table = _toml_key(scan)
+            table = _key(scan)
             scan.expect("]")
             _note_prefixes(scan, table, line)
         else:
-            key = (*table, *_toml_key(scan))
+            key = (*table, *_key(scan))
             _note_prefixes(scan, key, line)
             scan.expect("=")
-            _toml_value(scan, key)
+            _value(scan, key)
+
+
+def _value(scan: _Scanner, path: Path) -> None:
+    """Skip one JSON value, or one TOML value after its ``=``, noting its keys and items.
+
+    One scanner does both: a JSON object and a TOML inline table differ only by
+    their key (one string, or a dotted key) and by ``:`` or ``=`` after it.
+    """
+    scan.skip(" \t\r\n")
+    opening = scan.peek()
+    if opening in ('"', "'"):
+        scan.string()
+    elif opening in ("{", "["):
+        scan.pos += 1
+        seen: set[Path] = set()
+        while True:
+            scan.skip(" \t\r\n,")
+            if scan.peek() in ("}", "]"):
+                scan.pos += 1
+                return
+            line = scan.line()
+            if opening == "[":
+                item: Path = (*path, len(seen))
+                seen.add(item)
+                scan.found.note(item, line)
+            else:
+                key = _key(scan)
+                item = (*path, *key)
+                _note_prefixes(scan, item[:-1], line)
+                scan.found.note(item, line, mapping_key=key in seen)
+                seen.add(key)
+                if scan.peek() not in (":", "="):
+                    raise ValueError(f"expected ':' or '=' at offset {scan.pos}")
+                scan.pos += 1
+            _value(scan, item)
+    else:  # a number, a boolean, null or a date: up to the end of the value
+        while scan.pos < len(scan.text) and scan.text[scan.pos] not in ",]}\r\n#":
+            scan.pos += 1
 
 
 def _note_prefixes(scan: _Scanner, path: Path, line: int) -> None:
@@ -247,13 +259,13 @@ def _note_prefixes(scan: _Scanner, path: Path, line: int) -> None:
         scan.found.note(path[:end], line)
 
 
-def _toml_key(scan: _Scanner) -> Path:
-    """A dotted key (``a."b.c".d``), with the whitespace around it."""
+def _key(scan: _Scanner) -> Path:
+    """A key with the whitespace around it: a JSON string, or a TOML dotted key (``a."b.c".d``)."""
     parts: list[str | int] = []
     while True:
         scan.skip(" \t")
         if scan.peek() in ('"', "'"):
-            parts.append(_toml_string(scan.string()))
+            parts.append(_unquote(scan.string()))
         else:
             match = _BARE_KEY.match(scan.text, scan.pos)
             if match is None:
@@ -266,42 +278,11 @@ def _toml_key(scan: _Scanner) -> Path:
         scan.pos += 1
 
 
-def _toml_string(raw: str) -> str:
-    value: Any = tomllib.loads(f"k = {raw}")["k"]
+def _unquote(raw: str) -> str:
+    with contextlib.suppress(ValueError):  # a JSON string, or a TOML one with JSON's escapes
+        return str(json.loads(raw))
+    value: Any = tomllib.loads(f"k = {raw}")["k"]  # a 'literal' string, or a \U escape
     return str(value)
-
-
-def _toml_value(scan: _Scanner, path: Path) -> None:
-    scan.skip(" \t")
-    char = scan.peek()
-    if char in ('"', "'"):
-        scan.string()
-    elif char == "{":
-        scan.pos += 1
-        while True:
-            scan.skip(" \t,")
-            if scan.peek() == "}":
-                scan.pos += 1
-                return
-            line = scan.line()
-            key = (*path, *_toml_key(scan))
-            _note_prefixes(scan, key, line)
-            scan.expect("=")
-            _toml_value(scan, key)
-    elif char == "[":
-        scan.pos += 1
-        index = 0
-        while True:
-            scan.skip(" \t\r\n,", comments=True)
-            if scan.peek() == "]":
-                scan.pos += 1
-                return
-            scan.found.note((*path, index), scan.line())
-            _toml_value(scan, (*path, index))
-            index += 1
-    else:  # a number, a boolean or a date: up to the end of the value
-        while scan.pos < len(scan.text) and scan.text[scan.pos] not in ",]}\r\n#":
-            scan.pos += 1
 
 
 def yaml_lines(root: Any) -> Lines:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
-from duralog.errors import ConfigurationError, DuralogError
+from duralog.errors import ConfigurationError, DuralogError, whole_number
 from duralog.replay.definitions import Step
 from duralog.store.base import BreakerRecord, EventStore
 
@@ -138,15 +138,7 @@ class CircuitBreaker:
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"a circuit breaker needs a non-empty name, not {name!r}")
-        if (
-            not isinstance(failure_threshold, int)
-            or isinstance(failure_threshold, bool)
-            or failure_threshold < 1
-        ):
-            raise ConfigurationError(
-                f"circuit breaker {name!r}: failure_threshold must be an int of at least 1, "
-                f"not {failure_threshold!r}"
-            )
+        whole_number(failure_threshold, f"circuit breaker {name!r}: failure_threshold", minimum=1)
         timeout = (
             reset_timeout.total_seconds()
             if isinstance(reset_timeout, dt.timedelta)

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 from duralog.errors import ConfigurationError, RegistrationError
 from duralog.replay.definitions import Step
 
-from ._config_build import Builder
-from ._config_read import Format, Problem, read
+from ._config_build import build
+from ._config_read import Format, Lines, Problem, key_of, read
 from .dag import DAG
 
 S = TypeVar("S", bound=Step[Any, Any])
@@ -147,10 +147,13 @@ def parse_workflow(
         raise ConfigurationError(f"unknown document format {format!r}; one of json, toml, yaml")
     if not isinstance(steps, StepRegistry):
         raise ConfigurationError(f"steps must be a duralog.StepRegistry, got {steps!r}")
+    lines = Lines()
     try:
         data, lines = read(text, format)
-        return Builder(lines, steps, source).build(data)
+        return build(data, steps._steps, source)
     except Problem as problem:
-        raise WorkflowConfigError(source, problem.line, problem.key, problem.reason) from None
+        line = problem.line or lines.line_of(problem.path)
+        key = key_of(problem.path) or None
+        raise WorkflowConfigError(source, line, key, problem.reason) from None
     except ConfigurationError as exc:  # PyYAML missing
         raise ConfigurationError(f"{source}: {exc}") from None

@@ -20,6 +20,7 @@ from duralog.errors import (
     PayloadError,
     WorkflowIdInUse,
     WorkflowNotFound,
+    whole_number,
 )
 from duralog.replay.definitions import REGISTRY, Registry, Workflow
 from duralog.store import codec
@@ -120,8 +121,7 @@ class Engine:
         max_workflows: int | None = None,
         resources: Mapping[str, Any] | None = None,
     ) -> None:
-        if snapshot_every < 1:
-            raise ConfigurationError("snapshot_every must be at least 1")
+        whole_number(snapshot_every, "snapshot_every", minimum=1)
         if lease_seconds <= 0 or poll_interval <= 0:
             raise ConfigurationError("lease_seconds and poll_interval must be positive")
         if not 0 <= cleanup_grace < float("inf"):
@@ -157,15 +157,9 @@ class Engine:
         #: Resources for steps, by name (see ``provide``).
         self.resources: dict[str, Any] = check_resources(resources)
         self._observers = Observers()
-        if max_workflows is not None and (
-            isinstance(max_workflows, bool)
-            or not isinstance(max_workflows, int)
-            or max_workflows < 1
-        ):
-            raise ConfigurationError(
-                f"max_workflows must be a whole number of at least 1 or None, got {max_workflows!r}"
-            )
-        self._max_workflows = max_workflows
+        self._max_workflows = whole_number(
+            max_workflows, "max_workflows", minimum=1, optional=True
+        )
         self._worker: Worker | None = None
         self._lock = threading.Lock()
         self._done: dict[str, threading.Event] = {}

@@ -12,7 +12,7 @@ import datetime as dt
 import math
 import re
 
-from duralog.errors import ConfigurationError
+from duralog.errors import ConfigurationError, whole_number
 from duralog.store.base import QueueLimits
 
 _NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
@@ -61,13 +61,7 @@ class Queue:
             ("worker_concurrency", worker_concurrency),
             ("rate_limit", rate_limit),
         ):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ConfigurationError(
-                    f"queue {name!r}: {label} must be a whole number of at least 1 or None, "
-                    f"got {value!r}"
-                )
+            whole_number(value, f"queue {name!r}: {label}", minimum=1, optional=True)
         window = period.total_seconds() if isinstance(period, dt.timedelta) else period
         if isinstance(window, bool) or not isinstance(window, int | float):
             raise ConfigurationError(f"queue {name!r}: period must be seconds, got {period!r}")
@@ -119,8 +113,7 @@ def resolve(queue: Queue | str, known: dict[str, Queue]) -> Queue:
 
 def check_priority(priority: object) -> int:
     """A queue priority is a whole number (lower runs first)."""
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise ConfigurationError(f"a priority is a whole number (lower first), got {priority!r}")
+    priority = whole_number(priority, "a priority (lower runs first)")
     if not -(2**31) <= priority < 2**31:
         raise ConfigurationError(f"a priority must fit in 32 bits, got {priority}")
     return priority

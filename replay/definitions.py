@@ -21,7 +21,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 import msgspec
 
-from duralog.errors import ConfigurationError, PayloadError, RegistrationError
+from duralog.errors import ConfigurationError, PayloadError, RegistrationError, whole_number
 from duralog.store import codec
 
 from .context import current_instance
@@ -51,10 +51,7 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     non_retryable: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool):
-            raise ConfigurationError(
-                f"RetryPolicy.max_attempts must be an int, not {self.max_attempts!r}"
-            )
+        whole_number(self.max_attempts, "RetryPolicy.max_attempts", minimum=1)
         for name in ("initial_interval", "backoff", "max_interval"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool):
@@ -69,8 +66,6 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
                 "RetryPolicy.non_retryable must be a tuple of exception types or their "
                 f"qualified names, not {self.non_retryable!r}"
             )
-        if self.max_attempts < 1:
-            raise ConfigurationError("RetryPolicy.max_attempts must be at least 1")
         if self.initial_interval < 0 or self.max_interval < 0:
             raise ConfigurationError("RetryPolicy intervals must not be negative")
         if self.backoff < 1:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,18 @@ def test_yaml_when_pyyaml_is_installed() -> None:
         ("[steps.right]", "[steps.right]\ndepends_on = 'both'", 18, "steps.right.depends_on[0]",
          "cycle: right -> both -> right"),
         ("[steps.both]", "[steps.both\n", 22, None, "invalid TOML"),
+        ("max_attempts = 5", 'max_attempts = "5"', 15, "steps.left.retry.max_attempts",
+         "must be a whole number of at least 1, not '5'"),
+        ("max_parallel = 2", "max_parallel = 2.0", 4, "max_parallel", "whole number"),
+        ("timeout = 5", "timeout = inf", 20, "steps.right.timeout", "positive number"),
+        ("timeout = 60", "timeout = nan", 10, "defaults.timeout", "positive number"),
+        ("jitter = false", 'non_retryable = ["KeyError", 3]', 25,
+         "steps.both.retry.non_retryable[1]", "must be an exception name, not 3"),
+        ('name = "cf-report"', 'name = "  "', 2, "name", "must be a non-blank string"),
+        ("[steps.left]", "[steps.left]\nretries = 2", 13, "steps.left.retries",
+         "unknown key; expected one of: type, depends_on, params, retry, timeout"),
+        ('params.label = "R"', 'params.label = "R"\nparams.7 = 1', 20,
+         "steps.right.params.7", "step type 'echo' has no parameter '7'"),
     ],
 )  # fmt: skip
 def test_each_error_names_the_line_and_the_key(
@@ -147,6 +161,52 @@ def test_each_error_names_the_line_and_the_key(
     assert (error.line, error.key) == (line, key), str(error)
     assert reason in error.reason
     assert str(error).startswith(f"report.toml:{line}: " + (f"{key}: " if key else ""))
+
+
+def test_a_retry_table_sets_only_the_fields_it_names() -> None:
+    text = REPORT_TOML.replace("jitter = false", 'non_retryable = ["KeyError"]')
+    report = duralog.parse_workflow(text, TYPES, format="toml", source="report.toml")
+    both = report.tasks[2].step
+    assert isinstance(both, duralog.Step)
+    assert both.retry.non_retryable == ("KeyError",)
+    assert (both.retry.max_attempts, both.retry.backoff, both.retry.jitter) == (4, 3.0, True)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ('{\n "name": "cf-dup",\n "steps": {"a": {"type": "echo"}},\n "name": "x"\n}', 4, "name"),
+        ('{"name": "cf-dup", "steps": {\n "a": {"type": "echo",\n  "type": "echo"}}}', 3,
+         "steps.a.type"),
+    ],
+)  # fmt: skip
+def test_a_key_given_twice_is_refused_at_its_second_line(text: str, line: int, key: str) -> None:
+    with pytest.raises(duralog.WorkflowConfigError) as caught:
+        duralog.parse_workflow(text, TYPES, format="json", source="dup.json")
+    assert (caught.value.line, caught.value.key) == (line, key)
+    assert caught.value.reason == "this key appears twice"
+
+
+def test_non_string_keys_are_refused() -> None:
+    pytest.importorskip("yaml")
+    text = "name: cf-keys\nsteps:\n  a:\n    type: echo\n    params:\n      1: x\n"
+    with pytest.raises(duralog.WorkflowConfigError) as caught:
+        duralog.parse_workflow(text, TYPES, format="yaml", source="keys.yaml")
+    assert str(caught.value) == "keys.yaml:5: steps.a.params: keys must be strings, not 1"
+
+
+def test_importing_duralog_does_not_load_the_document_modules() -> None:
+    code = (
+        "import sys, duralog\n"
+        "assert not [m for m in sys.modules if 'config' in m and 'duralog' in m], sys.modules\n"
+        "assert 'tomllib' not in sys.modules\n"
+        "from duralog import StepRegistry, load_workflow\n"
+        "assert load_workflow is duralog.load_workflow and 'load_workflow' in dir(duralog)\n"
+        "assert 'duralog.engine.config' in sys.modules\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "ok\n", done.stderr
 
 
 def test_the_step_registry() -> None:
