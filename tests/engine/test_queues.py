@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from support import peak, wait_for
+from support import PATIENCE, peak, wait_for
 
 import duralog
 from duralog import Queue
@@ -48,7 +48,7 @@ async def queued_job(label: str) -> str:
 
 @duralog.step
 def hold() -> None:
-    assert _gate.wait(10), "the test never opened the gate"
+    assert _gate.wait(PATIENCE), "the test never opened the gate"
 
 
 @duralog.workflow(name="queue_blocker")
