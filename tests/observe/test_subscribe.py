@@ -94,12 +94,20 @@ def test_iterate_filter_and_continue_as_new(engine: duralog.Engine) -> None:
         ("ContinuedAsNew", 5, "again~run2"),
         ("WorkflowStarted", 1, "again"),
     ]
-    with engine.subscribe(workflow_id="again-2", kinds={"WorkflowCompleted"}) as only:
+    with (
+        engine.subscribe(workflow_id="again-2", kinds={"WorkflowCompleted"}) as only,
+        engine.subscribe(kinds={"WorkflowCompleted"}) as later,  # offered each batch after
+    ):
         engine.start(sub_again, 0, id="again-2").result(timeout=10)
         assert engine.start(sub_again, 0, id="other").result(timeout=10) == 0
         event = only.get(timeout=10)
         assert event is not None and event.workflow_id == "again-2"
-        assert only.get(timeout=0.05) is None
+        # Witness: the later subscription got other's end, so `only` was offered it.
+        assert [e.workflow_id for e in (later.get(timeout=10), later.get(timeout=10)) if e] == [
+            "again-2",
+            "other",
+        ]
+        assert only.get(timeout=0) is None
     assert list(sub) == []  # closed and drained: iteration ends
 
 
