@@ -6,14 +6,13 @@ import importlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from support import PATIENCE, wait_for
 
 import duralog
 from duralog.cli import main
@@ -34,18 +33,6 @@ def app() -> ModuleType:
 def in_cli_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     """``--app`` imports from the working directory, as a user's shell would."""
     monkeypatch.chdir(HERE)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll ``condition`` until it is truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +77,7 @@ def python_m() -> Run:
     """``python_m("--db", db, "list")``: ``python -m duralog`` in a real subprocess, run
     in this folder (so ``--app app_workflows`` / ``--app app_changed`` import)."""
 
-    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, timeout: float = PATIENCE) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DURALOG_")}
         return subprocess.run(
             [sys.executable, "-m", "duralog", *args],
