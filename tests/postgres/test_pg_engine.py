@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from support import wait_for
+from support import PATIENCE, wait_for
 
 import duralog
 from duralog.engine.queues import Queue
@@ -213,19 +213,17 @@ def test_schedules_fire_on_postgres(engine: duralog.Engine) -> None:
 
 
 def test_another_engine_is_woken_by_notifications(postgres_url: str) -> None:
-    # The worker polls every 30 s: only LISTEN/NOTIFY can bring it work in time.
+    # The worker polls once an hour: only LISTEN/NOTIFY can bring it work in the test.
     with (
-        duralog.Engine(postgres_url, durability="normal", poll_interval=30) as worker,
+        duralog.Engine(postgres_url, durability="normal", poll_interval=3600) as worker,
         duralog.Engine(postgres_url, worker=False) as client,
     ):
         assert worker.store is not client.store
-        started = time.monotonic()
         handle = client.start(pg_signals)
-        assert handle.get_event("stage", timeout=10) == "waiting"
+        assert handle.get_event("stage", timeout=PATIENCE) == "waiting"
         handle.signal("item", "a")
         handle.signal("item", "b")
-        assert handle.result(timeout=10) == ["a", "b"]
-        assert time.monotonic() - started < 10
+        assert handle.result(timeout=PATIENCE) == ["a", "b"]
 
 
 @duralog.workflow(name="pg_lock_flow")

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import load_app, peak
+from support import load_app, peak, popen, read_line
 
 import duralog
 
@@ -74,15 +74,18 @@ def workers(postgres_url: str, tmp_path: Path) -> Iterator[Spawn]:
     }
 
     def start(app: Path = APP) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, str(app), postgres_url],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        # Its warnings go to a file: a pipe nobody reads would stop a worker that
+        # writes many (a thawed one's refused appends, say) once it is full.
+        with open(tmp_path / f"worker-{len(started)}.log", "w") as log:
+            process = popen(
+                [sys.executable, str(app), postgres_url],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
         started.append(process)
-        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        assert read_line(process.stdout) == "ready"
         return process
 
     yield start
