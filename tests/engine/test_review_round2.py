@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
+import threading
+
+from support import PATIENCE, wait_for
 
 import duralog
 from duralog.store.base import WorkflowStatus
 
+released = threading.Event()  # lets run 0's child's step end (long after it was cancelled)
+stale_read = threading.Event()  # lets run 1's child end
+
 
 @duralog.step
 def slow_work(x: str) -> str:
-    time.sleep(0.5)
+    if x == "run0":  # still running when its parent continues as new
+        released.wait(PATIENCE)
+    else:  # still running when the cancelled child's notice reaches the parent
+        assert stale_read.wait(PATIENCE)
     return x
 
 
@@ -33,11 +41,38 @@ async def parent(run: int) -> str:
 
 
 def test_a_child_of_an_earlier_run_cannot_answer_for_the_next_runs_child(db: str) -> None:
+    released.clear()
+    stale_read.clear()
+
+    def status(workflow_id: str) -> WorkflowStatus | None:
+        return {r.id: r.status for r in engine.list()}.get(workflow_id)
+
     with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
-        assert engine.start(parent, 0, id="P").result(timeout=20) == "run1"
-        assert engine.get("P").status() is WorkflowStatus.COMPLETED
-    with sqlite3.connect(db) as conn:  # the stale notice was consumed, not left to re-read
-        assert conn.execute("SELECT COUNT(*) FROM inbox WHERE workflow_id = 'P'").fetchone() == (0,)
+        try:
+            handle = engine.start(parent, 0, id="P")
+            # Run 0's child "P/2" is cancelled; its notice goes to P's inbox (with its
+            # status), where run 1, whose own child runs at the same seq, reads it.
+            wait_for(lambda: status("P/2") is WorkflowStatus.CANCELLED)
+            # Witness: a workflow started by another process is taken up by a poll of
+            # this worker, which reads the inboxes of the workflows running here first.
+            with duralog.Engine(db, worker=False) as client:
+                assert client.start(flow, 1).result(timeout=PATIENCE) == 1
+            stale_read.set()
+            assert handle.result(timeout=PATIENCE) == "run1"
+            assert engine.get("P").status() is WorkflowStatus.COMPLETED
+        finally:
+            released.set()
+            stale_read.set()
+    assert inbox(db, "P") == 0  # the stale notice was consumed, not left to re-read
+
+
+def inbox(db: str, workflow_id: str) -> int:
+    with sqlite3.connect(db) as conn:
+        found: int = conn.execute(
+            "SELECT COUNT(*) FROM inbox WHERE workflow_id = ?", (workflow_id,)
+        ).fetchone()[0]
+    conn.close()
+    return found
 
 
 @duralog.step
