@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import PATIENCE, load_app, popen, wait_for
+from support import PATIENCE, popen, wait_for
 
 import duralog
+from duralog.replay.definitions import Registry, Workflow
 
 APP = str(Path(__file__).with_name("app_primitives.py"))
-load_app(Path(APP), "duralog_app_primitives")  # its workflows, registered here too
 
 
 def spawn(db: str, ledger: Path, *args: str, **env: str) -> subprocess.Popen[str]:
@@ -110,13 +110,25 @@ def test_pause_survives_a_crash(tmp_path: Path) -> None:
     wait_for(lambda: record(db, "q").owner not in (None, owner))  # recovered, still paused
     # Witness: a workflow started now, run by the same worker, ends after a timer that
     # fires later than any of the paused one's could: that one stays still meanwhile.
-    with duralog.Engine(db, worker=False) as engine:
+    with duralog.Engine(db, worker=False, registry=starts_pausable()) as engine:
         probe = engine.start("pausable", 1, id="probe")
         wait_for(lambda: probe.status() is duralog.WorkflowStatus.COMPLETED)
         assert ledger_of(log, "q") == ticks
         assert engine.get("q").status() is duralog.WorkflowStatus.PAUSED
         engine.get("q").resume()
     assert finish(second) == 6
+
+
+def starts_pausable() -> Registry:
+    """A registry that names app_primitives.pausable, to start one from here (its code
+    runs in the worker process)."""
+
+    async def pausable(n: int) -> int:
+        raise NotImplementedError
+
+    registry = Registry()
+    registry.add(Workflow(pausable, name="pausable"))
+    return registry
 
 
 def ledger_of(path: Path, workflow_id: str) -> list[str]:
