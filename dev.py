@@ -32,7 +32,18 @@ STAMP = VENV / ".duralog-installed"
 
 def run(*cmd: object, cwd: Path = ROOT) -> None:
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    code = subprocess.call([str(c) for c in cmd], cwd=cwd)
+    process = subprocess.Popen([str(c) for c in cmd], cwd=cwd)
+    try:
+        code = process.wait()
+    except BaseException as exc:  # let it clean up (kill what it started) before we go
+        if not isinstance(exc, KeyboardInterrupt):  # (Ctrl-C reached it too)
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        raise
     if code:
         sys.exit(code)
 
@@ -102,7 +113,6 @@ def busy_processes(count: int) -> Iterator[None]:
     ]
     pids = " ".join(str(p.pid) for p in busy)
     print(f"+ {count} busy process(es) beside the suite: pids {pids}", flush=True)
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         yield
     finally:
@@ -110,7 +120,6 @@ def busy_processes(count: int) -> Iterator[None]:
             process.kill()
         for process in busy:
             process.wait()
-        signal.signal(signal.SIGTERM, previous)
         print("+ stopped the busy processes", flush=True)
 
 
@@ -122,6 +131,8 @@ def main() -> None:
         ensure_venv()
         run(PYTHON, "examples/checkout.py")
     elif command == "test":
+        # SIGTERM (a CI job's timeout) unwinds like Ctrl-C: what runs is stopped cleanly.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         ensure_venv()
         args = sys.argv[2:]
         busy = busy_count(args)

@@ -145,6 +145,9 @@ def _running_children() -> dict[int, str]:
 
 
 atexit.register(support.kill_spawned)
+# SIGTERM (a CI job's timeout, dev.py stopped) ends the run like Ctrl-C: the current
+# test's teardown and the atexit hook above still kill the helper processes.
+signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 class _Watchdog:
