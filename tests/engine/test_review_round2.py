@@ -35,8 +35,9 @@ async def parent(run: int) -> str:
         # A child started and left running; continuing as new cancels it, and its
         # cancellation notice must not reach the next run's child at the same seq.
         asyncio.ensure_future(child("run0"))  # noqa: RUF006 - left running on purpose
-        await duralog.sleep(0.1)
+        await duralog.sleep(0.1)  # (recorded first: the child is scheduled when it runs)
         duralog.continue_as_new(1)
+    duralog.random()  # one decision, as run 0's timer: this run's child gets its seq
     return await child("run1")
 
 
@@ -44,15 +45,15 @@ def test_a_child_of_an_earlier_run_cannot_answer_for_the_next_runs_child(db: str
     released.clear()
     stale_read.clear()
 
-    def status(workflow_id: str) -> WorkflowStatus | None:
-        return {r.id: r.status for r in engine.list()}.get(workflow_id)
+    def children() -> dict[str, WorkflowStatus]:
+        return {r.id: r.status for r in engine.list(name="rr2_child")}
 
     with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
         try:
             handle = engine.start(parent, 0, id="P")
-            # Run 0's child "P/2" is cancelled; its notice goes to P's inbox (with its
+            # Run 0's child is cancelled; its notice goes to P's inbox (with its
             # status), where run 1, whose own child runs at the same seq, reads it.
-            wait_for(lambda: status("P/2") is WorkflowStatus.CANCELLED)
+            wait_for(lambda: WorkflowStatus.CANCELLED in children().values())
             # Witness: a workflow started by another process is taken up by a poll of
             # this worker, which reads the inboxes of the workflows running here first.
             with duralog.Engine(db, worker=False) as client:
@@ -60,10 +61,18 @@ def test_a_child_of_an_earlier_run_cannot_answer_for_the_next_runs_child(db: str
             stale_read.set()
             assert handle.result(timeout=PATIENCE) == "run1"
             assert engine.get("P").status() is WorkflowStatus.COMPLETED
+            (cancelled,) = [i for i, s in children().items() if s is WorkflowStatus.CANCELLED]
+            (completed,) = [i for i, s in children().items() if s is WorkflowStatus.COMPLETED]
+            assert seq_of(cancelled) == seq_of(completed)  # the case this test is about
         finally:
             released.set()
             stale_read.set()
     assert inbox(db, "P") == 0  # the stale notice was consumed, not left to re-read
+
+
+def seq_of(child_id: str) -> str:
+    """The parent's seq in a child's id: ``P/3`` (run 1), ``P/2.3`` (run 2)."""
+    return child_id.rpartition("/")[2].rpartition(".")[2]
 
 
 def inbox(db: str, workflow_id: str) -> int:
