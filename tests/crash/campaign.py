@@ -35,6 +35,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -48,8 +49,8 @@ from duralog.replay.definitions import REGISTRY
 
 
 def _note(what: str) -> None:
-    info = duralog.step_info()
-    line = f"{os.environ['CAMPAIGN_RUN']} {info.idempotency_key} {what} {info.attempt}\n"
+    info = duralog.step_info()  # "<workflow id>:<seq>" names the step (whatever the key)
+    line = f"{os.environ['CAMPAIGN_RUN']} {info.workflow_id}:{info.seq} {what} {info.attempt}\n"
     with open(os.environ["CAMPAIGN_LEDGER"], "a") as f:
         f.write(line)
         f.flush()
@@ -95,7 +96,16 @@ def expected(i: int, rounds: int) -> int:
 
 def serve(db: str, count: int) -> None:
     """The worker process: run the campaign's workflows until every one has ended
-    (the driver kills it long before, or bounds it with its deadline)."""
+    (the driver kills it long before, or bounds it with its deadline). It ends with
+    its driver, should that die first."""
+    driver = os.getppid()
+
+    def orphaned() -> None:
+        while os.getppid() == driver:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=orphaned, daemon=True).start()
     with duralog.Engine(db, poll_interval=0.05, lease_seconds=5) as engine:
         for i in range(count):
             engine.get(f"m-{i}").result(timeout=3600)
@@ -385,6 +395,8 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.workflows)
         return
+    # SIGTERM unwinds like Ctrl-C, so the worker it runs is killed on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     import tempfile
 
     folder = Path(args.dir or tempfile.mkdtemp(prefix="duralog-campaign-"))
