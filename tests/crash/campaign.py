@@ -1,6 +1,6 @@
 """The crash campaign: a mixed workload SIGKILLed in the middle of its work, again and again.
 
-    python tests/crash/campaign.py --kills 300 --workflows 40 --rounds 300 --seed 7
+    python tests/crash/campaign.py --kills 300 --workflows 40 --rounds 600 --seed 7
 
 The driver creates the workflows (steps with retries, durable sleeps, a signal sent
 from outside, gathers, child workflows), then starts a worker process. It waits

@@ -1,7 +1,7 @@
 """A short crash campaign in CI: a mixed workload SIGKILLed many times, every invariant checked.
 
 The long one (see the README's Reliability section):
-``python tests/crash/campaign.py --kills 300 --workflows 40 --rounds 300 --seed 7``.
+``python tests/crash/campaign.py --kills 300 --workflows 40 --rounds 600 --seed 7``.
 """
 
 from __future__ import annotations
