@@ -41,13 +41,13 @@ def shop_db(tmp_path_factory: pytest.TempPathFactory, app: ModuleType) -> str:
     ``cli_sleeper`` (waiting on an hour-long timer). Read-only for the tests."""
     db = str(tmp_path_factory.mktemp("cli") / "shop.db")
     with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
-        assert engine.start(app.order, "o-1", 1999, id="order-1").result(timeout=10) == [
+        assert engine.start(app.order, "o-1", 1999, id="order-1").result(timeout=PATIENCE) == [
             "reserved o-1",
             "charged o-1 1999",
             "shipped o-1",
         ]
         with pytest.raises(duralog.WorkflowFailed):
-            engine.start(app.fail, "o-2", id="fail-1").result(timeout=10)
+            engine.start(app.fail, "o-2", id="fail-1").result(timeout=PATIENCE)
         sleeping = engine.start(app.sleeper, "o-3", id="sleep-1")
         wait_for(lambda: any(e.kind == "TimerStarted" for e in sleeping.history()))
     return db
