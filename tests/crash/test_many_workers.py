@@ -46,9 +46,10 @@ def test_a_stalled_worker_is_fenced_out(tmp_path: Path) -> None:
         for handle in flows:
             assert handle.result(timeout=PATIENCE) == sum(range(40))
         a.send_signal(signal.SIGCONT)  # it wakes up believing it owns them
-        # It goes on with the steps it was running, and the fence refuses their
-        # commits; once it has exited, it can write nothing more.
-        wait_for(lambda: "the store refused an append" in a_log.read_text())
+        # It lets each workflow go, having found its lease lost (its heartbeat, or the
+        # check before a step) or its append refused by the fence; and once it has
+        # exited, it can write nothing more.
+        wait_for(lambda: all(f"workflow '{h.id}'" in a_log.read_text() for h in flows))
         for process in (a, b):
             process.send_signal(signal.SIGTERM)
             process.communicate(timeout=PATIENCE)

@@ -231,7 +231,7 @@ def test_cancelling_a_waiting_workflow_ends_it_without_running_it(db: str) -> No
             waiting = engine.start(queued_job, "never", queue=queue, id="q-cancelled")
             waiting.cancel("not needed any more")
             assert waiting.status() is duralog.WorkflowStatus.CANCELLED  # at once
-            kinds = [seen.get(timeout=5), seen.get(timeout=5)]
+            kinds = [seen.get(timeout=PATIENCE), seen.get(timeout=PATIENCE)]
         # subscribers hear of it like any commit of this engine
         assert [(e.kind, e.seq) for e in kinds if e] == [
             ("WorkflowStarted", 1),
