@@ -233,11 +233,13 @@ async def sleepy(seconds: float) -> float:
 
 def test_durable_sleep_waits_and_is_recorded(engine: duralog.Engine) -> None:
     handle = engine.start(sleepy, 0.3)
-    slept = handle.result(timeout=10)
-    assert slept >= 0.25  # measured with now() markers, which are taken a moment apart
-    history = {e.kind: e for e in handle.history()}
-    started, fired = history["TimerStarted"], history["TimerFired"]
-    assert fired.at >= started.event.fire_at == pytest.approx(started.at + 0.3, abs=0.05)  # type: ignore[union-attr]
+    assert handle.result(timeout=PATIENCE) > 0
+    kinds = {e.kind: e for e in handle.history()}
+    begun, started, fired = kinds["WorkflowStarted"], kinds["TimerStarted"], kinds["TimerFired"]
+    # The deadline counts from the workflow's own time (here its start), not from when
+    # a busy worker got to run its code; and the timer fires at it or after, never before.
+    assert started.event.fire_at == pytest.approx(begun.at + 0.3)  # type: ignore[union-attr]
+    assert fired.at >= started.event.fire_at  # type: ignore[union-attr]
 
 
 @duralog.workflow
