@@ -5,16 +5,22 @@
     python3 dev.py test    # lint, type check and the whole test suite
 
 Both create ``.venv`` (and install duralog with its test extra into it) the
-first time, and again whenever pyproject.toml changes.
+first time, and again whenever pyproject.toml changes. Arguments after ``test``
+go to pytest, except ``--busy N``: run the suite with N CPU-bound processes
+beside it, as on a loaded machine (``DURALOG_TEST_BUSY=N`` does the same; CI
+uses 2). They are stopped when the suite ends, however it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import venv
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -26,7 +32,18 @@ STAMP = VENV / ".duralog-installed"
 
 def run(*cmd: object, cwd: Path = ROOT) -> None:
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    code = subprocess.call([str(c) for c in cmd], cwd=cwd)
+    process = subprocess.Popen([str(c) for c in cmd], cwd=cwd)
+    try:
+        code = process.wait()
+    except BaseException as exc:  # let it clean up (kill what it started) before we go
+        if not isinstance(exc, KeyboardInterrupt):  # (Ctrl-C reached it too)
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        raise
     if code:
         sys.exit(code)
 
@@ -37,9 +54,22 @@ def ensure_venv() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     pyproject = ROOT / "pyproject.toml"
     if not STAMP.exists() or STAMP.stat().st_mtime < pyproject.stat().st_mtime:
-        run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+        if not pip_installs_editable():
+            run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
         run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[test]")
         STAMP.touch()
+
+
+def pip_installs_editable() -> bool:
+    """Whether the venv's pip installs a pyproject project in editable mode (21.3+, as
+    bundled with Python 3.11): then there is no need to spend seconds upgrading it."""
+    found = subprocess.run(
+        [str(PYTHON), "-c", "import pip; print(pip.__version__)"], capture_output=True, text=True
+    ).stdout.split(".")
+    try:
+        return (int(found[0]), int(found[1])) >= (21, 3)
+    except (IndexError, ValueError):
+        return False
 
 
 def typecheck() -> None:
@@ -56,6 +86,56 @@ def typecheck() -> None:
     run(PYTHON, "-m", "mypy", "--config-file", ROOT / "pyproject.toml", "-p", "duralog", cwd=tree)
 
 
+# A CPU-bound loop that also ends if dev.py dies without stopping it (SIGKILL).
+BUSY_LOOP = """
+import os
+parent = os.getppid()
+while os.getppid() == parent:
+    for _ in range(200_000):
+        pass
+"""
+
+
+def busy_count(args: list[str]) -> int:
+    """N from ``--busy N`` (or ``--busy=N``), removed from ``args``; else $DURALOG_TEST_BUSY."""
+    value = os.environ.get("DURALOG_TEST_BUSY", "0")
+    for i, arg in enumerate(args):
+        if arg == "--busy" and i + 1 < len(args):
+            value = args.pop(i + 1)
+            args.pop(i)
+            break
+        if arg.startswith("--busy="):
+            value = args.pop(i).partition("=")[2]
+            break
+    if not value.isdigit():
+        sys.exit(f"--busy (or DURALOG_TEST_BUSY) must be a number of processes, not {value!r}")
+    return int(value)
+
+
+@contextlib.contextmanager
+def busy_processes(count: int) -> Iterator[None]:
+    """Run ``count`` CPU-bound processes while the block runs; stop them after it,
+    whether it passed, failed or was interrupted (Ctrl-C, SIGTERM)."""
+    if not count:
+        yield
+        return
+    busy = [
+        # In a session of their own: Ctrl-C reaches the suite, and dev.py stops these.
+        subprocess.Popen([sys.executable, "-c", BUSY_LOOP], start_new_session=True)
+        for _ in range(count)
+    ]
+    pids = " ".join(str(p.pid) for p in busy)
+    print(f"+ {count} busy process(es) beside the suite: pids {pids}", flush=True)
+    try:
+        yield
+    finally:
+        for process in busy:
+            process.kill()
+        for process in busy:
+            process.wait()
+        print("+ stopped the busy processes", flush=True)
+
+
 def main() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - this script runs on any python3
         sys.exit(f"duralog needs Python 3.11 or newer; this is {sys.version.split()[0]}")
@@ -64,10 +144,15 @@ def main() -> None:
         ensure_venv()
         run(PYTHON, "examples/checkout.py")
     elif command == "test":
+        # SIGTERM (a CI job's timeout) unwinds like Ctrl-C: what runs is stopped cleanly.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         ensure_venv()
+        args = sys.argv[2:]
+        busy = busy_count(args)
         run(PYTHON, "-m", "ruff", "check", ".")
         typecheck()
-        run(PYTHON, "-m", "pytest", *sys.argv[2:])
+        with busy_processes(busy):
+            run(PYTHON, "-m", "pytest", *args)
     elif command == "check":
         ensure_venv()
         run(PYTHON, "-m", "ruff", "check", ".")

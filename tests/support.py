@@ -1,15 +1,39 @@
 """Helpers the tests share. ``tests/`` is on ``sys.path`` (pyproject's pytest
-``pythonpath``): ``from support import wait_for``."""
+``pythonpath``): ``from support import wait_for``.
+
+How tests wait (they must give the same verdict on a slow, busy machine):
+
+* for a state: ``wait_for(condition)``, polling with a generous deadline (a failure
+  costs that long, a pass nothing), or the event itself (``Event.wait``, a line a
+  process prints);
+* to prove something did *not* happen: a later event that shows the system moved
+  past the point where it would have happened (a probe workflow finishing, a
+  process exiting), never a pause;
+* a helper process (``popen``) is told to act only after it said it is ready
+  (``read_line``), and is killed with its process group when the test ends.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
+
+#: How long a test waits for something it expects before it fails. Generous: a
+#: machine three times slower than a developer's laptop, with other work running,
+#: must pass; waiting only ever costs this much when the test fails anyway.
+PATIENCE = 60.0
 
 
 def load_app(path: Path, name: str | None = None) -> ModuleType:
@@ -27,12 +51,77 @@ def load_app(path: Path, name: str | None = None) -> ModuleType:
     return module
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> None:
-    """Poll ``condition`` until it is true; fail the test at the deadline."""
+def wait_for(condition: Callable[[], T], timeout: float = PATIENCE, what: str = "") -> T:
+    """Poll ``condition`` until it returns something true, and return that; fail the
+    test at the deadline, saying what it waited for (``what``, or the condition)."""
     deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"waited {timeout:g} s for {what or _describe(condition)}; last saw {value!r}"
+            )
         time.sleep(0.01)
+
+
+def _describe(condition: Callable[[], object]) -> str:
+    code = getattr(condition, "__code__", None)
+    if code is None:
+        return repr(condition)
+    return f"the condition at {Path(code.co_filename).name}:{code.co_firstlineno}"
+
+
+# -- helper processes -----------------------------------------------------------
+
+_spawned: list[subprocess.Popen[Any]] = []
+
+
+def popen(args: Sequence[str], **options: Any) -> subprocess.Popen[Any]:
+    """``subprocess.Popen(args, **options)`` in a process group of its own, which
+    ``kill_spawned`` (run after every test by tests/conftest.py) kills: no helper
+    process outlives its test, however the test ends."""
+    process: subprocess.Popen[Any] = subprocess.Popen(args, start_new_session=True, **options)
+    _spawned.append(process)
+    return process
+
+
+def kill_spawned() -> list[str]:
+    """SIGKILL every process group ``popen`` started, reap them, close their pipes;
+    return the command lines of those that were still running."""
+    running = []
+    while _spawned:
+        process = _spawned.pop()
+        if process.poll() is None:
+            running.append(" ".join(str(a) for a in process.args))  # type: ignore[union-attr]
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # its children too
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()  # (if it left its group)
+        process.wait()
+        for pipe in (process.stdin, process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+    return running
+
+
+def read_line(stream: IO[str] | None, timeout: float = PATIENCE) -> str:
+    """The next line a helper process writes to ``stream`` (a pipe), stripped; fail
+    the test if none comes before the deadline, or if the process closed it."""
+    assert stream is not None, "the process was started without stdout=PIPE"
+    lines: list[str] = []
+
+    def read() -> None:
+        with contextlib.suppress(OSError, ValueError):  # closed when the process was killed
+            lines.append(stream.readline())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()  # (it ends when the line comes or the process is killed)
+    reader.join(timeout)
+    assert lines, f"no line from the process within {timeout:g} s"
+    assert lines[0], "the process closed its output before the line came (did it exit?)"
+    return lines[0].strip()
 
 
 def peak(intervals: Sequence[tuple[float, float]]) -> int:

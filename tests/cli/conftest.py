@@ -6,14 +6,13 @@ import importlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from support import PATIENCE, wait_for
 
 import duralog
 from duralog.cli import main
@@ -36,31 +35,19 @@ def in_cli_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(HERE)
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll ``condition`` until it is truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
-
-
 @pytest.fixture(scope="session")
 def shop_db(tmp_path_factory: pytest.TempPathFactory, app: ModuleType) -> str:
     """A log with one COMPLETED ``cli_order``, one FAILED ``cli_fail`` and one RUNNING
     ``cli_sleeper`` (waiting on an hour-long timer). Read-only for the tests."""
     db = str(tmp_path_factory.mktemp("cli") / "shop.db")
     with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
-        assert engine.start(app.order, "o-1", 1999, id="order-1").result(timeout=10) == [
+        assert engine.start(app.order, "o-1", 1999, id="order-1").result(timeout=PATIENCE) == [
             "reserved o-1",
             "charged o-1 1999",
             "shipped o-1",
         ]
         with pytest.raises(duralog.WorkflowFailed):
-            engine.start(app.fail, "o-2", id="fail-1").result(timeout=10)
+            engine.start(app.fail, "o-2", id="fail-1").result(timeout=PATIENCE)
         sleeping = engine.start(app.sleeper, "o-3", id="sleep-1")
         wait_for(lambda: any(e.kind == "TimerStarted" for e in sleeping.history()))
     return db
@@ -90,7 +77,7 @@ def python_m() -> Run:
     """``python_m("--db", db, "list")``: ``python -m duralog`` in a real subprocess, run
     in this folder (so ``--app app_workflows`` / ``--app app_changed`` import)."""
 
-    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, timeout: float = PATIENCE) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DURALOG_")}
         return subprocess.run(
             [sys.executable, "-m", "duralog", *args],

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from support import PATIENCE, popen, wait_for
 
 import duralog
 
 HERE = Path(__file__).parent
-
-
-def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.05)
 
 
 def cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -29,14 +21,15 @@ def cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "duralog", "--db", db, "--app", "app_workflows", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE,
         cwd=HERE,
     )
 
 
 def status(db: str, workflow_id: str) -> Any:
-    out = cli(db, "list", "--json").stdout
-    return {r["id"]: r["status"] for r in json.loads(out)}.get(workflow_id)
+    # Read in this process: a CLI process per poll would load a slow machine further.
+    with duralog.Engine(db, worker=False) as engine:
+        return {r.id: r.status.value for r in engine.list()}.get(workflow_id)
 
 
 def test_a_worker_process_runs_what_another_process_started(tmp_path: Path) -> None:
@@ -45,24 +38,22 @@ def test_a_worker_process_runs_what_another_process_started(tmp_path: Path) -> N
     assert started.returncode == 0, started.stderr
     assert status(db, "o-9") == "PENDING"  # nobody runs it yet
 
-    worker = subprocess.Popen(
+    worker = popen(
         [sys.executable, "-m", "duralog", "--db", db, "--app", "app_workflows", "worker"],
         cwd=HERE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    try:
-        wait_for(lambda: status(db, "o-9") == "COMPLETED", timeout=20)
-        sleeper = cli(db, "start", "cli_sleeper", "--input", '["o-10"]', "--id", "o-10")
-        assert sleeper.returncode == 0, sleeper.stderr
-        wait_for(lambda: status(db, "o-10") == "RUNNING", timeout=20)
-        cancelled = cli(db, "cancel", "o-10", "--reason", "customer asked")
-        assert cancelled.returncode == 0, cancelled.stderr
-        wait_for(lambda: status(db, "o-10") == "CANCELLED", timeout=20)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        _, err = worker.communicate(timeout=30)
+    wait_for(lambda: status(db, "o-9") == "COMPLETED")
+    sleeper = cli(db, "start", "cli_sleeper", "--input", '["o-10"]', "--id", "o-10")
+    assert sleeper.returncode == 0, sleeper.stderr
+    wait_for(lambda: status(db, "o-10") == "RUNNING")
+    cancelled = cli(db, "cancel", "o-10", "--reason", "customer asked")
+    assert cancelled.returncode == 0, cancelled.stderr
+    wait_for(lambda: status(db, "o-10") == "CANCELLED")
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=PATIENCE)
     assert worker.returncode == 0, err
     assert "worker stopped" in err and "Traceback" not in err
     with duralog.Engine(db, worker=False) as engine:
@@ -110,7 +101,7 @@ def test_break_at_stops_pdb_in_the_workflow_code_with_recorded_values(tmp_path: 
         input="p charged\nn\np charged\nc\n",
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE,
         cwd=HERE,
     )
     assert debug.returncode == 0, debug.stdout + debug.stderr

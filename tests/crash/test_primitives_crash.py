@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import PATIENCE, popen, wait_for
 
 import duralog
+from duralog.replay.definitions import Registry, Workflow
 
 APP = str(Path(__file__).with_name("app_primitives.py"))
 
 
 def spawn(db: str, ledger: Path, *args: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    return popen(
         [sys.executable, APP, db, *args],
         env={**os.environ, "CRASH_LEDGER": str(ledger), **env},
         stdout=subprocess.PIPE,
@@ -29,13 +31,13 @@ def spawn(db: str, ledger: Path, *args: str, **env: str) -> subprocess.Popen[str
 
 
 def finish(process: subprocess.Popen[str]) -> Any:
-    out, _ = process.communicate(timeout=60)
+    out, _ = process.communicate(timeout=PATIENCE)
     assert process.returncode == 0, out
     return json.loads(out.strip().splitlines()[-1])
 
 
 def killed(process: subprocess.Popen[str]) -> None:
-    process.communicate(timeout=60)
+    process.communicate(timeout=PATIENCE)
     assert process.returncode == -signal.SIGKILL
 
 
@@ -51,12 +53,9 @@ def kinds(db: str, workflow_id: str) -> list[str]:
             return []  # not started yet
 
 
-def wait_for(condition: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.02)
+def record(db: str, workflow_id: str) -> duralog.WorkflowRecord:
+    with duralog.Engine(db, worker=False) as engine:
+        return engine.get(workflow_id).record()
 
 
 @pytest.mark.parametrize("crash_at", ["parent_step", "child_step", "after_child"])
@@ -103,16 +102,38 @@ def test_pause_survives_a_crash(tmp_path: Path) -> None:
     with duralog.Engine(db, worker=False) as engine:
         engine.get("q").pause()
         wait_for(lambda: engine.get("q").status() is duralog.WorkflowStatus.PAUSED)
+    owner = record(db, "q").owner
     first.send_signal(signal.SIGKILL)
     killed(first)
-    ticks = len(log.read_text().splitlines())
+    ticks = ledger_of(log, "q")
     second = spawn(db, log, "pausable", "q", "6", MODE="serve")
-    time.sleep(0.5)  # a paused workflow, recovered, must stay still
-    assert len(log.read_text().splitlines()) == ticks
-    with duralog.Engine(db, worker=False) as engine:
+    wait_for(lambda: record(db, "q").owner not in (None, owner))  # recovered, still paused
+    # Witness: a workflow started now, run by the same worker, ends after a timer that
+    # fires later than any of the paused one's could: that one stays still meanwhile.
+    with duralog.Engine(db, worker=False, registry=starts_pausable()) as engine:
+        probe = engine.start("pausable", 1, id="probe")
+        wait_for(lambda: probe.status() is duralog.WorkflowStatus.COMPLETED)
+        assert ledger_of(log, "q") == ticks
         assert engine.get("q").status() is duralog.WorkflowStatus.PAUSED
         engine.get("q").resume()
     assert finish(second) == 6
+
+
+def starts_pausable() -> Registry:
+    """A registry that names app_primitives.pausable, to start one from here (its code
+    runs in the worker process)."""
+
+    async def pausable(n: int) -> int:
+        raise NotImplementedError
+
+    registry = Registry()
+    registry.add(Workflow(pausable, name="pausable"))
+    return registry
+
+
+def ledger_of(path: Path, workflow_id: str) -> list[str]:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [line for line in lines if line.split()[1].startswith(f"{workflow_id}:")]
 
 
 def test_a_workflow_timeout_that_expires_while_no_worker_runs(tmp_path: Path) -> None:
@@ -121,6 +142,9 @@ def test_a_workflow_timeout_that_expires_while_no_worker_runs(tmp_path: Path) ->
     wait_for(lambda: Path(db).exists() and "TimerStarted" in kinds(db, "b"))
     first.send_signal(signal.SIGKILL)
     killed(first)
-    time.sleep(1.2)  # the deadline passes while the machine is down
+    with duralog.Engine(db, worker=False) as engine:
+        started = engine.get("b").history()[0].event
+    deadline = started.start_time + started.timeout  # type: ignore[union-attr,operator]
+    wait_for(lambda: time.time() > deadline)  # it passes while no worker runs
     outcome = finish(spawn(db, log, "bounded", "b", "1", MODE="serve"))
     assert outcome["failed"] == "duralog.errors.WorkflowTimeout"

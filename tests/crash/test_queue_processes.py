@@ -6,10 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from support import load_app, peak
+from support import PATIENCE, load_app, peak, popen, read_line, wait_for
 
 import duralog
 
@@ -29,9 +28,10 @@ def test_global_and_per_worker_limits_hold_across_processes(tmp_path: Path) -> N
         check=True,
         capture_output=True,
         cwd=tmp_path,
+        timeout=PATIENCE,
     )
     workers = [
-        subprocess.Popen(
+        popen(
             [sys.executable, str(HERE / "app_queues.py"), db],
             env=env,
             stdout=subprocess.PIPE,
@@ -39,23 +39,19 @@ def test_global_and_per_worker_limits_hold_across_processes(tmp_path: Path) -> N
         )
         for _ in range(2)
     ]
-    try:
-        for process in workers:
-            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-        with duralog.Engine(db, worker=False, queues=[app.shared]) as client:
-            for i in range(1, 14):
-                client.start(app.flow, i, queue=app.shared)
-        deadline = time.monotonic() + 60
-        while not ledger.exists() or len(ledger.read_text().splitlines()) < 14:
-            assert time.monotonic() < deadline, "the queue did not drain before the deadline"
-            time.sleep(0.05)
-    finally:
-        for process in workers:
-            process.send_signal(signal.SIGTERM)
-        for process in workers:
-            process.wait(timeout=30)
-            assert process.stdout is not None
-            process.stdout.close()
+    for process in workers:
+        assert read_line(process.stdout) == "ready"
+    with duralog.Engine(db, worker=False, queues=[app.shared]) as client:
+        for i in range(1, 14):
+            client.start(app.flow, i, queue=app.shared)
+    wait_for(
+        lambda: ledger.exists() and len(ledger.read_text().splitlines()) >= 14,
+        what="the queue to drain",
+    )
+    for process in workers:
+        process.send_signal(signal.SIGTERM)
+    for process in workers:
+        process.communicate(timeout=PATIENCE)
     rows = [line.split() for line in ledger.read_text().splitlines()]
     assert len(rows) == len({row[3] for row in rows}) == 14  # every step ran, once
     intervals = [(float(row[1]), float(row[2])) for row in rows]

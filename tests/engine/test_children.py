@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any
 
 import pytest
+from support import wait_for
 
 import duralog
 from duralog.replay.checker import replay_history
@@ -61,14 +60,6 @@ async def parcel_with_failure() -> str:
 @duralog.workflow
 async def parent_of_sleeper() -> None:
     await wait_forever()
-
-
-def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
 
 
 def test_children_run_and_return_their_results(engine: duralog.Engine) -> None:

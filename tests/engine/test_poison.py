@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
+
+from support import PATIENCE, wait_for
 
 import duralog
 from duralog.replay.definitions import Registry, Workflow
@@ -14,13 +15,13 @@ release = threading.Event()
 
 @duralog.step
 def hangs() -> str:
-    release.wait(30)  # a step stuck on a dead dependency
+    release.wait(PATIENCE)  # a step stuck on a dead dependency
     return "late"
 
 
 @duralog.step(timeout=0.2, retry=duralog.RetryPolicy(max_attempts=1))
 def hangs_with_timeout() -> str:
-    release.wait(30)
+    release.wait(PATIENCE)
     return "late"
 
 
@@ -71,10 +72,7 @@ def test_poison_never_blocks_the_others(db: str) -> None:
     with duralog.Engine(db, registry=registry(orphan=waits_long, upgraded=version_one)) as old:
         old.start("orphan", id="orphan")
         upgraded = old.start("upgraded", id="upgraded")
-        deadline = time.monotonic() + 10
-        while "TimerStarted" not in [e.kind for e in upgraded.history()]:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(lambda: "TimerStarted" in [e.kind for e in upgraded.history()])
     try:
         reg = registry(stuck=stuck, reported=reported, fine=fine, upgraded=version_two)
         with duralog.Engine(db, registry=reg, poll_interval=0.05) as engine:

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from support import peak, wait_for
+from support import PATIENCE, peak, wait_for
 
 import duralog
 from duralog import Queue
@@ -48,7 +48,7 @@ async def queued_job(label: str) -> str:
 
 @duralog.step
 def hold() -> None:
-    assert _gate.wait(10), "the test never opened the gate"
+    assert _gate.wait(PATIENCE), "the test never opened the gate"
 
 
 @duralog.workflow(name="queue_blocker")
@@ -231,7 +231,7 @@ def test_cancelling_a_waiting_workflow_ends_it_without_running_it(db: str) -> No
             waiting = engine.start(queued_job, "never", queue=queue, id="q-cancelled")
             waiting.cancel("not needed any more")
             assert waiting.status() is duralog.WorkflowStatus.CANCELLED  # at once
-            kinds = [seen.get(timeout=5), seen.get(timeout=5)]
+            kinds = [seen.get(timeout=PATIENCE), seen.get(timeout=PATIENCE)]
         # subscribers hear of it like any commit of this engine
         assert [(e.kind, e.seq) for e in kinds if e] == [
             ("WorkflowStarted", 1),

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from support import PATIENCE, wait_for
 
 import duralog
 from duralog.replay.definitions import Registry, Workflow
@@ -133,14 +133,6 @@ def test_crash_at_every_event_boundary_gives_the_same_outcome(program_ops: list[
         assert all(n == 1 for n in done.values())
 
 
-def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
-
-
 ran_steps: list[str] = []
 
 
@@ -174,10 +166,22 @@ async def flow_v2(pause: float) -> list[str]:
     return [first, await step_b()]
 
 
+async def probe() -> None:
+    await duralog.sleep(0.01)
+
+
 def registry_with(fn: Any) -> Registry:
     registry = Registry()
     registry.add(Workflow(fn, name="flow"))
+    registry.add(Workflow(probe, name="probe"))
     return registry
+
+
+def timers_fired_after(engine: duralog.Engine, moment: float) -> bool:
+    """Run a probe workflow on ``engine``: whether its timer fired after ``moment``."""
+    handle = engine.start("probe")
+    handle.result(timeout=PATIENCE)
+    return any(e.kind == "TimerFired" and e.at > moment for e in handle.history())
 
 
 def leave_sleeping(db: str, pause: float, snapshot_every: int = 500) -> None:
@@ -197,12 +201,15 @@ def test_diverged_code_suspends_the_workflow_and_runs_nothing(db: str) -> None:
         wait_for(lambda: handle.status() is duralog.WorkflowStatus.SUSPENDED)
         before = len(handle.history())
         try:
-            handle.result(timeout=5)
+            handle.result(timeout=PATIENCE)
         except duralog.WorkflowSuspended as exc:
             assert "StepScheduled step_a" in str(exc) and "StepScheduled step_c" in str(exc)
         else:
             raise AssertionError("a diverged workflow must not complete")
-        time.sleep(0.3)  # past the old timer: still nothing may happen
+        # Witness: this worker's timers have gone past the one the old code was
+        # waiting on, and still nothing happened to the suspended workflow.
+        fire_at = next(e.event.fire_at for e in handle.history() if e.kind == "TimerStarted")  # type: ignore[union-attr]
+        wait_for(lambda: timers_fired_after(engine, fire_at))
         assert len(handle.history()) == before
         assert ran_steps == []
     # Deploying the old code again resumes it from where it was.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,9 +183,9 @@ def test_two_workers_start_each_tick_once(tmp_path: Path, clock: VirtualClock) -
     options = {"durability": "normal", "poll_interval": 0.01, "clock": clock}
     with duralog.Engine(path, **options) as one, duralog.Engine(path, **options) as two:  # type: ignore[arg-type]
         one.schedule("minutely", "* * * * *", report, "us", catch_up="all")
-        for _ in range(5):
-            clock.advance(60)
-            time.sleep(0.03)  # both workers poll in between
+        for minute in range(1, 6):
+            clock.advance(60)  # the workers race for each tick as it falls due
+            wait_for(lambda: len(one.list(name="scheduled_report")) == minute)  # noqa: B023
         wait_for(lambda: len(finished(one)) == 5)
         ids = [r.id for r in two.list(name="scheduled_report")]
     assert sorted(ids) == [f"minutely@2026-11-25T03:0{m}:00Z" for m in range(1, 6)]
@@ -194,14 +193,20 @@ def test_two_workers_start_each_tick_once(tmp_path: Path, clock: VirtualClock) -
 
 def test_paused_schedules_skip_their_ticks(engine: duralog.Engine, clock: VirtualClock) -> None:
     engine.schedule("paused", "* * * * *", report, "ap")
+    engine.schedule("witness", "* * * * *", report, "wi")
     assert engine.store.pause_schedule("paused", True, clock.now())
     clock.advance(600)
-    time.sleep(0.1)
-    assert engine.list(name="scheduled_report") == []
+    # The pass that started the witness's tick went over the paused schedule too.
+    wait_for(lambda: "witness@2026-11-25T03:10:00Z" in finished(engine))
+    assert [r.id for r in engine.list(name="scheduled_report")] == ["witness@2026-11-25T03:10:00Z"]
     assert engine.store.pause_schedule("paused", False, clock.now())
+    assert engine.unschedule("witness")
     clock.advance(60)
-    wait_for(lambda: len(finished(engine)) == 1)
-    assert list(finished(engine)) == ["paused@2026-11-25T03:11:00Z"]
+    wait_for(lambda: len(finished(engine)) == 2)
+    assert sorted(finished(engine)) == [
+        "paused@2026-11-25T03:11:00Z",
+        "witness@2026-11-25T03:10:00Z",
+    ]
 
 
 def test_updating_a_schedule_keeps_its_last_tick(

@@ -36,9 +36,9 @@ async def overstays() -> str:
 
 
 @duralog.workflow
-async def races(limit: float) -> str:
+async def races(limit: float, seconds: float) -> str:
     try:
-        return await asyncio.wait_for(slow(0.5), timeout=limit)
+        return await asyncio.wait_for(slow(seconds), timeout=limit)
     except TimeoutError:
         return "gave up"
 
@@ -62,28 +62,37 @@ def test_a_timeout_must_be_positive(engine: duralog.Engine) -> None:
         engine.start(overstays, timeout=0)
 
 
-@pytest.mark.parametrize(("limit", "expected"), [(0.1, "gave up"), (5.0, "slow done")])
-def test_wait_for_inside_a_workflow(engine: duralog.Engine, limit: float, expected: str) -> None:
-    handle = engine.start(races, limit)
+# The step outlasts the durable timer by an hour, or the timer outlasts it by an hour.
+RACES = [(0.1, 3600.0, "gave up"), (3600.0, 0.0, "slow done")]
+
+
+@pytest.mark.parametrize(("limit", "seconds", "expected"), RACES)
+def test_wait_for_inside_a_workflow(
+    engine: duralog.Engine, limit: float, seconds: float, expected: str
+) -> None:
+    handle = engine.start(races, limit, seconds)
     assert handle.result(timeout=10) == expected
     instance, _ = replay_history(races, handle.history())
     assert instance.finished
 
 
 @duralog.workflow
-async def scoped(limit: float) -> str:
+async def scoped(limit: float, seconds: float) -> str:
     try:
         async with asyncio.timeout(limit):
-            return await slow(0.5)
+            return await slow(seconds)
     except TimeoutError:
         return "scope expired"
 
 
-@pytest.mark.parametrize(("limit", "expected"), [(0.1, "scope expired"), (5.0, "slow done")])
+@pytest.mark.parametrize(
+    ("limit", "seconds", "expected"),
+    [(0.1, 3600.0, "scope expired"), (3600.0, 0.0, "slow done")],
+)
 def test_asyncio_timeout_inside_a_workflow(
-    engine: duralog.Engine, limit: float, expected: str
+    engine: duralog.Engine, limit: float, seconds: float, expected: str
 ) -> None:
-    handle = engine.start(scoped, limit)
+    handle = engine.start(scoped, limit, seconds)
     assert handle.result(timeout=10) == expected
     instance, _ = replay_history(scoped, handle.history())
     assert instance.finished

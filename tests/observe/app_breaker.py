@@ -2,8 +2,9 @@
 
 ``open``: run orders whose payments call fails until the breaker opens, then die by
 SIGKILL. ``check``: a fresh process calls the same dependency once and prints what
-happened. ``trial``: wait for the file ARG, then race for the half-open trial and
-print ``trial`` or ``fast``. Every real call appends a line to ``BREAKER_LEDGER``.
+happened. ``trial``: print ``ready``, wait for the file ARG, then race for the
+half-open trial and print ``trial`` or ``fast``. Every real call appends a line to
+``BREAKER_LEDGER``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def main(mode: str, db: str, arg: str) -> None:
     elif mode == "trial":
         store = SQLiteStore(db)
         breakers = Breakers(store, SystemClock())
+        print("ready", flush=True)
         while not Path(arg).exists():
             time.sleep(0.001)
         try:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from support import load_app
+from support import PATIENCE, load_app, popen, read_line
 
 from duralog.engine.clock import VirtualClock
 from duralog.store.sqlite import SQLiteStore
@@ -21,7 +21,7 @@ app = load_app(APP, "duralog_app_breaker")
 
 
 def run(mode: str, db: str, arg: str, ledger: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    return popen(
         [sys.executable, str(APP), mode, db, arg],
         env={**os.environ, "BREAKER_LEDGER": str(ledger)},
         stdout=subprocess.PIPE,
@@ -32,13 +32,13 @@ def run(mode: str, db: str, arg: str, ledger: Path) -> subprocess.Popen[str]:
 def test_an_open_circuit_survives_a_sigkill_and_holds_for_a_fresh_process(tmp_path: Path) -> None:
     db, ledger = str(tmp_path / "log.db"), tmp_path / "ledger"
     first = run("open", db, "-", ledger)
-    first.communicate(timeout=60)
+    first.communicate(timeout=PATIENCE)
     assert first.returncode == -signal.SIGKILL
     calls = ledger.read_text().splitlines()
     assert len(calls) == 3  # three failures in a row opened it; nothing called after
 
     second = run("check", db, "-", ledger)
-    out, _ = second.communicate(timeout=60)
+    out, _ = second.communicate(timeout=PATIENCE)
     assert second.returncode == 0
     assert "circuit breaker 'proc-payments' is open (3 failures in a row" in out
     assert "'proc_probe' (seq 2, attempt 1)" in out
@@ -57,9 +57,10 @@ def test_one_trial_among_racing_processes(tmp_path: Path) -> None:
             breakers.failed(breakers.admit(app.payments, info), ConnectionError("down"))  # type: ignore[attr-defined]
         assert app.payments.state(store).state == "open"  # type: ignore[attr-defined]
         racers = [run("trial", db, str(go), ledger) for _ in range(4)]
-        time.sleep(0.5)  # let them start and open the database (they wait for `go`)
+        for racer in racers:  # each has opened the database and waits for `go`
+            assert read_line(racer.stdout) == "ready"
         go.touch()
-        outs = sorted(p.communicate(timeout=60)[0].strip() for p in racers)
+        outs = sorted(p.communicate(timeout=PATIENCE)[0].strip() for p in racers)
         assert outs == ["fast", "fast", "fast", "trial"]
         assert app.payments.state(store).state == "half_open"  # type: ignore[attr-defined]
     finally:

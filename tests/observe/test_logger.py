@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 import duralog
+from duralog.engine.clock import VirtualClock
 from duralog.engine.logger import FIELDS, WorkflowLogger, logger
 from duralog.replay.checker import check
 from duralog.replay.history import History
@@ -47,11 +49,11 @@ def lg_charge(order_id: str, cents: int) -> dict[str, Any]:
 
 
 @duralog.workflow(name="lg_checkout")
-async def lg_checkout(order_id: str, cents: int) -> str:
+async def lg_checkout(order_id: str, cents: int, pause: float = 0.3) -> str:
     logger.info("checkout of %s begins", order_id)
     receipt = await lg_charge(order_id, cents)
     logger.with_payloads().info("charged")
-    await duralog.sleep(0.3)
+    await duralog.sleep(pause)
     logger.warning("slept; shipping %s", order_id, extra={"seq": "mine"})
     return str(receipt["cents"])
 
@@ -85,11 +87,12 @@ def test_records_carry_the_workflow_and_no_payload(
 
 def test_silent_while_a_recovery_replays(db: str, records: Records, wait_for: Wait) -> None:
     with duralog.Engine(db, durability="normal", poll_interval=0.05) as first:
-        handle = first.start(lg_checkout, "o-2", 5, id="lg-2")
+        handle = first.start(lg_checkout, "o-2", 5, 3600.0, id="lg-2")  # an hour's sleep
         wait_for(lambda: any(e.kind == "TimerStarted" for e in handle.history()))
     before = records.messages()
     assert before == ["checkout of o-2 begins", "charging o-2", "charged"]
-    with duralog.Engine(db, durability="normal", poll_interval=0.05) as second:
+    later = VirtualClock(time.time() + 3660)  # the second worker starts after the sleep
+    with duralog.Engine(db, durability="normal", poll_interval=0.05, clock=later) as second:
         assert second.get("lg-2").result(timeout=10) == "5"  # replayed, then carried on
     assert records.messages() == [*before, "slept; shipping o-2"]
 

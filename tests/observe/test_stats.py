@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from support import wait_for
 
 import duralog
 from duralog.cli import main
@@ -52,10 +53,7 @@ def populate(engine: duralog.Engine) -> None:
         engine.run(st_order, "bad-1", timeout=10)
     engine.run(st_again, 2, timeout=10)
     waiting = engine.start(st_wait)
-    deadline = time.monotonic() + 10
-    while not any(e.kind == "TimerStarted" for e in waiting.history()):
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_for(lambda: any(e.kind == "TimerStarted" for e in waiting.history()))
 
 
 def test_counts_durations_retries_and_failures(engine: duralog.Engine) -> None:

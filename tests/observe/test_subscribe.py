@@ -57,7 +57,9 @@ async def sub_again(n: int) -> int:
     return n
 
 
-def test_every_committed_event_arrives_in_order_with_names(engine: duralog.Engine) -> None:
+def test_every_committed_event_arrives_in_order_with_names(
+    engine: duralog.Engine, wait_for: Wait
+) -> None:
     seen: list[CommittedEvent] = []
     subscription = engine.subscribe(seen.append)
     handle = engine.start(sub_parent, 5, id="sub-1")
@@ -65,7 +67,10 @@ def test_every_committed_event_arrives_in_order_with_names(engine: duralog.Engin
     (started,) = [e.event for e in handle.history() if isinstance(e.event, ChildStarted)]
     child = engine.get(started.child_id)
     assert child.result(timeout=10) == 10
-    subscription.close()  # drains what is queued
+    # A result can come back before its last commit reaches the subscribers: the
+    # parent's end, the last event, is the witness that every other one has.
+    wait_for(lambda: ("sub-1", "WorkflowCompleted") in [(e.workflow_id, e.kind) for e in seen])
+    subscription.close()
     for wf in (handle, child):
         mine = [e for e in seen if e.workflow_id == wf.id]
         history = wf.history()
@@ -94,12 +99,20 @@ def test_iterate_filter_and_continue_as_new(engine: duralog.Engine) -> None:
         ("ContinuedAsNew", 5, "again~run2"),
         ("WorkflowStarted", 1, "again"),
     ]
-    with engine.subscribe(workflow_id="again-2", kinds={"WorkflowCompleted"}) as only:
+    with (
+        engine.subscribe(workflow_id="again-2", kinds={"WorkflowCompleted"}) as only,
+        engine.subscribe(kinds={"WorkflowCompleted"}) as later,  # offered each batch after
+    ):
         engine.start(sub_again, 0, id="again-2").result(timeout=10)
         assert engine.start(sub_again, 0, id="other").result(timeout=10) == 0
         event = only.get(timeout=10)
         assert event is not None and event.workflow_id == "again-2"
-        assert only.get(timeout=0.05) is None
+        # Witness: the later subscription got other's end, so `only` was offered it.
+        assert [e.workflow_id for e in (later.get(timeout=10), later.get(timeout=10)) if e] == [
+            "again-2",
+            "other",
+        ]
+        assert only.get(timeout=0) is None
     assert list(sub) == []  # closed and drained: iteration ends
 
 
@@ -114,8 +127,19 @@ def test_a_stuck_subscriber_neither_slows_nor_stops_the_worker(
         release.wait()
 
     subscription = engine.subscribe(stuck, max_pending=5, name="stuck-dashboard")
-    fast = engine.subscribe(max_pending=100_000)
+    fast = engine.subscribe(max_pending=100_000)  # offered each batch after `stuck`
     assert engine.run(sub_many, 30, timeout=10) == sum(2 * i for i in range(30))
+    fast_saw: list[str] = []
+
+    def fast_saw_the_end() -> bool:
+        while (event := fast.get(timeout=0)) is not None:
+            fast_saw.append(event.kind)
+        return "WorkflowCompleted" in fast_saw
+
+    # The result can come back before the last commit is offered to subscribers: once
+    # `fast` has it, `stuck` was offered every event (and kept only 5 of them).
+    wait_for(fast_saw_the_end)
+    wait_for(lambda: received)
     assert len(received) == 1  # still inside its first call, and the workflow is done
     assert subscription.dropped > 0
     with caplog.at_level(logging.WARNING, logger="duralog.observe"):

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from support import PATIENCE, popen
 
 import duralog
 from duralog.cli import main
@@ -244,7 +245,7 @@ def test_tail_follows_another_process_live(db: str) -> None:
     """`duralog tail --json` in its own process prints this process's commits as they land."""
     duralog.Engine(db, worker=False).close()
     since = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat()
-    tail = subprocess.Popen(
+    tail = popen(
         [
             sys.executable,
             "-m",
@@ -265,13 +266,9 @@ def test_tail_follows_another_process_live(db: str) -> None:
         cwd=ROOT,
         env={**os.environ, "DURALOG_DB": ""},
     )
-    try:
-        with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
-            engine.run(tail_flow, 3, id="live-1", timeout=10)
-        out, _ = tail.communicate(timeout=30)
-    finally:
-        if tail.poll() is None:
-            tail.kill()
+    with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
+        engine.run(tail_flow, 3, id="live-1", timeout=PATIENCE)
+    out, _ = tail.communicate(timeout=PATIENCE)
     assert tail.returncode == 0
     events = [json.loads(line) for line in out.splitlines()]
     assert [(e["workflow_id"], e["seq"], e["kind"]) for e in events] == [

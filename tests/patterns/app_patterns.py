@@ -44,7 +44,7 @@ def note(label: str) -> None:
     marker = Path(f"{ledger}.crashed-{label}")
     if os.environ.get("CRASH_AT") == label and not marker.exists():
         wanted = int(os.environ.get("CRASH_AFTER", "0"))
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         db, workflow_id = os.environ["CRASH_DB"], duralog.step_info().workflow_id
         while completions(db, workflow_id) < wanted:
             if time.monotonic() > deadline:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support import PATIENCE, wait_for
 
 import duralog
 from duralog.replay.checker import check
@@ -20,7 +21,7 @@ from duralog.testing import step_names
 LOCK = threading.Lock()
 SPANS: dict[str, tuple[float, float]] = {}  # task label -> (start, end), monotonic
 RUNNING = {"now": 0, "max": 0}
-BARRIER = threading.Barrier(2, timeout=10)
+BARRIER = threading.Barrier(2, timeout=PATIENCE)
 DB = {"path": ""}
 
 
@@ -38,7 +39,7 @@ def measured(label: str, work: Callable[[], object] = lambda: None) -> None:
         SPANS[label] = (start, time.monotonic())
 
 
-def in_log(kind: str, count: int = 1, timeout: float = 10.0) -> None:
+def in_log(kind: str, count: int = 1, timeout: float = PATIENCE) -> None:
     """Wait (in a step) until this workflow's log holds ``count`` events of ``kind``."""
     workflow_id = duralog.step_info().workflow_id
     deadline = time.monotonic() + timeout
@@ -60,7 +61,7 @@ def fresh_measures(db: str) -> None:
     global BARRIER
     SPANS.clear()
     RUNNING.update(now=0, max=0)
-    BARRIER = threading.Barrier(2, timeout=10)
+    BARRIER = threading.Barrier(2, timeout=PATIENCE)
     DB["path"] = db
 
 
@@ -129,7 +130,7 @@ HELD = threading.Event()
 
 @duralog.step
 def held() -> str:
-    assert HELD.wait(10), "never released"
+    assert HELD.wait(PATIENCE), "never released"
     return "held"
 
 
@@ -260,13 +261,10 @@ def test_a_workflow_can_be_a_task() -> None:
 def test_a_cancel_stops_the_dag_and_starts_nothing_more(engine: duralog.Engine) -> None:
     HELD.clear()
     handle = engine.start(cancellable)
-    deadline = time.monotonic() + 10
-    while "StepStarted" not in [e.kind for e in handle.history()]:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(lambda: "StepStarted" in [e.kind for e in handle.history()])
     handle.cancel()
     with pytest.raises(duralog.WorkflowFailed, match="cancelled"):
-        handle.result(timeout=15)
+        handle.result(timeout=PATIENCE)
     HELD.set()
     assert handle.status() is duralog.WorkflowStatus.CANCELLED
     assert step_names(handle) == ["held"]

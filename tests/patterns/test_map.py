@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from support import PATIENCE
 
 import duralog
 from duralog.replay.checker import check
@@ -17,7 +18,7 @@ from duralog.testing import step_names
 
 LOCK = threading.Lock()
 RUNNING = {"now": 0, "max": 0}
-BARRIER = threading.Barrier(3, timeout=10)
+BARRIER = threading.Barrier(3, timeout=PATIENCE)
 DB = {"path": ""}
 
 
@@ -25,7 +26,7 @@ DB = {"path": ""}
 def fresh(db: str) -> None:
     global BARRIER
     RUNNING.update(now=0, max=0)
-    BARRIER = threading.Barrier(3, timeout=10)
+    BARRIER = threading.Barrier(3, timeout=PATIENCE)
     DB["path"] = db
 
 
@@ -53,7 +54,7 @@ def mp_check(n: int) -> int:
 
 
 def wait_in_log(kind: str) -> None:
-    workflow_id, deadline = duralog.step_info().workflow_id, time.monotonic() + 10
+    workflow_id, deadline = duralog.step_info().workflow_id, time.monotonic() + PATIENCE
     while True:
         store = SQLiteStore(DB["path"])
         try:

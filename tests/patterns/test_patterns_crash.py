@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import PATIENCE, popen
 
 HERE = Path(__file__).parent
 APP = str(HERE / "app_patterns.py")
 
 
 def spawn(db: str, ledger: Path, *args: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    return popen(
         [sys.executable, APP, db, *args],
         env={**os.environ, "CRASH_LEDGER": str(ledger), **env},
         stdout=subprocess.PIPE,
@@ -105,12 +106,12 @@ def test_killed_mid_pattern_resumes_without_rerunning_finished_steps(
 ) -> None:
     db, log = str(tmp_path / "log.db"), tmp_path / "ledger"
     first = spawn(db, log, name, "w", *args, CRASH_AT=crash_at, CRASH_AFTER=str(after))
-    _, err = first.communicate(timeout=60)
+    _, err = first.communicate(timeout=PATIENCE)
     assert first.returncode == -signal.SIGKILL, err
     assert ledger(log)  # the crash came mid-run, not before the first step
 
     second = spawn(db, log, name, "w", *args, MODE="serve")
-    out, err = second.communicate(timeout=60)
+    out, err = second.communicate(timeout=PATIENCE)
     assert second.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1]) == result
 
@@ -124,7 +125,7 @@ def test_killed_mid_pattern_resumes_without_rerunning_finished_steps(
         cwd=HERE,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE,
         env={k: v for k, v in os.environ.items() if k != "DURALOG_APP"},
     )
     assert replay.returncode == 0, replay.stdout + replay.stderr

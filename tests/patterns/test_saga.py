@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import pytest
+from support import PATIENCE, wait_for
 
 import duralog
 from duralog.replay.checker import check
@@ -37,7 +38,7 @@ def sg_cancel(ref: str) -> str:
 
 @duralog.step
 def sg_slow_cancel(ref: str) -> str:
-    assert RELEASE.wait(10), "the test never released the compensation"
+    assert RELEASE.wait(PATIENCE), "the test never released the compensation"
     return f"cancelled {ref}"
 
 
@@ -164,7 +165,7 @@ def test_compensation_failed_carries_the_cause_and_the_failures() -> None:
 
 def test_cancelling_inside_a_saga_compensates_then_cancels(engine: duralog.Engine) -> None:
     handle = engine.start(waiting, ["flight", "hotel"])
-    duralog_wait(lambda: history_kinds(handle).count("StepCompleted") == 2)
+    wait_for(lambda: history_kinds(handle).count("StepCompleted") == 2)
     handle.cancel()
     with pytest.raises(duralog.WorkflowFailed, match="cancelled"):
         handle.result(timeout=15)
@@ -174,9 +175,9 @@ def test_cancelling_inside_a_saga_compensates_then_cancels(engine: duralog.Engin
 
 def test_a_cancel_during_the_rollback_waits_for_it(engine: duralog.Engine) -> None:
     handle = engine.start(slow, ["flight", "hotel"])
-    duralog_wait(lambda: step_names(handle)[-1:] == ["sg_slow_cancel"])
+    wait_for(lambda: step_names(handle)[-1:] == ["sg_slow_cancel"])
     handle.cancel()
-    duralog_wait(lambda: "CancelRequested" in history_kinds(handle))
+    wait_for(lambda: "CancelRequested" in history_kinds(handle))
     RELEASE.set()
     with pytest.raises(duralog.WorkflowFailed, match="cancelled"):
         handle.result(timeout=15)
@@ -216,12 +217,3 @@ def test_add_compensation_checks_its_arguments_at_once(
 ) -> None:
     with pytest.raises(error, match=message):
         duralog.Saga().add_compensation(compensation, *args)
-
-
-def duralog_wait(condition: Any, timeout: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.01)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import load_app, peak
+from support import load_app, peak, popen, read_line
 
 import duralog
 
@@ -82,9 +82,11 @@ def workers(postgres_url: str, tmp_path: Path) -> Iterator[Spawn]:
     }
 
     def start(app: Path = APP, **extra: str) -> subprocess.Popen[str]:
+        # Its warnings go to a file: a pipe nobody reads would stop a worker that
+        # writes many (a thawed one's refused appends, say) once it is full.
         log = tmp_path / f"worker-{len(started)}.log"
         with log.open("w") as stderr:
-            process = subprocess.Popen(
+            process = popen(
                 [sys.executable, str(app), postgres_url],
                 env={**env, **extra},
                 stdout=subprocess.PIPE,
@@ -93,7 +95,7 @@ def workers(postgres_url: str, tmp_path: Path) -> Iterator[Spawn]:
             )
         log.rename(tmp_path / f"worker-{process.pid}.log")  # the worker writes on to it
         started.append(process)
-        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        assert read_line(process.stdout) == "ready"
         return process
 
     yield start

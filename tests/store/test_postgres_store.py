@@ -254,6 +254,7 @@ def test_writes_that_leave_work_notify_other_processes(
         store.register_worker("w1", "h", 1, T0)
         store.create_workflows([new_workflow("again", owner="w1")])
         store.unregister_worker("w1")
+        store.create_workflows([new_workflow("witness")])  # committed after all of them
         expected = [
             ("created", "free"),
             ("created", "queued"),
@@ -261,9 +262,11 @@ def test_writes_that_leave_work_notify_other_processes(
             ("inbox", "mine"),
             ("released", "mine"),
             ("released", None),
+            ("created", "witness"),
         ]
-        wait_for(lambda: len(heard) >= len(expected))
-        time.sleep(0.1)  # nothing more arrives: owned workflows are nobody else's work
+        # Notices arrive in commit order: once the witness's has, every earlier one has,
+        # and none came for the owned workflows (nobody else's work).
+        wait_for(lambda: ("created", "witness") in heard)
         assert sorted(heard[:2]) == expected[:2] and heard[2:] == expected[2:]
     finally:
         other.close()
@@ -303,13 +306,10 @@ def test_close_stops_the_listener_at_once(postgres_url: str) -> None:
     heard = listening(store)
     other = PostgresStore(postgres_url)
     try:
-        started = time.monotonic()
-        store.close()
-        assert time.monotonic() - started < 1.5
+        store.close()  # (how long it takes: benchmarks/bench_latency.py)
         assert not any(t.name == "duralog-pg-listener" and t.is_alive() for t in _listeners(store))
         other.create_workflows([new_workflow("late")])
-        time.sleep(0.2)
-        assert heard == []
+        assert heard == []  # and with its listener thread gone, nothing can be heard
     finally:
         other.close()
 
