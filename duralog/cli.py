@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import pdb
 import signal as os_signal
 import sys
-import sysconfig
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -32,21 +30,21 @@ from duralog._cli_common import (
     write_private,
 )
 from duralog.cli_observe import stats, tail
+from duralog.cli_replay import replay
 from duralog.cli_schedules import schedules
 from duralog.cli_store import migrate_store, prune
-from duralog.cli_verify import check_json, damage_lines, verify, verify_hint, where
+from duralog.cli_verify import verify, verify_hint, where
 from duralog.engine.engine import Engine
+from duralog.engine.handle import WorkflowHandle
 from duralog.engine.queues import QUEUES, resolve
-from duralog.errors import DuralogError, HistoryFileError, PayloadError, StoreError
-from duralog.replay.checker import ReplayReport, check
+from duralog.errors import DuralogError, StoreError
 from duralog.replay.definitions import REGISTRY
-from duralog.replay.history import History, dump_history, entries_json, load_history
-from duralog.replay.state import Input, WorkflowState, fold_all
+from duralog.replay.history import dump_history, entries_json
+from duralog.replay.state import WorkflowState, fold_all
 from duralog.store import codec
 from duralog.store.base import WorkflowStatus
 from duralog.store.codec import reveal_entries
 from duralog.store.crypto import AesGcmCodec
-from duralog.store.verify import WorkflowCheck
 from duralog.store.verify import verify as verify_log
 
 
@@ -320,179 +318,6 @@ def export(ctx: Context, workflow_id: str, output: str) -> None:
 
 
 @main.command()
-@click.argument("workflow_id", required=False)
-@click.option(
-    "--file",
-    "files",
-    multiple=True,
-    type=click.Path(),
-    help="A history file from `duralog export`, or a folder of them (repeatable).",
-)
-@click.option("--all", "all_", is_flag=True, help="Every workflow in --db.")
-@click.option("--name", help="With --all: only workflows of this name.")
-@click.option("--until", type=int, help="Stop after this seq and report where the code is.")
-@click.option("--break-at", type=int, help="Drop into pdb in the workflow code at this seq.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON report per line.")
-@pass_context
-@friendly
-def replay(
-    ctx: Context,
-    workflow_id: str | None,
-    files: tuple[str, ...],
-    all_: bool,
-    name: str | None,
-    until: int | None,
-    break_at: int | None,
-    as_json: bool,
-) -> None:
-    """Replay histories against the current code; exit 1 if any diverges.
-
-    No step runs: recorded results are fed to the code, and every decision it
-    makes is compared with the recorded one. An encrypted history needs its keys
-    in DURALOG_KEYS; without them it exits 2 naming the missing key.
-
-    \b
-    Examples:
-      duralog --db shop.db --app shop.workflows replay order-o-1
-      duralog --app shop.workflows replay --file order-o-1.json
-      duralog --db prod-copy.db --app shop.workflows replay --all   # before a deploy
-    """
-    ctx.load_app()
-    if sum(bool(x) for x in (workflow_id, files, all_)) != 1:
-        raise Problem("give exactly one of: a workflow ID, --file FILE, or --all", 2)
-    histories = list(_histories(ctx, workflow_id, files, all_, name))
-    hook = _breakpoint_at(break_at) if break_at is not None else None
-    agree = diverge = damaged = 0
-    show_progress = all_ and not as_json and len(histories) > 1
-    for i, history in enumerate(histories, 1):
-        if isinstance(history, WorkflowCheck):  # a damaged log: nothing to replay
-            damaged += 1
-            click.echo(check_json(history) if as_json else "\n".join(damage_lines(history)))
-        else:
-            try:
-                report = check(history, REGISTRY, until=until, on_input=hook)
-            except PayloadError as exc:  # values it cannot decrypt: it cannot be replayed
-                raise Problem(str(exc), 2) from None
-            agree, diverge = agree + report.ok, diverge + (not report.ok)
-            if as_json:
-                click.echo(msgspec.json.encode(report).decode())
-            elif not report.ok or not show_progress:
-                click.echo(_report_text(report))
-        if show_progress:
-            click.echo(
-                f"\r[{i}/{len(histories)}] {agree} agree, {diverge} diverge", nl=False, err=True
-            )
-    if show_progress:
-        click.echo("", err=True)
-    if len(histories) > 1 and not as_json:
-        click.echo(
-            f"{agree} agree, {diverge} diverge" + (f", {damaged} damaged" if damaged else "")
-        )
-    sys.exit(1 if diverge or damaged else 0)
-
-
-def _histories(
-    ctx: Context, workflow_id: str | None, files: tuple[str, ...], all_: bool, name: str | None
-) -> Any:
-    if workflow_id:
-        yield _checked_history(ctx, workflow_id)
-    paths: list[Path] = []
-    for file in files:  # a folder stands for the .json files in it
-        path = Path(file)
-        if not path.is_dir():
-            paths.append(path)
-        elif in_folder := sorted(path.glob("*.json")):
-            paths += in_folder
-        else:
-            raise Problem(f"{file} is a directory with no .json history files in it", 2)
-    for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise Problem(f"cannot read {path}: {exc.strerror}", 2) from None
-        try:
-            yield load_history(data)
-        except HistoryFileError as exc:
-            raise Problem(f"{path}: {exc}", 2) from None
-    if all_:
-        store = ctx.store()
-        try:
-            ids = [r.id for r in store.list_workflows(name=name)]
-        finally:
-            store.close()
-        for found_id in ids:
-            yield _checked_history(ctx, found_id)
-
-
-def _checked_history(ctx: Context, workflow_id: str) -> History | WorkflowCheck:
-    """One workflow's history from the log, or what ``verify`` finds wrong with it."""
-    store = ctx.store()
-    try:
-        record = store.get_workflow(workflow_id)
-        if record is None:
-            raise Problem(f"no workflow with id {workflow_id!r} in {ctx.where}")
-        (found,) = verify_log(store, workflow_id)
-        if not found.ok:
-            return found
-        return History(workflow_id, record.name, store.read_events(workflow_id))
-    finally:
-        store.close()
-
-
-def _report_text(report: ReplayReport) -> str:
-    head = f"{report.workflow_id} ({report.workflow_name}): "
-    if not report.ok:
-        return (
-            f"{head}DIVERGES at seq {report.seq}\n"
-            f"  recorded:  {report.recorded or 'nothing'}\n"
-            f"  attempted: {report.attempted or 'no further decision'}\n"
-            f"  code:      {report.location or 'unknown'}\n"
-            "  hint: keep the old path for running workflows behind "
-            '`if duralog.patched("my-change")`, or let them finish on the old code'
-        )
-    where = "finished" if report.finished else f"waiting at {report.waiting_at}"
-    return f"{head}agrees (replayed {report.replayed_to} of {report.events} events, {where})"
-
-
-def _breakpoint_at(seq: int) -> Callable[[Input], None]:
-    fired = False
-
-    def hook(item: Input) -> None:
-        nonlocal fired
-        if fired or item.seq < seq:
-            return
-        fired = True
-        click.echo(
-            f"-- replay reached seq {item.seq} ({item.kind}); pdb stops at the line of workflow "
-            "code that receives it: `n` steps, `p name` prints, `c` continues --",
-            err=True,
-        )
-        _WorkflowPdb().set_trace(sys._getframe(1))
-
-    return hook
-
-
-class _WorkflowPdb(pdb.Pdb):
-    """pdb that only stops in user code: the first line it shows is the workflow
-    code resuming with the recorded value, not duralog's or the stdlib's frames."""
-
-    _library = tuple(
-        p for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]} if p
-    )
-
-    def stop_here(self, frame: Any) -> bool:
-        module = frame.f_globals.get("__name__", "")
-        filename = frame.f_code.co_filename
-        # Generated code (annotations evaluated by typing, dataclass methods) says
-        # "<string>": not the user's workflow either.
-        if module.partition(".")[0] in ("duralog", "click") or filename.startswith(
-            (*self._library, "<")
-        ):
-            return False
-        return bool(super().stop_here(frame))
-
-
-@main.command()
 @click.argument("workflow_id")
 @click.option("--at", "at", type=int, help="Derive the state from the first AT events.")
 @click.option("--json", "as_json", is_flag=True)
@@ -540,63 +365,74 @@ def signal(ctx: Context, workflow_id: str, name: str, payload: str) -> None:
     click.echo(f"sent {name} to {workflow_id}", err=True)
 
 
-@main.command()
-@click.argument("workflow_id")
-@click.option("--reason", default="", help="Recorded with the cancel request.")
-@pass_context
-@friendly
-def cancel(ctx: Context, workflow_id: str, reason: str) -> None:
-    """Ask a workflow to cancel (CancelledError at its current await).
+def _control(
+    verb: str,
+    act: Callable[[WorkflowHandle[Any], str], None],
+    doc: str,
+    reason_help: str | None,
+) -> click.Command:
+    """The template of the commands that ask a workflow to change course (``cancel``,
+    ``pause``, ``resume``): ``act`` on the workflow's handle (with the ``--reason``
+    the command takes when ``reason_help`` is given), then say "<verb> requested
+    for ID" on stderr."""
+
+    def command(ctx: Context, workflow_id: str, reason: str = "") -> None:
+        if reason:
+            ctx.refuse_clear_text(workflow_id, "a reason")
+        with ctx.handle(workflow_id) as handle:
+            act(handle, reason)
+        click.echo(f"{verb} requested for {workflow_id}", err=True)
+
+    command.__doc__ = doc
+    decorated = pass_context(friendly(command))
+    if reason_help is not None:
+        decorated = click.option("--reason", default="", help=reason_help)(decorated)
+    return click.command(name=verb)(click.argument("workflow_id")(decorated))
+
+
+main.add_command(
+    _control(
+        "cancel",
+        lambda handle, reason: handle.cancel(reason),
+        """Ask a workflow to cancel (CancelledError at its current await).
 
     \b
     Example:
       duralog --db shop.db cancel order-o-1 --reason "customer asked"
-    """
-    if reason:
-        ctx.refuse_clear_text(workflow_id, "a reason")
-    with ctx.handle(workflow_id) as handle:
-        handle.cancel(reason)
-    click.echo(f"cancel requested for {workflow_id}", err=True)
-
-
-@main.command()
-@click.argument("workflow_id")
-@click.option("--reason", default="", help="Recorded with the pause.")
-@pass_context
-@friendly
-def pause(ctx: Context, workflow_id: str, reason: str) -> None:
-    """Pause a workflow: no new step starts and no timer fires until `resume`.
+    """,
+        reason_help="Recorded with the cancel request.",
+    )
+)
+main.add_command(
+    _control(
+        "pause",
+        lambda handle, reason: handle.pause(reason),
+        """Pause a workflow: no new step starts and no timer fires until `resume`.
 
     \b
     Example:
       duralog --db shop.db pause order-o-1 --reason "payment provider outage"
-    """
-    if reason:
-        ctx.refuse_clear_text(workflow_id, "a reason")
-    with ctx.handle(workflow_id) as handle:
-        handle.pause(reason)
-    click.echo(f"pause requested for {workflow_id}", err=True)
-
-
-@main.command()
-@click.argument("workflow_id")
-@pass_context
-@friendly
-def resume(ctx: Context, workflow_id: str) -> None:
-    """Resume a paused workflow.
+    """,
+        reason_help="Recorded with the pause.",
+    )
+)
+main.add_command(
+    _control(
+        "resume",
+        lambda handle, _: handle.resume(),
+        """Resume a paused workflow.
 
     \b
     Example:
       duralog --db shop.db resume order-o-1
-    """
-    with ctx.handle(workflow_id) as handle:
-        handle.resume()
-    click.echo(f"resume requested for {workflow_id}", err=True)
-
-
+    """,
+        reason_help=None,
+    )
+)
 main.add_command(schedules)
 main.add_command(prune)
 main.add_command(migrate_store)
 main.add_command(tail)
 main.add_command(stats)
 main.add_command(verify)
+main.add_command(replay)

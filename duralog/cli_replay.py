@@ -1,0 +1,156 @@
+"""``duralog replay``: check histories against the current code, or debug one with pdb.
+
+The command reads the histories (the log, files, folders) and prints; what a replay
+decides, the breakpoint and the report texts are ``duralog.replay.debug``'s.
+"""
+
+from __future__ import annotations
+
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import msgspec
+
+from duralog._cli_common import Context, Problem, friendly, pass_context
+from duralog.cli_verify import check_json, damage_lines
+from duralog.errors import HistoryFileError, PayloadError
+from duralog.replay.checker import check
+from duralog.replay.debug import (
+    ReplayTally,
+    WorkflowPdb,
+    breakpoint_at,
+    report_text,
+    stop_banner,
+)
+from duralog.replay.definitions import REGISTRY
+from duralog.replay.history import History, load_history
+from duralog.replay.state import Input
+from duralog.store.verify import WorkflowCheck
+from duralog.store.verify import verify as verify_log
+
+
+@click.command()
+@click.argument("workflow_id", required=False)
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(),
+    help="A history file from `duralog export`, or a folder of them (repeatable).",
+)
+@click.option("--all", "all_", is_flag=True, help="Every workflow in --db.")
+@click.option("--name", help="With --all: only workflows of this name.")
+@click.option("--until", type=int, help="Stop after this seq and report where the code is.")
+@click.option("--break-at", type=int, help="Drop into pdb in the workflow code at this seq.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON report per line.")
+@pass_context
+@friendly
+def replay(
+    ctx: Context,
+    workflow_id: str | None,
+    files: tuple[str, ...],
+    all_: bool,
+    name: str | None,
+    until: int | None,
+    break_at: int | None,
+    as_json: bool,
+) -> None:
+    """Replay histories against the current code; exit 1 if any diverges.
+
+    No step runs: recorded results are fed to the code, and every decision it
+    makes is compared with the recorded one. An encrypted history needs its keys
+    in DURALOG_KEYS; without them it exits 2 naming the missing key.
+
+    \b
+    Examples:
+      duralog --db shop.db --app shop.workflows replay order-o-1
+      duralog --app shop.workflows replay --file order-o-1.json
+      duralog --db prod-copy.db --app shop.workflows replay --all   # before a deploy
+    """
+    ctx.load_app()
+    if sum(bool(x) for x in (workflow_id, files, all_)) != 1:
+        raise Problem("give exactly one of: a workflow ID, --file FILE, or --all", 2)
+    histories = list(_histories(ctx, workflow_id, files, all_, name))
+    hook = breakpoint_at(break_at, _debug) if break_at is not None else None
+    tally = ReplayTally()
+    show_progress = all_ and not as_json and len(histories) > 1
+    for i, history in enumerate(histories, 1):
+        if isinstance(history, WorkflowCheck):  # a damaged log: nothing to replay
+            tally.add_damaged()
+            click.echo(check_json(history) if as_json else "\n".join(damage_lines(history)))
+        else:
+            try:
+                report = check(history, REGISTRY, until=until, on_input=hook)
+            except PayloadError as exc:  # values it cannot decrypt: it cannot be replayed
+                raise Problem(str(exc), 2) from None
+            tally.add(report)
+            if as_json:
+                click.echo(msgspec.json.encode(report).decode())
+            elif not report.ok or not show_progress:
+                click.echo(report_text(report))
+        if show_progress:
+            click.echo(f"\r[{i}/{len(histories)}] {tally.progress()}", nl=False, err=True)
+    if show_progress:
+        click.echo("", err=True)
+    if len(histories) > 1 and not as_json:
+        click.echo(tally.summary())
+    sys.exit(tally.exit_code)
+
+
+def _debug(item: Input) -> None:
+    """``--break-at``: say where replay is, then hand the terminal to pdb."""
+    click.echo(stop_banner(item), err=True)
+    paths = sysconfig.get_paths()
+    library = (paths["stdlib"], paths["purelib"])
+    WorkflowPdb(library).set_trace(sys._getframe(1))  # pdb's own stdin: readline works
+
+
+def _histories(
+    ctx: Context, workflow_id: str | None, files: tuple[str, ...], all_: bool, name: str | None
+) -> Iterator[History | WorkflowCheck]:
+    if workflow_id:
+        yield _checked_history(ctx, workflow_id)
+    paths: list[Path] = []
+    for file in files:  # a folder stands for the .json files in it
+        path = Path(file)
+        if not path.is_dir():
+            paths.append(path)
+        elif in_folder := sorted(path.glob("*.json")):
+            paths += in_folder
+        else:
+            raise Problem(f"{file} is a directory with no .json history files in it", 2)
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise Problem(f"cannot read {path}: {exc.strerror}", 2) from None
+        try:
+            yield load_history(data)
+        except HistoryFileError as exc:
+            raise Problem(f"{path}: {exc}", 2) from None
+    if all_:
+        store = ctx.store()
+        try:
+            ids = [r.id for r in store.list_workflows(name=name)]
+        finally:
+            store.close()
+        for found_id in ids:
+            yield _checked_history(ctx, found_id)
+
+
+def _checked_history(ctx: Context, workflow_id: str) -> History | WorkflowCheck:
+    """One workflow's history from the log, or what ``verify`` finds wrong with it."""
+    store = ctx.store()
+    try:
+        record = store.get_workflow(workflow_id)
+        if record is None:
+            raise Problem(f"no workflow with id {workflow_id!r} in {ctx.where}")
+        (found,) = verify_log(store, workflow_id)
+        if not found.ok:
+            return found
+        return History(workflow_id, record.name, store.read_events(workflow_id))
+    finally:
+        store.close()
