@@ -17,17 +17,16 @@ seen yet:
 This makes replay independent of how the engine batched its commits. Nothing
 here does I/O or reads a clock: new non-deterministic values come from the
 ``Sources`` the caller injects.
+
+The rooms: ``decisions.py`` matches decisions against the log (2, 3),
+``waits.py`` hands inputs to what the code waits on (1), ``endings.py`` makes the
+terminal decision, ``locations.py`` finds the user's ``file:line`` for reports.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import inspect
-import sys
-import types
-import typing
 import uuid
 from asyncio import events as asyncio_events
 from collections.abc import Callable, Coroutine
@@ -35,23 +34,20 @@ from typing import Any, Protocol
 
 import msgspec
 
-from duralog.errors import (
-    ErrorDetails,
-    NondeterminismError,
-    PayloadError,
-    StepFailed,
-    WorkflowFailed,
-    WorkflowTimeout,
-    details_of,
-)
+from duralog.errors import NondeterminismError, PayloadError
 from duralog.store import codec
 from duralog.store import events as ev
-from duralog.store.envelope import unseal_error
 
 from .context import WorkflowInfo, _current
+from .decisions import ContinueAsNew, Decisions, Diverged
 from .definitions import Step, Workflow
+from .endings import RunEnding
+from .locations import defined_at, waiting_at
 from .loop import WorkflowLoop
 from .state import Input, WorkflowState
+from .waits import PendingCalls, Waits
+
+__all__ = ["ContinueAsNew", "ReplaySources", "Sources", "WorkflowInstance"]
 
 
 class Sources(Protocol):
@@ -83,26 +79,12 @@ class ReplaySources:
         return uuid.UUID(int=self._n, version=4)
 
 
-class _Diverged(BaseException):
-    """Unwinds workflow code after a divergence; ``except Exception`` cannot stop it."""
-
-
-class _Ended(BaseException):
-    """Unwinds workflow code still running after its run was ended without it (a cleanup
-    cut short by its grace period): whatever it tries to do is not recorded."""
-
-
-class ContinueAsNew(BaseException):
-    """Raised by ``duralog.continue_as_new``: ends this run; a new one starts with ``args``."""
-
-    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        super().__init__("continue as new")
-        self.args_ = args
-        self.kwargs_ = kwargs
-
-
 class WorkflowInstance:
     """One workflow's code, running on its own deterministic loop.
+
+    The instance drives the activations (``feed``) and decides how the run ends;
+    ``Decisions`` matches what the code decides against the log, and ``Waits``
+    hands each input to what the code waits on.
 
     Args:
         workflow: the definition whose code runs.
@@ -117,33 +99,41 @@ class WorkflowInstance:
         self.workflow_id = workflow_id
         self.loop = WorkflowLoop(self)
         self.sources: Sources = sources or ReplaySources(self.loop)
-        self.divergence: NondeterminismError | None = None
-        self.finished = False
+        self.decisions = Decisions(workflow_id, self._defined_at)
+        self.waits = Waits(workflow_id, self.loop)
         #: Steps and children the code called but never awaited, once it has finished.
         self.never_awaited: list[str] = []
-        self._state: WorkflowState | None = None
+        self.ending = RunEnding(workflow, self.decisions, self.waits, self.loop)
         self._task: asyncio.Task[Any] | None = None
-        self._made = 0
         self._inputs_seen = 0
-        self._next_seq = 0
-        self._new: list[tuple[int, ev.Event]] = []
-        self._steps: dict[int, tuple[Step[Any, Any], asyncio.Future[Any]]] = {}
-        self._timers: dict[int, asyncio.TimerHandle] = {}
-        self._timer_seqs: dict[int, int] = {}
-        self._awaitables: list[Coroutine[Any, Any, Any]] = []
+        self._calls = PendingCalls()
         self._patches: dict[str, bool] = {}
-        self._timed_out = False
-        self._cancelled_at: float | None = None  # workflow time of the first cancel request
-        #: The terminal decision of a run whose code ended while it was cancelled and
-        #: children it started were still winding down: made when the last one ends.
-        self._ending: Callable[[], None] | None = None
-        #: True when the run was ended without letting its code (or children) finish.
-        self.cut_short = False
-        self._children: dict[int, tuple[Workflow[Any, Any], asyncio.Future[Any]]] = {}
-        self._signals: dict[str, collections.deque[int]] = {}  # name -> indexes in state.signals
-        self._signal_waiters: dict[str, collections.deque[asyncio.Future[Any]]] = {}
         #: Called with each input just before it is delivered (debuggers hook in here).
         self.on_input: Callable[[Input], None] | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once the run's terminal decision is made."""
+        return self.decisions.finished
+
+    @property
+    def divergence(self) -> NondeterminismError | None:
+        """The first divergence of the code from the history, once found."""
+        return self.decisions.divergence
+
+    @property
+    def cut_short(self) -> bool:
+        """True when the run was ended without letting its code (or children) finish."""
+        return self.ending.cut_short
+
+    def grace_from(self) -> float | None:
+        """The workflow time from which a cleanup grace period counts, while one runs
+        (``RunEnding.grace_from``); None otherwise."""
+        return self.ending.grace_from()
+
+    @property
+    def _state(self) -> WorkflowState:
+        return self.decisions.state
 
     # -- driving -----------------------------------------------------------
 
@@ -156,9 +146,9 @@ class WorkflowInstance:
         """
         if self.divergence is not None:
             raise self.divergence
-        self._state, self._next_seq, self._new = state, next_seq, []
+        new = self.decisions.begin(state, next_seq)
         if self.finished:
-            return self._new
+            return new
         token = _current.set(self)
         outer_loop = asyncio_events._get_running_loop()
         asyncio_events._set_running_loop(self.loop)
@@ -175,36 +165,29 @@ class WorkflowInstance:
                     self.on_input(item)
                 self._deliver(item.kind, item.ref)
                 self._run()
-            if (
-                self.divergence is None
-                and self._inputs_seen == len(inputs)
-                and self._made < len(state.decisions)
-            ):
-                missing = state.decisions[self._made]
-                self.divergence = NondeterminismError(
-                    self.workflow_id, missing.seq, missing.describe(), None, self._waiting_at()
-                )
+            if self._inputs_seen == len(inputs):
+                self.decisions.report_unmatched(self._waiting_at)
         finally:
             asyncio_events._set_running_loop(outer_loop)
             _current.reset(token)
         if self.divergence is not None:
-            self._close_unawaited()
+            self._calls.close()
             raise self.divergence
-        if self.finished and self._awaitables:
+        if self.finished and self._calls:
             # Calls the code made and never awaited: nothing was recorded or run for
             # them. Name them (the engine tells the user), then let them go quietly.
-            self.never_awaited = [c.__qualname__ for c in self._awaitables if _unstarted(c)]
-            self._close_unawaited()
-        return self._new
+            self.never_awaited = self._calls.never_awaited()
+            self._calls.close()
+        return new
 
     @property
     def is_replaying(self) -> bool:
         """True while the code is catching up with decisions already in the log."""
-        return self._state is not None and self._made < len(self._state.decisions)
+        return self.decisions.is_replaying
 
     def info(self) -> WorkflowInfo:
         """What ``duralog.workflow_info()`` returns inside this workflow."""
-        state = self._state
+        state = self._state if self.decisions.started else None
         return WorkflowInfo(
             workflow_id=self.workflow_id,
             name=self.workflow.name,
@@ -216,299 +199,49 @@ class WorkflowInstance:
 
     def step_of(self, seq: int) -> Step[Any, Any] | None:
         """The step definition the code called at ``seq``, while it is unresolved."""
-        found = self._steps.get(seq)
-        return found[0] if found else None
+        return self.waits.step_of(seq)
+
+    def child_of(self, seq: int) -> Workflow[Any, Any] | None:
+        """The child workflow the code started at ``seq``, while it is unresolved."""
+        return self.waits.child_of(seq)
 
     def live_timers(self) -> list[int]:
         """Seqs of timers the code still waits on (started, not fired, not cancelled)."""
-        return list(self._timers)
+        return self.waits.live_timers()
+
+    def unconsumed_signals(self) -> list[tuple[str, msgspec.Raw]]:
+        """Signals received but never waited for, in the order they arrived."""
+        return self.waits.unconsumed_signals(self._state)
 
     def _start(self, state: WorkflowState) -> None:
         try:
             args, kwargs = self.workflow.decode_args(state.args, state.kwargs)
         except PayloadError as exc:
-            with contextlib.suppress(_Diverged):
-                self._finish_failed(exc, with_traceback=False)
+            with contextlib.suppress(Diverged):
+                self.ending.failed(exc, with_traceback=False)
             return
 
         async def main() -> Any:
             return await self.workflow.fn(*args, **kwargs)
 
         self._task = self.loop.create_task(main(), name=f"workflow {self.workflow_id}")
+        self.ending.task = self._task
         self._run()
-
-    def _close_unawaited(self) -> None:
-        # Step calls made before the divergence (say, arguments of a gather that
-        # never ran) would otherwise warn "coroutine was never awaited".
-        for coro in self._awaitables:
-            if _unstarted(coro):
-                coro.close()
-        self._awaitables.clear()
 
     def _run(self) -> None:
         self.loop.run_until_idle()
-        if self._awaitables:
-            self._awaitables = [c for c in self._awaitables if _unstarted(c)]
-        task = self._task
-        if task is None or self.finished or self.divergence is not None:
-            return
-        try:
-            if self._ending is not None:
-                if not self._children:  # the last child wound down: the run ends now
-                    ending, self._ending = self._ending, None
-                    ending()
-                return
-            if not task.done():
-                return
-            ending = self._ending_of(task)
-            if self._state_format() >= 2 and self._cancelled_at is not None and self._children:
-                # Cancelled, with children still winding down (they were cancelled too):
-                # their cleanup runs to its end before the run ends.
-                self._ending = ending
-                return
-            ending()
-        except _Diverged:
-            return
-
-    def _state_format(self) -> int:
-        state = self._state
-        assert state is not None
-        return state.format
-
-    def _ending_of(self, task: asyncio.Task[Any]) -> Callable[[], None]:
-        """The terminal decision for the way the workflow's code ended."""
-        if self._timed_out and (task.cancelled() or self._state_format() >= 2):
-            # Past its deadline, a run fails with WorkflowTimeout however its code ended
-            # (it may catch the cancellation to clean up first).
-            return lambda: self._finish_failed(self._timeout_error(), with_traceback=False)
-        if task.cancelled():
-            return self._finish_cancelled
-        exc = task.exception()
-        if exc is None:
-            result = task.result()
-            return lambda: self._finish_completed(result)
-        if isinstance(exc, ContinueAsNew):
-            return lambda: self._finish_continued(exc)
-        if isinstance(exc, _Diverged | _Ended):
-            return lambda: None
-        return lambda: self._finish_failed(exc)
-
-    def _timeout_error(self, cut_short: bool = False) -> WorkflowTimeout:
-        state = self._state
-        assert state is not None
-        limit = (state.deadline or 0.0) - state.started_at
-        message = f"workflow {self.workflow_id!r} exceeded its timeout of {limit:g}s"
-        if cut_short:
-            message += ", and its cleanup did not finish within its grace period"
-        return WorkflowTimeout(message)
-
-    def _finish_cancelled(self) -> None:
-        self._decide("WorkflowCancelled", "", lambda: ev.WorkflowCancelled())
-        self.finished = True
-
-    def _cut_short(self) -> None:
-        """The cleanup grace period is over: end the run now, without what its code (or
-        its children) still had to do."""
-        if self.finished:
-            return
-        self.cut_short = True
-        if self._timed_out:
-            ending: Callable[[], None] = lambda: self._finish_failed(  # noqa: E731
-                self._timeout_error(cut_short=True), with_traceback=False
-            )
-        elif self._ending is not None:
-            ending = self._ending
-        else:
-            ending = self._finish_cancelled
-        self._ending = None
-        try:
-            ending()
-        except _Diverged:
-            return
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()  # unwind it: anything it still tries to do raises _Ended
-            with contextlib.suppress(BaseException):
-                self.loop.run_until_idle()
-
-    def grace_from(self) -> float | None:
-        """The workflow time from which a cleanup grace period counts, while one runs:
-        the deadline of a run that timed out, or the first cancel request of a run
-        whose code ended but whose children still wind down. None otherwise."""
-        state = self._state
-        if self.finished or state is None or state.format < 2:
-            return None
-        if self._timed_out:
-            return state.deadline
-        if self._ending is not None:
-            return self._cancelled_at
-        return None
-
-    def _finish_completed(self, value: Any) -> None:
-        try:
-            result = codec.encode(value)
-        except PayloadError as exc:
-            self._finish_failed(
-                PayloadError(
-                    f"workflow {self.workflow.name!r} returned a value that cannot be "
-                    f"recorded: {exc}; {codec.SUPPORTED_HINT}"
-                ),
-                with_traceback=False,
-            )
-            return
-        self._decide("WorkflowCompleted", "", lambda: ev.WorkflowCompleted(result=result))
-        self.finished = True
-
-    def _finish_continued(self, request: ContinueAsNew) -> None:
-        try:
-            args, kwargs = codec.encode_call(request.args_, request.kwargs_)
-        except PayloadError as exc:
-            self._finish_failed(
-                PayloadError(
-                    f"workflow {self.workflow.name!r} continued as new with input that "
-                    f"cannot be recorded: {exc}; {codec.SUPPORTED_HINT}"
-                ),
-                with_traceback=False,
-            )
-            return
-        self._decide("ContinuedAsNew", "", lambda: ev.ContinuedAsNew(args=args, kwargs=kwargs))
-        self.finished = True
-
-    def _finish_failed(self, exc: BaseException, with_traceback: bool = True) -> None:
-        details = details_of(exc, with_traceback)
-        self._decide("WorkflowFailed", "", lambda: ev.WorkflowFailed(error=details))
-        self.finished = True
+        self._calls.forget_started()
+        self.ending.after_turn()
 
     def _deliver(self, kind: str, ref: int) -> None:
         state = self._state
-        assert state is not None
-        if kind in ("StepCompleted", "StepFailed"):
-            found = self._steps.pop(ref, None)
-            if found is None:
-                self._unexpected_input(kind, ref)
-                return
-            step, future = found
-            if future.done():
-                return
-            view = state.steps[ref]
-            if kind == "StepCompleted":
-                try:
-                    future.set_result(step.decode_result(view.result))
-                except PayloadError as exc:
-                    future.set_exception(exc)
-            else:
-                error = view.error or ErrorDetails("Unknown", "no error recorded")
-                try:  # the code sees the error as it was raised, decrypted
-                    failure: Exception = StepFailed(
-                        self.workflow_id, view.name, ref, view.attempt, unseal_error(error)
-                    )
-                except PayloadError as exc:
-                    failure = exc
-                future.set_exception(failure)
-        elif kind == "TimerFired":
-            handle = self._timers.pop(ref, None)
-            if handle is not None:
-                self._timer_seqs.pop(id(handle), None)
-                self.loop.fire(handle)
-        elif kind in ("ChildCompleted", "ChildFailed"):
-            found_child = self._children.pop(ref, None)
-            if found_child is None:
-                self._unexpected_input(kind, ref)
-                return
-            child, waiter = found_child
-            child_id = state.children[ref]
-            if waiter.done():
-                return
-            if kind == "ChildCompleted":
-                try:
-                    waiter.set_result(codec.decode(state.child_results[ref], child.result_type))
-                except PayloadError as exc:
-                    waiter.set_exception(exc)
-            else:
-                try:
-                    waiter.set_exception(
-                        WorkflowFailed(child_id, unseal_error(state.child_errors[ref]))
-                    )
-                except PayloadError as exc:
-                    waiter.set_exception(exc)
-        elif kind == "SignalReceived":
-            signal = state.signals[ref]
-            self._signals.setdefault(signal.name, collections.deque()).append(ref)
-            self._hand_out_signals(signal.name)
-        elif kind == "CancelRequested":
-            self._cancel(state.cancel_reasons[ref])
-        # Child results are inputs of a later primitive; nothing waits on them yet.
+        if kind == "CancelRequested":
+            self.ending.cancel(state.cancel_reasons[ref])
+        elif not self.waits.deliver(state, kind, ref):
+            # The result of a call the code did not make.
+            self.decisions.report_unmatched(self._waiting_at)
 
-    def _cancel(self, reason: str) -> None:
-        task = self._task
-        if self._state_format() < 2:  # as format 1 recorded it: every request cancels
-            if task is not None and not task.done():
-                self._timed_out = reason == ev.TIMEOUT_REASON
-                task.cancel()
-            return
-        if reason == ev.GRACE_REASON:
-            self._cut_short()
-            return
-        if reason == ev.TIMEOUT_REASON:
-            self._timed_out = True
-        if self._cancelled_at is not None:
-            return  # cancelled already: a cleanup under way is not interrupted again
-        self._cancelled_at = self.loop.time()
-        if task is not None and not task.done():
-            task.cancel()
-
-    def _hand_out_signals(self, name: str) -> None:
-        queue, waiters = self._signals.get(name), self._signal_waiters.get(name)
-        state = self._state
-        assert state is not None
-        while queue and waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():  # a waiter whose timeout expired is skipped
-                waiter.set_result(state.signals[queue.popleft()].payload)
-
-    def _unexpected_input(self, kind: str, ref: int) -> None:
-        state = self._state
-        assert state is not None
-        if self._made < len(state.decisions):
-            missing = state.decisions[self._made]
-            self.divergence = NondeterminismError(
-                self.workflow_id, missing.seq, missing.describe(), None, self._waiting_at()
-            )
-
-    # -- decisions ---------------------------------------------------------
-
-    def _decide(self, kind: str, name: str, make: Callable[[], ev.Event]) -> tuple[int, bool]:
-        """Match or make one decision; returns (seq, is_new)."""
-        if self.divergence is not None:
-            # Tasks of one loop turn (gather, a DAG, map) keep deciding after the
-            # first mismatch: the report must name that first one.
-            raise _Diverged
-        if self.finished:
-            raise _Ended
-        state = self._state
-        assert state is not None
-        index = self._made
-        if index < len(state.decisions):
-            self._made += 1
-            recorded = state.decisions[index]
-            if recorded.kind != kind or recorded.name != name:
-                self.divergence = NondeterminismError(
-                    self.workflow_id,
-                    recorded.seq,
-                    recorded.describe(),
-                    f"{kind} {name}".rstrip(),
-                    (kind not in ev.TERMINAL_KINDS and _caller_location()) or self._defined_at(),
-                )
-                raise _Diverged
-            return recorded.seq, False
-        # make() may raise (an argument that cannot be encoded, a failing
-        # side_effect): nothing is consumed unless the decision really exists.
-        event = make()
-        seq = self._next_seq
-        self._next_seq += 1
-        self._made += 1
-        self._new.append((seq, event))
-        return seq, True
+    # -- decisions the code makes --------------------------------------------
 
     def call_step(
         self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -526,12 +259,10 @@ class WorkflowInstance:
                 )
                 return ev.StepScheduled(name=step.name, args=encoded_args, kwargs=encoded_kwargs)
 
-            seq, _ = self._decide("StepScheduled", step.name, scheduled)
-            future = self.loop.create_future()
-            self._steps[seq] = (step, future)
-            return future
+            seq, _ = self.decisions.decide("StepScheduled", step.name, scheduled)
+            return self.waits.add_step(seq, step)
 
-        return self._call(schedule, step.name)
+        return self._calls.call(schedule, step.name, lazy=self._state.format >= 2)
 
     def start_child(
         self, workflow: Workflow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -548,42 +279,16 @@ class WorkflowInstance:
                 encoded_args, encoded_kwargs = self._encode_call(
                     f"the input of child workflow {workflow.name!r}", args, kwargs
                 )
-                state = self._state
-                assert state is not None
-                run = "" if state.run == 1 else f"{state.run}."
-                child_id = f"{self.workflow_id}/{run}{self._next_seq}"  # the seq it gets
+                run = "" if self._state.run == 1 else f"{self._state.run}."
+                child_id = f"{self.workflow_id}/{run}{self.decisions.next_seq}"  # its seq
                 return ev.ChildStarted(
                     child_id=child_id, name=workflow.name, args=encoded_args, kwargs=encoded_kwargs
                 )
 
-            seq, _ = self._decide("ChildStarted", workflow.name, started)
-            future = self.loop.create_future()
-            self._children[seq] = (workflow, future)
-            return future
+            seq, _ = self.decisions.decide("ChildStarted", workflow.name, started)
+            return self.waits.add_child(seq, workflow)
 
-        return self._call(schedule, workflow.name)
-
-    def _call(
-        self, schedule: Callable[[], asyncio.Future[Any]], name: str
-    ) -> Coroutine[Any, Any, Any]:
-        """The coroutine of a step or child call. From event format 2 on, ``schedule``
-        runs when the coroutine first runs (nothing is recorded or run for a call
-        never awaited, or whose task was cancelled before it started); runs recorded
-        in format 1 scheduled at the call, and replay them that way."""
-        state = self._state
-        assert state is not None
-        if state.format < 2:
-            awaitable = _await(schedule())
-        else:
-            coroutine = typing.cast("types.CoroutineType[Any, Any, Any]", _scheduled(schedule))
-            # Python warns about a call never awaited: let it name the step, as it
-            # would name a plain coroutine function.
-            coroutine.__qualname__ = coroutine.__name__ = name
-            awaitable = coroutine
-        # Kept until it starts, so a divergence can close it instead of leaving a
-        # "never awaited" coroutine behind.
-        self._awaitables.append(awaitable)
-        return awaitable
+        return self._calls.call(schedule, workflow.name, lazy=self._state.format >= 2)
 
     def _encode_call(
         self, what: str, args: tuple[Any, ...], kwargs: dict[str, Any], advice: str = ""
@@ -596,36 +301,17 @@ class WorkflowInstance:
                 f"{codec.SUPPORTED_HINT}{advice}"
             ) from None
 
-    def child_of(self, seq: int) -> Workflow[Any, Any] | None:
-        """The child workflow the code started at ``seq``, while it is unresolved."""
-        found = self._children.get(seq)
-        return found[0] if found else None
-
     def record_marker(self, marker: str, produce: Callable[[], Any], tp: Any = Any) -> Any:
         """Record (or read back) a non-deterministic value; returns it decoded."""
-        state = self._state
-        assert state is not None
         holder: list[msgspec.Raw] = []
 
         def make() -> ev.Event:
             holder.append(codec.encode(produce()))
             return ev.MarkerRecorded(marker=marker, value=holder[0])
 
-        seq, new = self._decide("MarkerRecorded", marker, make)
-        raw = holder[0] if new else state.markers[seq].value
+        seq, new = self.decisions.decide("MarkerRecorded", marker, make)
+        raw = holder[0] if new else self._state.markers[seq].value
         return codec.decode(raw, tp)
-
-    async def wait_signal(self, name: str) -> msgspec.Raw:
-        """The next signal ``name``: one already buffered, or the next to arrive."""
-        queue = self._signals.get(name)
-        if queue:
-            state = self._state
-            assert state is not None
-            return state.signals[queue.popleft()].payload
-        waiter: asyncio.Future[Any] = self.loop.create_future()
-        self._signal_waiters.setdefault(name, collections.deque()).append(waiter)
-        received: msgspec.Raw = await waiter
-        return received
 
     def publish(self, key: str, value: Any) -> None:
         """Record ``value`` as the workflow's published state under ``key``."""
@@ -635,14 +321,7 @@ class WorkflowInstance:
             raise PayloadError(
                 f"cannot publish {key!r} from workflow {self.workflow_id!r}: {exc}"
             ) from None
-        self._decide("StatePublished", key, lambda: ev.StatePublished(key=key, value=raw))
-
-    def unconsumed_signals(self) -> list[tuple[str, msgspec.Raw]]:
-        """Signals received but never waited for, in the order they arrived."""
-        state = self._state
-        assert state is not None
-        refs = sorted(ref for queue in self._signals.values() for ref in queue)
-        return [(state.signals[ref].name, state.signals[ref].payload) for ref in refs]
+        self.decisions.decide("StatePublished", key, lambda: ev.StatePublished(key=key, value=raw))
 
     def patched(self, patch_id: str) -> bool:
         """Whether this run takes the new code path of ``patch_id`` (Temporal's semantics).
@@ -655,14 +334,12 @@ class WorkflowInstance:
         known = self._patches.get(patch_id)
         if known is not None:
             return known
-        state = self._state
-        assert state is not None
-        if self._made < len(state.decisions):
-            found = self._consume_patch_marker(patch_id)
+        if self.decisions.is_replaying:
+            found = self.decisions.consume_patch_marker(patch_id)
             self._patches[patch_id] = found
             return found
         value = codec.encode(patch_id)
-        self._decide(
+        self.decisions.decide(
             "MarkerRecorded", "patch", lambda: ev.MarkerRecorded(marker="patch", value=value)
         )
         self._patches[patch_id] = True
@@ -670,42 +347,26 @@ class WorkflowInstance:
 
     def deprecate_patch(self, patch_id: str) -> None:
         """The new path of ``patch_id`` is the only one now: consume its marker if recorded."""
-        self._consume_patch_marker(patch_id)
+        self.decisions.consume_patch_marker(patch_id)
 
-    def _consume_patch_marker(self, patch_id: str) -> bool:
-        """Match the next recorded decision if it is the patch marker of ``patch_id``."""
-        state = self._state
-        assert state is not None
-        if self._made >= len(state.decisions):
-            return False
-        recorded = state.decisions[self._made]
-        found = (
-            recorded.kind == "MarkerRecorded"
-            and recorded.name == "patch"
-            and codec.decode(state.markers[recorded.seq].value) == patch_id
-        )
-        if found:
-            self._made += 1
-        return found
+    async def wait_signal(self, name: str) -> msgspec.Raw:
+        """The next signal ``name``: one already buffered, or the next to arrive."""
+        return await self.waits.wait_signal(self._state, name)
 
     # -- timers (called by the loop) ---------------------------------------
 
     def timer_started(self, handle: asyncio.TimerHandle) -> None:
         when = handle.when()
-        seq, _ = self._decide("TimerStarted", "", lambda: ev.TimerStarted(fire_at=when))
-        self._timers[seq] = handle
-        self._timer_seqs[id(handle)] = seq
+        seq, _ = self.decisions.decide("TimerStarted", "", lambda: ev.TimerStarted(fire_at=when))
+        self.waits.add_timer(seq, handle)
 
     def timer_cancelled(self, handle: asyncio.TimerHandle) -> None:
-        seq = self._timer_seqs.pop(id(handle), None)
-        if seq is not None:
-            self._timers.pop(seq, None)
+        self.waits.cancel_timer(handle)
 
     # -- locations for divergence reports ----------------------------------
 
     def _defined_at(self) -> str:
-        code = getattr(self.workflow.fn, "__code__", None)
-        return f"{code.co_filename}:{code.co_firstlineno}" if code else self.workflow.name
+        return defined_at(self.workflow.fn, self.workflow.name)
 
     def waiting_at(self) -> str | None:
         """``file:line`` where the workflow code waits now (its definition once it ended)."""
@@ -715,45 +376,4 @@ class WorkflowInstance:
         task = self._task
         if task is None or task.done():
             return self._defined_at()
-        # Follow the chain of awaits down to the innermost frame of user code.
-        found, awaited = None, typing.cast(Any, task.get_coro())
-        while awaited is not None and getattr(awaited, "cr_frame", None) is not None:
-            if not _is_internal(awaited.cr_frame):
-                found = awaited.cr_frame
-            awaited = getattr(awaited, "cr_await", None)
-        return _location_of(found) if found is not None else None
-
-
-def _unstarted(coro: Coroutine[Any, Any, Any]) -> bool:
-    return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
-
-
-async def _await(future: asyncio.Future[Any]) -> Any:
-    return await future
-
-
-async def _scheduled(schedule: Callable[[], asyncio.Future[Any]]) -> Any:
-    return await schedule()
-
-
-def _caller_location() -> str | None:
-    """The user code that made the call, or None when it was duralog's own code
-    (a task a DAG or ``map`` created): the walk stops at the event loop, beyond
-    which is only whatever drives the loop (the worker, ``duralog replay``)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "_run" and frame.f_globals.get("__name__") == "asyncio.events":
-            return None
-        if not _is_internal(frame):
-            return _location_of(frame)
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
-
-
-def _is_internal(frame: Any) -> bool:
-    module: str = frame.f_globals.get("__name__", "")
-    return module.partition(".")[0] in ("duralog", "asyncio")
-
-
-def _location_of(frame: Any) -> str:
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        return waiting_at(task)
