@@ -6,22 +6,11 @@ Loaded only in a subprocess (``--app app_changed``): in the test process the nam
 
 from __future__ import annotations
 
+from shop_steps import shop
+
 import duralog
 
-
-@duralog.step(name="cli_reserve")
-def reserve(order: str) -> str:
-    return f"reserved {order}"
-
-
-@duralog.step(name="cli_charge")
-def charge(order: str, cents: int) -> str:
-    return f"charged {order} {cents}"
-
-
-@duralog.step(name="cli_ship")
-def ship(order: str) -> str:
-    return f"shipped {order}"
+reserve, charge, ship = shop("cli")
 
 
 @duralog.workflow(name="cli_order")

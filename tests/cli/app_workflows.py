@@ -1,27 +1,16 @@
 """Workflows for the CLI tests, loaded with ``--app app_workflows`` (cwd = this folder).
 
 Names are explicit and prefixed ``cli_`` so they never clash with workflows other
-test modules register in the same process.
+test modules register in the same process. The steps are ``shop_steps``'s.
 """
 
 from __future__ import annotations
 
+from shop_steps import shop
+
 import duralog
 
-
-@duralog.step(name="cli_reserve")
-def reserve(order: str) -> str:
-    return f"reserved {order}"
-
-
-@duralog.step(name="cli_charge")
-def charge(order: str, cents: int) -> str:
-    return f"charged {order} {cents}"
-
-
-@duralog.step(name="cli_ship")
-def ship(order: str) -> str:
-    return f"shipped {order}"
+reserve, charge, ship = shop("cli")
 
 
 @duralog.step(name="cli_explode", retry=duralog.RetryPolicy(max_attempts=1))

@@ -1,9 +1,11 @@
 """The workflows the golden histories in this folder were recorded from.
 
 They live in a private ``WORKFLOWS`` registry (not the global one), so the tests
-can put a changed version of one next to them. To re-record the histories:
+can put a changed version of one next to them. Their steps are the CLI test app's
+(``tests/cli/shop_steps.py``), registered as ``golden_*``. To re-record the
+histories, from the repository root:
 
-    python tests/histories/workflows.py
+    PYTHONPATH=tests python tests/histories/workflows.py
 
 which runs each workflow once on a fresh log and writes ``<id>.json`` here with
 ``duralog export``. Re-record only on purpose (a new event format): the point of
@@ -19,25 +21,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from support import load_app
+
 import duralog
 from duralog.replay.definitions import Registry, Workflow
 
 HERE = Path(__file__).parent
 
-
-@duralog.step(name="golden_reserve")
-def reserve(order: str) -> str:
-    return f"reserved {order}"
-
-
-@duralog.step(name="golden_charge")
-def charge(order: str, cents: int) -> str:
-    return f"charged {order} {cents}"
-
-
-@duralog.step(name="golden_ship")
-def ship(order: str) -> str:
-    return f"shipped {order}"
+reserve, charge, ship = load_app(HERE.parent / "cli" / "shop_steps.py").shop("golden")
 
 
 @duralog.step(name="golden_price")
