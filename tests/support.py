@@ -4,7 +4,8 @@
 How tests wait (they must give the same verdict on a slow, busy machine):
 
 * for a state: ``wait_for(condition)``, polling with a generous deadline (a failure
-  costs that long, a pass nothing), or the event itself (``Event.wait``, a line a
+  costs that long, a pass nothing), ``wait_in_log`` for an event in a log, or the
+  event itself (``Event.wait``, a line a
   process prints);
 * to prove something did *not* happen: a later event that shows the system moved
   past the point where it would have happened (a probe workflow finishing, a
@@ -66,11 +67,101 @@ def wait_for(condition: Callable[[], T], timeout: float = PATIENCE, what: str = 
         time.sleep(0.01)
 
 
+def wait_in_log(db: str, kind: str, count: int = 1, workflow_id: str | None = None) -> None:
+    """Wait until the log of ``workflow_id`` (default: the workflow of the step that
+    calls this) in the SQLite file ``db`` holds ``count`` events of ``kind``: a step
+    that must not end before a sibling's event is recorded, say."""
+    import duralog
+    from duralog.store.sqlite import SQLiteStore
+
+    workflow_id = workflow_id or duralog.step_info().workflow_id
+
+    def found() -> bool:
+        store = SQLiteStore(db)
+        try:
+            return sum(e.kind == kind for e in store.read_events(workflow_id)) >= count
+        finally:
+            store.close()
+
+    wait_for(found, what=f"{count} {kind} in the log of {workflow_id!r}")
+
+
 def _describe(condition: Callable[[], object]) -> str:
     code = getattr(condition, "__code__", None)
     if code is None:
         return repr(condition)
     return f"the condition at {Path(code.co_filename).name}:{code.co_firstlineno}"
+
+
+# -- workflows in memory ----------------------------------------------------------
+
+#: The start time of a run in memory: a fixed moment, so runs are reproducible.
+T0 = 1_700_000_000.0
+
+
+def run_in_memory(
+    workflow: Any,
+    *args: Any,
+    workflow_id: str = "in-memory",
+    pick: Callable[[int], int] = lambda n: 0,
+    start: float = T0,
+) -> list[Any]:
+    """Run ``workflow`` (a ``Workflow``) with no engine, no store and no thread, and
+    return its log (``LogEntry``s): what replay alone makes of the code.
+
+    The log is a list; the instance is fed its fold after every append, as the engine
+    feeds it. Each step runs once, in this thread (an async one on its own loop), and
+    completes or fails (no retry); ``pick(n)`` chooses which of ``n`` pending steps
+    runs next (default the oldest). A timer fires at its time when no step is
+    pending. It returns when the run ends, or when it waits on nothing left to come
+    (a signal, say). Event times advance one second per step.
+    """
+    import asyncio
+
+    from duralog.errors import details_of
+    from duralog.replay.instance import WorkflowInstance
+    from duralog.replay.state import fold_all
+    from duralog.store import codec
+    from duralog.store import events as ev
+
+    encoded_args, encoded_kwargs = codec.encode_call(args, {})
+    log = [ev.started_entry(start, name=workflow.name, args=encoded_args, kwargs=encoded_kwargs)]
+    now = start
+    instance = WorkflowInstance(workflow, workflow_id)
+
+    def append(event: ev.Event) -> None:
+        log.append(ev.LogEntry(len(log) + 1, now, event))
+
+    while True:
+        for seq, event in instance.feed(fold_all(workflow_id, log), len(log) + 1):
+            assert seq == len(log) + 1, "a decision out of seq order"
+            append(event)
+        if instance.finished:
+            return log
+        state = fold_all(workflow_id, log)
+        pending = state.pending_steps()
+        timers = state.pending_timers()
+        if pending:
+            view = pending[pick(len(pending)) % len(pending)]
+            step = instance.step_of(view.seq)
+            assert step is not None, f"no step waits on seq {view.seq}"
+            now += 1.0
+            append(ev.StepStarted(step_seq=view.seq, attempt=1))
+            call_args, call_kwargs = step.decode_args(view.args, view.kwargs)
+            try:
+                result = step.fn(*call_args, **call_kwargs)
+                if step.is_async:
+                    result = asyncio.run(result)
+            except Exception as exc:
+                append(ev.StepFailed(step_seq=view.seq, attempt=1, error=details_of(exc, False)))
+            else:
+                append(ev.StepCompleted(step_seq=view.seq, result=codec.encode(result)))
+        elif timers:
+            timer = min(timers, key=lambda t: (t.fire_at, t.seq))
+            now = max(now, timer.fire_at)
+            append(ev.TimerFired(timer_seq=timer.seq))
+        else:
+            return log
 
 
 # -- helper processes -----------------------------------------------------------

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from support import PATIENCE, wait_for
+from support import PATIENCE, load_app, wait_for
 
 import duralog
 from duralog.testing import (
@@ -127,13 +125,8 @@ def test_an_environment_can_start_at_a_chosen_time() -> None:
 
 
 def _golden() -> ModuleType:
-    # The golden workflows, loaded the way tests/histories/test_golden.py loads them.
-    spec = importlib.util.spec_from_file_location("golden_kit", HISTORIES / "workflows.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    # The golden workflows, loaded as tests/histories/test_golden.py loads them.
+    return load_app(HISTORIES / "workflows.py", "golden_workflows")
 
 
 def test_replay_histories_passes_and_fails(tmp_path: Path) -> None:

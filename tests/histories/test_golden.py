@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib.util
-import sys
 import warnings
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from support import load_app
 
 from duralog.replay.checker import ReplayReport, check
 from duralog.replay.definitions import Registry
@@ -22,17 +20,8 @@ from duralog.store import events as ev
 HERE = Path(__file__).parent
 
 
-def _load_workflows() -> ModuleType:
-    # Tests run with --import-mode=importlib: the folder is not on sys.path.
-    spec = importlib.util.spec_from_file_location("golden_workflows", HERE / "workflows.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-golden = _load_workflows()
+# Tests run with --import-mode=importlib: the folder is not on sys.path.
+golden = load_app(HERE / "workflows.py", "golden_workflows")
 
 
 def read(stem: str) -> History:

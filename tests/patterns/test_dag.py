@@ -8,12 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support import PATIENCE, wait_for
+from support import PATIENCE, wait_for, wait_in_log
 
 import duralog
 from duralog.replay.checker import check
 from duralog.replay.history import History, dump_history, load_history
-from duralog.store.sqlite import SQLiteStore
 from duralog.testing import step_names
 
 # -- what the steps measure ------------------------------------------------------
@@ -37,23 +36,6 @@ def measured(label: str, work: Callable[[], object] = lambda: None) -> None:
         with LOCK:
             RUNNING["now"] -= 1
         SPANS[label] = (start, time.monotonic())
-
-
-def in_log(kind: str, count: int = 1, timeout: float = PATIENCE) -> None:
-    """Wait (in a step) until this workflow's log holds ``count`` events of ``kind``."""
-    workflow_id = duralog.step_info().workflow_id
-    deadline = time.monotonic() + timeout
-    while True:
-        store = SQLiteStore(DB["path"])
-        try:
-            found = sum(e.kind == kind for e in store.read_events(workflow_id))
-        finally:
-            store.close()
-        if found >= count:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {count} {kind} in the log before the deadline")
-        time.sleep(0.005)
 
 
 @pytest.fixture(autouse=True)
@@ -104,7 +86,7 @@ def explode() -> None:
 
 @duralog.step
 def outlast() -> str:
-    in_log("StepFailed")  # finish only after the sibling's failure is recorded
+    wait_in_log(DB["path"], "StepFailed")  # finish only after the sibling's failure is recorded
     return "done"
 
 
@@ -116,7 +98,7 @@ def after(label: str) -> str:
 @duralog.step
 def racer(label: str, leader: str) -> str:
     if label != leader:
-        in_log("StepCompleted")  # the leader's completion is in the log first
+        wait_in_log(DB["path"], "StepCompleted")  # the leader's completion is in the log first
     return label
 
 

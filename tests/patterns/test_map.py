@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import pytest
-from support import PATIENCE
+from support import PATIENCE, wait_in_log
 
 import duralog
 from duralog.replay.checker import check
 from duralog.replay.history import History
-from duralog.store.sqlite import SQLiteStore
 from duralog.testing import step_names
 
 LOCK = threading.Lock()
@@ -49,21 +47,8 @@ def mp_check(n: int) -> int:
     if n == 1:
         raise ValueError(f"item {n} is odd")
     if n == 0:  # finish only after item 1's failure is in the log
-        wait_in_log("StepFailed")
+        wait_in_log(DB["path"], "StepFailed")
     return n
-
-
-def wait_in_log(kind: str) -> None:
-    workflow_id, deadline = duralog.step_info().workflow_id, time.monotonic() + PATIENCE
-    while True:
-        store = SQLiteStore(DB["path"])
-        try:
-            if any(e.kind == kind for e in store.read_events(workflow_id)):
-                return
-        finally:
-            store.close()
-        assert time.monotonic() < deadline, f"no {kind} in the log"
-        time.sleep(0.005)
 
 
 @duralog.workflow(name="mp-squares")

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import load_app, peak, popen, read_line
+from support import load_app, peak, popen, read_line, wait_for
 
 import duralog
 
@@ -51,13 +51,6 @@ class Ledger:
 
     def last_pid(self, besides: set[int]) -> int | None:
         return next((pid for pid, _ in reversed(self.lines()) if pid not in besides), None)
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not before the deadline"
-        time.sleep(0.02)
 
 
 Spawn = Callable[..., subprocess.Popen[str]]
@@ -127,8 +120,8 @@ def test_killed_and_frozen_workers_leave_every_history_whole(
         """Send ``sig`` to the worker that wrote the latest step, once ``after_lines``
         more steps ran: a worker caught in the middle of its work."""
         target = len(ledger.lines()) + after_lines
-        wait_for(lambda: len(ledger.lines()) >= target, f"{after_lines} more steps")
-        wait_for(lambda: ledger.last_pid(gone) is not None, "a step by a live worker")
+        wait_for(lambda: len(ledger.lines()) >= target, what=f"{after_lines} more steps")
+        wait_for(lambda: ledger.last_pid(gone) is not None, what="a step by a live worker")
         pid = ledger.last_pid(gone)
         assert pid is not None
         processes[pid].send_signal(sig)
