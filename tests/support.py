@@ -40,7 +40,11 @@ PATIENCE = 60.0
 def load_app(path: Path, name: str | None = None) -> ModuleType:
     """Import the app module at ``path`` once (tests run with
     ``--import-mode=importlib``: their folders are not on ``sys.path``), so that
-    its workflows are registered in this process as in the workers that run it."""
+    its workflows are registered in this process as in the workers that run it.
+
+    While it loads, its folder is on ``sys.path``, as it is for ``--app`` run from
+    that folder: it imports the modules beside it (``shop_steps``) by their names.
+    """
     name = name or path.stem
     if name in sys.modules:
         return sys.modules[name]
@@ -48,7 +52,15 @@ def load_app(path: Path, name: str | None = None) -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    folder = str(path.parent)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    finally:
+        sys.path.remove(folder)
     return module
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from types import ModuleType
 
 import pytest
 from click.testing import CliRunner, Result
-from support import PATIENCE, wait_for
+from support import PATIENCE, load_app, wait_for
 
 import duralog
 from duralog.cli import main
@@ -24,9 +23,7 @@ APP = "app_workflows"
 @pytest.fixture(scope="session")
 def app() -> ModuleType:
     """``app_workflows``, imported under the name ``--app app_workflows`` finds it by."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(HERE))
-        return importlib.import_module(APP)
+    return load_app(HERE / f"{APP}.py")
 
 
 @pytest.fixture(autouse=True)

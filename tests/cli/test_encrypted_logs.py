@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 from click.testing import CliRunner, Result
-from support import wait_for
+from support import load_app, wait_for
 
 import duralog
 from duralog.cli import main
@@ -26,17 +26,8 @@ MARKER = "<encrypted: key k1>"
 
 
 @pytest.fixture(scope="module")
-def vault(monkeypatch_module: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch_module.syspath_prepend(str(Path(__file__).parent))
-    import app_vault
-
-    return app_vault
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
+def vault() -> ModuleType:
+    return load_app(Path(__file__).parent / "app_vault.py")
 
 
 @pytest.fixture(autouse=True)

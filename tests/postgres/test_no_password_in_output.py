@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from support import load_app
 
 import duralog
 from duralog._cli_common import ScrubbedLog
@@ -54,9 +55,8 @@ def secret_url(request: pytest.FixtureRequest, postgres_url: str) -> str:
 @pytest.fixture
 def filled(secret_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The log at ``secret_url`` with one completed ``cli_order`` and one schedule."""
-    monkeypatch.syspath_prepend(str(CLI_FOLDER))
     monkeypatch.chdir(CLI_FOLDER)
-    import app_workflows
+    app_workflows = load_app(CLI_FOLDER / "app_workflows.py")
 
     with duralog.Engine(secret_url, durability="normal", poll_interval=0.05) as engine:
         assert repr(engine) and PASSWORD not in repr(engine)
