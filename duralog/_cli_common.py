@@ -20,7 +20,7 @@ from duralog.engine.handle import WorkflowHandle
 from duralog.errors import DuralogError, HistoryFileError, StoreDamaged
 from duralog.replay.history import History
 from duralog.store import envelope
-from duralog.store.base import EventStore
+from duralog.store.base import EventStore, WorkflowRecord
 from duralog.store.codec import reveal_entries
 from duralog.store.open import is_postgres, open_store, redact, secrets_of
 
@@ -191,14 +191,20 @@ class Context:
         with Engine(self.db, worker=False) as engine:
             yield engine.get(workflow_id)
 
+    def record(self, store: EventStore, workflow_id: str) -> WorkflowRecord:
+        """The index row of ``workflow_id`` in ``store``; a ``Problem`` naming the log
+        when it holds no such workflow."""
+        record = store.get_workflow(workflow_id)
+        if record is None:
+            raise Problem(f"no workflow with id {workflow_id!r} in {self.where}")
+        return record
+
     def history(self, workflow_id: str) -> History:
         """One workflow's history from the log, as the log holds it (encrypted values
         stay encrypted: what ``export`` writes and ``replay`` reads)."""
         store = self.store()
         try:
-            record = store.get_workflow(workflow_id)
-            if record is None:
-                raise Problem(f"no workflow with id {workflow_id!r} in {self.where}")
+            record = self.record(store, workflow_id)
             return History(workflow_id, record.name, store.read_events(workflow_id))
         finally:
             store.close()

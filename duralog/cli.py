@@ -220,9 +220,7 @@ def show(ctx: Context, workflow_id: str) -> None:
     """
     store = ctx.store()
     try:
-        record = store.get_workflow(workflow_id)
-        if record is None:
-            raise Problem(f"no workflow with id {workflow_id!r} in {ctx.where}")
+        record = ctx.record(store, workflow_id)
         (found,) = verify_log(store, workflow_id)
         # A damaged log is shown too; encrypted values as `history` shows them.
         events = reveal_entries(store.read_events(workflow_id, verify=False))

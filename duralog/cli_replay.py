@@ -145,9 +145,7 @@ def _checked_history(ctx: Context, workflow_id: str) -> History | WorkflowCheck:
     """One workflow's history from the log, or what ``verify`` finds wrong with it."""
     store = ctx.store()
     try:
-        record = store.get_workflow(workflow_id)
-        if record is None:
-            raise Problem(f"no workflow with id {workflow_id!r} in {ctx.where}")
+        record = ctx.record(store, workflow_id)
         (found,) = verify_log(store, workflow_id)
         if not found.ok:
             return found
