@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from support import load_app
 
 import duralog
 from duralog.replay.checker import check
@@ -122,9 +123,8 @@ def test_a_format_1_history_scheduled_at_the_call_still_replays() -> None:
     # Recorded by a duralog that scheduled at the call: the step before the timer.
     assert [e.kind for e in history.events][1:3] == ["StepScheduled", "TimerStarted"]
 
-    @duralog.step(name="golden_ship")
-    def ship(order: str) -> str:
-        return f"shipped {order}"
+    # The golden workflows' step (tests/histories/workflows.py), as they recorded it.
+    ship = load_app(Path(__file__).parents[1] / "cli" / "shop_steps.py").shop("golden").ship
 
     async def called_early_golden(order: str) -> str:
         shipping = ship(order)
