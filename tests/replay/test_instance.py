@@ -17,7 +17,7 @@ from support import T0, run_in_memory
 import duralog
 from duralog.replay.definitions import Workflow
 from duralog.replay.instance import ContinueAsNew, ReplaySources, WorkflowInstance
-from duralog.replay.state import fold_all
+from duralog.replay.state import dump_state, fold, fold_all, load_state
 from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.events import LogEntry
@@ -128,6 +128,24 @@ def test_feeding_the_log_in_two_parts_decides_as_feeding_it_whole(n: int, cut: i
     assert first == expected
     rest = instance.feed(fold_all("in-memory", log), len(log) + 1)
     assert rest == [] and instance.finished
+
+
+@given(n=st.integers(0, 3), cut=st.integers(1, 40))
+def test_an_instance_rebuilt_from_a_snapshot_and_the_tail_replays_the_whole_run(
+    n: int, cut: int
+) -> None:
+    # Recovery: a snapshot at any seq plus the tail of the log is the whole log.
+    log = run_in_memory(wf(sums), n)
+    cut = min(cut, len(log))
+    snapshot = load_state(*dump_state(fold_all("in-memory", log[:cut])))
+    assert snapshot is not None
+    state = snapshot
+    for entry in log[cut:]:
+        state = fold(state, entry)
+    assert state == fold_all("in-memory", log)
+    instance = WorkflowInstance(wf(sums), "in-memory")
+    assert instance.feed(state, len(log) + 1) == []
+    assert instance.finished
 
 
 def test_markers_are_recorded_once_and_read_back_on_replay() -> None:
