@@ -22,20 +22,20 @@ from duralog.engine.api import (
     wait_signal,
     workflow_info,
 )
-from duralog.engine.breaker import CircuitBreaker, CircuitOpen
-from duralog.engine.dag import DAG, DAGCycleError, MissingDependencyError, Task
+from duralog.patterns.breaker import CircuitBreaker, CircuitOpen
+from duralog.patterns.dag import DAG, DAGCycleError, MissingDependencyError, Task
 from duralog.engine.decorators import step, workflow
-from duralog.engine.engine import Engine
-from duralog.engine.fanout import map as map
+from duralog.patterns.fanout import map as map
 from duralog.engine.handle import WorkflowHandle
-from duralog.engine.logger import WorkflowLogger, logger
-from duralog.engine.metrics import Stats
-from duralog.engine.observe import CommittedEvent, Subscription
-from duralog.engine.pipeline import Pipeline
+from duralog.observe.logger import WorkflowLogger, logger
+from duralog.observe.metrics import Stats
+from duralog.observe.subscribe import CommittedEvent, Subscription
+from duralog.patterns.pipeline import Pipeline
 from duralog.engine.queues import Queue
-from duralog.engine.resources import ResourceMissing, inject, resource
-from duralog.engine.saga import CompensationFailed, Saga
+from duralog.patterns.resources import ResourceMissing, inject, resource
+from duralog.patterns.saga import CompensationFailed, Saga
 from duralog.engine.schedules import schedule
+from duralog._engine import Engine
 from duralog.errors import (
     ConfigurationError,
     CorruptEventError,
@@ -68,7 +68,7 @@ from duralog.store.events import LogEntry
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from duralog.engine.config import (
+    from duralog.patterns.config import (
         StepRegistry,
         WorkflowConfigError,
         load_workflow,
@@ -86,7 +86,7 @@ if not TYPE_CHECKING:
     def __getattr__(name: str) -> Any:
         if name not in _DOCUMENTS:
             raise AttributeError(f"module 'duralog' has no attribute {name!r}")
-        from duralog.engine import config
+        from duralog.patterns import config
 
         value = getattr(config, name)
         globals()[name] = value  # found directly from now on

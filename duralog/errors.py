@@ -16,6 +16,7 @@
     ├── WorkflowSandboxError      workflow code tried real I/O or another forbidden operation
     ├── IllegalTransition         a status change the state machine forbids
     ├── LeaseLost                 the store refused an append (fencing, or the workflow ended)
+    ├── CircuitOpen               a step's attempt failed fast: its circuit breaker is open
     └── StoreError                the store cannot be opened, read or written
         └── StoreDamaged          what it holds is damaged: the file, a row no duralog wrote
             └── LogDamaged        a workflow's log: a gap, a broken checksum chain, ...
@@ -200,6 +201,38 @@ class LeaseLost(DuralogError):
             or f"the store refused an append to workflow {workflow_id!r}: another worker "
             "owns it now (fencing) or its state forbids it; this worker stops advancing it"
         )
+
+
+class CircuitOpen(DuralogError):
+    """An attempt was failed fast because its step's circuit breaker is open.
+
+    Attributes:
+        breaker: the breaker's name.
+        state: ``"open"`` or ``"half_open"`` (a trial call is in flight elsewhere).
+        failures: the failures in a row that opened it.
+        retry_at: when the breaker may let a call through (engine clock, epoch s).
+        retry_after: seconds the step waits before its next attempt, at least.
+        step, workflow_id, seq, attempt: the attempt that did not run.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        breaker: str,
+        state: str,
+        failures: int,
+        retry_at: float,
+        retry_after: float,
+        step: str,
+        workflow_id: str,
+        seq: int,
+        attempt: int,
+    ) -> None:
+        super().__init__(message)
+        self.breaker, self.state, self.failures = breaker, state, failures
+        self.retry_at, self.retry_after = retry_at, retry_after
+        self.step, self.workflow_id, self.seq, self.attempt = step, workflow_id, seq, attempt
 
 
 class StoreError(DuralogError):

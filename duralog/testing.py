@@ -28,8 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from duralog._engine import Engine
 from duralog.engine.clock import VirtualClock
-from duralog.engine.engine import Engine
 from duralog.engine.handle import WorkflowHandle
 from duralog.errors import ResultTimeout
 from duralog.replay.checker import ReplayReport, Workflows, check

@@ -13,7 +13,7 @@ import contextvars
 import datetime as dt
 import random as _random
 import uuid as _uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, TypeVar
 
 import msgspec
@@ -223,6 +223,17 @@ class StepInfo(msgspec.Struct, frozen=True):
 _step_info: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
     "duralog_step_info", default=None
 )
+
+
+#: The resources of the engine running the current step (set per attempt).
+step_resources: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "duralog_resources", default=None
+)
+
+
+def current_step() -> StepInfo | None:
+    """The attempt running in this context, if a step runs here (else None)."""
+    return _step_info.get()
 
 
 def step_info() -> StepInfo:

@@ -2,7 +2,7 @@
 
 ``StepAttempts`` is the part of ``Worker`` that runs attempts: async steps on the
 worker's loop, sync ones on a step thread, inline ones right on the loop. A
-circuit breaker or injected resources wrap an attempt through its ``Guard``.
+circuit breaker or injected resources wrap an attempt as its guards (``hooks.py``).
 """
 
 from __future__ import annotations
@@ -10,22 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from duralog.replay.definitions import Step
 
-from .api import StepInfo, _step_info
-from .guard import Guard
+from . import hooks
+from .api import StepInfo, _step_info, step_resources
 from .lease import Lease
-from .resources import _resources
 from .threads import StepThreads
 
 if TYPE_CHECKING:
     from .execution import Execution
-    from .worker import Worker
-
-_UNPLANNED: Any = object()  # a step whose guard was not looked up yet
-
 
 class StepAttempts:
     """Runs step attempts for a ``Worker`` (which sets the attributes below)."""
@@ -33,7 +28,7 @@ class StepAttempts:
     loop: asyncio.AbstractEventLoop
     threads: StepThreads
     resources: dict[str, Any]
-    _guards: dict[Step[Any, Any], Guard | None]
+    _guards: dict[Step[Any, Any], tuple[hooks.AttemptGuard, ...]]
 
     async def run_step(
         self,
@@ -46,8 +41,8 @@ class StepAttempts:
     ) -> Any:
         """One attempt of a step, bounded by its timeout; raises what the step raised.
 
-        A step with injected parameters gets the engine's resources, and one guarded
-        by a circuit breaker must be admitted first (see ``guard.py``)."""
+        The step's guards (``hooks.py``: injected resources, a circuit breaker) run
+        around the attempt; most steps have none."""
         context = contextvars.copy_context()
         state, lease = execution.state, execution.lease
         info = StepInfo(
@@ -55,15 +50,20 @@ class StepAttempts:
         )
         context.run(_step_info.set, info)
         if self.resources:
-            context.run(_resources.set, self.resources)
-        guard = self._guards.get(step, _UNPLANNED)
-        if guard is _UNPLANNED:
-            guard = self._guards[step] = Guard.of(step)
-        if guard is not None:
-            return await guard.run(
-                cast("Worker", self), execution, step, info, context, args, kwargs
-            )
-        return await self.attempt(execution, step, info, context, args, kwargs)
+            context.run(step_resources.set, self.resources)
+        guards = self._guards.get(step)
+        if guards is None:
+            guards = self._guards[step] = hooks.guards_of(step)
+        if not guards:
+            return await self.attempt(execution, step, info, context, args, kwargs)
+        host: hooks.AttemptHost = self  # type: ignore[assignment]
+
+        async def call(at: int, kwargs: dict[str, Any]) -> Any:
+            if at == len(guards):
+                return await self.attempt(execution, step, info, context, args, kwargs)
+            return await guards[at].run(host, info, context, kwargs, lambda kw: call(at + 1, kw))
+
+        return await call(0, kwargs)
 
     async def attempt(
         self,

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Self, TypeVar, overload
 
 from duralog.errors import (
     ConfigurationError,
@@ -39,12 +39,10 @@ from .api import seconds
 from .clock import Clock, SystemClock
 from .committer import Committer
 from .handle import WorkflowHandle, check_id, require_utf8
+from .hooks import Listeners
 from .host import default_worker_id
 from .lease import Moment
-from .metrics import Stats, collect
-from .observe import CommittedEvent, Observers, Subscription, follow
 from .queues import QUEUES, Queue, check_priority, resolve
-from .resources import check_name, check_resources
 from .schedules import CatchUp, make_schedule
 from .worker import Worker
 
@@ -156,7 +154,8 @@ class Engine:
         )
         #: Resources for steps, by name (see ``provide``).
         self.resources: dict[str, Any] = check_resources(resources)
-        self._observers = Observers()
+        #: Told of every commit (``duralog.observe`` subscribes here).
+        self.listeners = Listeners()
         self._max_workflows = whole_number(
             max_workflows, "max_workflows", minimum=1, optional=True
         )
@@ -170,7 +169,7 @@ class Engine:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Self:
         if self._run_worker:
             try:
                 self.start_worker()
@@ -201,7 +200,7 @@ class Engine:
             queues=self.queues,
             max_workflows=self._max_workflows,
             resources=self.resources,
-            observers=self._observers,
+            observers=self.listeners,
             **self._worker_options,  # type: ignore[arg-type]
         )
         self._worker = worker
@@ -218,7 +217,7 @@ class Engine:
         if self._worker is not None:
             self._worker.stop()
         self._committer.close()
-        self._observers.close()  # after the last commit: subscribers get every event
+        self.listeners.close()  # after the last commit: subscribers get every event
         self.store.close()
         for event in self._done.values():
             event.set()
@@ -389,8 +388,8 @@ class Engine:
         """After the commit (which began ``granted``): hand a new workflow to the worker,
         or check an existing id."""
         worker = self._worker
-        if fence is not None and self._observers.active:
-            self._observers.created(item.id, definition.name, item.started)
+        if fence is not None and self.listeners.active:
+            self.listeners.created(item.id, definition.name, item.started)
         if fence is None:
             existing = self.store.get_workflow(item.id)
             if existing is not None and existing.name != definition.name:
@@ -425,7 +424,7 @@ class Engine:
             f"engine.start() needs a @duralog.workflow function or its name, got {workflow!r}"
         )
 
-    # -- resources, subscribers, metrics -----------------------------------
+    # -- resources ---------------------------------------------------------
 
     def provide(self, name: str, value: Any) -> None:
         """Register (or replace) the resource ``name`` for steps, from any thread.
@@ -441,79 +440,6 @@ class Engine:
         self.resources = {**self.resources, check_name(name): value}
         if self._worker is not None:
             self._worker.resources = self.resources
-
-    def subscribe(
-        self,
-        callback: Callable[[CommittedEvent], object] | None = None,
-        *,
-        kinds: Collection[str] | None = None,
-        workflow_id: str | None = None,
-        max_pending: int = 10_000,
-        name: str | None = None,
-    ) -> Subscription:
-        """Receive every event this engine commits, as a ``CommittedEvent``.
-
-        With ``callback``, it is called once per event, in commit order, on a thread
-        of its own: a slow or failing callback never holds up the worker. Without
-        one, iterate over the returned ``Subscription`` (it ends when closed). At most
-        ``max_pending`` events wait for a subscriber; past that the newest are
-        dropped, counted in ``subscription.dropped`` and logged as a warning.
-        ``kinds`` (e.g. ``{"StepFailed"}``) and ``workflow_id`` filter the events.
-        Close it with ``subscription.close()`` (or a ``with`` block); the engine's
-        ``close`` closes it after the last commit.
-
-        Only this engine's commits are seen; ``duralog tail`` follows the log of
-        every process.
-
-        Example:
-            ```python
-            engine.subscribe(lambda e: print(e.workflow_id, e.seq, e.kind, e.step))
-            ```
-        """
-        return self._observers.subscribe(
-            callback, kinds=kinds, workflow_id=workflow_id, max_pending=max_pending, name=name
-        )
-
-    def follow(
-        self,
-        *,
-        since: float | dt.datetime | None = None,
-        workflow_id: str | None = None,
-        kinds: Collection[str] | None = None,
-        poll_interval: float = 0.5,
-        stop: threading.Event | None = None,
-    ) -> Iterator[CommittedEvent]:
-        """Every event any process appends to this log, read back as it lands (what
-        ``duralog tail`` prints); works with ``Engine(..., worker=False)``.
-
-        Polls every ``poll_interval`` seconds until ``stop`` is set. ``since`` also
-        yields the events already logged from then on; ``workflow_id`` and ``kinds``
-        filter. Unlike ``subscribe``, it sees other processes' commits, a poll late.
-
-        Example:
-            ```python
-            for event in duralog.Engine("shop.db", worker=False).follow(kinds={"StepFailed"}):
-                alert(event.workflow_id, event.step)
-            ```
-        """
-        start = since.timestamp() if isinstance(since, dt.datetime) else since
-        return follow(
-            self.store,
-            since=start,
-            workflow_id=workflow_id,
-            kinds=kinds,
-            poll_interval=poll_interval,
-            stop=stop,
-        )
-
-    def stats(self, since: float | dt.datetime | None = None, name: str | None = None) -> Stats:
-        """Counts, durations, retries and failures per workflow and per step, read
-        from the log (from ``since`` on; only workflows called ``name``).
-
-        ``engine.stats().prometheus()`` renders them in Prometheus's text format.
-        """
-        start = since.timestamp() if isinstance(since, dt.datetime) else since
-        return collect(self.store, since=start, name=name)
 
     # -- schedules ---------------------------------------------------------
 
@@ -594,3 +520,18 @@ class Engine:
             if event is None:
                 event = self._done[workflow_id] = threading.Event()
             return event
+
+
+def check_resources(resources: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The engine's resources as a dict it owns, names checked."""
+    found = dict(resources or {})
+    for name in found:
+        check_name(name)
+    return found
+
+
+def check_name(name: object) -> str:
+    """A resource name: a non-empty string."""
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"a resource name must be a non-empty string, not {name!r}")
+    return name

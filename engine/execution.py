@@ -20,7 +20,14 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from duralog.errors import ErrorDetails, LeaseLost, NondeterminismError, PayloadError, details_of
+from duralog.errors import (
+    CircuitOpen,
+    ErrorDetails,
+    LeaseLost,
+    NondeterminismError,
+    PayloadError,
+    details_of,
+)
 from duralog.replay.definitions import Step
 from duralog.replay.instance import WorkflowInstance
 from duralog.replay.state import STEP_RETRYING, WorkflowState, dump_state, fold
@@ -36,7 +43,6 @@ from duralog.store.base import (
 )
 from duralog.store.events import LogEntry
 
-from .breaker import CircuitOpen
 from .clock import Alarm, sleep_until
 from .inbox import notice_to_parent, translate
 from .lease import Lease, Moment

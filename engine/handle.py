@@ -90,7 +90,7 @@ class WorkflowHandle(Generic[R]):
         at = self._engine.clock.now()
         waiting = record.status is WorkflowStatus.PENDING and record.queue is not None
         if waiting and self._engine.store.cancel_queued(self.id, at, reason):
-            observers = self._engine._observers
+            observers = self._engine.listeners
             if observers.active:
                 entry = LogEntry(record.last_seq + 1, at, ev.WorkflowCancelled(reason=reason))
                 observers.appended(self.id, record.name, entry)

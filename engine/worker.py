@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -17,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from duralog.errors import (
     LeaseLost,
@@ -32,19 +33,18 @@ from duralog.store.base import Append, Claim, EventStore, WorkflowStatus
 from duralog.store.events import LogEntry
 
 from .attempts import StepAttempts
-from .breaker import Breakers
 from .clock import Clock, SystemClock
 from .committer import Committer, LoopCommitter
 from .execution import Execution
-from .guard import Guard
+from .hooks import AttemptGuard, Listeners
 from .host import RealSources, alive
 from .lease import Lease, Moment
-from .observe import Observers
 from .queues import Queue
 from .schedules import fire_due, store_declared
 from .threads import StepThreads
 
 log = logging.getLogger("duralog.engine")
+T = TypeVar("T")
 
 _ACTIVE = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
 _ON_START = (*_ACTIVE, WorkflowStatus.SUSPENDED)
@@ -77,7 +77,7 @@ class Worker(StepAttempts):
         clock: Clock | None = None,
         queues: dict[str, Queue] | None = None,
         resources: dict[str, Any] | None = None,
-        observers: Observers | None = None,
+        observers: Listeners | None = None,
         max_workflows: int | None = None,
     ) -> None:
         self.store = store
@@ -100,14 +100,14 @@ class Worker(StepAttempts):
         self.loop = asyncio.new_event_loop()
         self.appends = LoopCommitter(store, self.loop)
         self.threads = StepThreads(self.loop, max_threads)
-        #: Circuit breakers' store calls: on threads of their own, so that a long sync
-        #: step never delays admitting or recording another step's attempt.
-        self.breaker_threads = StepThreads(self.loop, 2)
+        #: Attempt guards' store calls (a circuit breaker's): on threads of their own, so
+        #: that a long sync step never delays admitting or recording another attempt.
+        self.guard_threads = StepThreads(self.loop, 2)
         #: The engine's resources (``provide`` replaces the mapping, never changes it).
         self.resources: dict[str, Any] = resources if resources is not None else {}
-        self.observers = observers if observers is not None else Observers()
-        self.breakers = Breakers(store, self.clock)
-        self._guards: dict[Step[Any, Any], Guard | None] = {}
+        self.observers = observers if observers is not None else Listeners()
+        self._guards: dict[Step[Any, Any], tuple[AttemptGuard, ...]] = {}
+        self._extensions: dict[object, Any] = {}  # the guards' own objects (``extension``)
         self._thread = threading.Thread(target=self._run_loop, name="duralog-worker", daemon=True)
         self._ready = threading.Event()
         self._stopped = False
@@ -166,7 +166,7 @@ class Worker(StepAttempts):
             self._stopped = True
             self.loop.close()
             self.threads.close()
-            self.breaker_threads.close()
+            self.guard_threads.close()
             return
         self._stopped = True
         asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result()
@@ -174,7 +174,7 @@ class Worker(StepAttempts):
         self._thread.join()
         self.loop.close()
         self.threads.close()
-        self.breaker_threads.close()
+        self.guard_threads.close()
 
     async def _shutdown(self) -> None:
         for task in list(self._tasks):
@@ -200,6 +200,21 @@ class Worker(StepAttempts):
             self.store.unregister_worker(self.worker_id)
         except Exception as exc:  # the leases then expire by themselves
             log.warning("worker %s could not unregister: %s", self.worker_id, exc)
+
+    # -- what attempt guards use (``hooks.AttemptHost``) ----------------------
+
+    def run_aside(
+        self, context: contextvars.Context, fn: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        """Run a guard's blocking ``fn(*args)`` on the guard threads."""
+        return self.guard_threads.run(context, fn, *args)
+
+    def extension(self, key: object, make: Callable[[], T]) -> T:
+        """This worker's object for ``key`` (made once, on the loop)."""
+        found = self._extensions.get(key)
+        if found is None:
+            found = self._extensions[key] = make()
+        return cast(T, found)
 
     # -- claiming ----------------------------------------------------------
 

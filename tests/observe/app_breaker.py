@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duralog
 from duralog.engine.api import StepInfo
-from duralog.engine.breaker import Breakers, CircuitBreaker, CircuitOpen
+from duralog.patterns.breaker import Breakers, CircuitBreaker, CircuitOpen
 from duralog.engine.clock import SystemClock
 from duralog.store.sqlite import SQLiteStore
 

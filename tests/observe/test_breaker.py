@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import duralog
-from duralog.engine import breaker as breaker_module
+from duralog.patterns import breaker as breaker_module
 from duralog.engine.api import StepInfo
-from duralog.engine.breaker import (
+from duralog.patterns.breaker import (
     CLOSED,
     HALF_OPEN,
     OPEN,
