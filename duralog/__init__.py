@@ -7,6 +7,7 @@ by replaying its code against that log. See the README for a tour.
 
 from typing import TYPE_CHECKING, Any
 
+from duralog._engine import Engine
 from duralog.engine.api import (
     StepInfo,
     continue_as_new,
@@ -22,36 +23,32 @@ from duralog.engine.api import (
     wait_signal,
     workflow_info,
 )
-from duralog.patterns.breaker import CircuitBreaker, CircuitOpen
-from duralog.patterns.dag import DAG, DAGCycleError, MissingDependencyError, Task
 from duralog.engine.decorators import step, workflow
-from duralog.patterns.fanout import map as map
 from duralog.engine.handle import WorkflowHandle
-from duralog.observe.logger import WorkflowLogger, logger
-from duralog.observe.metrics import Stats
-from duralog.observe.subscribe import CommittedEvent, Subscription
-from duralog.patterns.pipeline import Pipeline
 from duralog.engine.queues import Queue
-from duralog.patterns.resources import ResourceMissing, inject, resource
-from duralog.patterns.saga import CompensationFailed, Saga
 from duralog.engine.schedules import schedule
-from duralog._engine import Engine
 from duralog.errors import (
+    CircuitOpen,
+    CompensationFailed,
     ConfigurationError,
     CorruptEventError,
+    DAGCycleError,
     DuralogError,
     ErrorDetails,
     HistoryFileError,
     IllegalTransition,
     LeaseLost,
     LogDamaged,
+    MissingDependencyError,
     NondeterminismError,
     PayloadError,
     RegistrationError,
+    ResourceMissing,
     ResultTimeout,
     StepFailed,
     StoreDamaged,
     StoreError,
+    WorkflowConfigError,
     WorkflowFailed,
     WorkflowIdInUse,
     WorkflowNotFound,
@@ -59,6 +56,15 @@ from duralog.errors import (
     WorkflowSuspended,
     WorkflowTimeout,
 )
+from duralog.observe.logger import WorkflowLogger, logger
+from duralog.observe.metrics import Stats
+from duralog.observe.subscribe import CommittedEvent, Subscription
+from duralog.patterns.breaker import CircuitBreaker
+from duralog.patterns.dag import DAG, Task
+from duralog.patterns.fanout import map as map
+from duralog.patterns.pipeline import Pipeline
+from duralog.patterns.resources import inject, resource
+from duralog.patterns.saga import Saga
 from duralog.replay.context import WorkflowInfo
 from duralog.replay.definitions import RetryPolicy, Step, Workflow
 from duralog.store.base import ScheduleRecord, WorkflowRecord, WorkflowStatus
@@ -68,18 +74,13 @@ from duralog.store.events import LogEntry
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from duralog.patterns.config import (
-        StepRegistry,
-        WorkflowConfigError,
-        load_workflow,
-        parse_workflow,
-    )
+    from duralog.patterns.config import StepRegistry, load_workflow, parse_workflow
 
 # The workflow-document API loads on first use, so ``import duralog`` does not pay
 # for the document parsers and their schema; ``from duralog import StepRegistry``
 # works as usual. Type checkers see the imports above, and no ``__getattr__``
 # (with one, they would take any misspelt ``duralog.X`` for Any).
-_DOCUMENTS = ("StepRegistry", "WorkflowConfigError", "load_workflow", "parse_workflow")
+_DOCUMENTS = ("StepRegistry", "load_workflow", "parse_workflow")
 
 if not TYPE_CHECKING:
 

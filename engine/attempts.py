@@ -22,6 +22,7 @@ from .threads import StepThreads
 if TYPE_CHECKING:
     from .execution import Execution
 
+
 class StepAttempts:
     """Runs step attempts for a ``Worker`` (which sets the attributes below)."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
@@ -156,9 +156,7 @@ class Engine:
         self.resources: dict[str, Any] = check_resources(resources)
         #: Told of every commit (``duralog.observe`` subscribes here).
         self.listeners = Listeners()
-        self._max_workflows = whole_number(
-            max_workflows, "max_workflows", minimum=1, optional=True
-        )
+        self._max_workflows = whole_number(max_workflows, "max_workflows", minimum=1, optional=True)
         self._worker: Worker | None = None
         self._lock = threading.Lock()
         self._done: dict[str, threading.Event] = {}

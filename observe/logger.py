@@ -28,14 +28,13 @@ from typing import Any
 
 import msgspec
 
+from duralog.engine.api import current_step
 from duralog.errors import PayloadError
 from duralog.replay.context import current_instance
 from duralog.replay.instance import ReplaySources, WorkflowInstance
 from duralog.store import codec
 from duralog.store.envelope import unseal_error
 from duralog.store.events import NULL
-
-from duralog.engine.api import current_step
 
 FIELDS = ("workflow_id", "workflow_name", "step", "seq", "attempt")
 _NOTHING: dict[str, Any] = dict.fromkeys(FIELDS)

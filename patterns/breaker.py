@@ -41,13 +41,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import msgspec
 
-from duralog.errors import CircuitOpen, ConfigurationError, whole_number
-from duralog.replay.definitions import Step
-from duralog.store.base import BreakerRecord, EventStore
-
 from duralog.engine import hooks
 from duralog.engine.api import StepInfo
 from duralog.engine.hooks import AttemptHost, Proceed
+from duralog.errors import CircuitOpen, ConfigurationError, whole_number
+from duralog.replay.definitions import Step
+from duralog.store.base import BreakerRecord, EventStore
 
 if TYPE_CHECKING:
     from duralog.engine.clock import Clock

@@ -28,27 +28,18 @@ import typing
 from collections.abc import Coroutine, Mapping
 from typing import Any, ClassVar, ParamSpec, TypeVar, overload
 
-from duralog.errors import ConfigurationError, DuralogError
-from duralog.replay.context import current_instance
-from duralog.replay.definitions import Step
-
 from duralog.engine import hooks
 from duralog.engine.api import StepInfo, current_step, step_resources
 from duralog.engine.hooks import AttemptHost, Proceed
+from duralog.errors import ConfigurationError, DuralogError, ResourceMissing
+from duralog.replay.context import current_instance
+from duralog.replay.definitions import Step
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
 ResourceKey = str | type[Any] | None
-
-class ResourceMissing(ConfigurationError):
-    """A step needs a resource its engine does not provide (or cannot tell which)."""
-
-    def __init__(self, message: str, *, step: str | None, resource: str) -> None:
-        super().__init__(message)
-        self.step = step
-        self.resource = resource
 
 
 class _Injected:
@@ -288,9 +279,7 @@ class InjectionGuard:
 
 
 def _injection_guard(step: Step[Any, Any]) -> InjectionGuard | None:
-    injections: tuple[Injection, ...] = getattr(step, "injections", None) or injections_of(
-        step.fn
-    )
+    injections: tuple[Injection, ...] = getattr(step, "injections", None) or injections_of(step.fn)
     return InjectionGuard(injections) if injections else None
 
 
