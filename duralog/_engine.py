@@ -21,9 +21,43 @@ _lock = threading.Lock()  # makes one engine's Observers once
 class Engine(runtime.Engine):
     """Opens a log and runs workflows; use it as a context manager.
 
-    The arguments are those of the runtime's ``duralog.engine.engine.Engine``
-    (``help(duralog.engine.engine.Engine)``); this class adds ``subscribe``,
-    ``follow`` and ``stats``.
+    Args:
+        store: a SQLite path (default ``duralog.db``), ``":memory:"``, a PostgreSQL URL
+            (``postgresql://...``, with ``pip install 'duralog[postgres]'``), or an
+            ``EventStore``.
+        worker: run a worker in this process while the engine is open (default True);
+            False only writes (start workflows for other processes' workers to run).
+        durability: ``"full"`` (default: an acknowledged event survives power loss)
+            or ``"normal"`` (survives a process crash; faster).
+        snapshot_every: snapshot a workflow's derived state every N events (and never
+            more often than its history doubles, so a long history costs linear time).
+        worker_id: the lease owner name (default ``host:pid:random``).
+        lease_seconds: how long a claim lasts without a heartbeat.
+        poll_interval: how often the worker looks for work other processes left.
+        max_threads: threads for sync steps.
+        max_payload_bytes: the largest input, result or signal payload recorded
+            (None: no limit); a larger one is refused with a clear error.
+        max_history_events: a workflow whose log grows past this is suspended with a
+            clear reason (use ``duralog.continue_as_new`` to keep logs bounded).
+        payload_codec: encrypts (or otherwise transforms) every payload, e.g.
+            ``AesGcmCodec.from_env()``; process-wide, so one per process.
+        error_backoff: seconds before this worker takes up again a workflow it dropped
+            after an error (a failed commit, a locked database); it is rebuilt from its log.
+        cleanup_grace: seconds a workflow past its timeout may spend on its cleanup, and a
+            cancelled parent on waiting for its children's cleanup, before it is ended
+            without them (default 60).
+        clock: the source of workflow time (default the wall clock; tests use a
+            ``VirtualClock`` through ``duralog.testing``).
+        queues: the queues this engine's worker takes workflows from (default every
+            ``duralog.Queue`` declared in the process).
+        max_workflows: at most this many workflows in flight on this worker (None: no
+            bound). Past it, workflows started here wait ``PENDING`` like those of
+            other processes, and are taken up as running ones end.
+        resources: clients, connections and other objects for steps, by name
+            (``duralog.inject()`` parameters, ``duralog.resource(name)``). They are
+            never recorded in the log; the engine does not close them.
+
+    ``subscribe``, ``follow`` and ``stats`` watch it (``duralog.observe``).
 
     Example:
         ```python

@@ -107,17 +107,7 @@ class WorkflowEnvironment:
                 self.clock.advance_to(due)
 
     def _idle(self) -> bool:
-        # Read from this thread while the worker runs: a changing dict means "busy".
-        worker = self.engine._worker
-        if worker is None:
-            return True
-        try:
-            executions = list(worker.executions.values())
-        except RuntimeError:
-            return False
-        if worker.appends.busy:
-            return False
-        return not any(e.busy for e in executions)
+        return self.engine.idle()
 
 
 def history_kinds(handle: WorkflowHandle[Any]) -> list[str]:

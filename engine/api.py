@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 import msgspec
 
-from duralog.errors import DuralogError
+from duralog.errors import ConfigurationError, DuralogError
 from duralog.replay.context import WorkflowInfo, current_instance
 from duralog.replay.instance import ContinueAsNew
 from duralog.store import codec
@@ -242,3 +242,18 @@ def step_info() -> StepInfo:
     if info is None:
         raise DuralogError("duralog.step_info() can only be called inside a step run by an engine")
     return info
+
+
+def check_resources(resources: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The engine's resources as a dict it owns, names checked."""
+    found = dict(resources or {})
+    for name in found:
+        check_name(name)
+    return found
+
+
+def check_name(name: object) -> str:
+    """A resource name: a non-empty string."""
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"a resource name must be a non-empty string, not {name!r}")
+    return name

@@ -52,9 +52,6 @@ KNOWN_CYCLES: set[tuple[str, ...]] = {
     # The replay core: a workflow instance, the context that finds the running one, and
     # the definitions whose calls go through it (replay/instance.py is being split).
     ("duralog.replay.context", "duralog.replay.definitions", "duralog.replay.instance"),
-    # The runtime's worker, executions and step attempts, and the engine and its handles.
-    ("duralog.engine.attempts", "duralog.engine.execution", "duralog.engine.worker"),
-    ("duralog.engine.engine", "duralog.engine.handle"),
 }
 
 
