@@ -12,8 +12,9 @@ import threading
 from collections.abc import Callable, Collection, Iterator
 
 from duralog.engine import engine as runtime
+from duralog.observe.follow import follow
 from duralog.observe.metrics import Stats, collect
-from duralog.observe.subscribe import CommittedEvent, Observers, Subscription, follow
+from duralog.observe.subscribe import CommittedEvent, Observers, Subscription
 
 _lock = threading.Lock()  # makes one engine's Observers once
 

@@ -1,6 +1,6 @@
-"""Observability: subscribers to an engine's commits and the log followed live
-(``subscribe.py``), metrics read from the log (``metrics.py``), and the workflow
-logger (``logger.py``).
+"""Observability: subscribers to an engine's commits (``subscribe.py``), the log
+followed live from any process (``follow.py``), metrics read from the log
+(``metrics.py``), and the workflow logger (``logger.py``).
 
 The runtime tells subscribers of its commits through ``engine/hooks.py``; nothing
 here changes what a workflow does.
