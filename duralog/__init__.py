@@ -5,8 +5,8 @@ transition is appended to an event log, and after a crash a workflow is rebuilt
 by replaying its code against that log. See the README for a tour.
 
 This package is the public face: these re-exports, ``errors.py`` (every public
-exception, which every layer may import) and the CLI. It may import every package;
-none imports it but ``duralog.errors`` (``tests/test_layers.py``).
+exception, which every layer may import) and the CLI. It may import every package,
+and no package imports it but ``errors.py`` (``tests/test_layers.py`` checks both).
 """
 
 from typing import TYPE_CHECKING, Any

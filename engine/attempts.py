@@ -40,7 +40,6 @@ class AttemptOwner(Protocol):
         """Return only while the workflow's lease is sure (``LeaseLost`` otherwise)."""
 
 
-
 class StepAttempts:
     """Runs the step attempts of one worker: async steps on its loop, sync ones on its
     step threads, inline ones right on the loop; each within its guards."""

@@ -44,9 +44,6 @@ _MAX_RECOVERY_BATCHES = 1_000
 class Claims:
     """The claiming half of a ``Worker``; see the module docstring."""
 
-    #: The worker's group commit (made with its loop).
-    appends: AppendCommitter
-
     def __init__(
         self,
         store: EventStore,
@@ -57,9 +54,11 @@ class Claims:
         clock: Clock,
         queues: dict[str, Queue],
         listeners: Listeners,
+        appends: AppendCommitter,
         on_finished: Callable[[str], None],
     ) -> None:
         self.store = store
+        self.appends = appends  # the worker's group commit (sets a damaged log aside)
         self.registry = registry
         self.options = options
         self.worker_id = worker_id

@@ -66,6 +66,7 @@ class Worker(Claims):
         resources: dict[str, Any] | None = None,
         listeners: Listeners | None = None,
     ) -> None:
+        loop = asyncio.new_event_loop()
         super().__init__(
             store,
             registry,
@@ -74,12 +75,12 @@ class Worker(Claims):
             clock=clock or SystemClock(),
             queues=queues if queues is not None else {},
             listeners=listeners if listeners is not None else Listeners(),
+            appends=AppendCommitter(store, loop),
             on_finished=on_finished,
         )
         self.starts = starts
         self.sources = RealSources(self.clock)
-        self.loop = asyncio.new_event_loop()
-        self.appends = AppendCommitter(store, self.loop)
+        self.loop = loop
         self.threads = StepThreads(self.loop, options.max_threads)
         #: Attempt guards' store calls (a circuit breaker's): on threads of their own, so
         #: that a long sync step never delays admitting or recording another attempt.

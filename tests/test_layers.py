@@ -36,8 +36,8 @@ ALLOWED = {
     "replay": {"store"},
     "store": set(),
 }
-#: Import cycles not broken yet, each as the sorted modules of one cycle; empty when
-#: there are none (a cycle that disappears must be taken off this list).
+#: Import cycles not broken yet, each as the sorted modules of one cycle (take one off
+#: once it is broken). Each lies in a package another part of issue 14 reworks.
 KNOWN_CYCLES: set[tuple[str, ...]] = {
     # The PostgreSQL store's modules and store/open.py (the store work of issue 14 gives
     # both stores one SQL base).
@@ -160,13 +160,13 @@ def cycles(edges: dict[str, set[str]]) -> set[tuple[str, ...]]:
 
 
 def test_no_import_cycles() -> None:
-    found = cycles(graph())
-    new = sorted(found - KNOWN_CYCLES)
-    assert not new, "import cycles between modules:\n" + "\n".join(" <-> ".join(c) for c in new)
-    gone = sorted(KNOWN_CYCLES - found)
-    assert not gone, "cycles broken since (take them off KNOWN_CYCLES):\n" + "\n".join(
-        " <-> ".join(c) for c in gone
+    # A known cycle may shrink or go (other work breaks them), never grow or appear.
+    new = sorted(
+        cycle
+        for cycle in cycles(graph())
+        if not any(set(cycle) <= set(known) for known in KNOWN_CYCLES)
     )
+    assert not new, "import cycles between modules:\n" + "\n".join(" <-> ".join(c) for c in new)
 
 
 def test_the_cycle_finder_finds_cycles() -> None:
