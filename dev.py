@@ -73,7 +73,7 @@ def pip_installs_editable() -> bool:
 
 
 def typecheck() -> None:
-    """mypy --strict on the package as it is installed: duralog/ with engine/, replay/, store/."""
+    """mypy --strict on the package as it is installed: duralog/ with its mapped folders."""
     tree = VENV / "typecheck"
     shutil.rmtree(tree, ignore_errors=True)
     package = tree / "duralog"
@@ -81,7 +81,7 @@ def typecheck() -> None:
     for path in (ROOT / "duralog").iterdir():
         if path.suffix in (".py", ".typed"):
             (package / path.name).symlink_to(path)
-    for layer in ("engine", "replay", "store"):
+    for layer in ("engine", "observe", "patterns", "replay", "store"):
         (package / layer).symlink_to(ROOT / layer, target_is_directory=True)
     run(PYTHON, "-m", "mypy", "--config-file", ROOT / "pyproject.toml", "-p", "duralog", cwd=tree)
 

@@ -8,8 +8,8 @@ usage: python benchmarks/bench_breakdown.py [--durability full|normal|both] [--n
   store        SQLiteStore.append() of one step's 3 events (StepScheduled, StepStarted,
                StepCompleted) with the fence check and index update, called directly from
                one thread: the engine's transaction, no threads, no asyncio
-  committer    the same Append through the engine's Committer from an asyncio loop
-               (await the future): + the loop -> committer thread -> loop round trip
+  committer    the same Append through the worker's AppendCommitter on an asyncio loop
+               (await the future): + one batch written by a callback on the loop
   w1-async     the whole engine, W1 with an `async def` no-op step (runs on the worker loop)
   w1-sync      the whole engine, W1 with a plain `def` no-op step (+ the step thread pool)
 
@@ -38,7 +38,7 @@ from typing import Any
 import msgspec
 
 import duralog
-from duralog.engine.committer import Committer
+from duralog.engine.committer import AppendCommitter
 from duralog.store import events as ev
 from duralog.store.base import Append, NewWorkflow
 from duralog.store.events import LogEntry
@@ -145,20 +145,17 @@ def store_only(path: str, durability: str, n: int) -> dict[str, float]:
 
 def committer(path: str, durability: str, n: int) -> dict[str, float]:
     store, fence = _store(path, durability)
-    writer = Committer(store)
+    loop = asyncio.new_event_loop()
+    writer = AppendCommitter(store, loop)
 
     async def run() -> None:
         for i in range(n):
             assert await writer.append(_step_append(fence, i))
 
     try:
-        loop = asyncio.new_event_loop()
-        try:
-            return measured(n, lambda: loop.run_until_complete(run()))
-        finally:
-            loop.close()
+        return measured(n, lambda: loop.run_until_complete(run()))
     finally:
-        writer.close()
+        loop.close()
         store.close()
 
 

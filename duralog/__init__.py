@@ -3,10 +3,15 @@
 Write workflows as ``async def`` functions that await steps; every step
 transition is appended to an event log, and after a crash a workflow is rebuilt
 by replaying its code against that log. See the README for a tour.
+
+This package is the public face: these re-exports, ``errors.py`` (every public
+exception, which every layer may import) and the CLI. It may import every package,
+and no package imports it but ``errors.py`` (``tests/test_layers.py`` checks both).
 """
 
 from typing import TYPE_CHECKING, Any
 
+from duralog._engine import Engine
 from duralog.engine.api import (
     StepInfo,
     continue_as_new,
@@ -22,36 +27,32 @@ from duralog.engine.api import (
     wait_signal,
     workflow_info,
 )
-from duralog.engine.breaker import CircuitBreaker, CircuitOpen
-from duralog.engine.dag import DAG, DAGCycleError, MissingDependencyError, Task
 from duralog.engine.decorators import step, workflow
-from duralog.engine.engine import Engine
-from duralog.engine.fanout import map as map
 from duralog.engine.handle import WorkflowHandle
-from duralog.engine.logger import WorkflowLogger, logger
-from duralog.engine.metrics import Stats
-from duralog.engine.observe import CommittedEvent, Subscription
-from duralog.engine.pipeline import Pipeline
 from duralog.engine.queues import Queue
-from duralog.engine.resources import ResourceMissing, inject, resource
-from duralog.engine.saga import CompensationFailed, Saga
 from duralog.engine.schedules import schedule
 from duralog.errors import (
+    CircuitOpen,
+    CompensationFailed,
     ConfigurationError,
     CorruptEventError,
+    DAGCycleError,
     DuralogError,
     ErrorDetails,
     HistoryFileError,
     IllegalTransition,
     LeaseLost,
     LogDamaged,
+    MissingDependencyError,
     NondeterminismError,
     PayloadError,
     RegistrationError,
+    ResourceMissing,
     ResultTimeout,
     StepFailed,
     StoreDamaged,
     StoreError,
+    WorkflowConfigError,
     WorkflowFailed,
     WorkflowIdInUse,
     WorkflowNotFound,
@@ -59,6 +60,15 @@ from duralog.errors import (
     WorkflowSuspended,
     WorkflowTimeout,
 )
+from duralog.observe.logger import WorkflowLogger, logger
+from duralog.observe.metrics import Stats
+from duralog.observe.subscribe import CommittedEvent, Subscription
+from duralog.patterns.breaker import CircuitBreaker
+from duralog.patterns.dag import DAG, Task
+from duralog.patterns.fanout import map as map
+from duralog.patterns.pipeline import Pipeline
+from duralog.patterns.resources import inject, resource
+from duralog.patterns.saga import Saga
 from duralog.replay.context import WorkflowInfo
 from duralog.replay.definitions import RetryPolicy, Step, Workflow
 from duralog.store.base import ScheduleRecord, WorkflowRecord, WorkflowStatus
@@ -68,25 +78,20 @@ from duralog.store.events import LogEntry
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from duralog.engine.config import (
-        StepRegistry,
-        WorkflowConfigError,
-        load_workflow,
-        parse_workflow,
-    )
+    from duralog.patterns.config import StepRegistry, load_workflow, parse_workflow
 
 # The workflow-document API loads on first use, so ``import duralog`` does not pay
 # for the document parsers and their schema; ``from duralog import StepRegistry``
 # works as usual. Type checkers see the imports above, and no ``__getattr__``
 # (with one, they would take any misspelt ``duralog.X`` for Any).
-_DOCUMENTS = ("StepRegistry", "WorkflowConfigError", "load_workflow", "parse_workflow")
+_DOCUMENTS = ("StepRegistry", "load_workflow", "parse_workflow")
 
 if not TYPE_CHECKING:
 
     def __getattr__(name: str) -> Any:
         if name not in _DOCUMENTS:
             raise AttributeError(f"module 'duralog' has no attribute {name!r}")
-        from duralog.engine import config
+        from duralog.patterns import config
 
         value = getattr(config, name)
         globals()[name] = value  # found directly from now on

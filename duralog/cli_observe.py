@@ -13,8 +13,9 @@ import msgspec
 
 from duralog import _format
 from duralog._cli_common import Context, Problem, friendly, pass_context
-from duralog.engine.metrics import Durations, Stats, collect, prometheus_text
-from duralog.engine.observe import CommittedEvent, follow
+from duralog.observe.follow import follow
+from duralog.observe.metrics import Durations, Stats, collect, prometheus_text
+from duralog.observe.subscribe import CommittedEvent
 from duralog.replay.history import entry_json
 from duralog.store import events as ev
 from duralog.store.codec import reveal

@@ -2,6 +2,10 @@
 
     DuralogError
     ├── ConfigurationError        bad engine/store arguments, unknown options
+    │   ├── ResourceMissing       a step needs a resource its engine does not provide
+    │   ├── WorkflowConfigError   a workflow document is malformed or invalid (source, line, key)
+    │   ├── DAGCycleError         a DAG's dependencies form a cycle
+    │   └── MissingDependencyError  a DAG task depends on a task the DAG does not have
     ├── RegistrationError         a workflow or step name is unknown or registered twice
     ├── WorkflowNotFound          no workflow with that id
     ├── WorkflowIdInUse           the id belongs to a workflow of another name
@@ -16,6 +20,8 @@
     ├── WorkflowSandboxError      workflow code tried real I/O or another forbidden operation
     ├── IllegalTransition         a status change the state machine forbids
     ├── LeaseLost                 the store refused an append (fencing, or the workflow ended)
+    ├── CircuitOpen               a step's attempt failed fast: its circuit breaker is open
+    ├── CompensationFailed        some compensations of a saga failed for good; the others ran
     └── StoreError                the store cannot be opened, read or written
         └── StoreDamaged          what it holds is damaged: the file, a row no duralog wrote
             └── LogDamaged        a workflow's log: a gap, a broken checksum chain, ...
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import shlex
 import traceback as _traceback
+from collections.abc import Iterable, Sequence
 from typing import Literal, overload
 
 import msgspec
@@ -41,6 +48,60 @@ class DuralogError(Exception):
 
 class ConfigurationError(DuralogError):
     """An engine, store or decorator argument is invalid."""
+
+
+class ResourceMissing(ConfigurationError):
+    """A step needs a resource its engine does not provide (or cannot tell which)."""
+
+    def __init__(self, message: str, *, step: str | None, resource: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.resource = resource
+
+
+class WorkflowConfigError(ConfigurationError):
+    """A workflow document is malformed or invalid.
+
+    Attributes:
+        source: the file name (or the ``source`` given to ``parse_workflow``).
+        line: the 1-based line of the offending key (or of the syntax error).
+        key: the offending key as a path, e.g. ``"steps.fetch.retry.max_attempts"``;
+            None for a syntax error.
+        reason: what is wrong, without the location.
+    """
+
+    def __init__(self, source: str, line: int, key: str | None, reason: str) -> None:
+        self.source = source
+        self.line = line
+        self.key = key
+        self.reason = reason
+        where = f"{source}:{line}: " + (f"{key}: " if key else "")
+        super().__init__(where + reason)
+
+
+class DAGCycleError(ConfigurationError):
+    """A DAG's dependencies form a cycle; ``cycle`` lists it (``("a", "b", "a")``)."""
+
+    def __init__(self, dag: str, cycle: tuple[str, ...]) -> None:
+        self.dag = dag
+        self.cycle = cycle
+        super().__init__(
+            f"DAG {dag!r} has a dependency cycle: {' -> '.join(cycle)} (-> reads "
+            "'depends on'); remove one of these dependencies"
+        )
+
+
+class MissingDependencyError(ConfigurationError):
+    """A DAG task depends on a task the DAG does not have."""
+
+    def __init__(self, dag: str, task: str, missing: str, known: Iterable[str]) -> None:
+        self.dag = dag
+        self.task = task
+        self.missing = missing
+        super().__init__(
+            f"DAG {dag!r}: task {task!r} depends on {missing!r}, which is not a task of "
+            f"this DAG (tasks: {', '.join(known)})"
+        )
 
 
 class RegistrationError(DuralogError):
@@ -199,6 +260,64 @@ class LeaseLost(DuralogError):
             message
             or f"the store refused an append to workflow {workflow_id!r}: another worker "
             "owns it now (fencing) or its state forbids it; this worker stops advancing it"
+        )
+
+
+class CircuitOpen(DuralogError):
+    """An attempt was failed fast because its step's circuit breaker is open.
+
+    Attributes:
+        breaker: the breaker's name.
+        state: ``"open"`` or ``"half_open"`` (a trial call is in flight elsewhere).
+        failures: the failures in a row that opened it.
+        retry_at: when the breaker may let a call through (engine clock, epoch s).
+        retry_after: seconds the step waits before its next attempt, at least.
+        step, workflow_id, seq, attempt: the attempt that did not run.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        breaker: str,
+        state: str,
+        failures: int,
+        retry_at: float,
+        retry_after: float,
+        step: str,
+        workflow_id: str,
+        seq: int,
+        attempt: int,
+    ) -> None:
+        super().__init__(message)
+        self.breaker, self.state, self.failures = breaker, state, failures
+        self.retry_at, self.retry_after = retry_at, retry_after
+        self.step, self.workflow_id, self.seq, self.attempt = step, workflow_id, seq, attempt
+
+
+class CompensationFailed(DuralogError):
+    """Some compensations of a saga failed for good (after their retries); the others ran.
+
+    Attributes:
+        cause: the exception that made the saga compensate (None for an explicit
+            ``saga.compensate()``); it is also the ``__cause__``.
+        failures: the failed compensations' errors (usually ``StepFailed``), in the
+            order they ran (newest compensation first).
+        compensated: how many compensations ran in all.
+    """
+
+    def __init__(
+        self, cause: BaseException | None, failures: Sequence[Exception], compensated: int
+    ) -> None:
+        self.cause = cause
+        self.failures = list(failures)
+        self.compensated = compensated
+        after = f" after {type(cause).__name__}: {cause}" if cause is not None else ""
+        listed = "; ".join(str(f) for f in self.failures)
+        super().__init__(
+            f"saga compensation incomplete{after}. {len(self.failures)} of {compensated} "
+            f"compensations failed: {listed}. The other compensations ran; what the failed "
+            "ones were to undo needs fixing by hand"
         )
 
 

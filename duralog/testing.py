@@ -28,8 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from duralog._engine import Engine
 from duralog.engine.clock import VirtualClock
-from duralog.engine.engine import Engine
 from duralog.engine.handle import WorkflowHandle
 from duralog.errors import ResultTimeout
 from duralog.replay.checker import ReplayReport, Workflows, check
@@ -107,17 +107,7 @@ class WorkflowEnvironment:
                 self.clock.advance_to(due)
 
     def _idle(self) -> bool:
-        # Read from this thread while the worker runs: a changing dict means "busy".
-        worker = self.engine._worker
-        if worker is None:
-            return True
-        try:
-            executions = list(worker.executions.values())
-        except RuntimeError:
-            return False
-        if worker.appends.busy:
-            return False
-        return not any(e.busy for e in executions)
+        return self.engine.idle()
 
 
 def history_kinds(handle: WorkflowHandle[Any]) -> list[str]:

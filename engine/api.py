@@ -13,12 +13,12 @@ import contextvars
 import datetime as dt
 import random as _random
 import uuid as _uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, TypeVar
 
 import msgspec
 
-from duralog.errors import DuralogError
+from duralog.errors import ConfigurationError, DuralogError
 from duralog.replay.context import WorkflowInfo, current_instance
 from duralog.replay.instance import ContinueAsNew
 from duralog.store import codec
@@ -225,9 +225,35 @@ _step_info: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
 )
 
 
+#: The resources of the engine running the current step (set per attempt).
+step_resources: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "duralog_resources", default=None
+)
+
+
+def current_step() -> StepInfo | None:
+    """The attempt running in this context, if a step runs here (else None)."""
+    return _step_info.get()
+
+
 def step_info() -> StepInfo:
     """Inside a step run by an engine: its workflow id, seq, attempt and idempotency key."""
     info = _step_info.get()
     if info is None:
         raise DuralogError("duralog.step_info() can only be called inside a step run by an engine")
     return info
+
+
+def check_resources(resources: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The engine's resources as a dict it owns, names checked."""
+    found = dict(resources or {})
+    for name in found:
+        check_name(name)
+    return found
+
+
+def check_name(name: object) -> str:
+    """A resource name: a non-empty string."""
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"a resource name must be a non-empty string, not {name!r}")
+    return name

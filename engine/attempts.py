@@ -1,8 +1,9 @@
 """One attempt of a step: its context, its guard, where it runs, and its timeout.
 
-``StepAttempts`` is the part of ``Worker`` that runs attempts: async steps on the
-worker's loop, sync ones on a step thread, inline ones right on the loop. A
-circuit breaker or injected resources wrap an attempt through its ``Guard``.
+``StepAttempts`` runs a worker's attempts: async steps on the worker's loop, sync
+ones on a step thread, inline ones right on the loop. A circuit breaker or injected
+resources wrap an attempt as its guards (``hooks.py``). It knows the workflow only
+through ``AttemptOwner``.
 """
 
 from __future__ import annotations
@@ -10,34 +11,50 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol
 
 from duralog.replay.definitions import Step
+from duralog.replay.state import WorkflowState
 
-from .api import StepInfo, _step_info
-from .guard import Guard
+from . import hooks
+from .api import StepInfo, _step_info, step_resources
 from .lease import Lease
-from .resources import _resources
 from .threads import StepThreads
 
-if TYPE_CHECKING:
-    from .execution import Execution
-    from .worker import Worker
 
-_UNPLANNED: Any = object()  # a step whose guard was not looked up yet
+class AttemptOwner(Protocol):
+    """What an attempt needs of the workflow it belongs to (an ``Execution``)."""
+
+    @property
+    def workflow_id(self) -> str: ...
+    @property
+    def state(self) -> WorkflowState: ...
+    @property
+    def lease(self) -> Lease: ...
+    @property
+    def attempts(self) -> dict[int, asyncio.Task[Any]]:
+        """The running attempts of its async steps, by seq (a cancel stops them)."""
+        ...
+
+    async def hold_lease(self) -> None:
+        """Return only while the workflow's lease is sure (``LeaseLost`` otherwise)."""
 
 
 class StepAttempts:
-    """Runs step attempts for a ``Worker`` (which sets the attributes below)."""
+    """Runs the step attempts of one worker: async steps on its loop, sync ones on its
+    step threads, inline ones right on the loop; each within its guards."""
 
-    loop: asyncio.AbstractEventLoop
-    threads: StepThreads
-    resources: dict[str, Any]
-    _guards: dict[Step[Any, Any], Guard | None]
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, threads: StepThreads, host: hooks.AttemptHost
+    ) -> None:
+        self.loop = loop
+        self.threads = threads
+        self._host = host
+        self._guards: dict[Step[Any, Any], tuple[hooks.AttemptGuard, ...]] = {}
 
-    async def run_step(
+    async def run(
         self,
-        execution: Execution,
+        execution: AttemptOwner,
         step: Step[Any, Any],
         seq: int,
         attempt: int,
@@ -46,28 +63,37 @@ class StepAttempts:
     ) -> Any:
         """One attempt of a step, bounded by its timeout; raises what the step raised.
 
-        A step with injected parameters gets the engine's resources, and one guarded
-        by a circuit breaker must be admitted first (see ``guard.py``)."""
+        The step's guards (``hooks.py``: injected resources, a circuit breaker) run
+        around the attempt; most steps have none."""
         context = contextvars.copy_context()
         state, lease = execution.state, execution.lease
         info = StepInfo(
             execution.workflow_id, step.name, seq, attempt, state.name, state.run_id, lease
         )
         context.run(_step_info.set, info)
-        if self.resources:
-            context.run(_resources.set, self.resources)
-        guard = self._guards.get(step, _UNPLANNED)
-        if guard is _UNPLANNED:
-            guard = self._guards[step] = Guard.of(step)
-        if guard is not None:
-            return await guard.run(
-                cast("Worker", self), execution, step, info, context, args, kwargs
-            )
-        return await self.attempt(execution, step, info, context, args, kwargs)
+        resources = self._host.resources
+        if resources:
+            context.run(step_resources.set, resources)
+        guards = self._guards.get(step)
+        if guards is None:
+            guards = self._guards[step] = hooks.guards_of(step)
+        if not guards:
+            return await self.attempt(execution, step, info, context, args, kwargs)
+
+        async def call(at: int, kwargs: dict[str, Any]) -> Any:
+            if at == len(guards):
+                return await self.attempt(execution, step, info, context, args, kwargs)
+
+            async def proceed(inner: dict[str, Any]) -> Any:
+                return await call(at + 1, inner)
+
+            return await guards[at].run(self._host, info, context, kwargs, proceed)
+
+        return await call(0, kwargs)
 
     async def attempt(
         self,
-        execution: Execution,
+        execution: AttemptOwner,
         step: Step[Any, Any],
         info: StepInfo,
         context: contextvars.Context,
@@ -88,7 +114,7 @@ class StepAttempts:
 
     def begin(
         self,
-        execution: Execution,
+        execution: AttemptOwner,
         step: Step[Any, Any],
         info: StepInfo,
         context: contextvars.Context,
@@ -112,7 +138,7 @@ class StepAttempts:
 
     async def bounded(
         self,
-        execution: Execution,
+        execution: AttemptOwner,
         step: Step[Any, Any],
         info: StepInfo,
         awaitable: asyncio.Future[Any],

@@ -1,13 +1,13 @@
 """Group commit: writes are batched, and each caller is released only after its commit.
 
-``LoopCommitter`` writes the appends of the worker's workflows from the worker's
-own event loop: everything that became ready in one round of the loop goes into
-one transaction. ``Committer`` takes the writes that come from elsewhere:
-``engine.start`` from user code is written by the calling threads themselves,
-taking turns (whoever gets the turn writes every start queued so far), and the
-creates of child workflows by a writer thread, so that the loop never waits for
-them. Either way a commit is shared by as many workflows as are ready, and
-write-ahead holds: nobody proceeds on an event that is not on disk.
+Where a step's events are committed: ``AppendCommitter`` writes the appends of the
+worker's workflows from the worker's own event loop: everything that became ready
+in one round of the loop goes into one transaction. ``StartCommitter`` writes the
+workflows being created: ``engine.start`` from user code is written by the calling
+threads themselves, taking turns (whoever gets the turn writes every start queued
+so far), and the creates of child workflows by a writer thread, so that the loop
+never waits for them. Either way a commit is shared by as many workflows as are
+ready, and write-ahead holds: nobody proceeds on an event that is not on disk.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ log = logging.getLogger("duralog.engine")
 _CLOSED = "the engine is closed; no more writes are accepted"
 
 
-class Committer:
-    """The writer thread of one engine; see the module docstring."""
+class StartCommitter:
+    """Creates the workflows an engine starts (and its workers' children); see the
+    module docstring."""
 
     def __init__(self, store: EventStore, name: str = "duralog-committer") -> None:
         self._store = store
         self._cond = threading.Condition()
-        self._appends: list[tuple[Append, Outcome]] = []
         self._creates: list[tuple[NewWorkflow, Outcome]] = []
         self._stopping = False
         #: Creates written by their callers (see ``create``), and the turn to write them.
@@ -46,14 +46,6 @@ class Committer:
         self._thread.start()
 
     # -- submitting --------------------------------------------------------
-
-    def append(self, item: Append) -> asyncio.Future[bool]:
-        """Append from the event loop; the future resolves after the commit (it raises
-        ``LogDamaged`` when the workflow's log is damaged)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        self._submit("appends", item, _loop_outcome(loop, future))
-        return future
 
     def create(self, items: Sequence[NewWorkflow]) -> list[int | None]:
         """Create workflows from any thread, blocking until committed.
@@ -111,12 +103,12 @@ class Committer:
         """Create one workflow from the event loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int | None] = loop.create_future()
-        self._submit("creates", item, _loop_outcome(loop, future))
+        self._submit(item, _loop_outcome(loop, future))
         return await future
 
-    def _submit(self, queue: str, item: Any, outcome: Outcome) -> None:
-        # The queue is looked up under the lock: the writer swaps the lists, and an
-        # item added to a list it already took would never be written.
+    def _submit(self, item: NewWorkflow, outcome: Outcome) -> None:
+        # Under the lock: the writer swaps the list, and an item added to a list it
+        # already took would never be written.
         with self._cond:
             if self._stopping:
                 outcome(None, StoreError(_CLOSED))
@@ -124,7 +116,7 @@ class Committer:
             if not self._thread.is_alive():
                 outcome(None, StoreError("the engine's writer thread stopped; see the log"))
                 return
-            getattr(self, f"_{queue}").append((item, outcome))
+            self._creates.append((item, outcome))
             self._cond.notify()
 
     # -- the thread --------------------------------------------------------
@@ -132,16 +124,12 @@ class Committer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._appends or self._creates or self._stopping):
+                while not (self._creates or self._stopping):
                     self._cond.wait()
                 creates, self._creates = self._creates, []
-                appends, self._appends = self._appends, []
-                if self._stopping and not (creates or appends):
+                if self._stopping and not creates:
                     return
-            if creates:
-                self._write(self._store.create_workflows, creates)
-            if appends:
-                self._write(self._store.append, appends)
+            self._write(self._store.create_workflows, creates)
 
     @staticmethod
     def _write(
@@ -213,7 +201,7 @@ def _thread_outcome(future: concurrent.futures.Future[Any]) -> Outcome:
     return outcome
 
 
-class LoopCommitter:
+class AppendCommitter:
     """Group commit on the worker's own event loop, for the appends of its workflows.
 
     Every append made while the loop runs one round of callbacks lands in one

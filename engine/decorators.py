@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
+from duralog.errors import ConfigurationError
 from duralog.replay.definitions import REGISTRY, RetryPolicy, Step, Workflow
 
-from .breaker import CircuitBreaker, attach
-from .resources import InjectedStep, injections_of
+from . import hooks
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -19,6 +19,14 @@ class _StepDecorator(Protocol):
     def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Step[P, R]: ...
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Step[P, R]: ...
+
+
+class Circuit(Protocol):
+    """What ``circuit=`` takes: a ``duralog.CircuitBreaker`` (the runtime names no pattern)."""
+
+    def guard(self, step: Step[Any, Any], /) -> Step[Any, Any]:
+        """Guard every attempt of ``step``; returns it."""
+        ...
 
 
 class _WorkflowDecorator(Protocol):
@@ -35,7 +43,7 @@ def step(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
-    circuit: CircuitBreaker | None = None,
+    circuit: Circuit | None = None,
     inline: bool = False,
 ) -> _StepDecorator: ...
 def step(
@@ -45,7 +53,7 @@ def step(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
-    circuit: CircuitBreaker | None = None,
+    circuit: Circuit | None = None,
     inline: bool = False,
 ) -> Any:
     """Make a function (sync or async) a durable step.
@@ -80,10 +88,14 @@ def step(
     """
 
     def make(f: Callable[..., Any]) -> Step[Any, Any]:
-        kind = InjectedStep if callable(f) and injections_of(f) else Step
+        kind = hooks.step_type(f)
         made: Step[Any, Any] = kind(f, name=name, retry=retry, timeout=timeout, inline=inline)
         if circuit is not None:
-            attach(made, circuit)
+            if not callable(getattr(circuit, "guard", None)):
+                raise ConfigurationError(
+                    f"circuit= takes a duralog.CircuitBreaker, not {circuit!r} (step {made.name!r})"
+                )
+            circuit.guard(made)
         return made
 
     return make(fn) if fn is not None else make

@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Self, TypeVar, overload
 
 from duralog.errors import (
     ConfigurationError,
-    PayloadError,
-    WorkflowIdInUse,
     WorkflowNotFound,
     whole_number,
 )
 from duralog.replay.definitions import REGISTRY, Registry, Workflow
 from duralog.store import codec
-from duralog.store import events as ev
 from duralog.store.base import (
     Durability,
     EventStore,
@@ -35,17 +31,17 @@ from duralog.store.base import (
 )
 from duralog.store.open import open_store
 
-from .api import seconds
+from .api import check_name, check_resources
 from .clock import Clock, SystemClock
-from .committer import Committer
-from .handle import WorkflowHandle, check_id, require_utf8
+from .committer import StartCommitter
+from .handle import WorkflowHandle, require_utf8
+from .hooks import Listeners
 from .host import default_worker_id
 from .lease import Moment
-from .metrics import Stats, collect
-from .observe import CommittedEvent, Observers, Subscription, follow
+from .options import WorkerOptions
 from .queues import QUEUES, Queue, check_priority, resolve
-from .resources import check_name, check_resources
 from .schedules import CatchUp, make_schedule
+from .starts import Starts
 from .worker import Worker
 
 R = TypeVar("R")
@@ -53,50 +49,10 @@ T = TypeVar("T")
 
 
 class Engine:
-    """Opens a log and runs workflows; use it as a context manager.
+    """The runtime's engine: opens a log, starts workflows, runs a worker.
 
-    Args:
-        store: a SQLite path (default ``duralog.db``), ``":memory:"``, a PostgreSQL URL
-            (``postgresql://...``, with ``pip install 'duralog[postgres]'``), or an
-            ``EventStore``.
-        worker: run a worker in this process while the engine is open (default True);
-            False only writes (start workflows for other processes' workers to run).
-        durability: ``"full"`` (default: an acknowledged event survives power loss)
-            or ``"normal"`` (survives a process crash; faster).
-        snapshot_every: snapshot a workflow's derived state every N events (and never
-            more often than its history doubles, so a long history costs linear time).
-        worker_id: the lease owner name (default ``host:pid:random``).
-        lease_seconds: how long a claim lasts without a heartbeat.
-        poll_interval: how often the worker looks for work other processes left.
-        max_threads: threads for sync steps.
-        max_payload_bytes: the largest input, result or signal payload recorded
-            (None: no limit); a larger one is refused with a clear error.
-        max_history_events: a workflow whose log grows past this is suspended with a
-            clear reason (use ``duralog.continue_as_new`` to keep logs bounded).
-        payload_codec: encrypts (or otherwise transforms) every payload, e.g.
-            ``AesGcmCodec.from_env()``; process-wide, so one per process.
-        error_backoff: seconds before this worker takes up again a workflow it dropped
-            after an error (a failed commit, a locked database); it is rebuilt from its log.
-        cleanup_grace: seconds a workflow past its timeout may spend on its cleanup, and a
-            cancelled parent on waiting for its children's cleanup, before it is ended
-            without them (default 60).
-        clock: the source of workflow time (default the wall clock; tests use a
-            ``VirtualClock`` through ``duralog.testing``).
-        queues: the queues this engine's worker takes workflows from (default every
-            ``duralog.Queue`` declared in the process).
-        max_workflows: at most this many workflows in flight on this worker (None: no
-            bound). Past it, workflows started here wait ``PENDING`` like those of
-            other processes, and are taken up as running ones end.
-        resources: clients, connections and other objects for steps, by name
-            (``duralog.inject()`` parameters, ``duralog.resource(name)``). They are
-            never recorded in the log; the engine does not close them.
-
-    Example:
-        ```python
-        with duralog.Engine("shop.db") as engine:
-            handle = engine.start(checkout, "o-1", 1999, id="order-o-1")
-            print(handle.result(timeout=60))
-        ```
+    ``duralog.Engine`` (``duralog/_engine.py``) is this class with the observability
+    methods added; its docstring describes every argument.
     """
 
     def __init__(
@@ -137,28 +93,35 @@ class Engine:
         if payload_codec is not None:
             codec.install(payload_codec)
         self.max_payload_bytes = max_payload_bytes
-        self._committer = Committer(self.store)
+        self._committer = StartCommitter(self.store)
         self._run_worker = worker
-        self._lease_seconds = lease_seconds
-        self._worker_options = {
-            "snapshot_every": snapshot_every,
-            "lease_seconds": lease_seconds,
-            "poll_interval": poll_interval,
-            "max_threads": max_threads,
-            "max_payload_bytes": max_payload_bytes,
-            "max_history_events": max_history_events,
-            "error_backoff": error_backoff,
-            "cleanup_grace": cleanup_grace,
-        }
         #: The queues this engine knows (by name); its worker serves all of them.
         self.queues: dict[str, Queue] = (
             QUEUES if queues is None else {queue.name: queue for queue in queues}
         )
         #: Resources for steps, by name (see ``provide``).
         self.resources: dict[str, Any] = check_resources(resources)
-        self._observers = Observers()
-        self._max_workflows = whole_number(
-            max_workflows, "max_workflows", minimum=1, optional=True
+        #: Told of every commit (``duralog.observe`` subscribes here).
+        self.listeners = Listeners()
+        self._options = WorkerOptions(
+            snapshot_every=snapshot_every,
+            lease_seconds=lease_seconds,
+            poll_interval=poll_interval,
+            max_threads=max_threads,
+            max_payload_bytes=max_payload_bytes,
+            max_history_events=max_history_events,
+            error_backoff=error_backoff,
+            cleanup_grace=cleanup_grace,
+            max_workflows=whole_number(max_workflows, "max_workflows", minimum=1, optional=True),
+        )
+        self._starts = Starts(
+            self.store,
+            self._committer,
+            self.clock,
+            self.listeners,
+            worker_id=self.worker_id,
+            lease_seconds=lease_seconds,
+            max_payload_bytes=max_payload_bytes,
         )
         self._worker: Worker | None = None
         self._lock = threading.Lock()
@@ -170,7 +133,7 @@ class Engine:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Self:
         if self._run_worker:
             try:
                 self.start_worker()
@@ -195,16 +158,15 @@ class Engine:
             self.store,
             self._committer,
             self.registry,
+            self._options,
             worker_id=self.worker_id,
-            on_finished=self._finished,
+            on_finished=self.workflow_finished,
             clock=self.clock,
             queues=self.queues,
-            max_workflows=self._max_workflows,
             resources=self.resources,
-            observers=self._observers,
-            **self._worker_options,  # type: ignore[arg-type]
+            listeners=self.listeners,
         )
-        self._worker = worker
+        self._worker = self._starts.worker = worker
         worker.start()
 
     def close(self) -> None:
@@ -218,7 +180,7 @@ class Engine:
         if self._worker is not None:
             self._worker.stop()
         self._committer.close()
-        self._observers.close()  # after the last commit: subscribers get every event
+        self.listeners.close()  # after the last commit: subscribers get every event
         self.store.close()
         for event in self._done.values():
             event.set()
@@ -269,10 +231,13 @@ class Engine:
         """
         definition = self._definition(workflow)
         queued = None if queue is None else resolve(queue, self.queues)
-        item = self._new_item(definition, args, id, timeout, queued, check_priority(priority))
+        item = self._starts.new_item(
+            definition, args, id, timeout, queued, check_priority(priority)
+        )
         granted = Moment.now()
-        (fence,) = self._create([item])
-        return self._started(definition, item, fence, granted)
+        (fence,) = self._starts.create([item])
+        self._starts.started(definition, item, fence, granted)
+        return WorkflowHandle(self, item.id, definition)
 
     def start_many(
         self,
@@ -308,103 +273,18 @@ class Engine:
             for i, args in enumerate(arguments):
                 workflow_id = None if ids is None else ids[i]
                 items.append(
-                    self._new_item(definition, args, workflow_id, timeout, queued, priority)
+                    self._starts.new_item(definition, args, workflow_id, timeout, queued, priority)
                 )
         except BaseException:
-            self._unreserve(items)
+            self._starts.unreserve(items)
             raise
         granted = Moment.now()
-        fences = self._create(items) if items else []
-        return [
-            self._started(definition, item, fence, granted)
-            for item, fence in zip(items, fences, strict=True)
-        ]
-
-    def _new_item(
-        self,
-        definition: Workflow[Any, Any],
-        args: Sequence[Any],
-        workflow_id: str | None,
-        timeout: float | dt.timedelta | None,
-        queued: Queue | None,
-        priority: int,
-    ) -> NewWorkflow:
-        """The row and first event of a workflow to create (nothing is written here)."""
-        limit = None if timeout is None else seconds(timeout)
-        if limit is not None and not limit > 0:
-            raise ConfigurationError(f"a workflow timeout must be positive, got {timeout!r}")
-        workflow_id = check_id(workflow_id) if workflow_id is not None else uuid.uuid4().hex
-        try:
-            args_raw, kwargs_raw = codec.encode_call(args, {})
-            codec.check_size(
-                args_raw, self.max_payload_bytes, f"the input of workflow {definition.name!r}"
-            )
-        except PayloadError as exc:
-            raise PayloadError(
-                f"cannot record the input of workflow {definition.name!r}: {exc}; "
-                f"{codec.SUPPORTED_HINT}"
-            ) from None
-        started = ev.started_entry(
-            self.clock.now(), name=definition.name, args=args_raw, kwargs=kwargs_raw, timeout=limit
-        )
-        worker = self._worker
-        owner = (
-            self.worker_id
-            if worker is not None and queued is None and worker.reserve(workflow_id)
-            else None
-        )
-        return NewWorkflow(
-            workflow_id,
-            definition.name,
-            started,
-            owner=owner,
-            lease_seconds=self._lease_seconds if owner else None,
-            queue=queued.name if queued else None,
-            priority=priority,
-        )
-
-    def _create(self, items: list[NewWorkflow]) -> list[int | None]:
-        """Commit new workflows; a place reserved for one that was not created is freed."""
-        try:
-            fences = self._committer.create(items)
-        except BaseException:
-            self._unreserve(items)
-            raise
-        self._unreserve([item for item, fence in zip(items, fences, strict=True) if fence is None])
-        return fences
-
-    def _unreserve(self, items: list[NewWorkflow]) -> None:
-        if self._worker is not None:
-            for item in items:
-                if item.owner is not None:
-                    self._worker.unreserve(item.id)
-
-    def _started(
-        self,
-        definition: Workflow[Any, Any],
-        item: NewWorkflow,
-        fence: int | None,
-        granted: Moment,
-    ) -> WorkflowHandle[Any]:
-        """After the commit (which began ``granted``): hand a new workflow to the worker,
-        or check an existing id."""
-        worker = self._worker
-        if fence is not None and self._observers.active:
-            self._observers.created(item.id, definition.name, item.started)
-        if fence is None:
-            existing = self.store.get_workflow(item.id)
-            if existing is not None and existing.name != definition.name:
-                raise WorkflowIdInUse(
-                    f"workflow id {item.id!r} already belongs to a {existing.name!r} "
-                    f"workflow, not {definition.name!r}; choose another id"
-                )
-        elif worker is not None and item.queue is not None:
-            worker.request_dequeue()
-        elif worker is not None and item.owner is not None:
-            worker.adopt_new(item.id, fence, item.started, granted, reserved=True)
-        elif worker is not None:
-            worker.request_claim()  # created unowned (the worker was full): taken when room
-        return WorkflowHandle(self, item.id, definition)
+        fences = self._starts.create(items) if items else []
+        handles: list[WorkflowHandle[R]] = []
+        for item, fence in zip(items, fences, strict=True):
+            self._starts.started(definition, item, fence, granted)
+            handles.append(WorkflowHandle(self, item.id, definition))
+        return handles
 
     def run(
         self,
@@ -425,7 +305,7 @@ class Engine:
             f"engine.start() needs a @duralog.workflow function or its name, got {workflow!r}"
         )
 
-    # -- resources, subscribers, metrics -----------------------------------
+    # -- resources ---------------------------------------------------------
 
     def provide(self, name: str, value: Any) -> None:
         """Register (or replace) the resource ``name`` for steps, from any thread.
@@ -441,79 +321,6 @@ class Engine:
         self.resources = {**self.resources, check_name(name): value}
         if self._worker is not None:
             self._worker.resources = self.resources
-
-    def subscribe(
-        self,
-        callback: Callable[[CommittedEvent], object] | None = None,
-        *,
-        kinds: Collection[str] | None = None,
-        workflow_id: str | None = None,
-        max_pending: int = 10_000,
-        name: str | None = None,
-    ) -> Subscription:
-        """Receive every event this engine commits, as a ``CommittedEvent``.
-
-        With ``callback``, it is called once per event, in commit order, on a thread
-        of its own: a slow or failing callback never holds up the worker. Without
-        one, iterate over the returned ``Subscription`` (it ends when closed). At most
-        ``max_pending`` events wait for a subscriber; past that the newest are
-        dropped, counted in ``subscription.dropped`` and logged as a warning.
-        ``kinds`` (e.g. ``{"StepFailed"}``) and ``workflow_id`` filter the events.
-        Close it with ``subscription.close()`` (or a ``with`` block); the engine's
-        ``close`` closes it after the last commit.
-
-        Only this engine's commits are seen; ``duralog tail`` follows the log of
-        every process.
-
-        Example:
-            ```python
-            engine.subscribe(lambda e: print(e.workflow_id, e.seq, e.kind, e.step))
-            ```
-        """
-        return self._observers.subscribe(
-            callback, kinds=kinds, workflow_id=workflow_id, max_pending=max_pending, name=name
-        )
-
-    def follow(
-        self,
-        *,
-        since: float | dt.datetime | None = None,
-        workflow_id: str | None = None,
-        kinds: Collection[str] | None = None,
-        poll_interval: float = 0.5,
-        stop: threading.Event | None = None,
-    ) -> Iterator[CommittedEvent]:
-        """Every event any process appends to this log, read back as it lands (what
-        ``duralog tail`` prints); works with ``Engine(..., worker=False)``.
-
-        Polls every ``poll_interval`` seconds until ``stop`` is set. ``since`` also
-        yields the events already logged from then on; ``workflow_id`` and ``kinds``
-        filter. Unlike ``subscribe``, it sees other processes' commits, a poll late.
-
-        Example:
-            ```python
-            for event in duralog.Engine("shop.db", worker=False).follow(kinds={"StepFailed"}):
-                alert(event.workflow_id, event.step)
-            ```
-        """
-        start = since.timestamp() if isinstance(since, dt.datetime) else since
-        return follow(
-            self.store,
-            since=start,
-            workflow_id=workflow_id,
-            kinds=kinds,
-            poll_interval=poll_interval,
-            stop=stop,
-        )
-
-    def stats(self, since: float | dt.datetime | None = None, name: str | None = None) -> Stats:
-        """Counts, durations, retries and failures per workflow and per step, read
-        from the log (from ``since`` on; only workflows called ``name``).
-
-        ``engine.stats().prometheus()`` renders them in Prometheus's text format.
-        """
-        start = since.timestamp() if isinstance(since, dt.datetime) else since
-        return collect(self.store, since=start, name=name)
 
     # -- schedules ---------------------------------------------------------
 
@@ -582,13 +389,27 @@ class Engine:
 
     # -- waiting -----------------------------------------------------------
 
-    def _finished(self, workflow_id: str) -> None:
+    # -- what handles use (``handle.HandleHost``) ----------------------------
+
+    def poke(self, workflow_id: str) -> None:
+        """Something was sent to ``workflow_id``'s inbox: if it runs here, read it now."""
+        if self._worker is not None:
+            self._worker.poke(workflow_id)
+
+    def idle(self) -> bool:
+        """Whether this engine's worker has nothing running nor waiting to be written
+        (workflows waiting on timers only); True without a worker. For the test kit."""
+        return self._worker is None or self._worker.idle()
+
+    def workflow_finished(self, workflow_id: str) -> None:
+        """A workflow ended (here, or a queued one was cancelled): wake its waiters."""
         with self._lock:
             event = self._done.pop(workflow_id, None)
         if event is not None:
             event.set()
 
-    def _done_event(self, workflow_id: str) -> threading.Event:
+    def done_event(self, workflow_id: str) -> threading.Event:
+        """Set when this process sees ``workflow_id`` end (or the engine close)."""
         with self._lock:
             event = self._done.get(workflow_id)
             if event is None:

@@ -16,161 +16,31 @@ so the log shows it running.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
 
-from duralog.errors import ErrorDetails, LeaseLost, NondeterminismError, PayloadError, details_of
-from duralog.replay.definitions import Step
-from duralog.replay.instance import WorkflowInstance
-from duralog.replay.state import STEP_RETRYING, WorkflowState, dump_state, fold
-from duralog.store import codec
+from duralog.errors import (
+    LeaseLost,
+    NondeterminismError,
+)
+from duralog.replay.state import STEP_RETRYING, WorkflowState
 from duralog.store import events as ev
 from duralog.store.base import (
     STATUS_AFTER,
     Append,
     NewWorkflow,
     Notice,
-    Snapshot,
     WorkflowStatus,
 )
-from duralog.store.events import LogEntry
 
-from .breaker import CircuitOpen
-from .clock import Alarm, sleep_until
 from .inbox import notice_to_parent, translate
-from .lease import Lease, Moment
-
-if TYPE_CHECKING:
-    from .worker import Worker
+from .lease import Moment
+from .steps import StepLoop
 
 log = logging.getLogger("duralog.engine")
 
 
-class Execution:
+class Execution(StepLoop):
     """A claimed workflow being advanced by this worker."""
-
-    def __init__(
-        self,
-        worker: Worker,
-        instance: WorkflowInstance,
-        state: WorkflowState,
-        fence: int,
-        lease: Lease,
-    ) -> None:
-        self.worker = worker
-        self.instance = instance
-        self.state = state
-        self.fence = fence
-        self.lease = lease
-        self.workflow_id = state.workflow_id
-        self.pending: list[LogEntry] = []
-        self.next_seq = state.last_seq + 1
-        self.running: dict[int, asyncio.Task[None]] = {}
-        self.attempts: dict[int, asyncio.Task[Any]] = {}  # running attempts of async steps
-        self.calls: dict[int, tuple[Step[Any, Any], ev.StepScheduled | None]] = {}
-        self.timers: dict[int, float] = {t.seq: t.fire_at for t in state.pending_timers()}
-        self.retry_at: dict[int, float] = {}
-        self.closed = False
-        self.activated = False  # the instance has been fed at least once
-        self._wake: Alarm | None = None
-        self._deadline: Alarm | None = None
-        self._grace: Alarm | None = None
-        self._grace_at: float | None = None
-        self._visibility: asyncio.TimerHandle | None = None
-        self._snapshot_seq = state.last_seq
-        self._snapshot: Snapshot | None = None
-        self._consumed: list[int] = []
-        self._notices: list[Notice] = []
-        self._reading_inbox = False
-        self._read_again = False
-        self.sealed = False  # the terminal decision is made: nothing may follow it
-        self._bookkeeping = 0  # uncommitted events that are not decisions
-        self._marker_seq = 0  # seq of the newest marker or published value
-        self._unpaused = asyncio.Event()  # set while steps and timers may go ahead
-        if not state.paused:
-            self._unpaused.set()
-
-    @property
-    def busy(self) -> bool:
-        """Whether something runs or waits to be written (a step waiting out its retry
-        delay, like a timer, does not count)."""
-        return bool(self.pending) or any(seq not in self.retry_at for seq in self.running)
-
-    # -- the log tail ------------------------------------------------------
-
-    def add(self, event: ev.Event, at: float | None = None) -> int:
-        """Queue one event for the next commit; returns its seq."""
-        if self.sealed:
-            raise RuntimeError(
-                f"internal: {type(event).__name__} after the end of {self.workflow_id}"
-            )
-        seq = self.next_seq
-        self.next_seq += 1
-        self.pending.append(LogEntry(seq, self.worker.clock.now() if at is None else at, event))
-        if not isinstance(event, ev.DECISIONS):
-            self._bookkeeping += 1
-        return seq
-
-    async def flush(
-        self,
-        status: WorkflowStatus | None = None,
-        reason: str | None = None,
-        notices: tuple[Notice, ...] = (),
-    ) -> None:
-        """Commit everything pending (one group-commit round) and fold it into the state."""
-        notices = (*self._notices, *notices)
-        if not self.pending and status is None and self._snapshot is None and not notices:
-            return
-        entries, self.pending = self.pending, []
-        self._bookkeeping = 0
-        snapshot, self._snapshot = self._snapshot, None
-        consumed, self._consumed = self._consumed, []
-        self._notices = []
-        item = Append(
-            self.workflow_id,
-            self.fence,
-            entries,
-            status=status,
-            wake_at=self.wake_at(),
-            reason=reason,
-            snapshot=snapshot,
-            consumed=consumed,
-            notices=notices,
-        )
-        if not await self.worker.appends.append(item):
-            raise LeaseLost(self.workflow_id)
-        state = self.state
-        for entry in entries:
-            fold(state, entry)
-        observers = self.worker.observers
-        if observers.active and entries:
-            observers.committed(state, entries)
-        for notice in notices:  # wake the receivers that live in this process at once
-            self.worker.poke(notice.workflow_id)
-        if self.sealed or self.closed:
-            return  # no commit follows that could carry a snapshot
-        # A snapshot encodes the whole state, which grows with the history: spacing
-        # them at least as far apart as the state is long keeps the total cost linear.
-        if state.last_seq - self._snapshot_seq >= max(
-            self.worker.snapshot_every, self._snapshot_seq
-        ):
-            self.take_snapshot()
-
-    def take_snapshot(self) -> None:
-        """Snapshot the committed state; it is written with the next commit."""
-        data, checksum = dump_state(self.state)
-        self._snapshot = Snapshot(self.workflow_id, self.state.last_seq, data, checksum)
-        self._snapshot_seq = self.state.last_seq
-
-    def wake_at(self) -> float | None:
-        """When this workflow next needs a worker on its own (a timer or a retry)."""
-        times = list(self.timers.values()) + list(self.retry_at.values())
-        if self._deadline is not None and self.state.deadline is not None:
-            times.append(self.state.deadline)
-        if self._grace_at is not None:
-            times.append(self._grace_at)
-        return min(times) if times else None
 
     # -- activation --------------------------------------------------------
 
@@ -179,7 +49,7 @@ class Execution:
         if self.closed:
             return
         self.activated = True
-        limit = self.worker.max_history_events
+        limit = self.host.options.max_history_events
         if limit is not None and self.state.last_seq > limit and not self.sealed:
             self.spawn(
                 self.suspend(
@@ -257,7 +127,7 @@ class Execution:
         await self._unpaused.wait()  # a paused workflow starts no child until resumed
         if self.closed:
             return
-        now = self.worker.clock.now()
+        now = self.host.clock.now()
         started = ev.started_entry(
             now,
             name=event.name,
@@ -271,34 +141,23 @@ class Execution:
             event.name,
             started,
             parent_id=self.workflow_id,
-            owner=self.worker.worker_id,
-            lease_seconds=self.worker.lease_seconds,
+            owner=self.host.worker_id,
+            lease_seconds=self.host.options.lease_seconds,
         )
         granted = Moment.now()
-        fence = await self.worker.committer.create_async(item)
+        fence = await self.host.starts.create_async(item)
         if fence is not None:
-            if self.worker.observers.active:
-                self.worker.observers.created(event.child_id, event.name, started)
-            self.worker.adopt_new(event.child_id, fence, started, granted)
+            if self.host.listeners.active:
+                self.host.listeners.created(event.child_id, event.name, started)
+            self.host.adopt_new(event.child_id, fence, started, granted)
 
     def _resume_children(self) -> None:
         for seq in self.state.open_children():
             if self.instance.child_of(seq) is None:
                 continue
-            found = self.worker.store.read_events(self.workflow_id, seq - 1, seq)
+            found = self.host.store.read_events(self.workflow_id, seq - 1, seq)
             if found and isinstance(found[0].event, ev.ChildStarted):
                 self.spawn(self._create_child(seq, found[0].event))
-
-    async def _start_steps(self, seqs: list[int]) -> None:
-        await self.flush()
-        for seq in seqs:
-            self.start_step(seq)
-
-    def start_step(self, seq: int, attempt: int = 0, not_before: float | None = None) -> None:
-        """Run the step the code called at ``seq`` (``attempt`` attempts already recorded)."""
-        if seq in self.running or self.closed:
-            return
-        self.running[seq] = self.spawn(self._run_step(seq, attempt, not_before))
 
     def arm_deadline(self) -> None:
         """Cancel the workflow when its timeout (``engine.start(..., timeout=)``) expires."""
@@ -307,7 +166,7 @@ class Execution:
             return
         if self.state.cancel_reasons.count(ev.TIMEOUT_REASON):
             return  # already recorded: replay delivers it
-        self._deadline = self.worker.clock.call_at(self.worker.loop, deadline, self._deadline_due)
+        self._deadline = self.host.clock.call_at(self.host.loop, deadline, self._deadline_due)
 
     def _deadline_due(self) -> None:
         self._deadline = None
@@ -323,8 +182,8 @@ class Execution:
         start = self.instance.grace_from()
         if start is None or self._grace is not None or self.closed:
             return
-        self._grace_at = start + self.worker.cleanup_grace
-        self._grace = self.worker.clock.call_at(self.worker.loop, self._grace_at, self._grace_due)
+        self._grace_at = start + self.host.options.cleanup_grace
+        self._grace = self.host.clock.call_at(self.host.loop, self._grace_at, self._grace_due)
 
     def _grace_due(self) -> None:
         self._grace = None
@@ -354,114 +213,6 @@ class Execution:
         self._resume_children()
         self._arm_wake()
 
-    # -- steps -------------------------------------------------------------
-
-    async def _run_step(self, seq: int, attempt: int, not_before: float | None) -> None:
-        step, scheduled = self.calls[seq]
-        view = self.state.steps.get(seq)
-        raw_args = scheduled.args if scheduled else view.args if view else ev.NULL
-        raw_kwargs = scheduled.kwargs if scheduled else view.kwargs if view else ev.NULL
-        policy = step.retry
-        try:
-            if not_before is not None:
-                self.retry_at[seq] = not_before
-                await sleep_until(self.worker.clock, not_before)
-            args, kwargs = step.decode_args(raw_args, raw_kwargs)
-            while True:
-                await self._unpaused.wait()  # a paused workflow starts no attempt
-                if self._marker_seq > self.state.last_seq:
-                    await self.flush()  # a recorded value must be on disk before any effect
-                await self.hold_lease()
-                attempt += 1
-                self.retry_at.pop(seq, None)
-                self.add(ev.StepStarted(step_seq=seq, attempt=attempt))
-                self._keep_visible()
-                try:
-                    value = await self.worker.run_step(self, step, seq, attempt, args, kwargs)
-                    self.attempts.pop(seq, None)
-                except asyncio.CancelledError:
-                    self.attempts.pop(seq, None)
-                    current = asyncio.current_task()
-                    if current is None or current.cancelling():
-                        raise  # the worker stops or the workflow ended: record nothing
-                    # The attempt itself was cancelled: the workflow was cancelled.
-                    error = ErrorDetails("Cancelled", "the workflow was cancelled while it ran")
-                    self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
-                    break
-                except Exception as exc:
-                    self.attempts.pop(seq, None)
-                    error = details_of(exc, with_traceback=True)
-                    if attempt < policy.max_attempts and policy.retryable(type(exc), error.type):
-                        delay = policy.delay(attempt, self.worker.sources.random())
-                        if isinstance(exc, CircuitOpen):  # no sooner than the circuit allows
-                            delay = max(delay, exc.retry_after)
-                        next_at = self.worker.clock.now() + delay
-                        self.retry_at[seq] = next_at
-                        self.add(
-                            ev.StepRetrying(
-                                step_seq=seq, attempt=attempt, error=error, next_attempt_at=next_at
-                            )
-                        )
-                        await self.flush()
-                        await sleep_until(self.worker.clock, next_at)
-                        continue
-                    self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
-                    break
-                try:
-                    result = codec.encode(value)
-                    codec.check_size(
-                        result, self.worker.max_payload_bytes, f"the result of step {step.name!r}"
-                    )
-                except PayloadError as exc:
-                    error = details_of(
-                        PayloadError(
-                            f"step {step.name!r} (seq {seq}) of workflow {self.workflow_id!r} "
-                            f"returned a value of type {type(value).__qualname__} that cannot "
-                            f"be recorded: {exc}"
-                            + ("" if "over the limit" in str(exc) else f"; {codec.SUPPORTED_HINT}")
-                        )
-                    )
-                    self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
-                    break
-                self.add(ev.StepCompleted(step_seq=seq, result=result))
-                break
-        except PayloadError as exc:  # the recorded arguments no longer decode
-            self.add(ev.StepFailed(step_seq=seq, attempt=max(attempt, 1), error=details_of(exc)))
-        finally:
-            self.running.pop(seq, None)
-        await self.flush()
-        self.activate()
-
-    async def hold_lease(self) -> None:
-        """Return only while this worker may be sure it still holds the workflow's lease:
-        past what its own clocks vouch for, it renews first (and ``LeaseLost`` if the
-        store gave the workflow to another worker meanwhile). Called before every step
-        attempt, so that a worker frozen past its lease starts nothing on waking."""
-        if self.lease.holds():
-            return
-        if not self.closed:
-            self.worker.renew()
-        if self.closed or not self.lease.holds():
-            raise LeaseLost(
-                self.workflow_id,
-                f"worker {self.worker.worker_id} no longer holds workflow {self.workflow_id!r}"
-                " (its lease lapsed while the worker was stalled, and another worker may run"
-                " it now): it starts nothing more for it",
-            )
-
-    def _keep_visible(self) -> None:
-        # Decisions ride along with the next commit; if the step runs long, commit
-        # them anyway so `duralog show` sees the step running.
-        if self._visibility is None:
-            self._visibility = self.worker.loop.call_later(
-                self.worker.visibility_delay, self._visibility_due
-            )
-
-    def _visibility_due(self) -> None:
-        self._visibility = None
-        if self.pending and not self.closed:
-            self.spawn(self.flush())
-
     # -- the inbox ---------------------------------------------------------
 
     async def read_inbox(self) -> None:
@@ -474,7 +225,7 @@ class Execution:
         self._reading_inbox = True
         self._read_again = False
         try:
-            items = self.worker.store.inbox(self.workflow_id)
+            items = self.host.store.inbox(self.workflow_id)
             if not items:
                 return
             cancelled_before = self.state.cancel_requested
@@ -529,13 +280,13 @@ class Execution:
             self._wake = None
         if self.timers and not self.closed:
             due = min(self.timers.values())
-            self._wake = self.worker.clock.call_at(self.worker.loop, due, self._timers_due)
+            self._wake = self.host.clock.call_at(self.host.loop, due, self._timers_due)
 
     def _timers_due(self) -> None:
         self._wake = None
         if not self._unpaused.is_set():
             return  # paused: timers fire after the resume re-arms them
-        now = self.worker.clock.now()
+        now = self.host.clock.now()
         due = sorted(seq for seq, at in self.timers.items() if at <= now)
         for seq in due:
             del self.timers[seq]
@@ -583,12 +334,12 @@ class Execution:
         )
         # No final snapshot: snapshots serve only to rebuild a workflow, and a
         # finished one is never rebuilt (show, inspect and handle.state fold its log).
-        self.worker.finished(self)
+        self.host.finished(self)
 
     async def _continue_as_new(self, terminal: ev.ContinuedAsNew) -> None:
         state = self.state
         archived = f"{self.workflow_id}~run{state.run}"
-        now = self.worker.clock.now()
+        now = self.host.clock.now()
         started = ev.started_entry(
             now,
             name=state.name,
@@ -617,16 +368,16 @@ class Execution:
         self._notices = []
         # Through the same writer as every other append of this workflow, so it is
         # ordered after them.
-        done = await self.worker.appends.call(
+        done = await self.host.appends.call(
             lambda store: store.continue_as_new(item, archived, started)
         )
         if not done:
             raise LeaseLost(self.workflow_id)
-        observers = self.worker.observers
+        observers = self.host.listeners
         if observers.active:  # the run's last events went to its archive, with it
             observers.committed(self.state, entries, archived)
             observers.created(self.workflow_id, state.name, started)
-        self.worker.restart(self, started)
+        self.host.restart(self, started)
 
     async def suspend(self, reason: str) -> None:
         """The code diverged: mark the workflow SUSPENDED, run nothing more for it."""
@@ -634,21 +385,7 @@ class Execution:
         self.close()
         self.pending.clear()
         await self.flush(status=WorkflowStatus.SUSPENDED, reason=reason)
-        self.worker.finished(self)
-
-    def close(self) -> None:
-        """Stop everything this execution scheduled."""
-        self.closed = True
-        for handle in (self._wake, self._visibility, self._deadline, self._grace):
-            if handle is not None:
-                handle.cancel()
-        for task in list(self.running.values()):
-            if task is not asyncio.current_task():
-                task.cancel()
-
-    def spawn(self, coro: Any) -> asyncio.Task[None]:
-        """Run a coroutine of this execution on the worker loop, reporting its failure."""
-        return self.worker.spawn(self, coro)
+        self.host.finished(self)
 
 
 def _recorded_terminal(state: WorkflowState) -> ev.Event:

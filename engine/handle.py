@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -22,12 +23,12 @@ from duralog.replay.definitions import Workflow
 from duralog.replay.state import WorkflowState, fold_all
 from duralog.store import codec
 from duralog.store import events as ev
-from duralog.store.base import WorkflowRecord, WorkflowStatus
+from duralog.store.base import EventStore, WorkflowRecord, WorkflowStatus
 from duralog.store.envelope import seal, unseal_error
 from duralog.store.events import LogEntry
 
-if TYPE_CHECKING:
-    from .engine import Engine
+from .clock import Clock
+from .hooks import Listeners
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -35,11 +36,34 @@ T = TypeVar("T")
 MAX_ID_LENGTH = 255
 
 
+class HandleHost(Protocol):
+    """What a handle uses of its ``Engine``."""
+
+    @property
+    def store(self) -> EventStore: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def max_payload_bytes(self) -> int | None: ...
+    @property
+    def listeners(self) -> Listeners: ...
+
+    def done_event(self, workflow_id: str) -> threading.Event:
+        """Set when this process sees the workflow end."""
+        ...
+
+    def workflow_finished(self, workflow_id: str) -> None:
+        """The workflow ended outside a worker (a queued one was cancelled)."""
+
+    def poke(self, workflow_id: str) -> None:
+        """Something was sent to the workflow's inbox."""
+
+
 class WorkflowHandle(Generic[R]):
     """A started workflow: wait for its result, read its status and history."""
 
     def __init__(
-        self, engine: Engine, workflow_id: str, definition: Workflow[Any, R] | None
+        self, engine: HandleHost, workflow_id: str, definition: Workflow[Any, R] | None
     ) -> None:
         self._engine = engine
         self._definition = definition
@@ -90,11 +114,11 @@ class WorkflowHandle(Generic[R]):
         at = self._engine.clock.now()
         waiting = record.status is WorkflowStatus.PENDING and record.queue is not None
         if waiting and self._engine.store.cancel_queued(self.id, at, reason):
-            observers = self._engine._observers
+            observers = self._engine.listeners
             if observers.active:
                 entry = LogEntry(record.last_seq + 1, at, ev.WorkflowCancelled(reason=reason))
                 observers.appended(self.id, record.name, entry)
-            self._engine._finished(self.id)
+            self._engine.workflow_finished(self.id)
             return
         self._send("cancel", reason, None, record)
 
@@ -146,9 +170,7 @@ class WorkflowHandle(Generic[R]):
         except PayloadError as exc:
             raise PayloadError(f"cannot send signal {name!r} to {self.id!r}: {exc}") from None
         self._engine.store.send(self.id, kind, name, data, time.time())
-        worker = self._engine._worker
-        if worker is not None:
-            worker.poke(self.id)
+        self._engine.poke(self.id)
 
     def result(self, timeout: float | None = None) -> R:
         """Wait for the workflow to end and return its result.
@@ -156,11 +178,11 @@ class WorkflowHandle(Generic[R]):
         Raises ``WorkflowFailed`` (with ``cause``) if it failed, ``WorkflowSuspended``
         if its code diverged, ``ResultTimeout`` if ``timeout`` seconds pass first.
         """
-        done = self._engine._done_event(self.id)
+        done = self._engine.done_event(self.id)
 
         def probe() -> WorkflowRecord | None:
             nonlocal done
-            done = self._engine._done_event(self.id)  # registered before the status is read
+            done = self._engine.done_event(self.id)  # registered before the status is read
             record = self.record()
             ended = record.status.is_terminal or record.status is WorkflowStatus.SUSPENDED
             return record if ended else None

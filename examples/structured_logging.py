@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 import duralog
-from duralog.engine.logger import FIELDS
+from duralog.observe.logger import FIELDS
 
 
 class JsonLines(logging.Formatter):

@@ -20,7 +20,7 @@ async def flow(i: int) -> int:
 
 
 def test_a_restart_resumes_suspended_workflows_behind_a_full_batch(db: str) -> None:
-    from duralog.engine import worker as worker_module
+    from duralog.engine import claims as worker_module
 
     with duralog.Engine(db, worker=False) as client:
         for i in range(7):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import duralog
 from duralog.engine.api import StepInfo
-from duralog.engine.breaker import Breakers, CircuitBreaker, CircuitOpen
 from duralog.engine.clock import SystemClock
+from duralog.patterns.breaker import Breakers, CircuitBreaker, CircuitOpen
 from duralog.store.sqlite import SQLiteStore
 
 payments = CircuitBreaker("proc-payments", failure_threshold=3, reset_timeout=3600)

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 import duralog
-from duralog.engine import breaker as breaker_module
 from duralog.engine.api import StepInfo
-from duralog.engine.breaker import (
+from duralog.engine.clock import VirtualClock
+from duralog.patterns import breaker as breaker_module
+from duralog.patterns.breaker import (
     CLOSED,
     HALF_OPEN,
     OPEN,
@@ -21,7 +22,6 @@ from duralog.engine.breaker import (
     Ticket,
     change,
 )
-from duralog.engine.clock import VirtualClock
 from duralog.store.base import BreakerRecord
 from duralog.store.events import StepFailed, StepRetrying
 from duralog.store.sqlite import SQLiteStore

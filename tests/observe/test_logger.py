@@ -11,7 +11,7 @@ import pytest
 
 import duralog
 from duralog.engine.clock import VirtualClock
-from duralog.engine.logger import FIELDS, WorkflowLogger, logger
+from duralog.observe.logger import FIELDS, WorkflowLogger, logger
 from duralog.replay.checker import check
 from duralog.replay.history import History
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import duralog
-from duralog.engine.resources import ResourceMissing, inject, resource
+from duralog.patterns.resources import ResourceMissing, inject, resource
 from duralog.replay.checker import check
 from duralog.replay.history import History, entries_json
 from duralog.store.events import StepFailed

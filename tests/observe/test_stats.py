@@ -13,7 +13,7 @@ from support import wait_for
 
 import duralog
 from duralog.cli import main
-from duralog.engine.metrics import BUCKETS, Stats, WorkflowMetrics, prometheus_text
+from duralog.observe.metrics import BUCKETS, Stats, WorkflowMetrics, prometheus_text
 
 
 @duralog.step(retry=duralog.RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=False))

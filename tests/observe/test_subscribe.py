@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import duralog
-from duralog.engine.observe import CommittedEvent
+from duralog.observe.subscribe import CommittedEvent
 from duralog.store.events import ChildStarted
 
 Wait = Callable[..., Any]

@@ -20,7 +20,8 @@ from support import PATIENCE, popen
 import duralog
 from duralog.cli import main
 from duralog.cli_observe import parse_since
-from duralog.engine.observe import COMMIT_LAG, CommittedEvent, _Tail, follow
+from duralog.observe.follow import COMMIT_LAG, _Tail, follow
+from duralog.observe.subscribe import CommittedEvent
 from duralog.store.sqlite import SQLiteStore
 
 Wait = Callable[..., Any]

@@ -202,7 +202,7 @@ def test_importing_duralog_does_not_load_the_document_modules() -> None:
         "assert 'tomllib' not in sys.modules\n"
         "from duralog import StepRegistry, load_workflow\n"
         "assert load_workflow is duralog.load_workflow and 'load_workflow' in dir(duralog)\n"
-        "assert 'duralog.engine.config' in sys.modules\n"
+        "assert 'duralog.patterns.config' in sys.modules\n"
         "print('ok')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -468,7 +468,7 @@ def lookup(key: str, vault: Vault = duralog.inject()) -> str:
 
 
 def test_a_document_keeps_the_steps_breaker_and_injected_clients(tmp_path: Path) -> None:
-    from duralog.engine.breaker import circuit_of
+    from duralog.patterns.breaker import circuit_of
 
     text = (
         'name = "cf-secure"\n[defaults]\ntimeout = 30\n'

@@ -139,7 +139,7 @@ def test_a_failing_compensation_is_retried_reported_and_the_others_still_run(
     with pytest.raises(duralog.WorkflowFailed) as caught:
         handle.result(timeout=15)
     cause = caught.value.cause
-    assert cause.type == "duralog.engine.saga.CompensationFailed"
+    assert cause.type == "duralog.errors.CompensationFailed"
     assert "after StepFailed" in cause.message and "cannot book broken" in cause.message
     assert "1 of 3 compensations failed" in cause.message
     assert "step 'sg_cancel'" in cause.message and "stuck-b: the API is down" in cause.message

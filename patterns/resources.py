@@ -26,33 +26,20 @@ import contextvars
 import inspect
 import typing
 from collections.abc import Coroutine, Mapping
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ClassVar, ParamSpec, TypeVar, overload
 
-from duralog.errors import ConfigurationError, DuralogError
+from duralog.engine import hooks
+from duralog.engine.api import StepInfo, current_step, step_resources
+from duralog.engine.hooks import AttemptHost, Proceed
+from duralog.errors import ConfigurationError, DuralogError, ResourceMissing
 from duralog.replay.context import current_instance
 from duralog.replay.definitions import Step
-
-from .api import StepInfo, _step_info
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
 ResourceKey = str | type[Any] | None
-
-#: The resources of the engine running the current step (set per attempt).
-_resources: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
-    "duralog_resources", default=None
-)
-
-
-class ResourceMissing(ConfigurationError):
-    """A step needs a resource its engine does not provide (or cannot tell which)."""
-
-    def __init__(self, message: str, *, step: str | None, resource: str) -> None:
-        super().__init__(message)
-        self.step = step
-        self.resource = resource
 
 
 class _Injected:
@@ -254,13 +241,13 @@ def resource(key: str | type[Any], kind: type[Any] | None = None) -> Any:
             "connections (nothing they do would be recorded or replayed); call a step "
             "that takes the resource instead"
         )
-    info = _step_info.get()
+    info = current_step()
     if info is None:
         raise DuralogError(
             "duralog.resource() can only be called inside a step run by an engine; in a "
             "unit test, give the step its client as an argument (duralog.inject())"
         )
-    value = _lookup(_resources.get() or {}, key, None, None, info)
+    value = _lookup(step_resources.get() or {}, key, None, None, info)
     if kind is not None and not isinstance(value, kind):
         raise ResourceMissing(
             f"{_where(info)} asked for resource {_describe(key)} as a {kind.__qualname__}, "
@@ -271,16 +258,34 @@ def resource(key: str | type[Any], kind: type[Any] | None = None) -> Any:
     return value
 
 
-def check_resources(resources: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The engine's resources as a dict it owns, names checked."""
-    found = dict(resources or {})
-    for name in found:
-        check_name(name)
-    return found
+class InjectionGuard:
+    """Fills in a step's injected parameters before each attempt (an attempt guard)."""
+
+    order: ClassVar[int] = 0  # outermost: a missing resource never reaches a breaker
+
+    def __init__(self, injections: tuple[Injection, ...]) -> None:
+        self.injections = injections
+
+    async def run(
+        self,
+        host: AttemptHost,
+        info: StepInfo,
+        context: contextvars.Context,
+        kwargs: dict[str, Any],
+        proceed: Proceed,
+    ) -> Any:
+        """Resolve the resources (``ResourceMissing`` fails the attempt), then call."""
+        return await proceed({**kwargs, **resolve(host.resources, self.injections, info)})
 
 
-def check_name(name: object) -> str:
-    """A resource name: a non-empty string."""
-    if not isinstance(name, str) or not name:
-        raise ConfigurationError(f"a resource name must be a non-empty string, not {name!r}")
-    return name
+def _injection_guard(step: Step[Any, Any]) -> InjectionGuard | None:
+    injections: tuple[Injection, ...] = getattr(step, "injections", None) or injections_of(step.fn)
+    return InjectionGuard(injections) if injections else None
+
+
+def _step_type(fn: Any) -> type[Step[Any, Any]] | None:
+    return InjectedStep if callable(fn) and injections_of(fn) else None
+
+
+hooks.add_guard_finder(_injection_guard)
+hooks.add_step_type_finder(_step_type)

@@ -15,7 +15,12 @@ import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from duralog.errors import ConfigurationError, PayloadError
+from duralog.errors import (
+    ConfigurationError,
+    DAGCycleError,
+    MissingDependencyError,
+    PayloadError,
+)
 from duralog.replay.definitions import REGISTRY, Step, Workflow
 from duralog.store import codec
 
@@ -28,31 +33,6 @@ from ._composite import (
     signature,
 )
 from .resources import injections_of
-
-
-class DAGCycleError(ConfigurationError):
-    """A DAG's dependencies form a cycle; ``cycle`` lists it (``("a", "b", "a")``)."""
-
-    def __init__(self, dag: str, cycle: tuple[str, ...]) -> None:
-        self.dag = dag
-        self.cycle = cycle
-        super().__init__(
-            f"DAG {dag!r} has a dependency cycle: {' -> '.join(cycle)} (-> reads "
-            "'depends on'); remove one of these dependencies"
-        )
-
-
-class MissingDependencyError(ConfigurationError):
-    """A DAG task depends on a task the DAG does not have."""
-
-    def __init__(self, dag: str, task: str, missing: str, known: Iterable[str]) -> None:
-        self.dag = dag
-        self.task = task
-        self.missing = missing
-        super().__init__(
-            f"DAG {dag!r}: task {task!r} depends on {missing!r}, which is not a task of "
-            f"this DAG (tasks: {', '.join(known)})"
-        )
 
 
 @dataclasses.dataclass(frozen=True, init=False)

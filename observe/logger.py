@@ -28,14 +28,13 @@ from typing import Any
 
 import msgspec
 
+from duralog.engine.api import current_step
 from duralog.errors import PayloadError
 from duralog.replay.context import current_instance
 from duralog.replay.instance import ReplaySources, WorkflowInstance
 from duralog.store import codec
 from duralog.store.envelope import unseal_error
 from duralog.store.events import NULL
-
-from .api import _step_info
 
 FIELDS = ("workflow_id", "workflow_name", "step", "seq", "attempt")
 _NOTHING: dict[str, Any] = dict.fromkeys(FIELDS)
@@ -96,7 +95,7 @@ class WorkflowLogger(logging.LoggerAdapter[logging.Logger]):
 
 def context_fields(payloads: bool = False) -> dict[str, Any]:
     """The fields a record gets where it is logged from (None outside workflows)."""
-    info = _step_info.get()
+    info = current_step()
     if info is not None:
         fields: dict[str, Any] = {
             "workflow_id": info.workflow_id,

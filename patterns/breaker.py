@@ -28,6 +28,8 @@ engine's clock, like retry delays (``duralog.testing`` moves it by hand).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import datetime as dt
 import logging
 import math
@@ -35,19 +37,20 @@ import random
 import time
 import typing
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import msgspec
 
-from duralog.errors import ConfigurationError, DuralogError, whole_number
+from duralog.engine import hooks
+from duralog.engine.api import StepInfo
+from duralog.engine.hooks import AttemptHost, Proceed
+from duralog.errors import CircuitOpen, ConfigurationError, whole_number
 from duralog.replay.definitions import Step
 from duralog.store.base import BreakerRecord, EventStore
 
-from .api import StepInfo
-
 if TYPE_CHECKING:
-    from .clock import Clock
-    from .engine import Engine
+    from duralog.engine.clock import Clock
+    from duralog.engine.engine import Engine
 
 log = logging.getLogger("duralog.engine")
 
@@ -63,45 +66,34 @@ MAX_RACES = 50
 OPEN_CACHE_SECONDS = 1.0
 
 
-class CircuitOpen(DuralogError):
-    """An attempt was failed fast because its step's circuit breaker is open.
-
-    Attributes:
-        breaker: the breaker's name.
-        state: ``"open"`` or ``"half_open"`` (a trial call is in flight elsewhere).
-        failures: the failures in a row that opened it.
-        retry_at: when the breaker may let a call through (engine clock, epoch s).
-        retry_after: seconds the step waits before its next attempt, at least.
-        step, workflow_id, seq, attempt: the attempt that did not run.
-    """
-
-    def __init__(
-        self, breaker: CircuitBreaker, record: BreakerRecord, info: StepInfo, now: float
-    ) -> None:
-        self.breaker = breaker.name
-        self.state = record.state
-        self.failures = record.failures
-        self.retry_at = breaker.retry_at(record)
-        self.retry_after = max(0.0, self.retry_at - now) + random.random() * breaker.jitter
-        self.step, self.workflow_id = info.step, info.workflow_id
-        self.seq, self.attempt = info.seq, info.attempt
-        if record.state == HALF_OPEN:
-            why = (
-                f"is half-open: a trial call has been in flight since "
-                f"{_when(record.updated_at)}; if it succeeds the circuit closes"
-            )
-        else:
-            why = (
-                f"is open ({record.failures} failures in a row, opened at "
-                f"{_when(record.opened_at)})"
-            )
-        super().__init__(
-            f"circuit breaker {breaker.name!r} {why}: step {info.step!r} (seq {info.seq}, "
-            f"attempt {info.attempt}) of workflow {info.workflow_id!r} failed fast without "
-            f"calling its dependency. The breaker lets a call through again at "
-            f"{_when(self.retry_at)} (in {max(0.0, self.retry_at - now):.1f}s); the step's "
-            "RetryPolicy decides whether it tries again then"
+def circuit_open(
+    breaker: CircuitBreaker, record: BreakerRecord, info: StepInfo, now: float
+) -> CircuitOpen:
+    """The ``CircuitOpen`` an attempt fails fast with, ``record`` being the circuit's state."""
+    retry_at = breaker.retry_at(record)
+    if record.state == HALF_OPEN:
+        why = (
+            f"is half-open: a trial call has been in flight since "
+            f"{_when(record.updated_at)}; if it succeeds the circuit closes"
         )
+    else:
+        why = f"is open ({record.failures} failures in a row, opened at {_when(record.opened_at)})"
+    return CircuitOpen(
+        f"circuit breaker {breaker.name!r} {why}: step {info.step!r} (seq {info.seq}, "
+        f"attempt {info.attempt}) of workflow {info.workflow_id!r} failed fast without "
+        f"calling its dependency. The breaker lets a call through again at "
+        f"{_when(retry_at)} (in {max(0.0, retry_at - now):.1f}s); the step's "
+        "RetryPolicy decides whether it tries again then",
+        breaker=breaker.name,
+        state=record.state,
+        failures=record.failures,
+        retry_at=retry_at,
+        retry_after=max(0.0, retry_at - now) + random.random() * breaker.jitter,
+        step=info.step,
+        workflow_id=info.workflow_id,
+        seq=info.seq,
+        attempt=info.attempt,
+    )
 
 
 class CircuitBreaker:
@@ -231,6 +223,45 @@ def circuit_of(step: Step[Any, Any]) -> CircuitBreaker | None:
     return _CIRCUITS.get(step)
 
 
+class BreakerGuard:
+    """Admits each attempt of a guarded step, or fails it fast, and records its outcome
+    (an attempt guard). The store calls run on the worker's guard threads."""
+
+    order: ClassVar[int] = 10  # inside the resources: a missing one is not an outage
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+
+    async def run(
+        self,
+        host: AttemptHost,
+        info: StepInfo,
+        context: contextvars.Context,
+        kwargs: dict[str, Any],
+        proceed: Proceed,
+    ) -> Any:
+        """Pass the breaker, call, record the outcome."""
+        breakers = host.extension(Breakers, lambda: Breakers(host.store, host.clock))
+        ticket = await host.run_aside(context, breakers.admit, self.breaker, info)
+        try:
+            value = await proceed(kwargs)
+        except asyncio.CancelledError:
+            raise  # not the dependency's doing: a silent trial is taken over later
+        except Exception as exc:
+            await host.run_aside(context, breakers.failed, ticket, exc)
+            raise
+        await host.run_aside(context, breakers.succeeded, ticket)
+        return value
+
+
+def _circuit_guard(step: Step[Any, Any]) -> BreakerGuard | None:
+    breaker = circuit_of(step)
+    return None if breaker is None else BreakerGuard(breaker)
+
+
+hooks.add_guard_finder(_circuit_guard)
+
+
 class Ticket(NamedTuple):
     """An admitted attempt: which breaker, and whether it is the half-open trial."""
 
@@ -262,7 +293,7 @@ class Breakers:
             and time.monotonic() - seen[1] < OPEN_CACHE_SECONDS
         ):
             # Failing fast by the thousand must not mean reading the database as often.
-            raise CircuitOpen(breaker, seen[0], info, now)
+            raise circuit_open(breaker, seen[0], info, now)
         trial = False
 
         def decide(current: BreakerRecord) -> BreakerRecord | None:
@@ -298,7 +329,7 @@ class Breakers:
             return Ticket(breaker, trial=True)
         if record.state == OPEN:
             self._open[breaker.name] = (record, time.monotonic())
-        raise CircuitOpen(breaker, record, info, now)
+        raise circuit_open(breaker, record, info, now)
 
     def succeeded(self, ticket: Ticket) -> None:
         """The admitted attempt returned: a half-open circuit closes, and a closed one

@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, ParamSpec
 
-from duralog.errors import ConfigurationError, DuralogError, PayloadError
+from duralog.errors import CompensationFailed, ConfigurationError, PayloadError
 from duralog.replay.definitions import Step
 from duralog.store import codec
 
 P = ParamSpec("P")
-
-
-class CompensationFailed(DuralogError):
-    """Some compensations of a saga failed for good (after their retries); the others ran.
-
-    Attributes:
-        cause: the exception that made the saga compensate (None for an explicit
-            ``saga.compensate()``); it is also the ``__cause__``.
-        failures: the failed compensations' errors (usually ``StepFailed``), in the
-            order they ran (newest compensation first).
-        compensated: how many compensations ran in all.
-    """
-
-    def __init__(
-        self, cause: BaseException | None, failures: Sequence[Exception], compensated: int
-    ) -> None:
-        self.cause = cause
-        self.failures = list(failures)
-        self.compensated = compensated
-        after = f" after {type(cause).__name__}: {cause}" if cause is not None else ""
-        listed = "; ".join(str(f) for f in self.failures)
-        super().__init__(
-            f"saga compensation incomplete{after}. {len(self.failures)} of {compensated} "
-            f"compensations failed: {listed}. The other compensations ran; what the failed "
-            "ones were to undo needs fixing by hand"
-        )
 
 
 class Saga:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from duralog.errors import ConfigurationError, RegistrationError
+from duralog.errors import ConfigurationError, RegistrationError, WorkflowConfigError
 from duralog.replay.definitions import Step
 
 from ._config_build import build
@@ -28,26 +28,6 @@ from .dag import DAG
 S = TypeVar("S", bound=Step[Any, Any])
 
 FORMATS: dict[str, Format] = {".json": "json", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
-
-
-class WorkflowConfigError(ConfigurationError):
-    """A workflow document is malformed or invalid.
-
-    Attributes:
-        source: the file name (or the ``source`` given to ``parse_workflow``).
-        line: the 1-based line of the offending key (or of the syntax error).
-        key: the offending key as a path, e.g. ``"steps.fetch.retry.max_attempts"``;
-            None for a syntax error.
-        reason: what is wrong, without the location.
-    """
-
-    def __init__(self, source: str, line: int, key: str | None, reason: str) -> None:
-        self.source = source
-        self.line = line
-        self.key = key
-        self.reason = reason
-        where = f"{source}:{line}: " + (f"{key}: " if key else "")
-        super().__init__(where + reason)
 
 
 class StepRegistry:

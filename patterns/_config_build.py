@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from duralog.errors import ConfigurationError, PayloadError, RegistrationError
+from duralog.errors import ConfigurationError, DAGCycleError, PayloadError, RegistrationError
 from duralog.replay.definitions import Step
 from duralog.store import codec
 
@@ -23,7 +23,7 @@ from ._composite import signature
 from ._config_read import Path, Problem
 from ._config_schema import Defaults, Document, StepSpec, conform, overrides
 from .breaker import attach, circuit_of
-from .dag import DAG, DAGCycleError, Task, _find_cycle, _plan_task
+from .dag import DAG, Task, _find_cycle, _plan_task
 from .resources import injections_of
 
 

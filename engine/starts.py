@@ -1,0 +1,139 @@
+"""Where workflows are created from outside a worker: ``engine.start``, ``start_many``.
+
+``Starts`` turns a call into the first event and index row of a new workflow, writes
+it through the engine's ``StartCommitter``, and hands what was created to the engine's
+own worker (it takes a place for it first, so that a start needs no claim).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from duralog.errors import ConfigurationError, PayloadError, WorkflowIdInUse
+from duralog.replay.definitions import Workflow
+from duralog.store import codec
+from duralog.store import events as ev
+from duralog.store.base import EventStore, NewWorkflow
+
+from .api import seconds
+from .clock import Clock
+from .committer import StartCommitter
+from .handle import check_id
+from .hooks import Listeners
+from .lease import Moment
+from .queues import Queue
+from .worker import Worker
+
+
+class Starts:
+    """Creates the workflows an engine starts; see the module docstring."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        committer: StartCommitter,
+        clock: Clock,
+        listeners: Listeners,
+        *,
+        worker_id: str,
+        lease_seconds: float,
+        max_payload_bytes: int | None,
+    ) -> None:
+        self.store = store
+        self._committer = committer
+        self.clock = clock
+        self.listeners = listeners
+        self.worker_id = worker_id
+        self._lease_seconds = lease_seconds
+        self._max_payload_bytes = max_payload_bytes
+        #: The engine's worker, once started: it runs what is started here.
+        self.worker: Worker | None = None
+
+    def new_item(
+        self,
+        definition: Workflow[Any, Any],
+        args: Sequence[Any],
+        workflow_id: str | None,
+        timeout: float | dt.timedelta | None,
+        queued: Queue | None,
+        priority: int,
+    ) -> NewWorkflow:
+        """The row and first event of a workflow to create (nothing is written here)."""
+        limit = None if timeout is None else seconds(timeout)
+        if limit is not None and not limit > 0:
+            raise ConfigurationError(f"a workflow timeout must be positive, got {timeout!r}")
+        workflow_id = check_id(workflow_id) if workflow_id is not None else uuid.uuid4().hex
+        try:
+            args_raw, kwargs_raw = codec.encode_call(args, {})
+            codec.check_size(
+                args_raw, self._max_payload_bytes, f"the input of workflow {definition.name!r}"
+            )
+        except PayloadError as exc:
+            raise PayloadError(
+                f"cannot record the input of workflow {definition.name!r}: {exc}; "
+                f"{codec.SUPPORTED_HINT}"
+            ) from None
+        started = ev.started_entry(
+            self.clock.now(), name=definition.name, args=args_raw, kwargs=kwargs_raw, timeout=limit
+        )
+        worker = self.worker
+        owner = (
+            self.worker_id
+            if worker is not None and queued is None and worker.reserve(workflow_id)
+            else None
+        )
+        return NewWorkflow(
+            workflow_id,
+            definition.name,
+            started,
+            owner=owner,
+            lease_seconds=self._lease_seconds if owner else None,
+            queue=queued.name if queued else None,
+            priority=priority,
+        )
+
+    def create(self, items: list[NewWorkflow]) -> list[int | None]:
+        """Commit new workflows; a place reserved for one that was not created is freed."""
+        try:
+            fences = self._committer.create(items)
+        except BaseException:
+            self.unreserve(items)
+            raise
+        self.unreserve([item for item, fence in zip(items, fences, strict=True) if fence is None])
+        return fences
+
+    def unreserve(self, items: list[NewWorkflow]) -> None:
+        """Give back the worker places taken for ``items`` (not created after all)."""
+        if self.worker is not None:
+            for item in items:
+                if item.owner is not None:
+                    self.worker.unreserve(item.id)
+
+    def started(
+        self,
+        definition: Workflow[Any, Any],
+        item: NewWorkflow,
+        fence: int | None,
+        granted: Moment,
+    ) -> None:
+        """After the commit (which began ``granted``): hand a new workflow to the worker,
+        or check an existing id."""
+        worker = self.worker
+        if fence is not None and self.listeners.active:
+            self.listeners.created(item.id, definition.name, item.started)
+        if fence is None:
+            existing = self.store.get_workflow(item.id)
+            if existing is not None and existing.name != definition.name:
+                raise WorkflowIdInUse(
+                    f"workflow id {item.id!r} already belongs to a {existing.name!r} "
+                    f"workflow, not {definition.name!r}; choose another id"
+                )
+        elif worker is not None and item.queue is not None:
+            worker.request_dequeue()
+        elif worker is not None and item.owner is not None:
+            worker.adopt_new(item.id, fence, item.started, granted, reserved=True)
+        elif worker is not None:
+            worker.request_claim()  # created unowned (the worker was full): taken when room

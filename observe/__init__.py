@@ -1,0 +1,10 @@
+"""Observability: subscribers to an engine's commits (``subscribe.py``), the log
+followed live from any process (``follow.py``), metrics read from the log
+(``metrics.py``), and the workflow logger (``logger.py``).
+
+The runtime tells subscribers of its commits through ``engine/hooks.py``; nothing
+here changes what a workflow does.
+
+May import: ``duralog.engine``, ``duralog.replay``, ``duralog.store`` and
+``duralog.errors``. Never ``duralog.patterns`` nor the public face.
+"""
