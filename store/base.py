@@ -1,4 +1,9 @@
-"""The store protocol: what the engine needs from a log, whatever the database.
+"""The store protocols: what the engine needs from a log, whatever the database.
+
+``EventStore`` is the union of five roles, each a protocol of its own: ``LogStore``
+(the log), ``LeaseStore`` (claims and leases), ``InboxStore`` (signals),
+``SchedulingStore`` (schedules and breakers) and ``CopyingStore`` (whole tables).
+Code that needs one role may ask for just that one.
 
 One implementation per dialect (``store/sqlite.py``, ``store/postgres.py``). All
 dialect details (PRAGMAs, ``BEGIN IMMEDIATE``, advisory locks) stay inside the
@@ -36,6 +41,11 @@ from .records import (
 )
 
 __all__ = [
+    "CopyingStore",
+    "InboxStore",
+    "LeaseStore",
+    "LogStore",
+    "SchedulingStore",
     "Append",
     "Appended",
     "BreakerRecord",
@@ -61,13 +71,9 @@ __all__ = [
 ]
 
 
-class EventStore(Protocol):
-    """The log and its indexes. Implementations: ``SQLiteStore``, ``PostgresStore``.
-
-    Leases are granted for a number of seconds and judged by the store's clock, so
-    that workers whose clocks disagree never disagree on who holds a workflow:
-    PostgreSQL's is the server's ``clock_timestamp()``; SQLite's (one machine) is
-    the ``now`` a claim passes, and the machine's wall clock elsewhere."""
+class LogStore(Protocol):
+    """The log itself: creating workflows, appending, reading, ending runs, pruning,
+    snapshots; and the store's own life (``check``, ``close``)."""
 
     def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
         """Create each workflow with its first event, in one transaction.
@@ -133,6 +139,38 @@ class EventStore(Protocol):
         restarts with ``started`` at seq 1. False when the fence is stale.
         """
         ...
+
+    def published(self, workflow_id: str, key: str) -> bytes | None:
+        """The latest value the workflow published under ``key`` (encoded), or None."""
+        ...
+
+    def prune(self, finished_before: float, dry_run: bool = True) -> list[WorkflowRecord]:
+        """Workflows that ended (COMPLETED, FAILED, CANCELLED) before ``finished_before``;
+        unless ``dry_run``, delete them with their events, snapshots and inbox."""
+        ...
+
+    def load_snapshot(self, workflow_id: str) -> Snapshot | None:
+        """The newest snapshot of the workflow, unverified."""
+        ...
+
+    def delete_snapshots(self, workflow_id: str | None = None) -> int:
+        """Delete the snapshots of one workflow, or all; returns how many."""
+        ...
+
+    def check(self) -> None:
+        """Raise ``StoreError`` if the log can no longer be used as it was opened (a
+        SQLite file deleted or replaced since); from then on every call raises it.
+        Cheap: a worker calls it on every poll."""
+        ...
+
+    def close(self) -> None:
+        """Close every connection."""
+        ...
+
+
+class LeaseStore(Protocol):
+    """Who advances which workflow: claims (queued or not), leases, workers, and the
+    wake-ups of ``listen``."""
 
     def claim(
         self,
@@ -206,6 +244,31 @@ class EventStore(Protocol):
         """Give up one lease (the workflow stays as it is, claimable by anyone)."""
         ...
 
+    def register_worker(self, worker_id: str, host: str, pid: int, now: float) -> None:
+        """Record a live worker process (used to notice dead owners on this host)."""
+        ...
+
+    def workers(self) -> list[tuple[str, str, int]]:
+        """Every registered worker as (id, host, pid)."""
+        ...
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """Forget a worker that stopped cleanly, releasing its leases."""
+        ...
+
+    def listen(self, callback: Callable[[str, str | None], None]) -> None:
+        """Call ``callback(kind, workflow_id)`` from any thread when another process
+        leaves work: ``("created", id)`` a workflow to claim or dequeue, ``("inbox",
+        id)`` a signal or cancel request, ``("released", id)`` a lease given up.
+
+        A hint only (a store may drop or never send them: SQLite sends none);
+        workers poll as well."""
+        ...
+
+
+class InboxStore(Protocol):
+    """Signals and cancel requests waiting for a workflow's owner."""
+
     def send(
         self, workflow_id: str, kind: str, name: str | None, payload: bytes | None, at: float
     ) -> int:
@@ -220,34 +283,9 @@ class EventStore(Protocol):
         """Ids of workflows owned by ``worker_id`` that have inbox items waiting."""
         ...
 
-    def published(self, workflow_id: str, key: str) -> bytes | None:
-        """The latest value the workflow published under ``key`` (encoded), or None."""
-        ...
 
-    def prune(self, finished_before: float, dry_run: bool = True) -> list[WorkflowRecord]:
-        """Workflows that ended (COMPLETED, FAILED, CANCELLED) before ``finished_before``;
-        unless ``dry_run``, delete them with their events, snapshots and inbox."""
-        ...
-
-    def load_snapshot(self, workflow_id: str) -> Snapshot | None:
-        """The newest snapshot of the workflow, unverified."""
-        ...
-
-    def delete_snapshots(self, workflow_id: str | None = None) -> int:
-        """Delete the snapshots of one workflow, or all; returns how many."""
-        ...
-
-    def register_worker(self, worker_id: str, host: str, pid: int, now: float) -> None:
-        """Record a live worker process (used to notice dead owners on this host)."""
-        ...
-
-    def workers(self) -> list[tuple[str, str, int]]:
-        """Every registered worker as (id, host, pid)."""
-        ...
-
-    def unregister_worker(self, worker_id: str) -> None:
-        """Forget a worker that stopped cleanly, releasing its leases."""
-        ...
+class SchedulingStore(Protocol):
+    """Cron schedules and circuit breakers shared by every worker."""
 
     def put_schedule(self, record: ScheduleRecord) -> None:
         """Create a schedule, or update its definition (its last tick and pause stay)."""
@@ -281,6 +319,10 @@ class EventStore(Protocol):
         """Store ``record`` if the stored version is ``record.version - 1`` (0: none yet)."""
         ...
 
+
+class CopyingStore(Protocol):
+    """Whole tables in and out, for ``copy_store`` and ``verify``."""
+
     def export_rows(
         self,
         table: str,
@@ -306,21 +348,14 @@ class EventStore(Protocol):
         """How many rows ``table`` holds."""
         ...
 
-    def listen(self, callback: Callable[[str, str | None], None]) -> None:
-        """Call ``callback(kind, workflow_id)`` from any thread when another process
-        leaves work: ``("created", id)`` a workflow to claim or dequeue, ``("inbox",
-        id)`` a signal or cancel request, ``("released", id)`` a lease given up.
 
-        A hint only (a store may drop or never send them: SQLite sends none);
-        workers poll as well."""
-        ...
+class EventStore(LogStore, LeaseStore, InboxStore, SchedulingStore, CopyingStore, Protocol):
+    """The log and its indexes. Implementations: ``SQLiteStore``, ``PostgresStore``.
 
-    def check(self) -> None:
-        """Raise ``StoreError`` if the log can no longer be used as it was opened (a
-        SQLite file deleted or replaced since); from then on every call raises it.
-        Cheap: a worker calls it on every poll."""
-        ...
+    Leases are granted for a number of seconds and judged by the store's clock, so
+    that workers whose clocks disagree never disagree on who holds a workflow:
+    PostgreSQL's is the server's ``clock_timestamp()``; SQLite's (one machine) is
+    the ``now`` a claim passes, and the machine's wall clock elsewhere.
 
-    def close(self) -> None:
-        """Close every connection."""
-        ...
+    The union of the role protocols above: a function that needs one role only
+    may ask for that one (a ``LogStore`` to read a history, say)."""
