@@ -121,7 +121,8 @@ class LogStore(Protocol):
         name: str | None = None,
         limit: int | None = None,
     ) -> list[WorkflowRecord]:
-        """Index rows, newest first."""
+        """Index rows, newest first: at most ``limit`` (None: all, 0: none; a negative
+        limit is a ``ValueError``, as in every call that takes one: ``limit_value``)."""
         ...
 
     def changed_workflows(self, since: float) -> list[WorkflowRecord]:

@@ -210,9 +210,16 @@ def read_range(after_seq: int, until_seq: int | None) -> tuple[int, int]:
     return max(0, min(after_seq, MAX_ROWS)), max(0, min(high, MAX_ROWS))
 
 
-def limit_value(limit: int) -> int:
-    """A row limit as SQL may take it: a whole number between 0 and ``MAX_ROWS``."""
-    return max(0, min(int(limit), MAX_ROWS))
+def limit_value(limit: int | None) -> int:
+    """A row limit as SQL takes it, the one rule of every store: None is every row
+    (``MAX_ROWS``), 0 none, a larger one is cut to ``MAX_ROWS``; a negative limit is
+    a ``ValueError`` (SQLite would read it as "no limit", PostgreSQL refuse it)."""
+    if limit is None:
+        return MAX_ROWS
+    value = int(limit)
+    if value < 0:
+        raise ValueError(f"a row limit must be 0 or more (None: no limit), not {limit!r}")
+    return min(value, MAX_ROWS)
 
 
 def admit(

@@ -181,7 +181,7 @@ class SQLLeases(SQLBase):
     ) -> list[Claim]:
         """Take over, resume, then take off ``queue`` what its limits allow right now
         (see ``EventStore.claim_queued``), all in one transaction."""
-        left = MOST if limit is None else min(limit_value(limit), MOST)
+        left = min(limit_value(limit), MOST)
         if left <= 0:
             return []
         params: dict[str, object] = {
