@@ -42,7 +42,6 @@ PostgreSQL keeps them in ``duralog_migrations`` (``store/postgres_schema.py``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -57,8 +56,7 @@ from .records import BreakerRecord, ScheduleRecord, WorkflowRecord
 ColumnType = Literal["text", "int", "real", "blob", "bool", "serial"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Column:
+class Column(msgspec.Struct, frozen=True):
     """A column: ``serial`` is an integer key the database assigns (never copied)."""
 
     name: str
@@ -68,8 +66,7 @@ class Column:
     since: int | None = None  # None: with its table
 
 
-@dataclasses.dataclass(frozen=True)
-class Index:
+class Index(msgspec.Struct, frozen=True):
     """A secondary index."""
 
     name: str
@@ -77,8 +74,7 @@ class Index:
     since: int = 1
 
 
-@dataclasses.dataclass(frozen=True)
-class Table:
+class Table(msgspec.Struct, frozen=True):
     """A table: ``key`` is its primary key, the order ``copy_store`` reads it in.
 
     ``compact``: no hidden row id in SQLite (``WITHOUT ROWID``). Which tables
@@ -337,8 +333,7 @@ def backfill_checksums(
 # -- rendering ---------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class Dialect:
+class Dialect(msgspec.Struct, frozen=True):
     """How one database spells the description's types and keys."""
 
     name: str
