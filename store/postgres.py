@@ -84,6 +84,10 @@ class PostgresStore(SQLStore):
     GREATEST = "GREATEST"
     FIND = "strpos"
     CONFLICTS = CONFLICTS
+    PICKED_UPDATE = (
+        "WITH picked AS ({pick}) UPDATE workflows SET {update}"
+        " FROM picked WHERE id = pick{returning}"
+    )
 
     def __init__(
         self,

@@ -12,6 +12,9 @@ the few spellings that differ, as class attributes:
   other transactions hold (nothing on SQLite, whose writers take turns).
 - ``GREATEST`` and ``FIND``: the names of ``max(a, b)`` and of ``strpos``.
 - ``CONFLICTS``: the errors a refused item raises (a key clash).
+- ``PICKED_UPDATE``: how an update of the rows a sub-select picks is spelled
+  (SQLite: ``WHERE id IN (...)``, its fastest plan; PostgreSQL: a CTE, so the
+  pick runs once, whatever rows ``SKIP LOCKED`` skips).
 
 The hooks below (``_read``, ``_write``, ``_notify``, ``_lock_queue``,
 ``_insert_workflows``, ``_append_in``) are the rest.
@@ -73,6 +76,22 @@ class SQLBase:
     GREATEST: ClassVar[str] = "MAX"
     FIND: ClassVar[str] = "instr"
     CONFLICTS: ClassVar[tuple[type[BaseException], ...]] = ()
+    PICKED_UPDATE: ClassVar[str] = "UPDATE workflows SET {update} WHERE id IN ({pick}){returning}"
+
+    def _picked_update(
+        self,
+        update: str,
+        where: str,
+        order: str,
+        *,
+        limit: str = "",
+        lock: str = "",
+        returning: str = "",
+    ) -> str:
+        """``UPDATE workflows SET <update>`` on the rows ``SELECT ... WHERE <where> ORDER BY
+        <order><limit><lock>`` picks, ``<returning>`` (e.g. `` RETURNING id``)."""
+        pick = f"SELECT id AS pick FROM workflows WHERE {where} ORDER BY {order}{limit}{lock}"
+        return self.PICKED_UPDATE.format(update=update, pick=pick, returning=returning)
 
     def _read(self, what: str) -> contextlib.AbstractContextManager[Session]:
         """A connection for reads; database errors become ``StoreError``s naming ``what``."""

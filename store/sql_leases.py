@@ -1,13 +1,12 @@
 """The lease half of ``SQLStore``: claims, queue claims, renewals, workers, written
 once for both databases.
 
-A claim picks its rows and takes them in one statement (``WITH picked AS (SELECT
-... LIMIT n) UPDATE ... FROM picked``); on PostgreSQL the pick skips rows another
-transaction holds (``SKIP LOCKED``), so workers never wait on each other's
-candidates. Leases are granted and judged by the dialect's ``CLOCK``. A queue
-claim is serialised per queue (``_lock_queue``: SQLite's write lock already is,
-PostgreSQL takes an advisory lock), so the queue's limits are counted while
-nobody else claims from it.
+A claim picks its rows and takes them in one statement (``_picked_update``); on
+PostgreSQL the pick skips rows another transaction holds (``SKIP LOCKED``), so
+workers never wait on each other's candidates. Leases are granted and judged by
+the dialect's ``CLOCK``. A queue claim is serialised per queue (``_lock_queue``:
+SQLite's write lock already is, PostgreSQL takes an advisory lock), so the
+queue's limits are counted while nobody else claims from it.
 """
 
 from __future__ import annotations
@@ -58,10 +57,14 @@ class SQLLeases(SQLBase):
             return []
         columns = ", ".join(order)
         found = conn.execute(
-            f"WITH picked AS (SELECT id AS pick FROM workflows WHERE {where}"
-            f" ORDER BY {columns} LIMIT :room{self.SKIP_LOCKED})"
-            f" UPDATE workflows SET {update.format(clock=self.CLOCK)}"
-            f" FROM picked WHERE id = pick RETURNING id, fence, {columns}",
+            self._picked_update(
+                update.format(clock=self.CLOCK),
+                where,
+                columns,
+                limit=" LIMIT :room",
+                lock=self.SKIP_LOCKED,
+                returning=f" RETURNING id, fence, {columns}",
+            ),
             {**params, "room": room},
         ).fetchall()
         found.sort(key=lambda row: tuple(row[2:]))  # RETURNING comes in no promised order
@@ -108,10 +111,13 @@ class SQLLeases(SQLBase):
         with self._write("renewing leases") as conn:
             # Rows are locked in id order, as appends lock them: no deadlock between the two.
             held = conn.execute(
-                "WITH mine AS (SELECT id AS pick FROM workflows WHERE owner = :worker"
-                f"  AND status NOT IN {_ENDED} ORDER BY id{self.LOCK_ROWS})"
-                f" UPDATE workflows SET lease_until = {self.CLOCK} + :lease FROM mine"
-                " WHERE id = pick RETURNING id",
+                self._picked_update(
+                    f"lease_until = {self.CLOCK} + :lease",
+                    f"owner = :worker AND status NOT IN {_ENDED}",
+                    "id",
+                    lock=self.LOCK_ROWS,
+                    returning=" RETURNING id",
+                ),
                 params,
             ).fetchall()
             conn.execute(
@@ -155,10 +161,9 @@ class SQLLeases(SQLBase):
         with self._write("unregistering a worker") as conn:
             conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
             released = conn.execute(
-                "WITH mine AS (SELECT id AS pick FROM workflows WHERE owner = ?"
-                f" ORDER BY id{self.LOCK_ROWS})"
-                " UPDATE workflows SET owner = NULL, lease_until = NULL FROM mine"
-                " WHERE id = pick",
+                self._picked_update(
+                    "owner = NULL, lease_until = NULL", "owner = ?", "id", lock=self.LOCK_ROWS
+                ),
                 (worker_id,),
             ).rowcount
             if released:
