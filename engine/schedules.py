@@ -22,7 +22,6 @@ from typing import Any, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
-from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from duralog.errors import ConfigurationError, DuralogError, PayloadError
 from duralog.replay.definitions import Registry, Workflow
@@ -31,6 +30,15 @@ from duralog.store import events as ev
 from duralog.store.base import EventStore, NewWorkflow, ScheduleRecord
 
 from .queues import QUEUES, Queue
+
+
+def croniter(expression: str, start: dt.datetime) -> Any:
+    """croniter's iterator over ``expression`` from ``start``: croniter (and dateutil)
+    load on first use, not with ``import duralog``."""
+    from croniter import croniter as iterator
+
+    return iterator(expression, start)
+
 
 log = logging.getLogger("duralog.schedules")
 
@@ -109,6 +117,8 @@ def make_schedule(
     zone(timezone, where)
     if not isinstance(cron, str):
         raise ConfigurationError(f"{where}: the cron expression must be a string, got {cron!r}")
+    from croniter import CroniterBadCronError, CroniterBadDateError
+
     try:
         croniter(cron, dt.datetime.now(dt.UTC))
     except (CroniterBadCronError, CroniterBadDateError, ValueError, KeyError) as exc:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 from duralog.errors import StoreError
 
-from .base import EventStore
+from .base import CopyingStore
 from .schema import TABLE, Table
 
 #: Tables in the order they are copied. Index rows go first, so that a copy that
@@ -28,8 +28,8 @@ _LEASE = ("owner", "lease_until")
 
 
 def copy_store(
-    source: EventStore,
-    target: EventStore,
+    source: CopyingStore,
+    target: CopyingStore,
     *,
     batch_size: int = 1000,
     progress: Callable[[str, int], None] | None = None,
@@ -86,7 +86,7 @@ def copy_store(
     return copied
 
 
-def _batches(store: EventStore, table: Table, size: int) -> Iterator[list[tuple[object, ...]]]:
+def _batches(store: CopyingStore, table: Table, size: int) -> Iterator[list[tuple[object, ...]]]:
     """Every row of ``table``, ``size`` at a time, in key order."""
     key = [table.names.index(column) for column in table.key]
     after: tuple[object, ...] | None = None
@@ -97,7 +97,7 @@ def _batches(store: EventStore, table: Table, size: int) -> Iterator[list[tuple[
             return
 
 
-def _refuse_taken(source: EventStore, target: EventStore, table: Table, size: int) -> None:
+def _refuse_taken(source: CopyingStore, target: CopyingStore, table: Table, size: int) -> None:
     if target.count_rows(table.name) == 0:
         return
     (column,) = table.key

@@ -1,106 +1,58 @@
 """The PostgreSQL store: one log shared by workers on many machines.
 
 Same tables and guarantees as the SQLite store (``store/schema.py`` describes
-both), with PostgreSQL's own means:
+both), the same queries (``SQLStore``, ``store/sql_store.py``), with PostgreSQL's
+own means:
 
 - Calls borrow connections from a bounded pool (``store/postgres_connection.py``);
   writes are explicit transactions at READ COMMITTED.
-- An append locks its workflows' index rows (``FOR UPDATE``, in id order, so two
-  writers never deadlock), checks the fencing token, the seq and the status
-  table under that lock, and writes in the same transaction; the primary key
-  ``(workflow_id, seq)`` stays the last guard.
+- An append locks its workflows' index rows and writes them in one batch
+  (``store/postgres_append.py``).
 - Claims take rows with ``FOR UPDATE SKIP LOCKED``: workers never wait on each
   other's candidates. Queue claims are serialised per queue with an advisory
-  lock (``store/postgres_scheduling.py``).
+  lock; at READ COMMITTED every later statement sees what the previous holder
+  committed.
+- Leases are granted and judged by the server's clock (``SERVER_NOW``), never by
+  the workers' wall clocks (which may disagree).
 - Writes that leave work for other processes (a new unowned workflow, an inbox
   item, a released lease) ``pg_notify`` in their own transaction; ``listen``
   delivers them (``store/postgres_listen.py``).
 - ``durability="full"`` commits with ``synchronous_commit = on``; ``"normal"``
   with ``off`` (a server crash may lose the last commits, never corrupt the log).
-
-Reads and the bulk copy live in ``store/postgres_reads.py``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import psycopg
 
-from duralog.errors import ConfigurationError, IllegalTransition, LogDamaged, StoreError
+from duralog.errors import ConfigurationError, StoreError
 
-from .base import (
-    Append,
-    Appended,
-    Claim,
-    Durability,
-    NewWorkflow,
-    WorkflowRecord,
-    WorkflowStatus,
-    admit,
-    check_durability,
-)
-from .events import LogEntry
-from .integrity import GENESIS, ChainedRow, chain, log_end
+from .postgres_append import append_all, clash, insert_events
 from .postgres_connection import (
     CONFLICTS,
     DEFAULT_POOL_SIZE,
     DEFAULT_POOL_TIMEOUT,
     Conn,
     Connections,
+    PgSession,
 )
 from .postgres_listen import one_line
-from .postgres_reads import ReadsMixin
-from .postgres_scheduling import HELD_BY_NOBODY, LEASE_UNTIL, SERVER_NOW, SchedulingMixin
-from .postgres_schema import migrate, parse_address
-from .schema import (
-    EVENT_COLUMNS,
-    WORKFLOW_COLUMNS,
-    EventRow,
-    event_row,
-    first_row,
-    workflow_record,
-)
+from .postgres_schema import lock_key, migrate, parse_address
+from .records import Append, Appended, Durability, NewWorkflow, WorkflowStatus, check_durability
+from .schema import EventRow, described, event_row, first_row
+from .sql_base import Note, Session
+from .sql_store import SQLStore
 
-_EVENT_INSERT = (
-    f"INSERT INTO events ({EVENT_COLUMNS})"
-    " SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::float8[], %b::text[],"
-    " %b::text[])"
-)
-#: The index rows an append locks, each with the event its append continues (the one
-#: at its last seq, if the log holds it) and that event's checksum.
-_LOCK_INDEX = (
-    "SELECT w.id, w.fence, w.status, w.last_seq, e.seq IS NOT NULL, e.checksum"
-    " FROM workflows w LEFT JOIN events e ON e.workflow_id = w.id AND e.seq = w.last_seq"
-    " WHERE w.id = ANY(%s) ORDER BY w.id FOR UPDATE OF w"
-)
-_LOG_END = (
-    "SELECT seq, checksum FROM events WHERE workflow_id = %s AND seq >= %s ORDER BY seq LIMIT 2"
-)
-_STATUSES = frozenset(s.value for s in WorkflowStatus)
-#: The index row after an append. Without entries an append sets status, reason and
-#: wake_at as given; a finished or suspended workflow's lease ends in the same commit.
-_INDEX_UPDATE = (
-    "UPDATE workflows w SET"
-    " last_seq = CASE WHEN v.entries THEN v.last ELSE w.last_seq END,"
-    " updated_at = CASE WHEN v.entries THEN v.at ELSE w.updated_at END,"
-    " wake_at = v.wake, status = COALESCE(v.status, w.status),"
-    " reason = CASE WHEN v.entries THEN COALESCE(v.reason, w.reason) ELSE v.reason END,"
-    " owner = CASE WHEN v.ends THEN NULL ELSE w.owner END,"
-    " lease_until = CASE WHEN v.ends THEN NULL ELSE w.lease_until END"
-    " FROM unnest(%b::bool[], %b::bigint[], %b::float8[], %b::float8[], %b::text[],"
-    "  %b::text[], %b::bool[], %b::text[]) AS v(entries, last, at, wake, status, reason,"
-    "  ends, id)"
-    " WHERE w.id = v.id"
-)
-_FINISHED = "('COMPLETED', 'FAILED', 'CANCELLED')"
-_ENDED = "('COMPLETED', 'FAILED', 'CANCELLED', 'SUSPENDED')"
+#: Now, by the server's clock: leases are granted and judged by it alone.
+SERVER_NOW = "extract(epoch from clock_timestamp())"
 
 
-class PostgresStore(ReadsMixin, SchedulingMixin):
-    """The log in a PostgreSQL database (``pip install 'duralog[postgres]'``).
+class PostgresStore(SQLStore):
+    """The log in a PostgreSQL database (``pip install 'duralog[postgres]'``): the
+    PostgreSQL dialect of ``SQLStore``.
 
     Args:
         url: ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE``; a ``?schema=NAME``
@@ -125,6 +77,17 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         engine = duralog.Engine("postgresql://app@db.internal/prod?schema=duralog")
         ```
     """
+
+    CLOCK = SERVER_NOW
+    SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+    LOCK_ROWS = " FOR UPDATE"
+    GREATEST = "GREATEST"
+    FIND = "strpos"
+    CONFLICTS = CONFLICTS
+    PICKED_UPDATE = (
+        "WITH picked AS ({pick}) UPDATE workflows SET {update}"
+        " FROM picked WHERE id = pick{returning}"
+    )
 
     def __init__(
         self,
@@ -207,18 +170,49 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         when its call ends)."""
         self._db.close()
 
-    # -- writes ------------------------------------------------------------
+    # -- the dialect's hooks ---------------------------------------------------
 
-    def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
-        """Create workflows with their first event; None for ids that already exist."""
-        with self._db.transaction("creating workflows") as conn:
-            return self._insert_workflows(conn, items)
+    @contextlib.contextmanager
+    def _read(self, what: str) -> Iterator[PgSession]:
+        with self._db.reading(what) as conn:
+            yield PgSession(conn)
 
-    def _insert_workflows(self, conn: Conn, items: Sequence[NewWorkflow]) -> list[int | None]:
+    @contextlib.contextmanager
+    def _write(self, what: str, conflicts: bool = False) -> Iterator[PgSession]:
+        with self._db.transaction(what, conflicts) as conn:
+            yield PgSession(conn)
+
+    def _notify(self, conn: Session, notes: Sequence[Note]) -> None:
+        self._db.notify(_raw(conn), notes)
+
+    def _lock_queue(self, conn: Session, queue: str, wait: bool) -> bool:
+        raw = _raw(conn)
+        key = lock_key(self._db.schema, "queue:" + queue)
+        if not wait:
+            # Another worker is taking from this queue: come back on the next look
+            # rather than block this worker's event loop behind it.
+            (locked,) = raw.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone() or (
+                False,
+            )
+            return bool(locked)
+        # Resuming happens once, at a worker's start: wait for the worker taking from
+        # this queue now (a short transaction) rather than skip it, but not forever,
+        # whatever lock_timeout the server sets.
+        raw.execute("SET LOCAL lock_timeout = '30s'")
+        try:
+            raw.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+        except psycopg.errors.LockNotAvailable:
+            raise StoreError(f"queue {queue!r} stayed locked by another worker for 30 s") from None
+        return True
+
+    # -- the dialect's own writes ----------------------------------------------
+
+    def _insert_workflows(self, conn: Session, items: Sequence[NewWorkflow]) -> list[int | None]:
         """Insert workflows with their first event inside the caller's transaction.
 
         A queued workflow is always created PENDING and unowned: a worker takes it
         off its queue when the queue's limits allow."""
+        raw = _raw(conn)
         first: dict[str, int] = {}
         for i, item in enumerate(items):
             first.setdefault(item.id, i)
@@ -230,7 +224,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         owners = [item.owner if item.queue is None else None for item in chosen]
         created = {
             row[0]
-            for row in conn.execute(
+            for row in raw.execute(
                 "INSERT INTO workflows (id, name, status, parent_id, owner, lease_until, fence,"
                 " last_seq, created_at, updated_at, queue, priority)"
                 " SELECT id, name, status, parent_id, owner,"
@@ -264,9 +258,9 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
             )
         }
         new = [item for item in chosen if item.id in created]
-        _insert_events(conn, [first_row(item.id, item.started) for item in new])
+        insert_events(raw, [first_row(item.id, item.started) for item in new])
         self._db.notify(
-            conn,
+            raw,
             [
                 ("created", item.id)
                 for item, owner in zip(chosen, owners, strict=True)
@@ -288,7 +282,7 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         rows = [[event_row(item.workflow_id, e) for e in item.entries] for item in batch]
         try:
             with self._db.transaction("appending events", conflicts=True) as conn:
-                return self._append_all(conn, batch, rows)
+                return append_all(self._db, conn, batch, rows)
         except CONFLICTS:
             pass
         # A clash inside a group: append one by one, so only the culprit is refused.
@@ -296,324 +290,31 @@ class PostgresStore(ReadsMixin, SchedulingMixin):
         for item, item_rows in zip(batch, rows, strict=True):
             try:
                 with self._db.transaction("appending events", conflicts=True) as conn:
-                    results += self._append_all(conn, [item], [item_rows])
+                    results += append_all(self._db, conn, [item], [item_rows])
             except CONFLICTS:
-                results.append(self._clash(item))
+                results.append(clash(self._db, item))
         return results
 
-    def _clash(self, item: Append) -> Appended:
-        """Why an append clashed on a seq: False, or a log that is ahead of its index."""
-        with self._db.reading(f"checking the log of {item.workflow_id!r}") as conn:
-            found = conn.execute(
-                "SELECT fence, last_seq FROM workflows WHERE id = %s", (item.workflow_id,)
-            ).fetchone()
-            if found is None or found[0] != item.fence:
-                return False
-            at_end = conn.execute(_LOG_END, (item.workflow_id, found[1])).fetchall()
-        damage = log_end(found[1], at_end)[1]
-        return False if damage is None else LogDamaged(item.workflow_id, *damage)
+    def _append_in(self, conn: Session, item: Append, rows: list[EventRow]) -> Appended:
+        (appended,) = append_all(self._db, _raw(conn), [item], [rows])
+        return appended
 
-    def _append_all(
-        self, conn: Conn, batch: Sequence[Append], rows: Sequence[list[EventRow]]
-    ) -> list[Appended]:
-        ids = sorted({item.workflow_id for item in batch})
-        index: dict[str, tuple[int, str, int, bool, str | None]] = {
-            r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in conn.execute(_LOCK_INDEX, (ids,))
-        }
-        results: list[Appended] = []
-        events: list[ChainedRow] = []
-        updates: list[_Update] = []
-        notes: list[tuple[str, str | None]] = []
-        for item, unchained in zip(batch, rows, strict=True):
-            found = index.get(item.workflow_id)
-            if found is None or found[0] != item.fence:
-                results.append(False)
-                continue
-            fence, status_text, last_seq, at_end, previous = found
-            if status_text not in _STATUSES:
-                results.append(
-                    LogDamaged(
-                        item.workflow_id,
-                        last_seq,
-                        f"its index row has the unknown status {status_text!r:.40}",
-                    )
-                )
-                continue
-            current = WorkflowStatus(status_text)
-            if unchained and (not at_end or previous is None):
-                # Read again, now that the row is locked: a join in a locking read
-                # may see the log as it was before the lock was granted.
-                found_end = conn.execute(_LOG_END, (item.workflow_id, last_seq)).fetchall()
-                previous, damage = log_end(last_seq, found_end)
-                if damage is not None:
-                    results.append(LogDamaged(item.workflow_id, *damage))
-                    continue
-            admitted, status = _admit(item, (fence, current, last_seq))
-            results.append(admitted)
-            if not admitted:
-                continue
-            item_rows = chain(unchained, previous or GENESIS) if unchained else []
-            if item_rows:
-                last_seq, previous = item_rows[-1][1], item_rows[-1][5]
-            index[item.workflow_id] = (fence, (status or current).value, last_seq, True, previous)
-            if item_rows or item.status is not None:
-                ends = status is not None and status.ends_lease
-                updates.append(
-                    (
-                        bool(item_rows),
-                        last_seq,
-                        item_rows[-1][3] if item_rows else None,
-                        item.wake_at,
-                        status.value if status else None,
-                        item.reason,
-                        ends,
-                        item.workflow_id,
-                    )
-                )
-            events += item_rows
-            self._write_extras(conn, item, item_rows, notes)
-        _insert_events(conn, events)
-        # One statement per round; a workflow appended to twice in the batch has its
-        # second update in the next round, so each sees the one before.
-        rounds: list[list[_Update]] = []
-        seen: Counter[str] = Counter()
-        for update in updates:
-            if seen[update[-1]] == len(rounds):
-                rounds.append([])
-            rounds[seen[update[-1]]].append(update)
-            seen[update[-1]] += 1
-        for batch_updates in rounds:
-            conn.execute(_INDEX_UPDATE, [list(c) for c in zip(*batch_updates, strict=True)])
-        self._db.notify(conn, notes)
-        return results
-
-    def _write_extras(
-        self, conn: Conn, item: Append, rows: list[ChainedRow], notes: list[tuple[str, str | None]]
-    ) -> None:
-        """An append's inbox notices, consumed inbox items and snapshot."""
-        if item.notices:
-            conn.cursor().executemany(
-                "INSERT INTO inbox (workflow_id, kind, name, payload, at) VALUES (%s,%s,%s,%s,%s)",
-                [
-                    (
-                        n.workflow_id,
-                        n.kind,
-                        n.name,
-                        n.payload.decode() if n.payload is not None else None,
-                        rows[-1][3] if rows else 0.0,
-                    )
-                    for n in item.notices
-                ],
-            )
-            notes += [("inbox", n.workflow_id) for n in item.notices]
-        if item.consumed:
-            conn.execute(
-                "DELETE FROM inbox WHERE workflow_id = %s AND id = ANY(%s)",
-                (item.workflow_id, list(item.consumed)),
-            )
-        if item.snapshot is not None:
-            snap = item.snapshot
-            conn.execute("DELETE FROM snapshots WHERE workflow_id = %s", (snap.workflow_id,))
-            conn.execute(
-                "INSERT INTO snapshots (workflow_id, seq, state, checksum) VALUES (%s,%s,%s,%s)",
-                (snap.workflow_id, snap.seq, snap.state, snap.checksum),
-            )
-
-    def continue_as_new(self, item: Append, archived_id: str, started: LogEntry) -> bool:
-        """End a run and start the next under the same id, in one transaction."""
-        rows = [event_row(item.workflow_id, e) for e in item.entries]
-        wid = item.workflow_id
-        try:
-            with self._db.transaction("continuing a workflow as new", conflicts=True) as conn:
-                (appended,) = self._append_all(conn, [item], [rows])
-                if isinstance(appended, LogDamaged):
-                    raise appended
-                if not appended:
-                    return False
-                conn.execute(
-                    "INSERT INTO workflows (id, name, status, parent_id, fence, last_seq,"
-                    " created_at, updated_at, reason) SELECT %s, name, 'COMPLETED', parent_id, 0,"
-                    " last_seq, created_at, updated_at, %s FROM workflows WHERE id = %s",
-                    (archived_id, f"continued as new: {wid}", wid),
-                )
-                conn.execute(
-                    "UPDATE events SET workflow_id = %s WHERE workflow_id = %s", (archived_id, wid)
-                )
-                conn.execute("DELETE FROM snapshots WHERE workflow_id = %s", (wid,))
-                _insert_events(conn, [first_row(wid, started)])
-                conn.execute(
-                    "UPDATE workflows SET last_seq = 1, status = 'RUNNING', wake_at = NULL,"
-                    " reason = NULL, updated_at = %s WHERE id = %s",
-                    (started.at, wid),
-                )
-        except CONFLICTS:
-            return False
-        return True
-
-    def claim(
-        self,
-        worker_id: str,
-        now: float,
-        lease_seconds: float,
-        statuses: Sequence[WorkflowStatus],
-        dead_owners: Sequence[str] = (),
-        limit: int = 100,
-        workflow_id: str | None = None,
-        names: Sequence[str] | None = None,
-    ) -> list[Claim]:
-        """Take the lease of up to ``limit`` claimable workflows in the given statuses
-        (and, with ``names``, only workflows whose code this worker has), oldest first;
-        never a queued one, which only ``claim_queued`` takes."""
-        only = ""
-        params: dict[str, Any] = {
-            "worker": worker_id,
-            "lease": lease_seconds,
-            "statuses": [WorkflowStatus(s).value for s in statuses],
-            "dead": list(dead_owners),
-            "limit": limit,
-        }
-        if workflow_id is not None:
-            only += " AND id = %(id)s"
-            params["id"] = workflow_id
-        if names is not None:
-            only += " AND name = ANY(%(names)s)"
-            params["names"] = list(names)
-        with self._db.transaction("claiming workflows") as conn:
-            found = conn.execute(
-                "WITH picked AS (SELECT id FROM workflows"
-                f"  WHERE status = ANY(%(statuses)s::text[]) AND {HELD_BY_NOBODY}"
-                f"   AND queue IS NULL {only}"
-                "  ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
-                f" UPDATE workflows w SET owner = %(worker)s, lease_until = {LEASE_UNTIL},"
-                "  fence = w.fence + 1,"
-                "  reason = CASE WHEN w.status = 'SUSPENDED' THEN NULL ELSE w.reason END,"
-                "  status = CASE WHEN w.status IN ('PENDING', 'SUSPENDED') THEN 'RUNNING'"
-                "   ELSE w.status END"
-                " FROM picked WHERE w.id = picked.id RETURNING w.id, w.fence, w.created_at",
-                params,
-            ).fetchall()
-        return [Claim(row[0], row[1]) for row in sorted(found, key=lambda r: (r[2], r[0]))]
-
-    def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
-        """Extend every lease ``worker_id`` holds on an unfinished workflow, by the
-        server's clock; their ids."""
-        params = {"worker": worker_id, "lease": lease_seconds}
-        with self._db.transaction("renewing leases") as conn:
-            # Rows are locked in id order, as appends lock them: no deadlock between the two.
-            held = conn.execute(
-                "WITH mine AS (SELECT id FROM workflows WHERE owner = %(worker)s"
-                f"  AND status NOT IN {_ENDED} ORDER BY id FOR UPDATE)"
-                f" UPDATE workflows w SET lease_until = {LEASE_UNTIL} FROM mine"
-                " WHERE w.id = mine.id RETURNING w.id",
-                params,
-            ).fetchall()
-            conn.execute(
-                f"UPDATE workers SET heartbeat_at = {LEASE_UNTIL} WHERE id = %(worker)s", params
-            )
-            return [row[0] for row in held]
-
-    def release(self, worker_id: str, workflow_id: str, fence: int) -> None:
-        """Drop one lease, if this worker still holds it under ``fence``."""
-        with self._db.transaction("releasing a lease") as conn:
-            cur = conn.execute(
-                "UPDATE workflows SET owner = NULL, lease_until = NULL"
-                " WHERE id = %s AND owner = %s AND fence = %s",
-                (workflow_id, worker_id, fence),
-            )
-            if cur.rowcount:
-                self._db.notify(conn, [("released", workflow_id)])
-
-    def send(
-        self, workflow_id: str, kind: str, name: str | None, payload: bytes | None, at: float
-    ) -> int:
-        """Put a signal or cancel request in a workflow's inbox."""
-        with self._db.transaction(f"a {kind} for workflow {workflow_id!r}") as conn:
-            row = conn.execute(
-                "INSERT INTO inbox (workflow_id, kind, name, payload, at)"
-                " VALUES (%s,%s,%s,%s,%s) RETURNING id",
-                (workflow_id, kind, name, payload.decode() if payload is not None else None, at),
-            ).fetchone()
-            self._db.notify(conn, [("inbox", workflow_id)])
-        return int(row[0]) if row else 0
-
-    def prune(self, finished_before: float, dry_run: bool = True) -> list[WorkflowRecord]:
-        """Finished workflows older than ``finished_before``; deleted unless ``dry_run``
-        (one another transaction holds right now is left to the next prune)."""
-        select = (
-            f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE status IN {_FINISHED}"
-            " AND updated_at < %s ORDER BY updated_at, id"
-        )
-        if dry_run:
-            with self._db.reading("listing finished workflows") as conn:
-                return [workflow_record(r) for r in conn.execute(select, (finished_before,))]
-        with self._db.transaction("pruning finished workflows") as conn:
-            # A late append may hold a finished workflow's row (appends lock theirs in id
-            # order): waiting for it while holding others, locked oldest first, could
-            # close a cycle with it. Prune skips the rows others hold (the next prune
-            # takes them): it never waits on a row, so it is never part of a deadlock.
-            found = [
-                workflow_record(r)
-                for r in conn.execute(select + " FOR UPDATE SKIP LOCKED", (finished_before,))
-            ]
-            ids = [r.id for r in found]
-            for table, column in (
-                ("events", "workflow_id"),
-                ("snapshots", "workflow_id"),
-                ("inbox", "workflow_id"),
-                ("workflows", "id"),
-            ):
-                conn.execute(f"DELETE FROM {table} WHERE {column} = ANY(%s)", (ids,))
-        return found
-
-    def delete_snapshots(self, workflow_id: str | None = None) -> int:
-        """Delete the snapshots of one workflow (or of all); they are only a cache."""
-        with self._db.transaction("deleting snapshots") as conn:
-            if workflow_id is None:
-                return conn.execute("DELETE FROM snapshots").rowcount
-            return conn.execute(
-                "DELETE FROM snapshots WHERE workflow_id = %s", (workflow_id,)
-            ).rowcount
-
-    def register_worker(self, worker_id: str, host: str, pid: int, now: float) -> None:
-        """Record a live worker process."""
-        with self._db.transaction("registering a worker") as conn:
-            conn.execute(
-                "INSERT INTO workers (id, host, pid, started_at, heartbeat_at)"
-                " VALUES (%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE SET host = excluded.host,"
-                " pid = excluded.pid, started_at = excluded.started_at,"
-                " heartbeat_at = excluded.heartbeat_at",
-                (worker_id, host, pid, now, now),
-            )
-
-    def unregister_worker(self, worker_id: str) -> None:
-        """Forget a worker that stops cleanly and release its leases."""
-        with self._db.transaction("unregistering a worker") as conn:
-            conn.execute("DELETE FROM workers WHERE id = %s", (worker_id,))
-            released = conn.execute(
-                "WITH mine AS (SELECT id FROM workflows WHERE owner = %s ORDER BY id FOR UPDATE)"
-                " UPDATE workflows w SET owner = NULL, lease_until = NULL FROM mine"
-                " WHERE w.id = mine.id",
-                (worker_id,),
-            ).rowcount
-            if released:
-                self._db.notify(conn, [("released", None)])
+    def import_rows(self, table: str, rows: Sequence[Sequence[object]]) -> int:
+        """Insert rows made by ``export_rows`` (of any store) in one transaction; a key the
+        database assigns (the inbox id) is assigned anew. Returns how many."""
+        spec = described(table)
+        keep = [i for i, column in enumerate(spec.columns) if column.type != "serial"]
+        if not rows:
+            return 0
+        with self._db.transaction(f"copying rows into {table}") as conn:
+            cursor = conn.cursor()
+            with cursor.copy(f"COPY {table} ({', '.join(spec.copied_names)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([row[i] for i in keep])
+        return len(rows)
 
 
-#: entries?, last seq, updated at, wake at, status, reason, ends the lease?, workflow id
-_Update = tuple[bool, int, float | None, float | None, str | None, str | None, bool, str]
-
-
-def _insert_events(conn: Conn, rows: Sequence[ChainedRow]) -> None:
-    if rows:
-        conn.execute(_EVENT_INSERT, [list(column) for column in zip(*rows, strict=True)])
-
-
-def _admit(
-    item: Append, found: tuple[int, WorkflowStatus, int]
-) -> tuple[bool, WorkflowStatus | None]:
-    """``admit`` for a batch: every refusal, a forbidden transition too, refuses only
-    this item."""
-    try:
-        return admit(item, *found)
-    except IllegalTransition:
-        return False, None
+def _raw(conn: Session) -> Conn:
+    """The psycopg connection under a session of this store."""
+    assert isinstance(conn, PgSession)
+    return conn.conn

@@ -20,6 +20,8 @@ become ``StoreError`` naming the database and what was being done.
 from __future__ import annotations
 
 import contextlib
+import functools
+import re
 import threading
 import time
 import weakref
@@ -58,6 +60,35 @@ IDLE_CHECK_SECONDS = 10.0
 DEFAULT_POOL_SIZE = 10
 #: Seconds a call waits for a connection when all of them are busy, unless told otherwise.
 DEFAULT_POOL_TIMEOUT = 30.0
+
+
+#: A ``:name`` mark of the shared SQL (not a ``::type`` cast).
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@functools.lru_cache(maxsize=1024)
+def to_psycopg(statement: str) -> str:
+    """A statement written with ``?`` or ``:name`` marks (``store/sql_base.py``), as
+    psycopg takes it (``%s``, ``%(name)s``)."""
+    return _NAMED.sub(r"%(\1)s", statement.replace("%", "%%").replace("?", "%s"))
+
+
+class PgSession:
+    """A connection in a read or a transaction, taking the shared SQL's marks (a
+    ``store.sql_base.Session``); ``conn`` is the connection itself."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    def execute(self, statement: str, parameters: Any = None, /) -> psycopg.Cursor[Any]:
+        """Run one statement."""
+        return self.conn.execute(to_psycopg(statement), parameters)
+
+    def executemany(self, statement: str, parameters: Any, /) -> psycopg.Cursor[Any]:
+        """Run one statement for each set of parameters."""
+        cursor = self.conn.cursor()
+        cursor.executemany(to_psycopg(statement), parameters)
+        return cursor
 
 
 class Connections:

@@ -34,31 +34,29 @@ table, column and index carries the schema version that introduced it, and
 or PostgreSQL. Versions mean the same in both: a log at version 2 has the same
 tables and columns whichever database holds it.
 
-SQLite applies the versions in order with sqlite-utils ``Migrations`` (``PRAGMA
+SQLite applies the versions in order with sqlite-utils ``Migrations``
+(``store/sqlite_schema.py``) (``PRAGMA
 user_version`` mirrors the number applied, for tools that only read that);
 PostgreSQL keeps them in ``duralog_migrations`` (``store/postgres_schema.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
-from sqlite_utils import Database, Migrations
 
 from duralog.errors import StoreDamaged, StoreError
 
-from .base import BreakerRecord, ScheduleRecord, WorkflowRecord
 from .events import LogEntry, encode_event
 from .integrity import GENESIS, Backfill, ChainedRow, UnchainedRow, chain
+from .records import BreakerRecord, ScheduleRecord, WorkflowRecord
 
 ColumnType = Literal["text", "int", "real", "blob", "bool", "serial"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Column:
+class Column(msgspec.Struct, frozen=True):
     """A column: ``serial`` is an integer key the database assigns (never copied)."""
 
     name: str
@@ -68,8 +66,7 @@ class Column:
     since: int | None = None  # None: with its table
 
 
-@dataclasses.dataclass(frozen=True)
-class Index:
+class Index(msgspec.Struct, frozen=True):
     """A secondary index."""
 
     name: str
@@ -77,8 +74,7 @@ class Index:
     since: int = 1
 
 
-@dataclasses.dataclass(frozen=True)
-class Table:
+class Table(msgspec.Struct, frozen=True):
     """A table: ``key`` is its primary key, the order ``copy_store`` reads it in.
 
     ``compact``: no hidden row id in SQLite (``WITHOUT ROWID``). Which tables
@@ -290,6 +286,10 @@ _WORKFLOW_FIELDS = tuple(WORKFLOW_COLUMNS.split(", "))
 EventRow = UnchainedRow
 #: The columns an ``events`` row is inserted with, in the order of ``ChainedRow``.
 EVENT_COLUMNS = "workflow_id, seq, kind, at, body, checksum"
+#: Inserts one ``ChainedRow`` (``?`` marks: the PostgreSQL store translates them).
+INSERT_EVENTS = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?)"
+#: The event a log ends at (seq >= the index's last seq): what ``log_end`` checks.
+LOG_END = "SELECT seq, checksum FROM events WHERE workflow_id = ? AND seq >= ? ORDER BY seq LIMIT 2"
 
 
 def event_row(workflow_id: str, entry: LogEntry) -> EventRow:
@@ -333,8 +333,7 @@ def backfill_checksums(
 # -- rendering ---------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class Dialect:
+class Dialect(msgspec.Struct, frozen=True):
     """How one database spells the description's types and keys."""
 
     name: str
@@ -414,52 +413,3 @@ def migration(version: int, dialect: Dialect) -> list[str]:
             if index.since == version
         ]
     return statements
-
-
-# -- SQLite ------------------------------------------------------------------
-
-migrations = Migrations("duralog")
-
-
-_BACKFILL_BATCH = 5000
-
-
-def _sqlite_step(version: int) -> None:
-    def apply(db: Any) -> None:
-        # executescript() would commit the surrounding transaction: run one by one.
-        for statement in migration(version, SQLITE):
-            db.execute(statement)
-        if version == CHAINED_VERSION:
-            backfill_checksums(
-                lambda after: db.execute(
-                    "SELECT workflow_id, seq, kind, at, body FROM events"
-                    + (" WHERE (workflow_id, seq) > (?, ?)" if after else "")
-                    + " ORDER BY workflow_id, seq LIMIT ?",
-                    [*(after or ()), _BACKFILL_BATCH],
-                ).fetchall(),
-                lambda updates: db.conn.executemany(
-                    "UPDATE events SET checksum = ? WHERE workflow_id = ? AND seq = ?", updates
-                ),
-            )
-
-    migrations(name=MIGRATION_NAMES[version])(apply)
-
-
-for _version in sorted(MIGRATION_NAMES):
-    _sqlite_step(_version)
-
-
-def migrate(db: Database) -> None:
-    """Bring a SQLite ``db`` to the current schema (idempotent, safe with concurrent openers)."""
-    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
-        return
-    # One opener migrates at a time: the write lock is taken before looking at
-    # what is pending, so two processes opening a new file never both apply a step.
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        migrations.apply(db)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise

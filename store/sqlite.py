@@ -17,46 +17,34 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import msgspec
-from sqlite_utils import Database
-
 from duralog.errors import (
     ConfigurationError,
-    CorruptEventError,
     IllegalTransition,
-    LogDamaged,
     StoreDamaged,
     StoreError,
 )
 
-from .base import (
+from .records import (
     Append,
     Appended,
-    Claim,
     Durability,
-    InboxItem,
     NewWorkflow,
-    Snapshot,
-    WorkflowRecord,
     WorkflowStatus,
     check_durability,
-    limit_value,
-    read_range,
 )
-from .events import LogEntry, decode_event
-from .integrity import entries
-from .schema import WORKFLOW_COLUMNS, event_row, first_row, migrate, workflow_record
-from .sqlite_append import INSERT_EVENTS, End, Ends, append_one, checked_append
-from .sqlite_copying import CopyingMixin
-from .sqlite_scheduling import SchedulingMixin, held_by_nobody
+from .schema import INSERT_EVENTS, EventRow, described, event_row, first_row
+from .sql_base import Session
+from .sql_store import SQLStore
+from .sqlite_append import End, Ends, append_one, checked_append
+from .sqlite_schema import migrate
 
 __all__ = ["Durability", "SQLiteStore"]  # Durability: imported from here by older code
 
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
 
-class SQLiteStore(SchedulingMixin, CopyingMixin):
-    """The log in one SQLite file.
+class SQLiteStore(SQLStore):
+    """The log in one SQLite file (the SQLite dialect of ``SQLStore``).
 
     Args:
         path: a file path, or ``":memory:"`` for a private in-memory log.
@@ -66,6 +54,10 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
             loss may lose the last commits).
         busy_timeout: seconds to wait for another process's write lock.
     """
+
+    # Leases are judged by the ``now`` a claim passes (one machine, one clock); the
+    # write lock serialises writers, so nothing is skipped or locked row by row.
+    CONFLICTS = (sqlite3.IntegrityError,)
 
     def __init__(
         self, path: str | Path, *, durability: Durability = "full", busy_timeout: float = 10.0
@@ -116,7 +108,7 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                     f"{', '.join(sorted(tables)[:5])}); refusing to turn it into a duralog log"
                 )
             try:
-                migrate(Database(conn))
+                migrate(conn)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot prepare {self.path} as a duralog log: {exc}") from exc
 
@@ -195,7 +187,8 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                     self._idle.notify_all()
 
     @contextlib.contextmanager
-    def _write(self, what: str = "") -> Iterator[sqlite3.Connection]:
+    def _write(self, what: str = "", conflicts: bool = False) -> Iterator[sqlite3.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction (a key clash stays an ``IntegrityError``)."""
         now = time.monotonic()
         if now - self._checked_at > _FILE_CHECK_SECONDS:  # never write to a replaced file
             self._checked_at = now
@@ -251,26 +244,12 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                     conn.close()
             self._connections.clear()
 
-    # -- writes ------------------------------------------------------------
+    # -- the dialect's own writes --------------------------------------------
 
-    def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
-        """Create workflows with their first event; None for ids that already exist."""
-        with self._write("creating workflows") as conn:
-            fences = self._insert_workflows(conn, items)
-        # The first append of a workflow started here continues its first event.
-        self._ends.wrote(
-            [
-                (item.id, fence, 1, first_row(item.id, item.started)[5])
-                for item, fence in zip(items, fences, strict=True)
-                if fence
-            ]
-        )
-        return fences
+    def _read(self, what: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return self._connection(what)
 
-    @staticmethod
-    def _insert_workflows(
-        conn: sqlite3.Connection, items: Sequence[NewWorkflow]
-    ) -> list[int | None]:
+    def _insert_workflows(self, conn: Session, items: Sequence[NewWorkflow]) -> list[int | None]:
         """Insert workflows with their first event inside the caller's transaction.
 
         A queued workflow is always created PENDING and unowned: a worker takes it
@@ -307,6 +286,16 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
             fences.append(fence)
         return fences
 
+    def _created(self, items: Sequence[NewWorkflow], fences: Sequence[int | None]) -> None:
+        # The first append of a workflow started here continues its first event.
+        self._ends.wrote(
+            [
+                (item.id, fence, 1, first_row(item.id, item.started)[5])
+                for item, fence in zip(items, fences, strict=True)
+                if fence
+            ]
+        )
+
     def append(self, batch: Sequence[Append]) -> list[Appended]:
         """Append every item in one transaction; a refused item (stale fence, seq
         collision, forbidden transition) is skipped and reported False, one on a
@@ -336,281 +325,26 @@ class SQLiteStore(SchedulingMixin, CopyingMixin):
                 results.append(False)
         return results
 
-    def continue_as_new(self, item: Append, archived_id: str, started: LogEntry) -> bool:
-        """End a run and start the next under the same id, in one transaction."""
-        rows = [event_row(item.workflow_id, e) for e in item.entries]
-        wid = item.workflow_id
-        self._ends.wrote([(wid, item.fence, 0, None)])  # its log restarts: read it again
-        try:
-            with self._write("continuing a workflow as new") as conn:
-                appended = append_one(conn, item, rows, self._ends, [])
-                if isinstance(appended, LogDamaged):
-                    raise appended
-                if not appended:
-                    return False
-                conn.execute(
-                    "INSERT INTO workflows (id, name, status, parent_id, fence, last_seq,"
-                    " created_at, updated_at, reason) SELECT ?, name, 'COMPLETED', parent_id, 0,"
-                    " last_seq, created_at, updated_at, ? FROM workflows WHERE id = ?",
-                    (archived_id, f"continued as new: {wid}", wid),
-                )
-                conn.execute(
-                    "UPDATE events SET workflow_id = ? WHERE workflow_id = ?", (archived_id, wid)
-                )
-                conn.execute("DELETE FROM snapshots WHERE workflow_id = ?", (wid,))
-                conn.execute(INSERT_EVENTS, first_row(wid, started))
-                conn.execute(
-                    "UPDATE workflows SET last_seq = 1, status = 'RUNNING', wake_at = NULL,"
-                    " reason = NULL, updated_at = ? WHERE id = ?",
-                    (started.at, wid),
-                )
-        except (sqlite3.IntegrityError, IllegalTransition):
-            return False
-        return True
+    def _append_in(self, conn: Session, item: Append, rows: list[EventRow]) -> Appended:
+        assert isinstance(conn, sqlite3.Connection)
+        self._ends.wrote([(item.workflow_id, item.fence, 0, None)])  # it may restart: forget it
+        return append_one(conn, item, rows, self._ends, [])
 
-    def claim(
-        self,
-        worker_id: str,
-        now: float,
-        lease_seconds: float,
-        statuses: Sequence[WorkflowStatus],
-        dead_owners: Sequence[str] = (),
-        limit: int = 100,
-        workflow_id: str | None = None,
-        names: Sequence[str] | None = None,
-    ) -> list[Claim]:
-        """Take the lease of up to ``limit`` claimable workflows in the given statuses
-        (and, with ``names``, only workflows whose code this worker has); never a
-        queued one, which only ``claim_queued`` takes."""
-        status_marks = ",".join("?" * len(statuses))
-        unheld, unheld_params = held_by_nobody(worker_id, now, dead_owners)
-        only_id = "AND id = ?" if workflow_id is not None else ""
-        if names is not None:
-            only_id += f" AND name IN ({','.join('?' * len(names)) or 'NULL'})"
-        params: list[object] = [worker_id, now + lease_seconds]
-        params += [s.value for s in statuses]
-        params += unheld_params
-        if workflow_id is not None:
-            params.append(workflow_id)
-        if names is not None:
-            params += names
-        params.append(limit)
-        with self._write() as conn:
-            found = conn.execute(
-                "UPDATE workflows SET owner = ?, lease_until = ?, fence = fence + 1,"
-                " reason = CASE WHEN status = 'SUSPENDED' THEN NULL ELSE reason END,"
-                " status = CASE WHEN status IN ('PENDING', 'SUSPENDED') THEN 'RUNNING'"
-                "  ELSE status END"
-                " WHERE id IN (SELECT id FROM workflows"
-                f"  WHERE status IN ({status_marks}) AND {unheld}"
-                f"   AND queue IS NULL {only_id}"
-                "  ORDER BY created_at LIMIT ?)"
-                " RETURNING id, fence",
-                params,
-            ).fetchall()
-        return [Claim(row[0], row[1]) for row in found]
-
-    def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
-        """Extend every lease ``worker_id`` holds on an unfinished workflow; their ids."""
-        lease_until = time.time() + lease_seconds
-        with self._write() as conn:
-            held = conn.execute(
-                "UPDATE workflows SET lease_until = ? WHERE owner = ?"
-                " AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED', 'SUSPENDED')"
-                " RETURNING id",
-                (lease_until, worker_id),
-            ).fetchall()
-            conn.execute(
-                "UPDATE workers SET heartbeat_at = ? WHERE id = ?", (lease_until, worker_id)
-            )
-            return [row[0] for row in held]
-
-    def release(self, worker_id: str, workflow_id: str, fence: int) -> None:
-        """Drop one lease, if this worker still holds it under ``fence``."""
-        with self._write() as conn:
-            conn.execute(
-                "UPDATE workflows SET owner = NULL, lease_until = NULL"
-                " WHERE id = ? AND owner = ? AND fence = ?",
-                (workflow_id, worker_id, fence),
-            )
-
-    def send(
-        self, workflow_id: str, kind: str, name: str | None, payload: bytes | None, at: float
-    ) -> int:
-        """Put a signal or cancel request in a workflow's inbox."""
-        with self._write() as conn:
-            cur = conn.execute(
-                "INSERT INTO inbox (workflow_id, kind, name, payload, at) VALUES (?,?,?,?,?)",
-                (workflow_id, kind, name, payload.decode() if payload is not None else None, at),
-            )
-            return int(cur.lastrowid or 0)
-
-    def inbox(self, workflow_id: str) -> list[InboxItem]:
-        """Waiting inbox items of one workflow, oldest first."""
-        with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT id, workflow_id, kind, name, payload, at FROM inbox"
-                " WHERE workflow_id = ? ORDER BY id",
-                (workflow_id,),
-            ).fetchall()
-        return [
-            InboxItem(r[0], r[1], r[2], r[3], r[4].encode() if r[4] is not None else None, r[5])
-            for r in rows
-        ]
-
-    def owned_with_inbox(self, worker_id: str) -> list[str]:
-        """Workflows of ``worker_id`` with inbox items waiting."""
-        with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT DISTINCT i.workflow_id FROM inbox i JOIN workflows w"
-                " ON w.id = i.workflow_id WHERE w.owner = ?",
-                (worker_id,),
-            ).fetchall()
-        return [r[0] for r in rows]
-
-    def prune(self, finished_before: float, dry_run: bool = True) -> list[WorkflowRecord]:
-        """Finished workflows older than ``finished_before``; deleted unless ``dry_run``."""
-        select = (
-            f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE status IN"
-            " ('COMPLETED', 'FAILED', 'CANCELLED') AND updated_at < ? ORDER BY updated_at"
+    def import_rows(self, table: str, rows: Sequence[Sequence[object]]) -> int:
+        """Insert rows made by ``export_rows`` (of any store) in one transaction; a key the
+        database assigns (the inbox id) is assigned anew. Returns how many."""
+        spec = described(table)
+        keep = [i for i, column in enumerate(spec.columns) if column.type != "serial"]
+        insert = (
+            f"INSERT INTO {table} ({', '.join(spec.copied_names)})"
+            f" VALUES ({', '.join('?' * len(keep))})"
         )
-        if dry_run:
-            with self._connection() as conn:
-                return [workflow_record(r) for r in conn.execute(select, (finished_before,))]
-        with self._write() as conn:
-            found = [workflow_record(r) for r in conn.execute(select, (finished_before,))]
-            ids = [(r.id,) for r in found]
-            for table, column in (
-                ("events", "workflow_id"),
-                ("snapshots", "workflow_id"),
-                ("inbox", "workflow_id"),
-                ("workflows", "id"),
-            ):
-                conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", ids)
-        return found
-
-    def delete_snapshots(self, workflow_id: str | None = None) -> int:
-        """Delete the snapshots of one workflow (or of all); they are only a cache."""
-        with self._write() as conn:
-            if workflow_id is None:
-                return conn.execute("DELETE FROM snapshots").rowcount
-            return conn.execute(
-                "DELETE FROM snapshots WHERE workflow_id = ?", (workflow_id,)
-            ).rowcount
-
-    def register_worker(self, worker_id: str, host: str, pid: int, now: float) -> None:
-        """Record a live worker process."""
-        with self._write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO workers (id, host, pid, started_at, heartbeat_at)"
-                " VALUES (?,?,?,?,?)",
-                (worker_id, host, pid, now, now),
-            )
-
-    def unregister_worker(self, worker_id: str) -> None:
-        """Forget a worker that stops cleanly and release its leases."""
-        with self._write() as conn:
-            conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
-            conn.execute(
-                "UPDATE workflows SET owner = NULL, lease_until = NULL WHERE owner = ?",
-                (worker_id,),
-            )
-
-    # -- reads -------------------------------------------------------------
-
-    def read_events(
-        self,
-        workflow_id: str,
-        after_seq: int = 0,
-        until_seq: int | None = None,
-        *,
-        verify: bool = True,
-    ) -> list[LogEntry]:
-        """Events of one workflow with ``after_seq < seq <= until_seq``, in order, checked
-        against the event before them (``LogDamaged``; ``verify=False``: only a row that
-        is no event at all is refused)."""
-        after, until = read_range(after_seq, until_seq)
-        with self._connection(f"reading the events of workflow {workflow_id!r:.200}") as conn:
-            rows = conn.execute(
-                "SELECT seq, kind, at, body, checksum FROM events WHERE workflow_id = ?"
-                " AND seq >= ? AND seq <= ? ORDER BY seq",
-                (workflow_id, max(after, 1), until),
-            ).fetchall()
-        return entries(workflow_id, rows, after, verify)
-
-    def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
-        """The index row of one workflow, or None."""
-        with self._connection(f"reading workflow {workflow_id!r:.200}") as conn:
-            row = conn.execute(
-                f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?", (workflow_id,)
-            ).fetchone()
-        return workflow_record(row) if row else None
-
-    def list_workflows(
-        self,
-        status: WorkflowStatus | None = None,
-        name: str | None = None,
-        limit: int | None = None,
-    ) -> list[WorkflowRecord]:
-        """Index rows matching ``status`` and ``name``, newest first."""
-        where, params = [], []
-        if status is not None:
-            where.append("status = ?")
-            params.append(WorkflowStatus(status).value)
-        if name is not None:
-            where.append("name = ?")
-            params.append(name)
-        sql = f"SELECT {WORKFLOW_COLUMNS} FROM workflows"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id"
-        if limit is not None:
-            sql += f" LIMIT {limit_value(limit)}"
-        with self._connection("listing workflows") as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return [workflow_record(row) for row in rows]
-
-    def changed_workflows(self, since: float) -> list[WorkflowRecord]:
-        """Workflows whose newest event is at or after ``since``, oldest change first."""
-        with self._connection() as conn:
-            rows = conn.execute(
-                f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE updated_at >= ?"
-                " ORDER BY updated_at, id",
-                (since,),
-            ).fetchall()
-        return [workflow_record(row) for row in rows]
-
-    def published(self, workflow_id: str, key: str) -> bytes | None:
-        """The latest value published under ``key``, read from the log itself."""
-        with self._connection() as conn:
-            row = conn.execute(
-                "SELECT seq, body FROM events WHERE workflow_id = ? AND kind = 'StatePublished'"
-                " AND json_extract(body, '$.key') = ? ORDER BY seq DESC LIMIT 1",
-                (workflow_id, key),
-            ).fetchone()
-        if row is None:
-            return None
         try:
-            event = decode_event(row[1])
-        except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
-            raise CorruptEventError(workflow_id, row[0], str(exc)) from exc
-        return bytes(getattr(event, "value", b"null"))
-
-    def load_snapshot(self, workflow_id: str) -> Snapshot | None:
-        """The newest snapshot of one workflow (the caller verifies its checksum)."""
-        with self._connection() as conn:
-            row = conn.execute(
-                "SELECT seq, state, checksum FROM snapshots WHERE workflow_id = ?"
-                " ORDER BY seq DESC LIMIT 1",
-                (workflow_id,),
-            ).fetchone()
-        return Snapshot(workflow_id, row[0], bytes(row[1]), row[2]) if row else None
-
-    def workers(self) -> list[tuple[str, str, int]]:
-        """Every registered worker as (id, host, pid)."""
-        with self._connection() as conn:
-            rows = conn.execute("SELECT id, host, pid FROM workers").fetchall()
-        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+            with self._write(f"copying rows into {table}") as conn:
+                conn.executemany(insert, ([row[i] for i in keep] for row in rows))
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"cannot copy rows into {table} of {self.path}: {exc}") from exc
+        return len(rows)
 
 
 #: How often a write checks that the file is still the one opened (``check``).

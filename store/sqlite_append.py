@@ -15,15 +15,14 @@ import sqlite3
 
 from duralog.errors import LogDamaged
 
-from .base import STATUS_AFTER, Append, WorkflowStatus, admit
 from .events import TERMINAL_KINDS
 from .integrity import GENESIS, ChainedRow, chain, log_end
-from .schema import EVENT_COLUMNS, EventRow
+from .records import STATUS_AFTER, Append, WorkflowStatus, admit
+from .schema import INSERT_EVENTS, LOG_END, EventRow
+from .sql_base import append_extras
 
 Row = EventRow
-INSERT_EVENTS = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?)"
 _PREVIOUS = "SELECT checksum FROM events WHERE workflow_id = ? AND seq = ?"
-LOG_END = "SELECT seq, checksum FROM events WHERE workflow_id = ? AND seq >= ? ORDER BY seq LIMIT 2"
 
 
 class Ends:
@@ -71,7 +70,7 @@ def append_one(
         if isinstance(previous, str) and _guarded_update(conn, item, rows, previous):
             chained = chain(rows, previous)
             conn.executemany(INSERT_EVENTS, chained)
-            _append_extras(conn, item, chained)
+            append_extras(conn, item, chained[-1][3] if chained else 0.0)
             written.append((item.workflow_id, item.fence, chained[-1][1], chained[-1][5]))
             return True
     return checked_append(conn, item, rows, ends, written)
@@ -146,7 +145,7 @@ def checked_append(
             (item.workflow_id,),
         )
         written.append((wid, fence, 0, None))
-    _append_extras(conn, item, chained)
+    append_extras(conn, item, chained[-1][3] if chained else 0.0)
     return True
 
 
@@ -192,30 +191,3 @@ _GUARDED_UPDATE = (
     " AND EXISTS (SELECT 1 FROM events WHERE workflow_id = ?4 AND seq = ?6"
     f" AND checksum = ?{7 + len(_TERMINAL_STATUSES)})"
 )
-
-
-def _append_extras(conn: sqlite3.Connection, item: Append, rows: list[ChainedRow]) -> None:
-    """What rides along with an append: notices to others, consumed inbox items, a snapshot."""
-    for notice in item.notices:
-        conn.execute(
-            "INSERT INTO inbox (workflow_id, kind, name, payload, at) VALUES (?,?,?,?,?)",
-            (
-                notice.workflow_id,
-                notice.kind,
-                notice.name,
-                notice.payload.decode() if notice.payload is not None else None,
-                rows[-1][3] if rows else 0.0,
-            ),
-        )
-    if item.consumed:
-        conn.executemany(
-            "DELETE FROM inbox WHERE id = ? AND workflow_id = ?",
-            [(i, item.workflow_id) for i in item.consumed],
-        )
-    if item.snapshot is not None:
-        snap = item.snapshot
-        conn.execute("DELETE FROM snapshots WHERE workflow_id = ?", (snap.workflow_id,))
-        conn.execute(
-            "INSERT INTO snapshots (workflow_id, seq, state, checksum) VALUES (?,?,?,?)",
-            (snap.workflow_id, snap.seq, snap.state, snap.checksum),
-        )

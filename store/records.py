@@ -1,0 +1,280 @@
+"""The records a store reads and writes, and the rules every store enforces.
+
+``WorkflowStatus`` and ``TRANSITIONS`` (the state machine), the rows of the index
+(``WorkflowRecord``, ``ScheduleRecord``, ``BreakerRecord``), what the engine hands a
+store (``NewWorkflow``, ``Append``, ``Notice``) and gets back (``Claim``,
+``InboxItem``, ``Snapshot``), and ``admit``: whether an append may go in. Both
+dialects use these alike; the protocols are in ``store/base.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import Literal, get_args
+
+import msgspec
+
+from duralog.errors import ConfigurationError, IllegalTransition, LogDamaged
+
+from .events import TERMINAL_KINDS, LogEntry
+
+#: ``"full"``: an acknowledged commit survives power loss; ``"normal"``: it survives a
+#: crash of the process (the database may lose its last commits to a power loss).
+Durability = Literal["full", "normal"]
+
+
+def check_durability(durability: object) -> None:
+    """Refuse a durability level that is not one of ``Durability``."""
+    if durability not in get_args(Durability):
+        raise ConfigurationError(f"durability must be 'full' or 'normal', not {durability!r}")
+
+
+class WorkflowStatus(str, Enum):  # noqa: UP042 - keeps str() == value on 3.11
+    """Where a workflow is in its life. ``SUSPENDED``: its code diverged from its history."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    SUSPENDED = "SUSPENDED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for COMPLETED, FAILED and CANCELLED: nothing will ever be appended."""
+        return self in _TERMINAL
+
+    @property
+    def ends_lease(self) -> bool:
+        """True when nobody advances the workflow any more (terminal or SUSPENDED): the
+        commit that sets it also ends its lease."""
+        return self in _TERMINAL or self is WorkflowStatus.SUSPENDED
+
+
+_TERMINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED})
+
+#: The status a run is left in by its terminal event (ContinuedAsNew starts a new run).
+STATUS_AFTER: dict[str, WorkflowStatus] = {
+    "WorkflowCompleted": WorkflowStatus.COMPLETED,
+    "WorkflowFailed": WorkflowStatus.FAILED,
+    "WorkflowCancelled": WorkflowStatus.CANCELLED,
+}
+
+_S = WorkflowStatus
+#: The workflow state machine: every status change any store makes is one of these.
+TRANSITIONS: dict[WorkflowStatus, frozenset[WorkflowStatus]] = {
+    _S.PENDING: frozenset({_S.RUNNING, _S.CANCELLED}),
+    _S.RUNNING: frozenset({_S.PAUSED, _S.COMPLETED, _S.FAILED, _S.CANCELLED, _S.SUSPENDED}),
+    # A paused workflow starts nothing new, but steps already running may finish it.
+    _S.PAUSED: frozenset({_S.RUNNING, _S.COMPLETED, _S.FAILED, _S.CANCELLED, _S.SUSPENDED}),
+    _S.SUSPENDED: frozenset({_S.RUNNING, _S.CANCELLED}),
+    _S.COMPLETED: frozenset(),
+    _S.FAILED: frozenset(),
+    _S.CANCELLED: frozenset(),
+}
+
+
+def check_transition(workflow_id: str, current: WorkflowStatus, new: WorkflowStatus) -> None:
+    """Raise ``IllegalTransition`` unless ``current -> new`` is in ``TRANSITIONS``."""
+    if new is not current and new not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "nothing"
+        raise IllegalTransition(
+            f"workflow {workflow_id!r} cannot go from {current.value} to {new.value} "
+            f"(from {current.value} it may go to: {allowed})"
+        )
+
+
+class WorkflowRecord(msgspec.Struct, frozen=True):
+    """A row of the ``workflows`` index: derivable from the log, kept for listing and claims."""
+
+    id: str
+    name: str
+    status: WorkflowStatus
+    last_seq: int
+    created_at: float
+    updated_at: float
+    parent_id: str | None = None
+    owner: str | None = None
+    lease_until: float | None = None
+    fence: int = 0
+    wake_at: float | None = None
+    reason: str | None = None
+    queue: str | None = None
+    priority: int = 0
+
+
+class NewWorkflow(msgspec.Struct, frozen=True):
+    """A workflow to create together with its first event (``WorkflowStarted``, seq 1).
+
+    With ``owner``, it is created under that worker's lease for ``lease_seconds``,
+    counted by the store's clock."""
+
+    id: str
+    name: str
+    started: LogEntry
+    parent_id: str | None = None
+    owner: str | None = None
+    lease_seconds: float | None = None
+    queue: str | None = None
+    priority: int = 0
+
+
+class QueueLimits(msgspec.Struct, frozen=True):
+    """What a worker may take off one queue: counted in the claim's own transaction.
+
+    ``concurrency``: workflows of the queue running at once, across all workers;
+    ``worker_concurrency``: the same, per worker; ``rate_limit`` per ``rate_period``
+    seconds: workflows taken off the queue. None means no limit.
+    """
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_period: float = 1.0
+
+
+class ScheduleRecord(msgspec.Struct, frozen=True):
+    """A cron schedule: on each tick, start ``workflow(tick, *args)`` (``args``: encoded)."""
+
+    id: str
+    cron: str
+    workflow: str
+    args: bytes
+    last_tick: float
+    created_at: float
+    updated_at: float
+    queue: str | None = None
+    catch_up: str = "latest"
+    timezone: str = "UTC"
+    paused: bool = False
+
+
+class BreakerRecord(msgspec.Struct, frozen=True):
+    """A circuit breaker's shared state; ``version`` guards compare-and-set updates."""
+
+    name: str
+    state: str
+    failures: int
+    opened_at: float | None
+    version: int
+    updated_at: float
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """Derived state of a workflow after ``seq`` events: a cache, never a source of truth."""
+
+    workflow_id: str
+    seq: int
+    state: bytes
+    checksum: str
+
+
+class Append(msgspec.Struct):
+    """Events to append to one workflow's log, guarded by the writer's fencing token.
+
+    ``status``/``wake_at``/``reason`` update the workflow's index row in the same
+    transaction (``status=None`` keeps the current one).
+    """
+
+    workflow_id: str
+    fence: int
+    entries: Sequence[LogEntry]
+    status: WorkflowStatus | None = None
+    wake_at: float | None = None
+    reason: str | None = None
+    snapshot: Snapshot | None = None
+    consumed: Sequence[int] = ()
+    notices: Sequence[Notice] = ()
+
+
+#: What ``EventStore.append`` says of each item: True (appended), False (refused: a
+#: stale fence, seqs that do not continue the log, a forbidden transition), or the
+#: ``LogDamaged`` error of a log it would have damaged further (nothing written).
+Appended = bool | LogDamaged
+
+#: The largest seq or row count a store is asked for (beyond it, SQL integers overflow).
+MAX_ROWS = 2**62
+
+
+def read_range(after_seq: int, until_seq: int | None) -> tuple[int, int]:
+    """``after_seq`` and ``until_seq`` of a read, within what SQL integers hold. The read
+    selects ``max(after, 1) <= seq <= until``: the event at ``after_seq`` too, which the
+    first one is checked against."""
+    high = MAX_ROWS if until_seq is None else until_seq
+    return max(0, min(after_seq, MAX_ROWS)), max(0, min(high, MAX_ROWS))
+
+
+def limit_value(limit: int | None) -> int:
+    """A row limit as SQL takes it, the one rule of every store: None is every row
+    (``MAX_ROWS``), 0 none, a larger one is cut to ``MAX_ROWS``; a negative limit is
+    a ``ValueError`` (SQLite would read it as "no limit", PostgreSQL refuse it)."""
+    if limit is None:
+        return MAX_ROWS
+    value = int(limit)
+    if value < 0:
+        raise ValueError(f"a row limit must be 0 or more (None: no limit), not {limit!r}")
+    return min(value, MAX_ROWS)
+
+
+def admit(
+    item: Append, fence: int, current: WorkflowStatus, last_seq: int
+) -> tuple[bool, WorkflowStatus | None]:
+    """Whether ``item`` may be appended to a workflow whose index row holds ``fence``,
+    ``current`` and ``last_seq``, and the status it leaves it in (None: unchanged).
+
+    The rules every store enforces: a stale fence or a gap in the seqs is refused
+    (False); an event after a terminal one, or a status change outside
+    ``TRANSITIONS``, raises ``IllegalTransition``. The index follows the log: a
+    terminal event sets the terminal status.
+    """
+    if fence != item.fence:
+        return False, None
+    seqs = [entry.seq for entry in item.entries]
+    if seqs != list(range(last_seq + 1, last_seq + 1 + len(seqs))):
+        return False, None  # the log stays gapless: an earlier append of this run was lost
+    kinds = [entry.kind for entry in item.entries]
+    if kinds and (current.is_terminal or any(k in TERMINAL_KINDS for k in kinds[:-1])):
+        raise IllegalTransition(
+            f"workflow {item.workflow_id!r}: nothing may be appended after its terminal event"
+        )
+    status = STATUS_AFTER.get(kinds[-1], item.status) if kinds else item.status
+    if status is not None:
+        check_transition(item.workflow_id, current, status)
+    return True, status
+
+
+class Notice(msgspec.Struct, frozen=True):
+    """An inbox item for another workflow, written in the same transaction as an append.
+
+    A child's terminal event and the notice to its parent commit together, so the
+    parent always hears how its child ended.
+    """
+
+    workflow_id: str
+    kind: str
+    name: str | None = None
+    payload: bytes | None = None
+
+
+class InboxItem(msgspec.Struct, frozen=True):
+    """A signal or cancel request waiting for the workflow's owner (``kind``: signal, cancel)."""
+
+    id: int
+    workflow_id: str
+    kind: str
+    name: str | None
+    payload: bytes | None
+    at: float
+
+
+class Claim(msgspec.Struct, frozen=True):
+    """A workflow this worker now owns, with the fencing token every append must carry."""
+
+    workflow_id: str
+    fence: int

@@ -1,0 +1,42 @@
+"""``import duralog`` loads what the core needs; heavy and optional dependencies load
+where they are used (migrations, PostgreSQL, encryption, cron, YAML)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ("sqlite_utils", "psycopg", "psycopg_pool", "cryptography", "croniter", "yaml")
+
+
+def loaded_after(statement: str) -> list[str]:
+    """The heavy modules (top-level names) a fresh interpreter holds after ``statement``."""
+    code = (
+        f"{statement}\nimport sys\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return list(ast.literal_eval(found.stdout.strip().splitlines()[-1]))
+
+
+def test_import_duralog_loads_no_heavy_dependency() -> None:
+    assert loaded_after("import duralog") == []
+
+
+def test_the_command_line_loads_no_heavy_dependency_before_a_command() -> None:
+    assert loaded_after("import duralog.cli") == []
+
+
+def test_sqlite_utils_loads_only_to_migrate_a_log(tmp_path: Path) -> None:
+    open_log = f"import duralog; duralog.Engine({str(tmp_path / 'log.db')!r}).close()"
+    assert loaded_after(open_log) == ["sqlite_utils"]  # a new file: created by migrating
+    assert loaded_after(open_log) == []  # at the current schema: nothing to migrate
+
+
+def test_croniter_loads_when_a_schedule_is_checked() -> None:
+    check = "import duralog.engine.schedules as s; s.make_schedule('s', '* * * * *', 'w')"
+    assert loaded_after(check) == ["croniter"]
