@@ -29,13 +29,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
 from typing import Any
 
 import duralog
+from duralog._signals import StopSignals
 
 DEFAULT_URL = os.environ.get("DURALOG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -55,8 +55,7 @@ async def bench_pg_w2(k: int) -> int:
 
 def serve(address: str, durability: str) -> None:
     """A worker process: run workflows from ``address`` until SIGTERM."""
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = StopSignals((signal.SIGTERM,))  # a lock-free handler: see duralog/_signals.py
     with duralog.Engine(address, durability=durability, poll_interval=0.05):  # type: ignore[arg-type]
         print("ready", flush=True)
         while not stop.wait(0.2):

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal as os_signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from duralog._cli_common import (
     pass_context,
     write_private,
 )
+from duralog._signals import StopSignals
 from duralog.cli_observe import stats, tail
 from duralog.cli_replay import replay
 from duralog.cli_schedules import schedules
@@ -115,9 +114,7 @@ def worker(
     log_to_stderr()
     ctx.load_app()
     queues = [resolve(name, QUEUES) for name in queue_names] or None
-    stop = threading.Event()
-    for sig in (os_signal.SIGINT, os_signal.SIGTERM):
-        os_signal.signal(sig, lambda *_: stop.set())
+    stop = StopSignals()
     with Engine(
         ctx.db, max_threads=concurrency, queues=queues, max_workflows=max_workflows
     ) as engine:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import time
 
 import duralog
+from duralog._signals import StopSignals
 from duralog.engine.queues import Queue
 
 shared = Queue("shared", concurrency=3, worker_concurrency=2)
@@ -32,9 +32,8 @@ async def flow(i: int) -> int:
 
 
 if __name__ == "__main__":
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = StopSignals((signal.SIGTERM,))  # a lock-free handler: see duralog/_signals.py
     with duralog.Engine(sys.argv[1], poll_interval=0.05, durability="normal"):
         print("ready", flush=True)
-        while not stop.wait(0.2):  # wake regularly: the SIGTERM handler runs between waits
+        while not stop.wait(0.2):
             pass

@@ -11,9 +11,9 @@ import logging
 import os
 import signal
 import sys
-import threading
 
 import duralog
+from duralog._signals import StopSignals
 
 
 @duralog.step(
@@ -40,9 +40,8 @@ async def flow(order: str) -> str:
 if __name__ == "__main__":
     address, lease = sys.argv[1], float(sys.argv[2])
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = StopSignals((signal.SIGTERM,))  # a lock-free handler: see duralog/_signals.py
     with duralog.Engine(address, lease_seconds=lease, poll_interval=0.05, durability="normal"):
         print("ready", flush=True)
-        while not stop.wait(0.2):  # wake regularly: the SIGTERM handler runs between waits
+        while not stop.wait(0.2):
             pass

@@ -14,10 +14,10 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 
 import duralog
+from duralog._signals import StopSignals
 
 
 @duralog.step
@@ -38,14 +38,11 @@ async def pg_workers_flow(n: int) -> int:
 
 if __name__ == "__main__":
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # a stack dump if it hangs
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = StopSignals((signal.SIGTERM,))  # a lock-free handler: see duralog/_signals.py
     with duralog.Engine(sys.argv[1], lease_seconds=2.0, poll_interval=0.2, durability="normal"):
         print("ready", flush=True)
         flood = int(os.environ.get("PG_WORKERS_LOG_FLOOD", "0"))
         for _ in range((flood + 99) // 100):  # lines of 100 bytes
             logging.getLogger("duralog.engine").warning("%s", "x" * 99)
-        # Woken by a timeout too: a SIGTERM delivered to another thread would not wake
-        # a main thread blocked in wait() (it runs Python handlers only between bytecodes).
         while not stop.wait(0.2):
             pass
