@@ -19,8 +19,8 @@ from typing import Any, NoReturn, TypeVar
 import msgspec
 
 from duralog.errors import ConfigurationError, DuralogError
-from duralog.replay.context import WorkflowInfo, current_instance
-from duralog.replay.instance import ContinueAsNew
+from duralog.replay.context import WorkflowInfo
+from duralog.replay.instance import ContinueAsNew, current_instance
 from duralog.store import codec
 
 from .lease import Lease

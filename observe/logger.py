@@ -30,8 +30,7 @@ import msgspec
 
 from duralog.engine.api import current_step
 from duralog.errors import PayloadError
-from duralog.replay.context import current_instance
-from duralog.replay.instance import ReplaySources, WorkflowInstance
+from duralog.replay.instance import ReplaySources, WorkflowInstance, current_instance
 from duralog.store import codec
 from duralog.store.envelope import unseal_error
 from duralog.store.events import NULL

@@ -32,8 +32,8 @@ from duralog.engine import hooks
 from duralog.engine.api import StepInfo, current_step, step_resources
 from duralog.engine.hooks import AttemptHost, Proceed
 from duralog.errors import ConfigurationError, DuralogError, ResourceMissing
-from duralog.replay.context import current_instance
 from duralog.replay.definitions import Step
+from duralog.replay.instance import current_instance
 
 P = ParamSpec("P")
 R = TypeVar("R")

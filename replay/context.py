@@ -8,19 +8,32 @@ Code outside any workflow sees ``None``.
 from __future__ import annotations
 
 import contextvars
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 import msgspec
 
-if TYPE_CHECKING:
-    from .instance import WorkflowInstance
 
-_current: contextvars.ContextVar[WorkflowInstance | None] = contextvars.ContextVar(
+class RunningCode(Protocol):
+    """What a step or workflow definition asks of the instance whose code calls it
+    (``WorkflowInstance`` in replay/instance.py; ``current_instance()`` there gives
+    the instance itself, with the rest of its methods)."""
+
+    def call_step(
+        self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Coroutine[Any, Any, Any]: ...
+
+    def start_child(
+        self, workflow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Coroutine[Any, Any, Any]: ...
+
+
+_current: contextvars.ContextVar[RunningCode | None] = contextvars.ContextVar(
     "duralog_workflow_instance", default=None
 )
 
 
-def current_instance() -> WorkflowInstance | None:
+def running_code() -> RunningCode | None:
     """The instance whose code is running in this context, or None."""
     return _current.get()
 

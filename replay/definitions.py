@@ -24,7 +24,7 @@ import msgspec
 from duralog.errors import ConfigurationError, PayloadError, RegistrationError, whole_number
 from duralog.store import codec
 
-from .context import current_instance
+from .context import running_code
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -149,7 +149,7 @@ class Step(_Typed[P, R]):
         return f"<duralog step {self.name!r}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        instance = current_instance()
+        instance = running_code()
         if instance is None:
             return self._run_directly(*args, **kwargs)
         return instance.call_step(self, args, kwargs)
@@ -208,7 +208,7 @@ class Workflow(_Typed[P, R]):
         return f"<duralog workflow {self.name!r}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        instance = current_instance()
+        instance = running_code()
         if instance is not None:  # inside a workflow: a durable child workflow
             return instance.start_child(self, args, kwargs)
         return self._call(*args, **kwargs)

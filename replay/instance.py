@@ -30,7 +30,7 @@ import contextlib
 import uuid
 from asyncio import events as asyncio_events
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import msgspec
 
@@ -377,3 +377,9 @@ class WorkflowInstance:
         if task is None or task.done():
             return self._defined_at()
         return waiting_at(task)
+
+
+def current_instance() -> WorkflowInstance | None:
+    """The instance whose code is running in this context, or None (only a
+    ``WorkflowInstance`` ever sets it: see ``run``)."""
+    return cast("WorkflowInstance | None", _current.get())

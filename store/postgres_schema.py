@@ -22,7 +22,7 @@ from psycopg import sql
 
 from duralog.errors import ConfigurationError, StoreError
 
-from .open import redact
+from .redaction import redact
 from .schema import (
     CHAINED_VERSION,
     MIGRATION_NAMES,
