@@ -1,9 +1,8 @@
-"""duralog adapter for the engine-neutral harness in /work/shared/bench (see its README.md).
+"""duralog adapter for the engine-neutral harness in ../shared/bench (see its README.md).
 
-Run from the harness folder with this folder on the import path:
+Run from this repository's root with this folder on the import path:
 
-    cd /work/shared/bench
-    PYTHONPATH=/work/main/benchmarks ../../main/.venv/bin/python harness.py \\
+    PYTHONPATH=benchmarks .venv/bin/python ../shared/bench/harness.py \\
         --adapter duralog_adapter [--opt durability=normal] w1 --n 1000
 
 opts:

@@ -127,9 +127,12 @@ def report(top: int) -> None:
         print(f"{100 * t.ttot / total:6.2f}%  {t.name} (id {t.id})")
 
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
 def _where(s: object) -> str:
     module = getattr(s, "module", "")
-    short = module.split("/site-packages/")[-1].replace("/work/main/", "")
+    short = module.split("/site-packages/")[-1].replace(_ROOT, "")
     return f"{getattr(s, 'name', '?')}  {short}:{getattr(s, 'lineno', '')}"
 
 

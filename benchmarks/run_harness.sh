@@ -2,14 +2,14 @@
 # duralog through the shared engine-neutral harness, with the yardsticks of the same sitting.
 # usage: bash benchmarks/run_harness.sh [limit] [plain] [sqlitelog] [duralog] [duralog-inline] [dbos] [temporal]
 # (default: limit plain sqlitelog duralog duralog-inline; the peers need `bash $BENCH/setup.sh` first)
-# env: BENCH=/work/shared/bench  PY=.venv/bin/python  RUNS=3  PEER_RUNS=1
+# env: BENCH=../shared/bench (next to this repository)  PY=.venv/bin/python  RUNS=3  PEER_RUNS=1
 #      DBOS_PY=/tmp/benchlab/venv-dbos/bin/python  TEMPORAL_PY=/tmp/benchlab/venv-temporal/bin/python
 #      OUT=/tmp/benchlab/results/duralog.jsonl  LOG=/tmp/benchlab/results/duralog-stderr.log
 #      WORK=/tmp/benchlab/work  N1=1000 M=500 K=10 N3=2000  TIMEOUT=300 (seconds per run)
 # Then: $PY $BENCH/table.py $OUT   (median (min-max) of the headline metrics)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-BENCH=${BENCH:-/work/shared/bench}
+BENCH=${BENCH:-$(cd "$HERE/../../shared/bench" && pwd)}
 PY=${PY:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python}
 RUNS=${RUNS:-3}
 OUT=${OUT:-/tmp/benchlab/results/duralog.jsonl}; LOG=${LOG:-/tmp/benchlab/results/duralog-stderr.log}
