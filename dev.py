@@ -8,7 +8,8 @@ Both create ``.venv`` (and install duralog with its test extra into it) the
 first time, and again whenever pyproject.toml changes. Arguments after ``test``
 go to pytest, except ``--busy N``: run the suite with N CPU-bound processes
 beside it, as on a loaded machine (``DURALOG_TEST_BUSY=N`` does the same; CI
-uses 2). They are stopped when the suite ends, however it ends.
+uses 2). They are stopped when the suite ends, however it ends. The tests run in
+one process per CPU (pytest-xdist); ``-n 0`` runs them in one process, in order.
 """
 
 from __future__ import annotations
@@ -152,7 +153,8 @@ def main() -> None:
         run(PYTHON, "-m", "ruff", "check", ".")
         typecheck()
         with busy_processes(busy):
-            run(PYTHON, "-m", "pytest", *args)
+            # One worker per CPU; a -n of the caller's comes later and wins.
+            run(PYTHON, "-m", "pytest", "-n", "auto", *args)
     elif command == "check":
         ensure_venv()
         run(PYTHON, "-m", "ruff", "check", ".")
