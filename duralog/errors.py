@@ -29,11 +29,14 @@
 
 Every error carries the fields a caller needs (``workflow_id``, ``seq``...) and a
 message that says what happened, where, and what to do next. ``whole_number``
-is the one check of a whole-number argument, for every layer.
+is the one check of a whole-number argument, and ``positive_seconds`` of a
+duration, for every layer.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import shlex
 import traceback as _traceback
 from collections.abc import Iterable, Sequence
@@ -429,3 +432,41 @@ def whole_number(
     bound = "" if minimum is None else f" of at least {minimum}"
     alternative = " or None" if optional else ""
     raise ConfigurationError(f"{what} must be a whole number{bound}{alternative}, got {value!r}")
+
+
+@overload
+def positive_seconds(
+    value: object, what: str, *, or_zero: bool = False, optional: Literal[False] = False
+) -> float: ...
+@overload
+def positive_seconds(
+    value: object, what: str, *, or_zero: bool = False, optional: Literal[True]
+) -> float | None: ...
+def positive_seconds(
+    value: object, what: str, *, or_zero: bool = False, optional: bool = False
+) -> float | None:
+    """``value`` in seconds if it is a number (a bool is not) or a ``timedelta``, finite
+    and above 0 (at least 0 with ``or_zero``; None when ``optional``); otherwise a
+    ``ConfigurationError`` naming ``what``, e.g.
+    ``"queue 'mail': period must be positive seconds (a finite number above 0), got 0"``.
+
+    The one check of a duration argument (a timeout, a period), here beside
+    ``whole_number`` for the same reason.
+    """
+    if value is None and optional:
+        return None
+    given = value.total_seconds() if isinstance(value, dt.timedelta) else value
+    if isinstance(given, bool) or not isinstance(given, int | float):
+        alternative = " or None" if optional else ""
+        raise ConfigurationError(
+            f"{what} must be seconds (a number or a timedelta){alternative}, got {value!r}"
+        )
+    try:
+        seconds = float(given)
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not or_zero):
+        words = "seconds" if or_zero else "positive seconds"
+        rule = "of at least 0" if or_zero else "above 0"
+        raise ConfigurationError(f"{what} must be {words} (a finite number {rule}), got {value!r}")
+    return seconds

@@ -17,6 +17,7 @@ from typing import Any, Self, TypeVar, overload
 from duralog.errors import (
     ConfigurationError,
     WorkflowNotFound,
+    positive_seconds,
     whole_number,
 )
 from duralog.replay.definitions import REGISTRY, Registry, Workflow
@@ -78,12 +79,9 @@ class Engine:
         resources: Mapping[str, Any] | None = None,
     ) -> None:
         whole_number(snapshot_every, "snapshot_every", minimum=1)
-        if lease_seconds <= 0 or poll_interval <= 0:
-            raise ConfigurationError("lease_seconds and poll_interval must be positive")
-        if not 0 <= cleanup_grace < float("inf"):
-            raise ConfigurationError(
-                f"cleanup_grace must be a finite number of seconds, not {cleanup_grace!r}"
-            )
+        lease_seconds = positive_seconds(lease_seconds, "lease_seconds")
+        poll_interval = positive_seconds(poll_interval, "poll_interval")
+        cleanup_grace = positive_seconds(cleanup_grace, "cleanup_grace", or_zero=True)
         self.store: EventStore = (
             open_store(store, durability=durability) if isinstance(store, str | Path) else store
         )

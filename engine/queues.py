@@ -9,10 +9,9 @@ they hold across every worker process on the same database.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 
-from duralog.errors import ConfigurationError, whole_number
+from duralog.errors import ConfigurationError, positive_seconds, whole_number
 from duralog.store.base import QueueLimits
 
 _NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
@@ -62,18 +61,14 @@ class Queue:
             ("rate_limit", rate_limit),
         ):
             whole_number(value, f"queue {name!r}: {label}", minimum=1, optional=True)
-        window = period.total_seconds() if isinstance(period, dt.timedelta) else period
-        if isinstance(window, bool) or not isinstance(window, int | float):
-            raise ConfigurationError(f"queue {name!r}: period must be seconds, got {period!r}")
-        if not (math.isfinite(window) and window > 0):
-            raise ConfigurationError(f"queue {name!r}: period must be positive, got {period!r}")
+        window = positive_seconds(period, f"queue {name!r}: period")
         self.name = name
         self.limits = QueueLimits(
             name,
             concurrency=concurrency,
             worker_concurrency=worker_concurrency,
             rate_limit=rate_limit,
-            rate_period=float(window),
+            rate_period=window,
         )
         QUEUES[name] = self
 

@@ -12,13 +12,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from duralog.errors import ConfigurationError, PayloadError, WorkflowIdInUse
+from duralog.errors import PayloadError, WorkflowIdInUse, positive_seconds
 from duralog.replay.definitions import Workflow
 from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.base import EventStore, NewWorkflow
 
-from .api import seconds
 from .clock import Clock
 from .committer import StartCommitter
 from .handle import check_id
@@ -62,9 +61,7 @@ class Starts:
         priority: int,
     ) -> NewWorkflow:
         """The row and first event of a workflow to create (nothing is written here)."""
-        limit = None if timeout is None else seconds(timeout)
-        if limit is not None and not limit > 0:
-            raise ConfigurationError(f"a workflow timeout must be positive, got {timeout!r}")
+        limit = positive_seconds(timeout, "a workflow timeout", optional=True)
         workflow_id = check_id(workflow_id) if workflow_id is not None else uuid.uuid4().hex
         try:
             args_raw, kwargs_raw = codec.encode_call(args, {})

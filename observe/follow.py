@@ -11,6 +11,7 @@ import time
 from collections.abc import Collection, Iterator
 from typing import NamedTuple
 
+from duralog.errors import positive_seconds
 from duralog.store import events as ev
 from duralog.store.base import EventStore, WorkflowRecord
 from duralog.store.events import LogEntry
@@ -50,6 +51,7 @@ def follow(
     under the workflow's id, from seq 1.
     """
     check_kinds(kinds)
+    poll_interval = positive_seconds(poll_interval, "poll_interval")
     # The starting point is taken now, not at the first ``next()``.
     tail = _Tail(store, since=since, lag=lag, workflow_id=workflow_id)
     wanted = frozenset(kinds) if kinds is not None else None

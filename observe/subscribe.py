@@ -30,7 +30,7 @@ from types import TracebackType
 
 import msgspec
 
-from duralog.errors import ConfigurationError
+from duralog.errors import ConfigurationError, whole_number
 from duralog.replay.state import WorkflowState
 from duralog.store import events as ev
 from duralog.store.events import LogEntry
@@ -94,8 +94,7 @@ class Subscription:
     ) -> None:
         if callback is not None and not callable(callback):
             raise ConfigurationError(f"subscribe() takes a callable, not {callback!r}")
-        if max_pending < 1:
-            raise ConfigurationError(f"max_pending must be at least 1, got {max_pending!r}")
+        whole_number(max_pending, "max_pending", minimum=1)
         check_kinds(kinds)
         self._hub = hub
         self.callback = callback

@@ -1,10 +1,10 @@
 """Build the ``DAG`` a parsed workflow document describes.
 
 The document's shape is its schema's (``_config_schema``). The rules a schema
-cannot state are here, each a ``Problem`` at the key it is about: step types
-the registry lacks, dependencies on unknown steps (or on the step itself, or
-twice), cycles, params the step has no parameter for (or that are injected, or
-cannot be recorded), inputs no step takes.
+cannot state are here, each an ``InvalidDocument`` at the key it is about: step
+types the registry lacks, dependencies on unknown steps (or on the step itself,
+or twice), cycles, params the step has no parameter for (or that are injected,
+or cannot be recorded), inputs no step takes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from duralog.replay.definitions import Step
 from duralog.store import codec
 
 from ._composite import signature
-from ._config_read import Path, Problem
+from ._config_read import InvalidDocument, Path
 from ._config_schema import Defaults, Document, StepSpec, conform, overrides
 from .breaker import attach, circuit_of
 from .dag import DAG, Task, _find_cycle, _plan_task
@@ -28,7 +28,8 @@ from .resources import injections_of
 
 
 def build(data: Any, steps: Mapping[str, Step[Any, Any]], source: str) -> DAG:
-    """The DAG the document ``data`` describes, registered; ``Problem`` at the first error."""
+    """The DAG the document ``data`` describes, registered; ``InvalidDocument`` at the
+    first error."""
     doc = conform(data, Document)
     specs = {label: conform(body, StepSpec, ("steps", label)) for label, body in doc.steps.items()}
     tasks = [_task(label, spec, specs, doc.defaults, steps) for label, spec in specs.items()]
@@ -36,13 +37,13 @@ def build(data: Any, steps: Mapping[str, Step[Any, Any]], source: str) -> DAG:
     if cycle:
         deps = next(t.depends_on for t in tasks if t.name == cycle[0])
         at = ("steps", cycle[0], "depends_on", deps.index(cycle[1]))
-        raise Problem(str(DAGCycleError(doc.name, cycle)), at)
+        raise InvalidDocument(str(DAGCycleError(doc.name, cycle)), at)
     accepted = {p for i, t in enumerate(tasks) for p in _plan_task(doc.name, i, t).inputs}
     for key, value in doc.inputs.items():
         if key not in accepted:
             known = ", ".join(sorted(accepted)) or "none"
             reason = f"no step takes an input named {key!r} (inputs: {known})"
-            raise Problem(reason, ("inputs", key))
+            raise InvalidDocument(reason, ("inputs", key))
         _recordable(("inputs", key), value)
     try:
         return DAG(
@@ -53,7 +54,7 @@ def build(data: Any, steps: Mapping[str, Step[Any, Any]], source: str) -> DAG:
             _site=f"document {source}",
         )
     except RegistrationError as exc:
-        raise Problem(
+        raise InvalidDocument(
             f"{exc}. Another definition already uses the name {doc.name!r}: give this "
             "document a name of its own",
             ("name",),
@@ -71,17 +72,17 @@ def _task(
     step = steps.get(spec.type)
     if step is None:
         known = ", ".join(sorted(steps)) or "none registered"
-        raise Problem(f"unknown step type {spec.type!r} (known: {known})", (*at, "type"))
+        raise InvalidDocument(f"unknown step type {spec.type!r} (known: {known})", (*at, "type"))
     deps = [spec.depends_on] if isinstance(spec.depends_on, str) else spec.depends_on
     for i, dep in enumerate(deps):
         where = (*at, "depends_on", i)
         if dep not in specs:
             known = ", ".join(specs)
-            raise Problem(f"{dep!r} is not a step of this workflow (steps: {known})", where)
+            raise InvalidDocument(f"{dep!r} is not a step of this workflow (steps: {known})", where)
         if dep == label:
-            raise Problem("a step cannot depend on itself", where)
+            raise InvalidDocument("a step cannot depend on itself", where)
         if dep in deps[:i]:
-            raise Problem(f"{dep!r} is listed twice", where)
+            raise InvalidDocument(f"{dep!r} is listed twice", where)
     _check_params(at, step, spec.params, deps)
     retry = {**overrides(defaults.retry), **overrides(spec.retry)}
     timeout = spec.timeout
@@ -106,7 +107,7 @@ def _task(
         task = Task(step, name=label, depends_on=deps, params=spec.params)
         _plan_task("config", 0, task)
     except ConfigurationError as exc:
-        raise Problem(str(exc).split(": ", 1)[-1], at) from None
+        raise InvalidDocument(str(exc).split(": ", 1)[-1], at) from None
     return task
 
 
@@ -120,16 +121,18 @@ def _check_params(
     for key, value in params.items():
         where = (*at, "params", key)
         if key in injected:
-            raise Problem(
+            raise InvalidDocument(
                 f"{key!r} is injected from the engine's resources (duralog.inject); a "
                 "document cannot set it (it would be recorded in the log)",
                 where,
             )
         if key in deps:
-            raise Problem(f"{key!r} is also in depends_on (its result fills that parameter)", where)
+            raise InvalidDocument(
+                f"{key!r} is also in depends_on (its result fills that parameter)", where
+            )
         _recordable(where, value)
         if key not in names and not open_kwargs:
-            raise Problem(
+            raise InvalidDocument(
                 f"step type {step.name!r} has no parameter {key!r} "
                 f"(its parameters: {', '.join(names) or 'none'})",
                 where,
@@ -140,13 +143,13 @@ def _recordable(at: Path, value: Any) -> None:
     try:
         codec.encode(value)
     except PayloadError as exc:
-        raise Problem(f"cannot be recorded: {exc}", at) from None
+        raise InvalidDocument(f"cannot be recorded: {exc}", at) from None
 
 
 @contextlib.contextmanager
 def _blame(at: Path) -> Iterator[None]:
-    """A ``ConfigurationError`` raised inside is a ``Problem`` at ``at``."""
+    """A ``ConfigurationError`` raised inside is an ``InvalidDocument`` at ``at``."""
     try:
         yield
     except ConfigurationError as exc:
-        raise Problem(str(exc), at) from None
+        raise InvalidDocument(str(exc), at) from None

@@ -1,10 +1,11 @@
 """Read a JSON, TOML or YAML document: its values, and the line of each key.
 
 ``read`` parses with the standard parsers (PyYAML for YAML, when it is
-installed) and turns every syntax error, and a key given twice, into a
-``Problem`` with its line. The parsers give values, not positions, so after a
-document has parsed, a small scanner walks its text once more and notes the line
-of every key and array item (the schema's errors name a path; this finds its line).
+installed) and turns every syntax error, and a key given twice, into an
+``InvalidDocument`` with its line. The parsers give values, not positions, so
+after a document has parsed, a small scanner walks its text once more and notes
+the line of every key and array item (the schema's errors name a path; this
+finds its line).
 A path is a tuple of keys and indexes, e.g.
 ``("steps", "report", "depends_on", 1)``. They assume the text is valid (the
 real parser accepted it already) and stop quietly at anything unexpected: a
@@ -28,9 +29,15 @@ Path = tuple[str | int, ...]
 Format = Literal["json", "toml", "yaml"]
 
 
-class Problem(Exception):
+class InvalidDocument(ConfigurationError):
     """What is wrong with a document: at which path (``()``: none), why, and the line
-    when it is known without the path (a syntax error); the caller adds the source."""
+    when it is known without the path (a syntax error).
+
+    Internal: it never reaches a caller. ``parse_workflow`` adds the source and the
+    line of the path and raises the public ``WorkflowConfigError`` (in
+    ``duralog.errors``) instead; only then is the location known. It is a
+    ``ConfigurationError`` all the same, like the error it becomes.
+    """
 
     def __init__(self, reason: str, path: Path = (), line: int | None = None) -> None:
         super().__init__(reason)
@@ -40,7 +47,8 @@ class Problem(Exception):
 
 
 def read(text: str, format: Format) -> tuple[Any, Lines]:
-    """The document's value and the lines of its keys; ``Problem`` for a syntax error."""
+    """The document's value and the lines of its keys; ``InvalidDocument`` for a syntax
+    error."""
     try:
         if format == "json":
             data, lines = json.loads(text), _scan(text, _value)
@@ -49,17 +57,17 @@ def read(text: str, format: Format) -> tuple[Any, Lines]:
         else:
             data, lines = _read_yaml(text)
     except RecursionError:
-        raise Problem("the document is nested too deeply", line=1) from None
+        raise InvalidDocument("the document is nested too deeply", line=1) from None
     except json.JSONDecodeError as exc:
-        raise Problem(f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+        raise InvalidDocument(f"invalid JSON: {exc.msg}", line=exc.lineno) from None
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"at line (\d+)", str(exc))
         line = int(found.group(1)) if found else text.count("\n") + 1
         reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
-        raise Problem(f"invalid TOML: {reason}", line=line) from None
+        raise InvalidDocument(f"invalid TOML: {reason}", line=line) from None
     if lines.duplicates:  # the JSON and YAML parsers keep the last one silently
         path, line = lines.duplicates[0]
-        raise Problem("this key appears twice", path, line)
+        raise InvalidDocument("this key appears twice", path, line)
     return data, lines
 
 
@@ -90,10 +98,10 @@ def _read_yaml(text: str) -> tuple[Any, Lines]:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise Problem(f"invalid YAML: {problem}", line=line) from None
+        raise InvalidDocument(f"invalid YAML: {problem}", line=line) from None
     except (ValueError, TypeError, AttributeError, IndexError, OverflowError) as exc:
         # PyYAML's constructors raise these for badly tagged scalars ("!!int three")
-        raise Problem(f"invalid YAML: a value cannot be read ({exc})", line=1) from None
+        raise InvalidDocument(f"invalid YAML: a value cannot be read ({exc})", line=1) from None
     return data, yaml_lines(node)
 
 

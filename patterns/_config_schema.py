@@ -19,7 +19,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 from msgspec import inspect as mi
 
-from ._config_read import Path, Problem
+from ._config_read import InvalidDocument, Path
 
 S = TypeVar("S", bound=Struct)
 
@@ -29,7 +29,7 @@ Text = Annotated[str, Meta(description="a string")]
 Table = Annotated[dict[str, Any], Meta(description="a table (an object)")]
 StepName = Annotated[str, Meta(description="a step name")]
 AtLeastOne = Annotated[int, Meta(ge=1, description="a whole number of at least 1")]
-Seconds = Annotated[float, Meta(gt=0, le=_MAX, description="a positive number of seconds")]
+Seconds = Annotated[float, Meta(gt=0, le=_MAX, description="a finite positive number of seconds")]
 Interval = Annotated[float, Meta(ge=0, le=_MAX, description="a finite number of at least 0")]
 Backoff = Annotated[float, Meta(ge=1, le=_MAX, description="a finite number of at least 1")]
 Flag = Annotated[bool, Meta(description="a boolean (true or false)")]
@@ -88,14 +88,15 @@ class Document(Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 def conform(value: Any, schema: type[S], at: Path = ()) -> S:
-    """``value`` (found at ``at`` in the document) as a ``schema`` Struct, or a ``Problem``."""
+    """``value`` (found at ``at`` in the document) as a ``schema`` Struct; otherwise an
+    ``InvalidDocument`` at the path of the first error."""
     try:
         return msgspec.convert(value, schema)
     except msgspec.ValidationError as exc:
         path, reason = _reworded(str(exc), value, schema)
     if not at and not path and reason.startswith("must"):
         reason = f"the document {reason}"
-    raise Problem(reason, (*at, *path))
+    raise InvalidDocument(reason, (*at, *path))
 
 
 def _reworded(error: str, value: Any, schema: type[Struct]) -> tuple[Path, str]:

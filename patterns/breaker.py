@@ -32,7 +32,6 @@ import asyncio
 import contextvars
 import datetime as dt
 import logging
-import math
 import random
 import time
 import typing
@@ -44,7 +43,7 @@ import msgspec
 from duralog.engine import hooks
 from duralog.engine.api import StepInfo
 from duralog.engine.hooks import AttemptHost, Proceed
-from duralog.errors import CircuitOpen, ConfigurationError, whole_number
+from duralog.errors import CircuitOpen, ConfigurationError, positive_seconds, whole_number
 from duralog.replay.definitions import Step
 from duralog.store.base import BreakerRecord, EventStore
 
@@ -131,20 +130,7 @@ class CircuitBreaker:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"a circuit breaker needs a non-empty name, not {name!r}")
         whole_number(failure_threshold, f"circuit breaker {name!r}: failure_threshold", minimum=1)
-        timeout = (
-            reset_timeout.total_seconds()
-            if isinstance(reset_timeout, dt.timedelta)
-            else reset_timeout
-        )
-        if (
-            not isinstance(timeout, int | float)
-            or isinstance(timeout, bool)
-            or not 0 < timeout < math.inf
-        ):
-            raise ConfigurationError(
-                f"circuit breaker {name!r}: reset_timeout must be positive seconds, "
-                f"not {reset_timeout!r}"
-            )
+        timeout = positive_seconds(reset_timeout, f"circuit breaker {name!r}: reset_timeout")
         if not isinstance(failure_types, tuple) or not all(
             isinstance(t, type) and issubclass(t, BaseException) for t in failure_types
         ):
@@ -154,7 +140,7 @@ class CircuitBreaker:
             )
         self.name = name
         self.failure_threshold = failure_threshold
-        self.reset_timeout = float(timeout)
+        self.reset_timeout = timeout
         self.failure_types = failure_types
 
     def __repr__(self) -> str:

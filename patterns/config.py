@@ -22,7 +22,7 @@ from duralog.errors import ConfigurationError, RegistrationError, WorkflowConfig
 from duralog.replay.definitions import Step
 
 from ._config_build import build
-from ._config_read import Format, Lines, Problem, key_of, read
+from ._config_read import Format, InvalidDocument, Lines, key_of, read
 from .dag import DAG
 
 S = TypeVar("S", bound=Step[Any, Any])
@@ -131,9 +131,9 @@ def parse_workflow(
     try:
         data, lines = read(text, format)
         return build(data, steps._steps, source)
-    except Problem as problem:
-        line = problem.line or lines.line_of(problem.path)
-        key = key_of(problem.path) or None
-        raise WorkflowConfigError(source, line, key, problem.reason) from None
+    except InvalidDocument as invalid:  # before its base class: the location is known now
+        line = invalid.line or lines.line_of(invalid.path)
+        key = key_of(invalid.path) or None
+        raise WorkflowConfigError(source, line, key, invalid.reason) from None
     except ConfigurationError as exc:  # PyYAML missing
         raise ConfigurationError(f"{source}: {exc}") from None

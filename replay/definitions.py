@@ -21,7 +21,13 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 import msgspec
 
-from duralog.errors import ConfigurationError, PayloadError, RegistrationError, whole_number
+from duralog.errors import (
+    ConfigurationError,
+    PayloadError,
+    RegistrationError,
+    positive_seconds,
+    whole_number,
+)
 from duralog.store import codec
 
 from .context import running_code
@@ -133,10 +139,7 @@ class Step(_Typed[P, R]):
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(f"@duralog.step needs a function, got {fn!r}")
-        if timeout is not None and (
-            not isinstance(timeout, int | float) or not 0 < timeout < math.inf
-        ):
-            raise ConfigurationError(f"step timeout must be positive seconds, got {timeout!r}")
+        timeout = positive_seconds(timeout, "step timeout", optional=True)
         self.fn = fn
         self.name = name or fn.__qualname__
         self.retry = retry or DEFAULT_RETRY

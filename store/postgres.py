@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import psycopg
 
-from duralog.errors import ConfigurationError, StoreError
+from duralog.errors import ConfigurationError, StoreError, positive_seconds, whole_number
 
 from .postgres_append import append_all, clash, insert_events
 from .postgres_connection import (
@@ -102,15 +102,12 @@ class PostgresStore(SQLStore):
         check_durability(durability)
         self.durability = durability
         self.address = parse_address(url, schema)
+        whole_number(pool_size, "pool_size (connections)", minimum=1, optional=True)
+        pool_timeout = positive_seconds(
+            pool_timeout, "pool_timeout (the wait for a connection)", optional=True
+        )
         size = pool_size if pool_size is not None else self.address.pool_size
         timeout = pool_timeout if pool_timeout is not None else self.address.pool_timeout
-        if (pool_size is not None and pool_size < 1) or (
-            pool_timeout is not None and not pool_timeout > 0
-        ):
-            raise ConfigurationError(
-                f"pool_size={pool_size!r}, pool_timeout={pool_timeout!r}: a store needs "
-                "at least one connection and a wait for it above 0 seconds"
-            )
         self._db = Connections(
             self.address,
             durability,

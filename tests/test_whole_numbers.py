@@ -32,6 +32,11 @@ def test_the_check() -> None:
 @pytest.mark.parametrize("bad", [True, 1.5, "3", 0])
 def test_every_call_site_refuses_what_is_not_a_whole_number(bad: object, tmp_path: Path) -> None:
     db = str(tmp_path / "w.db")
+
+    def subscribe() -> object:
+        with duralog.Engine(db, worker=False) as engine:
+            return engine.subscribe(max_pending=bad)  # type: ignore[arg-type]
+
     sites: dict[str, Callable[[], object]] = {
         "RetryPolicy.max_attempts": lambda: duralog.RetryPolicy(max_attempts=bad),  # type: ignore[arg-type]
         "failure_threshold": lambda: duralog.CircuitBreaker("wn", failure_threshold=bad),  # type: ignore[arg-type]
@@ -39,6 +44,7 @@ def test_every_call_site_refuses_what_is_not_a_whole_number(bad: object, tmp_pat
         "max_parallel": lambda: duralog.DAG("wn", [], max_parallel=bad),  # type: ignore[arg-type]
         "max_workflows": lambda: duralog.Engine(db, worker=False, max_workflows=bad),  # type: ignore[arg-type]
         "snapshot_every": lambda: duralog.Engine(db, worker=False, snapshot_every=bad),  # type: ignore[arg-type]
+        "max_pending": subscribe,
     }
     for name, make in sites.items():
         with pytest.raises(ConfigurationError, match=rf"{name} must be a whole number"):

@@ -96,11 +96,20 @@ def test_a_bad_pool_parameter_is_a_configuration_error(query: str) -> None:
     assert query.split("=")[0] in message and "s3cret" not in message and "\n" not in message
 
 
-def test_bad_pool_arguments_are_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match="at least one connection"):
-        PostgresStore("postgresql://app@db/prod", pool_size=0)
-    with pytest.raises(ConfigurationError, match="at least one connection"):
-        PostgresStore("postgresql://app@db/prod", pool_timeout=0)
+@pytest.mark.parametrize(
+    ("argument", "bad"),
+    [
+        ("pool_size", 0),
+        ("pool_size", True),
+        ("pool_size", 1.5),
+        ("pool_timeout", 0),
+        ("pool_timeout", True),
+        ("pool_timeout", float("nan")),
+    ],
+)
+def test_bad_pool_arguments_are_a_configuration_error(argument: str, bad: object) -> None:
+    with pytest.raises(ConfigurationError, match=rf"^{argument} \(.*\) must be .*, got {bad!r}$"):
+        PostgresStore("postgresql://app@db/prod", **{argument: bad})  # type: ignore[arg-type]
 
 
 def test_eight_threads_share_two_connections_and_all_complete(
