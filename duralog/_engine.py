@@ -41,7 +41,8 @@ class Engine(runtime.Engine):
         max_history_events: a workflow whose log grows past this is suspended with a
             clear reason (use ``duralog.continue_as_new`` to keep logs bounded).
         payload_codec: encrypts (or otherwise transforms) every payload, e.g.
-            ``AesGcmCodec.from_env()``; process-wide, so one per process.
+            ``AesGcmCodec.from_env()``. It is this engine's (and its store's): engines
+            with different keys can share a process.
         error_backoff: seconds before this worker takes up again a workflow it dropped
             after an error (a failed commit, a locked database); it is rebuilt from its log.
         cleanup_grace: seconds a workflow past its timeout may spend on its cleanup, and a

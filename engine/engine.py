@@ -84,14 +84,14 @@ class Engine:
             raise ConfigurationError(
                 f"cleanup_grace must be a finite number of seconds, not {cleanup_grace!r}"
             )
-        self.store: EventStore = (
-            open_store(store, durability=durability) if isinstance(store, str | Path) else store
-        )
+        if isinstance(store, str | Path):
+            store = open_store(store, durability=durability, payload_codec=payload_codec)
+        elif payload_codec is not None:
+            store.payload_codec = payload_codec  # the events it writes are sealed with it
+        self.store: EventStore = store
         self.registry = registry or REGISTRY
         self.worker_id = worker_id or default_worker_id()
         self.clock: Clock = clock or SystemClock()
-        if payload_codec is not None:
-            codec.install(payload_codec)
         self.max_payload_bytes = max_payload_bytes
         self._committer = StartCommitter(self.store)
         self._run_worker = worker
@@ -130,6 +130,13 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"Engine({self.store!r}, worker_id={self.worker_id!r})"
+
+    @property
+    def payload_codec(self) -> codec.PayloadCodec | None:
+        """This engine's payload codec (None: none), which travels with its store: its
+        workflows, handles and store seal and open payloads with it, and no other
+        engine's."""
+        return self.store.payload_codec
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -353,7 +360,7 @@ class Engine:
             queue=queued,
             timezone=timezone,
         )
-        record = spec.record(self.clock.now())
+        record = spec.record(self.clock.now(), self.payload_codec)
         self.store.put_schedule(record)
         return next(r for r in self.store.schedules() if r.id == schedule_id)
 

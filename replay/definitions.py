@@ -23,6 +23,7 @@ import msgspec
 
 from duralog.errors import ConfigurationError, PayloadError, RegistrationError, whole_number
 from duralog.store import codec
+from duralog.store.envelope import PayloadCodec
 
 from .context import running_code
 
@@ -113,10 +114,14 @@ class _Typed(Generic[P, R]):
         return self._hints[0]
 
     def decode_args(
-        self, args: msgspec.Raw, kwargs: msgspec.Raw
+        self,
+        args: msgspec.Raw,
+        kwargs: msgspec.Raw,
+        payload_codec: PayloadCodec | None = None,
     ) -> tuple[list[Any], dict[str, Any]]:
-        """Decode recorded call arguments, typed by the function's annotations."""
-        return _decode_call(self.name, self._hints[1], args, kwargs)
+        """Decode recorded call arguments (opening them with ``payload_codec``), typed by
+        the function's annotations."""
+        return _decode_call(self.name, self._hints[1], args, kwargs, payload_codec)
 
 
 class Step(_Typed[P, R]):
@@ -160,10 +165,13 @@ class Step(_Typed[P, R]):
             return await typing.cast(Awaitable[R], result)
         return typing.cast(R, result)
 
-    def decode_result(self, payload: msgspec.Raw) -> R:
-        """Decode a recorded result into the annotated return type."""
+    def decode_result(self, payload: msgspec.Raw, payload_codec: PayloadCodec | None = None) -> R:
+        """Decode a recorded result (opened with ``payload_codec``) into the annotated
+        return type."""
         try:
-            return typing.cast(R, codec.decode(payload, self.result_type))
+            return typing.cast(
+                R, codec.decode(payload, self.result_type, payload_codec=payload_codec)
+            )
         except PayloadError as exc:
             raise PayloadError(
                 f"the recorded result of step {self.name!r} does not decode as its annotated "
@@ -277,11 +285,15 @@ def _signature_types(fn: Callable[..., Any]) -> tuple[Any, list[tuple[str, Any, 
 
 
 def _decode_call(
-    owner: str, params: Sequence[tuple[str, Any, bool]], args: msgspec.Raw, kwargs: msgspec.Raw
+    owner: str,
+    params: Sequence[tuple[str, Any, bool]],
+    args: msgspec.Raw,
+    kwargs: msgspec.Raw,
+    payload_codec: PayloadCodec | None,
 ) -> tuple[list[Any], dict[str, Any]]:
     try:
-        raw_args = codec.decode(args) or []
-        raw_kwargs: Mapping[str, Any] = codec.decode(kwargs) or {}
+        raw_args = codec.decode(args, payload_codec=payload_codec) or []
+        raw_kwargs: Mapping[str, Any] = codec.decode(kwargs, payload_codec=payload_codec) or {}
         if not isinstance(raw_args, list) or not isinstance(raw_kwargs, dict):
             raise PayloadError("arguments must be a JSON array and keyword arguments an object")
         types = {name: tp for name, tp, _ in params}
