@@ -50,8 +50,11 @@ class Engine(runtime.Engine):
             without them (default 60).
         clock: the source of workflow time (default the wall clock; tests use a
             ``VirtualClock`` through ``duralog.testing``).
+        registry: the workflows, queues, schedules and circuit breakers this engine
+            runs with (default: the default registry, which the decorators fill); see
+            ``duralog.Registry``.
         queues: the queues this engine's worker takes workflows from (default every
-            ``duralog.Queue`` declared in the process).
+            ``duralog.Queue`` declared in its registry).
         max_workflows: at most this many workflows in flight on this worker (None: no
             bound). Past it, workflows started here wait ``PENDING`` like those of
             other processes, and are taken up as running ones end.

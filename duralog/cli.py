@@ -113,7 +113,7 @@ def worker(
     """
     log_to_stderr()
     ctx.load_app()
-    queues = [resolve(name, QUEUES) for name in queue_names] or None
+    queues = [resolve(name, REGISTRY.declared(QUEUES)) for name in queue_names] or None
     stop = StopSignals()
     with Engine(
         ctx.db,

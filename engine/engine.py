@@ -89,7 +89,8 @@ class Engine:
         elif payload_codec is not None:
             store.payload_codec = payload_codec  # the events it writes are sealed with it
         self.store: EventStore = store
-        self.registry = registry or REGISTRY
+        #: The workflows, queues, schedules and circuits this engine runs with.
+        self.registry = REGISTRY if registry is None else registry
         self.worker_id = worker_id or default_worker_id()
         self.clock: Clock = clock or SystemClock()
         self.max_payload_bytes = max_payload_bytes
@@ -97,7 +98,9 @@ class Engine:
         self._run_worker = worker
         #: The queues this engine knows (by name); its worker serves all of them.
         self.queues: dict[str, Queue] = (
-            QUEUES if queues is None else {queue.name: queue for queue in queues}
+            self.registry.declared(QUEUES)
+            if queues is None
+            else {queue.name: queue for queue in queues}
         )
         #: Resources for steps, by name (see ``provide``).
         self.resources: dict[str, Any] = check_resources(resources)

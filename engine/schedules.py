@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from duralog.errors import ConfigurationError, DuralogError, PayloadError
-from duralog.replay.definitions import Registry, Workflow
+from duralog.replay.definitions import REGISTRY, DeclarationKind, Registry, Workflow
 from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.base import EventStore, NewWorkflow, ScheduleRecord
@@ -91,8 +91,8 @@ class Schedule(msgspec.Struct, frozen=True):
         )
 
 
-#: Every schedule declared with ``@duralog.schedule`` in this process, by id.
-SCHEDULES: dict[str, Schedule] = {}
+#: The schedules declared with ``@duralog.schedule`` in a registry, by id.
+SCHEDULES: DeclarationKind[str, Schedule] = DeclarationKind("schedules")
 
 
 def make_schedule(
@@ -144,6 +144,7 @@ def schedule(
     catch_up: CatchUp = "latest",
     queue: Queue | str | None = None,
     timezone: str = "UTC",
+    registry: Registry | None = None,
 ) -> Callable[[W], W]:
     """Start the decorated workflow on every tick of ``cron``; put it above ``@workflow``.
 
@@ -162,6 +163,8 @@ def schedule(
             one; its limits apply). A worker refuses to start with a schedule whose
             queue is declared nowhere in its process.
         timezone: an IANA zone name for the cron fields (default UTC).
+        registry: where it is declared (default: the default registry); the workers of
+            engines using that registry store it.
     """
 
     def register(workflow: W) -> W:
@@ -178,7 +181,7 @@ def schedule(
             queue=queue.name if isinstance(queue, Queue) else queue,
             timezone=timezone,
         )
-        SCHEDULES[spec.id] = spec
+        (REGISTRY if registry is None else registry).declared(SCHEDULES)[spec.id] = spec
         return workflow
 
     return register
@@ -283,8 +286,8 @@ def store_declared(
 ) -> None:
     """Store the schedules declared in code (``@duralog.schedule``) whose workflow is in
     ``registry``; a schedule on a queue declared nowhere stops the worker at start."""
-    known = {**QUEUES, **queues}
-    for spec in list(SCHEDULES.values()):
+    known = {**registry.declared(QUEUES), **queues}
+    for spec in list(registry.declared(SCHEDULES).values()):
         if spec.workflow not in registry:
             continue
         if spec.queue is not None and spec.queue not in known:

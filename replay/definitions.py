@@ -7,7 +7,10 @@ awaiting it simply runs the function, and ``step.fn`` is the undecorated
 function for unit tests.
 
 A ``Workflow`` wraps an ``async def``; it registers under its ``__qualname__``
-(or ``name=``) so a worker can find the code of any workflow in its log.
+(or ``name=``) in a ``Registry`` so a worker can find the code of any workflow in
+its log. A registry also keeps what a program declares beside its workflows
+(queues, schedules, circuit breakers: see ``DeclarationKind``). The decorators fill
+``REGISTRY``, the default; an engine given another registry sees only that one.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import inspect
 import math
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 import msgspec
 
@@ -29,6 +32,8 @@ from .context import running_code
 
 P = ParamSpec("P")
 R = TypeVar("R")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -225,11 +230,43 @@ class Workflow(_Typed[P, R]):
         return await self.fn(*args, **kwargs)
 
 
+class DeclarationKind(Generic[K, V]):
+    """A kind of declaration a ``Registry`` keeps beside its workflows, by key: queues
+    by name, schedules by id, circuit breakers by step. The module that owns the
+    kind makes its one ``DeclarationKind`` (so a registry holds the circuits of
+    ``duralog.patterns`` without the runtime importing it)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<duralog declarations: {self.name}>"
+
+
 class Registry:
-    """Workflows by name. The decorators fill ``REGISTRY``; engines read it."""
+    """What a program declares for the engines that run it: workflows by name, and
+    beside them queues, schedules and circuit breakers (``declared``).
+
+    ``@duralog.workflow``, ``duralog.Queue``, ``@duralog.schedule`` and
+    ``circuit=`` fill ``REGISTRY``, the default, unless given ``registry=``; an
+    ``Engine`` uses the default unless given its own. Two test modules may each
+    define a workflow called ``checkout``, each in its own registry, for its own
+    engine.
+
+    Example:
+        ```python
+        registry = duralog.Registry()
+
+        @duralog.workflow(registry=registry)
+        async def checkout(order_id: str) -> str: ...
+
+        engine = duralog.Engine("shop.db", registry=registry)
+        ```
+    """
 
     def __init__(self) -> None:
         self._workflows: dict[str, Workflow[Any, Any]] = {}
+        self._declared: dict[DeclarationKind[Any, Any], dict[Any, Any]] = {}
 
     def add(self, workflow: Workflow[Any, Any]) -> None:
         """Register ``workflow``; a different function under a taken name is an error."""
@@ -260,7 +297,14 @@ class Registry:
         """Every registered name, sorted."""
         return sorted(self._workflows)
 
+    def declared(self, kind: DeclarationKind[K, V]) -> dict[K, V]:
+        """The declarations of ``kind`` in this registry: a live mapping, which
+        declaring adds to (a later declaration under a key replaces the earlier)."""
+        return cast("dict[K, V]", self._declared.setdefault(kind, {}))
 
+
+#: The default registry: the decorators fill it, and an ``Engine`` given no
+#: ``registry=`` uses it.
 REGISTRY = Registry()
 
 
