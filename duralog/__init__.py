@@ -70,7 +70,7 @@ from duralog.patterns.pipeline import Pipeline
 from duralog.patterns.resources import inject, resource
 from duralog.patterns.saga import Saga
 from duralog.replay.context import WorkflowInfo
-from duralog.replay.definitions import RetryPolicy, Step, Workflow
+from duralog.replay.definitions import Registry, RetryPolicy, Step, Workflow
 from duralog.store.base import ScheduleRecord, WorkflowRecord, WorkflowStatus
 from duralog.store.crypto import AesGcmCodec
 from duralog.store.events import LogEntry
@@ -127,6 +127,7 @@ __all__ = [
     "Pipeline",
     "Queue",
     "RegistrationError",
+    "Registry",
     "ResourceMissing",
     "ResultTimeout",
     "RetryPolicy",

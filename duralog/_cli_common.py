@@ -125,10 +125,14 @@ def friendly(fn: F) -> F:
 
 
 class Context:
-    """What every command gets: the database path and the loaded app."""
+    """What every command gets: the database path, the loaded app, and the payload codec
+    (from ``DURALOG_KEYS``) that every store, engine and reader it opens uses."""
 
-    def __init__(self, db: str, app: str | None) -> None:
+    def __init__(
+        self, db: str, app: str | None, payload_codec: envelope.PayloadCodec | None = None
+    ) -> None:
         self.db = db
+        self.payload_codec = payload_codec
         #: The log's address as messages show it: never with a password.
         self.where = redact(db)
         self.app = app
@@ -160,12 +164,12 @@ class Context:
         """Open the log (it must exist, unless the command creates workflows)."""
         if not is_postgres(self.db) and not path_exists(self.db, "--db"):
             raise Problem(f"no duralog database at {self.where} (use --db PATH or DURALOG_DB)")
-        return open_store(self.db)
+        return open_store(self.db, payload_codec=self.payload_codec)
 
     def refuse_clear_text(self, workflow_id: str, what: str) -> None:
         """Refuse to send ``what`` (a payload, a reason) in clear to a workflow whose log
         is encrypted, when this command has no key: it would be stored unencrypted."""
-        if envelope.resolve(envelope.INSTALLED) is not None:
+        if self.payload_codec is not None:
             return
         store = self.store()
         try:
@@ -188,7 +192,7 @@ class Context:
     def handle(self, workflow_id: str) -> Iterator[WorkflowHandle[Any]]:
         """The handle of an existing workflow, through an engine that runs no worker."""
         self.store().close()  # a clear error when the database does not exist
-        with Engine(self.db, worker=False) as engine:
+        with Engine(self.db, worker=False, payload_codec=self.payload_codec) as engine:
             yield engine.get(workflow_id)
 
     def record(self, store: EventStore, workflow_id: str) -> WorkflowRecord:
@@ -213,7 +217,11 @@ class Context:
         """One workflow's history as read commands print it: decrypted with the keys in
         ``DURALOG_KEYS``, and ``<encrypted: key ID>`` where no key is configured."""
         history = self.history(workflow_id)
-        return History(history.workflow_id, history.workflow_name, reveal_entries(history.events))
+        return History(
+            history.workflow_id,
+            history.workflow_name,
+            reveal_entries(history.events, self.payload_codec),
+        )
 
 
 pass_context = click.make_pass_decorator(Context)

@@ -41,7 +41,8 @@ class Engine(runtime.Engine):
         max_history_events: a workflow whose log grows past this is suspended with a
             clear reason (use ``duralog.continue_as_new`` to keep logs bounded).
         payload_codec: encrypts (or otherwise transforms) every payload, e.g.
-            ``AesGcmCodec.from_env()``; process-wide, so one per process.
+            ``AesGcmCodec.from_env()``. It is this engine's (and its store's): engines
+            with different keys can share a process.
         error_backoff: seconds before this worker takes up again a workflow it dropped
             after an error (a failed commit, a locked database); it is rebuilt from its log.
         cleanup_grace: seconds a workflow past its timeout may spend on its cleanup, and a
@@ -49,8 +50,11 @@ class Engine(runtime.Engine):
             without them (default 60).
         clock: the source of workflow time (default the wall clock; tests use a
             ``VirtualClock`` through ``duralog.testing``).
+        registry: the workflows, queues, schedules and circuit breakers this engine
+            runs with (default: the default registry, which the decorators fill); see
+            ``duralog.Registry``.
         queues: the queues this engine's worker takes workflows from (default every
-            ``duralog.Queue`` declared in the process).
+            ``duralog.Queue`` declared in its registry).
         max_workflows: at most this many workflows in flight on this worker (None: no
             bound). Past it, workflows started here wait ``PENDING`` like those of
             other processes, and are taken up as running ones end.

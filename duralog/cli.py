@@ -40,7 +40,6 @@ from duralog.errors import DuralogError, StoreError
 from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import dump_history, entries_json
 from duralog.replay.state import WorkflowState, fold_all
-from duralog.store import codec
 from duralog.store.base import WorkflowStatus
 from duralog.store.codec import reveal_entries
 from duralog.store.crypto import AesGcmCodec
@@ -72,12 +71,13 @@ def main(ctx: click.Context, db: str, app: str | None) -> None:
       duralog --db shop.db --app shop.workflows replay --all
       DURALOG_KEYS="k1:$KEY" duralog --db shop.db show order-o-1
     """
-    ctx.obj = Context(db, app)
+    payload_codec = None
     if os.environ.get("DURALOG_KEYS"):  # encrypted payloads: read them with these keys
         try:
-            codec.install(AesGcmCodec.from_env())
+            payload_codec = AesGcmCodec.from_env()
         except DuralogError as exc:
             raise Problem(str(exc), 2) from None
+    ctx.obj = Context(db, app, payload_codec)
 
 
 @main.command()
@@ -113,10 +113,14 @@ def worker(
     """
     log_to_stderr()
     ctx.load_app()
-    queues = [resolve(name, QUEUES) for name in queue_names] or None
+    queues = [resolve(name, REGISTRY.declared(QUEUES)) for name in queue_names] or None
     stop = StopSignals()
     with Engine(
-        ctx.db, max_threads=concurrency, queues=queues, max_workflows=max_workflows
+        ctx.db,
+        max_threads=concurrency,
+        queues=queues,
+        max_workflows=max_workflows,
+        payload_codec=ctx.payload_codec,
     ) as engine:
         click.echo(f"worker {engine.worker_id} serving {ctx.where} (Ctrl-C to stop)", err=True)
         while not stop.wait(1.0):
@@ -166,7 +170,7 @@ def start(
     if not isinstance(args, list):
         raise Problem("--input must be a JSON array of positional arguments, e.g. '[1, \"a\"]'", 2)
     REGISTRY.get(name)
-    with Engine(ctx.db, worker=wait) as engine:
+    with Engine(ctx.db, worker=wait, payload_codec=ctx.payload_codec) as engine:
         handle = engine.start(name, *args, id=workflow_id, queue=queue, priority=priority)
         click.echo(handle.id)
         if wait:
@@ -220,7 +224,7 @@ def show(ctx: Context, workflow_id: str) -> None:
         record = ctx.record(store, workflow_id)
         (found,) = verify_log(store, workflow_id)
         # A damaged log is shown too; encrypted values as `history` shows them.
-        events = reveal_entries(store.read_events(workflow_id, verify=False))
+        events = reveal_entries(store.read_events(workflow_id, verify=False), ctx.payload_codec)
     finally:
         store.close()
     click.echo(f"workflow  {workflow_id} ({record.name})")

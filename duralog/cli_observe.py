@@ -19,7 +19,7 @@ from duralog.observe.subscribe import CommittedEvent
 from duralog.replay.history import entry_json
 from duralog.store import events as ev
 from duralog.store.codec import reveal
-from duralog.store.events import LogEntry
+from duralog.store.events import Event, LogEntry
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _KINDS = sorted(ev.EVENT_KINDS)
@@ -118,7 +118,8 @@ def tail(
             stop=stop,
         )
         for event in events:
-            click.echo(_json_line(event) if as_json else _text_line(event))
+            shown = reveal(event.event, ctx.payload_codec)
+            click.echo(_json_line(event, shown) if as_json else _text_line(event, shown))
             sys.stdout.flush()
             printed += 1
             if count is not None and printed >= count:
@@ -130,8 +131,8 @@ def tail(
         store.close()
 
 
-def _text_line(event: CommittedEvent) -> str:
-    entry = LogEntry(event.seq, event.at, reveal(event.event))
+def _text_line(event: CommittedEvent, shown: Event) -> str:
+    entry = LogEntry(event.seq, event.at, shown)
     step_seq = getattr(event.event, "step_seq", None)
     steps = {step_seq: event.step} if step_seq is not None and event.step else {}
     what = _format.describe(entry, steps)
@@ -141,11 +142,11 @@ def _text_line(event: CommittedEvent) -> str:
     ).rstrip()
 
 
-def _json_line(event: CommittedEvent) -> str:
+def _json_line(event: CommittedEvent, shown: Event) -> str:
     head = msgspec.json.encode(
         {"workflow_id": event.workflow_id, "workflow_name": event.workflow_name, "step": event.step}
     )
-    body = entry_json(LogEntry(event.seq, event.at, reveal(event.event)))
+    body = entry_json(LogEntry(event.seq, event.at, shown))
     return (head[:-1] + b"," + body[1:]).decode()
 
 

@@ -83,7 +83,9 @@ def replay(
             click.echo(check_json(history) if as_json else "\n".join(damage_lines(history)))
         else:
             try:
-                report = check(history, REGISTRY, until=until, on_input=hook)
+                report = check(
+                    history, REGISTRY, until=until, on_input=hook, payload_codec=ctx.payload_codec
+                )
             except PayloadError as exc:  # values it cannot decrypt: it cannot be replayed
                 raise Problem(str(exc), 2) from None
             tally.add(report)

@@ -41,7 +41,10 @@ def _list(ctx: Context | None, as_json: bool) -> None:
         click.echo(
             msgspec.json.encode(
                 [
-                    {**msgspec.structs.asdict(r), "args": msgspec.Raw(reveal_payload(r.args))}
+                    {
+                        **msgspec.structs.asdict(r),
+                        "args": msgspec.Raw(reveal_payload(r.args, ctx.payload_codec)),
+                    }
                     for r in records
                 ]
             ).decode()

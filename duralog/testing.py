@@ -34,6 +34,7 @@ from duralog.engine.handle import WorkflowHandle
 from duralog.errors import ResultTimeout
 from duralog.replay.checker import ReplayReport, Workflows, check
 from duralog.replay.history import load_history
+from duralog.store.envelope import PayloadCodec
 from duralog.store.events import StepScheduled
 
 R = TypeVar("R")
@@ -52,7 +53,8 @@ class WorkflowEnvironment:
 
     Args:
         start: the virtual time to begin at (default: now).
-        **engine_options: passed to ``Engine`` (``registry=``, ``snapshot_every=``...).
+        **engine_options: passed to ``Engine`` (``registry=``, ``payload_codec=``,
+            ``snapshot_every=``...): each environment's engine has its own.
     """
 
     def __init__(self, start: dt.datetime | None = None, **engine_options: Any) -> None:
@@ -120,16 +122,23 @@ def step_names(handle: WorkflowHandle[Any]) -> list[str]:
     return [e.event.name for e in handle.history() if isinstance(e.event, StepScheduled)]
 
 
-def replay_histories(folder: str | Path, workflows: Workflows) -> list[ReplayReport]:
+def replay_histories(
+    folder: str | Path, workflows: Workflows, *, payload_codec: PayloadCodec | None = None
+) -> list[ReplayReport]:
     """Replay every ``*.json`` history file in ``folder``; fail on any divergence.
 
     Raises ``AssertionError`` listing every diverging history (with seq, recorded
     and attempted decisions and the code location), or if there is no file at all.
+    Histories exported from an engine with a payload codec need that codec
+    (``payload_codec=``) to be read.
     """
     files = sorted(Path(folder).glob("*.json"))
     if not files:
         raise AssertionError(f"no *.json history files in {folder}")
-    reports = [check(load_history(path.read_bytes()), workflows) for path in files]
+    reports = [
+        check(load_history(path.read_bytes()), workflows, payload_codec=payload_codec)
+        for path in files
+    ]
     failures = [
         f"{path.name}: {report.error}"
         for path, report in zip(files, reports, strict=True)

@@ -137,7 +137,7 @@ async def wait_signal(
         raw = await instance.wait_signal(name)
     else:
         raw = await asyncio.wait_for(instance.wait_signal(name), seconds(timeout))
-    return codec.decode(raw, result_type)
+    return codec.decode(raw, result_type, payload_codec=instance.payload_codec)
 
 
 def continue_as_new(*args: Any, **kwargs: Any) -> NoReturn:

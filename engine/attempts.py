@@ -76,7 +76,7 @@ class StepAttempts:
             context.run(step_resources.set, resources)
         guards = self._guards.get(step)
         if guards is None:
-            guards = self._guards[step] = hooks.guards_of(step)
+            guards = self._guards[step] = hooks.guards_of(step, self._host.registry)
         if not guards:
             return await self.attempt(execution, step, info, context, args, kwargs)
 

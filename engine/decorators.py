@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from duralog.errors import ConfigurationError
-from duralog.replay.definitions import REGISTRY, RetryPolicy, Step, Workflow
+from duralog.replay.definitions import REGISTRY, Registry, RetryPolicy, Step, Workflow
 
 from . import hooks
 
@@ -24,8 +24,9 @@ class _StepDecorator(Protocol):
 class Circuit(Protocol):
     """What ``circuit=`` takes: a ``duralog.CircuitBreaker`` (the runtime names no pattern)."""
 
-    def guard(self, step: Step[Any, Any], /) -> Step[Any, Any]:
-        """Guard every attempt of ``step``; returns it."""
+    def guard(self, step: Step[Any, Any], /, registry: Registry | None = None) -> Step[Any, Any]:
+        """Guard every attempt of ``step`` (in ``registry``, default the default one);
+        returns it."""
         ...
 
 
@@ -45,6 +46,7 @@ def step(
     timeout: float | None = None,
     circuit: Circuit | None = None,
     inline: bool = False,
+    registry: Registry | None = None,
 ) -> _StepDecorator: ...
 def step(
     fn: Callable[..., Any] | None = None,
@@ -55,6 +57,7 @@ def step(
     timeout: float | None = None,
     circuit: Circuit | None = None,
     inline: bool = False,
+    registry: Registry | None = None,
 ) -> Any:
     """Make a function (sync or async) a durable step.
 
@@ -75,6 +78,8 @@ def step(
             else on that worker moves, so never use it for I/O or to wait on the
             engine (``handle.result()`` would wait for the loop it blocks); it
             cannot have a ``timeout``.
+        registry: where ``circuit`` is recorded (default: the default registry; an
+            engine's registry decides which breakers guard the steps it runs).
 
     Parameters whose default is ``duralog.inject()`` are filled in from the
     engine's resources at each attempt; workflow code leaves them out of the call,
@@ -95,7 +100,7 @@ def step(
                 raise ConfigurationError(
                     f"circuit= takes a duralog.CircuitBreaker, not {circuit!r} (step {made.name!r})"
                 )
-            circuit.guard(made)
+            circuit.guard(made, registry)
         return made
 
     return make(fn) if fn is not None else make
@@ -104,9 +109,20 @@ def step(
 @overload
 def workflow(fn: Callable[P, Awaitable[R]], /) -> Workflow[P, R]: ...
 @overload
-def workflow(*, name: str | None = None) -> _WorkflowDecorator: ...
-def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+def workflow(
+    *, name: str | None = None, registry: Registry | None = None
+) -> _WorkflowDecorator: ...
+def workflow(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    registry: Registry | None = None,
+) -> Any:
     """Make an ``async def`` a durable workflow, registered under its name.
+
+    It registers in ``registry`` (default: the default registry, which an
+    ``Engine`` given no ``registry=`` uses).
 
     The function must be deterministic: it awaits steps, ``duralog.sleep``,
     ``asyncio.gather``..., and takes time and randomness from ``duralog.now()``,
@@ -122,7 +138,7 @@ def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
 
     def make(f: Callable[..., Any]) -> Workflow[Any, Any]:
         wf: Workflow[Any, Any] = Workflow(f, name=name)
-        REGISTRY.add(wf)
+        (REGISTRY if registry is None else registry).add(wf)
         return wf
 
     return make(fn) if fn is not None else make

@@ -82,20 +82,23 @@ class Engine:
         lease_seconds = positive_seconds(lease_seconds, "lease_seconds")
         poll_interval = positive_seconds(poll_interval, "poll_interval")
         cleanup_grace = positive_seconds(cleanup_grace, "cleanup_grace", or_zero=True)
-        self.store: EventStore = (
-            open_store(store, durability=durability) if isinstance(store, str | Path) else store
-        )
-        self.registry = registry or REGISTRY
+        if isinstance(store, str | Path):
+            store = open_store(store, durability=durability, payload_codec=payload_codec)
+        elif payload_codec is not None:
+            store.payload_codec = payload_codec  # the events it writes are sealed with it
+        self.store: EventStore = store
+        #: The workflows, queues, schedules and circuits this engine runs with.
+        self.registry = REGISTRY if registry is None else registry
         self.worker_id = worker_id or default_worker_id()
         self.clock: Clock = clock or SystemClock()
-        if payload_codec is not None:
-            codec.install(payload_codec)
         self.max_payload_bytes = max_payload_bytes
         self._committer = StartCommitter(self.store)
         self._run_worker = worker
         #: The queues this engine knows (by name); its worker serves all of them.
         self.queues: dict[str, Queue] = (
-            QUEUES if queues is None else {queue.name: queue for queue in queues}
+            self.registry.declared(QUEUES)
+            if queues is None
+            else {queue.name: queue for queue in queues}
         )
         #: Resources for steps, by name (see ``provide``).
         self.resources: dict[str, Any] = check_resources(resources)
@@ -128,6 +131,13 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"Engine({self.store!r}, worker_id={self.worker_id!r})"
+
+    @property
+    def payload_codec(self) -> codec.PayloadCodec | None:
+        """This engine's payload codec (None: none), which travels with its store: its
+        workflows, handles and store seal and open payloads with it, and no other
+        engine's."""
+        return self.store.payload_codec
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -351,7 +361,7 @@ class Engine:
             queue=queued,
             timezone=timezone,
         )
-        record = spec.record(self.clock.now())
+        record = spec.record(self.clock.now(), self.payload_codec)
         self.store.put_schedule(record)
         return next(r for r in self.store.schedules() if r.id == schedule_id)
 

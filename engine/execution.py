@@ -330,7 +330,9 @@ class Execution(StepLoop):
             )
         await self.flush(
             status=STATUS_AFTER[type(terminal).__name__],
-            notices=notice_to_parent(self.state, self.workflow_id, terminal),
+            notices=notice_to_parent(
+                self.state, self.workflow_id, terminal, self.host.payload_codec
+            ),
         )
         # No final snapshot: snapshots serve only to rebuild a workflow, and a
         # finished one is never rebuilt (show, inspect and handle.state fold its log).

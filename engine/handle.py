@@ -24,7 +24,7 @@ from duralog.replay.state import WorkflowState, fold_all
 from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.base import EventStore, WorkflowRecord, WorkflowStatus
-from duralog.store.envelope import seal, unseal_error
+from duralog.store.envelope import PayloadCodec, seal, unseal_error
 from duralog.store.events import LogEntry
 
 from .clock import Clock
@@ -47,6 +47,11 @@ class HandleHost(Protocol):
     def max_payload_bytes(self) -> int | None: ...
     @property
     def listeners(self) -> Listeners: ...
+    @property
+    def payload_codec(self) -> PayloadCodec | None:
+        """The engine's payload codec: what a handle sends is sealed, and what it reads
+        opened, with it."""
+        ...
 
     def done_event(self, workflow_id: str) -> threading.Event:
         """Set when this process sees the workflow end."""
@@ -109,7 +114,8 @@ class WorkflowHandle(Generic[R]):
         ``CANCELLED`` at once, without running any of its code.
         """
         require_utf8(reason, "the reason")
-        reason = seal(reason)  # sealed from here on, in the inbox and in the log
+        # Sealed from here on, in the inbox and in the log.
+        reason = seal(reason, self._engine.payload_codec)
         record = self.record()
         at = self._engine.clock.now()
         waiting = record.status is WorkflowStatus.PENDING and record.queue is not None
@@ -128,7 +134,7 @@ class WorkflowHandle(Generic[R]):
         Steps already running finish; the status shows ``PAUSED``.
         """
         require_utf8(reason, "the reason")
-        self._send("pause", seal(reason), None)
+        self._send("pause", seal(reason, self._engine.payload_codec), None)
 
     def resume(self) -> None:
         """Resume a paused workflow."""
@@ -150,7 +156,8 @@ class WorkflowHandle(Generic[R]):
                 )
             return None if value is None else msgspec.Raw(value)
 
-        return codec.decode(self._poll(probe, timeout, time.sleep, max_pause=0.25))
+        found = self._poll(probe, timeout, time.sleep, max_pause=0.25)
+        return codec.decode(found, payload_codec=self._engine.payload_codec)
 
     def _send(
         self, kind: str, name: str, payload: Any, record: WorkflowRecord | None = None
@@ -164,7 +171,7 @@ class WorkflowHandle(Generic[R]):
         try:
             data = None
             if kind == "signal":
-                encoded = codec.encode(payload)
+                encoded = codec.encode(payload, self._engine.payload_codec)
                 codec.check_size(encoded, self._engine.max_payload_bytes, f"signal {name!r}")
                 data = bytes(encoded)
         except PayloadError as exc:
@@ -218,10 +225,12 @@ class WorkflowHandle(Generic[R]):
         event = found[-1].event if found else None
         if isinstance(event, ev.WorkflowCompleted):
             result_type = self._definition.result_type if self._definition else Any
-            value: R = codec.decode(event.result, result_type)
+            value: R = codec.decode(
+                event.result, result_type, payload_codec=self._engine.payload_codec
+            )
             return value
         if isinstance(event, ev.WorkflowFailed):
-            raise WorkflowFailed(self.id, unseal_error(event.error))
+            raise WorkflowFailed(self.id, unseal_error(event.error, self._engine.payload_codec))
         raise WorkflowFailed(self.id, ErrorDetails("Cancelled", "the workflow was cancelled"))
 
 

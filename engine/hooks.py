@@ -6,7 +6,8 @@
 - **Attempt guards** (``duralog.patterns`` installs them): wrap every attempt of
   the steps they are found for, e.g. a circuit breaker admits the attempt first,
   and injected resources fill in parameters. A guard finder is asked once per
-  step and worker; most steps get no guard, and the attempt is called directly.
+  step and worker, with the engine's registry (where the step's circuit is
+  declared); most steps get no guard, and the attempt is called directly.
 - **Step types**: ``@duralog.step`` asks the installed finders which ``Step``
   class a function needs (a step with injected parameters refuses them from
   workflow code).
@@ -22,7 +23,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from duralog.replay.definitions import Step
+from duralog.replay.definitions import Registry, Step
 from duralog.replay.state import WorkflowState
 from duralog.store.base import EventStore
 from duralog.store.events import LogEntry
@@ -130,6 +131,11 @@ class AttemptHost(Protocol):
         """The engine's resources for steps, by name."""
         ...
 
+    @property
+    def registry(self) -> Registry:
+        """The engine's registry (its circuit breakers, among the rest)."""
+        ...
+
     def run_aside(
         self, context: contextvars.Context, fn: Callable[..., T], *args: Any
     ) -> Awaitable[T]:
@@ -164,7 +170,7 @@ class AttemptGuard(Protocol):
         ...
 
 
-GuardFinder = Callable[[Step[Any, Any]], AttemptGuard | None]
+GuardFinder = Callable[[Step[Any, Any], Registry], AttemptGuard | None]
 StepTypeFinder = Callable[[Callable[..., Any]], type[Step[Any, Any]] | None]
 
 _guard_finders: list[GuardFinder] = []
@@ -172,14 +178,16 @@ _step_type_finders: list[StepTypeFinder] = []
 
 
 def add_guard_finder(finder: GuardFinder) -> None:
-    """Ask ``finder`` for the guard of every step a worker runs (once per step)."""
+    """Ask ``finder`` for the guard of every step a worker runs (once per step), with
+    the worker's registry. The finders are code, the same for every engine; what
+    they find is in the registry."""
     if finder not in _guard_finders:
         _guard_finders.append(finder)
 
 
-def guards_of(step: Step[Any, Any]) -> tuple[AttemptGuard, ...]:
-    """The guards of ``step``, outermost first (most steps have none)."""
-    found = [guard for finder in _guard_finders if (guard := finder(step)) is not None]
+def guards_of(step: Step[Any, Any], registry: Registry) -> tuple[AttemptGuard, ...]:
+    """The guards of ``step`` under ``registry``, outermost first (most steps have none)."""
+    found = [guard for finder in _guard_finders if (guard := finder(step, registry)) is not None]
     return tuple(sorted(found, key=lambda guard: guard.order))
 
 

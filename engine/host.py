@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from duralog.store.base import EventStore
+from duralog.store.envelope import PayloadCodec
 from duralog.store.events import LogEntry
 
 from .attempts import StepAttempts
@@ -63,6 +64,10 @@ class ExecutionHost(Protocol):
     def listeners(self) -> Listeners: ...
     @property
     def attempts(self) -> StepAttempts: ...
+    @property
+    def payload_codec(self) -> PayloadCodec | None:
+        """The engine's payload codec: what the workflow records is sealed with it."""
+        ...
 
     def random(self) -> float:
         """A random draw in [0, 1) (retry jitter)."""

@@ -18,7 +18,7 @@ from duralog.errors import ErrorDetails
 from duralog.replay.state import WorkflowState
 from duralog.store import events as ev
 from duralog.store.base import InboxItem, Notice, WorkflowStatus
-from duralog.store.envelope import seal_error
+from duralog.store.envelope import PayloadCodec, seal_error
 
 log = logging.getLogger("duralog.engine")
 
@@ -75,7 +75,10 @@ def translate(
 
 
 def notice_to_parent(
-    state: WorkflowState, workflow_id: str, terminal: ev.Event
+    state: WorkflowState,
+    workflow_id: str,
+    terminal: ev.Event,
+    payload_codec: PayloadCodec | None,
 ) -> tuple[Notice, ...]:
     """The inbox item that tells a child's parent how the child ended (none for a
     workflow without a parent), written in the same commit as the terminal event."""
@@ -93,7 +96,9 @@ def notice_to_parent(
         else ErrorDetails("Cancelled", f"child workflow {workflow_id!r} was cancelled")
     )
     # The parent's inbox holds it until the parent logs it: sealed like the log.
-    return (Notice(parent, "child_failed", name, msgspec.json.encode(seal_error(error))),)
+    return (
+        Notice(parent, "child_failed", name, msgspec.json.encode(seal_error(error, payload_codec))),
+    )
 
 
 def _is_json(payload: msgspec.Raw) -> bool:

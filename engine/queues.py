@@ -12,6 +12,7 @@ import datetime as dt
 import re
 
 from duralog.errors import ConfigurationError, positive_seconds, whole_number
+from duralog.replay.definitions import REGISTRY, DeclarationKind, Registry
 from duralog.store.base import QueueLimits
 
 _NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
@@ -27,6 +28,8 @@ class Queue:
         worker_concurrency: at most this many at once on any one worker.
         rate_limit: at most this many taken off the queue per ``period``.
         period: the rate limit's window, in seconds or as a timedelta (default 1 s).
+        registry: where it is declared (default: the default registry, whose queues an
+            ``Engine`` given no ``queues=`` nor ``registry=`` serves).
 
     Workers take a queue's workflows by ``priority`` (lower first; default 0), then
     oldest first. Only workers that declare the queue ever run its workflows, and
@@ -50,6 +53,7 @@ class Queue:
         worker_concurrency: int | None = None,
         rate_limit: int | None = None,
         period: float | dt.timedelta = 1.0,
+        registry: Registry | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ConfigurationError(
@@ -70,7 +74,7 @@ class Queue:
             rate_limit=rate_limit,
             rate_period=window,
         )
-        QUEUES[name] = self
+        (REGISTRY if registry is None else registry).declared(QUEUES)[name] = self
 
     def __repr__(self) -> str:
         limits = self.limits
@@ -88,8 +92,8 @@ class Queue:
         return f"Queue({self.name!r}{''.join(', ' + p for p in parts)})"
 
 
-#: Every queue declared in this process, by name (a later declaration replaces one).
-QUEUES: dict[str, Queue] = {}
+#: The queues declared in a registry, by name (a later declaration replaces one).
+QUEUES: DeclarationKind[str, Queue] = DeclarationKind("queues")
 
 
 def resolve(queue: Queue | str, known: dict[str, Queue]) -> Queue:

@@ -24,10 +24,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from duralog.errors import ConfigurationError, DuralogError, PayloadError
-from duralog.replay.definitions import Registry, Workflow
+from duralog.replay.definitions import REGISTRY, DeclarationKind, Registry, Workflow
 from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.base import EventStore, NewWorkflow, ScheduleRecord
+from duralog.store.envelope import PayloadCodec
 
 from .queues import QUEUES, Queue
 
@@ -64,14 +65,14 @@ class Schedule(msgspec.Struct, frozen=True):
     queue: str | None = None
     timezone: str = "UTC"
 
-    def record(self, now: float) -> ScheduleRecord:
+    def record(self, now: float, payload_codec: PayloadCodec | None) -> ScheduleRecord:
         """The store row for this schedule, first ticking after ``now``.
 
-        Its arguments are a payload like any other: encrypted by the payload codec
-        when one is installed.
+        Its arguments are a payload like any other: encrypted by the engine's
+        ``payload_codec`` when it has one.
         """
         try:
-            args = bytes(codec.encode(list(self.args)))
+            args = bytes(codec.encode(list(self.args), payload_codec))
         except PayloadError as exc:
             raise PayloadError(
                 f"schedule {self.id!r}: its arguments must be JSON values ({exc})"
@@ -90,8 +91,8 @@ class Schedule(msgspec.Struct, frozen=True):
         )
 
 
-#: Every schedule declared with ``@duralog.schedule`` in this process, by id.
-SCHEDULES: dict[str, Schedule] = {}
+#: The schedules declared with ``@duralog.schedule`` in a registry, by id.
+SCHEDULES: DeclarationKind[str, Schedule] = DeclarationKind("schedules")
 
 
 def make_schedule(
@@ -143,6 +144,7 @@ def schedule(
     catch_up: CatchUp = "latest",
     queue: Queue | str | None = None,
     timezone: str = "UTC",
+    registry: Registry | None = None,
 ) -> Callable[[W], W]:
     """Start the decorated workflow on every tick of ``cron``; put it above ``@workflow``.
 
@@ -161,6 +163,8 @@ def schedule(
             one; its limits apply). A worker refuses to start with a schedule whose
             queue is declared nowhere in its process.
         timezone: an IANA zone name for the cron fields (default UTC).
+        registry: where it is declared (default: the default registry); the workers of
+            engines using that registry store it.
     """
 
     def register(workflow: W) -> W:
@@ -177,7 +181,7 @@ def schedule(
             queue=queue.name if isinstance(queue, Queue) else queue,
             timezone=timezone,
         )
-        SCHEDULES[spec.id] = spec
+        (REGISTRY if registry is None else registry).declared(SCHEDULES)[spec.id] = spec
         return workflow
 
     return register
@@ -254,15 +258,22 @@ def tick_id(schedule_id: str, tick: float) -> str:
     return f"{schedule_id}@{when.strftime('%Y-%m-%dT%H:%M:%SZ')}"
 
 
-def tick_workflows(record: ScheduleRecord, ticks: Sequence[float], now: float) -> list[NewWorkflow]:
-    """The workflows to create for ``ticks``: ``workflow(tick, *args)``, unowned."""
+def tick_workflows(
+    record: ScheduleRecord,
+    ticks: Sequence[float],
+    now: float,
+    payload_codec: PayloadCodec | None,
+) -> list[NewWorkflow]:
+    """The workflows to create for ``ticks``: ``workflow(tick, *args)``, unowned (their
+    input sealed, as the schedule's arguments are, with ``payload_codec``)."""
     tz = zone(record.timezone, f"schedule {record.id!r}")
-    extra = codec.decode(record.args)
+    extra = codec.decode(record.args, payload_codec=payload_codec)
     if not isinstance(extra, list):
         raise PayloadError(f"schedule {record.id!r}: its stored arguments are not a JSON array")
     items = []
     for tick in ticks:
-        args_raw, kwargs_raw = codec.encode_call([dt.datetime.fromtimestamp(tick, tz), *extra], {})
+        call = [dt.datetime.fromtimestamp(tick, tz), *extra]
+        args_raw, kwargs_raw = codec.encode_call(call, {}, payload_codec)
         started = ev.started_entry(now, name=record.workflow, args=args_raw, kwargs=kwargs_raw)
         items.append(
             NewWorkflow(tick_id(record.id, tick), record.workflow, started, queue=record.queue)
@@ -275,8 +286,8 @@ def store_declared(
 ) -> None:
     """Store the schedules declared in code (``@duralog.schedule``) whose workflow is in
     ``registry``; a schedule on a queue declared nowhere stops the worker at start."""
-    known = {**QUEUES, **queues}
-    for spec in list(SCHEDULES.values()):
+    known = {**registry.declared(QUEUES), **queues}
+    for spec in list(registry.declared(SCHEDULES).values()):
         if spec.workflow not in registry:
             continue
         if spec.queue is not None and spec.queue not in known:
@@ -286,7 +297,7 @@ def store_declared(
                 f"{', '.join(sorted(known)) or 'none'}); declare it with "
                 f"duralog.Queue({spec.queue!r}, ...) or fix the name"
             )
-        store.put_schedule(spec.record(now))
+        store.put_schedule(spec.record(now, store.payload_codec))
 
 
 def fire_due(
@@ -308,7 +319,7 @@ def fire_due(
             ticks, last_tick = due_ticks(record, now)
             if last_tick == record.last_tick:
                 continue
-            items = tick_workflows(record, ticks, now)
+            items = tick_workflows(record, ticks, now, store.payload_codec)
             if not store.fire_schedule(record.id, record.last_tick, last_tick, items):
                 continue
         except (DuralogError, ValueError, KeyError) as exc:

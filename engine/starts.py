@@ -64,7 +64,7 @@ class Starts:
         limit = positive_seconds(timeout, "a workflow timeout", optional=True)
         workflow_id = check_id(workflow_id) if workflow_id is not None else uuid.uuid4().hex
         try:
-            args_raw, kwargs_raw = codec.encode_call(args, {})
+            args_raw, kwargs_raw = codec.encode_call(args, {}, self.store.payload_codec)
             codec.check_size(
                 args_raw, self._max_payload_bytes, f"the input of workflow {definition.name!r}"
             )

@@ -54,7 +54,7 @@ class StepLoop(LogTail):
             if not_before is not None:
                 self.retry_at[seq] = not_before
                 await sleep_until(self.host.clock, not_before)
-            args, kwargs = step.decode_args(raw_args, raw_kwargs)
+            args, kwargs = step.decode_args(raw_args, raw_kwargs, self.host.payload_codec)
             while True:
                 await self._unpaused.wait()  # a paused workflow starts no attempt
                 if self._marker_seq > self.state.last_seq:
@@ -95,7 +95,7 @@ class StepLoop(LogTail):
                     self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
                     break
                 try:
-                    result = codec.encode(value)
+                    result = codec.encode(value, self.host.payload_codec)
                     codec.check_size(
                         result,
                         self.host.options.max_payload_bytes,

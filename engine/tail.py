@@ -145,7 +145,7 @@ class LogTail:
 
     def take_snapshot(self) -> None:
         """Snapshot the committed state; it is written with the next commit."""
-        data, checksum = dump_state(self.state)
+        data, checksum = dump_state(self.state, self.host.payload_codec)
         self._snapshot = Snapshot(self.workflow_id, self.state.last_seq, data, checksum)
         self._snapshot_seq = self.state.last_seq
 

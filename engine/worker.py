@@ -29,6 +29,7 @@ from duralog.replay.definitions import Registry
 from duralog.replay.instance import WorkflowInstance
 from duralog.replay.state import WorkflowState, fold_all
 from duralog.store.base import EventStore
+from duralog.store.envelope import PayloadCodec
 from duralog.store.events import LogEntry
 
 from .attempts import StepAttempts
@@ -93,6 +94,11 @@ class Worker(Claims):
         self._ready = threading.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pokes: set[str] = set()
+
+    @property
+    def payload_codec(self) -> PayloadCodec | None:
+        """The engine's payload codec (its store's): workflows record and read with it."""
+        return self.store.payload_codec
 
     def random(self) -> float:
         """A random draw in [0, 1) for retry jitter."""
@@ -275,7 +281,7 @@ class Worker(Claims):
         except RegistrationError as exc:
             self._skip(workflow_id, fence, str(exc))
             return
-        instance = WorkflowInstance(workflow, workflow_id, self.sources)
+        instance = WorkflowInstance(workflow, workflow_id, self.sources, self.payload_codec)
         execution = Execution(self, instance, state, fence, lease)
         self.executions[workflow_id] = execution
         if rebuilt or workflow_id in self._pokes:

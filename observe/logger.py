@@ -32,7 +32,7 @@ from duralog.engine.api import current_step
 from duralog.errors import PayloadError
 from duralog.replay.instance import ReplaySources, WorkflowInstance, current_instance
 from duralog.store import codec
-from duralog.store.envelope import unseal_error
+from duralog.store.envelope import PayloadCodec, unseal_error
 from duralog.store.events import NULL
 
 FIELDS = ("workflow_id", "workflow_name", "step", "seq", "attempt")
@@ -119,7 +119,7 @@ def context_fields(payloads: bool = False) -> dict[str, Any]:
     }
     if payloads:
         try:
-            fields["payload"] = codec.decode(raw)
+            fields["payload"] = codec.decode(raw, payload_codec=instance.payload_codec)
         except PayloadError:
             fields["payload"] = bytes(raw).decode("utf-8", "replace")
     return fields
@@ -146,7 +146,11 @@ def _position(instance: WorkflowInstance) -> tuple[int | None, str | None, Any]:
         view = state.steps.get(item.ref)
         if view is None:
             return item.seq, None, NULL
-        payload = view.result if item.kind == "StepCompleted" else _error_payload(view.error)
+        payload = (
+            view.result
+            if item.kind == "StepCompleted"
+            else _error_payload(view.error, instance.payload_codec)
+        )
         return item.seq, view.name, payload
     if item.kind == "SignalReceived":
         return item.seq, None, state.signals[item.ref].payload
@@ -155,13 +159,13 @@ def _position(instance: WorkflowInstance) -> tuple[int | None, str | None, Any]:
     return item.seq, None, NULL
 
 
-def _error_payload(error: Any) -> msgspec.Raw:
+def _error_payload(error: Any, payload_codec: PayloadCodec | None) -> msgspec.Raw:
     if error is None:
         return NULL
     # Logging payloads was asked for: the error as it was raised (without the key,
     # the sealed text: a log call never raises).
     with contextlib.suppress(PayloadError):
-        error = unseal_error(error)
+        error = unseal_error(error, payload_codec)
     return msgspec.Raw(msgspec.json.encode(str(error)))
 
 

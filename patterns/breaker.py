@@ -44,7 +44,7 @@ from duralog.engine import hooks
 from duralog.engine.api import StepInfo
 from duralog.engine.hooks import AttemptHost, Proceed
 from duralog.errors import CircuitOpen, ConfigurationError, positive_seconds, whole_number
-from duralog.replay.definitions import Step
+from duralog.replay.definitions import REGISTRY, DeclarationKind, Registry, Step
 from duralog.store.base import BreakerRecord, EventStore
 
 if TYPE_CHECKING:
@@ -182,31 +182,37 @@ class CircuitBreaker:
         record, _ = change(store, self.name, lambda r: _closing(r, now))
         return record
 
-    def guard(self, step: Step[Any, Any]) -> Step[Any, Any]:
-        """Guard an existing step with this breaker (``@duralog.step(circuit=...)``
-        does it for you); returns the step."""
-        attach(step, self)
+    def guard(self, step: Step[Any, Any], registry: Registry | None = None) -> Step[Any, Any]:
+        """Guard an existing step with this breaker, for the engines using ``registry``
+        (default: the default registry); ``@duralog.step(circuit=...)`` does it for
+        you. Returns the step."""
+        attach(step, self, registry)
         return step
 
 
-_CIRCUITS: dict[Step[Any, Any], CircuitBreaker] = {}
+#: The breaker guarding each step, in a registry.
+CIRCUITS: DeclarationKind[Step[Any, Any], CircuitBreaker] = DeclarationKind("circuits")
 
 
-def attach(step: Step[Any, Any], breaker: CircuitBreaker | None) -> None:
-    """Make ``breaker`` guard every attempt of ``step`` (None: no breaker)."""
+def attach(
+    step: Step[Any, Any], breaker: CircuitBreaker | None, registry: Registry | None = None
+) -> None:
+    """Make ``breaker`` guard every attempt of ``step`` run by the engines using
+    ``registry`` (default: the default registry); None: no breaker."""
+    circuits = (REGISTRY if registry is None else registry).declared(CIRCUITS)
     if breaker is None:
-        _CIRCUITS.pop(step, None)
+        circuits.pop(step, None)
         return
     if not isinstance(breaker, CircuitBreaker):
         raise ConfigurationError(
             f"circuit= takes a duralog.CircuitBreaker, not {breaker!r} (step {step.name!r})"
         )
-    _CIRCUITS[step] = breaker
+    circuits[step] = breaker
 
 
-def circuit_of(step: Step[Any, Any]) -> CircuitBreaker | None:
-    """The breaker guarding ``step``, if any."""
-    return _CIRCUITS.get(step)
+def circuit_of(step: Step[Any, Any], registry: Registry | None = None) -> CircuitBreaker | None:
+    """The breaker guarding ``step`` in ``registry`` (default: the default one), if any."""
+    return (REGISTRY if registry is None else registry).declared(CIRCUITS).get(step)
 
 
 class BreakerGuard:
@@ -240,8 +246,8 @@ class BreakerGuard:
         return value
 
 
-def _circuit_guard(step: Step[Any, Any]) -> BreakerGuard | None:
-    breaker = circuit_of(step)
+def _circuit_guard(step: Step[Any, Any], registry: Registry) -> BreakerGuard | None:
+    breaker = circuit_of(step, registry)
     return None if breaker is None else BreakerGuard(breaker)
 
 

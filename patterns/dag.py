@@ -21,7 +21,7 @@ from duralog.errors import (
     MissingDependencyError,
     PayloadError,
 )
-from duralog.replay.definitions import REGISTRY, Step, Workflow
+from duralog.replay.definitions import REGISTRY, Registry, Step, Workflow
 from duralog.store import codec
 
 from ._composite import (
@@ -130,6 +130,7 @@ class DAG(Workflow[..., dict[str, Any]]):
         tasks: the tasks, in the order ties are started.
         max_parallel: how many tasks may run at once (None: no bound).
         defaults: input values used when the start input does not give them.
+        registry: where the DAG registers as a workflow (default: the default registry).
     """
 
     def __init__(
@@ -139,6 +140,7 @@ class DAG(Workflow[..., dict[str, Any]]):
         *,
         max_parallel: int | None = None,
         defaults: Mapping[str, Any] | None = None,
+        registry: Registry | None = None,
         _site: str | None = None,
     ) -> None:
         check_name("DAG", name)
@@ -166,7 +168,7 @@ class DAG(Workflow[..., dict[str, Any]]):
 
         name_function(run, "DAG", name, caller_module(), _site)
         super().__init__(run, name=name)
-        REGISTRY.add(self)
+        (REGISTRY if registry is None else registry).add(self)
 
     def __repr__(self) -> str:
         return f"<duralog DAG {self.name!r}: {len(self.tasks)} tasks>"

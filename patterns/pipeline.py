@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast, overload
 
 from duralog.errors import ConfigurationError
-from duralog.replay.definitions import REGISTRY, Step, Workflow
+from duralog.replay.definitions import REGISTRY, Registry, Step, Workflow
 
 from ._composite import caller_module, check_name, durable, name_function, signature
 
@@ -42,9 +42,10 @@ class Pipeline(Workflow[[I], O]):
     A first stage that takes no argument makes a pipeline started without input
     (``engine.start(etl)``). Inside another workflow, ``await etl(value)`` runs it
     as a child workflow; outside any workflow it simply calls the stages in order.
+    It registers as a workflow in ``registry`` (default: the default registry).
     """
 
-    def __init__(self: Pipeline[Any, Any], name: str) -> None:
+    def __init__(self: Pipeline[Any, Any], name: str, *, registry: Registry | None = None) -> None:
         check_name("Pipeline", name)
         self._stages: list[Step[Any, Any] | Workflow[Any, Any]] = []
         self._takes_input = True
@@ -54,7 +55,7 @@ class Pipeline(Workflow[[I], O]):
 
         name_function(run, "Pipeline", name, caller_module())
         super().__init__(run, name=name)
-        REGISTRY.add(self)
+        (REGISTRY if registry is None else registry).add(self)
 
     def __repr__(self) -> str:
         chain = " -> ".join(stage.name for stage in self._stages) or "no stages"

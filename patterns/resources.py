@@ -32,7 +32,7 @@ from duralog.engine import hooks
 from duralog.engine.api import StepInfo, current_step, step_resources
 from duralog.engine.hooks import AttemptHost, Proceed
 from duralog.errors import ConfigurationError, DuralogError, ResourceMissing
-from duralog.replay.definitions import Step
+from duralog.replay.definitions import Registry, Step
 from duralog.replay.instance import current_instance
 
 P = ParamSpec("P")
@@ -278,7 +278,7 @@ class InjectionGuard:
         return await proceed({**kwargs, **resolve(host.resources, self.injections, info)})
 
 
-def _injection_guard(step: Step[Any, Any]) -> InjectionGuard | None:
+def _injection_guard(step: Step[Any, Any], registry: Registry) -> InjectionGuard | None:
     injections: tuple[Injection, ...] = getattr(step, "injections", None) or injections_of(step.fn)
     return InjectionGuard(injections) if injections else None
 

@@ -18,6 +18,7 @@ import msgspec
 
 from duralog.errors import NondeterminismError, RegistrationError
 from duralog.store import codec
+from duralog.store.envelope import PayloadCodec
 from duralog.store.events import LogEntry
 
 from .definitions import Registry, Workflow
@@ -56,14 +57,15 @@ def replay_history(
     entries: Sequence[LogEntry],
     workflow_id: str = "replay",
     on_input: Callable[[Input], None] | None = None,
+    payload_codec: PayloadCodec | None = None,
 ) -> tuple[WorkflowInstance, WorkflowState]:
     """Run ``workflow``'s code against ``entries``; raises ``NondeterminismError`` on divergence.
 
     Returns the instance (``finished`` tells whether the code reached its end) and
-    the folded state of the history.
+    the folded state of the history. ``payload_codec`` opens encrypted values.
     """
     state = fold_all(workflow_id, list(entries))
-    instance = WorkflowInstance(workflow, workflow_id)
+    instance = WorkflowInstance(workflow, workflow_id, payload_codec=payload_codec)
     instance.on_input = on_input
     instance.feed(state, state.last_seq + 1)
     return instance, state
@@ -92,16 +94,17 @@ def check(
     workflows: Workflows,
     until: int | None = None,
     on_input: Callable[[Input], None] | None = None,
+    payload_codec: PayloadCodec | None = None,
 ) -> ReplayReport:
     """Replay ``history`` (up to seq ``until``) against the matching workflow's code.
 
     Raises ``PayloadError`` before replaying anything when the history holds
-    values the installed payload codec cannot decrypt (naming the missing key):
-    code fed values it cannot read would seem to diverge when it does not.
+    values ``payload_codec`` cannot decrypt (naming the missing key): code fed
+    values it cannot read would seem to diverge when it does not.
     """
     entries = [e for e in history.events if until is None or e.seq <= until]
     workflow = find_workflow(workflows, history.workflow_name)
-    codec.require_readable(history.workflow_id, entries)
+    codec.require_readable(history.workflow_id, entries, payload_codec)
     base = {
         "workflow_id": history.workflow_id,
         "workflow_name": history.workflow_name,
@@ -109,7 +112,9 @@ def check(
         "replayed_to": entries[-1].seq if entries else 0,
     }
     try:
-        instance, _ = replay_history(workflow, entries, history.workflow_id, on_input)
+        instance, _ = replay_history(
+            workflow, entries, history.workflow_id, on_input, payload_codec
+        )
     except NondeterminismError as exc:
         return ReplayReport(
             ok=False,

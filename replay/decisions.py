@@ -18,6 +18,7 @@ from typing import Any
 from duralog.errors import NondeterminismError
 from duralog.store import codec
 from duralog.store import events as ev
+from duralog.store.envelope import PayloadCodec
 
 from .locations import caller_location
 from .state import WorkflowState
@@ -50,9 +51,15 @@ class Decisions:
             decision, or one made by duralog's own code, is reported).
     """
 
-    def __init__(self, workflow_id: str, defined_at: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        workflow_id: str,
+        defined_at: Callable[[], str],
+        payload_codec: PayloadCodec | None = None,
+    ) -> None:
         self.workflow_id = workflow_id
         self._defined_at = defined_at
+        self._payload_codec = payload_codec  # opens recorded patch markers
         #: The first divergence found; once set, every further decision unwinds.
         self.divergence: NondeterminismError | None = None
         #: True once the run's terminal decision is made.
@@ -147,7 +154,8 @@ class Decisions:
         found = (
             recorded.kind == "MarkerRecorded"
             and recorded.name == "patch"
-            and codec.decode(state.markers[recorded.seq].value) == patch_id
+            and codec.decode(state.markers[recorded.seq].value, payload_codec=self._payload_codec)
+            == patch_id
         )
         if found:
             self._made += 1

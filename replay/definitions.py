@@ -7,7 +7,10 @@ awaiting it simply runs the function, and ``step.fn`` is the undecorated
 function for unit tests.
 
 A ``Workflow`` wraps an ``async def``; it registers under its ``__qualname__``
-(or ``name=``) so a worker can find the code of any workflow in its log.
+(or ``name=``) in a ``Registry`` so a worker can find the code of any workflow in
+its log. A registry also keeps what a program declares beside its workflows
+(queues, schedules, circuit breakers: see ``DeclarationKind``). The decorators fill
+``REGISTRY``, the default; an engine given another registry sees only that one.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import inspect
 import math
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 import msgspec
 
@@ -29,11 +32,14 @@ from duralog.errors import (
     whole_number,
 )
 from duralog.store import codec
+from duralog.store.envelope import PayloadCodec
 
 from .context import running_code
 
 P = ParamSpec("P")
 R = TypeVar("R")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,10 +125,14 @@ class _Typed(Generic[P, R]):
         return self._hints[0]
 
     def decode_args(
-        self, args: msgspec.Raw, kwargs: msgspec.Raw
+        self,
+        args: msgspec.Raw,
+        kwargs: msgspec.Raw,
+        payload_codec: PayloadCodec | None = None,
     ) -> tuple[list[Any], dict[str, Any]]:
-        """Decode recorded call arguments, typed by the function's annotations."""
-        return _decode_call(self.name, self._hints[1], args, kwargs)
+        """Decode recorded call arguments (opening them with ``payload_codec``), typed by
+        the function's annotations."""
+        return _decode_call(self.name, self._hints[1], args, kwargs, payload_codec)
 
 
 class Step(_Typed[P, R]):
@@ -163,10 +173,13 @@ class Step(_Typed[P, R]):
             return await typing.cast(Awaitable[R], result)
         return typing.cast(R, result)
 
-    def decode_result(self, payload: msgspec.Raw) -> R:
-        """Decode a recorded result into the annotated return type."""
+    def decode_result(self, payload: msgspec.Raw, payload_codec: PayloadCodec | None = None) -> R:
+        """Decode a recorded result (opened with ``payload_codec``) into the annotated
+        return type."""
         try:
-            return typing.cast(R, codec.decode(payload, self.result_type))
+            return typing.cast(
+                R, codec.decode(payload, self.result_type, payload_codec=payload_codec)
+            )
         except PayloadError as exc:
             raise PayloadError(
                 f"the recorded result of step {self.name!r} does not decode as its annotated "
@@ -220,11 +233,43 @@ class Workflow(_Typed[P, R]):
         return await self.fn(*args, **kwargs)
 
 
+class DeclarationKind(Generic[K, V]):
+    """A kind of declaration a ``Registry`` keeps beside its workflows, by key: queues
+    by name, schedules by id, circuit breakers by step. The module that owns the
+    kind makes its one ``DeclarationKind`` (so a registry holds the circuits of
+    ``duralog.patterns`` without the runtime importing it)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<duralog declarations: {self.name}>"
+
+
 class Registry:
-    """Workflows by name. The decorators fill ``REGISTRY``; engines read it."""
+    """What a program declares for the engines that run it: workflows by name, and
+    beside them queues, schedules and circuit breakers (``declared``).
+
+    ``@duralog.workflow``, ``duralog.Queue``, ``@duralog.schedule`` and
+    ``circuit=`` fill ``REGISTRY``, the default, unless given ``registry=``; an
+    ``Engine`` uses the default unless given its own. Two test modules may each
+    define a workflow called ``checkout``, each in its own registry, for its own
+    engine.
+
+    Example:
+        ```python
+        registry = duralog.Registry()
+
+        @duralog.workflow(registry=registry)
+        async def checkout(order_id: str) -> str: ...
+
+        engine = duralog.Engine("shop.db", registry=registry)
+        ```
+    """
 
     def __init__(self) -> None:
         self._workflows: dict[str, Workflow[Any, Any]] = {}
+        self._declared: dict[DeclarationKind[Any, Any], dict[Any, Any]] = {}
 
     def add(self, workflow: Workflow[Any, Any]) -> None:
         """Register ``workflow``; a different function under a taken name is an error."""
@@ -255,7 +300,14 @@ class Registry:
         """Every registered name, sorted."""
         return sorted(self._workflows)
 
+    def declared(self, kind: DeclarationKind[K, V]) -> dict[K, V]:
+        """The declarations of ``kind`` in this registry: a live mapping, which
+        declaring adds to (a later declaration under a key replaces the earlier)."""
+        return cast("dict[K, V]", self._declared.setdefault(kind, {}))
 
+
+#: The default registry: the decorators fill it, and an ``Engine`` given no
+#: ``registry=`` uses it.
 REGISTRY = Registry()
 
 
@@ -280,11 +332,15 @@ def _signature_types(fn: Callable[..., Any]) -> tuple[Any, list[tuple[str, Any, 
 
 
 def _decode_call(
-    owner: str, params: Sequence[tuple[str, Any, bool]], args: msgspec.Raw, kwargs: msgspec.Raw
+    owner: str,
+    params: Sequence[tuple[str, Any, bool]],
+    args: msgspec.Raw,
+    kwargs: msgspec.Raw,
+    payload_codec: PayloadCodec | None,
 ) -> tuple[list[Any], dict[str, Any]]:
     try:
-        raw_args = codec.decode(args) or []
-        raw_kwargs: Mapping[str, Any] = codec.decode(kwargs) or {}
+        raw_args = codec.decode(args, payload_codec=payload_codec) or []
+        raw_kwargs: Mapping[str, Any] = codec.decode(kwargs, payload_codec=payload_codec) or {}
         if not isinstance(raw_args, list) or not isinstance(raw_kwargs, dict):
             raise PayloadError("arguments must be a JSON array and keyword arguments an object")
         types = {name: tp for name, tp, _ in params}

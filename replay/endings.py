@@ -17,6 +17,7 @@ from typing import Any
 from duralog.errors import PayloadError, WorkflowTimeout, details_of
 from duralog.store import codec
 from duralog.store import events as ev
+from duralog.store.envelope import PayloadCodec
 
 from .decisions import ContinueAsNew, Decisions, Diverged, Ended
 from .definitions import Workflow
@@ -32,12 +33,19 @@ class RunEnding:
         decisions: where the terminal decision is matched or made.
         waits: the children the run still waits on.
         loop: the run's loop (its time is when a cancel request arrived).
+        payload_codec: seals the result or new input the run ends with (None: none).
     """
 
     def __init__(
-        self, workflow: Workflow[Any, Any], decisions: Decisions, waits: Waits, loop: WorkflowLoop
+        self,
+        workflow: Workflow[Any, Any],
+        decisions: Decisions,
+        waits: Waits,
+        loop: WorkflowLoop,
+        payload_codec: PayloadCodec | None = None,
     ) -> None:
         self.workflow = workflow
+        self._payload_codec = payload_codec
         self.decisions = decisions
         self.waits = waits
         self.loop = loop
@@ -169,7 +177,7 @@ class RunEnding:
 
     def _completed(self, value: Any) -> None:
         try:
-            result = codec.encode(value)
+            result = codec.encode(value, self._payload_codec)
         except PayloadError as exc:
             self.failed(
                 PayloadError(
@@ -183,7 +191,7 @@ class RunEnding:
 
     def _continued(self, request: ContinueAsNew) -> None:
         try:
-            args, kwargs = codec.encode_call(request.args_, request.kwargs_)
+            args, kwargs = codec.encode_call(request.args_, request.kwargs_, self._payload_codec)
         except PayloadError as exc:
             self.failed(
                 PayloadError(

@@ -37,6 +37,7 @@ import msgspec
 from duralog.errors import NondeterminismError, PayloadError
 from duralog.store import codec
 from duralog.store import events as ev
+from duralog.store.envelope import PayloadCodec
 
 from .context import WorkflowInfo, _current
 from .decisions import ContinueAsNew, Decisions, Diverged
@@ -90,20 +91,27 @@ class WorkflowInstance:
         workflow: the definition whose code runs.
         workflow_id: the id of the run (for errors and ``workflow_info()``).
         sources: new values for ``now``/``random``/``uuid4`` in record mode.
+        payload_codec: the engine's payload codec (None: none): the values the code
+            records are sealed with it, and the recorded ones opened with it.
     """
 
     def __init__(
-        self, workflow: Workflow[Any, Any], workflow_id: str, sources: Sources | None = None
+        self,
+        workflow: Workflow[Any, Any],
+        workflow_id: str,
+        sources: Sources | None = None,
+        payload_codec: PayloadCodec | None = None,
     ) -> None:
         self.workflow = workflow
         self.workflow_id = workflow_id
+        self.payload_codec = payload_codec
         self.loop = WorkflowLoop(self)
         self.sources: Sources = sources or ReplaySources(self.loop)
-        self.decisions = Decisions(workflow_id, self._defined_at)
-        self.waits = Waits(workflow_id, self.loop)
+        self.decisions = Decisions(workflow_id, self._defined_at, payload_codec)
+        self.waits = Waits(workflow_id, self.loop, payload_codec)
         #: Steps and children the code called but never awaited, once it has finished.
         self.never_awaited: list[str] = []
-        self.ending = RunEnding(workflow, self.decisions, self.waits, self.loop)
+        self.ending = RunEnding(workflow, self.decisions, self.waits, self.loop, payload_codec)
         self._task: asyncio.Task[Any] | None = None
         self._inputs_seen = 0
         self._calls = PendingCalls()
@@ -215,7 +223,7 @@ class WorkflowInstance:
 
     def _start(self, state: WorkflowState) -> None:
         try:
-            args, kwargs = self.workflow.decode_args(state.args, state.kwargs)
+            args, kwargs = self.workflow.decode_args(state.args, state.kwargs, self.payload_codec)
         except PayloadError as exc:
             with contextlib.suppress(Diverged):
                 self.ending.failed(exc, with_traceback=False)
@@ -294,7 +302,7 @@ class WorkflowInstance:
         self, what: str, args: tuple[Any, ...], kwargs: dict[str, Any], advice: str = ""
     ) -> tuple[msgspec.Raw, msgspec.Raw]:
         try:
-            return codec.encode_call(args, kwargs)
+            return codec.encode_call(args, kwargs, self.payload_codec)
         except PayloadError as exc:
             raise PayloadError(
                 f"cannot record {what} in workflow {self.workflow_id!r}: {exc}; "
@@ -306,17 +314,17 @@ class WorkflowInstance:
         holder: list[msgspec.Raw] = []
 
         def make() -> ev.Event:
-            holder.append(codec.encode(produce()))
+            holder.append(codec.encode(produce(), self.payload_codec))
             return ev.MarkerRecorded(marker=marker, value=holder[0])
 
         seq, new = self.decisions.decide("MarkerRecorded", marker, make)
         raw = holder[0] if new else self._state.markers[seq].value
-        return codec.decode(raw, tp)
+        return codec.decode(raw, tp, payload_codec=self.payload_codec)
 
     def publish(self, key: str, value: Any) -> None:
         """Record ``value`` as the workflow's published state under ``key``."""
         try:
-            raw = codec.encode(value)
+            raw = codec.encode(value, self.payload_codec)
         except PayloadError as exc:
             raise PayloadError(
                 f"cannot publish {key!r} from workflow {self.workflow_id!r}: {exc}"
@@ -338,7 +346,7 @@ class WorkflowInstance:
             found = self.decisions.consume_patch_marker(patch_id)
             self._patches[patch_id] = found
             return found
-        value = codec.encode(patch_id)
+        value = codec.encode(patch_id, self.payload_codec)
         self.decisions.decide(
             "MarkerRecorded", "patch", lambda: ev.MarkerRecorded(marker="patch", value=value)
         )

@@ -21,7 +21,7 @@ import msgspec
 
 from duralog.errors import ErrorDetails
 from duralog.store import events as ev
-from duralog.store.envelope import INSTALLED, CodecChoice, PayloadCodec, resolve, seal, seal_error
+from duralog.store.envelope import PayloadCodec, seal, seal_error
 from duralog.store.events import NULL, LogEntry
 
 STEP_SCHEDULED = "scheduled"
@@ -294,7 +294,7 @@ _state_encoder = msgspec.json.Encoder()
 _state_decoder = msgspec.json.Decoder(WorkflowState)
 
 
-def dump_state(state: WorkflowState, payload_codec: CodecChoice = INSTALLED) -> tuple[bytes, str]:
+def dump_state(state: WorkflowState, payload_codec: PayloadCodec | None) -> tuple[bytes, str]:
     """Encode a state for a snapshot: its bytes and their checksum.
 
     A snapshot keeps what the log keeps: under a payload codec, error texts and
@@ -302,7 +302,7 @@ def dump_state(state: WorkflowState, payload_codec: CodecChoice = INSTALLED) -> 
     whether ``state`` holds them sealed (read back) or plain (folded live).
     """
     data = _state_encoder.encode(state)
-    used = resolve(payload_codec)
+    used = payload_codec
     if used is not None and _has_texts(state):
         sealed = _state_decoder.decode(data)
         _seal_texts(sealed, used)

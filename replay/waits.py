@@ -21,7 +21,7 @@ import msgspec
 
 from duralog.errors import ErrorDetails, PayloadError, StepFailed, WorkflowFailed
 from duralog.store import codec
-from duralog.store.envelope import unseal_error
+from duralog.store.envelope import PayloadCodec, unseal_error
 
 from .definitions import Step, Workflow
 from .loop import WorkflowLoop
@@ -34,11 +34,15 @@ class Waits:
     Args:
         workflow_id: the run's id (named in the ``StepFailed`` the code sees).
         loop: the run's loop (futures are created on it, timers fired by it).
+        payload_codec: opens the results and errors handed to the code (None: none).
     """
 
-    def __init__(self, workflow_id: str, loop: WorkflowLoop) -> None:
+    def __init__(
+        self, workflow_id: str, loop: WorkflowLoop, payload_codec: PayloadCodec | None = None
+    ) -> None:
         self.workflow_id = workflow_id
         self.loop = loop
+        self.payload_codec = payload_codec
         self._steps: dict[int, tuple[Step[Any, Any], asyncio.Future[Any]]] = {}
         self._children: dict[int, tuple[Workflow[Any, Any], asyncio.Future[Any]]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
@@ -116,7 +120,7 @@ class Waits:
                 return False
             child, waiter = found_child
             if not waiter.done():
-                _resolve_child(state, kind, ref, child, waiter)
+                _resolve_child(state, kind, ref, child, waiter, self.payload_codec)
         elif kind == "SignalReceived":
             signal = state.signals[ref]
             self._signals.setdefault(signal.name, collections.deque()).append(ref)
@@ -134,14 +138,18 @@ class Waits:
         view = state.steps[ref]
         if kind == "StepCompleted":
             try:
-                future.set_result(step.decode_result(view.result))
+                future.set_result(step.decode_result(view.result, self.payload_codec))
             except PayloadError as exc:
                 future.set_exception(exc)
             return
         error = view.error or ErrorDetails("Unknown", "no error recorded")
         try:  # the code sees the error as it was raised, decrypted
             failure: Exception = StepFailed(
-                self.workflow_id, view.name, ref, view.attempt, unseal_error(error)
+                self.workflow_id,
+                view.name,
+                ref,
+                view.attempt,
+                unseal_error(error, self.payload_codec),
             )
         except PayloadError as exc:
             failure = exc
@@ -178,16 +186,20 @@ def _resolve_child(
     ref: int,
     child: Workflow[Any, Any],
     waiter: asyncio.Future[Any],
+    payload_codec: PayloadCodec | None,
 ) -> None:
     if kind == "ChildCompleted":
         try:
-            waiter.set_result(codec.decode(state.child_results[ref], child.result_type))
+            result = state.child_results[ref]
+            waiter.set_result(codec.decode(result, child.result_type, payload_codec=payload_codec))
         except PayloadError as exc:
             waiter.set_exception(exc)
         return
     try:
         waiter.set_exception(
-            WorkflowFailed(state.children[ref], unseal_error(state.child_errors[ref]))
+            WorkflowFailed(
+                state.children[ref], unseal_error(state.child_errors[ref], payload_codec)
+            )
         )
     except PayloadError as exc:
         waiter.set_exception(exc)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from .envelope import PayloadCodec
 from .events import LogEntry
 from .records import (
     MAX_ROWS,
@@ -74,6 +75,11 @@ __all__ = [
 class LogStore(Protocol):
     """The log itself: creating workflows, appending, reading, ending runs, pruning,
     snapshots; and the store's own life (``check``, ``close``)."""
+
+    #: The payload codec of the engine that owns the store (None: no codec). The texts
+    #: of the events it writes (errors, reasons) are sealed with it; the engine, its
+    #: workflows and its handles encode and decode payloads with it.
+    payload_codec: PayloadCodec | None
 
     def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
         """Create each workflow with its first event, in one transaction.

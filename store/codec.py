@@ -16,6 +16,12 @@ With a payload codec (encryption), payloads are envelopes (``store/envelope.py``
 ``<encrypted: key k1>`` without it; ``require_readable`` checks that a history can
 be decrypted before it is replayed. Error messages here name a value's type and
 place (``argument 2 (cents): expected int, got str``), never the value.
+
+The codec is always an argument: the engine's, passed down from it (there is none
+for the whole process). ``encode``, ``encode_call`` and ``decode`` default to no
+codec (plain JSON; an envelope then fails to decode, saying which key it needs);
+what seals error texts and reasons (``envelope.seal``, ``events.seal_event``,
+``state.dump_state``) takes it without a default, so no writer forgets it.
 """
 
 from __future__ import annotations
@@ -30,23 +36,19 @@ import msgspec
 
 from duralog.errors import ErrorDetails, PayloadError
 
-from .envelope import INSTALLED as INSTALLED
 from .envelope import (
     NO_CODEC_HINT,
     PREFIX,
-    CodecChoice,
     is_sealed,
     is_sealed_payload,
     key_id,
     knows_key,
     marker,
-    resolve,
     unseal,
     unwrap,
     wrap,
 )
 from .envelope import PayloadCodec as PayloadCodec
-from .envelope import install as install
 from .events import NULL, Event, LogEntry
 
 _encoder = msgspec.json.Encoder()
@@ -54,11 +56,13 @@ _any_decoder = msgspec.json.Decoder()
 _PREFIX = PREFIX.encode()
 
 
-def _wrap(plain: bytes, payload_codec: CodecChoice) -> msgspec.Raw:
+def _wrap(plain: bytes, payload_codec: PayloadCodec | None) -> msgspec.Raw:
     return msgspec.Raw(wrap(plain, payload_codec))
 
 
-def _unwrap(payload: msgspec.Raw | bytes, payload_codec: CodecChoice) -> bytes | msgspec.Raw:
+def _unwrap(
+    payload: msgspec.Raw | bytes, payload_codec: PayloadCodec | None
+) -> bytes | msgspec.Raw:
     if not is_sealed_payload(payload):
         return payload
     return unwrap(bytes(payload), payload_codec)
@@ -70,8 +74,10 @@ SUPPORTED_HINT = (
 )
 
 
-def encode(value: Any, payload_codec: CodecChoice = INSTALLED) -> msgspec.Raw:
-    """Encode ``value`` into a payload; raises ``PayloadError`` saying which type failed."""
+def encode(value: Any, payload_codec: PayloadCodec | None = None) -> msgspec.Raw:
+    """Encode ``value`` into a payload, sealed by ``payload_codec`` (the engine's; None:
+    plain JSON, as checks of what can be recorded use it); raises ``PayloadError``
+    saying which type failed."""
     if value is None:
         return NULL
     try:
@@ -98,7 +104,7 @@ def check_size(payload: msgspec.Raw, limit: int | None, what: str) -> None:
 
 
 def encode_call(
-    args: Sequence[Any], kwargs: Mapping[str, Any], payload_codec: CodecChoice = INSTALLED
+    args: Sequence[Any], kwargs: Mapping[str, Any], payload_codec: PayloadCodec | None = None
 ) -> tuple[msgspec.Raw, msgspec.Raw]:
     """Encode a call's positional and keyword arguments (kwargs is ``NULL`` when empty)."""
     encoded_args = encode(list(args), payload_codec)
@@ -122,7 +128,7 @@ def decoder_for(tp: Any) -> Callable[[msgspec.Raw | bytes], Any]:
 
 
 def decode(
-    payload: msgspec.Raw | bytes, tp: Any = Any, payload_codec: CodecChoice = INSTALLED
+    payload: msgspec.Raw | bytes, tp: Any = Any, *, payload_codec: PayloadCodec | None = None
 ) -> Any:
     """Decode one payload, typed when ``tp`` is given; raises ``PayloadError``."""
     try:
@@ -186,11 +192,11 @@ def _type_name(tp: Any) -> str:
 PAYLOAD_FIELDS = ("args", "kwargs", "result", "value", "payload")
 
 
-def reveal(event: Event, payload_codec: CodecChoice = INSTALLED) -> Event:
+def reveal(event: Event, payload_codec: PayloadCodec | None) -> Event:
     """``event`` as read commands show it: what the codec can decrypt decrypted, and
     a marker (``"<encrypted: key k1>"``) for what it cannot (no codec, an unknown
     key, an altered value). Never raises for an envelope."""
-    used = resolve(payload_codec)
+    used = payload_codec
     changes: dict[str, Any] = {}
     for name in PAYLOAD_FIELDS:
         raw = getattr(event, name, None)
@@ -208,22 +214,22 @@ def reveal(event: Event, payload_codec: CodecChoice = INSTALLED) -> Event:
 
 
 def reveal_entries(
-    entries: Iterable[LogEntry], payload_codec: CodecChoice = INSTALLED
+    entries: Iterable[LogEntry], payload_codec: PayloadCodec | None
 ) -> list[LogEntry]:
     """``reveal`` applied to every entry."""
-    used = resolve(payload_codec)
+    used = payload_codec
     return [LogEntry(e.seq, e.at, reveal(e.event, used)) for e in entries]
 
 
-def reveal_payload(payload: bytes, payload_codec: CodecChoice = INSTALLED) -> bytes:
+def reveal_payload(payload: bytes, payload_codec: PayloadCodec | None) -> bytes:
     """A payload as read commands show it (see ``reveal``)."""
     if not is_sealed_payload(payload):
         return payload
-    return _shown_payload(payload, resolve(payload_codec))
+    return _shown_payload(payload, payload_codec)
 
 
 def require_readable(
-    workflow_id: str, entries: Iterable[LogEntry], payload_codec: CodecChoice = INSTALLED
+    workflow_id: str, entries: Iterable[LogEntry], payload_codec: PayloadCodec | None
 ) -> None:
     """Raise ``PayloadError`` unless every encrypted value in ``entries`` decrypts: the
     message names the key id that is not configured, or the seq that is altered.
@@ -234,7 +240,7 @@ def require_readable(
     entries = list(entries)
     if _PREFIX not in _encoder.encode([entry.event for entry in entries]):
         return  # nothing sealed (one pass in C: replay checks stay fast)
-    used = resolve(payload_codec)
+    used = payload_codec
     for entry in entries:
         for envelope in _envelopes(entry.event):
             found = key_id(envelope)

@@ -7,9 +7,10 @@ string (``"dlenc:..."``), and the log's text fields derived from user data
 value. Event bodies stay JSON, and their kinds, seqs, names and times stay
 readable without the key.
 
-Functions here take the codec as an argument (``payload_codec``); its default,
-``INSTALLED``, means the one installed for the process with ``install``
-(``Engine(payload_codec=...)`` does it). ``None`` means no codec.
+Functions here take the codec as an argument (``payload_codec``; ``None`` means no
+codec). There is no codec for the whole process: an engine's codec travels with it
+and with its store (``Engine(payload_codec=...)``), so two engines with different
+keys can share a process.
 
 ``AesGcmCodec`` (``store/crypto.py``) writes ``<key id>:<nonce><ciphertext>``
 inside the base64, so ``key_id`` can say which key a value needs without
@@ -20,8 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
-from typing import Protocol, TypeAlias
+from typing import Protocol
 
 from duralog.errors import ErrorDetails, PayloadError
 
@@ -33,8 +33,8 @@ _PAYLOAD_PREFIX = b'"' + _PREFIX_BYTES
 class PayloadCodec(Protocol):
     """Turns encoded payload bytes into other bytes and back (encryption, compression).
 
-    Installed process-wide with ``install`` (``Engine(payload_codec=...)`` does it).
-    A transformed payload is kept as a JSON string ``"dlenc:<base64>"``, so event
+    An engine holds one (``Engine(payload_codec=...)``) and passes it to its store
+    and its workflows. A transformed payload is kept as a JSON string ``"dlenc:<base64>"``, so event
     bodies stay JSON and their kinds, seqs and names stay readable.
     """
 
@@ -43,37 +43,15 @@ class PayloadCodec(Protocol):
     def decode(self, data: bytes) -> bytes: ...
 
 
-class _Installed(enum.Enum):
-    INSTALLED = "the installed codec"
-
-
-#: "The codec installed for this process" (the default of every ``payload_codec=``).
-INSTALLED = _Installed.INSTALLED
-#: A codec, no codec (None), or the installed one.
-CodecChoice: TypeAlias = PayloadCodec | _Installed | None
-
-_installed: PayloadCodec | None = None
-
 NO_CODEC_HINT = "pass Engine(payload_codec=...), or set DURALOG_KEYS (id:base64key,...) for the CLI"
-
-
-def install(payload_codec: PayloadCodec | None) -> None:
-    """Use ``payload_codec`` for every payload this process writes or reads (None: off)."""
-    global _installed
-    _installed = payload_codec
-
-
-def resolve(payload_codec: CodecChoice) -> PayloadCodec | None:
-    """The codec ``payload_codec`` stands for."""
-    return _installed if payload_codec is INSTALLED else payload_codec
 
 
 # -- payloads (JSON) -----------------------------------------------------------
 
 
-def wrap(plain: bytes, payload_codec: CodecChoice = INSTALLED) -> bytes:
+def wrap(plain: bytes, payload_codec: PayloadCodec | None) -> bytes:
     """``plain`` JSON as the log keeps it: an envelope JSON string, or as it is."""
-    used = resolve(payload_codec)
+    used = payload_codec
     if used is None:
         return plain
     return _PAYLOAD_PREFIX + base64.b64encode(used.encode(plain)) + b'"'
@@ -84,9 +62,9 @@ def is_sealed_payload(payload: bytes | memoryview) -> bool:
     return memoryview(payload)[: len(_PAYLOAD_PREFIX)] == _PAYLOAD_PREFIX
 
 
-def unwrap(payload: bytes, payload_codec: CodecChoice = INSTALLED) -> bytes:
+def unwrap(payload: bytes, payload_codec: PayloadCodec | None) -> bytes:
     """The JSON inside a payload envelope; ``PayloadError`` if it cannot be read."""
-    return _open(_blob(payload[len(_PAYLOAD_PREFIX) : -1]), resolve(payload_codec))
+    return _open(_blob(payload[len(_PAYLOAD_PREFIX) : -1]), payload_codec)
 
 
 # -- text fields ---------------------------------------------------------------
@@ -97,33 +75,33 @@ def is_sealed(text: str) -> bool:
     return text.startswith(PREFIX) and _parse(text[len(PREFIX) :]) is not None
 
 
-def seal(text: str, payload_codec: CodecChoice = INSTALLED) -> str:
+def seal(text: str, payload_codec: PayloadCodec | None) -> str:
     """``text`` as the log keeps it: an envelope under a codec, else as it is.
 
     The empty text and a text already sealed stay as they are (sealing twice would
     hide the envelope from readers that hold the key).
     """
-    used = resolve(payload_codec)
+    used = payload_codec
     if used is None or not text or is_sealed(text):
         return text
     return PREFIX + base64.b64encode(used.encode(text.encode("utf-8"))).decode("ascii")
 
 
-def unseal(text: str, payload_codec: CodecChoice = INSTALLED) -> str:
+def unseal(text: str, payload_codec: PayloadCodec | None) -> str:
     """The plain text of ``text`` (as it is when it is not an envelope); ``PayloadError``
     when it cannot be decrypted (no codec, an unknown key, an altered value)."""
     if not is_sealed(text):
         return text
-    plain = _open(_blob(text[len(PREFIX) :].encode("ascii")), resolve(payload_codec))
+    plain = _open(_blob(text[len(PREFIX) :].encode("ascii")), payload_codec)
     try:
         return plain.decode("utf-8")
     except UnicodeDecodeError:
         raise PayloadError("an encrypted text does not decode as UTF-8: it was altered") from None
 
 
-def seal_error(error: ErrorDetails, payload_codec: CodecChoice = INSTALLED) -> ErrorDetails:
+def seal_error(error: ErrorDetails, payload_codec: PayloadCodec | None) -> ErrorDetails:
     """``error`` with its message and traceback sealed (its type stays readable)."""
-    used = resolve(payload_codec)
+    used = payload_codec
     if used is None:
         return error
     message, traceback = seal(error.message, used), seal(error.traceback, used)
@@ -132,11 +110,11 @@ def seal_error(error: ErrorDetails, payload_codec: CodecChoice = INSTALLED) -> E
     return ErrorDetails(error.type, message, traceback)
 
 
-def unseal_error(error: ErrorDetails, payload_codec: CodecChoice = INSTALLED) -> ErrorDetails:
+def unseal_error(error: ErrorDetails, payload_codec: PayloadCodec | None) -> ErrorDetails:
     """``error`` as it was raised: its message and traceback decrypted."""
     if not (is_sealed(error.message) or is_sealed(error.traceback)):
         return error
-    used = resolve(payload_codec)
+    used = payload_codec
     return ErrorDetails(error.type, unseal(error.message, used), unseal(error.traceback, used))
 
 
@@ -161,10 +139,10 @@ def marker(envelope: str | bytes, problem: str = "") -> str:
     return text + (f", {problem}>" if problem else ">")
 
 
-def knows_key(payload_codec: CodecChoice, found: str | None) -> bool:
+def knows_key(payload_codec: PayloadCodec | None, found: str | None) -> bool:
     """Whether the codec can decrypt values sealed with key ``found`` (True when it
     cannot tell: decrypting then says)."""
-    used = resolve(payload_codec)
+    used = payload_codec
     if used is None:
         return False
     has_key = getattr(used, "has_key", None)

@@ -23,7 +23,7 @@ import msgspec
 
 from duralog.errors import ErrorDetails
 
-from .envelope import INSTALLED, CodecChoice, resolve, seal, seal_error
+from .envelope import PayloadCodec, seal, seal_error
 
 #: 1: the first format. 2: ``WorkflowStarted`` carries ``format`` and ``run_id``;
 #: a step or child called in a run of format 2 is scheduled (gets its seq) when the
@@ -281,7 +281,7 @@ _decoder = msgspec.json.Decoder(Event)
 _DURALOG_REASONS = frozenset({TIMEOUT_REASON, GRACE_REASON})
 
 
-def seal_event(event: Event, payload_codec: CodecChoice = INSTALLED) -> Event:
+def seal_event(event: Event, payload_codec: PayloadCodec | None) -> Event:
     """``event`` with the texts derived from user data sealed by the payload codec:
     an error's message and traceback, a cancel or pause reason (``store/envelope.py``).
 
@@ -291,7 +291,7 @@ def seal_event(event: Event, payload_codec: CodecChoice = INSTALLED) -> Event:
     reasons duralog itself records (``TIMEOUT_REASON``, ``GRACE_REASON``) stay
     readable: the engine and replay recognise them.
     """
-    used = resolve(payload_codec)
+    used = payload_codec
     if used is None:
         return event
     error = getattr(event, "error", None)
@@ -309,7 +309,7 @@ def seal_event(event: Event, payload_codec: CodecChoice = INSTALLED) -> Event:
     return event
 
 
-def encode_event(event: Event, payload_codec: CodecChoice = INSTALLED) -> bytes:
+def encode_event(event: Event, payload_codec: PayloadCodec | None) -> bytes:
     """The JSON body of ``event`` as the store keeps it (its texts sealed by
     ``payload_codec``, see ``seal_event``; None writes the event as it is)."""
     return _encoder.encode(seal_event(event, payload_codec))

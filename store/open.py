@@ -7,6 +7,7 @@ from pathlib import Path
 from duralog.errors import ConfigurationError
 
 from .base import Durability, EventStore
+from .envelope import PayloadCodec
 from .redaction import redact as redact
 from .redaction import secrets_of as secrets_of
 from .sqlite import SQLiteStore
@@ -19,9 +20,15 @@ def is_postgres(target: str | Path) -> bool:
     return isinstance(target, str) and target.startswith(_POSTGRES_SCHEMES)
 
 
-def open_store(target: str | Path, *, durability: Durability = "full") -> EventStore:
+def open_store(
+    target: str | Path,
+    *,
+    durability: Durability = "full",
+    payload_codec: PayloadCodec | None = None,
+) -> EventStore:
     """The store at ``target``: ``postgresql://...`` opens PostgreSQL (the ``postgres``
-    extra), anything else is a SQLite file path or ``":memory:"``."""
+    extra), anything else is a SQLite file path or ``":memory:"``. ``payload_codec``
+    seals the texts of the events it writes (the engine's codec)."""
     if is_postgres(target):
         try:
             from .postgres import PostgresStore
@@ -30,5 +37,5 @@ def open_store(target: str | Path, *, durability: Durability = "full") -> EventS
                 f"a PostgreSQL log needs the psycopg driver ({exc}); "
                 "install it with: pip install 'duralog[postgres]'"
             ) from None
-        return PostgresStore(str(target), durability=durability)
-    return SQLiteStore(target, durability=durability)
+        return PostgresStore(str(target), durability=durability, payload_codec=payload_codec)
+    return SQLiteStore(target, durability=durability, payload_codec=payload_codec)

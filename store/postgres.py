@@ -30,6 +30,7 @@ import psycopg
 
 from duralog.errors import ConfigurationError, StoreError, positive_seconds, whole_number
 
+from .envelope import PayloadCodec
 from .postgres_append import append_all, clash, insert_events
 from .postgres_connection import (
     CONFLICTS,
@@ -69,6 +70,7 @@ class PostgresStore(SQLStore):
             that finds them all busy waits for one.
         pool_timeout: how many seconds such a call waits before it fails with a
             ``StoreError`` (default 30; ``?pool_timeout=S`` in the URL).
+        payload_codec: the codec of the engine that owns the log (``payload_codec``).
 
     Raises ``ConfigurationError`` for a bad URL or a server that cannot be reached.
 
@@ -98,8 +100,10 @@ class PostgresStore(SQLStore):
         connect_timeout: float = 10.0,
         pool_size: int | None = None,
         pool_timeout: float | None = None,
+        payload_codec: PayloadCodec | None = None,
     ) -> None:
         check_durability(durability)
+        self.payload_codec = payload_codec
         self.durability = durability
         self.address = parse_address(url, schema)
         whole_number(pool_size, "pool_size (connections)", minimum=1, optional=True)
@@ -255,7 +259,7 @@ class PostgresStore(SQLStore):
             )
         }
         new = [item for item in chosen if item.id in created]
-        insert_events(raw, [first_row(item.id, item.started) for item in new])
+        insert_events(raw, [first_row(item.id, item.started, self.payload_codec) for item in new])
         self._db.notify(
             raw,
             [
@@ -276,7 +280,10 @@ class PostgresStore(SQLStore):
         """Append every item in one transaction; a refused item (stale fence, seq
         gap or collision, forbidden transition) is skipped and reported False, one on
         a damaged log reported with its ``LogDamaged``."""
-        rows = [[event_row(item.workflow_id, e) for e in item.entries] for item in batch]
+        rows = [
+            [event_row(item.workflow_id, e, self.payload_codec) for e in item.entries]
+            for item in batch
+        ]
         try:
             with self._db.transaction("appending events", conflicts=True) as conn:
                 return append_all(self._db, conn, batch, rows)

@@ -49,6 +49,7 @@ import msgspec
 
 from duralog.errors import StoreDamaged, StoreError
 
+from .envelope import PayloadCodec
 from .events import LogEntry, encode_event
 from .integrity import GENESIS, Backfill, ChainedRow, UnchainedRow, chain
 from .records import BreakerRecord, ScheduleRecord, WorkflowRecord
@@ -292,15 +293,17 @@ INSERT_EVENTS = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?)"
 LOG_END = "SELECT seq, checksum FROM events WHERE workflow_id = ? AND seq >= ? ORDER BY seq LIMIT 2"
 
 
-def event_row(workflow_id: str, entry: LogEntry) -> EventRow:
-    """The ``events`` row of one log entry, as both stores insert it (the store adds the
-    checksum, which depends on the event before it)."""
-    return (workflow_id, entry.seq, entry.kind, entry.at, encode_event(entry.event).decode())
+def event_row(workflow_id: str, entry: LogEntry, payload_codec: PayloadCodec | None) -> EventRow:
+    """The ``events`` row of one log entry, as both stores insert it (its texts sealed by
+    the store's ``payload_codec``; the store adds the checksum, which depends on the
+    event before it)."""
+    body = encode_event(entry.event, payload_codec).decode()
+    return (workflow_id, entry.seq, entry.kind, entry.at, body)
 
 
-def first_row(workflow_id: str, entry: LogEntry) -> ChainedRow:
+def first_row(workflow_id: str, entry: LogEntry, payload_codec: PayloadCodec | None) -> ChainedRow:
     """The ``events`` row of a run's first event (seq 1), with its checksum."""
-    return chain([event_row(workflow_id, entry)], GENESIS)[0]
+    return chain([event_row(workflow_id, entry, payload_codec)], GENESIS)[0]
 
 
 def workflow_record(row: Sequence[object]) -> WorkflowRecord:

@@ -26,6 +26,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol
 
+from .envelope import PayloadCodec
 from .records import Append, Appended, NewWorkflow
 from .schema import EventRow
 
@@ -77,6 +78,10 @@ class SQLBase:
     FIND: ClassVar[str] = "instr"
     CONFLICTS: ClassVar[tuple[type[BaseException], ...]] = ()
     PICKED_UPDATE: ClassVar[str] = "UPDATE workflows SET {update} WHERE id IN ({pick}){returning}"
+
+    #: The codec the texts of the events this store writes are sealed with (None: no
+    #: codec); set by the dialect's constructor, or by the engine that owns the store.
+    payload_codec: PayloadCodec | None = None
 
     def _picked_update(
         self,

@@ -247,7 +247,7 @@ class SQLLeases(SQLBase):
 
     def cancel_queued(self, workflow_id: str, at: float, reason: str = "") -> bool:
         """End a workflow still waiting on its queue as CANCELLED, in one transaction."""
-        body = encode_event(WorkflowCancelled(reason=reason)).decode()
+        body = encode_event(WorkflowCancelled(reason=reason), self.payload_codec).decode()
         with self._write(f"cancelling queued workflow {workflow_id!r:.200}") as conn:
             row = conn.execute(
                 "SELECT last_seq FROM workflows WHERE id = ? AND status = 'PENDING'"

@@ -56,7 +56,7 @@ class SQLLog(SQLBase):
 
     def continue_as_new(self, item: Append, archived_id: str, started: LogEntry) -> bool:
         """End a run and start the next under the same id, in one transaction."""
-        rows = [event_row(item.workflow_id, e) for e in item.entries]
+        rows = [event_row(item.workflow_id, e, self.payload_codec) for e in item.entries]
         wid = item.workflow_id
         refused: tuple[type[BaseException], ...] = (*self.CONFLICTS, IllegalTransition)
         try:
@@ -76,7 +76,7 @@ class SQLLog(SQLBase):
                     "UPDATE events SET workflow_id = ? WHERE workflow_id = ?", (archived_id, wid)
                 )
                 conn.execute("DELETE FROM snapshots WHERE workflow_id = ?", (wid,))
-                conn.execute(INSERT_EVENTS, first_row(wid, started))
+                conn.execute(INSERT_EVENTS, first_row(wid, started, self.payload_codec))
                 conn.execute(
                     "UPDATE workflows SET last_seq = 1, status = 'RUNNING', wake_at = NULL,"
                     " reason = NULL, updated_at = ? WHERE id = ?",

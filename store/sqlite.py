@@ -24,6 +24,7 @@ from duralog.errors import (
     StoreError,
 )
 
+from .envelope import PayloadCodec
 from .records import (
     Append,
     Appended,
@@ -53,6 +54,7 @@ class SQLiteStore(SQLStore):
             checkpoints (a crash of the process still loses nothing; a power
             loss may lose the last commits).
         busy_timeout: seconds to wait for another process's write lock.
+        payload_codec: the codec of the engine that owns the log (``payload_codec``).
     """
 
     # Leases are judged by the ``now`` a claim passes (one machine, one clock); the
@@ -60,9 +62,15 @@ class SQLiteStore(SQLStore):
     CONFLICTS = (sqlite3.IntegrityError,)
 
     def __init__(
-        self, path: str | Path, *, durability: Durability = "full", busy_timeout: float = 10.0
+        self,
+        path: str | Path,
+        *,
+        durability: Durability = "full",
+        busy_timeout: float = 10.0,
+        payload_codec: PayloadCodec | None = None,
     ) -> None:
         check_durability(durability)
+        self.payload_codec = payload_codec
         self.path = str(path)
         self.durability = durability
         self._busy_ms = int(busy_timeout * 1000)
@@ -282,7 +290,7 @@ class SQLiteStore(SQLStore):
             if cur.rowcount == 0:
                 fences.append(None)
                 continue
-            conn.execute(INSERT_EVENTS, first_row(item.id, started))
+            conn.execute(INSERT_EVENTS, first_row(item.id, started, self.payload_codec))
             fences.append(fence)
         return fences
 
@@ -290,7 +298,7 @@ class SQLiteStore(SQLStore):
         # The first append of a workflow started here continues its first event.
         self._ends.wrote(
             [
-                (item.id, fence, 1, first_row(item.id, item.started)[5])
+                (item.id, fence, 1, first_row(item.id, item.started, self.payload_codec)[5])
                 for item, fence in zip(items, fences, strict=True)
                 if fence
             ]
@@ -300,7 +308,10 @@ class SQLiteStore(SQLStore):
         """Append every item in one transaction; a refused item (stale fence, seq
         collision, forbidden transition) is skipped and reported False, one on a
         damaged log reported with its ``LogDamaged``."""
-        rows = [[event_row(item.workflow_id, e) for e in item.entries] for item in batch]
+        rows = [
+            [event_row(item.workflow_id, e, self.payload_codec) for e in item.entries]
+            for item in batch
+        ]
         ends, written = self._ends, list[End]()
         try:
             with self._write("appending events") as conn:

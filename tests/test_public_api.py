@@ -28,6 +28,7 @@ EXPECTED = {
     "Pipeline",
     "Queue",
     "RegistrationError",
+    "Registry",
     "ResourceMissing",
     "ResultTimeout",
     "RetryPolicy",

@@ -142,3 +142,22 @@ def test_replay_histories_passes_and_fails(tmp_path: Path) -> None:
         replay_histories(tmp_path, golden.make_registry(golden_sequential=does_nothing))
     with pytest.raises(AssertionError, match=r"no \*\.json"):
         replay_histories(tmp_path / "nowhere", golden.make_registry())
+
+
+def test_two_environments_each_with_its_own_payload_codec() -> None:
+    import os
+
+    from duralog.store import envelope
+
+    key_a, key_b = os.urandom(32), os.urandom(32)
+    with (
+        WorkflowEnvironment(payload_codec=duralog.AesGcmCodec({"a": key_a}, "a")) as env_a,
+        WorkflowEnvironment(payload_codec=duralog.AesGcmCodec({"b": key_b}, "b")) as env_b,
+    ):
+        first = env_a.engine.start(three_days, "ann")
+        second = env_b.engine.start(three_days, "bob")
+        assert env_a.result(first) == "reminded ann"
+        assert env_b.result(second) == "reminded bob"
+        started_a, started_b = first.history()[0].event, second.history()[0].event
+    assert envelope.key_id(bytes(started_a.args)) == "a"  # type: ignore[union-attr]
+    assert envelope.key_id(bytes(started_b.args)) == "b"  # type: ignore[union-attr]

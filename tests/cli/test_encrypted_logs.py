@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -18,7 +17,6 @@ from support import load_app, wait_for
 
 import duralog
 from duralog.cli import main
-from duralog.store import codec
 
 KEY = os.urandom(32)
 KEYS = f"k1:{base64.b64encode(KEY).decode()}"
@@ -28,13 +26,6 @@ MARKER = "<encrypted: key k1>"
 @pytest.fixture(scope="module")
 def vault() -> ModuleType:
     return load_app(Path(__file__).parent / "app_vault.py")
-
-
-@pytest.fixture(autouse=True)
-def no_codec() -> Iterator[None]:
-    codec.install(None)  # the codec is process-wide: each command installs its own
-    yield
-    codec.install(None)
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +49,11 @@ def vault_db(tmp_path_factory: pytest.TempPathFactory, vault: ModuleType) -> str
         waiting.cancel(f"cancel {secret}")
         wait_for(lambda: waiting.status() is duralog.WorkflowStatus.CANCELLED)
         engine.schedule("vault_schedule", "0 3 29 2 *", vault.waiter, f"scheduled {secret}")
-    codec.install(None)
     return db
 
 
 def run(db: str, *args: str, key: bool = False) -> Result:
-    """One command, as in a fresh process: only DURALOG_KEYS gives it a codec."""
-    codec.install(None)
+    """One command: only DURALOG_KEYS gives it a codec."""
     env = {"DURALOG_DB": None, "DURALOG_APP": None, "DURALOG_KEYS": KEYS if key else None}
     return CliRunner().invoke(main, ["--db", db, "--app", "app_vault", *args], env=env)
 
@@ -108,6 +97,19 @@ def test_show_with_the_key_prints_errors_and_reasons(vault_db: str, vault: Modul
     assert f"RuntimeError: gave up: declined {vault.SECRET}" in shown
     assert f"cancel {vault.SECRET}" in run(vault_db, "history", "waiter", key=True).output
     assert "ValueError: <encrypted: key k1>" in run(vault_db, "show", "parent").output
+
+
+def test_a_command_with_a_key_leaves_no_codec_behind(
+    vault_db: str, vault: ModuleType, tmp_path: Path
+) -> None:
+    # The command's codec is its own (its context's), not the process's: an engine
+    # made afterwards in this process without a codec writes in clear.
+    assert vault.SECRET in run(vault_db, "show", "parent", key=True).output
+    db = str(tmp_path / "plain.db")
+    with duralog.Engine(db, worker=False) as engine:
+        engine.start(vault.waiter, "in clear", id="plain")
+    with sqlite3.connect(db) as conn:
+        assert "in clear" in repr(conn.execute("SELECT body FROM events").fetchall())
 
 
 def test_export_is_a_copy_of_the_log(vault_db: str, vault: ModuleType, tmp_path: Path) -> None:
@@ -161,7 +163,6 @@ def test_writing_without_the_key_to_an_encrypted_workflow_is_refused(
         db, worker=False, payload_codec=duralog.AesGcmCodec({"k1": KEY}, "k1")
     ) as engine:
         engine.start(vault.waiter, "x", id="open")
-    codec.install(None)
     for args in (
         ["signal", "open", "note", "--payload", '"card 4111"'],
         ["cancel", "open", "--reason", "card 4111"],

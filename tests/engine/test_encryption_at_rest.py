@@ -1,4 +1,4 @@
-"""With a payload codec installed, nothing derived from user data is stored in clear:
+"""With a payload codec, nothing derived from user data is stored in clear:
 not the payloads, and not what they leak into (error messages and tracebacks,
 cancel and pause reasons, a child's failure on its way to the parent, published
 values, schedule arguments, snapshots). The workflow code still sees it all.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -19,18 +18,12 @@ import duralog
 from duralog.engine.inbox import notice_to_parent
 from duralog.errors import ErrorDetails
 from duralog.replay.state import fold_all
-from duralog.store import codec, envelope
+from duralog.store import envelope
 from duralog.store import events as ev
 
 app = load_app(Path(__file__).parents[1] / "cli" / "app_vault.py", "app_vault")
 SECRET = app.SECRET
 KEY = os.urandom(32)
-
-
-@pytest.fixture(autouse=True)
-def no_codec_afterwards() -> Iterator[None]:
-    yield
-    codec.install(None)  # the codec is process-wide: leave none behind
 
 
 def vault() -> duralog.AesGcmCodec:
@@ -106,23 +99,22 @@ def test_error_texts_and_reasons_are_envelopes_with_the_key_id(tmp_path: Path) -
 
 
 def test_a_childs_failure_is_sealed_in_its_parents_inbox() -> None:
-    codec.install(vault())
     state = fold_all(
         "child", [ev.started_entry(0.0, name="c", args=ev.NULL, parent_id="p", parent_seq=3)]
     )
     error = ErrorDetails("LookupError", f"child saw {SECRET}", f"Traceback ... {SECRET}")
-    (notice,) = notice_to_parent(state, "child", ev.WorkflowFailed(error=error))
+    (notice,) = notice_to_parent(state, "child", ev.WorkflowFailed(error=error), vault())
     assert notice.payload is not None and SECRET.encode() not in notice.payload
     sent = msgspec.json.decode(notice.payload, type=ErrorDetails)
-    assert envelope.unseal_error(sent) == error
+    assert envelope.unseal_error(sent, vault()) == error
 
 
 def test_a_timeout_reason_stays_readable(tmp_path: Path) -> None:
     # The engine and replay recognise it; it is duralog's text, not the user's.
-    codec.install(vault())
-    sealed = ev.seal_event(ev.CancelRequested(reason=ev.TIMEOUT_REASON))
+    sealed = ev.seal_event(ev.CancelRequested(reason=ev.TIMEOUT_REASON), vault())
     assert sealed == ev.CancelRequested(reason=ev.TIMEOUT_REASON)
-    assert ev.seal_event(ev.CancelRequested(reason="why")) != ev.CancelRequested(reason="why")
+    why = ev.CancelRequested(reason="why")
+    assert ev.seal_event(why, vault()) != why
 
 
 def test_old_logs_with_plain_errors_still_read(tmp_path: Path) -> None:
@@ -130,7 +122,7 @@ def test_old_logs_with_plain_errors_still_read(tmp_path: Path) -> None:
     with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:  # no codec
         parent = engine.start(app.parent, "plain", id="parent")
         wait_for(lambda: any(e.kind == "ChildFailed" for e in parent.history()))
-    # A codec is installed later: old plain texts replay as they are, new ones are sealed.
+    # A codec is given later: old plain texts replay as they are, new ones are sealed.
     with duralog.Engine(db, payload_codec=vault(), poll_interval=0.05) as engine:
         parent = engine.get("parent")
         parent.signal("note", "later")
@@ -144,7 +136,6 @@ def test_old_logs_with_plain_errors_still_read(tmp_path: Path) -> None:
 def test_without_the_key_the_engine_says_which_key(tmp_path: Path) -> None:
     db = str(tmp_path / "vault.db")
     fill(db)
-    codec.install(None)
     with (
         duralog.Engine(db, worker=False) as engine,
         pytest.raises(duralog.PayloadError, match=r"with key 'k1'.*DURALOG_KEYS") as raised,

@@ -19,7 +19,6 @@ from duralog.cli import main
 from duralog.engine.clock import VirtualClock
 from duralog.engine.schedules import (
     MAX_TICKS_PER_POLL,
-    SCHEDULES,
     due_ticks,
     make_schedule,
     schedule,
@@ -222,16 +221,18 @@ def test_updating_a_schedule_keeps_its_last_tick(
 
 
 def test_declared_schedules_are_stored_by_workers(tmp_path: Path, clock: VirtualClock) -> None:
-    assert schedule("*/5 * * * *", id="declared", args=["mx"])(report) is report
-    try:
-        path = str(tmp_path / "d.db")
-        with duralog.Engine(path, durability="normal", poll_interval=0.02, clock=clock) as e:
-            assert [s.id for s in e.schedules()] == ["declared"]
-            clock.advance(3600)  # catch_up="latest": only the last missed tick
-            wait_for(lambda: len(finished(e)) == 1)
-            assert list(finished(e)) == ["declared@2026-11-25T04:00:00Z"]
-    finally:
-        del SCHEDULES["declared"]
+    registry = duralog.Registry()  # declared here only: no other test's engine sees it
+    registry.add(report)
+    assert schedule("*/5 * * * *", id="declared", args=["mx"], registry=registry)(report) is report
+    path = str(tmp_path / "d.db")
+    options = {"durability": "normal", "poll_interval": 0.02, "clock": clock}
+    with duralog.Engine(path, registry=registry, **options) as e:  # type: ignore[arg-type]
+        assert [s.id for s in e.schedules()] == ["declared"]
+        clock.advance(3600)  # catch_up="latest": only the last missed tick
+        wait_for(lambda: len(finished(e)) == 1)
+        assert list(finished(e)) == ["declared@2026-11-25T04:00:00Z"]
+    with duralog.Engine(str(tmp_path / "other.db"), **options) as other:  # type: ignore[arg-type]
+        assert other.schedules() == []  # the default registry declares none
     with pytest.raises(ConfigurationError, match=r"above @duralog\.workflow"):
         schedule("* * * * *")(lambda: None)  # type: ignore[arg-type]
 
@@ -285,15 +286,14 @@ def test_a_schedule_that_cannot_fire_does_not_stop_the_others(
 def test_a_declared_schedule_on_an_undeclared_queue_stops_the_worker_at_start(
     tmp_path: Path,
 ) -> None:
-    schedule("0 * * * *", id="typo", queue="emials")(report)
-    try:
-        with (
-            pytest.raises(ConfigurationError, match=r"queue 'emials'.*declared nowhere"),
-            duralog.Engine(str(tmp_path / "q.db")),
-        ):
-            pass
-    finally:
-        del SCHEDULES["typo"]
+    registry = duralog.Registry()
+    registry.add(report)
+    schedule("0 * * * *", id="typo", queue="emials", registry=registry)(report)
+    with (
+        pytest.raises(ConfigurationError, match=r"queue 'emials'.*declared nowhere"),
+        duralog.Engine(str(tmp_path / "q.db"), registry=registry),
+    ):
+        pass
 
 
 def test_a_daily_schedule_runs_once_on_the_night_clocks_go_back() -> None:

@@ -137,7 +137,7 @@ def test_an_instance_rebuilt_from_a_snapshot_and_the_tail_replays_the_whole_run(
     # Recovery: a snapshot at any seq plus the tail of the log is the whole log.
     log = run_in_memory(wf(sums), n)
     cut = min(cut, len(log))
-    snapshot = load_state(*dump_state(fold_all("in-memory", log[:cut])))
+    snapshot = load_state(*dump_state(fold_all("in-memory", log[:cut]), None))
     assert snapshot is not None
     state = snapshot
     for entry in log[cut:]:

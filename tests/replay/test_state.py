@@ -168,7 +168,7 @@ def test_snapshot_at_every_seq_plus_tail_equals_full_fold(entries: list[LogEntry
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
     full = encoded(fold_all(WID, entries))
     for n in range(len(entries) + 1):
-        data, check = dump_state(fold_all(WID, entries[:n]))
+        data, check = dump_state(fold_all(WID, entries[:n]), None)
         state = load_state(data, check)
         assert state is not None
         for entry in entries[n:]:
@@ -179,13 +179,13 @@ def test_snapshot_at_every_seq_plus_tail_equals_full_fold(entries: list[LogEntry
 @given(histories())
 def test_dump_load_is_identity(entries: list[LogEntry]) -> None:
     state = fold_all(WID, entries)
-    data, check = dump_state(state)
+    data, check = dump_state(state, None)
     loaded = load_state(data, check)
     assert loaded is not None
     assert encoded(loaded) == data == encoded(state)
     assert [s.seq for s in loaded.pending_steps()] == [s.seq for s in state.pending_steps()]
     assert [t.seq for t in loaded.pending_timers()] == [t.seq for t in state.pending_timers()]
-    assert dump_state(loaded) == (data, check)
+    assert dump_state(loaded, None) == (data, check)
 
 
 @given(histories())
@@ -262,7 +262,7 @@ def test_fold_tracks_a_step_through_its_attempts() -> None:
 def test_a_flipped_byte_makes_the_snapshot_a_miss(
     entries: list[LogEntry], data: st.DataObject
 ) -> None:
-    body, check = dump_state(fold_all(WID, entries))
+    body, check = dump_state(fold_all(WID, entries), None)
     i = data.draw(st.integers(min_value=0, max_value=len(body) - 1), label="byte")
     mask = data.draw(st.integers(min_value=1, max_value=255), label="mask")
     corrupt = bytearray(body)
@@ -281,7 +281,7 @@ def test_undecodable_snapshot_with_a_matching_checksum_is_a_miss(body: bytes) ->
 
 
 def test_wrong_checksum_is_a_miss() -> None:
-    body, check = dump_state(new_state(WID))
+    body, check = dump_state(new_state(WID), None)
     assert load_state(body, check) is not None
     assert load_state(body, "0" * len(check)) is None
     assert load_state(body, "") is None

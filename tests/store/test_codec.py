@@ -254,14 +254,14 @@ def test_every_event_class_has_a_strategy() -> None:
 @given(data=st.data())
 def test_event_body_round_trip(cls: type[ev.BaseEvent], data: st.DataObject) -> None:
     event = data.draw(EVENT_STRATEGIES[cls])
-    body = ev.encode_event(event)  # type: ignore[arg-type]
+    body = ev.encode_event(event, None)  # type: ignore[arg-type]
     decoded = ev.decode_event(body)
     assert type(decoded) is cls
     assert decoded == event
     assert ev.decode_event(body.decode()) == event  # the store keeps TEXT
     as_json = msgspec.json.decode(body)
     assert as_json["kind"] == cls.__name__
-    assert ev.encode_event(decoded) == body
+    assert ev.encode_event(decoded, None) == body
     entry = ev.LogEntry(1, 1.5, decoded)
     assert entry.kind == cls.__name__
 
@@ -270,7 +270,7 @@ def test_event_body_round_trip(cls: type[ev.BaseEvent], data: st.DataObject) -> 
 def test_event_defaults_are_omitted_and_restored(cls: type[ev.BaseEvent]) -> None:
     required = {f.name: _sample(f.type) for f in msgspec.structs.fields(cls) if f.required}
     event = cls(**required)
-    body = ev.encode_event(event)  # type: ignore[arg-type]
+    body = ev.encode_event(event, None)  # type: ignore[arg-type]
     assert set(msgspec.json.decode(body)) == {"kind", *required}
     assert ev.decode_event(body) == event
 
@@ -291,7 +291,7 @@ def _sample(tp: Any) -> Any:
 
 def test_payload_embeds_verbatim_in_the_body() -> None:
     payload = codec.encode({"amount": 12.5, "currency": "EUR"})
-    body = ev.encode_event(ev.StepCompleted(step_seq=2, result=payload))
+    body = ev.encode_event(ev.StepCompleted(step_seq=2, result=payload), None)
     assert (
         body == b'{"kind":"StepCompleted","step_seq":2,"result":{"amount":12.5,"currency":"EUR"}}'
     )

@@ -7,23 +7,15 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import duralog
-from duralog.store import codec
 from duralog.store.integrity import link
 
 K1, K2 = os.urandom(32), os.urandom(32)
 SECRET = "4111-1111-1111-1111"
-
-
-@pytest.fixture(autouse=True)
-def no_codec_afterwards() -> Iterator[None]:
-    yield
-    codec.install(None)  # the codec is process-wide: leave none behind
 
 
 @duralog.step
@@ -116,7 +108,6 @@ def test_tampering_is_detected(tmp_path: Path) -> None:
 def test_without_a_key_the_error_says_what_to_do(tmp_path: Path) -> None:
     db = str(tmp_path / "log.db")
     run(db, "k1", {"k1": K1}, "w")
-    codec.install(None)
     with (
         duralog.Engine(db, worker=False) as engine,
         pytest.raises(duralog.PayloadError, match="DURALOG_KEYS"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -22,12 +21,6 @@ from duralog.store import events as ev
 
 K1, K2 = os.urandom(32), os.urandom(16)
 SECRET = "SECRET-4111"
-
-
-@pytest.fixture(autouse=True)
-def no_codec_afterwards() -> Iterator[None]:
-    yield
-    codec.install(None)
 
 
 def aes(*ids: str) -> duralog.AesGcmCodec:
@@ -124,15 +117,14 @@ def test_require_readable_names_the_missing_key_and_the_altered_seq() -> None:
 
 
 def test_snapshots_seal_what_the_events_seal() -> None:
-    codec.install(aes("k1"))
     state = WorkflowState(workflow_id="w", name="w", cancel_reasons=[SECRET, ev.TIMEOUT_REASON])
     state.error = ErrorDetails("E", SECRET, SECRET)
     state.child_errors[3] = ErrorDetails("E", SECRET)
-    data, checksum = dump_state(state)
+    data, checksum = dump_state(state, aes("k1"))
     assert SECRET.encode() not in data
     loaded = load_state(data, checksum)
     assert loaded is not None and loaded.cancel_reasons[1] == ev.TIMEOUT_REASON
-    assert envelope.unseal_error(loaded.error or ErrorDetails("", "")) == state.error
+    assert envelope.unseal_error(loaded.error or ErrorDetails("", ""), aes("k1")) == state.error
     assert state.error.message == SECRET  # the live state itself is left as it is
 
 

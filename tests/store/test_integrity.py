@@ -27,11 +27,15 @@ Row = list[Any]  # seq, kind, at, body, checksum
 def log_of(values: list[int]) -> list[Row]:
     """An intact log: WorkflowStarted, then a StepScheduled per value."""
     found = [
-        list(first_row("w", LogEntry(1, T0, ev.WorkflowStarted(name="job", args=codec.encode([])))))
+        list(
+            first_row(
+                "w", LogEntry(1, T0, ev.WorkflowStarted(name="job", args=codec.encode([]))), None
+            )
+        )
     ]
     for seq, value in enumerate(values, 2):
         entry = LogEntry(seq, T0 + seq / 8, ev.StepScheduled(name="s", args=codec.encode([value])))
-        row = event_row("w", entry)
+        row = event_row("w", entry, None)
         found.append([*row, link(found[-1][5], *row[1:])])
     return [row[1:] for row in found]
 
