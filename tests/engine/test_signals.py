@@ -34,6 +34,7 @@ async def approval(order: str) -> str:
 
 @duralog.workflow
 async def collect(n: int) -> list[Any]:
+    await duralog.wait_signal("go")  # the test has sent every item by then
     return [await duralog.wait_signal("item") for _ in range(n)]
 
 
@@ -70,7 +71,10 @@ def test_signals_are_buffered_consumed_once_and_in_order(engine: duralog.Engine)
     handle = engine.start(collect, 3)
     for i in range(4):  # one more than it reads: it stays unconsumed
         handle.signal("item", i)
+    # Only now may it read them: it cannot finish (and refuse the 4th) before all 4 are in.
+    handle.signal("go")
     assert handle.result(timeout=PATIENCE) == [0, 1, 2]
+    assert [e.kind for e in handle.history()].count("SignalReceived") == 5
 
 
 def test_wait_signal_timeout_is_a_durable_timer(engine: duralog.Engine) -> None:
