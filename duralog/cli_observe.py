@@ -12,7 +12,7 @@ import click
 import msgspec
 
 from duralog import _format
-from duralog._cli_common import Context, Problem, friendly, pass_context
+from duralog._cli_common import Command, Context, Problem, friendly, pass_context
 from duralog.observe.follow import follow
 from duralog.observe.metrics import Durations, Stats, collect, prometheus_text
 from duralog.observe.subscribe import CommittedEvent
@@ -27,34 +27,34 @@ _KINDS = sorted(ev.EVENT_KINDS)
 _EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC).timestamp()
 
 
-def parse_since(text: str, now: float | None = None) -> float:
+def parse_since(text: str, now: float | None = None, option: str = "--since") -> float:
     """``10m``, ``2h``, ``1d``, ``30s``, ``1w`` (ago), or an ISO date or time (UTC unless
-    it says otherwise), as epoch seconds."""
+    it says otherwise), as epoch seconds; a ``Problem`` naming ``option`` otherwise."""
     now = time.time() if now is None else now
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     if found:
-        return _printable(now - float(found.group(1)) * _UNITS[found.group(2)], text)
+        return _printable(now - float(found.group(1)) * _UNITS[found.group(2)], text, option)
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
         raise Problem(
-            f"--since: {text!r} is neither a duration (30s, 10m, 2h, 1d, 1w) nor an ISO "
+            f"{option}: {text!r} is neither a duration (30s, 10m, 2h, 1d, 1w) nor an ISO "
             "date or time (2026-11-25, 2026-11-25T14:00)",
             2,
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return _printable(moment.timestamp(), text)
+    return _printable(moment.timestamp(), text, option)
 
 
-def _printable(moment: float, text: str) -> float:
+def _printable(moment: float, text: str, option: str) -> float:
     """``moment``, if a date can show it (the year 1 or later)."""
     if moment < _EARLIEST:
-        raise Problem(f"--since: {text!r} reaches back before the year 1; give a later time", 2)
+        raise Problem(f"{option}: {text!r} reaches back before the year 1; give a later time", 2)
     return moment
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--workflow", "workflow_id", help="Only this workflow's events.")
 @click.option(
     "--kind",
@@ -149,7 +149,7 @@ def _json_line(event: CommittedEvent) -> str:
     return (head[:-1] + b"," + body[1:]).decode()
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option(
     "--since",
     help="Count only what happened from then on: 30s, 10m, 2h, 1d, or an ISO date or time.",

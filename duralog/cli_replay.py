@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import msgspec
 
-from duralog._cli_common import Context, Problem, friendly, pass_context
+from duralog._cli_common import Command, Context, Problem, friendly, pass_context
 from duralog.cli_verify import check_json, damage_lines
 from duralog.errors import HistoryFileError, PayloadError
 from duralog.replay.checker import check
@@ -28,11 +28,12 @@ from duralog.replay.debug import (
 from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import History, load_history
 from duralog.replay.state import Input
+from duralog.store.base import WorkflowQuery
 from duralog.store.verify import WorkflowCheck
 from duralog.store.verify import verify as verify_log
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("workflow_id", required=False)
 @click.option(
     "--file",
@@ -42,7 +43,9 @@ from duralog.store.verify import verify as verify_log
     help="A history file from `duralog export`, or a folder of them (repeatable).",
 )
 @click.option("--all", "all_", is_flag=True, help="Every workflow in --db.")
-@click.option("--name", help="With --all: only workflows of this name.")
+@click.option(
+    "--name", "names", multiple=True, help="With --all: only workflows of this name (repeatable)."
+)
 @click.option("--until", type=int, help="Stop after this seq and report where the code is.")
 @click.option("--break-at", type=int, help="Drop into pdb in the workflow code at this seq.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON report per line.")
@@ -53,7 +56,7 @@ def replay(
     workflow_id: str | None,
     files: tuple[str, ...],
     all_: bool,
-    name: str | None,
+    names: tuple[str, ...],
     until: int | None,
     break_at: int | None,
     as_json: bool,
@@ -73,7 +76,9 @@ def replay(
     ctx.load_app()
     if sum(bool(x) for x in (workflow_id, files, all_)) != 1:
         raise Problem("give exactly one of: a workflow ID, --file FILE, or --all", 2)
-    histories = list(_histories(ctx, workflow_id, files, all_, name))
+    if names and not all_:
+        raise Problem("--name goes with --all (it picks the workflows --all replays)", 2)
+    histories = list(_histories(ctx, workflow_id, files, all_, names))
     hook = breakpoint_at(break_at, _debug) if break_at is not None else None
     tally = ReplayTally()
     show_progress = all_ and not as_json and len(histories) > 1
@@ -109,7 +114,11 @@ def _debug(item: Input) -> None:
 
 
 def _histories(
-    ctx: Context, workflow_id: str | None, files: tuple[str, ...], all_: bool, name: str | None
+    ctx: Context,
+    workflow_id: str | None,
+    files: tuple[str, ...],
+    all_: bool,
+    names: tuple[str, ...],
 ) -> Iterator[History | WorkflowCheck]:
     if workflow_id:
         yield _checked_history(ctx, workflow_id)
@@ -134,7 +143,7 @@ def _histories(
     if all_:
         store = ctx.store()
         try:
-            ids = [r.id for r in store.list_workflows(name=name)]
+            ids = [r.id for r in store.find_workflows(WorkflowQuery(names=names))]
         finally:
             store.close()
         for found_id in ids:

@@ -8,14 +8,14 @@ import sys
 import click
 import msgspec
 
-from duralog._cli_common import Context, Problem, friendly, pass_context
+from duralog._cli_common import Command, Context, Problem, friendly, pass_context
 from duralog.errors import WorkflowNotFound
 from duralog.store.base import EventStore
 from duralog.store.verify import Finding, WorkflowCheck
 from duralog.store.verify import verify as verify_log
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("workflow_id", required=False)
 @click.option("--all", "all_", is_flag=True, help="Every workflow in --db.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per workflow, for scripts.")
