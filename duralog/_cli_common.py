@@ -263,16 +263,26 @@ def timeout_message(workflow_id: str, timeout: float, status: str) -> str:
 def output_option(fn: F) -> F:
     """``-o table|json|jsonl`` and ``--json`` (the same as ``-o json``): the command gets
     ``output``, one of ``OUTPUTS``; ``--json`` with another ``-o`` is refused."""
+    return _with_output(fn, "json")
 
+
+def lines_output_option(fn: F) -> F:
+    """``output_option`` for a command that prints one JSON object per item as it goes
+    (``replay``, ``verify``, ``tail``): its ``--json`` stays what it always was, the
+    same as ``-o jsonl``."""
+    return _with_output(fn, "jsonl")
+
+
+def _with_output(fn: F, alias: str) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, output: str | None, as_json: bool, **kwargs: Any) -> Any:
-        if as_json and output not in (None, "json"):
-            raise Problem(f"--json is -o json: it cannot go with -o {output}", 2)
-        return fn(*args, output=output or ("json" if as_json else "table"), **kwargs)
+        if as_json and output not in (None, alias):
+            raise Problem(f"--json is -o {alias}: it cannot go with -o {output}", 2)
+        return fn(*args, output=output or (alias if as_json else "table"), **kwargs)
 
-    decorated: Any = click.option("--json", "as_json", is_flag=True, help="The same as -o json.")(
-        wrapper
-    )
+    decorated: Any = click.option(
+        "--json", "as_json", is_flag=True, help=f"The same as -o {alias}."
+    )(wrapper)
     decorated = click.option(
         "-o",
         "--output",
@@ -386,6 +396,27 @@ def echo_items(
             click.echo(_format.json_text(data(item)))
     else:
         click.echo(_format.table(headers, [cells(item) for item in items]))
+
+
+class JsonOut:
+    """JSON texts printed as ``output`` asks: each on a line of its own as it comes
+    (``jsonl``), or all in one array when the command ends (``json``, ``close``)."""
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+        self._held: list[str] = []
+
+    def add(self, text: str) -> None:
+        """Print ``text`` (one JSON value) now, or hold it for the array."""
+        if self.output == "json":
+            self._held.append(text)
+        else:
+            click.echo(text)
+
+    def close(self) -> None:
+        """Print the array (``json``)."""
+        if self.output == "json":
+            click.echo("[" + ",".join(self._held) + "]")
 
 
 def echo_one(output: str, data: Any, lines: Callable[[], Iterable[str]]) -> None:

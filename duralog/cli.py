@@ -80,9 +80,10 @@ def main(ctx: click.Context, db: str, apps: tuple[str, ...]) -> None:
     DURALOG_KEYS ("k2:<base64>,k1:<base64>") and show <encrypted: key ID> where
     no key is given. Passwords in --db never show in any output.
 
-    Every command that prints takes -o table|json|jsonl (--json: -o json). Exit
-    codes: 0 done; 1 the thing checked is bad (a divergence, a damaged log, a
-    failed workflow, an unknown id); 2 the command cannot do it (bad input, an
+    Every command that prints takes -o table|json|jsonl; --json is -o json (-o
+    jsonl for replay, verify and tail, which print as they go). Exit codes: 0
+    done; 1 the thing checked is bad (a divergence, a damaged log, a failed
+    workflow, an unknown id); 2 the command cannot do it (bad input, an
     unreadable log, a wait that timed out). Errors are one line on stderr.
 
     \b

@@ -12,6 +12,7 @@ from duralog._cli_common import (
     Context,
     Problem,
     echo_items,
+    echo_one,
     friendly,
     output_option,
     pass_context,
@@ -74,8 +75,9 @@ def prune(ctx: Context, before: str, yes: bool, output: str) -> None:
 @click.option("--from", "source", required=True, help="The log to copy: a SQLite path or URL.")
 @click.option("--to", "target", required=True, help="Where to copy it: a SQLite path or URL.")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Rows per batch.")
+@output_option
 @friendly
-def migrate_store(source: str, target: str, batch_size: int) -> None:
+def migrate_store(source: str, target: str, batch_size: int, output: str) -> None:
     """Copy a whole log into another store (e.g. SQLite into PostgreSQL).
 
     Stop every worker first. Every workflow (events, snapshots, inbox), schedule
@@ -109,4 +111,6 @@ def migrate_store(source: str, target: str, batch_size: int) -> None:
     finally:
         src.close()
     copied = ", ".join(f"{n} {table}" for table, n in counts.items())
-    click.echo(f"copied {copied} from {redact(source)} to {redact(target)}")
+    said = f"copied {copied} from {redact(source)} to {redact(target)}"
+    data = {"from": redact(source), "to": redact(target), "copied": counts}
+    echo_one(output, data, lambda: [said])

@@ -86,6 +86,54 @@ def test_output_formats(cli: Invoke, ops_db: str, command: tuple[str, ...]) -> N
     assert cli("--db", ops_db, *command, "-o", "TABLE").stdout == table.stdout
 
 
+LINES = [
+    ("--app", "app_ops", "replay", "--all"),
+    ("verify", "--all"),
+    ("tail", "--no-follow", "--since", "1h"),
+]
+
+
+@pytest.mark.parametrize("command", LINES, ids=["replay", "verify", "tail"])
+def test_commands_that_print_as_they_go_keep_json_as_json_lines(
+    cli: Invoke, ops_db: str, command: tuple[str, ...]
+) -> None:
+    lines = cli("--db", ops_db, *command, "--json")
+    assert lines.exit_code == 0, lines.output
+    assert cli("--db", ops_db, *command, "-o", "jsonl").stdout == lines.stdout
+    objects = [json.loads(line) for line in lines.stdout.splitlines()]
+    assert len(objects) > 1
+    as_json = cli("--db", ops_db, *command, "-o", "json")
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout) == objects
+
+
+def test_stats_output(cli: Invoke, ops_db: str) -> None:
+    for args in (("-o", "json"), ("--json",), ("-o", "jsonl")):
+        done = cli("--db", ops_db, "stats", *args)
+        assert done.exit_code == 0, done.output
+        (line,) = done.stdout.splitlines()
+        assert {w["name"] for w in json.loads(line)["workflows"]} >= {"ops_echo", "ops_fail"}
+    line = one_error(cli("--db", ops_db, "stats", "-o", "jsonl", "--prometheus"))
+    assert "choose one of -o jsonl and --prometheus" in line
+
+
+def test_tail_prints_one_array_only_when_it_ends(cli: Invoke, ops_db: str) -> None:
+    line = one_error(cli("--db", ops_db, "tail", "-o", "json"))
+    assert "--no-follow or --count" in line
+    first = cli("--db", ops_db, "tail", "--since", "1h", "--count", "2", "-o", "json")
+    assert first.exit_code == 0, first.output
+    assert len(json.loads(first.stdout)) == 2
+
+
+def test_migrate_store_confirms_as_json(cli: Invoke, ops_db: str, tmp_path: Path) -> None:
+    copy = str(tmp_path / "copy.db")
+    done = cli("migrate-store", "--from", ops_db, "--to", copy, "-o", "json")
+    assert done.exit_code == 0, done.output
+    found = json.loads(done.stdout)
+    assert found["from"] == ops_db and found["to"] == copy
+    assert found["copied"]["workflows"] == 11
+
+
 def test_show_json_has_the_record_state_and_events(cli: Invoke, ops_db: str) -> None:
     shown = json.loads(cli("--db", ops_db, "show", "f-1", "-o", "json").stdout)
     assert shown["id"] == "f-1" and shown["status"] == "FAILED" and shown["findings"] == []
