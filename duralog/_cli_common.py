@@ -8,16 +8,19 @@ import importlib
 import json
 import logging
 import os
+import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from duralog import _format
 from duralog.engine.engine import Engine
 from duralog.engine.handle import WorkflowHandle
-from duralog.errors import DuralogError, HistoryFileError, StoreDamaged
+from duralog.errors import DuralogError, HistoryFileError, ResultTimeout, StoreDamaged
 from duralog.replay.history import History
 from duralog.store import envelope
 from duralog.store.base import EventStore, WorkflowRecord
@@ -25,6 +28,11 @@ from duralog.store.codec import reveal_entries
 from duralog.store.open import is_postgres, open_store, redact, secrets_of
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+#: What ``-o`` accepts on every command that prints: aligned columns under a header
+#: row, one JSON document, or one JSON object per line.
+OUTPUTS = ("table", "json", "jsonl")
 
 
 class Problem(click.ClickException):
@@ -116,6 +124,8 @@ def friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except (HistoryFileError, StoreDamaged) as exc:  # unusable input: a file, the log
             raise Problem(str(exc), 2) from None
+        except ResultTimeout as exc:  # its message advises the Python API: say the CLI's way
+            raise Problem(timeout_message(exc.workflow_id, exc.timeout, exc.status), 2) from None
         except DuralogError as exc:
             raise Problem(str(exc)) from None
         except UnicodeError as exc:  # undecodable bytes on the command line
@@ -129,20 +139,24 @@ class Context:
     (from ``DURALOG_KEYS``) that every store, engine and reader it opens uses."""
 
     def __init__(
-        self, db: str, app: str | None, payload_codec: envelope.PayloadCodec | None = None
+        self,
+        db: str,
+        apps: tuple[str, ...] = (),
+        payload_codec: envelope.PayloadCodec | None = None,
     ) -> None:
         self.db = db
         self.payload_codec = payload_codec
         #: The log's address as messages show it: never with a password.
         self.where = redact(db)
-        self.app = app
+        #: The ``--app`` modules, imported in this order by ``load_app``.
+        self.apps = apps
         self._loaded = False
 
     def load_app(self, required: bool = True) -> None:
-        """Import the ``--app`` module, which registers the workflows."""
+        """Import every ``--app`` module, which register the workflows and queues."""
         if self._loaded:
             return
-        if self.app is None:
+        if not self.apps:
             if required:
                 raise Problem(
                     "this command runs workflow code: pass --app MODULE (the module that "
@@ -150,14 +164,15 @@ class Context:
                 )
             return
         sys.path.insert(0, os.getcwd())
-        try:
-            importlib.import_module(self.app)
-        except ImportError as exc:
-            raise Problem(f"cannot import --app {self.app!r}: {exc}") from None
-        except Exception as exc:  # the user's module raised on import
-            raise Problem(
-                f"importing --app {self.app!r} raised {type(exc).__name__}: {exc}"
-            ) from None
+        for app in self.apps:
+            try:
+                importlib.import_module(app)
+            except ImportError as exc:
+                raise Problem(f"cannot import --app {app!r}: {exc}") from None
+            except Exception as exc:  # the user's module raised on import
+                raise Problem(
+                    f"importing --app {app!r} raised {type(exc).__name__}: {exc}"
+                ) from None
         self._loaded = True
 
     def store(self) -> EventStore:
@@ -245,3 +260,181 @@ def parse_json(text: str, option: str) -> Any:
         raise Problem(f"{option} is not valid JSON: {exc}", 2) from None
     except RecursionError:
         raise Problem(f"{option} is nested too deeply to be recorded", 2) from None
+
+
+def timeout_message(workflow_id: str, timeout: float, status: str) -> str:
+    """What a command that waited in vain says (it exits 2: it cannot tell yet)."""
+    return (
+        f"workflow {workflow_id!r} did not finish within {timeout:g}s (status {status}); "
+        f"it goes on: wait again with `duralog result {shlex.quote(workflow_id)}`, and "
+        "check that a worker serves it"
+    )
+
+
+def output_option(fn: F) -> F:
+    """``-o table|json|jsonl`` and ``--json`` (the same as ``-o json``): the command gets
+    ``output``, one of ``OUTPUTS``; ``--json`` with another ``-o`` is refused."""
+    return _with_output(fn, "json")
+
+
+def lines_output_option(fn: F) -> F:
+    """``output_option`` for a command that prints one JSON object per item as it goes
+    (``replay``, ``verify``, ``tail``): its ``--json`` stays what it always was, the
+    same as ``-o jsonl``."""
+    return _with_output(fn, "jsonl")
+
+
+def _with_output(fn: F, alias: str) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, output: str | None, as_json: bool, **kwargs: Any) -> Any:
+        if as_json and output not in (None, alias):
+            raise Problem(f"--json is -o {alias}: it cannot go with -o {output}", 2)
+        return fn(*args, output=output or (alias if as_json else "table"), **kwargs)
+
+    decorated: Any = click.option(
+        "--json", "as_json", is_flag=True, help=f"The same as -o {alias}."
+    )(wrapper)
+    decorated = click.option(
+        "-o",
+        "--output",
+        type=click.Choice(OUTPUTS, case_sensitive=False),
+        metavar="FORMAT",
+        help="table (default), json (one document) or jsonl (one JSON object a line).",
+    )(decorated)
+    return decorated  # type: ignore[no-any-return]
+
+
+def _one_line(exc: click.UsageError) -> Problem:
+    """A click usage error as one ``error:`` line (exit 2) pointing at the help."""
+    where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx is not None else ""
+    return Problem(exc.format_message().rstrip(".") + where, 2)
+
+
+_KEEPS_USAGE: tuple[type[Exception], ...] = tuple(
+    e for e in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if e is not None
+)
+
+
+def _refuse_repeats(command: click.Command, ctx: click.Context, args: list[str]) -> None:
+    """Refuse an option given twice that keeps one value: click would keep the last
+    one and drop the others without a word."""
+    try:
+        _, _, order = command.make_parser(ctx).parse_args(args=list(args))
+    except click.UsageError:
+        return  # the real parse reports it
+    counts = Counter(
+        param
+        for param in order
+        if isinstance(param, click.Option) and not (param.multiple or param.count or param.is_flag)
+    )
+    for param, times in counts.items():
+        if times > 1:
+            raise Problem(
+                f"{'/'.join(param.opts)} is given {times} times; it takes one value: give it once",
+                2,
+            )
+
+
+class Command(click.Command):
+    """A duralog command: a repeated single-value option is refused, and a usage error
+    is one ``error:`` line (exit 2), as every other error is."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _refuse_repeats(self, ctx, args)
+        return super().parse_args(ctx, args)
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except _KEEPS_USAGE:
+            raise
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+class Group(click.Group):
+    """A duralog command group: ``Command``'s rules for itself and an unknown command."""
+
+    command_class = Command
+    group_class = type
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _refuse_repeats(self, ctx, args)
+        return super().parse_args(ctx, args)
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except _KEEPS_USAGE:
+            raise
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+def echo_items(
+    output: str,
+    items: Sequence[T],
+    headers: Sequence[str],
+    cells: Callable[[T], Sequence[object]],
+    data: Callable[[T], Any] = lambda item: item,
+) -> None:
+    """Print ``items`` as ``output`` asks: a table of ``cells`` under ``headers``, a JSON
+    array or JSON lines of ``data`` (the item itself by default)."""
+    if output == "json":
+        click.echo(_format.json_text([data(item) for item in items]))
+    elif output == "jsonl":
+        for item in items:
+            click.echo(_format.json_text(data(item)))
+    else:
+        click.echo(_format.table(headers, [cells(item) for item in items]))
+
+
+class JsonOut:
+    """JSON texts printed as ``output`` asks: each on a line of its own as it comes
+    (``jsonl``), or all in one array when the command ends (``json``, ``close``)."""
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+        self._held: list[str] = []
+
+    def add(self, text: str) -> None:
+        """Print ``text`` (one JSON value) now, or hold it for the array."""
+        if self.output == "json":
+            self._held.append(text)
+        else:
+            click.echo(text)
+
+    def close(self) -> None:
+        """Print the array (``json``)."""
+        if self.output == "json":
+            click.echo("[" + ",".join(self._held) + "]")
+
+
+def echo_one(output: str, data: Any, lines: Callable[[], Iterable[str]]) -> None:
+    """Print one object: ``lines`` for people, or ``data`` as one line of JSON (``json``
+    and ``jsonl`` alike)."""
+    if output == "table":
+        for line in lines():
+            click.echo(line)
+    else:
+        click.echo(_format.json_text(data))

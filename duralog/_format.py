@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -117,16 +117,39 @@ def timeline(entries: Sequence[LogEntry]) -> list[str]:
     return lines
 
 
-def record_row(record: WorkflowRecord) -> str:
-    """One ``duralog list`` line (with why, for a SUSPENDED workflow)."""
-    line = (
-        f"{record.id:<36} {record.name:<24} {record.status.value:<10} "
-        f"{record.last_seq:>6}  {when(record.updated_at)}"
-    )
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Aligned columns under a header row (tabulate's ``plain`` format); None shows as
+    ``-`` and values as they are (an id like ``007`` is no number)."""
+    from tabulate import tabulate  # type: ignore[import-untyped,unused-ignore]  # lazy: --help
+
+    cells = [["-" if value is None else str(value) for value in row] for row in rows]
+    return str(tabulate(cells, headers=list(headers), tablefmt="plain", disable_numparse=True))
+
+
+def json_text(value: Any) -> str:
+    """``value`` as compact JSON (msgspec: structs, enums and ``Raw`` payloads too)."""
+    return msgspec.json.encode(value).decode()
+
+
+#: The columns of ``duralog list``.
+RECORD_HEADERS = ("ID", "NAME", "STATUS", "QUEUE", "EVENTS", "STARTED", "UPDATED", "NOTE")
+
+
+def record_cells(record: WorkflowRecord) -> list[object]:
+    """One ``duralog list`` row under ``RECORD_HEADERS`` (NOTE: why it is SUSPENDED)."""
+    note = None
     if record.status is WorkflowStatus.SUSPENDED and record.reason:
-        reason = record.reason if len(record.reason) <= 100 else record.reason[:99] + "…"
-        line += f"  {reason}"
-    return line
+        note = record.reason if len(record.reason) <= 100 else record.reason[:99] + "…"
+    return [
+        record.id,
+        record.name,
+        record.status.value,
+        record.queue,
+        record.last_seq,
+        when(record.created_at),
+        when(record.updated_at),
+        note,
+    ]
 
 
 def state_lines(state: WorkflowState) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +19,40 @@ import msgspec
 from duralog import _format
 from duralog._cli_common import (
     Context,
+    Group,
     Problem,
+    echo_one,
     friendly,
     log_to_stderr,
+    output_option,
     parse_json,
     pass_context,
     write_private,
 )
 from duralog._signals import StopSignals
+from duralog.cli_control import cancel, delete, pause, resume, signal
 from duralog.cli_observe import stats, tail
+from duralog.cli_query import count, list_, queues
 from duralog.cli_replay import replay
+from duralog.cli_results import get_event, result
 from duralog.cli_schedules import schedules
 from duralog.cli_store import migrate_store, prune
 from duralog.cli_verify import verify, verify_hint, where
 from duralog.engine.engine import Engine
-from duralog.engine.handle import WorkflowHandle
 from duralog.engine.queues import QUEUES, resolve
 from duralog.errors import DuralogError, StoreError
 from duralog.replay.definitions import REGISTRY
-from duralog.replay.history import dump_history, entries_json
+from duralog.replay.history import dump_history, entries_json, entry_json
 from duralog.replay.state import WorkflowState, fold_all
-from duralog.store.base import WorkflowStatus
+from duralog.store.base import WorkflowRecord
 from duralog.store.codec import reveal_entries
 from duralog.store.crypto import AesGcmCodec
+from duralog.store.events import LogEntry
+from duralog.store.verify import WorkflowCheck
 from duralog.store.verify import verify as verify_log
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
     envvar="DURALOG_DB",
@@ -54,16 +60,34 @@ from duralog.store.verify import verify as verify_log
     show_default=True,
     help="The log: a SQLite path or a postgresql:// URL (env DURALOG_DB).",
 )
-@click.option("--app", envvar="DURALOG_APP", help="Module that registers your workflows.")
+@click.option(
+    "--app",
+    "apps",
+    envvar="DURALOG_APP",
+    multiple=True,
+    metavar="MODULE",
+    help="Module that registers your workflows (repeatable: each is imported; env "
+    "DURALOG_APP, several separated by spaces).",
+)
 @click.version_option(package_name="duralog")
 @click.pass_context
-def main(ctx: click.Context, db: str, app: str | None) -> None:
+def main(ctx: click.Context, db: str, apps: tuple[str, ...]) -> None:
     """duralog: durable workflows on an embedded log.
 
     A log written with a payload codec (Engine(payload_codec=AesGcmCodec...)) keeps
     payloads, errors and reasons encrypted: commands decrypt them with the keys in
     DURALOG_KEYS ("k2:<base64>,k1:<base64>") and show <encrypted: key ID> where
     no key is given. Passwords in --db never show in any output.
+
+    Every command that prints takes -o table|json|jsonl; --json is -o json (-o
+    jsonl for replay, verify and tail, which print as they go). Exit codes: 0
+    done; 1 the thing checked is bad (a divergence, a damaged log, a failed
+    workflow, an unknown id); 2 the command cannot do it (bad input, an
+    unreadable log, a wait that timed out). Errors are one line on stderr.
+
+    \b
+    Shell completion (bash; zsh and fish alike, with zsh_source or fish_source):
+      eval "$(_DURALOG_COMPLETE=bash_source duralog)"
 
     \b
     Example:
@@ -77,7 +101,7 @@ def main(ctx: click.Context, db: str, app: str | None) -> None:
             payload_codec = AesGcmCodec.from_env()
         except DuralogError as exc:
             raise Problem(str(exc), 2) from None
-    ctx.obj = Context(db, app, payload_codec)
+    ctx.obj = Context(db, apps, payload_codec)
 
 
 @main.command()
@@ -147,6 +171,7 @@ def worker(
 @click.option(
     "--priority", type=int, default=0, show_default=True, help="With --queue: lower first."
 )
+@output_option
 @pass_context
 @friendly
 def start(
@@ -158,8 +183,12 @@ def start(
     timeout: float | None,
     queue: str | None,
     priority: int,
+    output: str,
 ) -> None:
     """Start workflow NAME; without --wait a running worker picks it up.
+
+    Prints the workflow's id and status (and with --wait, its result as JSON on
+    the next line); -o json prints one object with id, name, status (and result).
 
     \b
     Example:
@@ -172,52 +201,33 @@ def start(
     REGISTRY.get(name)
     with Engine(ctx.db, worker=wait, payload_codec=ctx.payload_codec) as engine:
         handle = engine.start(name, *args, id=workflow_id, queue=queue, priority=priority)
-        click.echo(handle.id)
+        found: dict[str, Any] = {"id": handle.id, "name": name}
         if wait:
-            click.echo(json.dumps(handle.result(timeout=timeout), default=str))
-
-
-@main.command(name="list")
-@click.option("--status", type=click.Choice([s.value for s in WorkflowStatus]), help="Filter.")
-@click.option("--name", help="Only workflows of this name.")
-@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
-@pass_context
-@friendly
-def list_(ctx: Context, status: str | None, name: str | None, limit: int, as_json: bool) -> None:
-    """List workflows, newest first.
-
-    \b
-    Example:
-      duralog --db shop.db list --status RUNNING
-    """
-    store = ctx.store()
-    try:
-        records = store.list_workflows(
-            WorkflowStatus(status) if status else None, name, limit=limit
-        )
-    finally:
-        store.close()
-    if as_json:
-        click.echo(msgspec.json.encode(records).decode())
-        return
-    for record in records:
-        click.echo(_format.record_row(record))
+            found["result"] = handle.result(timeout=timeout)
+        found["status"] = handle.status().value
+    lines = [f"{found['id']}  {found['status']}"]
+    if wait:
+        lines.append(json.dumps(found["result"], default=str))
+    echo_one(output, found, lambda: lines)
 
 
 @main.command()
 @click.argument("workflow_id")
+@output_option
 @pass_context
 @friendly
-def show(ctx: Context, workflow_id: str) -> None:
+def show(ctx: Context, workflow_id: str, output: str) -> None:
     """Status, input, result or error, and a readable timeline of one workflow.
 
     Encrypted values are decrypted with the keys in DURALOG_KEYS; without the
-    key they show as <encrypted: key ID>.
+    key they show as <encrypted: key ID>. Exit 1 when its log is damaged.
+    -o json: its index row, "state" (as `inspect`), "findings" (as `verify`) and
+    "events" (as `history`) in one object.
 
     \b
     Example:
       duralog --db shop.db show order-o-1
+      duralog --db shop.db show order-o-1 -o json | jq .status
     """
     store = ctx.store()
     try:
@@ -227,46 +237,64 @@ def show(ctx: Context, workflow_id: str) -> None:
         events = reveal_entries(store.read_events(workflow_id, verify=False), ctx.payload_codec)
     finally:
         store.close()
-    click.echo(f"workflow  {workflow_id} ({record.name})")
-    click.echo(f"status    {record.status.value}" + (f": {record.reason}" if record.reason else ""))
-    if not found.ok:
-        first, more = found.findings[0], len(found.findings) - 1
-        also = f" (and {more} more)" if more else ""
-        hint = verify_hint(workflow_id)
-        click.echo(f"damaged   {where(first)}: {first.problem}{also}; see `{hint}`")
     try:
         state = fold_all(workflow_id, events)
     except ValueError:  # a gap, or an event that refers to nothing: the timeline shows it
         state = None
-    if state is not None:
-        _show_state(state, record.reason)
-    click.echo(f"events    {len(events)}\n")
-    for line in _format.timeline(events):
-        click.echo(line)
+    data = {
+        **msgspec.structs.asdict(record),
+        "state": None if state is None else _format.state_json(state),
+        "findings": found.findings,
+        "events": msgspec.Raw(entries_json(events)),
+    }
+    echo_one(output, data, lambda: _show_lines(record, found, state, events))
     if not found.ok:
         sys.exit(1)
 
 
-def _show_state(state: WorkflowState, reason: str | None) -> None:
-    click.echo(f"input     {_format.payload(state.args, 200)}")
+def _show_lines(
+    record: WorkflowRecord,
+    found: WorkflowCheck,
+    state: WorkflowState | None,
+    events: list[LogEntry],
+) -> list[str]:
+    lines = [f"workflow  {record.id} ({record.name})"]
+    lines.append(
+        f"status    {record.status.value}" + (f": {record.reason}" if record.reason else "")
+    )
+    if not found.ok:
+        first, more = found.findings[0], len(found.findings) - 1
+        also = f" (and {more} more)" if more else ""
+        hint = verify_hint(record.id)
+        lines.append(f"damaged   {where(first)}: {first.problem}{also}; see `{hint}`")
+    if state is not None:
+        lines += _state_lines(state, record.reason)
+    lines.append(f"events    {len(events)}\n")
+    return lines + _format.timeline(events)
+
+
+def _state_lines(state: WorkflowState, reason: str | None) -> list[str]:
+    lines = [f"input     {_format.payload(state.args, 200)}"]
     if state.status == "COMPLETED":
-        click.echo(f"result    {_format.payload(state.result, 200)}")
+        lines.append(f"result    {_format.payload(state.result, 200)}")
     if state.error is not None:
-        click.echo(f"error     {state.error}")
-    click.echo(f"started   {_format.when(state.started_at)}")
+        lines.append(f"error     {state.error}")
+    lines.append(f"started   {_format.when(state.started_at)}")
     if state.previous_run:
-        click.echo(f"run       {state.run}, continued from {state.previous_run}")
+        lines.append(f"run       {state.run}, continued from {state.previous_run}")
     if state.status == "CONTINUED" or (reason or "").startswith("continued as new"):
-        click.echo(f"next run  {reason.split(': ', 1)[-1] if reason else '-'}")
+        lines.append(f"next run  {reason.split(': ', 1)[-1] if reason else '-'}")
+    return lines
 
 
 @main.command()
 @click.argument("workflow_id")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array of events (seq, at, kind...).")
+@output_option
 @pass_context
 @friendly
-def history(ctx: Context, workflow_id: str, as_json: bool) -> None:
-    """Print a workflow's events.
+def history(ctx: Context, workflow_id: str, output: str) -> None:
+    """Print a workflow's events: a timeline, or JSON (-o json: one array; -o jsonl: one
+    event per line), each event an object with seq, at, kind and its fields.
 
     Encrypted values are decrypted with the keys in DURALOG_KEYS; without the
     key they show as <encrypted: key ID>.
@@ -276,11 +304,14 @@ def history(ctx: Context, workflow_id: str, as_json: bool) -> None:
       duralog --db shop.db history order-o-1 --json | jq '.[].kind'
     """
     entries = ctx.readable_history(workflow_id).events
-    if as_json:
+    if output == "json":
         click.echo(entries_json(entries).decode())
-        return
-    for line in _format.timeline(entries):
-        click.echo(line)
+    elif output == "jsonl":
+        for entry in entries:
+            click.echo(entry_json(entry).decode())
+    else:
+        for line in _format.timeline(entries):
+            click.echo(line)
 
 
 @main.command()
@@ -319,10 +350,10 @@ def export(ctx: Context, workflow_id: str, output: str) -> None:
 @main.command()
 @click.argument("workflow_id")
 @click.option("--at", "at", type=int, help="Derive the state from the first AT events.")
-@click.option("--json", "as_json", is_flag=True)
+@output_option
 @pass_context
 @friendly
-def inspect(ctx: Context, workflow_id: str, at: int | None, as_json: bool) -> None:
+def inspect(ctx: Context, workflow_id: str, at: int | None, output: str) -> None:
     """The state derived from the log at any event: time travel.
 
     Encrypted values are decrypted with the keys in DURALOG_KEYS; without the
@@ -336,98 +367,11 @@ def inspect(ctx: Context, workflow_id: str, at: int | None, as_json: bool) -> No
     if at is not None and not 1 <= at <= len(history.events):
         raise Problem(f"--at must be between 1 and {len(history.events)} for {workflow_id}", 2)
     state = fold_all(workflow_id, [e for e in history.events if at is None or e.seq <= at])
-    if as_json:
-        click.echo(json.dumps(_format.state_json(state)))
-        return
-    for line in _format.state_lines(state):
-        click.echo(line)
+    echo_one(output, _format.state_json(state), lambda: _format.state_lines(state))
 
 
-@main.command()
-@click.argument("workflow_id")
-@click.argument("name")
-@click.option("--payload", default="null", show_default=True, help="The signal's JSON payload.")
-@pass_context
-@friendly
-def signal(ctx: Context, workflow_id: str, name: str, payload: str) -> None:
-    """Send signal NAME to a workflow; its owner delivers it, whichever process that is.
-
-    \b
-    Example:
-      duralog --db shop.db signal order-o-1 approval --payload '{"by": "ana"}'
-    """
-    value = parse_json(payload, "--payload")
-    if value is not None:
-        ctx.refuse_clear_text(workflow_id, "a signal payload")
-    with ctx.handle(workflow_id) as handle:
-        handle.signal(name, value)
-    click.echo(f"sent {name} to {workflow_id}", err=True)
-
-
-def _control(
-    verb: str,
-    act: Callable[[WorkflowHandle[Any], str], None],
-    doc: str,
-    reason_help: str | None,
-) -> click.Command:
-    """The template of the commands that ask a workflow to change course (``cancel``,
-    ``pause``, ``resume``): ``act`` on the workflow's handle (with the ``--reason``
-    the command takes when ``reason_help`` is given), then say "<verb> requested
-    for ID" on stderr."""
-
-    def command(ctx: Context, workflow_id: str, reason: str = "") -> None:
-        if reason:
-            ctx.refuse_clear_text(workflow_id, "a reason")
-        with ctx.handle(workflow_id) as handle:
-            act(handle, reason)
-        click.echo(f"{verb} requested for {workflow_id}", err=True)
-
-    command.__doc__ = doc
-    decorated = pass_context(friendly(command))
-    if reason_help is not None:
-        decorated = click.option("--reason", default="", help=reason_help)(decorated)
-    return click.command(name=verb)(click.argument("workflow_id")(decorated))
-
-
-main.add_command(
-    _control(
-        "cancel",
-        lambda handle, reason: handle.cancel(reason),
-        """Ask a workflow to cancel (CancelledError at its current await).
-
-    \b
-    Example:
-      duralog --db shop.db cancel order-o-1 --reason "customer asked"
-    """,
-        reason_help="Recorded with the cancel request.",
-    )
-)
-main.add_command(
-    _control(
-        "pause",
-        lambda handle, reason: handle.pause(reason),
-        """Pause a workflow: no new step starts and no timer fires until `resume`.
-
-    \b
-    Example:
-      duralog --db shop.db pause order-o-1 --reason "payment provider outage"
-    """,
-        reason_help="Recorded with the pause.",
-    )
-)
-main.add_command(
-    _control(
-        "resume",
-        lambda handle, _: handle.resume(),
-        """Resume a paused workflow.
-
-    \b
-    Example:
-      duralog --db shop.db resume order-o-1
-    """,
-        reason_help=None,
-    )
-)
+for command in (list_, count, queues, result, get_event, signal, cancel, pause, resume, delete):
+    main.add_command(command)
 main.add_command(schedules)
 main.add_command(prune)
 main.add_command(migrate_store)

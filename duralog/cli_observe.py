@@ -12,7 +12,16 @@ import click
 import msgspec
 
 from duralog import _format
-from duralog._cli_common import Context, Problem, friendly, pass_context
+from duralog._cli_common import (
+    Command,
+    Context,
+    JsonOut,
+    Problem,
+    friendly,
+    lines_output_option,
+    output_option,
+    pass_context,
+)
 from duralog.observe.follow import follow
 from duralog.observe.metrics import Durations, Stats, collect, prometheus_text
 from duralog.observe.subscribe import CommittedEvent
@@ -27,34 +36,34 @@ _KINDS = sorted(ev.EVENT_KINDS)
 _EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC).timestamp()
 
 
-def parse_since(text: str, now: float | None = None) -> float:
+def parse_since(text: str, now: float | None = None, option: str = "--since") -> float:
     """``10m``, ``2h``, ``1d``, ``30s``, ``1w`` (ago), or an ISO date or time (UTC unless
-    it says otherwise), as epoch seconds."""
+    it says otherwise), as epoch seconds; a ``Problem`` naming ``option`` otherwise."""
     now = time.time() if now is None else now
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     if found:
-        return _printable(now - float(found.group(1)) * _UNITS[found.group(2)], text)
+        return _printable(now - float(found.group(1)) * _UNITS[found.group(2)], text, option)
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
         raise Problem(
-            f"--since: {text!r} is neither a duration (30s, 10m, 2h, 1d, 1w) nor an ISO "
+            f"{option}: {text!r} is neither a duration (30s, 10m, 2h, 1d, 1w) nor an ISO "
             "date or time (2026-11-25, 2026-11-25T14:00)",
             2,
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return _printable(moment.timestamp(), text)
+    return _printable(moment.timestamp(), text, option)
 
 
-def _printable(moment: float, text: str) -> float:
+def _printable(moment: float, text: str, option: str) -> float:
     """``moment``, if a date can show it (the year 1 or later)."""
     if moment < _EARLIEST:
-        raise Problem(f"--since: {text!r} reaches back before the year 1; give a later time", 2)
+        raise Problem(f"{option}: {text!r} reaches back before the year 1; give a later time", 2)
     return moment
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--workflow", "workflow_id", help="Only this workflow's events.")
 @click.option(
     "--kind",
@@ -68,7 +77,7 @@ def _printable(moment: float, text: str) -> float:
     help="Also print the events already in the log from then on: 30s, 10m, 2h, 1d, or an "
     "ISO date or time. Default: only new events.",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
+@lines_output_option
 @click.option("--no-follow", is_flag=True, help="Print what is there (see --since) and exit.")
 @click.option("--count", type=click.IntRange(min=1), help="Exit after printing this many events.")
 @click.option(
@@ -85,7 +94,7 @@ def tail(
     workflow_id: str | None,
     kinds: tuple[str, ...],
     since: str | None,
-    as_json: bool,
+    output: str,
     no_follow: bool,
     count: int | None,
     interval: float,
@@ -94,7 +103,9 @@ def tail(
 
     Reads the database (any process, any worker on it); polls every --interval
     seconds. Ctrl-C stops it. Encrypted values are decrypted with the keys in
-    DURALOG_KEYS; without the key they show as <encrypted: key ID>.
+    DURALOG_KEYS; without the key they show as <encrypted: key ID>. --json (-o
+    jsonl) prints one JSON object per event as it comes; -o json one array at the
+    end, so it needs --no-follow or --count.
 
     \b
     Example:
@@ -102,7 +113,14 @@ def tail(
       duralog --db shop.db tail --kind StepFailed --kind StepRetrying
       duralog --db shop.db tail --workflow order-o-1 --since 1h --json | jq .kind
     """
+    if output == "json" and not (no_follow or count):
+        raise Problem(
+            "-o json prints one array when tail ends: add --no-follow or --count N, or "
+            "use -o jsonl (one event per line, as they come)",
+            2,
+        )
     start = parse_since(since) if since is not None else None
+    out = JsonOut(output)
     store = ctx.store()
     stop = threading.Event()
     if no_follow:
@@ -119,7 +137,10 @@ def tail(
         )
         for event in events:
             shown = reveal(event.event, ctx.payload_codec)
-            click.echo(_json_line(event, shown) if as_json else _text_line(event, shown))
+            if output == "table":
+                click.echo(_text_line(event, shown))
+            else:
+                out.add(_json_line(event, shown))
             sys.stdout.flush()
             printed += 1
             if count is not None and printed >= count:
@@ -129,6 +150,7 @@ def tail(
     finally:
         stop.set()
         store.close()
+    out.close()
 
 
 def _text_line(event: CommittedEvent, shown: Event) -> str:
@@ -150,13 +172,13 @@ def _json_line(event: CommittedEvent, shown: Event) -> str:
     return (head[:-1] + b"," + body[1:]).decode()
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option(
     "--since",
     help="Count only what happened from then on: 30s, 10m, 2h, 1d, or an ISO date or time.",
 )
 @click.option("--name", help="Only workflows of this name (and the steps they call).")
-@click.option("--json", "as_json", is_flag=True, help="The numbers as one JSON object.")
+@output_option
 @click.option(
     "--prometheus",
     is_flag=True,
@@ -165,9 +187,7 @@ def _json_line(event: CommittedEvent, shown: Event) -> str:
 )
 @pass_context
 @friendly
-def stats(
-    ctx: Context, since: str | None, name: str | None, as_json: bool, prometheus: bool
-) -> None:
+def stats(ctx: Context, since: str | None, name: str | None, output: str, prometheus: bool) -> None:
     """Counts, durations, retries and failures per workflow and per step, from the log.
 
     Reads every event in the window (the whole log without --since), so the numbers
@@ -179,8 +199,8 @@ def stats(
       duralog --db shop.db stats --since 1h --json
       duralog --db shop.db stats --prometheus > /var/lib/node_exporter/duralog.prom
     """
-    if as_json and prometheus:
-        raise Problem("choose one of --json and --prometheus", 2)
+    if output != "table" and prometheus:
+        raise Problem(f"choose one of -o {output} and --prometheus", 2)
     start = parse_since(since) if since is not None else None
     store = ctx.store()
     try:
@@ -189,7 +209,7 @@ def stats(
         store.close()
     if prometheus:
         click.echo(prometheus_text(found), nl=False)
-    elif as_json:
+    elif output != "table":  # one object: json and jsonl alike
         click.echo(msgspec.json.encode(found).decode())
     else:
         for line in stats_lines(found):

@@ -14,7 +14,15 @@ from pathlib import Path
 import click
 import msgspec
 
-from duralog._cli_common import Context, Problem, friendly, pass_context
+from duralog._cli_common import (
+    Command,
+    Context,
+    JsonOut,
+    Problem,
+    friendly,
+    lines_output_option,
+    pass_context,
+)
 from duralog.cli_verify import check_json, damage_lines
 from duralog.errors import HistoryFileError, PayloadError
 from duralog.replay.checker import check
@@ -28,11 +36,12 @@ from duralog.replay.debug import (
 from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import History, load_history
 from duralog.replay.state import Input
+from duralog.store.base import WorkflowQuery
 from duralog.store.verify import WorkflowCheck
 from duralog.store.verify import verify as verify_log
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("workflow_id", required=False)
 @click.option(
     "--file",
@@ -42,10 +51,12 @@ from duralog.store.verify import verify as verify_log
     help="A history file from `duralog export`, or a folder of them (repeatable).",
 )
 @click.option("--all", "all_", is_flag=True, help="Every workflow in --db.")
-@click.option("--name", help="With --all: only workflows of this name.")
+@click.option(
+    "--name", "names", multiple=True, help="With --all: only workflows of this name (repeatable)."
+)
 @click.option("--until", type=int, help="Stop after this seq and report where the code is.")
 @click.option("--break-at", type=int, help="Drop into pdb in the workflow code at this seq.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON report per line.")
+@lines_output_option
 @pass_context
 @friendly
 def replay(
@@ -53,16 +64,17 @@ def replay(
     workflow_id: str | None,
     files: tuple[str, ...],
     all_: bool,
-    name: str | None,
+    names: tuple[str, ...],
     until: int | None,
     break_at: int | None,
-    as_json: bool,
+    output: str,
 ) -> None:
     """Replay histories against the current code; exit 1 if any diverges.
 
     No step runs: recorded results are fed to the code, and every decision it
     makes is compared with the recorded one. An encrypted history needs its keys
-    in DURALOG_KEYS; without them it exits 2 naming the missing key.
+    in DURALOG_KEYS; without them it exits 2 naming the missing key. --json (-o
+    jsonl) prints one JSON report per history as it goes; -o json one array.
 
     \b
     Examples:
@@ -73,14 +85,20 @@ def replay(
     ctx.load_app()
     if sum(bool(x) for x in (workflow_id, files, all_)) != 1:
         raise Problem("give exactly one of: a workflow ID, --file FILE, or --all", 2)
-    histories = list(_histories(ctx, workflow_id, files, all_, name))
+    if names and not all_:
+        raise Problem("--name goes with --all (it picks the workflows --all replays)", 2)
+    histories = list(_histories(ctx, workflow_id, files, all_, names))
     hook = breakpoint_at(break_at, _debug) if break_at is not None else None
     tally = ReplayTally()
+    as_json, out = output != "table", JsonOut(output)
     show_progress = all_ and not as_json and len(histories) > 1
     for i, history in enumerate(histories, 1):
         if isinstance(history, WorkflowCheck):  # a damaged log: nothing to replay
             tally.add_damaged()
-            click.echo(check_json(history) if as_json else "\n".join(damage_lines(history)))
+            if as_json:
+                out.add(check_json(history))
+            else:
+                click.echo("\n".join(damage_lines(history)))
         else:
             try:
                 report = check(
@@ -90,13 +108,14 @@ def replay(
                 raise Problem(str(exc), 2) from None
             tally.add(report)
             if as_json:
-                click.echo(msgspec.json.encode(report).decode())
+                out.add(msgspec.json.encode(report).decode())
             elif not report.ok or not show_progress:
                 click.echo(report_text(report))
         if show_progress:
             click.echo(f"\r[{i}/{len(histories)}] {tally.progress()}", nl=False, err=True)
     if show_progress:
         click.echo("", err=True)
+    out.close()
     if len(histories) > 1 and not as_json:
         click.echo(tally.summary())
     sys.exit(tally.exit_code)
@@ -111,7 +130,11 @@ def _debug(item: Input) -> None:
 
 
 def _histories(
-    ctx: Context, workflow_id: str | None, files: tuple[str, ...], all_: bool, name: str | None
+    ctx: Context,
+    workflow_id: str | None,
+    files: tuple[str, ...],
+    all_: bool,
+    names: tuple[str, ...],
 ) -> Iterator[History | WorkflowCheck]:
     if workflow_id:
         yield _checked_history(ctx, workflow_id)
@@ -136,7 +159,7 @@ def _histories(
     if all_:
         store = ctx.store()
         try:
-            ids = [r.id for r in store.list_workflows(name=name)]
+            ids = [r.id for r in store.find_workflows(WorkflowQuery(names=names))]
         finally:
             store.close()
         for found_id in ids:

@@ -8,103 +8,134 @@ import click
 import msgspec
 
 from duralog import _format
-from duralog._cli_common import Context, Problem, friendly, pass_context
+from duralog._cli_common import (
+    Context,
+    Group,
+    Problem,
+    echo_items,
+    echo_one,
+    friendly,
+    output_option,
+    pass_context,
+)
 from duralog.engine.schedules import next_tick
 from duralog.store.base import ScheduleRecord
 from duralog.store.codec import reveal_payload
+from duralog.store.envelope import PayloadCodec
 
 
-@click.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+@click.group(cls=Group, invoke_without_command=True)
+@output_option
 @click.pass_context
-def schedules(click_ctx: click.Context, as_json: bool) -> None:
+def schedules(click_ctx: click.Context, output: str) -> None:
     """List cron schedules (or pause, resume, delete one).
 
     \b
     Example:
       duralog --db shop.db schedules
+      duralog --db shop.db schedules -o json
       duralog --db shop.db schedules pause nightly-report
     """
     if click_ctx.invoked_subcommand is None:
-        _list(click_ctx.find_object(Context), as_json)
+        _list(click_ctx.find_object(Context), output)
+
+
+_HEADERS = ("ID", "CRON", "TIMEZONE", "WORKFLOW", "QUEUE", "CATCH UP", "LAST TICK", "NEXT TICK")
 
 
 @friendly
-def _list(ctx: Context | None, as_json: bool) -> None:
+def _list(ctx: Context | None, output: str) -> None:
     assert ctx is not None
     store = ctx.store()
     try:
         records = store.schedules()
     finally:
         store.close()
-    if as_json:
-        click.echo(
-            msgspec.json.encode(
-                [
-                    {
-                        **msgspec.structs.asdict(r),
-                        "args": msgspec.Raw(reveal_payload(r.args, ctx.payload_codec)),
-                    }
-                    for r in records
-                ]
-            ).decode()
-        )
-        return
-    if not records:
+    if output == "table" and not records:
         click.echo("no schedules")
         return
-    for record in records:
-        click.echo(_row(record))
+    echo_items(output, records, _HEADERS, _cells, lambda r: _data(r, ctx.payload_codec))
 
 
-def _row(record: ScheduleRecord) -> str:
-    state = "paused" if record.paused else f"next {_format.when(next_tick(record))}"
-    where = f" queue={record.queue}" if record.queue else ""
-    return (
-        f"{record.id}  {record.cron!r} {record.timezone}  -> {record.workflow}"
-        f"  catch_up={record.catch_up}{where}  last {_format.when(record.last_tick)}  {state}"
-    )
+def _data(record: ScheduleRecord, payload_codec: PayloadCodec | None) -> dict[str, object]:
+    args = reveal_payload(record.args, payload_codec)
+    return {**msgspec.structs.asdict(record), "args": msgspec.Raw(args)}
 
 
-def _set_paused(ctx: Context, schedule_id: str, paused: bool) -> None:
+def _cells(record: ScheduleRecord) -> list[object]:
+    return [
+        record.id,
+        record.cron,
+        record.timezone,
+        record.workflow,
+        record.queue,
+        record.catch_up,
+        _format.when(record.last_tick),
+        "paused" if record.paused else _format.when(next_tick(record)),
+    ]
+
+
+def _set_paused(ctx: Context, schedule_id: str, paused: bool, output: str) -> None:
     store = ctx.store()
     try:
         if not store.pause_schedule(schedule_id, paused, dt.datetime.now(dt.UTC).timestamp()):
             raise Problem(f"no schedule with id {schedule_id!r} in {ctx.where}")
     finally:
         store.close()
-    click.echo(f"{schedule_id}: {'paused' if paused else 'resumed'}")
+    _confirm(output, schedule_id, "paused" if paused else "resumed")
+
+
+def _confirm(output: str, schedule_id: str, done: str) -> None:
+    echo_one(output, {"schedule_id": schedule_id, "done": done}, lambda: [f"{schedule_id}: {done}"])
 
 
 @schedules.command()
 @click.argument("schedule_id")
+@output_option
 @pass_context
 @friendly
-def pause(ctx: Context, schedule_id: str) -> None:
-    """Stop starting workflows for a schedule (its ticks are skipped while paused)."""
-    _set_paused(ctx, schedule_id, True)
+def pause(ctx: Context, schedule_id: str, output: str) -> None:
+    """Stop starting workflows for a schedule (its ticks are skipped while paused).
+
+    \b
+    Example:
+      duralog --db shop.db schedules pause nightly-report
+    """
+    _set_paused(ctx, schedule_id, True, output)
 
 
 @schedules.command()
 @click.argument("schedule_id")
+@output_option
 @pass_context
 @friendly
-def resume(ctx: Context, schedule_id: str) -> None:
-    """Start workflows for a paused schedule again, from its next tick on."""
-    _set_paused(ctx, schedule_id, False)
+def resume(ctx: Context, schedule_id: str, output: str) -> None:
+    """Start workflows for a paused schedule again, from its next tick on.
+
+    \b
+    Example:
+      duralog --db shop.db schedules resume nightly-report
+    """
+    _set_paused(ctx, schedule_id, False, output)
 
 
 @schedules.command()
 @click.argument("schedule_id")
+@output_option
 @pass_context
 @friendly
-def delete(ctx: Context, schedule_id: str) -> None:
+def delete(ctx: Context, schedule_id: str, output: str) -> None:
     """Delete a schedule; the workflows it started stay. A schedule declared in code
-    with ``@duralog.schedule`` comes back when a worker with that code starts."""
+    with ``@duralog.schedule`` comes back when a worker with that code starts.
+
+    \b
+    Example:
+      duralog --db shop.db schedules delete nightly-report
+    """
     store = ctx.store()
     try:
         if not store.delete_schedule(schedule_id):
             raise Problem(f"no schedule with id {schedule_id!r} in {ctx.where}")
     finally:
         store.close()
-    click.echo(f"{schedule_id}: deleted")
+    _confirm(output, schedule_id, "deleted")

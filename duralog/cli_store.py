@@ -5,15 +5,24 @@ from __future__ import annotations
 import datetime as dt
 
 import click
-import msgspec
 
 from duralog import _format
-from duralog._cli_common import Context, Problem, friendly, pass_context, path_exists
+from duralog._cli_common import (
+    Command,
+    Context,
+    Problem,
+    echo_items,
+    echo_one,
+    friendly,
+    output_option,
+    pass_context,
+    path_exists,
+)
 from duralog.store.copy import copy_store
 from duralog.store.open import is_postgres, open_store, redact
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option(
     "--completed-before",
     "before",
@@ -21,10 +30,10 @@ from duralog.store.open import is_postgres, open_store, redact
     help="A date or time (ISO 8601; UTC unless it says otherwise), e.g. 2026-11-01.",
 )
 @click.option("--yes", is_flag=True, help="Delete. Without it, only show what would go.")
-@click.option("--json", "as_json", is_flag=True, help="The workflows concerned, as JSON.")
+@output_option
 @pass_context
 @friendly
-def prune(ctx: Context, before: str, yes: bool, as_json: bool) -> None:
+def prune(ctx: Context, before: str, yes: bool, output: str) -> None:
     """Remove finished workflows (and their events) that ended before a date.
 
     Only COMPLETED, FAILED and CANCELLED workflows go; running ones are never
@@ -46,26 +55,29 @@ def prune(ctx: Context, before: str, yes: bool, as_json: bool) -> None:
         found = store.prune(moment.timestamp(), dry_run=not yes)
     finally:
         store.close()
-    if as_json:
-        click.echo(msgspec.json.encode(found).decode())
+    if output != "table":  # the workflows concerned
+        echo_items(output, found, (), lambda r: ())
         return
     verb = "removed" if yes else "would remove"
     events = sum(r.last_seq for r in found)
     click.echo(f"{verb} {len(found)} workflows ({events} events) finished before {moment}")
-    for record in found[:20]:
-        click.echo(f"  {_format.record_row(record)}")
+    if found:
+        headers = _format.RECORD_HEADERS[:-1]
+        cells = (_format.record_cells(r)[: len(headers)] for r in found[:20])
+        click.echo(_format.table(headers, cells))
     if len(found) > 20:
-        click.echo(f"  ... and {len(found) - 20} more")
+        click.echo(f"... and {len(found) - 20} more")
     if found and not yes:
         click.echo("run again with --yes to delete them")
 
 
-@click.command(name="migrate-store")
+@click.command(name="migrate-store", cls=Command)
 @click.option("--from", "source", required=True, help="The log to copy: a SQLite path or URL.")
 @click.option("--to", "target", required=True, help="Where to copy it: a SQLite path or URL.")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Rows per batch.")
+@output_option
 @friendly
-def migrate_store(source: str, target: str, batch_size: int) -> None:
+def migrate_store(source: str, target: str, batch_size: int, output: str) -> None:
     """Copy a whole log into another store (e.g. SQLite into PostgreSQL).
 
     Stop every worker first. Every workflow (events, snapshots, inbox), schedule
@@ -99,4 +111,6 @@ def migrate_store(source: str, target: str, batch_size: int) -> None:
     finally:
         src.close()
     copied = ", ".join(f"{n} {table}" for table, n in counts.items())
-    click.echo(f"copied {copied} from {redact(source)} to {redact(target)}")
+    said = f"copied {copied} from {redact(source)} to {redact(target)}"
+    data = {"from": redact(source), "to": redact(target), "copied": counts}
+    echo_one(output, data, lambda: [said])

@@ -176,6 +176,7 @@ class ResultTimeout(DuralogError, TimeoutError):
     def __init__(self, workflow_id: str, timeout: float, status: str) -> None:
         self.workflow_id = workflow_id
         self.timeout = timeout
+        self.status = status
         super().__init__(
             f"workflow {workflow_id!r} did not finish within {timeout:g}s (status {status}); "
             "it keeps running: call result() again, or check that a worker is running"

@@ -1,8 +1,9 @@
 """The store protocols: what the engine needs from a log, whatever the database.
 
-``EventStore`` is the union of five roles, each a protocol of its own: ``LogStore``
-(the log), ``LeaseStore`` (claims and leases), ``InboxStore`` (signals),
-``SchedulingStore`` (schedules and breakers) and ``CopyingStore`` (whole tables).
+``EventStore`` is the union of six roles, each a protocol of its own: ``LogStore``
+(the log), ``ListingStore`` (the index as operators read it), ``LeaseStore`` (claims
+and leases), ``InboxStore`` (signals), ``SchedulingStore`` (schedules and breakers)
+and ``CopyingStore`` (whole tables).
 Code that needs one role may ask for just that one.
 
 One implementation per dialect (``store/sqlite.py``, ``store/postgres.py``). All
@@ -32,6 +33,7 @@ from .records import (
     QueueLimits,
     ScheduleRecord,
     Snapshot,
+    WorkflowQuery,
     WorkflowRecord,
     WorkflowStatus,
     admit,
@@ -45,6 +47,7 @@ __all__ = [
     "CopyingStore",
     "InboxStore",
     "LeaseStore",
+    "ListingStore",
     "LogStore",
     "SchedulingStore",
     "Append",
@@ -63,6 +66,7 @@ __all__ = [
     "Snapshot",
     "TRANSITIONS",
     "WorkflowRecord",
+    "WorkflowQuery",
     "WorkflowStatus",
     "admit",
     "check_durability",
@@ -356,7 +360,37 @@ class CopyingStore(Protocol):
         ...
 
 
-class EventStore(LogStore, LeaseStore, InboxStore, SchedulingStore, CopyingStore, Protocol):
+class ListingStore(Protocol):
+    """The index read as operators ask: filtered pages, counts, queues; and the
+    removal of one finished workflow."""
+
+    def find_workflows(
+        self, query: WorkflowQuery, limit: int | None = None
+    ) -> list[WorkflowRecord]:
+        """Index rows matching ``query``, newest first (then by id): at most ``limit``
+        (None: all; a negative limit is a ``ValueError``: ``limit_value``)."""
+        ...
+
+    def count_workflows(self, query: WorkflowQuery) -> int:
+        """How many index rows match ``query``."""
+        ...
+
+    def queue_counts(self) -> dict[str, dict[WorkflowStatus, int]]:
+        """For every queue any workflow was put on: how many of its workflows are in
+        each status."""
+        ...
+
+    def delete_workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """Delete a finished (COMPLETED, FAILED, CANCELLED) workflow with its events,
+        snapshots and inbox, in one transaction. Returns its index row as it was
+        (read in that transaction: its status says whether it was deleted), or None
+        when there is no such workflow."""
+        ...
+
+
+class EventStore(
+    LogStore, ListingStore, LeaseStore, InboxStore, SchedulingStore, CopyingStore, Protocol
+):
     """The log and its indexes. Implementations: ``SQLiteStore``, ``PostgresStore``.
 
     Leases are granted for a number of seconds and judged by the store's clock, so

@@ -108,6 +108,24 @@ class WorkflowRecord(msgspec.Struct, frozen=True):
     priority: int = 0
 
 
+class WorkflowQuery(msgspec.Struct, frozen=True):
+    """Which index rows ``find_workflows`` and ``count_workflows`` take: each field that
+    is set narrows the match (a tuple: any of its values).
+
+    ``started_since`` / ``started_until``: ``since <= created_at < until``. ``after``:
+    the ``(created_at, id)`` of the last row of the page before (rows come newest
+    first, then by id), for paging that new workflows do not shift.
+    """
+
+    statuses: tuple[WorkflowStatus, ...] = ()
+    names: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+    parents: tuple[str, ...] = ()
+    started_since: float | None = None
+    started_until: float | None = None
+    after: tuple[float, str] | None = None
+
+
 class NewWorkflow(msgspec.Struct, frozen=True):
     """A workflow to create together with its first event (``WorkflowStarted``, seq 1).
 

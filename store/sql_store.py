@@ -1,6 +1,7 @@
 """One SQL base for both stores: the queries and algorithms, written once.
 
-``SQLStore`` is the log (``store/sql_log.py``), the leases and queues
+``SQLStore`` is the log (``store/sql_log.py``), the index as operators read it
+(``store/sql_listing.py``), the leases and queues
 (``store/sql_leases.py``) and the schedules and breakers
 (``store/sql_scheduling.py``), over the hooks of ``store/sql_base.py``. A dialect
 (``SQLiteStore``, ``PostgresStore``) adds its connections, its placeholder style,
@@ -16,11 +17,12 @@ from collections.abc import Callable, Sequence
 
 from .records import Append, Appended
 from .sql_leases import SQLLeases
+from .sql_listing import SQLListing
 from .sql_log import SQLLog
 from .sql_scheduling import SQLScheduling
 
 
-class SQLStore(SQLLog, SQLLeases, SQLScheduling):
+class SQLStore(SQLLog, SQLListing, SQLLeases, SQLScheduling):
     """An ``EventStore`` on a SQL database; subclass it per dialect (see the module
     docstring and ``store/sql_base.py``)."""
 

@@ -115,4 +115,4 @@ def test_lone_surrogates_nul_and_sql_in_ids_and_names(engine: duralog.Engine, te
 def test_a_good_cli_input_still_works(engine: duralog.Engine) -> None:
     db = engine.store.path  # type: ignore[attr-defined]
     result = CliRunner().invoke(main, ["--db", db, "list", "--json"])
-    assert result.exit_code == 0 and isinstance(json.loads(result.output), list)
+    assert result.exit_code == 0 and isinstance(json.loads(result.stdout), list)

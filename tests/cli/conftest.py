@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -47,6 +48,36 @@ def shop_db(tmp_path_factory: pytest.TempPathFactory, app: ModuleType) -> str:
             engine.start(app.fail, "o-2", id="fail-1").result(timeout=PATIENCE)
         sleeping = engine.start(app.sleeper, "o-3", id="sleep-1")
         wait_for(lambda: any(e.kind == "TimerStarted" for e in sleeping.history()))
+    return db
+
+
+@pytest.fixture(scope="session")
+def ops() -> ModuleType:
+    """``app_ops``, imported under the name ``--app app_ops`` finds it by."""
+    return load_app(HERE / "app_ops.py")
+
+
+@pytest.fixture(scope="session")
+def ops_db(tmp_path_factory: pytest.TempPathFactory, ops: ModuleType) -> str:
+    """A log of ``app_ops`` workflows, oldest first: ``e-1`` .. ``e-4`` (COMPLETED
+    ``ops_echo``), ``f-1`` (FAILED ``ops_fail``), ``p-1`` (COMPLETED ``ops_parent``)
+    with its two children, ``pub-1`` (RUNNING ``ops_publisher``: it published
+    ``progress`` and waits for signal ``go``) and ``q-1``, ``q-2`` (PENDING on queue
+    ``ops_emails``: no worker ran when they were started). Read-only for the tests."""
+    db = str(tmp_path_factory.mktemp("ops") / "ops.db")
+    with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
+        for i in range(1, 5):
+            assert engine.start(ops.echo, f"x{i}", id=f"e-{i}").result(timeout=PATIENCE)
+            time.sleep(0.02)  # distinct start times: --since/--until fall between them
+        with pytest.raises(duralog.WorkflowFailed):
+            engine.start(ops.fail, "f", id="f-1").result(timeout=PATIENCE)
+        assert engine.start(ops.parent, 1, id="p-1").result(timeout=PATIENCE) == [2, 4]
+        publisher = engine.start(ops.publisher, 3, id="pub-1")
+        wait_for(lambda: engine.store.published("pub-1", "progress"))
+        assert publisher.status() is duralog.WorkflowStatus.RUNNING
+    with duralog.Engine(db, worker=False) as engine:  # nobody takes them off the queue
+        engine.start(ops.echo, "q", id="q-1", queue=ops.emails)
+        engine.start(ops.echo, "q", id="q-2", queue=ops.emails)
     return db
 
 

@@ -67,7 +67,9 @@ def events_in_store(db: str, workflow_id: str) -> int:
 def test_list_shows_every_workflow_with_its_status(cli: Invoke, shop_db: str) -> None:
     result = cli("--db", shop_db, "list")
     assert result.exit_code == 0, result.output
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()}
+    header, *lines = result.stdout.splitlines()
+    assert header.split()[:3] == ["ID", "NAME", "STATUS"]
+    rows = {line.split()[0]: line.split() for line in lines}
     assert set(rows) == {"order-1", "fail-1", "sleep-1"}
     assert rows["order-1"][1:3] == ["cli_order", "COMPLETED"]
     assert rows["fail-1"][1:3] == ["cli_fail", "FAILED"]
@@ -96,7 +98,7 @@ def test_list_status_filter(cli: Invoke, shop_db: str, status: str, ids: list[st
     assert result.exit_code == 0, result.output
     assert [r["id"] for r in json.loads(result.stdout)] == ids
     plain = cli("--db", shop_db, "list", "--status", status)
-    assert [line.split()[0] for line in plain.stdout.splitlines()] == ids
+    assert [line.split()[0] for line in plain.stdout.splitlines()[1:]] == ids
 
 
 def test_list_name_filter(cli: Invoke, shop_db: str) -> None:
@@ -316,7 +318,7 @@ def test_start_and_wait(cli: Invoke, app: ModuleType, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "order-9",
+        "order-9  COMPLETED",
         json.dumps(["reserved o-9", "charged o-9 5", "shipped o-9"]),
     ]
     listed = json.loads(cli("--db", db, "list", "--json").stdout)
@@ -329,7 +331,7 @@ def test_start_without_wait_only_records_the_start(
     db = str(tmp_path / "new.db")
     result = cli("--db", db, *APP, "start", "cli_order", "--input", '["o-8", 1]', "--id", "o-8")
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "o-8"
+    assert result.stdout.strip() == "o-8  PENDING"
     events = json.loads(cli("--db", db, "history", "o-8", "--json").stdout)
     assert [e["kind"] for e in events] == ["WorkflowStarted"]
     assert events[0]["args"] == ["o-8", 1]

@@ -187,5 +187,6 @@ def test_a_workflow_set_aside_shows_why_in_show_and_list(
     assert "TimerStarted" in shown.stdout  # the timeline is still shown
     listed = cli("--db", db, "list", "--status", "SUSPENDED")
     assert listed.exit_code == 0
-    (row,) = listed.stdout.splitlines()
+    header, row = listed.stdout.splitlines()
+    assert header.split()[-1] == "NOTE"  # why it is SUSPENDED
     assert row.startswith("sleep-1") and "its log is damaged at seq" in row

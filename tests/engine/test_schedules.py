@@ -247,9 +247,10 @@ def test_the_cli_lists_pauses_resumes_and_deletes(engine: duralog.Engine) -> Non
         assert result.exit_code == 0, result.output
         return result.output
 
-    listed = run()
-    assert "nightly  '0 3 * * *' Europe/Paris  -> scheduled_report" in listed
-    assert "next 2026-11-26 02:00:00.000 UTC" in listed
+    header, row = run().splitlines()
+    assert header.split()[:4] == ["ID", "CRON", "TIMEZONE", "WORKFLOW"]
+    assert row.startswith("nightly") and "0 3 * * *" in row and "Europe/Paris" in row
+    assert "scheduled_report" in row and row.endswith("2026-11-26 02:00:00.000 UTC")
     assert run("pause", "nightly") == "nightly: paused\n"
     assert "paused" in run()
     assert '"paused":true' in run("--json")

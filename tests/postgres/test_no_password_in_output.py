@@ -70,6 +70,17 @@ def filled(secret_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 COMMANDS: list[list[str]] = [
     ["list"],
     ["list", "--json"],
+    ["list", "--queue", "q", "--since", "1d", "--limit", "1", "-o", "jsonl"],
+    ["list", "--limit", "-1"],
+    ["--db", "sqlite-other.db", "list"],
+    ["count", "--status", "completed"],
+    ["queues"],
+    ["result", "order-1"],
+    ["result", "missing", "--timeout", "0"],
+    ["get-event", "order-1", "missing"],
+    ["delete", "missing"],
+    ["show", "order-1", "-o", "json"],
+    ["nope"],
     ["show", "order-1"],
     ["show", "missing"],
     ["history", "order-1", "--json"],
@@ -97,6 +108,8 @@ COMMANDS: list[list[str]] = [
     ["stats"],
     ["stats", "--prometheus"],
     ["stats", "--json"],
+    ["result", "order-2", "--timeout", "0.1"],
+    ["delete", "order-2"],
 ]
 
 

@@ -1,0 +1,91 @@
+"""The index as operators read it (``duralog list``, ``count``, ``queues``, ``delete``),
+written once for both databases: ``ListingStore`` in ``store/base.py``."""
+
+from __future__ import annotations
+
+from .records import WorkflowQuery, WorkflowRecord, WorkflowStatus, limit_value
+from .schema import WORKFLOW_COLUMNS, workflow_record
+from .sql_base import SQLBase, marks
+
+
+def _where(query: WorkflowQuery) -> tuple[str, dict[str, object]]:
+    """The ``WHERE`` clause (empty for every row) of ``query``, with its parameters."""
+    parts: list[str] = []
+    params: dict[str, object] = {}
+    for column, prefix, values in (
+        ("status", "s", [WorkflowStatus(s).value for s in query.statuses]),
+        ("name", "n", list(query.names)),
+        ("queue", "q", list(query.queues)),
+        ("parent_id", "p", list(query.parents)),
+    ):
+        if values:
+            parts.append(f"{column} IN {marks(params, prefix, values)}")
+    if query.started_since is not None:
+        parts.append("created_at >= :since")
+        params["since"] = query.started_since
+    if query.started_until is not None:
+        parts.append("created_at < :until")
+        params["until"] = query.started_until
+    if query.after is not None:  # the rows after (created_at, id) in the listing's order
+        parts.append("(created_at < :after_at OR (created_at = :after_at AND id > :after_id))")
+        params["after_at"], params["after_id"] = query.after
+    return (" WHERE " + " AND ".join(parts) if parts else ""), params
+
+
+class SQLListing(SQLBase):
+    """``ListingStore`` for ``SQLStore`` (see the module docstring)."""
+
+    def find_workflows(
+        self, query: WorkflowQuery, limit: int | None = None
+    ) -> list[WorkflowRecord]:
+        """Index rows matching ``query``, newest first, then by id; at most ``limit``."""
+        where, params = _where(query)
+        params["limit"] = limit_value(limit)
+        sql = (
+            f"SELECT {WORKFLOW_COLUMNS} FROM workflows{where}"
+            " ORDER BY created_at DESC, id LIMIT :limit"
+        )
+        with self._read("listing workflows") as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [workflow_record(row) for row in rows]
+
+    def count_workflows(self, query: WorkflowQuery) -> int:
+        """How many index rows match ``query``."""
+        where, params = _where(query)
+        with self._read("counting workflows") as conn:
+            (count,) = conn.execute(
+                f"SELECT count(*) FROM workflows{where}", params
+            ).fetchone() or (0,)
+        return int(count)
+
+    def queue_counts(self) -> dict[str, dict[WorkflowStatus, int]]:
+        """Per queue, how many of its workflows are in each status."""
+        with self._read("counting queued workflows") as conn:
+            rows = conn.execute(
+                "SELECT queue, status, count(*) FROM workflows WHERE queue IS NOT NULL"
+                " GROUP BY queue, status ORDER BY queue"
+            ).fetchall()
+        counts: dict[str, dict[WorkflowStatus, int]] = {}
+        for queue, status, count in rows:
+            counts.setdefault(queue, {})[WorkflowStatus(status)] = int(count)
+        return counts
+
+    def delete_workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """Delete one finished workflow and everything of it; its row as it was."""
+        with self._write(f"deleting workflow {workflow_id!r:.200}") as conn:
+            row = conn.execute(
+                f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?{self.LOCK_ROWS}",
+                (workflow_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            record = workflow_record(row)
+            if record.status.is_terminal:
+                for table, column in (
+                    ("events", "workflow_id"),
+                    ("snapshots", "workflow_id"),
+                    ("inbox", "workflow_id"),
+                    ("workflows", "id"),
+                ):
+                    conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (workflow_id,))
+        return record
