@@ -155,6 +155,8 @@ class WorkflowInstance:
         if self.divergence is not None:
             raise self.divergence
         new = self.decisions.begin(state, next_seq)
+        if self._task is None and state.never_ran:
+            self.decisions.finished = True  # none of its code ran, so none replays
         if self.finished:
             return new
         token = _current.set(self)

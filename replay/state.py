@@ -141,6 +141,17 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     next_kwargs: msgspec.Raw = NULL
 
     @property
+    def never_ran(self) -> bool:
+        """Whether it ended without running any code: cancelled while it waited on its
+        queue, its one decision the ``WorkflowCancelled`` the cancel wrote."""
+        return (
+            self.status == "CANCELLED"
+            and len(self.decisions) == 1
+            and not self.inputs
+            and not self.cancel_reasons
+        )
+
+    @property
     def cancel_requested(self) -> bool:
         """Whether anyone asked the workflow to cancel (or its timeout expired)."""
         return bool(self.cancel_reasons)
