@@ -2,7 +2,7 @@
 """The two commands of the quick start, with nothing but Python 3.11+ and pip.
 
     python3 dev.py demo    # the checkout example: a crash, then a resume
-    python3 dev.py test    # lint, type check and the whole test suite
+    python3 dev.py test    # lint, format check, type check and the whole test suite
 
 Both create ``.venv`` (and install duralog with its test extra into it) the
 first time, and again whenever pyproject.toml changes. Arguments after ``test``
@@ -70,6 +70,11 @@ def pip_installs_editable() -> bool:
         return (int(found[0]), int(found[1])) >= (21, 3)
     except (IndexError, ValueError):
         return False
+
+
+def lint() -> None:
+    run(PYTHON, "-m", "ruff", "check", ".")
+    run(PYTHON, "-m", "ruff", "format", "--check", ".")
 
 
 def typecheck() -> None:
@@ -149,13 +154,13 @@ def main() -> None:
         ensure_venv()
         args = sys.argv[2:]
         busy = busy_count(args)
-        run(PYTHON, "-m", "ruff", "check", ".")
+        lint()
         typecheck()
         with busy_processes(busy):
             run(PYTHON, "-m", "pytest", *args)
     elif command == "check":
         ensure_venv()
-        run(PYTHON, "-m", "ruff", "check", ".")
+        lint()
         typecheck()
     else:
         sys.exit(__doc__)

@@ -105,7 +105,7 @@ def test_circuit_breaker_fails_fast_and_closes_when_the_api_is_back() -> None:
 def test_resources_stay_out_of_the_log() -> None:
     out = run("resources.py")
     assert "result: ch_o-1_4999" in out
-    assert "recorded call: charge[\"o-1\",4999]" in out
+    assert 'recorded call: charge["o-1",4999]' in out
     assert "the API key in the log: no" in out
     assert "unit test with a fake: ch_fake" in out
 
