@@ -78,7 +78,8 @@ def lint() -> None:
 
 
 def typecheck() -> None:
-    """mypy --strict on the package as it is installed: duralog/ with its mapped folders."""
+    """mypy --strict on the package as it is installed (duralog/ with its mapped folders)
+    and on the examples, in one run."""
     tree = VENV / "typecheck"
     shutil.rmtree(tree, ignore_errors=True)
     package = tree / "duralog"
@@ -88,7 +89,20 @@ def typecheck() -> None:
             (package / path.name).symlink_to(path)
     for layer in ("engine", "observe", "patterns", "replay", "store"):
         (package / layer).symlink_to(ROOT / layer, target_is_directory=True)
-    run(PYTHON, "-m", "mypy", "--config-file", ROOT / "pyproject.toml", "-p", "duralog", cwd=tree)
+    # From the tree: ``duralog`` is its folder there, and each example is a top-level
+    # module (examples/ has no __init__.py) that imports it.
+    run(
+        PYTHON,
+        "-m",
+        "mypy",
+        "--config-file",
+        ROOT / "pyproject.toml",
+        "--cache-dir",
+        VENV / "mypy-cache",  # kept when the tree is laid out again
+        "duralog",
+        ROOT / "examples",
+        cwd=tree,
+    )
 
 
 # A CPU-bound loop that also ends if dev.py dies without stopping it (SIGKILL).

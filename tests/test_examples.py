@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +145,36 @@ def test_queues_bound_concurrency_and_schedules_fire_once_per_tick() -> None:
     assert set(renders[2:4]) == {"cat", "dog"} and set(renders[4:]) == {"owl", "fox"}
     ticks = [line for line in out.splitlines() if line.startswith("  report@")]
     assert len(ticks) == 3 and len(set(ticks)) == 3
+
+
+PUBLIC_MODULES = {"duralog", "duralog.testing", "duralog.replay"}
+
+
+def public_names(module: str) -> set[str]:
+    found = importlib.import_module(module)
+    names = set(found.__all__)
+    return names | {"map"} if module == "duralog" else names
+
+
+def test_examples_use_only_the_public_api() -> None:
+    """An example is what a user copies: it imports only public modules and the names
+    in their ``__all__``, and touches no underscore attribute of duralog."""
+    for path in sorted(EXAMPLES.glob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            where = f"{path.name}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "duralog":
+                        assert alias.name in PUBLIC_MODULES, f"{where}: import {alias.name}"
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("duralog"):
+                module = node.module or ""
+                assert module in PUBLIC_MODULES, f"{where}: from {module} import ..."
+                for alias in node.names:
+                    assert alias.name in public_names(module), f"{where}: {module}.{alias.name}"
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                base = node.value
+                while isinstance(base, ast.Attribute):
+                    base = base.value
+                if isinstance(base, ast.Name) and base.id == "duralog":
+                    raise AssertionError(f"{where}: duralog...{node.attr} is private")
