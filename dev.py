@@ -3,12 +3,19 @@
 
     python3 dev.py demo    # the checkout example: a crash, then a resume
     python3 dev.py test    # lint, format check, type check and the whole test suite
+    python3 dev.py check   # lint, format check and type check only
+    python3 dev.py test --lowest   # the suite against the lowest versions pyproject allows
 
-Both create ``.venv`` (and install duralog with its test extra into it) the
-first time, and again whenever pyproject.toml changes. Arguments after ``test``
-go to pytest, except ``--busy N``: run the suite with N CPU-bound processes
-beside it, as on a loaded machine (``DURALOG_TEST_BUSY=N`` does the same; CI
-uses 2). They are stopped when the suite ends, however it ends.
+They create ``.venv`` (and install duralog with its test extra into it) the first
+time, and again whenever pyproject.toml changes. Arguments after ``test`` go to
+pytest, except ``--busy N``: run the suite with N CPU-bound processes beside it, as
+on a loaded machine (``DURALOG_TEST_BUSY=N`` does the same; CI uses 2). They are
+stopped when the suite ends, however it ends.
+
+``test --lowest`` installs, into ``.venv-lowest``, every dependency of duralog and of
+its test extra at the lowest version pyproject.toml allows (``name>=X`` becomes
+``name==X``; what those need resolves as usual), then runs pytest there. It checks
+that the declared floors are true; the linters run in ``.venv`` only.
 """
 
 from __future__ import annotations
@@ -25,9 +32,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-PYTHON = BIN / "python"
-STAMP = VENV / ".duralog-installed"
+LOWEST = ROOT / ".venv-lowest"
+STAMP_NAME = ".duralog-installed"
+
+
+def python_of(venv_dir: Path) -> Path:
+    return venv_dir / ("Scripts" if os.name == "nt" else "bin") / "python"
+
+
+PYTHON = python_of(VENV)
 
 
 def run(*cmd: object, cwd: Path = ROOT) -> None:
@@ -48,23 +61,42 @@ def run(*cmd: object, cwd: Path = ROOT) -> None:
         sys.exit(code)
 
 
-def ensure_venv() -> None:
-    if not PYTHON.exists():
-        print(f"creating {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
+def ensure_venv(venv_dir: Path = VENV, extras: str = "test", *pip_args: str) -> Path:
+    """Create ``venv_dir`` with duralog and ``extras`` installed (editable), unless it is
+    there and newer than pyproject.toml; return its python."""
+    python = python_of(venv_dir)
+    stamp = venv_dir / STAMP_NAME
+    if not python.exists():
+        print(f"creating {venv_dir}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(venv_dir)
     pyproject = ROOT / "pyproject.toml"
-    if not STAMP.exists() or STAMP.stat().st_mtime < pyproject.stat().st_mtime:
-        if not pip_installs_editable():
-            run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-        run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[test]")
-        STAMP.touch()
+    if not stamp.exists() or stamp.stat().st_mtime < pyproject.stat().st_mtime:
+        if not pip_installs_editable(python):
+            run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+        run(python, "-m", "pip", "install", "--quiet", *pip_args, "-e", f".[{extras}]")
+        stamp.touch()
+    return python
 
 
-def pip_installs_editable() -> bool:
+def lowest_constraints() -> list[str]:
+    """``name==X`` for each ``name>=X`` among duralog's dependencies and its test extra."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = []
+    for requirement in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+        floor = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[^\]]*\])?\s*>=\s*([^,;\s]+)", requirement)
+        if floor:
+            pins.append(f"{floor.group(1)}=={floor.group(3)}")
+    return pins
+
+
+def pip_installs_editable(python: Path) -> bool:
     """Whether the venv's pip installs a pyproject project in editable mode (21.3+, as
     bundled with Python 3.11): then there is no need to spend seconds upgrading it."""
     found = subprocess.run(
-        [str(PYTHON), "-c", "import pip; print(pip.__version__)"], capture_output=True, text=True
+        [str(python), "-c", "import pip; print(pip.__version__)"], capture_output=True, text=True
     ).stdout.split(".")
     try:
         return (int(found[0]), int(found[1])) >= (21, 3)
@@ -165,9 +197,19 @@ def main() -> None:
     elif command == "test":
         # SIGTERM (a CI job's timeout) unwinds like Ctrl-C: what runs is stopped cleanly.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-        ensure_venv()
         args = sys.argv[2:]
         busy = busy_count(args)
+        if "--lowest" in args:
+            args.remove("--lowest")
+            constraints = LOWEST / "constraints.txt"
+            LOWEST.mkdir(exist_ok=True)
+            constraints.write_text("\n".join(lowest_constraints()) + "\n")
+            python = ensure_venv(LOWEST, "test", "--constraint", str(constraints))
+            run(python, "-m", "pip", "list", "--format=freeze")
+            with busy_processes(busy):
+                run(python, "-m", "pytest", *args)
+            return
+        ensure_venv()
         lint()
         typecheck()
         with busy_processes(busy):
