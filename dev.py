@@ -21,11 +21,13 @@ that the declared floors are true; the linters run in ``.venv`` only.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import types
 import venv
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,14 +106,30 @@ def pip_installs_editable(python: Path) -> bool:
         return False
 
 
+def load_module(path: Path) -> types.ModuleType:
+    """Import a stdlib-only helper module from its file."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def lint() -> None:
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "ruff", "format", "--check", ".")
 
 
 def typecheck() -> None:
-    """mypy --strict on the package as it is installed (duralog/ with its mapped folders)
-    and on the examples, in one run."""
+    """mypy --strict on the package as it is installed (duralog/ with its mapped folders),
+    on the examples, and on every Python snippet of the README and docs/ (a fragment in
+    its context: docs/snippets/extract.py), in one run."""
+    snippets = VENV / "snippets"
+    shutil.rmtree(snippets, ignore_errors=True)
+    snippets.mkdir()
+    extract = load_module(ROOT / "docs" / "snippets" / "extract.py")
+    extract.write_typecheck_modules(ROOT, snippets)
     tree = VENV / "typecheck"
     shutil.rmtree(tree, ignore_errors=True)
     package = tree / "duralog"
@@ -121,8 +139,8 @@ def typecheck() -> None:
             (package / path.name).symlink_to(path)
     for layer in ("engine", "observe", "patterns", "replay", "store"):
         (package / layer).symlink_to(ROOT / layer, target_is_directory=True)
-    # From the tree: ``duralog`` is its folder there, and each example is a top-level
-    # module (examples/ has no __init__.py) that imports it.
+    # From the tree: ``duralog`` is its folder there, and each example and snippet is a
+    # top-level module (examples/ has no __init__.py) that imports it.
     run(
         PYTHON,
         "-m",
@@ -133,6 +151,7 @@ def typecheck() -> None:
         VENV / "mypy-cache",  # kept when the tree is laid out again
         "duralog",
         ROOT / "examples",
+        snippets,
         cwd=tree,
     )
 
