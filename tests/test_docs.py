@@ -7,6 +7,7 @@ How a snippet is marked, and how dev.py type-checks each one: docs/snippets/extr
 from __future__ import annotations
 
 import importlib.util
+import re
 import shlex
 import shutil
 import subprocess
@@ -182,3 +183,15 @@ def test_the_debugging_walk_through(tmp_path: Path) -> None:
 
 def _indent(code: str) -> str:
     return "".join(f"    {line}\n" if line else "\n" for line in code.splitlines())
+
+
+def test_the_quick_start_says_what_the_suite_needs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme[readme.index("## Quick start") : readme.index("## A workflow")]
+    default = re.search(
+        r'"DURALOG_TEST_POSTGRES", "([^"]+)"', (ROOT / "tests" / "conftest.py").read_text()
+    )
+    assert default and f"`{default[1]}`" in quick_start
+    assert "skipped" in quick_start and "`--app`" in quick_start
+    assert re.search(r"must not\s+start an `Engine`", quick_start)
+    assert re.search(r"`python3 dev.py test` takes about \d", quick_start)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
@@ -178,3 +180,28 @@ def test_examples_use_only_the_public_api() -> None:
                     base = base.value
                 if isinstance(base, ast.Name) and base.id == "duralog":
                     raise AssertionError(f"{where}: duralog...{node.attr} is private")
+
+
+IMPORT_QUIETLY = """
+import importlib.util, os, sys, threading
+path = sys.argv[1]
+spec = importlib.util.spec_from_file_location("example", path)
+module = sys.modules["example"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+assert threading.active_count() == 1, [t.name for t in threading.enumerate()]
+assert os.listdir(".") == [], os.listdir(".")
+"""
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_importing_an_example_starts_nothing(name: str, tmp_path: Path) -> None:
+    """What the README asks of an ``--app`` module: importing it defines workflows and
+    starts no engine (no worker thread, no log file)."""
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_QUIETLY, str(EXAMPLES / name)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
