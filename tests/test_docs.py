@@ -195,3 +195,21 @@ def test_the_quick_start_says_what_the_suite_needs() -> None:
     assert "skipped" in quick_start and "`--app`" in quick_start
     assert re.search(r"must not\s+start an `Engine`", quick_start)
     assert re.search(r"`python3 dev.py test` takes about \d", quick_start)
+
+
+USER_DOCUMENTS = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").rglob("*.md")),
+    ROOT / "benchmarks" / "README.md",
+]
+
+
+def test_the_documents_speak_to_users() -> None:
+    """No wording about the project's own work items: a user never saw them."""
+    leftovers = re.compile(
+        r"\b(the|an?|this|that)( \w+)? issue\b|\bissue's\b|issue was silent", re.I
+    )
+    for path in USER_DOCUMENTS:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            found = leftovers.search(line)
+            assert not found, f"{path.relative_to(ROOT)}:{number}: {found[0]!r}"
