@@ -3,11 +3,12 @@
 
     python3 dev.py demo    # the checkout example: a crash, then a resume
     python3 dev.py test    # lint, format check, type check and the whole test suite
-    python3 dev.py check   # lint, format check and type check only
+    python3 dev.py check   # lint, format check, type check and the docs build only
+    python3 dev.py docs    # the documentation site, into .venv/site (``docs serve``: live)
     python3 dev.py test --lowest   # the suite against the lowest versions pyproject allows
 
-They create ``.venv`` (and install duralog with its test extra into it) the first
-time, and again whenever pyproject.toml changes. Arguments after ``test`` go to
+They create ``.venv`` (and install duralog with its test and docs extras into it) the
+first time, and again whenever pyproject.toml changes. Arguments after ``test`` go to
 pytest, except ``--busy N``: run the suite with N CPU-bound processes beside it, as
 on a loaded machine (``DURALOG_TEST_BUSY=N`` does the same; CI uses 2). They are
 stopped when the suite ends, however it ends.
@@ -63,7 +64,7 @@ def run(*cmd: object, cwd: Path = ROOT) -> None:
         sys.exit(code)
 
 
-def ensure_venv(venv_dir: Path = VENV, extras: str = "test", *pip_args: str) -> Path:
+def ensure_venv(venv_dir: Path = VENV, extras: str = "test,docs", *pip_args: str) -> Path:
     """Create ``venv_dir`` with duralog and ``extras`` installed (editable), unless it is
     there and newer than pyproject.toml; return its python."""
     python = python_of(venv_dir)
@@ -121,15 +122,10 @@ def lint() -> None:
     run(PYTHON, "-m", "ruff", "format", "--check", ".")
 
 
-def typecheck() -> None:
-    """mypy --strict on the package as it is installed (duralog/ with its mapped folders),
-    on the examples, and on every Python snippet of the README and docs/ (a fragment in
-    its context: docs/snippets/extract.py), in one run."""
-    snippets = VENV / "snippets"
-    shutil.rmtree(snippets, ignore_errors=True)
-    snippets.mkdir()
-    extract = load_module(ROOT / "docs" / "snippets" / "extract.py")
-    extract.write_typecheck_modules(ROOT, snippets)
+def package_tree() -> Path:
+    """The package as it is installed, duralog/ with its mapped folders inside it, laid
+    out with links in .venv/typecheck (for mypy and mkdocstrings, which cannot follow an
+    editable install's import hook); return the folder that holds it."""
     tree = VENV / "typecheck"
     shutil.rmtree(tree, ignore_errors=True)
     package = tree / "duralog"
@@ -139,6 +135,19 @@ def typecheck() -> None:
             (package / path.name).symlink_to(path)
     for layer in ("engine", "observe", "patterns", "replay", "store"):
         (package / layer).symlink_to(ROOT / layer, target_is_directory=True)
+    return tree
+
+
+def typecheck() -> None:
+    """mypy --strict on the package, on the examples, and on every Python snippet of
+    the README and docs/ (a fragment in its context: docs/snippets/extract.py), in one
+    run."""
+    snippets = VENV / "snippets"
+    shutil.rmtree(snippets, ignore_errors=True)
+    snippets.mkdir()
+    extract = load_module(ROOT / "docs" / "snippets" / "extract.py")
+    extract.write_typecheck_modules(ROOT, snippets)
+    tree = package_tree()
     # From the tree: ``duralog`` is its folder there, and each example and snippet is a
     # top-level module (examples/ has no __init__.py) that imports it.
     run(
@@ -154,6 +163,12 @@ def typecheck() -> None:
         snippets,
         cwd=tree,
     )
+
+
+def build_docs(*args: str) -> None:
+    """The documentation site (mkdocs.yml), warnings as errors."""
+    package_tree()
+    run(PYTHON, "-m", "mkdocs", *(args or ("build", "--strict", "--quiet")))
 
 
 # A CPU-bound loop that also ends if dev.py dies without stopping it (SIGKILL).
@@ -231,12 +246,17 @@ def main() -> None:
         ensure_venv()
         lint()
         typecheck()
+        build_docs()
         with busy_processes(busy):
             run(PYTHON, "-m", "pytest", *args)
     elif command == "check":
         ensure_venv()
         lint()
         typecheck()
+        build_docs()
+    elif command == "docs":
+        ensure_venv()
+        build_docs(*sys.argv[2:])
     else:
         sys.exit(__doc__)
 

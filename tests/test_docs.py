@@ -213,3 +213,12 @@ def test_the_documents_speak_to_users() -> None:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             found = leftovers.search(line)
             assert not found, f"{path.relative_to(ROOT)}:{number}: {found[0]!r}"
+
+
+def test_the_api_reference_lists_every_public_name() -> None:
+    import duralog
+
+    page = (ROOT / "docs" / "reference.md").read_text()
+    listed = set(re.findall(r"^::: duralog\.(\w+)$", page, re.MULTILINE))
+    public = {*duralog.__all__, "map"} - {"__version__"}
+    assert listed - {"errors", "testing", "replay"} == public
