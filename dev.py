@@ -2,33 +2,49 @@
 """The two commands of the quick start, with nothing but Python 3.11+ and pip.
 
     python3 dev.py demo    # the checkout example: a crash, then a resume
-    python3 dev.py test    # lint, type check and the whole test suite
+    python3 dev.py test    # lint, format check, type check and the whole test suite
+    python3 dev.py check   # lint, format check, type check and the docs build only
+    python3 dev.py docs    # the documentation site, into .venv/site (``docs serve``: live)
+    python3 dev.py test --lowest   # the suite against the lowest versions pyproject allows
 
-Both create ``.venv`` (and install duralog with its test extra into it) the
-first time, and again whenever pyproject.toml changes. Arguments after ``test``
-go to pytest, except ``--busy N``: run the suite with N CPU-bound processes
-beside it, as on a loaded machine (``DURALOG_TEST_BUSY=N`` does the same; CI
-uses 2). They are stopped when the suite ends, however it ends. The tests run in
-one process per CPU (pytest-xdist); ``-n 0`` runs them in one process, in order.
+They create ``.venv`` (and install duralog with its test and docs extras into it) the
+first time, and again whenever pyproject.toml changes. Arguments after ``test`` go to
+pytest, except ``--busy N``: run the suite with N CPU-bound processes beside it, as
+on a loaded machine (``DURALOG_TEST_BUSY=N`` does the same; CI uses 2). They are
+stopped when the suite ends, however it ends. The tests run in one process per CPU
+(pytest-xdist); ``-n 0`` runs them in one process, in order.
+
+``test --lowest`` installs, into ``.venv-lowest``, every dependency of duralog and of
+its test extra at the lowest version pyproject.toml allows (``name>=X`` becomes
+``name==X``; what those need resolves as usual), then runs pytest there. It checks
+that the declared floors are true; the linters run in ``.venv`` only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import types
 import venv
 from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-PYTHON = BIN / "python"
-STAMP = VENV / ".duralog-installed"
+LOWEST = ROOT / ".venv-lowest"
+STAMP_NAME = ".duralog-installed"
+
+
+def python_of(venv_dir: Path) -> Path:
+    return venv_dir / ("Scripts" if os.name == "nt" else "bin") / "python"
+
+
+PYTHON = python_of(VENV)
 
 
 def run(*cmd: object, cwd: Path = ROOT) -> None:
@@ -49,23 +65,42 @@ def run(*cmd: object, cwd: Path = ROOT) -> None:
         sys.exit(code)
 
 
-def ensure_venv() -> None:
-    if not PYTHON.exists():
-        print(f"creating {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
+def ensure_venv(venv_dir: Path = VENV, extras: str = "test,docs", *pip_args: str) -> Path:
+    """Create ``venv_dir`` with duralog and ``extras`` installed (editable), unless it is
+    there and newer than pyproject.toml; return its python."""
+    python = python_of(venv_dir)
+    stamp = venv_dir / STAMP_NAME
+    if not python.exists():
+        print(f"creating {venv_dir}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(venv_dir)
     pyproject = ROOT / "pyproject.toml"
-    if not STAMP.exists() or STAMP.stat().st_mtime < pyproject.stat().st_mtime:
-        if not pip_installs_editable():
-            run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-        run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[test]")
-        STAMP.touch()
+    if not stamp.exists() or stamp.stat().st_mtime < pyproject.stat().st_mtime:
+        if not pip_installs_editable(python):
+            run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+        run(python, "-m", "pip", "install", "--quiet", *pip_args, "-e", f".[{extras}]")
+        stamp.touch()
+    return python
 
 
-def pip_installs_editable() -> bool:
+def lowest_constraints() -> list[str]:
+    """``name==X`` for each ``name>=X`` among duralog's dependencies and its test extra."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = []
+    for requirement in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+        floor = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[^\]]*\])?\s*>=\s*([^,;\s]+)", requirement)
+        if floor:
+            pins.append(f"{floor.group(1)}=={floor.group(3)}")
+    return pins
+
+
+def pip_installs_editable(python: Path) -> bool:
     """Whether the venv's pip installs a pyproject project in editable mode (21.3+, as
     bundled with Python 3.11): then there is no need to spend seconds upgrading it."""
     found = subprocess.run(
-        [str(PYTHON), "-c", "import pip; print(pip.__version__)"], capture_output=True, text=True
+        [str(python), "-c", "import pip; print(pip.__version__)"], capture_output=True, text=True
     ).stdout.split(".")
     try:
         return (int(found[0]), int(found[1])) >= (21, 3)
@@ -73,8 +108,25 @@ def pip_installs_editable() -> bool:
         return False
 
 
-def typecheck() -> None:
-    """mypy --strict on the package as it is installed: duralog/ with its mapped folders."""
+def load_module(path: Path) -> types.ModuleType:
+    """Import a stdlib-only helper module from its file."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def lint() -> None:
+    run(PYTHON, "-m", "ruff", "check", ".")
+    run(PYTHON, "-m", "ruff", "format", "--check", ".")
+
+
+def package_tree() -> Path:
+    """The package as it is installed, duralog/ with its mapped folders inside it, laid
+    out with links in .venv/typecheck (for mypy and mkdocstrings, which cannot follow an
+    editable install's import hook); return the folder that holds it."""
     tree = VENV / "typecheck"
     shutil.rmtree(tree, ignore_errors=True)
     package = tree / "duralog"
@@ -84,7 +136,40 @@ def typecheck() -> None:
             (package / path.name).symlink_to(path)
     for layer in ("engine", "observe", "patterns", "replay", "store"):
         (package / layer).symlink_to(ROOT / layer, target_is_directory=True)
-    run(PYTHON, "-m", "mypy", "--config-file", ROOT / "pyproject.toml", "-p", "duralog", cwd=tree)
+    return tree
+
+
+def typecheck() -> None:
+    """mypy --strict on the package, on the examples, and on every Python snippet of
+    the README and docs/ (a fragment in its context: docs/snippets/extract.py), in one
+    run."""
+    snippets = VENV / "snippets"
+    shutil.rmtree(snippets, ignore_errors=True)
+    snippets.mkdir()
+    extract = load_module(ROOT / "docs" / "snippets" / "extract.py")
+    extract.write_typecheck_modules(ROOT, snippets)
+    tree = package_tree()
+    # From the tree: ``duralog`` is its folder there, and each example and snippet is a
+    # top-level module (examples/ has no __init__.py) that imports it.
+    run(
+        PYTHON,
+        "-m",
+        "mypy",
+        "--config-file",
+        ROOT / "pyproject.toml",
+        "--cache-dir",
+        VENV / "mypy-cache",  # kept when the tree is laid out again
+        "duralog",
+        ROOT / "examples",
+        snippets,
+        cwd=tree,
+    )
+
+
+def build_docs(*args: str) -> None:
+    """The documentation site (mkdocs.yml), warnings as errors."""
+    package_tree()
+    run(PYTHON, "-m", "mkdocs", *(args or ("build", "--strict", "--quiet")))
 
 
 # A CPU-bound loop that also ends if dev.py dies without stopping it (SIGKILL).
@@ -147,18 +232,33 @@ def main() -> None:
     elif command == "test":
         # SIGTERM (a CI job's timeout) unwinds like Ctrl-C: what runs is stopped cleanly.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-        ensure_venv()
         args = sys.argv[2:]
         busy = busy_count(args)
-        run(PYTHON, "-m", "ruff", "check", ".")
+        if "--lowest" in args:
+            args.remove("--lowest")
+            constraints = LOWEST / "constraints.txt"
+            LOWEST.mkdir(exist_ok=True)
+            constraints.write_text("\n".join(lowest_constraints()) + "\n")
+            python = ensure_venv(LOWEST, "test", "--constraint", str(constraints))
+            run(python, "-m", "pip", "list", "--format=freeze")
+            with busy_processes(busy):
+                run(python, "-m", "pytest", *args)
+            return
+        ensure_venv()
+        lint()
         typecheck()
+        build_docs()
         with busy_processes(busy):
             # One worker per CPU; a -n of the caller's comes later and wins.
             run(PYTHON, "-m", "pytest", "-n", "auto", *args)
     elif command == "check":
         ensure_venv()
-        run(PYTHON, "-m", "ruff", "check", ".")
+        lint()
         typecheck()
+        build_docs()
+    elif command == "docs":
+        ensure_venv()
+        build_docs(*sys.argv[2:])
     else:
         sys.exit(__doc__)
 

@@ -9,6 +9,9 @@ exception, which every layer may import) and the CLI. It may import every packag
 and no package imports it but ``errors.py`` (``tests/test_layers.py`` checks both).
 """
 
+# First, before anything that needs duralog's layers or dependencies (see its docstring).
+from duralog import _source  # noqa: F401  # isort: skip
+
 from typing import TYPE_CHECKING, Any
 
 from duralog._engine import Engine

@@ -1,6 +1,7 @@
 """A checkout workflow that survives a crash: run it and watch.
 
-    python examples/checkout.py
+    python examples/checkout.py            # the log goes to a temporary folder
+    python examples/checkout.py shop.db    # the log is kept in shop.db (a new file)
 
 The script runs the workflow in a child process and kills that process with
 SIGKILL in the middle of the ``ship`` step (a power cut, as far as the process
@@ -101,9 +102,12 @@ def show_log(db: str) -> None:
         print(f"      {line}")
 
 
-def main() -> int:
+def main(keep_log: str | None = None) -> int:
     here = Path(tempfile.mkdtemp(prefix="duralog-demo-"))
-    db = str(here / "shop.db")
+    if keep_log and Path(keep_log).exists():
+        print(f"{keep_log} already exists: name a new file for the demo's log")
+        return 2
+    db = keep_log or str(here / "shop.db")
     env = {**os.environ, "CHECKOUT_LEDGER": str(here / "ledger.txt")}
     me = [sys.executable, __file__, "--child", db]
 
@@ -152,4 +156,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         run_child(sys.argv[2])
     else:
-        sys.exit(main())
+        sys.exit(main(*sys.argv[1:2]))

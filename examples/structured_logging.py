@@ -25,14 +25,16 @@ from collections import Counter
 from pathlib import Path
 
 import duralog
-from duralog.observe.logger import FIELDS
+
+# The attributes duralog.logger puts on every record (None outside a workflow or step).
+FIELDS = ("workflow_id", "workflow_name", "step", "seq", "attempt")
 
 
 class JsonLines(logging.Formatter):
     """One JSON object per record: the message and duralog's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {"level": record.levelname, "msg": record.getMessage()}
+        line: dict[str, object] = {"level": record.levelname, "msg": record.getMessage()}
         line.update({field: getattr(record, field, None) for field in FIELDS})
         if hasattr(record, "payload"):
             line["payload"] = record.payload

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -105,7 +109,7 @@ def test_circuit_breaker_fails_fast_and_closes_when_the_api_is_back() -> None:
 def test_resources_stay_out_of_the_log() -> None:
     out = run("resources.py")
     assert "result: ch_o-1_4999" in out
-    assert "recorded call: charge[\"o-1\",4999]" in out
+    assert 'recorded call: charge["o-1",4999]' in out
     assert "the API key in the log: no" in out
     assert "unit test with a fake: ch_fake" in out
 
@@ -143,3 +147,61 @@ def test_queues_bound_concurrency_and_schedules_fire_once_per_tick() -> None:
     assert set(renders[2:4]) == {"cat", "dog"} and set(renders[4:]) == {"owl", "fox"}
     ticks = [line for line in out.splitlines() if line.startswith("  report@")]
     assert len(ticks) == 3 and len(set(ticks)) == 3
+
+
+PUBLIC_MODULES = {"duralog", "duralog.testing", "duralog.replay"}
+
+
+def public_names(module: str) -> set[str]:
+    found = importlib.import_module(module)
+    names = set(found.__all__)
+    return names | {"map"} if module == "duralog" else names
+
+
+def test_examples_use_only_the_public_api() -> None:
+    """An example is what a user copies: it imports only public modules and the names
+    in their ``__all__``, and touches no underscore attribute of duralog."""
+    for path in sorted(EXAMPLES.glob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            where = f"{path.name}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "duralog":
+                        assert alias.name in PUBLIC_MODULES, f"{where}: import {alias.name}"
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("duralog"):
+                module = node.module or ""
+                assert module in PUBLIC_MODULES, f"{where}: from {module} import ..."
+                for alias in node.names:
+                    assert alias.name in public_names(module), f"{where}: {module}.{alias.name}"
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                base = node.value
+                while isinstance(base, ast.Attribute):
+                    base = base.value
+                if isinstance(base, ast.Name) and base.id == "duralog":
+                    raise AssertionError(f"{where}: duralog...{node.attr} is private")
+
+
+IMPORT_QUIETLY = """
+import importlib.util, os, sys, threading
+path = sys.argv[1]
+spec = importlib.util.spec_from_file_location("example", path)
+module = sys.modules["example"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+assert threading.active_count() == 1, [t.name for t in threading.enumerate()]
+assert os.listdir(".") == [], os.listdir(".")
+"""
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_importing_an_example_starts_nothing(name: str, tmp_path: Path) -> None:
+    """What the README asks of an ``--app`` module: importing it defines workflows and
+    starts no engine (no worker thread, no log file)."""
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_QUIETLY, str(EXAMPLES / name)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

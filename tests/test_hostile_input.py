@@ -53,6 +53,8 @@ def test_workflow_ids(engine: duralog.Engine, workflow_id: str) -> None:
     except duralog.DuralogError:
         return  # refused with a clear error
     assert engine.get(workflow_id).id == workflow_id
+    if handle.status().is_terminal:
+        return  # hypothesis ran this id before on the same engine: start() returned that run
     handle.signal("more", 2)
     assert handle.result(timeout=10) == [1, 2]
 

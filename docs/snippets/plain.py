@@ -1,0 +1,5 @@
+"""Context for a fragment that needs nothing but duralog."""
+
+import duralog  # noqa: F401
+
+# fragment
