@@ -7,8 +7,9 @@ and the step runner only records what it decides.
 
 from __future__ import annotations
 
-from duralog.errors import CircuitOpen, details_of
+from duralog.errors import CircuitOpen
 from duralog.replay.definitions import RetryPolicy
+from duralog.replay.failures import details_of
 
 
 def next_attempt_at(

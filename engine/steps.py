@@ -14,8 +14,8 @@ from duralog.errors import (
     ErrorDetails,
     LeaseLost,
     PayloadError,
-    details_of,
 )
+from duralog.replay.failures import details_of
 from duralog.store import codec
 from duralog.store import events as ev
 

@@ -14,13 +14,14 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from duralog.errors import PayloadError, WorkflowTimeout, details_of
+from duralog.errors import PayloadError, WorkflowTimeout
 from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.envelope import PayloadCodec
 
 from .decisions import ContinueAsNew, Decisions, Diverged, Ended
 from .definitions import Workflow
+from .failures import details_of
 from .loop import WorkflowLoop
 from .waits import Waits
 

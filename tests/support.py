@@ -130,7 +130,7 @@ def run_in_memory(
     """
     import asyncio
 
-    from duralog.errors import details_of
+    from duralog.replay.failures import details_of
     from duralog.replay.instance import WorkflowInstance
     from duralog.replay.state import fold_all
     from duralog.store import codec

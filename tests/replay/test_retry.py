@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from duralog.errors import ConfigurationError, details_of
+from duralog.errors import ConfigurationError
 from duralog.replay.definitions import DEFAULT_RETRY, RetryPolicy
+from duralog.replay.failures import details_of
 
 INTERVALS = st.floats(min_value=0, max_value=1e6, allow_nan=False)
 # Below 2**16 a capped exponent (64) cannot overflow a float; larger backoffs are capped too.
