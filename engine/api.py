@@ -124,8 +124,9 @@ async def wait_signal(
 
     Signals sent before the workflow waits are buffered; each is consumed once, in
     the order received. With ``timeout`` (a durable timer) it raises
-    ``TimeoutError`` when nothing arrives in time. ``result_type`` decodes the
-    payload (a dataclass, a Struct...); by default it is plain JSON.
+    ``TimeoutError`` when nothing arrives in time, naming the signal and the wait.
+    ``result_type`` decodes the payload (a dataclass, a Struct...); by default it is
+    plain JSON.
 
     Example:
         ``approved = await duralog.wait_signal("approval", timeout=dt.timedelta(days=2))``
@@ -136,7 +137,11 @@ async def wait_signal(
     if timeout is None:
         raw = await instance.wait_signal(name)
     else:
-        raw = await asyncio.wait_for(instance.wait_signal(name), seconds(timeout))
+        waited = seconds(timeout)
+        try:
+            raw = await asyncio.wait_for(instance.wait_signal(name), waited)
+        except TimeoutError:
+            raise TimeoutError(f"no signal {name!r} arrived within {waited:g} s") from None
     return codec.decode(raw, result_type, payload_codec=instance.payload_codec)
 
 

@@ -32,7 +32,8 @@ class ReplayReport(msgspec.Struct, frozen=True):
 
     ``ok`` is True when the code made every recorded decision. ``finished`` says
     whether the code reached its end; ``waiting_at`` is where it waits otherwise
-    (``file:line``). ``replayed_to`` is the last seq replayed.
+    (``file:line``). ``replayed_to`` is the last seq replayed: on a divergence, the last
+    one the code agreed with.
     """
 
     workflow_id: str
@@ -105,17 +106,20 @@ def check(
     entries = [e for e in history.events if until is None or e.seq <= until]
     workflow = find_workflow(workflows, history.workflow_name)
     codec.require_readable(history.workflow_id, entries, payload_codec)
+    replayed_to = entries[-1].seq if entries else 0
     base = {
         "workflow_id": history.workflow_id,
         "workflow_name": history.workflow_name,
         "events": len(history.events),
-        "replayed_to": entries[-1].seq if entries else 0,
+        "replayed_to": replayed_to,
     }
     try:
         instance, _ = replay_history(
             workflow, entries, history.workflow_id, on_input, payload_codec
         )
     except NondeterminismError as exc:
+        # Replayed to the last seq the code agreed with, not to the end of the history.
+        base["replayed_to"] = max(0, min(replayed_to, exc.seq - 1))
         return ReplayReport(
             ok=False,
             finished=False,

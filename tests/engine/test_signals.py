@@ -48,6 +48,11 @@ async def short_wait() -> str:
 
 
 @duralog.workflow
+async def impatient() -> str:
+    return str(await duralog.wait_signal("approval", timeout=0.2))
+
+
+@duralog.workflow
 async def cancellable() -> str:
     try:
         await duralog.sleep(3600)
@@ -81,6 +86,14 @@ def test_wait_signal_timeout_is_a_durable_timer(engine: duralog.Engine) -> None:
     handle = engine.start(short_wait)
     assert handle.result(timeout=PATIENCE) == "timed out"
     assert "TimerFired" in [e.kind for e in handle.history()]
+
+
+def test_a_wait_signal_timeout_names_the_signal_and_the_wait(engine: duralog.Engine) -> None:
+    handle = engine.start(impatient)
+    with pytest.raises(duralog.WorkflowFailed) as failed:
+        handle.result(timeout=PATIENCE)
+    assert failed.value.cause.type == "TimeoutError"
+    assert failed.value.cause.message == "no signal 'approval' arrived within 0.2 s"
 
 
 def test_cancel_runs_cleanup_and_ends_cancelled(engine: duralog.Engine) -> None:

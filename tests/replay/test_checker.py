@@ -82,6 +82,7 @@ def test_a_divergence_is_a_report_not_an_exception() -> None:
         "StepScheduled chk_price",
         "StepScheduled chk_pack",
     )
+    assert report.replayed_to == 1  # the last seq the code agreed with
     assert report.location is not None and "test_checker.py" in report.location
     assert report.error is not None and "basket-1" in report.error
 
