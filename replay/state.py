@@ -209,6 +209,7 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
         case ev.StepCompleted(step_seq=s, result=result):
             step = state.steps[s]
             step.status, step.result, step.finished_at = STEP_COMPLETED, result, at
+            step.error = None  # a failed attempt before it is history, not its state
             state.inputs.append(Input(seq, at, kind, s))
         case ev.StepRetrying(step_seq=s, attempt=attempt, error=error, next_attempt_at=nxt):
             step = state.steps[s]

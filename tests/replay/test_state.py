@@ -249,6 +249,7 @@ def test_fold_tracks_a_step_through_its_attempts() -> None:
     )
     fold(state, LogEntry(6, T0 + 10, ev.StepCompleted(step_seq=2, result=codec.encode("ok"))))
     assert (step.status, bytes(step.result), step.finished_at) == (STEP_COMPLETED, b'"ok"', T0 + 10)
+    assert step.error is None  # attempt 1's error is in the history, not the step's state
     assert state.pending_steps() == []
     fold(state, LogEntry(7, T0 + 11, ev.StepScheduled(name="ship", args=codec.encode([]))))
     fold(state, LogEntry(8, T0 + 12, ev.StepFailed(step_seq=7, attempt=1, error=err)))
