@@ -24,7 +24,7 @@ from duralog._cli_common import (
     pass_context,
 )
 from duralog.cli_verify import check_json, damage_lines
-from duralog.errors import HistoryFileError, PayloadError
+from duralog.errors import HistoryFileError, PayloadError, RegistrationError
 from duralog.replay.checker import check
 from duralog.replay.debug import (
     ReplayTally,
@@ -72,7 +72,9 @@ def replay(
     """Replay histories against the current code; exit 1 if any diverges.
 
     No step runs: recorded results are fed to the code, and every decision it
-    makes is compared with the recorded one. An encrypted history needs its keys
+    makes is compared with the recorded one. A workflow whose code no --app
+    registers is skipped, and counted in the last line (one given by ID is an
+    error). An encrypted history needs its keys
     in DURALOG_KEYS; without them it exits 2 naming the missing key. --json (-o
     jsonl) prints one JSON report per history as it goes; -o json one array.
 
@@ -106,6 +108,13 @@ def replay(
                 )
             except PayloadError as exc:  # values it cannot decrypt: it cannot be replayed
                 raise Problem(str(exc), 2) from None
+            except RegistrationError as exc:  # no code for it in this process
+                if len(histories) == 1:
+                    raise
+                tally.add_skipped(history.workflow_name)
+                if as_json:
+                    out.add(_skipped_json(history, str(exc)))
+                continue
             tally.add(report)
             if as_json:
                 out.add(msgspec.json.encode(report).decode())
@@ -119,6 +128,11 @@ def replay(
     if len(histories) > 1 and not as_json:
         click.echo(tally.summary())
     sys.exit(tally.exit_code)
+
+
+def _skipped_json(history: History, reason: str) -> str:
+    found = {"workflow_id": history.workflow_id, "workflow_name": history.workflow_name}
+    return msgspec.json.encode({**found, "skipped": reason}).decode()
 
 
 def _debug(item: Input) -> None:

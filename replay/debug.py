@@ -109,6 +109,8 @@ class ReplayTally:
         self.agree = 0
         self.diverge = 0
         self.damaged = 0
+        #: How many histories were skipped for want of their code, by workflow name.
+        self.skipped: dict[str, int] = {}
 
     def add(self, report: ReplayReport) -> None:
         """Count one replay's outcome."""
@@ -121,13 +123,22 @@ class ReplayTally:
         """Count a history that could not be replayed: its log is damaged."""
         self.damaged += 1
 
+    def add_skipped(self, name: str) -> None:
+        """Count a history that was not replayed: no code is registered for ``name``."""
+        self.skipped[name] = self.skipped.get(name, 0) + 1
+
     def progress(self) -> str:
         """The counts so far, as the progress line shows them."""
         return f"{self.agree} agree, {self.diverge} diverge"
 
     def summary(self) -> str:
         """The last line of a replay of many histories."""
-        return self.progress() + (f", {self.damaged} damaged" if self.damaged else "")
+        line = self.progress() + (f", {self.damaged} damaged" if self.damaged else "")
+        if self.skipped:
+            names = ", ".join(f"{name} ({n})" for name, n in sorted(self.skipped.items()))
+            count = sum(self.skipped.values())
+            line += f", {count} skipped (no code registered for {names}: add its module with --app)"
+        return line
 
     @property
     def exit_code(self) -> int:

@@ -16,7 +16,9 @@ from types import ModuleType
 
 import pytest
 from click.testing import CliRunner, Result
+from support import PATIENCE
 
+import duralog
 from duralog.cli import main
 from duralog.replay.history import load_history
 from duralog.store.sqlite import SQLiteStore
@@ -537,3 +539,24 @@ def test_help_has_an_example_for_every_command(cli: Invoke) -> None:
         result = cli(command, "--help")
         assert result.exit_code == 0, command
         assert "Example" in result.stdout, command
+
+
+def test_replay_all_skips_a_workflow_without_code_and_goes_on(
+    python_m: Run, app: ModuleType, ops: ModuleType, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "mixed.db")
+    with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
+        engine.start(ops.echo, "x", id="e-1").result(timeout=PATIENCE)  # app_ops's code
+        engine.start(app.order, "o-1", 1999, id="order-1").result(timeout=PATIENCE)
+        engine.start(ops.echo, "y", id="e-2").result(timeout=PATIENCE)
+    # In a process of its own, where only --app app_workflows is registered.
+    done = python_m("--db", db, "--app", APP[1], "replay", "--all")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == (
+        "1 agree, 0 diverge, 2 skipped (no code registered for ops_echo (2): "
+        "add its module with --app)"
+    )
+    done = python_m("--db", db, "--app", APP[1], "replay", "--all", "-o", "jsonl")
+    reports = {r["workflow_id"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert reports["order-1"]["ok"] and set(reports) == {"order-1", "e-1", "e-2"}
+    assert "no workflow named 'ops_echo'" in reports["e-1"]["skipped"]
