@@ -40,12 +40,12 @@ from duralog.cli_store import migrate_store, prune
 from duralog.cli_verify import verify, verify_hint, where
 from duralog.engine.engine import Engine
 from duralog.engine.queues import QUEUES, resolve
-from duralog.errors import DuralogError, StoreError
+from duralog.errors import ConfigurationError, DuralogError, StoreError
 from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import dump_history, entries_json, entry_json
 from duralog.replay.state import WorkflowState, fold_all
 from duralog.store.base import WorkflowRecord
-from duralog.store.codec import reveal_entries
+from duralog.store.codec import encode_call, reveal_entries
 from duralog.store.crypto import AesGcmCodec
 from duralog.store.events import LogEntry
 from duralog.store.verify import WorkflowCheck
@@ -198,7 +198,10 @@ def start(
     args = parse_json(input_json, "--input")
     if not isinstance(args, list):
         raise Problem("--input must be a JSON array of positional arguments, e.g. '[1, \"a\"]'", 2)
-    REGISTRY.get(name)
+    try:  # a call the workflow cannot take is bad input: refused before the log is opened
+        REGISTRY.get(name).check_call(*encode_call(args, {}), None)
+    except ConfigurationError as exc:
+        raise Problem(str(exc), 2) from None
     with Engine(ctx.db, worker=wait, payload_codec=ctx.payload_codec) as engine:
         handle = engine.start(name, *args, id=workflow_id, queue=queue, priority=priority)
         found: dict[str, Any] = {"id": handle.id, "name": name}

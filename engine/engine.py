@@ -226,8 +226,11 @@ class Engine:
     ) -> WorkflowHandle[Any]:
         """Start ``workflow(*args)`` durably and return its handle at once.
 
-        Starting an ``id`` that already exists returns the existing workflow's
-        handle and runs nothing again (idempotent starts). Without ``id`` a random
+        Starting an ``id`` that already exists with the same input returns the
+        existing workflow's handle and runs nothing again (idempotent starts); with
+        other input it raises ``WorkflowIdInUse`` and keeps the recorded input. A
+        call the workflow's signature refuses (the count of arguments, or a value
+        its annotation refuses) raises ``ConfigurationError`` at once. Without ``id`` a random
         one is chosen. With ``timeout`` (seconds or a timedelta, from the start) a
         workflow still running at its deadline is cancelled at its current await
         and ends ``FAILED`` with a ``WorkflowTimeout`` cause; it may catch
@@ -245,6 +248,8 @@ class Engine:
         granted = Moment.now()
         (fence,) = self._starts.create([item])
         self._starts.started(definition, item, fence, granted)
+        if fence is None:
+            self._starts.check_existing(definition, item)
         return WorkflowHandle(self, item.id, definition)
 
     def start_many(
@@ -262,7 +267,8 @@ class Engine:
         The batch form of ``start`` (same options, applied to every workflow): one
         transaction for all of them, so enqueueing ten thousand jobs costs one
         commit. ``ids``, if given, has one id per call; an id that already exists
-        returns that workflow's handle and starts nothing again.
+        returns that workflow's handle and starts nothing again (``WorkflowIdInUse``
+        if it was started with other input, after the others are started).
 
         Example:
             ``engine.start_many(resize, [(url, 256) for url in urls], queue=images)``
@@ -292,6 +298,9 @@ class Engine:
         for item, fence in zip(items, fences, strict=True):
             self._starts.started(definition, item, fence, granted)
             handles.append(WorkflowHandle(self, item.id, definition))
+        for item, fence in zip(items, fences, strict=True):  # once all are handed over
+            if fence is None:
+                self._starts.check_existing(definition, item)
         return handles
 
     def run(

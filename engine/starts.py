@@ -73,6 +73,8 @@ class Starts:
                 f"cannot record the input of workflow {definition.name!r}: {exc}; "
                 f"{codec.SUPPORTED_HINT}"
             ) from None
+        # A call the workflow cannot take is refused now, not when a worker runs it.
+        definition.check_call(args_raw, kwargs_raw, self.store.payload_codec)
         started = ev.started_entry(
             self.clock.now(), name=definition.name, args=args_raw, kwargs=kwargs_raw, timeout=limit
         )
@@ -116,21 +118,50 @@ class Starts:
         fence: int | None,
         granted: Moment,
     ) -> None:
-        """After the commit (which began ``granted``): hand a new workflow to the worker,
-        or check an existing id."""
+        """After the commit (which began ``granted``): hand a new workflow to the worker.
+        An id that existed already (``fence`` None) is checked by ``check_existing``,
+        once every workflow of the commit has been handed over."""
         worker = self.worker
         if fence is not None and self.listeners.active:
             self.listeners.created(item.id, definition.name, item.started)
         if fence is None:
-            existing = self.store.get_workflow(item.id)
-            if existing is not None and existing.name != definition.name:
-                raise WorkflowIdInUse(
-                    f"workflow id {item.id!r} already belongs to a {existing.name!r} "
-                    f"workflow, not {definition.name!r}; choose another id"
-                )
-        elif worker is not None and item.queue is not None:
+            return
+        if worker is not None and item.queue is not None:
             worker.request_dequeue()
         elif worker is not None and item.owner is not None:
             worker.adopt_new(item.id, fence, item.started, granted, reserved=True)
         elif worker is not None:
             worker.request_claim()  # created unowned (the worker was full): taken when room
+
+    def check_existing(self, definition: Workflow[Any, Any], item: NewWorkflow) -> None:
+        """Refuse a start whose id exists with another workflow name, or with other input
+        (the recorded input is kept; a run continued as new is not compared, its input
+        being the last run's). Nothing is compared that cannot be read (no key)."""
+        existing = self.store.get_workflow(item.id)
+        if existing is None:
+            return
+        if existing.name != definition.name:
+            raise WorkflowIdInUse(
+                f"workflow id {item.id!r} already belongs to a {existing.name!r} "
+                f"workflow, not {definition.name!r}; choose another id"
+            )
+        first = self.store.read_events(item.id, 0, 1, verify=False)
+        recorded = first[0].event if first else None
+        if not isinstance(recorded, ev.WorkflowStarted) or recorded.run != 1:
+            return
+        given = item.started.event
+        assert isinstance(given, ev.WorkflowStarted)
+        used = self.store.payload_codec
+        try:
+            same = all(
+                codec.decode(old, payload_codec=used) == codec.decode(new, payload_codec=used)
+                for old, new in ((recorded.args, given.args), (recorded.kwargs, given.kwargs))
+            )
+        except PayloadError:
+            return
+        if not same:
+            raise WorkflowIdInUse(
+                f"workflow {item.id!r} ({definition.name}) already exists, started with other "
+                "input; its recorded input is kept. Start it with the same input to get its "
+                "handle, or choose another id"
+            )

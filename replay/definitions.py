@@ -119,6 +119,13 @@ class _Typed(Generic[P, R]):
     def _hints(self) -> tuple[Any, list[tuple[str, Any, bool]]]:
         return _signature_types(self.fn)
 
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature:
+        try:  # annotations as types, not strings, under `from __future__ import annotations`
+            return inspect.signature(self.fn, eval_str=True)
+        except Exception:  # an unresolvable forward reference: as written
+            return inspect.signature(self.fn)
+
     @property
     def result_type(self) -> Any:
         """The annotated return type (``Any`` when unannotated)."""
@@ -133,6 +140,21 @@ class _Typed(Generic[P, R]):
         """Decode recorded call arguments (opening them with ``payload_codec``), typed by
         the function's annotations."""
         return _decode_call(self.name, self._hints[1], args, kwargs, payload_codec)
+
+    def check_call(
+        self, args: msgspec.Raw, kwargs: msgspec.Raw, payload_codec: PayloadCodec | None
+    ) -> None:
+        """Refuse, with a ``ConfigurationError`` naming the argument, a call the function
+        cannot take: the wrong number of arguments, or a value its annotation refuses
+        (decoded as a run would decode it)."""
+        try:
+            decoded, named = _convert_call(self._hints[1], args, kwargs, payload_codec)
+            self._signature.bind(*decoded, **named)
+        except (PayloadError, TypeError) as exc:
+            raise ConfigurationError(
+                f"cannot call {self.name!r} with these arguments: {exc}; its signature is "
+                f"{self.name}{self._signature}"
+            ) from None
 
 
 class Step(_Typed[P, R]):
@@ -339,23 +361,32 @@ def _decode_call(
     payload_codec: PayloadCodec | None,
 ) -> tuple[list[Any], dict[str, Any]]:
     try:
-        raw_args = codec.decode(args, payload_codec=payload_codec) or []
-        raw_kwargs: Mapping[str, Any] = codec.decode(kwargs, payload_codec=payload_codec) or {}
-        if not isinstance(raw_args, list) or not isinstance(raw_kwargs, dict):
-            raise PayloadError("arguments must be a JSON array and keyword arguments an object")
-        types = {name: tp for name, tp, _ in params}
-        positional = [tp for _, tp, by_position in params if by_position]
-        names = [name for name, _, by_position in params if by_position]
-        decoded = [
-            codec.convert(value, positional[i], f"argument {i + 1} ({names[i]})")
-            if i < len(positional)
-            else value
-            for i, value in enumerate(raw_args)
-        ]
-        named = {
-            k: codec.convert(v, types.get(k, Any), f"keyword argument {k}")
-            for k, v in raw_kwargs.items()
-        }
+        return _convert_call(params, args, kwargs, payload_codec)
     except PayloadError as exc:
         raise PayloadError(f"the arguments recorded for {owner!r} do not decode: {exc}") from None
+
+
+def _convert_call(
+    params: Sequence[tuple[str, Any, bool]],
+    args: msgspec.Raw,
+    kwargs: msgspec.Raw,
+    payload_codec: PayloadCodec | None,
+) -> tuple[list[Any], dict[str, Any]]:
+    raw_args = codec.decode(args, payload_codec=payload_codec) or []
+    raw_kwargs: Mapping[str, Any] = codec.decode(kwargs, payload_codec=payload_codec) or {}
+    if not isinstance(raw_args, list) or not isinstance(raw_kwargs, dict):
+        raise PayloadError("arguments must be a JSON array and keyword arguments an object")
+    types = {name: tp for name, tp, _ in params}
+    positional = [tp for _, tp, by_position in params if by_position]
+    names = [name for name, _, by_position in params if by_position]
+    decoded = [
+        codec.convert(value, positional[i], f"argument {i + 1} ({names[i]})")
+        if i < len(positional)
+        else value
+        for i, value in enumerate(raw_args)
+    ]
+    named = {
+        k: codec.convert(v, types.get(k, Any), f"keyword argument {k}")
+        for k, v in raw_kwargs.items()
+    }
     return decoded, named

@@ -26,10 +26,15 @@ def test_every_call_runs_once_with_its_arguments(engine: duralog.Engine) -> None
 
 def test_ids_are_idempotent_like_start(engine: duralog.Engine) -> None:
     first = engine.start_many(summed, [(1, 2), (3, 4)], ids=["a", "b"])
-    again = engine.start_many(summed, [(9, 9), (5, 6), (7, 8)], ids=["a", "b", "c"])
+    again = engine.start_many(summed, [(1, 2), (3, 4), (7, 8)], ids=["a", "b", "c"])
     assert [h.id for h in again] == ["a", "b", "c"]
-    assert [h.result(timeout=10) for h in again] == [3, 7, 15]  # a and b kept their input
+    assert [h.result(timeout=10) for h in again] == [3, 7, 15]
     assert [h.result(timeout=10) for h in first] == [3, 7]
+    # Other input under an existing id: refused once the rest are started; a keeps its own.
+    with pytest.raises(duralog.WorkflowIdInUse, match=r"'a'.*other input"):
+        engine.start_many(summed, [(9, 9), (1, 1)], ids=["a", "d"])
+    assert engine.get("d").result(timeout=10) == 2
+    assert engine.get("a").result(timeout=10) == 3
 
 
 def test_on_a_queue(db: str) -> None:

@@ -222,6 +222,13 @@ def test_a_lost_connection_is_a_store_error_then_reconnects(store: PostgresStore
     pids = set(store._db.backend_pids)
     with admin(store) as other:  # a server restart: every connection of the pool is gone
         other.execute("SELECT pg_terminate_backend(p) FROM unnest(%s::int[]) AS p", (list(pids),))
+
+        def gone() -> bool:  # terminating is asynchronous: wait until they have ended
+            query = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s::int[])"
+            row = other.execute(query, (list(pids),)).fetchone()
+            return row is not None and row[0] == 0
+
+        wait_for(gone, what="the terminated connections to end")
     with pytest.raises(StoreError, match="failed while"):
         store.get_workflow("a")
     # The failed call dropped the other dead connections too: the next call reconnects.
