@@ -79,6 +79,21 @@ class StepAttempts:
             guards = self._guards[step] = hooks.guards_of(step, self._host.registry)
         if not guards:
             return await self.attempt(execution, step, info, context, args, kwargs)
+        return await self._guarded(guards, execution, step, info, context, args, kwargs)
+
+    async def _guarded(
+        self,
+        guards: tuple[hooks.AttemptGuard, ...],
+        execution: AttemptOwner,
+        step: Step[Any, Any],
+        info: StepInfo,
+        context: contextvars.Context,
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """The attempt inside its guards, the first one outermost. (Not in ``run``: the
+        closures here turn every local they use into a cell, allocated on each call and
+        kept for the whole attempt, which an unguarded attempt should not pay for.)"""
 
         async def call(at: int, kwargs: dict[str, Any]) -> Any:
             if at == len(guards):

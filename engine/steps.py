@@ -148,5 +148,14 @@ class StepLoop(LogTail):
 
     def _visibility_due(self) -> None:
         self._visibility = None
-        if self.pending and not self.closed:
+        if not self.pending or self.closed:
+            return
+        # Armed when an earlier step started: commits may have taken its events since,
+        # and what is pending now may be younger than the delay. Committed now, the
+        # decisions of a step that has just started (and will end soon) would cost a
+        # commit of their own; wait until they are as old as the delay instead.
+        wait = self._pending_since + self.host.options.visibility_delay - self.host.loop.time()
+        if wait > 0:
+            self._visibility = self.host.loop.call_later(wait, self._visibility_due)
+        else:
             self.spawn(self.flush())

@@ -51,6 +51,7 @@ class LogTail:
         self.lease = lease
         self.workflow_id = state.workflow_id
         self.pending: list[LogEntry] = []
+        self._pending_since = 0.0  # loop time the oldest of them was added
         self.next_seq = state.last_seq + 1
         self.running: dict[int, asyncio.Task[None]] = {}
         self.attempts: dict[int, asyncio.Task[Any]] = {}  # running attempts of async steps
@@ -93,6 +94,8 @@ class LogTail:
             )
         seq = self.next_seq
         self.next_seq += 1
+        if not self.pending:  # the oldest uncommitted event (see ``_visibility_due``)
+            self._pending_since = self.host.loop.time()
         self.pending.append(LogEntry(seq, self.host.clock.now() if at is None else at, event))
         if not isinstance(event, ev.DECISIONS):
             self._bookkeeping += 1

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from asyncio import events as asyncio_events
 from collections.abc import Callable, Coroutine
@@ -258,21 +259,28 @@ class WorkflowInstance:
     ) -> Coroutine[Any, Any, Any]:
         """A step call: the coroutine records (or matches) ``StepScheduled`` when the
         awaiting task first runs it, then resolves with the step's result."""
-
-        def schedule() -> asyncio.Future[Any]:
-            def scheduled() -> ev.Event:
-                encoded_args, encoded_kwargs = self._encode_call(
-                    f"the arguments of step {step.name!r}",
-                    args,
-                    kwargs,
-                    " (inject clients and connections into the step instead of passing them)",
-                )
-                return ev.StepScheduled(name=step.name, args=encoded_args, kwargs=encoded_kwargs)
-
-            seq, _ = self.decisions.decide("StepScheduled", step.name, scheduled)
-            return self.waits.add_step(seq, step)
-
+        # Partials, not closures: the call's coroutine keeps ``schedule`` until the step
+        # ends, and closures would keep a cell per variable they use, for every step.
+        schedule = functools.partial(self._schedule_step, step, args, kwargs)
         return self._calls.call(schedule, step.name, lazy=self._state.format >= 2)
+
+    def _schedule_step(
+        self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> asyncio.Future[Any]:
+        scheduled = functools.partial(self._step_scheduled, step, args, kwargs)
+        seq, _ = self.decisions.decide("StepScheduled", step.name, scheduled)
+        return self.waits.add_step(seq, step)
+
+    def _step_scheduled(
+        self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> ev.Event:
+        encoded_args, encoded_kwargs = self._encode_call(
+            f"the arguments of step {step.name!r}",
+            args,
+            kwargs,
+            " (inject clients and connections into the step instead of passing them)",
+        )
+        return ev.StepScheduled(name=step.name, args=encoded_args, kwargs=encoded_kwargs)
 
     def start_child(
         self, workflow: Workflow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
