@@ -10,6 +10,7 @@ import sys
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import msgspec
@@ -90,7 +91,12 @@ def replay(
     if names and not all_:
         raise Problem("--name goes with --all (it picks the workflows --all replays)", 2)
     histories = list(_histories(ctx, workflow_id, files, all_, names))
-    hook = breakpoint_at(break_at, _debug) if break_at is not None else None
+    debuggers: list[WorkflowPdb] = []
+    hook = (
+        breakpoint_at(break_at, lambda item: debuggers.append(_debug(item)))
+        if break_at is not None
+        else None
+    )
     tally = ReplayTally()
     as_json, out = output != "table", JsonOut(output)
     show_progress = all_ and not as_json and len(histories) > 1
@@ -115,6 +121,8 @@ def replay(
                 if as_json:
                     out.add(_skipped_json(history, str(exc)))
                 continue
+            if debuggers and debuggers[-1].quit_by_user:  # q, or the end of pdb's input
+                _stopped_by_the_user(history, out, as_json)
             tally.add(report)
             if as_json:
                 out.add(msgspec.json.encode(report).decode())
@@ -124,6 +132,15 @@ def replay(
             click.echo(f"\r[{i}/{len(histories)}] {tally.progress()}", nl=False, err=True)
     if show_progress:
         click.echo("", err=True)
+    if hook is not None and not hook.fired:
+        last = max(
+            (h.events[-1].seq for h in histories if isinstance(h, History) and h.events), default=0
+        )
+        click.echo(
+            f"warning: --break-at {break_at} is past the end of what was replayed (its last "
+            f"seq is {last}): nothing stopped",
+            err=True,
+        )
     out.close()
     if len(histories) > 1 and not as_json:
         click.echo(tally.summary())
@@ -135,12 +152,25 @@ def _skipped_json(history: History, reason: str) -> str:
     return msgspec.json.encode({**found, "skipped": reason}).decode()
 
 
-def _debug(item: Input) -> None:
+def _debug(item: Input) -> WorkflowPdb:
     """``--break-at``: say where replay is, then hand the terminal to pdb."""
     click.echo(stop_banner(item), err=True)
     paths = sysconfig.get_paths()
     library = (paths["stdlib"], paths["purelib"])
-    WorkflowPdb(library).set_trace(sys._getframe(1))  # pdb's own stdin: readline works
+    debugger = WorkflowPdb(library)
+    debugger.set_trace(sys._getframe(2))  # pdb's own stdin: readline works
+    return debugger
+
+
+def _stopped_by_the_user(history: History, out: JsonOut, as_json: bool) -> NoReturn:
+    """The user quit pdb: the replay ends there, and says nothing about the code."""
+    found = {"workflow_id": history.workflow_id, "workflow_name": history.workflow_name}
+    if as_json:
+        out.add(msgspec.json.encode({**found, "stopped": "by the user"}).decode())
+        out.close()
+    else:
+        click.echo(f"{history.workflow_id} ({history.workflow_name}): replay stopped by the user")
+    sys.exit(0)
 
 
 def _histories(

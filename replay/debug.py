@@ -4,7 +4,7 @@ What ``duralog replay`` needs besides ``check()``, kept out of the command line 
 can be tested without a terminal:
 
 * ``breakpoint_at(seq, stop)``: an ``on_input`` hook for ``check()`` that calls
-  ``stop`` once, with the first input at or after ``seq``;
+  ``stop`` once, with the first input at or after ``seq`` (``fired`` says whether);
 * ``WorkflowPdb``: pdb that only stops in the user's workflow code (the first line it
   shows is the code resuming with the recorded value), not in duralog's, click's or
   the standard library's frames;
@@ -28,19 +28,26 @@ from .state import Input
 NOT_USER_CODE = ("duralog", "click")
 
 
-def breakpoint_at(seq: int, stop: Callable[[Input], None]) -> Callable[[Input], None]:
+class Breakpoint:
     """An ``on_input`` hook that calls ``stop(item)`` once: with the first input whose
-    seq is ``seq`` or later (the input the workflow code receives next)."""
-    fired = False
+    seq is ``seq`` or later (the input the workflow code receives next). ``fired`` says
+    whether it did (not when ``seq`` is past the history's last input)."""
 
-    def hook(item: Input) -> None:
-        nonlocal fired
-        if fired or item.seq < seq:
+    def __init__(self, seq: int, stop: Callable[[Input], None]) -> None:
+        self.seq = seq
+        self.stop = stop
+        self.fired = False
+
+    def __call__(self, item: Input) -> None:
+        if self.fired or item.seq < self.seq:
             return
-        fired = True
-        stop(item)
+        self.fired = True
+        self.stop(item)
 
-    return hook
+
+def breakpoint_at(seq: int, stop: Callable[[Input], None]) -> Breakpoint:
+    """A ``Breakpoint`` at ``seq`` that calls ``stop``."""
+    return Breakpoint(seq, stop)
 
 
 def stop_banner(item: Input) -> str:
@@ -78,6 +85,13 @@ class WorkflowPdb(pdb.Pdb):
     ) -> None:
         super().__init__(stdin=stdin, stdout=stdout)
         self.library = tuple(p for p in library if p)
+        #: Whether the user ended the session (``q``, or the end of its input): the
+        #: replay was stopped, its outcome says nothing about the code.
+        self.quit_by_user = False
+
+    def set_quit(self) -> None:
+        self.quit_by_user = True
+        super().set_quit()
 
     def stop_here(self, frame: Any) -> bool:
         module = frame.f_globals.get("__name__", "")

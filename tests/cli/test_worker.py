@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support import PATIENCE, popen, wait_for
 
 import duralog
@@ -108,3 +109,37 @@ def test_break_at_stops_pdb_in_the_workflow_code_with_recorded_values(tmp_path: 
     assert "app_workflows.py" in debug.stdout  # the stop is in the user's workflow code
     assert "'charged o-5 700'" in debug.stdout  # the recorded value, in scope
     assert "agrees" in debug.stdout
+
+
+def _replay_o5(db: str, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    command = ["--db", db, "--app", "app_workflows", "replay", "o-5", *args]
+    return subprocess.run(
+        [sys.executable, "-m", "duralog", *command],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        cwd=HERE,
+    )
+
+
+@pytest.mark.parametrize("stdin", ["p charged\nq\n", ""], ids=["quit", "end-of-input"])
+def test_quitting_pdb_stops_the_replay_and_is_no_divergence(tmp_path: Path, stdin: str) -> None:
+    db = str(tmp_path / "shop.db")
+    started = cli(db, "start", "cli_order", "--input", '["o-5", 700]', "--id", "o-5", "--wait")
+    assert started.returncode == 0
+    debug = _replay_o5(db, "--break-at", "7", stdin=stdin)
+    assert debug.returncode == 0, debug.stdout + debug.stderr
+    # (after pdb's last prompt: on a terminal the user's Enter ends that line)
+    assert debug.stdout.rstrip().endswith("o-5 (cli_order): replay stopped by the user")
+    assert "DIVERGES" not in debug.stdout
+
+
+def test_break_at_past_the_end_says_so(tmp_path: Path) -> None:
+    db = str(tmp_path / "shop.db")
+    started = cli(db, "start", "cli_order", "--input", '["o-5", 700]', "--id", "o-5", "--wait")
+    assert started.returncode == 0
+    done = _replay_o5(db, "--break-at", "999", stdin="")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "agrees" in done.stdout
+    assert "warning: --break-at 999 is past the end of what was replayed" in done.stderr

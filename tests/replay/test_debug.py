@@ -147,3 +147,31 @@ def test_the_tally_of_many_replays() -> None:
     assert tally.exit_code == 1 and tally.summary() == "2 agree, 1 diverge"
     tally.add_damaged()
     assert tally.summary() == "2 agree, 1 diverge, 1 damaged"
+
+
+def test_a_breakpoint_past_the_end_never_fires_and_says_so() -> None:
+    replayed = history()
+    hook = breakpoint_at(replayed.events[-1].seq + 1, lambda item: None)
+    assert check(replayed, [ORDER], on_input=hook).ok
+    assert not hook.fired
+
+
+def test_quitting_pdb_is_known_to_the_caller() -> None:
+    replayed = history()
+    completed = next(e.seq for e in replayed.events if e.kind == "StepCompleted")
+    paths = sysconfig.get_paths()
+    debuggers: list[WorkflowPdb] = []
+
+    def debug(item: Input) -> None:
+        debugger = WorkflowPdb(
+            (paths["stdlib"], paths["purelib"]), io.StringIO("q\n"), io.StringIO()
+        )
+        debuggers.append(debugger)
+        debugger.set_trace(sys._getframe(1))
+
+    tracer = sys.gettrace()
+    try:
+        check(replayed, [ORDER], on_input=breakpoint_at(completed, debug))
+    finally:
+        sys.settrace(tracer)
+    assert [d.quit_by_user for d in debuggers] == [True]
