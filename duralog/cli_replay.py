@@ -99,7 +99,10 @@ def replay(
     )
     tally = ReplayTally()
     as_json, out = output != "table", JsonOut(output)
-    show_progress = all_ and not as_json and len(histories) > 1
+    # Many histories: print only what diverges, then the counts; the running count goes
+    # to stderr only when it is a terminal (a log file gets no \r fragments).
+    only_failures = all_ and not as_json and len(histories) > 1
+    show_progress = only_failures and sys.stderr.isatty()
     for i, history in enumerate(histories, 1):
         if isinstance(history, WorkflowCheck):  # a damaged log: nothing to replay
             tally.add_damaged()
@@ -126,7 +129,7 @@ def replay(
             tally.add(report)
             if as_json:
                 out.add(msgspec.json.encode(report).decode())
-            elif not report.ok or not show_progress:
+            elif not report.ok or not only_failures:
                 click.echo(report_text(report))
         if show_progress:
             click.echo(f"\r[{i}/{len(histories)}] {tally.progress()}", nl=False, err=True)

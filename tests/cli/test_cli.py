@@ -6,10 +6,13 @@ The shared log (``shop_db``) holds ``order-1`` (COMPLETED ``cli_order``), ``fail
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -228,7 +231,8 @@ def test_replay_all_prints_a_summary(cli: Invoke, shop_db: str) -> None:
     result = cli("--db", shop_db, *APP, "replay", "--all")
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1] == "3 agree, 0 diverge"
-    assert "[3/3] 3 agree, 0 diverge" in result.stderr  # the progress line
+    assert "[3/3]" not in result.stderr  # the running count is for a terminal only
+    assert "agrees" not in result.stdout  # only what diverges, then the counts
 
 
 def test_replay_all_json(cli: Invoke, shop_db: str) -> None:
@@ -560,3 +564,29 @@ def test_replay_all_skips_a_workflow_without_code_and_goes_on(
     reports = {r["workflow_id"]: r for r in map(json.loads, done.stdout.splitlines())}
     assert reports["order-1"]["ok"] and set(reports) == {"order-1", "e-1", "e-2"}
     assert "no workflow named 'ops_echo'" in reports["e-1"]["skipped"]
+
+
+def test_replay_all_shows_its_running_count_on_a_terminal(shop_db: str) -> None:
+    leader, follower = pty.openpty()  # stderr is a terminal, stdout is not
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "duralog", "--db", shop_db, *APP, "replay", "--all"],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=PATIENCE,
+            cwd=HERE,
+        )
+        os.close(follower)
+        follower = -1
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once everything written was read
+            while chunk := os.read(leader, 4096):
+                shown += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert done.returncode == 0, done.stdout
+    assert b"[3/3] 3 agree, 0 diverge" in shown
+    assert done.stdout.strip() == "3 agree, 0 diverge"
