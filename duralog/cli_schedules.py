@@ -18,7 +18,8 @@ from duralog._cli_common import (
     output_option,
     pass_context,
 )
-from duralog.engine.schedules import next_tick
+from duralog.engine.schedules import SCHEDULES, next_tick
+from duralog.replay.definitions import REGISTRY
 from duralog.store.base import ScheduleRecord
 from duralog.store.codec import reveal_payload
 from duralog.store.envelope import PayloadCodec
@@ -132,6 +133,7 @@ def delete(ctx: Context, schedule_id: str, output: str) -> None:
     Example:
       duralog --db shop.db schedules delete nightly-report
     """
+    ctx.load_app(required=False)
     store = ctx.store()
     try:
         if not store.delete_schedule(schedule_id):
@@ -139,3 +141,16 @@ def delete(ctx: Context, schedule_id: str, output: str) -> None:
     finally:
         store.close()
     _confirm(output, schedule_id, "deleted")
+    if schedule_id in REGISTRY.declared(SCHEDULES):
+        note = (
+            f"note: {schedule_id!r} is declared in code (@duralog.schedule in --app): the "
+            "next worker start re-creates it; remove the declaration to delete it for good"
+        )
+    elif not ctx.apps:
+        note = (
+            f"note: if {schedule_id!r} is declared in code (@duralog.schedule), the next "
+            "worker start re-creates it; remove the declaration to delete it for good"
+        )
+    else:
+        return
+    click.echo(note, err=True)

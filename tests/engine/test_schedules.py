@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from click.testing import CliRunner
 from croniter import croniter
 from hypothesis import given
 from hypothesis import strategies as st
-from support import wait_for
+from support import PATIENCE, wait_for
 
 import duralog
 from duralog.cli import main
@@ -245,7 +247,7 @@ def test_the_cli_lists_pauses_resumes_and_deletes(engine: duralog.Engine) -> Non
     def run(*args: str) -> str:
         result = runner.invoke(main, ["--db", db, "schedules", *args])
         assert result.exit_code == 0, result.output
-        return result.output
+        return result.stdout
 
     header, row = run().splitlines()
     assert header.split()[:4] == ["ID", "CRON", "TIMEZONE", "WORKFLOW"]
@@ -255,7 +257,11 @@ def test_the_cli_lists_pauses_resumes_and_deletes(engine: duralog.Engine) -> Non
     assert "paused" in run()
     assert '"paused":true' in run("--json")
     assert run("resume", "nightly") == "nightly: resumed\n"
-    assert run("delete", "nightly") == "nightly: deleted\n"
+    deleted = runner.invoke(main, ["--db", db, "schedules", "delete", "nightly"])
+    assert deleted.stdout == "nightly: deleted\n"
+    assert "if 'nightly' is declared in code (@duralog.schedule), the next worker" in (
+        deleted.stderr
+    )
     assert run() == "no schedules\n"
     missing = runner.invoke(main, ["--db", db, "schedules", "pause", "nope"])
     assert missing.exit_code == 1 and "no schedule with id 'nope'" in missing.output
@@ -314,3 +320,33 @@ def test_a_daily_schedule_runs_once_on_the_night_clocks_go_back() -> None:
         at("2026-10-25T01:30:00"),
     )
     assert iso(ticks) == ["00:00", "01:00"]
+
+
+def test_deleting_a_schedule_declared_in_code_says_it_comes_back(tmp_path: Path) -> None:
+    (tmp_path / "sched_app.py").write_text(
+        "import duralog\n\n"
+        "@duralog.schedule('0 3 * * *', id='nightly')\n"
+        "@duralog.workflow\n"
+        "async def nightly(tick: float) -> None:\n"
+        "    return None\n"
+    )
+    db = str(tmp_path / "s.db")
+    store = (  # a worker's start stores the schedules its code declares
+        f"import duralog, sched_app\nwith duralog.Engine({db!r}) as engine:\n"
+        "    assert engine.schedules()\n"
+    )
+    subprocess.run([sys.executable, "-c", store], cwd=tmp_path, check=True, timeout=PATIENCE)
+    command = ["--db", db, "--app", "sched_app", "schedules", "delete", "nightly"]
+    done = subprocess.run(
+        [sys.executable, "-m", "duralog", *command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "nightly: deleted\n"
+    assert done.stderr.strip() == (
+        "note: 'nightly' is declared in code (@duralog.schedule in --app): the next worker "
+        "start re-creates it; remove the declaration to delete it for good"
+    )
