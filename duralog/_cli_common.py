@@ -179,7 +179,7 @@ class Context:
         """Open the log (it must exist, unless the command creates workflows)."""
         if not is_postgres(self.db) and not path_exists(self.db, "--db"):
             raise Problem(f"no duralog database at {self.where} (use --db PATH or DURALOG_DB)")
-        return open_store(self.db, payload_codec=self.payload_codec)
+        return open_store(self.db, payload_codec=self.payload_codec, create=False)
 
     def refuse_clear_text(self, workflow_id: str, what: str) -> None:
         """Refuse to send ``what`` (a payload, a reason) in clear to a workflow whose log

@@ -25,10 +25,13 @@ def open_store(
     *,
     durability: Durability = "full",
     payload_codec: PayloadCodec | None = None,
+    create: bool = True,
 ) -> EventStore:
     """The store at ``target``: ``postgresql://...`` opens PostgreSQL (the ``postgres``
     extra), anything else is a SQLite file path or ``":memory:"``. ``payload_codec``
-    seals the texts of the events it writes (the engine's codec)."""
+    seals the texts of the events it writes (the engine's codec). With ``create``
+    False a PostgreSQL schema without a log is a ``StoreError``, not a new log (a
+    SQLite caller checks that the file exists)."""
     if is_postgres(target):
         try:
             from .postgres import PostgresStore
@@ -37,5 +40,7 @@ def open_store(
                 f"a PostgreSQL log needs the psycopg driver ({exc}); "
                 "install it with: pip install 'duralog[postgres]'"
             ) from None
-        return PostgresStore(str(target), durability=durability, payload_codec=payload_codec)
+        return PostgresStore(
+            str(target), durability=durability, payload_codec=payload_codec, create=create
+        )
     return SQLiteStore(target, durability=durability, payload_codec=payload_codec)

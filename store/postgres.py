@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import psycopg
 
@@ -101,6 +102,7 @@ class PostgresStore(SQLStore):
         pool_size: int | None = None,
         pool_timeout: float | None = None,
         payload_codec: PayloadCodec | None = None,
+        create: bool = True,
     ) -> None:
         check_durability(durability)
         self.payload_codec = payload_codec
@@ -134,6 +136,11 @@ class PostgresStore(SQLStore):
                     raise StoreError(
                         f"{self.address.display} has no current schema (check its "
                         "search_path); name one with ?schema=NAME in the URL"
+                    )
+                if not create and not _holds_a_log(conn, str(schema)):
+                    raise StoreError(
+                        f"no duralog log at {self.address.display} (schema {schema!r}); "
+                        "check --db and its ?schema= (nothing was created)"
                     )
                 migrate(conn, str(schema), self.address.display)
         except BaseException:
@@ -322,3 +329,11 @@ def _raw(conn: Session) -> Conn:
     """The psycopg connection under a session of this store."""
     assert isinstance(conn, PgSession)
     return conn.conn
+
+
+def _holds_a_log(conn: psycopg.Connection[tuple[Any, ...]], schema: str) -> bool:
+    """Whether ``schema`` has duralog's tables (without creating anything)."""
+    row = conn.execute(
+        "SELECT to_regclass(quote_ident(%s::text) || '.workflows') IS NOT NULL", (schema,)
+    ).fetchone()
+    return bool(row and row[0])

@@ -15,10 +15,13 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
+from click.testing import CliRunner
 from support import PATIENCE, wait_for
 
 import duralog
+from duralog.cli import main
 from duralog.engine.queues import Queue
 
 _lock = threading.Lock()
@@ -282,3 +285,20 @@ def test_eight_threads_on_a_small_pool_all_complete(postgres_url: str, pool_size
             results = list(threads.map(caller, range(8)))
         assert results == [(sum(range(i)) + 10, [2, 4, "ValueError"]) for i in range(8)]
         assert len(engine.store._db.backend_pids) <= pool_size  # type: ignore[attr-defined]
+
+
+def test_a_read_command_creates_no_log_in_an_empty_schema(postgres_url: str) -> None:
+    done = CliRunner().invoke(main, ["--db", postgres_url, "list"])
+    assert done.exit_code == 1
+    assert done.stderr.startswith("error: no duralog log at ") and "nothing was created" in (
+        done.stderr
+    )
+    schema = postgres_url.rsplit("schema=", 1)[1]
+    with psycopg.connect(postgres_url.split("?")[0], autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s", (schema,)
+        ).fetchone()
+    assert found == (0,)
+    with duralog.Engine(postgres_url) as engine:  # a command that runs workflows creates it
+        engine.start(pg_steps, 2).result(timeout=PATIENCE)
+    assert CliRunner().invoke(main, ["--db", postgres_url, "count"]).stdout == "1\n"
