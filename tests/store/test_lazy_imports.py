@@ -74,3 +74,15 @@ def test_a_plug_in_loads_when_its_name_is_used() -> None:
     loaded = duralog_modules_after("import duralog\nduralog.CircuitBreaker")
     assert "duralog.patterns.breaker" in loaded
     assert "duralog.observe.subscribe" not in loaded
+
+
+def test_duralog_help_loads_neither_the_engine_nor_the_store() -> None:
+    show_help = (
+        "import sys\nsys.argv = ['duralog', '--help']\nimport duralog.cli\n"
+        "try:\n    duralog.cli.main()\nexcept SystemExit:\n    pass"
+    )
+    loaded = duralog_modules_after(show_help)
+    assert "duralog.cli" in loaded
+    assert not {m for m in loaded if m.startswith(("duralog.engine", "duralog.replay"))}
+    assert not {m for m in loaded if m.startswith("duralog.cli_")}  # the commands' modules
+    assert "duralog.store.sqlite" not in loaded
