@@ -70,6 +70,13 @@ def test_declaring_a_workflow_and_a_step_loads_neither_the_runtime_nor_the_plug_
     assert not {m for m in loaded if m.startswith(("duralog.patterns", "duralog.observe"))}
 
 
+def test_an_engine_loads_observability_when_it_is_used() -> None:
+    open_engine = "import duralog\nengine = duralog.Engine(':memory:', worker=False)"
+    assert not {m for m in duralog_modules_after(open_engine) if m.startswith("duralog.observe")}
+    loaded = duralog_modules_after(f"{open_engine}\nengine.stats()\nengine.close()")
+    assert "duralog.observe.metrics" in loaded
+
+
 def test_a_plug_in_loads_when_its_name_is_used() -> None:
     loaded = duralog_modules_after("import duralog\nduralog.CircuitBreaker")
     assert "duralog.patterns.breaker" in loaded
