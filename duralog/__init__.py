@@ -12,96 +12,189 @@ and no package imports it but ``errors.py`` (``tests/test_layers.py`` checks bot
 # First, before anything that needs duralog's layers or dependencies (see its docstring).
 from duralog import _source  # noqa: F401  # isort: skip
 
+import importlib
 from typing import TYPE_CHECKING, Any
-
-from duralog._engine import Engine
-from duralog.engine.api import (
-    StepInfo,
-    continue_as_new,
-    deprecate_patch,
-    now,
-    patched,
-    publish,
-    random,
-    side_effect,
-    sleep,
-    step_info,
-    uuid4,
-    wait_signal,
-    workflow_info,
-)
-from duralog.engine.decorators import step, workflow
-from duralog.engine.handle import WorkflowHandle
-from duralog.engine.queues import Queue
-from duralog.engine.schedules import schedule
-from duralog.errors import (
-    CircuitOpen,
-    CompensationFailed,
-    ConfigurationError,
-    CorruptEventError,
-    DAGCycleError,
-    DuralogError,
-    ErrorDetails,
-    HistoryFileError,
-    IllegalTransition,
-    LeaseLost,
-    LogDamaged,
-    MissingDependencyError,
-    NondeterminismError,
-    PayloadError,
-    RegistrationError,
-    ResourceMissing,
-    ResultTimeout,
-    StepFailed,
-    StoreDamaged,
-    StoreError,
-    WorkflowConfigError,
-    WorkflowFailed,
-    WorkflowIdInUse,
-    WorkflowNotFound,
-    WorkflowSandboxError,
-    WorkflowSuspended,
-    WorkflowTimeout,
-)
-from duralog.observe.logger import WorkflowLogger, logger
-from duralog.observe.metrics import Stats
-from duralog.observe.subscribe import CommittedEvent, Subscription
-from duralog.patterns.breaker import CircuitBreaker
-from duralog.patterns.dag import DAG, Task
-from duralog.patterns.fanout import map as map
-from duralog.patterns.pipeline import Pipeline
-from duralog.patterns.resources import inject, resource
-from duralog.patterns.saga import Saga
-from duralog.replay.context import WorkflowInfo
-from duralog.replay.definitions import Registry, RetryPolicy, Step, Workflow
-from duralog.store.base import ScheduleRecord, WorkflowRecord, WorkflowStatus
-from duralog.store.crypto import AesGcmCodec
-from duralog.store.events import LogEntry
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from duralog._engine import Engine
+    from duralog.engine.api import (
+        StepInfo,
+        continue_as_new,
+        deprecate_patch,
+        now,
+        patched,
+        publish,
+        random,
+        side_effect,
+        sleep,
+        step_info,
+        uuid4,
+        wait_signal,
+        workflow_info,
+    )
+    from duralog.engine.decorators import step, workflow
+    from duralog.engine.handle import WorkflowHandle
+    from duralog.engine.queues import Queue
+    from duralog.engine.schedules import schedule
+    from duralog.errors import (
+        CircuitOpen,
+        CompensationFailed,
+        ConfigurationError,
+        CorruptEventError,
+        DAGCycleError,
+        DuralogError,
+        ErrorDetails,
+        HistoryFileError,
+        IllegalTransition,
+        LeaseLost,
+        LogDamaged,
+        MissingDependencyError,
+        NondeterminismError,
+        PayloadError,
+        RegistrationError,
+        ResourceMissing,
+        ResultTimeout,
+        StepFailed,
+        StoreDamaged,
+        StoreError,
+        WorkflowConfigError,
+        WorkflowFailed,
+        WorkflowIdInUse,
+        WorkflowNotFound,
+        WorkflowSandboxError,
+        WorkflowSuspended,
+        WorkflowTimeout,
+    )
+    from duralog.observe.logger import WorkflowLogger, logger
+    from duralog.observe.metrics import Stats
+    from duralog.observe.subscribe import CommittedEvent, Subscription
+    from duralog.patterns.breaker import CircuitBreaker
     from duralog.patterns.config import StepRegistry, load_workflow, parse_workflow
+    from duralog.patterns.dag import DAG, Task
+    from duralog.patterns.fanout import map as map
+    from duralog.patterns.pipeline import Pipeline
+    from duralog.patterns.resources import inject, resource
+    from duralog.patterns.saga import Saga
+    from duralog.replay.context import WorkflowInfo
+    from duralog.replay.definitions import Registry, RetryPolicy, Step, Workflow
+    from duralog.store.base import ScheduleRecord, WorkflowRecord, WorkflowStatus
+    from duralog.store.crypto import AesGcmCodec
+    from duralog.store.events import LogEntry
 
-# The workflow-document API loads on first use, so ``import duralog`` does not pay
-# for the document parsers and their schema; ``from duralog import StepRegistry``
-# works as usual. Type checkers see the imports above, and no ``__getattr__``
-# (with one, they would take any misspelt ``duralog.X`` for Any).
-_DOCUMENTS = ("StepRegistry", "load_workflow", "parse_workflow")
+# Every public name loads on first use, from the module that defines it: ``import
+# duralog`` costs little more than Python's own asyncio, sqlite3 and msgspec, and a
+# program pays for the runtime, the patterns (DAG, saga, ...), observability and the
+# workflow documents when it first touches them (``benchmarks/bench_import.py``).
+# ``from duralog import Engine`` works as usual. Type checkers see the imports above
+# and no ``__getattr__`` (with one, they would take any misspelt ``duralog.X`` for Any).
+#
+# The patterns and observability are plug-ins (``engine/hooks.py``): a circuit breaker
+# or an injected resource is made through its module, which installs its hook then.
+_LAZY = {
+    "Engine": "duralog._engine",
+    **dict.fromkeys(
+        (
+            "StepInfo",
+            "continue_as_new",
+            "deprecate_patch",
+            "now",
+            "patched",
+            "publish",
+            "random",
+            "side_effect",
+            "sleep",
+            "step_info",
+            "uuid4",
+            "wait_signal",
+            "workflow_info",
+        ),
+        "duralog.engine.api",
+    ),
+    "step": "duralog.engine.decorators",
+    "workflow": "duralog.engine.decorators",
+    "WorkflowHandle": "duralog.engine.handle",
+    "Queue": "duralog.engine.queues",
+    "schedule": "duralog.engine.schedules",
+    **dict.fromkeys(
+        (
+            "CircuitOpen",
+            "CompensationFailed",
+            "ConfigurationError",
+            "CorruptEventError",
+            "DAGCycleError",
+            "DuralogError",
+            "ErrorDetails",
+            "HistoryFileError",
+            "IllegalTransition",
+            "LeaseLost",
+            "LogDamaged",
+            "MissingDependencyError",
+            "NondeterminismError",
+            "PayloadError",
+            "RegistrationError",
+            "ResourceMissing",
+            "ResultTimeout",
+            "StepFailed",
+            "StoreDamaged",
+            "StoreError",
+            "WorkflowConfigError",
+            "WorkflowFailed",
+            "WorkflowIdInUse",
+            "WorkflowNotFound",
+            "WorkflowSandboxError",
+            "WorkflowSuspended",
+            "WorkflowTimeout",
+        ),
+        "duralog.errors",
+    ),
+    "WorkflowLogger": "duralog.observe.logger",
+    "logger": "duralog.observe.logger",
+    "Stats": "duralog.observe.metrics",
+    "CommittedEvent": "duralog.observe.subscribe",
+    "Subscription": "duralog.observe.subscribe",
+    "CircuitBreaker": "duralog.patterns.breaker",
+    "DAG": "duralog.patterns.dag",
+    "Task": "duralog.patterns.dag",
+    "map": "duralog.patterns.fanout",
+    "Pipeline": "duralog.patterns.pipeline",
+    "inject": "duralog.patterns.resources",
+    "resource": "duralog.patterns.resources",
+    "Saga": "duralog.patterns.saga",
+    "WorkflowInfo": "duralog.replay.context",
+    "Registry": "duralog.replay.definitions",
+    "RetryPolicy": "duralog.replay.definitions",
+    "Step": "duralog.replay.definitions",
+    "Workflow": "duralog.replay.definitions",
+    "ScheduleRecord": "duralog.store.base",
+    "WorkflowRecord": "duralog.store.base",
+    "WorkflowStatus": "duralog.store.base",
+    "AesGcmCodec": "duralog.store.crypto",
+    "LogEntry": "duralog.store.events",
+    "StepRegistry": "duralog.patterns.config",
+    "load_workflow": "duralog.patterns.config",
+    "parse_workflow": "duralog.patterns.config",
+}
+
+# The layers, found as attributes once imported (``duralog.replay.check(...)``), as
+# they were when ``import duralog`` loaded them all.
+_PACKAGES = ("engine", "errors", "observe", "patterns", "replay", "store", "testing")
 
 if not TYPE_CHECKING:
 
     def __getattr__(name: str) -> Any:
-        if name not in _DOCUMENTS:
+        if name in _LAZY:
+            value = getattr(importlib.import_module(_LAZY[name]), name)
+        elif name in _PACKAGES:
+            value = importlib.import_module(f"duralog.{name}")
+        else:
             raise AttributeError(f"module 'duralog' has no attribute {name!r}")
-        from duralog.patterns import config
-
-        value = getattr(config, name)
         globals()[name] = value  # found directly from now on
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*globals(), *_DOCUMENTS})
+        return sorted({*globals(), *_LAZY})
 
 
 # ``map`` is public as ``duralog.map`` but kept out of ``__all__``: a star import

@@ -13,19 +13,20 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+import msgspec
 
-from duralog import _format
-from duralog.engine.engine import Engine
-from duralog.engine.handle import WorkflowHandle
 from duralog.errors import DuralogError, HistoryFileError, ResultTimeout, StoreDamaged
-from duralog.replay.history import History
 from duralog.store import envelope
-from duralog.store.base import EventStore, WorkflowRecord
-from duralog.store.codec import reveal_entries
-from duralog.store.open import is_postgres, open_store, redact, secrets_of
+from duralog.store.redaction import redact, secrets_of
+
+# The engine, the store and the formats load when a command runs (not for ``--help``).
+if TYPE_CHECKING:
+    from duralog.engine.handle import WorkflowHandle
+    from duralog.replay.history import History
+    from duralog.store.base import EventStore, WorkflowRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -177,6 +178,8 @@ class Context:
 
     def store(self) -> EventStore:
         """Open the log (it must exist, unless the command creates workflows)."""
+        from duralog.store.open import is_postgres, open_store
+
         if not is_postgres(self.db) and not path_exists(self.db, "--db"):
             raise Problem(f"no duralog database at {self.where} (use --db PATH or DURALOG_DB)")
         return open_store(self.db, payload_codec=self.payload_codec, create=False)
@@ -206,6 +209,8 @@ class Context:
     @contextlib.contextmanager
     def handle(self, workflow_id: str) -> Iterator[WorkflowHandle[Any]]:
         """The handle of an existing workflow, through an engine that runs no worker."""
+        from duralog.engine.engine import Engine
+
         self.store().close()  # a clear error when the database does not exist
         with Engine(self.db, worker=False, payload_codec=self.payload_codec) as engine:
             yield engine.get(workflow_id)
@@ -221,6 +226,8 @@ class Context:
     def history(self, workflow_id: str) -> History:
         """One workflow's history from the log, as the log holds it (encrypted values
         stay encrypted: what ``export`` writes and ``replay`` reads)."""
+        from duralog.replay.history import History
+
         store = self.store()
         try:
             record = self.record(store, workflow_id)
@@ -231,12 +238,11 @@ class Context:
     def readable_history(self, workflow_id: str) -> History:
         """One workflow's history as read commands print it: decrypted with the keys in
         ``DURALOG_KEYS``, and ``<encrypted: key ID>`` where no key is configured."""
+        from duralog.store.codec import reveal_entries
+
         history = self.history(workflow_id)
-        return History(
-            history.workflow_id,
-            history.workflow_name,
-            reveal_entries(history.events, self.payload_codec),
-        )
+        events = reveal_entries(history.events, self.payload_codec)
+        return msgspec.structs.replace(history, events=events)
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -400,6 +406,8 @@ def echo_items(
 ) -> None:
     """Print ``items`` as ``output`` asks: a table of ``cells`` under ``headers``, a JSON
     array or JSON lines of ``data`` (the item itself by default)."""
+    from duralog import _format
+
     if output == "json":
         click.echo(_format.json_text([data(item) for item in items]))
     elif output == "jsonl":
@@ -433,6 +441,8 @@ class JsonOut:
 def echo_one(output: str, data: Any, lines: Callable[[], Iterable[str]]) -> None:
     """Print one object: ``lines`` for people, or ``data`` as one line of JSON (``json``
     and ``jsonl`` alike)."""
+    from duralog import _format
+
     if output == "table":
         for line in lines():
             click.echo(line)

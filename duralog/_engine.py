@@ -10,11 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Collection, Iterator
+from typing import TYPE_CHECKING
 
 from duralog.engine import engine as runtime
-from duralog.observe.follow import follow
-from duralog.observe.metrics import Stats, collect
-from duralog.observe.subscribe import CommittedEvent, Observers, Subscription
+
+# Observability is a plug-in: it loads with an engine's first subscribe, follow or
+# stats, not with every engine (``engine/hooks.py``).
+if TYPE_CHECKING:
+    from duralog.observe.metrics import Stats
+    from duralog.observe.subscribe import CommittedEvent, Observers, Subscription
 
 _lock = threading.Lock()  # makes one engine's Observers once
 
@@ -76,6 +80,8 @@ class Engine(runtime.Engine):
 
     def _observers(self) -> Observers:
         """This engine's subscribers, told of its commits from the first subscribe on."""
+        from duralog.observe.subscribe import Observers
+
         with _lock:
             if self._subscribers is None:
                 self._subscribers = Observers()
@@ -136,6 +142,8 @@ class Engine(runtime.Engine):
                 alert(event.workflow_id, event.step)
             ```
         """
+        from duralog.observe.follow import follow
+
         start = since.timestamp() if isinstance(since, dt.datetime) else since
         return follow(
             self.store,
@@ -152,5 +160,7 @@ class Engine(runtime.Engine):
 
         ``engine.stats().prometheus()`` renders them in Prometheus's text format.
         """
+        from duralog.observe.metrics import collect
+
         start = since.timestamp() if isinstance(since, dt.datetime) else since
         return collect(self.store, since=start, name=name)

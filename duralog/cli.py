@@ -7,52 +7,158 @@ history file), never a traceback.
 
 from __future__ import annotations
 
-import json
+import importlib
 import os
-import sys
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import click
-import msgspec
 
-from duralog import _format
-from duralog._cli_common import (
-    Context,
-    Group,
-    Problem,
-    echo_one,
-    friendly,
-    log_to_stderr,
-    output_option,
-    parse_json,
-    pass_context,
-    write_private,
+from duralog._cli_common import Context, Group, Problem
+from duralog.errors import DuralogError
+
+#: Each command: the module and name it is defined under, and the first paragraph of
+#: its help (what ``duralog --help`` lists). A command's module, and with it the
+#: engine and the store, is imported when the command runs or shows its own help:
+#: ``duralog --help`` loads none of them (``tests/cli/test_help.py`` checks that the
+#: summaries here are the commands' own).
+_COMMANDS = {
+    "cancel": (
+        "cli_control",
+        "cancel",
+        "Ask a workflow to cancel (CancelledError at its current await).",
+    ),
+    "count": (
+        "cli_query",
+        "count",
+        "Count the workflows that match the filters of `duralog list`.",
+    ),
+    "delete": (
+        "cli_control",
+        "delete",
+        "Delete one finished workflow: its events, snapshots and inbox, at once.",
+    ),
+    "export": ("cli_run", "export", "Write a workflow's history as a self-describing JSON file."),
+    "get-event": (
+        "cli_results",
+        "get_event",
+        "Print what a workflow last published under KEY (duralog.publish), as JSON.",
+    ),
+    "history": (
+        "cli_run",
+        "history",
+        "Print a workflow's events: a timeline, or JSON (-o json: one array; -o jsonl: "
+        "one event per line), each event an object with seq, at, kind and its fields.",
+    ),
+    "inspect": ("cli_run", "inspect", "The state derived from the log at any event: time travel."),
+    "list": ("cli_query", "list_", "List workflows, newest first (then by id)."),
+    "migrate-store": (
+        "cli_store",
+        "migrate_store",
+        "Copy a whole log into another store (e.g. SQLite into PostgreSQL).",
+    ),
+    "pause": (
+        "cli_control",
+        "pause",
+        "Pause a workflow: no new step starts and no timer fires until `resume`.",
+    ),
+    "prune": (
+        "cli_store",
+        "prune",
+        "Remove finished workflows (and their events) that ended before a date.",
+    ),
+    "queues": (
+        "cli_query",
+        "queues",
+        "Each queue with its limits and how many of its workflows are in each status.",
+    ),
+    "replay": (
+        "cli_replay",
+        "replay",
+        "Replay histories against the current code; exit 1 if any diverges.",
+    ),
+    "result": (
+        "cli_results",
+        "result",
+        "Wait for a workflow to end and print its result (as JSON).",
+    ),
+    "resume": ("cli_control", "resume", "Resume a paused workflow."),
+    "schedules": (
+        "cli_schedules",
+        "schedules",
+        "List cron schedules (or pause, resume, delete one).",
+    ),
+    "show": (
+        "cli_run",
+        "show",
+        "Status, input, result or error, and a readable timeline of one workflow.",
+    ),
+    "signal": (
+        "cli_control",
+        "signal",
+        "Send signal NAME to a workflow; its owner delivers it, whichever process that is.",
+    ),
+    "start": (
+        "cli_run",
+        "start",
+        "Start workflow NAME; without --wait a running worker picks it up.",
+    ),
+    "stats": (
+        "cli_observe",
+        "stats",
+        "Counts, durations, retries and failures per workflow and per step, from the log.",
+    ),
+    "tail": (
+        "cli_observe",
+        "tail",
+        "Follow the log live: every event any process appends, as it is committed.",
+    ),
+    "verify": (
+        "cli_verify",
+        "verify",
+        "Check that the log is intact: exit 0 intact, 1 damaged, 2 cannot read it.",
+    ),
+    "worker": (
+        "cli_run",
+        "worker",
+        "Run a worker until interrupted: recover, then advance workflows.",
+    ),
+}
+
+
+class LazyGroup(Group):
+    """A group whose commands are imported when one runs or shows its own help (click's
+    documented ``LazyGroup``); its ``--help`` lists them from ``lazy``'s summaries."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, tuple[str, str, str]], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, tuple[str, str, str]] = dict(lazy)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, name, _ = self.lazy[cmd_name]
+            self.add_command(getattr(importlib.import_module(f"duralog.{module}"), name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows: list[tuple[str, str]] = []
+        for name in names:
+            # A command not loaded yet is listed as click would list one with its summary.
+            command = self.commands.get(name) or click.Command(name, help=self.lazy[name][2])
+            if not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup, lazy=_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
 )
-from duralog._signals import StopSignals
-from duralog.cli_control import cancel, delete, pause, resume, signal
-from duralog.cli_observe import stats, tail
-from duralog.cli_query import count, list_, queues
-from duralog.cli_replay import replay
-from duralog.cli_results import get_event, result
-from duralog.cli_schedules import schedules
-from duralog.cli_store import migrate_store, prune
-from duralog.cli_verify import verify, verify_hint, where
-from duralog.engine.engine import Engine
-from duralog.engine.queues import QUEUES, resolve
-from duralog.errors import ConfigurationError, DuralogError, StoreError
-from duralog.replay.definitions import REGISTRY
-from duralog.replay.history import dump_history, entries_json, entry_json
-from duralog.replay.state import WorkflowState, fold_all
-from duralog.store.base import WorkflowRecord
-from duralog.store.codec import encode_call, reveal_entries
-from duralog.store.crypto import AesGcmCodec
-from duralog.store.events import LogEntry
-from duralog.store.verify import WorkflowCheck
-from duralog.store.verify import verify as verify_log
-
-
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
     envvar="DURALOG_DB",
@@ -97,288 +203,10 @@ def main(ctx: click.Context, db: str, apps: tuple[str, ...]) -> None:
     """
     payload_codec = None
     if os.environ.get("DURALOG_KEYS"):  # encrypted payloads: read them with these keys
+        from duralog.store.crypto import AesGcmCodec
+
         try:
             payload_codec = AesGcmCodec.from_env()
         except DuralogError as exc:
             raise Problem(str(exc), 2) from None
     ctx.obj = Context(db, apps, payload_codec)
-
-
-@main.command()
-@click.option(
-    "--concurrency",
-    type=int,
-    default=32,
-    show_default=True,
-    help="Threads for sync steps: how many run at once.",
-)
-@click.option(
-    "--queue",
-    "queue_names",
-    multiple=True,
-    help="Serve only this queue (repeatable; default every queue the app declares).",
-)
-@click.option(
-    "--max-workflows",
-    type=click.IntRange(min=1),
-    help="At most this many workflows in flight on this worker (default: no bound).",
-)
-@pass_context
-@friendly
-def worker(
-    ctx: Context, concurrency: int, queue_names: tuple[str, ...], max_workflows: int | None
-) -> None:
-    """Run a worker until interrupted: recover, then advance workflows.
-
-    \b
-    Example:
-      duralog --db shop.db --app shop.workflows worker
-      duralog --db shop.db --app shop.workflows worker --queue emails
-    """
-    log_to_stderr()
-    ctx.load_app()
-    queues = [resolve(name, REGISTRY.declared(QUEUES)) for name in queue_names] or None
-    stop = StopSignals()
-    with Engine(
-        ctx.db,
-        max_threads=concurrency,
-        queues=queues,
-        max_workflows=max_workflows,
-        payload_codec=ctx.payload_codec,
-    ) as engine:
-        click.echo(f"worker {engine.worker_id} serving {ctx.where} (Ctrl-C to stop)", err=True)
-        while not stop.wait(1.0):
-            try:
-                engine.store.check()
-            except StoreError as exc:  # its file was deleted or replaced: stop, say why
-                raise Problem(str(exc), 2) from None
-    click.echo("worker stopped", err=True)
-
-
-@main.command()
-@click.argument("name")
-@click.option(
-    "--input",
-    "input_json",
-    default="[]",
-    show_default=True,
-    help="JSON array of the workflow's positional arguments.",
-)
-@click.option("--id", "workflow_id", help="Workflow id (starting an existing id is a no-op).")
-@click.option("--wait", is_flag=True, help="Run it here and print the result.")
-@click.option("--timeout", type=float, help="With --wait: seconds to wait.")
-@click.option("--queue", help="Put it on this queue (declared by the app).")
-@click.option(
-    "--priority", type=int, default=0, show_default=True, help="With --queue: lower first."
-)
-@output_option
-@pass_context
-@friendly
-def start(
-    ctx: Context,
-    name: str,
-    input_json: str,
-    workflow_id: str | None,
-    wait: bool,
-    timeout: float | None,
-    queue: str | None,
-    priority: int,
-    output: str,
-) -> None:
-    """Start workflow NAME; without --wait a running worker picks it up.
-
-    Prints the workflow's id and status (and with --wait, its result as JSON on
-    the next line); -o json prints one object with id, name, status (and result).
-
-    \b
-    Example:
-      duralog --app shop.workflows start checkout --input '["o-1", 1999]' --id order-o-1 --wait
-    """
-    ctx.load_app()
-    args = parse_json(input_json, "--input")
-    if not isinstance(args, list):
-        raise Problem("--input must be a JSON array of positional arguments, e.g. '[1, \"a\"]'", 2)
-    try:  # a call the workflow cannot take is bad input: refused before the log is opened
-        REGISTRY.get(name).check_call(*encode_call(args, {}), None)
-    except ConfigurationError as exc:
-        raise Problem(str(exc), 2) from None
-    with Engine(ctx.db, worker=wait, payload_codec=ctx.payload_codec) as engine:
-        handle = engine.start(name, *args, id=workflow_id, queue=queue, priority=priority)
-        found: dict[str, Any] = {"id": handle.id, "name": name}
-        if wait:
-            found["result"] = handle.result(timeout=timeout)
-        found["status"] = handle.status().value
-    lines = [f"{found['id']}  {found['status']}"]
-    if wait:
-        lines.append(json.dumps(found["result"], default=str))
-    echo_one(output, found, lambda: lines)
-
-
-@main.command()
-@click.argument("workflow_id")
-@output_option
-@pass_context
-@friendly
-def show(ctx: Context, workflow_id: str, output: str) -> None:
-    """Status, input, result or error, and a readable timeline of one workflow.
-
-    Encrypted values are decrypted with the keys in DURALOG_KEYS; without the
-    key they show as <encrypted: key ID>. Exit 1 when its log is damaged.
-    -o json: its index row, "state" (as `inspect`), "findings" (as `verify`) and
-    "events" (as `history`) in one object.
-
-    \b
-    Example:
-      duralog --db shop.db show order-o-1
-      duralog --db shop.db show order-o-1 -o json | jq .status
-    """
-    store = ctx.store()
-    try:
-        record = ctx.record(store, workflow_id)
-        (found,) = verify_log(store, workflow_id)
-        # A damaged log is shown too; encrypted values as `history` shows them.
-        events = reveal_entries(store.read_events(workflow_id, verify=False), ctx.payload_codec)
-    finally:
-        store.close()
-    try:
-        state = fold_all(workflow_id, events)
-    except ValueError:  # a gap, or an event that refers to nothing: the timeline shows it
-        state = None
-    data = {
-        **msgspec.structs.asdict(record),
-        "state": None if state is None else _format.state_json(state),
-        "findings": found.findings,
-        "events": msgspec.Raw(entries_json(events)),
-    }
-    echo_one(output, data, lambda: _show_lines(record, found, state, events))
-    if not found.ok:
-        sys.exit(1)
-
-
-def _show_lines(
-    record: WorkflowRecord,
-    found: WorkflowCheck,
-    state: WorkflowState | None,
-    events: list[LogEntry],
-) -> list[str]:
-    lines = [f"workflow  {record.id} ({record.name})"]
-    lines.append(
-        f"status    {record.status.value}" + (f": {record.reason}" if record.reason else "")
-    )
-    if not found.ok:
-        first, more = found.findings[0], len(found.findings) - 1
-        also = f" (and {more} more)" if more else ""
-        hint = verify_hint(record.id)
-        lines.append(f"damaged   {where(first)}: {first.problem}{also}; see `{hint}`")
-    if state is not None:
-        lines += _state_lines(state, record.reason)
-    lines.append(f"events    {len(events)}\n")
-    return lines + _format.timeline(events)
-
-
-def _state_lines(state: WorkflowState, reason: str | None) -> list[str]:
-    lines = [f"input     {_format.payload(state.args, 200)}"]
-    if state.status == "COMPLETED":
-        lines.append(f"result    {_format.payload(state.result, 200)}")
-    if state.error is not None:
-        lines.append(f"error     {state.error}")
-    lines.append(f"started   {_format.when(state.started_at)}")
-    if state.previous_run:
-        lines.append(f"run       {state.run}, continued from {state.previous_run}")
-    if state.status == "CONTINUED" or (reason or "").startswith("continued as new"):
-        lines.append(f"next run  {reason.split(': ', 1)[-1] if reason else '-'}")
-    return lines
-
-
-@main.command()
-@click.argument("workflow_id")
-@output_option
-@pass_context
-@friendly
-def history(ctx: Context, workflow_id: str, output: str) -> None:
-    """Print a workflow's events: a timeline, or JSON (-o json: one array; -o jsonl: one
-    event per line), each event an object with seq, at, kind and its fields.
-
-    Encrypted values are decrypted with the keys in DURALOG_KEYS; without the
-    key they show as <encrypted: key ID>.
-
-    \b
-    Example:
-      duralog --db shop.db history order-o-1 --json | jq '.[].kind'
-    """
-    entries = ctx.readable_history(workflow_id).events
-    if output == "json":
-        click.echo(entries_json(entries).decode())
-    elif output == "jsonl":
-        for entry in entries:
-            click.echo(entry_json(entry).decode())
-    else:
-        for line in _format.timeline(entries):
-            click.echo(line)
-
-
-@main.command()
-@click.argument("workflow_id")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False),
-    required=True,
-    help="File to write ('-' for stdout).",
-)
-@pass_context
-@friendly
-def export(ctx: Context, workflow_id: str, output: str) -> None:
-    """Write a workflow's history as a self-describing JSON file.
-
-    The file is a copy of the log: what the log keeps encrypted stays encrypted
-    (replaying it needs the same DURALOG_KEYS). A new file is readable by its
-    owner only (mode 0600).
-
-    \b
-    Example:
-      duralog --db prod.db export order-o-1 -o order-o-1.json
-    """
-    data = dump_history(ctx.history(workflow_id))
-    if output == "-":
-        click.echo(data.decode(), nl=False)
-        return
-    try:
-        write_private(Path(output), data)
-    except OSError as exc:
-        raise Problem(f"cannot write {output}: {exc.strerror}", 2) from None
-    click.echo(f"wrote {output}", err=True)
-
-
-@main.command()
-@click.argument("workflow_id")
-@click.option("--at", "at", type=int, help="Derive the state from the first AT events.")
-@output_option
-@pass_context
-@friendly
-def inspect(ctx: Context, workflow_id: str, at: int | None, output: str) -> None:
-    """The state derived from the log at any event: time travel.
-
-    Encrypted values are decrypted with the keys in DURALOG_KEYS; without the
-    key they show as <encrypted: key ID>.
-
-    \b
-    Example:
-      duralog --db shop.db inspect order-o-1 --at 7
-    """
-    history = ctx.readable_history(workflow_id)
-    if at is not None and not 1 <= at <= len(history.events):
-        raise Problem(f"--at must be between 1 and {len(history.events)} for {workflow_id}", 2)
-    state = fold_all(workflow_id, [e for e in history.events if at is None or e.seq <= at])
-    echo_one(output, _format.state_json(state), lambda: _format.state_lines(state))
-
-
-for command in (list_, count, queues, result, get_event, signal, cancel, pause, resume, delete):
-    main.add_command(command)
-main.add_command(schedules)
-main.add_command(prune)
-main.add_command(migrate_store)
-main.add_command(tail)
-main.add_command(stats)
-main.add_command(verify)
-main.add_command(replay)

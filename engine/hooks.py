@@ -21,15 +21,17 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from duralog.replay.definitions import Registry, Step
-from duralog.replay.state import WorkflowState
-from duralog.store.base import EventStore
-from duralog.store.events import LogEntry
 
-from .api import StepInfo
-from .clock import Clock
+if TYPE_CHECKING:  # for annotations only: ``@duralog.step`` imports this module
+    from duralog.replay.state import WorkflowState
+    from duralog.store.base import EventStore
+    from duralog.store.events import LogEntry
+
+    from .api import StepInfo
+    from .clock import Clock
 
 T = TypeVar("T")
 

@@ -10,8 +10,34 @@ The replay API for tests and tools::
     state = replay.state_at(history, 7)                  # the derived state after event 7
 """
 
-from .checker import ReplayReport, check, replay_history, state_at
-from .history import History, dump_history, load_history
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .checker import ReplayReport, check, replay_history, state_at
+    from .history import History, dump_history, load_history
+
+# Loaded on first use: the engine imports ``replay.definitions`` and the rest of the
+# core it needs, not the checker (see ``duralog/__init__.py``).
+_LAZY = {
+    **dict.fromkeys(("ReplayReport", "check", "replay_history", "state_at"), ".checker"),
+    **dict.fromkeys(("History", "dump_history", "load_history"), ".history"),
+}
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name not in _LAZY:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "History",

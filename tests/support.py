@@ -29,6 +29,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any, TypeVar
 
+import click
+
 T = TypeVar("T")
 
 #: How long a test waits for something it expects before it fails. Generous: a
@@ -264,3 +266,10 @@ def race_close(
         worker.join(timeout=20)
         assert not worker.is_alive(), "a call went on after close()"
     return stopped
+
+
+def commands_of(group: click.Group) -> dict[str, click.Command]:
+    """Every command of ``group`` by name (``duralog``'s own load when first asked for)."""
+    ctx = click.Context(group)
+    found = {name: group.get_command(ctx, name) for name in group.list_commands(ctx)}
+    return {name: command for name, command in found.items() if command is not None}

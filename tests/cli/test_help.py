@@ -8,14 +8,16 @@ After a deliberate change to a help text, rewrite the snapshot and review its di
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from pathlib import Path
 
 import click
 from click.testing import CliRunner
+from support import commands_of
 
-from duralog.cli import main
+from duralog.cli import _COMMANDS, main
 
 HERE = Path(__file__).parent
 SNAPSHOT = HERE / "help.txt"
@@ -25,7 +27,7 @@ README = HERE.parent.parent / "README.md"
 def command_paths(group: click.Group = main, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     """``()`` for ``duralog`` itself, then the path of every command, groups' first."""
     found = [path]
-    for name, command in sorted(group.commands.items()):
+    for name, command in sorted(commands_of(group).items()):
         if isinstance(command, click.Group):
             found += command_paths(command, (*path, name))
         else:
@@ -72,8 +74,17 @@ def test_the_readme_table_lists_every_command() -> None:
     in_readme = {
         name for row in rows for name in re.findall(r"`([a-z][a-z-]*)[ `]", row.split(" | ")[0])
     }
-    commands = set(main.commands)
+    commands = set(commands_of(main))
     assert in_readme == commands, (
         f"missing from the README: {sorted(commands - in_readme)}; "
         f"not commands: {sorted(in_readme - commands)}"
     )
+
+
+def test_the_summaries_duralog_help_lists_are_the_commands_own() -> None:
+    """``duralog --help`` lists the commands without importing them (``cli._COMMANDS``)."""
+    for name, (_, _, summary) in _COMMANDS.items():
+        command = commands_of(main)[name]
+        assert command.help is not None, name
+        first = inspect.cleandoc(command.help).split("\n\n")[0]
+        assert summary.split() == first.split(), name

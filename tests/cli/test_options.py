@@ -14,7 +14,7 @@ from types import ModuleType
 import click
 import pytest
 from click.testing import Result
-from support import PATIENCE
+from support import PATIENCE, commands_of
 
 import duralog
 from duralog._cli_common import Command, Group
@@ -36,7 +36,7 @@ def one_error(result: Result, code: int = 2) -> str:
 def every_command(group: click.Group = main, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     """The path of every command under ``group`` (a group's own path first)."""
     found = []
-    for name, command in sorted(group.commands.items()):
+    for name, command in sorted(commands_of(group).items()):
         found.append((*path, name))
         if isinstance(command, click.Group):
             found += every_command(command, (*path, name))
@@ -50,7 +50,7 @@ def test_every_command_is_a_duralog_command() -> None:
         command: click.Command = main
         for name in path:
             assert isinstance(command, click.Group)
-            command = command.commands[name]
+            command = commands_of(command)[name]
         assert isinstance(command, Command | Group), path
 
 

@@ -40,3 +40,56 @@ def test_sqlite_utils_loads_only_to_migrate_a_log(tmp_path: Path) -> None:
 def test_croniter_loads_when_a_schedule_is_checked() -> None:
     check = "import duralog.engine.schedules as s; s.make_schedule('s', '* * * * *', 'w')"
     assert loaded_after(check) == ["croniter"]
+
+
+def duralog_modules_after(statement: str) -> set[str]:
+    """The ``duralog.*`` modules a fresh interpreter holds after ``statement``."""
+    listing = "print(sorted(m for m in sys.modules if m.startswith('duralog.')))"
+    code = f"{statement}\nimport sys\n{listing}"
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return set(ast.literal_eval(found.stdout.strip().splitlines()[-1]))
+
+
+def test_import_duralog_loads_its_names_on_first_use() -> None:
+    assert duralog_modules_after("import duralog") <= {"duralog._source"}
+
+
+def test_declaring_a_workflow_and_a_step_loads_neither_the_runtime_nor_the_plug_ins() -> None:
+    declare = (
+        "import duralog\n"
+        "@duralog.step\ndef add(a: int, b: int) -> int:\n    return a + b\n"
+        "@duralog.workflow\nasync def total(a: int) -> int:\n    return await add(a, 1)\n"
+    )
+    loaded = duralog_modules_after(declare)
+    assert "duralog.engine.decorators" in loaded
+    heavy = {"duralog._engine", "duralog.engine.engine", "duralog.engine.worker"}
+    heavy |= {"duralog.replay.checker", "duralog.replay.instance", "duralog.store.sqlite"}
+    assert not loaded & heavy
+    assert not {m for m in loaded if m.startswith(("duralog.patterns", "duralog.observe"))}
+
+
+def test_an_engine_loads_observability_when_it_is_used() -> None:
+    open_engine = "import duralog\nengine = duralog.Engine(':memory:', worker=False)"
+    assert not {m for m in duralog_modules_after(open_engine) if m.startswith("duralog.observe")}
+    loaded = duralog_modules_after(f"{open_engine}\nengine.stats()\nengine.close()")
+    assert "duralog.observe.metrics" in loaded
+
+
+def test_a_plug_in_loads_when_its_name_is_used() -> None:
+    loaded = duralog_modules_after("import duralog\nduralog.CircuitBreaker")
+    assert "duralog.patterns.breaker" in loaded
+    assert "duralog.observe.subscribe" not in loaded
+
+
+def test_duralog_help_loads_neither_the_engine_nor_the_store() -> None:
+    show_help = (
+        "import sys\nsys.argv = ['duralog', '--help']\nimport duralog.cli\n"
+        "try:\n    duralog.cli.main()\nexcept SystemExit:\n    pass"
+    )
+    loaded = duralog_modules_after(show_help)
+    assert "duralog.cli" in loaded
+    assert not {m for m in loaded if m.startswith(("duralog.engine", "duralog.replay"))}
+    assert not {m for m in loaded if m.startswith("duralog.cli_")}  # the commands' modules
+    assert "duralog.store.sqlite" not in loaded
