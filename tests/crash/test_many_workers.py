@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -34,6 +36,31 @@ def worker(db: str, ledger: Path, log: Path) -> subprocess.Popen[str]:
     return process
 
 
+def stall_between_writes(process: subprocess.Popen[str], db: str, ledger: Path) -> None:
+    """SIGSTOP ``process`` at a moment it holds no SQLite write lock.
+
+    Stopped inside a write transaction, it would keep the log's one write lock, and no
+    other worker could write until it is continued (the test is about a lost lease, not
+    a held lock): then it is continued, and stopped again once it has run another step.
+    """
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        process.send_signal(signal.SIGSTOP)
+        probe = sqlite3.connect(db, timeout=0.5)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.rollback()
+            return
+        except sqlite3.OperationalError:  # "database is locked": it was stopped mid-write
+            pass
+        finally:
+            probe.close()
+        steps = len(ledger.read_text().splitlines())
+        process.send_signal(signal.SIGCONT)
+        assert time.monotonic() < deadline, "the worker never paused between two writes"
+        wait_for(lambda n=steps: len(ledger.read_text().splitlines()) > n, what="another step")
+
+
 def test_a_stalled_worker_is_fenced_out(tmp_path: Path) -> None:
     db, ledger, a_log = str(tmp_path / "log.db"), tmp_path / "ledger", tmp_path / "a.log"
     duralog.Engine(db, worker=False).close()
@@ -41,7 +68,7 @@ def test_a_stalled_worker_is_fenced_out(tmp_path: Path) -> None:
     with duralog.Engine(db, worker=False) as client:
         flows = [client.start("many_workers_flow", 40, id=f"f-{i}") for i in range(6)]
         wait_for(lambda: ledger.exists() and len(ledger.read_text().splitlines()) >= 10)
-        a.send_signal(signal.SIGSTOP)  # stalled: no heartbeat, no progress
+        stall_between_writes(a, db, ledger)  # stalled: no heartbeat, no progress
         b = worker(db, ledger, tmp_path / "b.log")
         for handle in flows:
             assert handle.result(timeout=PATIENCE) == sum(range(40))
