@@ -364,29 +364,11 @@ class Command(click.Command):
             raise _one_line(exc) from None
 
 
-class Group(click.Group):
+class Group(Command, click.Group):
     """A duralog command group: ``Command``'s rules for itself and an unknown command."""
 
     command_class = Command
     group_class = type
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        _refuse_repeats(self, ctx, args)
-        return super().parse_args(ctx, args)
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except _KEEPS_USAGE:
-            raise
-        except click.UsageError as exc:
-            raise _one_line(exc) from None
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
