@@ -199,6 +199,18 @@ class StepInfo(msgspec.Struct, frozen=True):
     workflow (it was frozen past its lease, or another worker took the workflow
     over): a long-running sync step should check it in its loop and stop, since its
     result can no longer be recorded and another worker may run the step again.
+
+    Attributes:
+        workflow_id: the id of the workflow that called the step.
+        step: the step's name.
+        seq: the step's place in its workflow's history (the seq of its
+            ``StepScheduled``).
+        attempt: this attempt's number, from 1; a re-run after a crash keeps the number
+            of the attempt it repeats.
+        workflow_name: the name of the workflow that called the step.
+        run_id: the run the step belongs to (a new one after ``continue_as_new``).
+        lease: the worker's lease on the workflow, which ``lease_lost`` reads (None
+            when none is known: ``lease_lost`` is then False).
     """
 
     workflow_id: str

@@ -53,6 +53,16 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
 
     Example:
         ``@duralog.step(retry=duralog.RetryPolicy(max_attempts=5, non_retryable=(ValueError,)))``
+
+    Attributes:
+        max_attempts: attempts in all, the first included (a whole number, at least 1).
+        initial_interval: seconds to wait after the first failed attempt.
+        backoff: the factor each further wait is multiplied by (at least 1).
+        max_interval: the longest wait between two attempts, in seconds.
+        jitter: draw each wait from the upper half of its value, so that the retries
+            of many workflows do not all come at once.
+        non_retryable: exception types, or their qualified names (``"shop.OutOfStock"``),
+            that fail the step at once, whatever attempts are left.
     """
 
     max_attempts: int = 3
