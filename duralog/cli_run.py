@@ -42,7 +42,7 @@ from duralog.store.verify import verify as verify_log
 @click.command(cls=Command)
 @click.option(
     "--concurrency",
-    type=int,
+    type=click.IntRange(min=1),
     default=32,
     show_default=True,
     help="Threads for sync steps: how many run at once.",

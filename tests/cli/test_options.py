@@ -228,3 +228,10 @@ def test_usage_errors_are_one_line(
 ) -> None:
     line = one_error(cli("--db", ops_db, *args))
     assert expected in line and "--help" in line
+
+
+def test_a_worker_with_no_step_threads_is_refused(cli: Invoke, tmp_path: Path) -> None:
+    # With 0 threads no sync step could ever run: the worker would hang without a word.
+    done = cli("--db", str(tmp_path / "x.db"), "worker", "--concurrency", "0")
+    assert done.exit_code == 2
+    assert "--concurrency" in done.stderr and "x>=1" in done.stderr
