@@ -211,8 +211,8 @@ class Context:
         """The handle of an existing workflow, through an engine that runs no worker."""
         from duralog.engine.engine import Engine
 
-        self.store().close()  # a clear error when the database does not exist
-        with Engine(self.db, worker=False, payload_codec=self.payload_codec) as engine:
+        # The store first: a clear error when there is no log (the engine closes it).
+        with Engine(self.store(), worker=False, payload_codec=self.payload_codec) as engine:
             yield engine.get(workflow_id)
 
     def record(self, store: EventStore, workflow_id: str) -> WorkflowRecord:

@@ -139,9 +139,10 @@ def list_(
         store.close()
     more = bool(limit) and len(records) > limit
     records = records[:limit] if limit else records
-    notes = any(_format.record_cells(r)[-1] is not None for r in records)
+    cells = {id(r): _format.record_cells(r) for r in records}
+    notes = any(row[-1] is not None for row in cells.values())
     headers = _format.RECORD_HEADERS if notes else _format.RECORD_HEADERS[:-1]
-    echo_items(output, records, headers, lambda r: _format.record_cells(r)[: len(headers)])
+    echo_items(output, records, headers, lambda r: cells[id(r)][: len(headers)])
     if more:
         footer = (
             f"({limit} shown; more match: add --after {shlex.quote(records[-1].id)} "

@@ -221,6 +221,7 @@ def _checked_history(ctx: Context, workflow_id: str) -> History | WorkflowCheck:
         (found,) = verify_log(store, workflow_id)
         if not found.ok:
             return found
-        return History(workflow_id, record.name, store.read_events(workflow_id))
+        # verify has just checked the chain: read it without checking it again
+        return History(workflow_id, record.name, store.read_events(workflow_id, verify=False))
     finally:
         store.close()

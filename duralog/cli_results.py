@@ -20,9 +20,8 @@ from duralog._cli_common import (
     friendly,
     output_option,
     pass_context,
-    timeout_message,
 )
-from duralog.errors import ResultTimeout, WorkflowFailed, WorkflowNotFound, WorkflowSuspended
+from duralog.errors import WorkflowFailed, WorkflowNotFound, WorkflowSuspended
 from duralog.store.codec import reveal_payload
 
 
@@ -71,8 +70,6 @@ def result(ctx: Context, workflow_id: str, timeout: float | None, output: str) -
                 ended = handle.status().value, exc
     except WorkflowNotFound as exc:
         raise Problem(f"no workflow with id {exc.workflow_id!r} in {ctx.where}") from None
-    except ResultTimeout as exc:
-        raise Problem(timeout_message(workflow_id, exc.timeout, exc.status), 2) from None
     if ended is not None:
         _failed(output, workflow_id, *ended)
     found = {"workflow_id": workflow_id, "status": "COMPLETED", "result": value}

@@ -85,6 +85,11 @@ class Engine:
         if isinstance(store, str | Path):
             store = open_store(store, durability=durability, payload_codec=payload_codec)
         elif payload_codec is not None:
+            if store.payload_codec is not None and store.payload_codec is not payload_codec:
+                raise ConfigurationError(
+                    "this store object already seals with another payload codec (another "
+                    "engine's?); give each engine its own store, or the same codec"
+                )
             store.payload_codec = payload_codec  # the events it writes are sealed with it
         self.store: EventStore = store
         #: The workflows, queues, schedules and circuits this engine runs with.

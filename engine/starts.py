@@ -12,9 +12,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from duralog.errors import PayloadError, WorkflowIdInUse, positive_seconds
 from duralog.replay.definitions import Workflow
-from duralog.store import codec
+from duralog.store import codec, envelope
 from duralog.store import events as ev
 from duralog.store.base import EventStore, NewWorkflow
 
@@ -64,7 +66,8 @@ class Starts:
         limit = positive_seconds(timeout, "a workflow timeout", optional=True)
         workflow_id = check_id(workflow_id) if workflow_id is not None else uuid.uuid4().hex
         try:
-            args_raw, kwargs_raw = codec.encode_call(args, {}, self.store.payload_codec)
+            plain_args, kwargs_raw = codec.encode_call(args, {})
+            args_raw = msgspec.Raw(envelope.wrap(bytes(plain_args), self.store.payload_codec))
             codec.check_size(
                 args_raw, self._max_payload_bytes, f"the input of workflow {definition.name!r}"
             )
@@ -73,8 +76,9 @@ class Starts:
                 f"cannot record the input of workflow {definition.name!r}: {exc}; "
                 f"{codec.SUPPORTED_HINT}"
             ) from None
-        # A call the workflow cannot take is refused now, not when a worker runs it.
-        definition.check_call(args_raw, kwargs_raw, self.store.payload_codec)
+        # A call the workflow cannot take is refused now, not when a worker runs it
+        # (checked on the plain JSON: nothing to decrypt).
+        definition.check_call(plain_args, kwargs_raw, None)
         started = ev.started_entry(
             self.clock.now(), name=definition.name, args=args_raw, kwargs=kwargs_raw, timeout=limit
         )
@@ -151,6 +155,10 @@ class Starts:
             return
         given = item.started.event
         assert isinstance(given, ev.WorkflowStarted)
+        if bytes(recorded.args) == bytes(given.args) and bytes(recorded.kwargs) == bytes(
+            given.kwargs
+        ):
+            return  # the same plain input (sealed values differ by their nonce)
         used = self.store.payload_codec
         try:
             same = all(

@@ -176,6 +176,11 @@ class RunEnding:
     def _cancelled(self) -> None:
         self._end("WorkflowCancelled", lambda: ev.WorkflowCancelled())
 
+    def cancelled(self) -> None:
+        """End the run with ``WorkflowCancelled`` before its code ran (cancelled on its
+        queue); raises ``Diverged`` if the history says otherwise."""
+        self._cancelled()
+
     def _completed(self, value: Any) -> None:
         try:
             result = codec.encode(value, self._payload_codec)

@@ -156,8 +156,6 @@ class WorkflowInstance:
         if self.divergence is not None:
             raise self.divergence
         new = self.decisions.begin(state, next_seq)
-        if self._task is None and state.never_ran:
-            self.decisions.finished = True  # none of its code ran, so none replays
         if self.finished:
             return new
         token = _current.set(self)
@@ -225,6 +223,10 @@ class WorkflowInstance:
         return self.waits.unconsumed_signals(self._state)
 
     def _start(self, state: WorkflowState) -> None:
+        if state.never_ran:  # cancelled on its queue: none of its code ran, none replays
+            with contextlib.suppress(Diverged):
+                self.ending.cancelled()
+            return
         try:
             args, kwargs = self.workflow.decode_args(state.args, state.kwargs, self.payload_codec)
         except PayloadError as exc:

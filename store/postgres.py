@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 import psycopg
 
@@ -42,7 +41,7 @@ from .postgres_connection import (
     PgSession,
 )
 from .postgres_listen import one_line
-from .postgres_schema import lock_key, migrate, parse_address
+from .postgres_schema import applied_version, lock_key, migrate, parse_address
 from .records import Append, Appended, Durability, NewWorkflow, WorkflowStatus, check_durability
 from .schema import EventRow, described, event_row, first_row
 from .sql_base import Note, Session
@@ -137,7 +136,7 @@ class PostgresStore(SQLStore):
                         f"{self.address.display} has no current schema (check its "
                         "search_path); name one with ?schema=NAME in the URL"
                     )
-                if not create and not _holds_a_log(conn, str(schema)):
+                if not create and applied_version(conn, str(schema)) < 0:
                     raise StoreError(
                         f"no duralog log at {self.address.display} (schema {schema!r}); "
                         "check --db and its ?schema= (nothing was created)"
@@ -329,11 +328,3 @@ def _raw(conn: Session) -> Conn:
     """The psycopg connection under a session of this store."""
     assert isinstance(conn, PgSession)
     return conn.conn
-
-
-def _holds_a_log(conn: psycopg.Connection[tuple[Any, ...]], schema: str) -> bool:
-    """Whether ``schema`` has duralog's tables (without creating anything)."""
-    row = conn.execute(
-        "SELECT to_regclass(quote_ident(%s::text) || '.workflows') IS NOT NULL", (schema,)
-    ).fetchone()
-    return bool(row and row[0])

@@ -147,7 +147,7 @@ def lock_key(schema: str, purpose: str) -> int:
 def migrate(conn: psycopg.Connection[tuple[Any, ...]], schema: str, display: str) -> None:
     """Bring the log in ``schema`` to the current version; ``conn`` is in autocommit mode."""
     latest = max(MIGRATION_NAMES)
-    if _applied(conn, schema) == latest:
+    if applied_version(conn, schema) == latest:
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema, "migrate"),))
@@ -156,7 +156,7 @@ def migrate(conn: psycopg.Connection[tuple[Any, ...]], schema: str, display: str
         if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         name = sql.Identifier(schema, "duralog_migrations")
-        if _applied(conn, schema) < 0:
+        if applied_version(conn, schema) < 0:
             _refuse_foreign_tables(conn, schema, display)
             conn.execute(
                 sql.SQL(
@@ -164,7 +164,7 @@ def migrate(conn: psycopg.Connection[tuple[Any, ...]], schema: str, display: str
                     " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
                 ).format(name)
             )
-        done = _applied(conn, schema)
+        done = applied_version(conn, schema)
         for version in sorted(MIGRATION_NAMES):
             if version <= done:
                 continue
@@ -178,7 +178,7 @@ def migrate(conn: psycopg.Connection[tuple[Any, ...]], schema: str, display: str
                 ),
                 (version, MIGRATION_NAMES[version], time.time()),
             )
-    applied = _applied(conn, schema)
+    applied = applied_version(conn, schema)
     if applied > latest:
         raise StoreError(
             f"the log at {display} has schema version {applied}, newer than this duralog "
@@ -205,8 +205,9 @@ def _backfill(conn: psycopg.Connection[tuple[Any, ...]], schema: str) -> None:
     )
 
 
-def _applied(conn: psycopg.Connection[tuple[Any, ...]], schema: str) -> int:
-    """The newest version applied in ``schema``; -1 if it has no migrations table."""
+def applied_version(conn: psycopg.Connection[tuple[Any, ...]], schema: str) -> int:
+    """The newest version applied in ``schema``; -1 if it has no migrations table (no
+    duralog log is there)."""
     (table,) = conn.execute(
         "SELECT to_regclass(%s)", (f'"{schema}".duralog_migrations',)
     ).fetchone() or (None,)
