@@ -73,7 +73,7 @@ def describe(entry: LogEntry, steps: dict[int, str]) -> str:
             return f"{name} {payload(value)}"
         case ev.WorkflowCompleted(result=result):
             return f"-> {payload(result)}"
-        case ev.WorkflowFailed(error=error):
+        case ev.WorkflowFailed(error=error) | ev.WorkflowTerminated(error=error):
             return str(error)
         case ev.ContinuedAsNew(args=args):
             return f"the next run starts with {payload(args)}"

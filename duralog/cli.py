@@ -113,6 +113,11 @@ _COMMANDS = {
         "tail",
         "Follow the log live: every event any process appends, as it is committed.",
     ),
+    "terminate": (
+        "cli_control",
+        "terminate",
+        "End a workflow at once, without running any more of its code (no cleanup).",
+    ),
     "verify": (
         "cli_verify",
         "verify",

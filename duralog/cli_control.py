@@ -1,5 +1,5 @@
 """Commands that act on one existing workflow: ``signal``, ``cancel``, ``pause``,
-``resume`` (requests its owner carries out) and ``delete``.
+``resume`` (requests its owner carries out), ``terminate`` and ``delete``.
 
 Each confirms on stdout, with the workflow's status once the request is recorded.
 """
@@ -122,6 +122,37 @@ resume = _control(
 
 @click.command(cls=Command)
 @click.argument("workflow_id")
+@click.option("--reason", default="", help="Recorded as the message of its Terminated cause.")
+@output_option
+@pass_context
+@friendly
+def terminate(ctx: Context, workflow_id: str, reason: str, output: str) -> None:
+    """End a workflow at once, without running any more of its code (no cleanup).
+
+    It ends FAILED, its cause of type Terminated, and its history ends with a
+    WorkflowTerminated event. Its open children are terminated too. Unlike `cancel`,
+    nothing more of its code runs: no cancellation handler, no cleanup step. A step
+    running at that moment is not recorded; its worker stops it as soon as it hears.
+    Running it again for a terminated workflow terminates the children it left open.
+
+    \b
+    Example:
+      duralog --db shop.db terminate order-o-1 --reason "stuck on a retired API"
+    """
+    if reason:
+        ctx.refuse_clear_text(workflow_id, "a reason")
+    with ctx.handle(workflow_id) as handle:
+        ended = handle.terminate(reason)
+        status = handle.status().value
+    if not ended:
+        raise Problem(
+            f"workflow {workflow_id!r} had already ended ({status}); nothing was terminated"
+        )
+    _confirm(output, workflow_id, "terminate", f"terminated {workflow_id}", status)
+
+
+@click.command(cls=Command)
+@click.argument("workflow_id")
 @output_option
 @pass_context
 @friendly
@@ -129,7 +160,7 @@ def delete(ctx: Context, workflow_id: str, output: str) -> None:
     """Delete one finished workflow: its events, snapshots and inbox, at once.
 
     Only a COMPLETED, FAILED or CANCELLED workflow can go; a running one is refused
-    (cancel it first). Its children and the archived runs of a continue-as-new
+    (cancel or terminate it first). Its children and the archived runs of a continue-as-new
     (ID~runN) are workflows of their own and stay. To delete by age, see `prune`.
 
     \b
@@ -147,7 +178,8 @@ def delete(ctx: Context, workflow_id: str, output: str) -> None:
     if not record.status.is_terminal:
         raise Problem(
             f"workflow {workflow_id!r} is {status}: only a finished workflow (COMPLETED, "
-            "FAILED or CANCELLED) can be deleted; cancel it first, or wait for it to end"
+            "FAILED or CANCELLED) can be deleted; cancel or terminate it first, or wait for it "
+            "to end"
         )
     echo_one(
         output,

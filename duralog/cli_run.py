@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,17 @@ from duralog._cli_common import (
 )
 from duralog._signals import StopSignals
 from duralog.cli_verify import verify_hint, where
+from duralog.engine.diagnose import why_waiting
 from duralog.engine.engine import Engine
 from duralog.engine.queues import QUEUES, resolve
-from duralog.errors import ConfigurationError, StoreError
+from duralog.errors import ConfigurationError, ErrorDetails, StoreError
 from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import dump_history, entries_json, entry_json
 from duralog.replay.state import WorkflowState, fold_all
-from duralog.store.base import WorkflowRecord
+from duralog.store import events as ev
+from duralog.store.base import InboxItem, WorkflowRecord
 from duralog.store.codec import encode_call, reveal_entries
+from duralog.store.envelope import PayloadCodec
 from duralog.store.events import LogEntry
 from duralog.store.verify import WorkflowCheck
 from duralog.store.verify import verify as verify_log
@@ -173,6 +177,8 @@ def show(ctx: Context, workflow_id: str, output: str) -> None:
         (found,) = verify_log(store, workflow_id)
         # A damaged log is shown too; encrypted values as `history` shows them.
         events = reveal_entries(store.read_events(workflow_id, verify=False), ctx.payload_codec)
+        waiting = why_waiting(record, store.worker_records(), time.time())
+        requests = _requests(store.inbox(workflow_id), ctx.payload_codec)
     finally:
         store.close()
     try:
@@ -181,13 +187,56 @@ def show(ctx: Context, workflow_id: str, output: str) -> None:
         state = None
     data = {
         **msgspec.structs.asdict(record),
+        "waiting": waiting,
+        "inbox": [_request_json(r) for r in requests],
         "state": None if state is None else _format.state_json(state),
         "findings": found.findings,
         "events": msgspec.Raw(entries_json(events)),
     }
-    echo_one(output, data, lambda: _show_lines(record, found, state, events))
+    echo_one(output, data, lambda: _show_lines(record, found, state, events, waiting, requests))
     if not found.ok:
         sys.exit(1)
+
+
+def _requests(items: list[InboxItem], payload_codec: PayloadCodec | None) -> list[LogEntry]:
+    """What waits in a workflow's inbox, as the events its owner will make of it (seq
+    0: not in the log yet), encrypted values as `history` shows them."""
+    requests = []
+    for item in items:
+        payload = msgspec.Raw(item.payload) if item.payload is not None else ev.NULL
+        event: ev.Event
+        if item.kind == "signal":
+            event = ev.SignalReceived(name=item.name or "", payload=payload)
+        elif item.kind == "cancel":
+            event = ev.CancelRequested(reason=item.name or "")
+        elif item.kind == "pause":
+            event = ev.PauseRequested(reason=item.name or "")
+        elif item.kind == "resume":
+            event = ev.ResumeRequested()
+        elif item.kind in ("child_completed", "child_failed"):
+            seq_text = (item.name or "").partition(":")[0]
+            child = int(seq_text) if seq_text.isdigit() else 0
+            try:
+                event = (
+                    ev.ChildCompleted(child_seq=child, result=payload)
+                    if item.kind == "child_completed"
+                    else ev.ChildFailed(
+                        child_seq=child, error=msgspec.json.decode(payload, type=ErrorDetails)
+                    )
+                )
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                continue  # garbage: its owner drops it too
+        else:
+            continue
+        requests.append(LogEntry(0, item.at, event))
+    return reveal_entries(requests, payload_codec)
+
+
+def _request_json(request: LogEntry) -> dict[str, Any]:
+    """A waiting request as JSON: the event it will become, without a seq."""
+    found: dict[str, Any] = json.loads(entry_json(request))
+    del found["seq"]
+    return found
 
 
 def _show_lines(
@@ -195,11 +244,21 @@ def _show_lines(
     found: WorkflowCheck,
     state: WorkflowState | None,
     events: list[LogEntry],
+    waiting: str | None,
+    requests: list[LogEntry],
 ) -> list[str]:
     lines = [f"workflow  {record.id} ({record.name})"]
     lines.append(
         f"status    {record.status.value}" + (f": {record.reason}" if record.reason else "")
     )
+    if waiting is not None:
+        lines.append(f"waiting   {waiting}")
+    for request in requests:
+        said = _format.describe(request, {})
+        lines.append(
+            f"inbox     {request.kind}{' ' + said if said else ''}"
+            f" (sent {_format.when(request.at)}, not yet taken)"
+        )
     if not found.ok:
         first, more = found.findings[0], len(found.findings) - 1
         also = f" (and {more} more)" if more else ""

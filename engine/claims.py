@@ -24,6 +24,7 @@ from duralog.store.base import Append, Claim, EventStore, WorkflowStatus
 
 from .clock import Clock
 from .committer import AppendCommitter
+from .diagnose import Unserved
 from .execution import Execution
 from .hooks import Listeners
 from .host import alive
@@ -81,6 +82,8 @@ class Claims:
         self._dead: list[str] = []  # this host's dead workers (_find_dead_owners)
         #: Queues whose SUSPENDED workflows this worker's start has yet to resume.
         self._resume_pending: set[str] = set()
+        self._unserved = Unserved(worker_id)  # what no running worker can run, said once
+        self._unserved_at = 0.0  # when it was last looked at
 
     # -- what the worker provides --------------------------------------------
 
@@ -376,6 +379,7 @@ class Claims:
                 self._release_pending,
                 self._read_inboxes,
                 self._dequeue,
+                self._look_for_unserved,
             )
             for duty in duties:
                 try:
@@ -391,6 +395,15 @@ class Claims:
             except Exception as exc:
                 log.warning("worker %s could not read its schedules: %s", self.worker_id, exc)
 
+    def _look_for_unserved(self) -> None:
+        """Warn (once each) about waiting workflows no running worker can run: their
+        code is registered nowhere, or their queue is taken from by none. Every 30 s."""
+        now = time.time()
+        if now - self._unserved_at < _UNSERVED_EVERY:
+            return
+        self._unserved_at = now
+        self._unserved.note(self.store.waiting_by_name(), self.store.worker_records(), now)
+
     def _read_inboxes(self) -> None:
         """Signals and cancels other processes left for workflows running here."""
         for workflow_id in self.store.owned_with_inbox(self.worker_id):
@@ -399,3 +412,7 @@ class Claims:
     def new_lease(self, granted: Moment) -> Lease:
         """This worker's view of a lease the store granted by a call that began ``granted``."""
         return Lease(self.options.lease_seconds, granted)
+
+
+#: Seconds between two looks for waiting workflows no running worker can run.
+_UNSERVED_EVERY = 30.0

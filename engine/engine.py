@@ -418,6 +418,13 @@ class Engine:
         if self._worker is not None:
             self._worker.poke(workflow_id)
 
+    def terminated(self, workflow_id: str) -> None:
+        """``workflow_id`` was terminated: stop it if this engine's worker runs it, and
+        wake whoever waits for it here."""
+        if self._worker is not None:
+            self._worker.call(self._worker.ended, workflow_id)
+        self.workflow_finished(workflow_id)
+
     def idle(self) -> bool:
         """Whether this engine's worker has nothing running nor waiting to be written
         (workflows waiting on timers only); True without a worker. For the test kit."""

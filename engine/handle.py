@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from duralog.store.events import LogEntry
 
 from .clock import Clock
 from .hooks import Listeners
+from .inbox import notice_to_parent
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -62,6 +64,9 @@ class HandleHost(Protocol):
 
     def poke(self, workflow_id: str) -> None:
         """Something was sent to the workflow's inbox."""
+
+    def terminated(self, workflow_id: str) -> None:
+        """The workflow was terminated: stop it if it runs here, and wake its waiters."""
 
 
 class WorkflowHandle(Generic[R]):
@@ -127,6 +132,51 @@ class WorkflowHandle(Generic[R]):
             self._engine.workflow_finished(self.id)
             return
         self._send("cancel", reason, None, record)
+
+    def terminate(self, reason: str = "") -> bool:
+        """End the workflow at once, without running any more of its code.
+
+        No cleanup runs: no ``except CancelledError`` handler, no cleanup step. The
+        workflow ends ``FAILED`` with a cause of type ``Terminated`` (its message the
+        ``reason``), and its history says so with a ``WorkflowTerminated`` event that
+        replay knows the code did not make. Its open children are terminated too; a
+        parent waiting on it sees it fail. Works whatever its status (``PENDING``,
+        ``PAUSED``, ``SUSPENDED``...) and whether or not a worker runs it.
+
+        A step attempt running at that moment is never recorded: an async step is
+        cancelled as soon as its worker hears of it (at once in this process and on
+        PostgreSQL; otherwise at the worker's next write or lease renewal, within a
+        third of ``lease_seconds``), and a sync step sees ``step_info().lease_lost``.
+
+        Returns False if the workflow had already ended (children it left open after
+        an earlier ``terminate`` are terminated all the same).
+        """
+        require_utf8(reason, "the reason")
+        record = self.record()
+        engine = self._engine
+        started = engine.store.read_events(self.id, until_seq=1)
+        if not record.status.is_terminal:
+            state = fold_all(self.id, started)
+            at = engine.clock.now()
+            terminal = ev.WorkflowTerminated(error=ErrorDetails("Terminated", reason))
+            notices = notice_to_parent(state, self.id, terminal, engine.payload_codec)
+            seq = engine.store.terminate(self.id, at, terminal.error, notices)
+            if seq is not None:
+                if engine.listeners.active:
+                    engine.listeners.appended(self.id, record.name, LogEntry(seq, at, terminal))
+                engine.terminated(self.id)
+                for notice in notices:
+                    engine.poke(notice.workflow_id)
+        else:
+            seq = None
+        state = self.state()
+        if state.terminated:  # ended by this call or an earlier one: so are its children
+            for child_id in state.open_children().values():
+                child: WorkflowHandle[Any] = WorkflowHandle(engine, child_id, None)
+                # (not found: its parent was ended before it was created)
+                with contextlib.suppress(WorkflowNotFound):
+                    child.terminate("the parent workflow was terminated")
+        return seq is not None
 
     def pause(self, reason: str = "") -> None:
         """Pause the workflow: it starts no new step and fires no timer until resumed.
@@ -229,7 +279,7 @@ class WorkflowHandle(Generic[R]):
                 event.result, result_type, payload_codec=self._engine.payload_codec
             )
             return value
-        if isinstance(event, ev.WorkflowFailed):
+        if isinstance(event, ev.WorkflowFailed | ev.WorkflowTerminated):
             raise WorkflowFailed(self.id, unseal_error(event.error, self._engine.payload_codec))
         raise WorkflowFailed(self.id, ErrorDetails("Cancelled", "the workflow was cancelled"))
 

@@ -92,7 +92,7 @@ def notice_to_parent(
         return (Notice(parent, "child_completed", name, bytes(terminal.result)),)
     error = (
         terminal.error
-        if isinstance(terminal, ev.WorkflowFailed)
+        if isinstance(terminal, ev.WorkflowFailed | ev.WorkflowTerminated)
         else ErrorDetails("Cancelled", f"child workflow {workflow_id!r} was cancelled")
     )
     # The parent's inbox holds it until the parent logs it: sealed like the log.

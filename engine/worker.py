@@ -28,6 +28,7 @@ from duralog.errors import (
 from duralog.replay.definitions import Registry
 from duralog.replay.instance import WorkflowInstance
 from duralog.replay.state import WorkflowState, fold_all
+from duralog.store import events as ev
 from duralog.store.base import EventStore
 from duralog.store.envelope import PayloadCodec
 from duralog.store.events import LogEntry
@@ -110,7 +111,14 @@ class Worker(Claims):
         """Register, recover what this host's dead workers left, and start polling."""
         self._store_schedules()  # a schedule that cannot be stored stops us here
         now = time.time()
-        self.store.register_worker(self.worker_id, socket.gethostname(), os.getpid(), now)
+        self.store.register_worker(
+            self.worker_id,
+            socket.gethostname(),
+            os.getpid(),
+            now,
+            serves=(self.registry.names(), list(self.queues)),
+            lease_seconds=self.options.lease_seconds,
+        )
         self._thread.start()
         self._ready.wait()
         self.store.listen(self._heard)
@@ -244,6 +252,8 @@ class Worker(Claims):
             if kind == "inbox" and workflow_id is not None:
                 # Only for a workflow running here: every worker hears every hint.
                 self.call(self._poke_if_running, workflow_id)
+            elif kind == "ended" and workflow_id is not None:
+                self.call(self.ended, workflow_id)
             elif kind in ("created", "released"):
                 self.request_claim()
         except RuntimeError:  # the loop closed while the worker stopped
@@ -327,16 +337,51 @@ class Worker(Claims):
             elif not (execution.closed or execution.sealed):
                 self.lost(execution)
 
+    def ended(self, workflow_id: str) -> None:
+        """The workflow was ended outside this worker (``terminate``; the store moved
+        its fence): if it runs here, stop it now, as if it had finished."""
+        execution = self.executions.get(workflow_id)
+        if execution is not None and not (execution.closed or execution.sealed):
+            log.info(
+                "worker %s: workflow %r was terminated; stopping it", self.worker_id, workflow_id
+            )
+            execution.lease.lose()
+            execution.close()
+            self.finished(execution)
+
     def lost(self, execution: Execution) -> None:
         """Drop a workflow whose lease this worker lost: nothing more is started or
         written for it here (its running async steps are cancelled, and sync ones see
         ``step_info().lease_lost``)."""
+        self._say_lost(execution.workflow_id, "")
+        self._drop(execution)
+
+    def _say_lost(self, workflow_id: str, why: str) -> None:
+        """Warn about a lost lease, unless ``terminate`` ended the workflow meanwhile
+        (then it is no anomaly): read only on this rare path."""
+        if self._terminated(workflow_id):
+            log.info(
+                "worker %s: workflow %r was terminated; dropping it", self.worker_id, workflow_id
+            )
+            return
         log.warning(
-            "worker %s lost its lease on workflow %r (it may be running elsewhere now): "
-            "dropping it",
-            self.worker_id,
-            execution.workflow_id,
+            "%s",
+            why
+            or f"worker {self.worker_id} lost its lease on workflow {workflow_id!r} (it may "
+            "be running elsewhere now): dropping it",
         )
+
+    def _terminated(self, workflow_id: str) -> bool:
+        try:
+            record = self.store.get_workflow(workflow_id)
+            if record is None or not record.status.is_terminal:
+                return False
+            last = self.store.read_events(workflow_id, after_seq=record.last_seq - 1)
+        except Exception:
+            return False
+        return bool(last) and isinstance(last[-1].event, ev.WorkflowTerminated)
+
+    def _drop(self, execution: Execution) -> None:
         execution.lease.lose()
         execution.close()
         self._queued.discard(execution.workflow_id)
@@ -381,7 +426,7 @@ class Worker(Claims):
             return
         if isinstance(exc, LeaseLost):
             execution.lease.lose()
-            log.warning("%s", exc)
+            self._say_lost(execution.workflow_id, str(exc))
         else:
             log.error(
                 "worker %s dropped workflow %s after an internal error: %r (it will be "

@@ -52,6 +52,7 @@ _OUTCOMES = {
     "WorkflowCompleted": "completed",
     "WorkflowFailed": "failed",
     "WorkflowCancelled": "cancelled",
+    "WorkflowTerminated": "failed",
     "ContinuedAsNew": "continued",
 }
 

@@ -139,6 +139,8 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     finished_at: float | None = None
     next_args: msgspec.Raw = NULL
     next_kwargs: msgspec.Raw = NULL
+    #: Ended by ``terminate`` (a ``WorkflowTerminated`` event), not by its code.
+    terminated: bool = False
 
     @property
     def never_ran(self) -> bool:
@@ -288,6 +290,10 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
         case ev.WorkflowCancelled():
             state.status, state.finished_at = "CANCELLED", at
             state.decisions.append(Decision(seq, kind, ""))
+        case ev.WorkflowTerminated(error=error):
+            # Not a decision: the code never made it, and replay compares none after it.
+            state.status, state.error, state.finished_at = "FAILED", error, at
+            state.terminated = True
         case ev.ContinuedAsNew(args=args, kwargs=kwargs):
             state.status, state.finished_at = "CONTINUED", at
             state.next_args, state.next_kwargs = args, kwargs

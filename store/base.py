@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from duralog.errors import ErrorDetails
+
 from .envelope import PayloadCodec
 from .events import LogEntry
 from .records import (
@@ -33,6 +35,7 @@ from .records import (
     QueueLimits,
     ScheduleRecord,
     Snapshot,
+    WorkerRecord,
     WorkflowQuery,
     WorkflowRecord,
     WorkflowStatus,
@@ -60,6 +63,7 @@ __all__ = [
     "MAX_ROWS",
     "NewWorkflow",
     "Notice",
+    "WorkerRecord",
     "QueueLimits",
     "STATUS_AFTER",
     "ScheduleRecord",
@@ -245,6 +249,16 @@ class LeaseStore(Protocol):
         not (or no longer) waiting, e.g. a worker took it off the queue first."""
         ...
 
+    def terminate(
+        self, workflow_id: str, at: float, error: ErrorDetails, notices: Sequence[Notice] = ()
+    ) -> int | None:
+        """End a workflow that has not ended, whatever its status and whoever holds it,
+        in one transaction: append ``WorkflowTerminated(error)``, set it FAILED, end its
+        lease (bumping the fence, so its owner's next write is refused), drop what waits
+        in its inbox, and leave ``notices`` (to its parent). Returns the event's seq;
+        None if the workflow had ended (or does not exist)."""
+        ...
+
     def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
         """Extend every lease this worker holds on an unfinished workflow by
         ``lease_seconds`` from now; returns the ids of those workflows (any other it
@@ -255,12 +269,30 @@ class LeaseStore(Protocol):
         """Give up one lease (the workflow stays as it is, claimable by anyone)."""
         ...
 
-    def register_worker(self, worker_id: str, host: str, pid: int, now: float) -> None:
-        """Record a live worker process (used to notice dead owners on this host)."""
+    def register_worker(
+        self,
+        worker_id: str,
+        host: str,
+        pid: int,
+        now: float,
+        serves: tuple[Sequence[str], Sequence[str]] | None = None,
+        lease_seconds: float = 0.0,
+    ) -> None:
+        """Record a live worker process (used to notice dead owners on this host), with
+        what it ``serves`` (the workflow names it has code for, and its queues) and a
+        heartbeat good for ``lease_seconds`` from ``now``."""
         ...
 
     def workers(self) -> list[tuple[str, str, int]]:
         """Every registered worker as (id, host, pid)."""
+        ...
+
+    def worker_records(self) -> list[WorkerRecord]:
+        """Every registered worker, with what it serves, oldest first."""
+        ...
+
+    def waiting_by_name(self) -> list[tuple[str, str | None, int]]:
+        """How many workflows wait unclaimed (PENDING, no owner), by (name, queue)."""
         ...
 
     def unregister_worker(self, worker_id: str) -> None:

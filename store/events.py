@@ -28,8 +28,8 @@ from .envelope import PayloadCodec, seal, seal_error
 #: 1: the first format. 2: ``WorkflowStarted`` carries ``format`` and ``run_id``;
 #: a step or child called in a run of format 2 is scheduled (gets its seq) when the
 #: awaiting task first runs it, never at the call (format 1 scheduled it at the call,
-#: and its histories replay that way).
-FORMAT_VERSION = 2
+#: and its histories replay that way). 3: ``WorkflowTerminated`` may end a run.
+FORMAT_VERSION = 3
 NULL = msgspec.Raw(b"null")
 
 
@@ -195,6 +195,14 @@ class WorkflowCancelled(BaseEvent, frozen=True, kw_only=True):
     reason: str = ""
 
 
+class WorkflowTerminated(BaseEvent, frozen=True, kw_only=True):
+    """Terminal input, not a decision: someone ended the workflow at once (``terminate``),
+    without running any more of its code. It ends the run ``FAILED`` with ``error``
+    (type ``Terminated``). Replay compares the code's decisions up to it, and none after."""
+
+    error: ErrorDetails
+
+
 class ContinuedAsNew(BaseEvent, frozen=True, kw_only=True):
     """Terminal decision: the run ended and a new run starts with ``args``."""
 
@@ -224,6 +232,7 @@ Event: TypeAlias = (
     | StatePublished
     | PauseRequested
     | ResumeRequested
+    | WorkflowTerminated
 )
 
 #: Events made by workflow code; replay matches them one by one.
@@ -243,6 +252,7 @@ TERMINAL: tuple[type[BaseEvent], ...] = (
     WorkflowFailed,
     WorkflowCancelled,
     ContinuedAsNew,
+    WorkflowTerminated,
 )
 TERMINAL_KINDS: frozenset[str] = frozenset(cls.__name__ for cls in TERMINAL)
 EVENT_KINDS: frozenset[str] = frozenset(cls.__name__ for cls in Event.__args__)

@@ -63,16 +63,18 @@ STATUS_AFTER: dict[str, WorkflowStatus] = {
     "WorkflowCompleted": WorkflowStatus.COMPLETED,
     "WorkflowFailed": WorkflowStatus.FAILED,
     "WorkflowCancelled": WorkflowStatus.CANCELLED,
+    "WorkflowTerminated": WorkflowStatus.FAILED,
 }
 
 _S = WorkflowStatus
 #: The workflow state machine: every status change any store makes is one of these.
 TRANSITIONS: dict[WorkflowStatus, frozenset[WorkflowStatus]] = {
-    _S.PENDING: frozenset({_S.RUNNING, _S.CANCELLED}),
+    # FAILED from PENDING or SUSPENDED: ``terminate`` ends a workflow in any live status.
+    _S.PENDING: frozenset({_S.RUNNING, _S.CANCELLED, _S.FAILED}),
     _S.RUNNING: frozenset({_S.PAUSED, _S.COMPLETED, _S.FAILED, _S.CANCELLED, _S.SUSPENDED}),
     # A paused workflow starts nothing new, but steps already running may finish it.
     _S.PAUSED: frozenset({_S.RUNNING, _S.COMPLETED, _S.FAILED, _S.CANCELLED, _S.SUSPENDED}),
-    _S.SUSPENDED: frozenset({_S.RUNNING, _S.CANCELLED}),
+    _S.SUSPENDED: frozenset({_S.RUNNING, _S.CANCELLED, _S.FAILED}),
     _S.COMPLETED: frozenset(),
     _S.FAILED: frozenset(),
     _S.CANCELLED: frozenset(),
@@ -289,6 +291,21 @@ class InboxItem(msgspec.Struct, frozen=True):
     name: str | None
     payload: bytes | None
     at: float
+
+
+class WorkerRecord(msgspec.Struct, frozen=True):
+    """A registered worker process: where it runs, when it last renewed its leases
+    (``heartbeat_at``: the time its leases then ran to), and what it serves (the
+    workflow names it has code for and the queues it takes from; None when a worker
+    of an older duralog did not say)."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    workflows: tuple[str, ...] | None = None
+    queues: tuple[str, ...] | None = None
 
 
 class Claim(msgspec.Struct, frozen=True):

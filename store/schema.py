@@ -182,6 +182,9 @@ TABLES: tuple[Table, ...] = (
             _c("pid", "int"),
             _c("started_at", "real"),
             _c("heartbeat_at", "real"),
+            # JSON: {"workflows": [names], "queues": [names]} it runs (``show`` says
+            # why a workflow waits). NULL for workers of older versions.
+            _c("serves", "text", null=True, since=5),
         ),
         key=("id",),
     ),
@@ -263,6 +266,7 @@ MIGRATION_NAMES: dict[int, str] = {
     2: "m002_queues_schedules_breakers",
     3: "m003_rate_limit_index",
     4: "m004_event_checksums",
+    5: "m005_worker_serves",
 }
 #: Versions that compute something for the rows already there, after their statements.
 CHAINED_VERSION = 4

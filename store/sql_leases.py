@@ -14,13 +14,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from duralog.errors import LogDamaged
+import msgspec
+
+from duralog.errors import ErrorDetails, LogDamaged
 
 from . import queue_room
-from .events import WorkflowCancelled, encode_event
+from .events import WorkflowCancelled, WorkflowTerminated, encode_event
 from .integrity import GENESIS, chain, log_end
 from .queue_room import HOLDS_A_SLOT, MOST
-from .records import Claim, QueueLimits, WorkflowStatus, limit_value
+from .records import Claim, Notice, QueueLimits, WorkerRecord, WorkflowStatus, limit_value
 from .schema import INSERT_EVENTS, LOG_END
 from .sql_base import Session, SQLBase, marks
 
@@ -139,15 +141,28 @@ class SQLLeases(SQLBase):
 
     # -- workers -----------------------------------------------------------
 
-    def register_worker(self, worker_id: str, host: str, pid: int, now: float) -> None:
-        """Record a live worker process."""
+    def register_worker(
+        self,
+        worker_id: str,
+        host: str,
+        pid: int,
+        now: float,
+        serves: tuple[Sequence[str], Sequence[str]] | None = None,
+        lease_seconds: float = 0.0,
+    ) -> None:
+        """Record a live worker process, with what it serves."""
+        said = None
+        if serves is not None:
+            said = msgspec.json.encode(
+                {"workflows": sorted(serves[0]), "queues": sorted(serves[1])}
+            ).decode()
         with self._write("registering a worker") as conn:
             conn.execute(
-                "INSERT INTO workers (id, host, pid, started_at, heartbeat_at)"
-                " VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET host = excluded.host,"
+                "INSERT INTO workers (id, host, pid, started_at, heartbeat_at, serves)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET host = excluded.host,"
                 " pid = excluded.pid, started_at = excluded.started_at,"
-                " heartbeat_at = excluded.heartbeat_at",
-                (worker_id, host, pid, now, now),
+                " heartbeat_at = excluded.heartbeat_at, serves = excluded.serves",
+                (worker_id, host, pid, now, now + lease_seconds, said),
             )
 
     def workers(self) -> list[tuple[str, str, int]]:
@@ -155,6 +170,25 @@ class SQLLeases(SQLBase):
         with self._read("listing workers") as conn:
             rows = conn.execute("SELECT id, host, pid FROM workers").fetchall()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    def worker_records(self) -> list[WorkerRecord]:
+        """Every registered worker, with what it serves, oldest first."""
+        with self._read("listing workers") as conn:
+            rows = conn.execute(
+                "SELECT id, host, pid, started_at, heartbeat_at, serves FROM workers"
+                " ORDER BY started_at, id"
+            ).fetchall()
+        return [_worker_record(row) for row in rows]
+
+    def waiting_by_name(self) -> list[tuple[str, str | None, int]]:
+        """How many workflows wait unclaimed, by (name, queue)."""
+        with self._read("counting waiting workflows") as conn:
+            rows = conn.execute(
+                "SELECT name, queue, COUNT(*) FROM workflows"
+                " WHERE status = 'PENDING' AND owner IS NULL GROUP BY name, queue"
+                " ORDER BY name, queue"
+            ).fetchall()
+        return [(str(r[0]), None if r[1] is None else str(r[1]), int(r[2])) for r in rows]
 
     def unregister_worker(self, worker_id: str) -> None:
         """Forget a worker that stops cleanly and release its leases."""
@@ -272,3 +306,74 @@ class SQLLeases(SQLBase):
             )
             conn.execute("DELETE FROM inbox WHERE workflow_id = ?", (workflow_id,))
         return True
+
+    def terminate(
+        self, workflow_id: str, at: float, error: ErrorDetails, notices: Sequence[Notice] = ()
+    ) -> int | None:
+        """End a workflow that has not ended, at once (``EventStore.terminate``)."""
+        body = encode_event(WorkflowTerminated(error=error), self.payload_codec).decode()
+        with self._write(f"terminating workflow {workflow_id!r:.200}") as conn:
+            # Waits for an append of its owner in flight (a short transaction): the
+            # event goes after it, and the owner's next append finds the fence moved.
+            row = conn.execute(
+                f"SELECT last_seq FROM workflows WHERE id = ? AND status NOT IN {_FINISHED}"
+                + self.LOCK_ROWS,
+                (workflow_id,),
+            ).fetchone()
+            if row is None:  # ended already (or deleted)
+                return None
+            last = int(row[0])
+            previous, damage = log_end(last, conn.execute(LOG_END, (workflow_id, last)).fetchall())
+            if damage is not None:
+                raise LogDamaged(workflow_id, *damage)
+            seq = last + 1
+            conn.execute(
+                INSERT_EVENTS,
+                chain([(workflow_id, seq, "WorkflowTerminated", at, body)], previous or GENESIS)[0],
+            )
+            conn.execute(
+                "UPDATE workflows SET status = 'FAILED', last_seq = ?, updated_at = ?,"
+                " fence = fence + 1, owner = NULL, lease_until = NULL, wake_at = NULL"
+                " WHERE id = ?",
+                (seq, at, workflow_id),
+            )
+            conn.execute("DELETE FROM inbox WHERE workflow_id = ?", (workflow_id,))
+            if notices:
+                conn.executemany(
+                    "INSERT INTO inbox (workflow_id, kind, name, payload, at) VALUES (?,?,?,?,?)",
+                    [(n.workflow_id, n.kind, n.name, _text(n.payload), at) for n in notices],
+                )
+            self._notify(
+                conn, [("ended", workflow_id), *(("inbox", n.workflow_id) for n in notices)]
+            )
+        return seq
+
+
+_FINISHED = "('COMPLETED', 'FAILED', 'CANCELLED')"
+
+
+class _Serves(msgspec.Struct):
+    workflows: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+
+
+def _worker_record(row: Sequence[object]) -> WorkerRecord:
+    serves = None
+    if isinstance(row[5], str):
+        try:
+            serves = msgspec.json.decode(row[5], type=_Serves)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            serves = None  # damaged: said nothing
+    return WorkerRecord(
+        str(row[0]),
+        str(row[1]),
+        int(row[2]),  # type: ignore[call-overload]
+        float(row[3]),  # type: ignore[arg-type]
+        float(row[4]),  # type: ignore[arg-type]
+        None if serves is None else serves.workflows,
+        None if serves is None else serves.queues,
+    )
+
+
+def _text(payload: bytes | None) -> str | None:
+    return payload.decode() if payload is not None else None

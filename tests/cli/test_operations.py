@@ -194,7 +194,7 @@ def test_delete_refuses_a_workflow_that_has_not_ended(
     with duralog.Engine(db, worker=False) as engine:
         engine.start(ops.echo, "a", id="d-1")
     line = one_error(cli("--db", db, "delete", "d-1"), 1)
-    assert "is PENDING: only a finished workflow" in line and "cancel it first" in line
+    assert "is PENDING: only a finished workflow" in line and "cancel or terminate it first" in line
     assert events_of(db, "d-1") == 1
 
 

@@ -302,3 +302,38 @@ def test_a_read_command_creates_no_log_in_an_empty_schema(postgres_url: str) -> 
     with duralog.Engine(postgres_url) as engine:  # a command that runs workflows creates it
         engine.start(pg_steps, 2).result(timeout=PATIENCE)
     assert CliRunner().invoke(main, ["--db", postgres_url, "count"]).stdout == "1\n"
+
+
+_stopped = threading.Event()
+
+
+@duralog.step(name="pg_forever")
+async def pg_forever() -> None:
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        _stopped.set()
+        raise
+
+
+@duralog.workflow(name="pg_stuck")
+async def pg_stuck() -> None:
+    await pg_forever()
+
+
+def test_terminate_stops_the_step_of_another_engine_at_once(postgres_url: str) -> None:
+    # Polling, lease renewals and timers are an hour away: the worker stops the running
+    # step because the terminate's NOTIFY told it, not because it found out later.
+    _stopped.clear()
+    with (
+        duralog.Engine(postgres_url, poll_interval=3600, lease_seconds=3600) as worker,
+        duralog.Engine(postgres_url, worker=False) as client,
+    ):
+        handle = worker.start(pg_stuck)
+        wait_for(lambda: "StepStarted" in [e.kind for e in handle.history()])
+        assert client.get(handle.id).terminate("stuck") is True
+        assert _stopped.wait(PATIENCE)
+        with pytest.raises(duralog.WorkflowFailed, match="Terminated: stuck"):
+            client.get(handle.id).result(timeout=PATIENCE)
+        assert [e.kind for e in handle.history()][-1] == "WorkflowTerminated"
+        history_is_gapless(handle)

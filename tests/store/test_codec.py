@@ -242,6 +242,7 @@ EVENT_STRATEGIES: dict[type[ev.BaseEvent], st.SearchStrategy[ev.BaseEvent]] = {
     ev.StatePublished: st.builds(ev.StatePublished, key=names, value=raw),
     ev.PauseRequested: st.builds(ev.PauseRequested, reason=st.text()),
     ev.ResumeRequested: st.builds(ev.ResumeRequested),
+    ev.WorkflowTerminated: st.builds(ev.WorkflowTerminated, error=errors),
 }
 
 

@@ -165,6 +165,7 @@ def every_event_kind() -> list[ev.Event]:
         ev.StatePublished(key="progress", value=raw),
         ev.PauseRequested(reason="outage"),
         ev.ResumeRequested(),
+        ev.WorkflowTerminated(error=ErrorDetails("Terminated", "by an operator")),
     ]
 
 
