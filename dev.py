@@ -242,7 +242,7 @@ def main() -> None:
             python = ensure_venv(LOWEST, "test", "--constraint", str(constraints))
             run(python, "-m", "pip", "list", "--format=freeze")
             with busy_processes(busy):
-                run(python, "-m", "pytest", *args)
+                run(python, "-m", "pytest", "-n", "auto", *args)
             return
         ensure_venv()
         lint()
