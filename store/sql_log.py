@@ -12,8 +12,8 @@ import msgspec
 
 from duralog.errors import CorruptEventError, IllegalTransition, LogDamaged
 
-from .events import LogEntry, decode_event
-from .integrity import entries
+from .events import LogEntry, WorkflowStarted, decode_event
+from .integrity import GENESIS, chain, entries
 from .records import (
     Append,
     InboxItem,
@@ -49,6 +49,38 @@ class SQLLog(SQLBase):
             fences = self._insert_workflows(conn, items)
         self._created(items, fences)
         return fences
+
+    def fork_workflow(self, item: NewWorkflow, copied: Sequence[LogEntry]) -> bool:
+        """Create a fork: its index row, its first event and the events ``copied`` from
+        its source, chained afresh, in one transaction; False if the id is taken."""
+        started = item.started.event
+        origin = started.forked_from if isinstance(started, WorkflowStarted) else None
+        rows = chain(
+            [event_row(item.id, entry, self.payload_codec) for entry in (item.started, *copied)],
+            GENESIS,
+        )
+        with self._write(f"forking into workflow {item.id!r:.200}") as conn:
+            cur = conn.execute(
+                "INSERT INTO workflows (id, name, status, fence, last_seq, created_at,"
+                " updated_at, queue, priority, forked_from) VALUES (?,?,?,0,?,?,?,?,?,?)"
+                " ON CONFLICT (id) DO NOTHING",
+                (
+                    item.id,
+                    item.name,
+                    WorkflowStatus.PENDING.value,
+                    rows[-1][1],
+                    item.started.at,
+                    item.started.at,
+                    item.queue,
+                    item.priority,
+                    origin.workflow_id if origin is not None else None,
+                ),
+            )
+            if cur.rowcount == 0:
+                return False
+            conn.executemany(INSERT_EVENTS, rows)
+            self._notify(conn, [("created", item.id)])
+        return True
 
     def _created(self, items: Sequence[NewWorkflow], fences: Sequence[int | None]) -> None:
         """Called once ``create_workflows`` committed (the SQLite store notes what its
