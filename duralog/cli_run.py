@@ -32,7 +32,7 @@ from duralog.errors import ConfigurationError, StoreError
 from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import dump_history, entries_json, entry_json
 from duralog.replay.state import WorkflowState, fold_all
-from duralog.store.base import WorkflowRecord
+from duralog.store.base import WorkflowQuery, WorkflowRecord
 from duralog.store.codec import encode_call, reveal_entries
 from duralog.store.events import LogEntry
 from duralog.store.verify import WorkflowCheck
@@ -149,6 +149,10 @@ def start(
     echo_one(output, found, lambda: lines)
 
 
+#: How many of a workflow's forks ``show`` lists.
+_MOST_FORKS = 20
+
+
 @click.command(cls=Command)
 @click.argument("workflow_id")
 @output_option
@@ -173,6 +177,7 @@ def show(ctx: Context, workflow_id: str, output: str) -> None:
         (found,) = verify_log(store, workflow_id)
         # A damaged log is shown too; encrypted values as `history` shows them.
         events = reveal_entries(store.read_events(workflow_id, verify=False), ctx.payload_codec)
+        forks = store.find_workflows(WorkflowQuery(forked_from=(workflow_id,)), _MOST_FORKS + 1)
     finally:
         store.close()
     try:
@@ -183,9 +188,10 @@ def show(ctx: Context, workflow_id: str, output: str) -> None:
         **msgspec.structs.asdict(record),
         "state": None if state is None else _format.state_json(state),
         "findings": found.findings,
+        "forks": [{"workflow_id": f.id, "status": f.status.value} for f in forks],
         "events": msgspec.Raw(entries_json(events)),
     }
-    echo_one(output, data, lambda: _show_lines(record, found, state, events))
+    echo_one(output, data, lambda: _show_lines(record, found, state, events, forks))
     if not found.ok:
         sys.exit(1)
 
@@ -195,6 +201,7 @@ def _show_lines(
     found: WorkflowCheck,
     state: WorkflowState | None,
     events: list[LogEntry],
+    forks: list[WorkflowRecord],
 ) -> list[str]:
     lines = [f"workflow  {record.id} ({record.name})"]
     lines.append(
@@ -207,6 +214,10 @@ def _show_lines(
         lines.append(f"damaged   {where(first)}: {first.problem}{also}; see `{hint}`")
     if state is not None:
         lines += _state_lines(state, record.reason)
+    if forks:
+        shown = ", ".join(f"{f.id} ({f.status.value})" for f in forks[:_MOST_FORKS])
+        more = " and more: `duralog list -o json` has them" if len(forks) > _MOST_FORKS else ""
+        lines.append(f"forks     {shown}{more}")
     lines.append(f"events    {len(events)}\n")
     return lines + _format.timeline(events)
 
@@ -218,6 +229,14 @@ def _state_lines(state: WorkflowState, reason: str | None) -> list[str]:
     if state.error is not None:
         lines.append(f"error     {state.error}")
     lines.append(f"started   {_format.when(state.started_at)}")
+    origin = state.forked_from
+    if origin is not None:
+        lines.append(
+            f"forked    from {origin.workflow_id} (run {origin.run}) at seq {origin.seq}: "
+            f"events 2-{origin.seq - 1} are its copies"
+            if origin.seq > 2
+            else f"forked    from {origin.workflow_id} (run {origin.run}): a restart"
+        )
     if state.previous_run:
         lines.append(f"run       {state.run}, continued from {state.previous_run}")
     if state.status == "CONTINUED" or (reason or "").startswith("continued as new"):

@@ -39,7 +39,7 @@ def fork_history(
     run_id: str,
 ) -> list[LogEntry]:
     """The first events of a fork of ``source_id`` (whose history is ``entries``) from
-    ``from_seq``: its ``WorkflowStarted`` at ``at`` with ``run_id``, then copies of the
+    ``from_seq``: its ``WorkflowStarted``, started at ``at`` with ``run_id``, then copies of the
     source's events 2 to ``from_seq - 1``. ``ConfigurationError`` for a refused seq
     (see the module docstring)."""
     if not entries or not isinstance(entries[0].event, ev.WorkflowStarted):
@@ -58,7 +58,9 @@ def fork_history(
             workflow_id=source_id, run=source.run, run_id=source.run_id, seq=from_seq
         ),
     )
-    return [LogEntry(1, at, started), *entries[1 : from_seq - 1]]
+    # Seq 1 keeps its source's time, so the copies' times follow it as they did; the
+    # fork's own start (``start_time``, from which its timeout counts) is ``at``.
+    return [LogEntry(1, entries[0].at, started), *entries[1 : from_seq - 1]]
 
 
 def _check_seq(source_id: str, entries: Sequence[LogEntry], from_seq: int) -> None:

@@ -279,8 +279,10 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
             state.name, state.args, state.kwargs, state.parent_id = name, args, kwargs, parent
             state.parent_seq, state.run, state.previous_run = parent_seq, run, previous_run
             state.format, state.run_id, state.forked_from = format, run_id, forked_from
-            state.status, state.started_at = "RUNNING", at
-            state.deadline = at + timeout if timeout is not None else None
+            # A fork's first event keeps its source's time; the fork began at start_time.
+            begun = e.start_time if forked_from is not None else at
+            state.status, state.started_at = "RUNNING", begun
+            state.deadline = begun + timeout if timeout is not None else None
         case ev.WorkflowCompleted(result=result):
             state.status, state.result, state.finished_at = "COMPLETED", result, at
             state.decisions.append(Decision(seq, kind, ""))

@@ -55,6 +55,8 @@ class SQLLog(SQLBase):
         its source, chained afresh, in one transaction; False if the id is taken."""
         started = item.started.event
         origin = started.forked_from if isinstance(started, WorkflowStarted) else None
+        # Its first event keeps the source's time: the fork is as new as its start.
+        begun = started.start_time if isinstance(started, WorkflowStarted) else item.started.at
         rows = chain(
             [event_row(item.id, entry, self.payload_codec) for entry in (item.started, *copied)],
             GENESIS,
@@ -69,8 +71,8 @@ class SQLLog(SQLBase):
                     item.name,
                     WorkflowStatus.PENDING.value,
                     rows[-1][1],
-                    item.started.at,
-                    item.started.at,
+                    begun,
+                    begun,
                     item.queue,
                     item.priority,
                     origin.workflow_id if origin is not None else None,
