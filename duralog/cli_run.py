@@ -149,7 +149,7 @@ def start(
     echo_one(output, found, lambda: lines)
 
 
-#: How many of a workflow's forks ``show`` lists.
+#: How many of a workflow's forks ``show`` lists (the newest first).
 _MOST_FORKS = 20
 
 
@@ -216,8 +216,8 @@ def _show_lines(
         lines += _state_lines(state, record.reason)
     if forks:
         shown = ", ".join(f"{f.id} ({f.status.value})" for f in forks[:_MOST_FORKS])
-        more = " and more: `duralog list -o json` has them" if len(forks) > _MOST_FORKS else ""
-        lines.append(f"forks     {shown}{more}")
+        beyond = f" (the newest {_MOST_FORKS})" if len(forks) > _MOST_FORKS else ""
+        lines.append(f"forks     {shown}{beyond}")
     lines.append(f"events    {len(events)}\n")
     return lines + _format.timeline(events)
 
