@@ -73,7 +73,8 @@ def main() -> None:
         fixed = handle.fork(from_seq=seq, id="order-1001-fixed")
         print(f"  forked {handle.id} at seq {seq} into {fixed.id} (events 2-{seq - 1} copied)")
         print(f"  result: {fixed.result(timeout=30)}")
-        print(f"  step runs: reserve {RUNS['reserve']}, charge {RUNS['charge']}, ship {RUNS['ship']}")
+        runs = ", ".join(f"{name} {RUNS[name]}" for name in ("reserve", "charge", "ship"))
+        print(f"  step runs: {runs}")
         origin = fixed.state().forked_from
         assert origin is not None
         print(f"  {fixed.id} was forked from {origin.workflow_id} at seq {origin.seq}")
