@@ -123,7 +123,7 @@ def test_a_fork_reuses_the_results_before_its_seq_and_runs_the_rest(
     fork = source.fork(from_seq=at, id="o-1-fixed")
     assert fork.id == "o-1-fixed"
     assert fork.result(timeout=30) == "slot-o-1 ch-o-1 parcel-o-1"
-    assert RUNS == Counter(reserve=1, charge=1, ship=2)
+    assert Counter(reserve=1, charge=1, ship=2) == RUNS
 
     original, copy = source.history(), fork.history()
     assert [(e.seq, e.at, e.event) for e in copy[1 : at - 1]] == [
@@ -165,7 +165,7 @@ def test_restart_runs_everything_again_with_the_same_input(engine: duralog.Engin
     FIXED["on"] = True
     again = source.restart(id="o-3-again")
     assert again.result(timeout=30) == "slot-o-3 ch-o-3 parcel-o-3"
-    assert RUNS == Counter(reserve=2, charge=2, ship=2)
+    assert Counter(reserve=2, charge=2, ship=2) == RUNS
     (started,) = again.history()[:1]
     assert isinstance(started.event, ev.WorkflowStarted)
     assert started.event.forked_from is not None and started.event.forked_from.seq == 2
@@ -201,9 +201,7 @@ def test_a_fork_of_a_child_answers_to_no_parent(engine: duralog.Engine) -> None:
     parent = engine.start(fork_parent, "o-5", id="p-5")
     with pytest.raises(duralog.WorkflowFailed):
         parent.result(timeout=30)
-    (child,) = engine.store.find_workflows(
-        duralog.store.base.WorkflowQuery(parents=("p-5",)), None
-    )
+    (child,) = engine.store.find_workflows(duralog.store.base.WorkflowQuery(parents=("p-5",)), None)
     FIXED["on"] = True
     handle = engine.get(child.id)
     fork = handle.fork(from_seq=seq_of(handle, "fork_ship"))
@@ -286,7 +284,7 @@ def test_an_encrypted_log_is_copied_sealed_and_needs_its_key(address: str) -> No
         source = failed(engine, "o-8")
         at = seq_of(source, "fork_ship")
     with duralog.Engine(address, worker=False) as keyless:
-        with pytest.raises(duralog.PayloadError, match="cannot fork 'o-8'.*'k1'"):
+        with pytest.raises(duralog.PayloadError, match=r"cannot fork 'o-8'.*'k1'"):
             keyless.get("o-8").fork(from_seq=at)
         assert len(keyless.list()) == 1
     FIXED["on"] = True
