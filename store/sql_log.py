@@ -80,6 +80,16 @@ class SQLLog(SQLBase):
             )
             if cur.rowcount == 0:
                 return False
+            stray = conn.execute(
+                "SELECT seq FROM events WHERE workflow_id = ? LIMIT 1", (item.id,)
+            ).fetchone()
+            if stray is not None:  # raised inside the transaction: the row goes too
+                raise LogDamaged(
+                    item.id,
+                    stray[0],
+                    "the log holds events under this id but no index row; nothing was "
+                    "forked into it: run `duralog verify --all`, or fork under another id",
+                )
             conn.executemany(INSERT_EVENTS, rows)
             self._notify(conn, [("created", item.id)])
         return True
