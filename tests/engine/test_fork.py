@@ -15,10 +15,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from support import wait_for
 
 import duralog
+from duralog.engine import forks
 from duralog.replay.definitions import Registry
 from duralog.store import events as ev
+from duralog.store.base import WorkflowQuery
 from duralog.store.verify import verify
 
 _lock = threading.Lock()
@@ -139,13 +142,8 @@ def test_a_fork_reuses_the_results_before_its_seq_and_runs_the_rest(
     assert source.status() is duralog.WorkflowStatus.FAILED  # left as it was
     (check,) = verify(engine.store, "o-1-fixed")
     assert check.ok, check.findings
-    assert [r.id for r in engine.store.find_workflows(_forks_of("o-1"))] == ["o-1-fixed"]
-
-
-def _forks_of(workflow_id: str) -> duralog.store.base.WorkflowQuery:
-    from duralog.store.base import WorkflowQuery
-
-    return WorkflowQuery(forked_from=(workflow_id,))
+    found = engine.store.find_workflows(WorkflowQuery(forked_from=("o-1",)))
+    assert [r.id for r in found] == ["o-1-fixed"]
 
 
 def test_forked_and_restarted_steps_get_keys_the_source_never_had(
@@ -191,8 +189,6 @@ def seq_of_waiting(handle: duralog.WorkflowHandle[str]) -> int:
         entries = handle.history()
         ends = [e.seq for e in entries if e.kind == "StepCompleted"]
         return ends[0] + 1 if ends else None
-
-    from support import wait_for
 
     return wait_for(done, what="the reserve step to complete")
 
@@ -242,10 +238,6 @@ def test_refused_forks_say_why_and_write_nothing(engine: duralog.Engine) -> None
     with pytest.raises(duralog.ConfigurationError, match="reserved"):
         source.fork(from_seq=ship, id="bad~id")
     assert {r.id for r in engine.list()} == before
-    with pytest.raises(duralog.WorkflowNotFound):
-        engine.get("nope")
-    from duralog.engine import forks
-
     with pytest.raises(duralog.WorkflowNotFound):
         forks.fork(engine.store, engine.registry, "nope", 3, None, now=0.0)
 
