@@ -30,6 +30,7 @@ from duralog.replay.checker import check
 from duralog.replay.definitions import Registry, Workflow
 from duralog.replay.forks import fork_history
 from duralog.replay.history import History
+from duralog.store import codec
 from duralog.store.base import EventStore, NewWorkflow
 from duralog.store.events import new_run_id
 
@@ -98,10 +99,11 @@ def _replay(
 ) -> None:
     """Replay the fork's first events against ``definition``; ``ForkDiverged`` when the
     code does not make the recorded decisions."""
-    try:
-        report = check(history, [definition], payload_codec=store.payload_codec)
+    try:  # named after the source: the fork's id means nothing to the user yet
+        codec.require_readable(source_id, history.events, store.payload_codec)
     except PayloadError as exc:
         raise PayloadError(f"cannot fork {source_id!r}: {exc}") from None
+    report = check(history, [definition], payload_codec=store.payload_codec)
     if not report.ok:
         raise ForkDiverged(
             source_id,

@@ -137,3 +137,16 @@ def test_bad_input_is_one_error_line(cli: Invoke, db: str) -> None:
     assert "pass --app MODULE" in line
     with duralog.Engine(db, worker=False) as engine:
         assert len(engine.list()) == 3
+
+
+def test_an_encrypted_log_is_forked_only_with_its_keys(
+    cli: Invoke, tmp_path: Path, app: ModuleType
+) -> None:
+    db = str(tmp_path / "vault.db")
+    key = duralog.AesGcmCodec({"k1": bytes(range(32))}, "k1")
+    with duralog.Engine(db, durability="normal", payload_codec=key) as engine:
+        engine.start(app.order, "o-9", 5, id="sealed").result(timeout=PATIENCE)
+    line = one_error(cli("--db", db, *APP, "fork", "sealed", "--from-seq", "5"), 2)
+    assert "cannot fork 'sealed'" in line and "key 'k1', which is not configured" in line
+    with duralog.Engine(db, worker=False) as engine:
+        assert [r.id for r in engine.list()] == ["sealed"]
