@@ -39,6 +39,11 @@ _COMMANDS = {
         "Delete one finished workflow: its events, snapshots and inbox, at once.",
     ),
     "export": ("cli_run", "export", "Write a workflow's history as a self-describing JSON file."),
+    "fork": (
+        "cli_fork",
+        "fork",
+        "Copy a workflow's events before --from-seq into a new workflow run by the current code.",
+    ),
     "get-event": (
         "cli_results",
         "get_event",
@@ -81,6 +86,11 @@ _COMMANDS = {
         "cli_results",
         "result",
         "Wait for a workflow to end and print its result (as JSON).",
+    ),
+    "restart": (
+        "cli_fork",
+        "restart",
+        "Run a workflow again from the start, with the same input, as a new workflow.",
     ),
     "resume": ("cli_control", "resume", "Resume a paused workflow."),
     "schedules": (

@@ -35,7 +35,7 @@ from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import dump_history, entries_json, entry_json
 from duralog.replay.state import WorkflowState, fold_all
 from duralog.store import events as ev
-from duralog.store.base import InboxItem, WorkflowRecord
+from duralog.store.base import InboxItem, WorkflowQuery, WorkflowRecord
 from duralog.store.codec import encode_call, reveal_entries
 from duralog.store.envelope import PayloadCodec
 from duralog.store.events import LogEntry
@@ -153,6 +153,10 @@ def start(
     echo_one(output, found, lambda: lines)
 
 
+#: How many of a workflow's forks ``show`` lists (the newest first).
+_MOST_FORKS = 20
+
+
 @click.command(cls=Command)
 @click.argument("workflow_id")
 @output_option
@@ -179,6 +183,7 @@ def show(ctx: Context, workflow_id: str, output: str) -> None:
         events = reveal_entries(store.read_events(workflow_id, verify=False), ctx.payload_codec)
         waiting = why_waiting(record, store.worker_records(), time.time())
         requests = _requests(store.inbox(workflow_id), ctx.payload_codec)
+        forks = store.find_workflows(WorkflowQuery(forked_from=(workflow_id,)), _MOST_FORKS + 1)
     finally:
         store.close()
     try:
@@ -191,9 +196,14 @@ def show(ctx: Context, workflow_id: str, output: str) -> None:
         "inbox": [_request_json(r) for r in requests],
         "state": None if state is None else _format.state_json(state),
         "findings": found.findings,
+        "forks": [{"workflow_id": f.id, "status": f.status.value} for f in forks],
         "events": msgspec.Raw(entries_json(events)),
     }
-    echo_one(output, data, lambda: _show_lines(record, found, state, events, waiting, requests))
+    echo_one(
+        output,
+        data,
+        lambda: _show_lines(record, found, state, events, forks, waiting, requests),
+    )
     if not found.ok:
         sys.exit(1)
 
@@ -244,6 +254,7 @@ def _show_lines(
     found: WorkflowCheck,
     state: WorkflowState | None,
     events: list[LogEntry],
+    forks: list[WorkflowRecord],
     waiting: str | None,
     requests: list[LogEntry],
 ) -> list[str]:
@@ -266,6 +277,10 @@ def _show_lines(
         lines.append(f"damaged   {where(first)}: {first.problem}{also}; see `{hint}`")
     if state is not None:
         lines += _state_lines(state, record.reason)
+    if forks:
+        shown = ", ".join(f"{f.id} ({f.status.value})" for f in forks[:_MOST_FORKS])
+        beyond = f" (the newest {_MOST_FORKS})" if len(forks) > _MOST_FORKS else ""
+        lines.append(f"forks     {shown}{beyond}")
     lines.append(f"events    {len(events)}\n")
     return lines + _format.timeline(events)
 
@@ -277,6 +292,14 @@ def _state_lines(state: WorkflowState, reason: str | None) -> list[str]:
     if state.error is not None:
         lines.append(f"error     {state.error}")
     lines.append(f"started   {_format.when(state.started_at)}")
+    origin = state.forked_from
+    if origin is not None:
+        lines.append(
+            f"forked    from {origin.workflow_id} (run {origin.run}) at seq {origin.seq}: "
+            f"events 2-{origin.seq - 1} are its copies"
+            if origin.seq > 2
+            else f"forked    from {origin.workflow_id} (run {origin.run}): a restart"
+        )
     if state.previous_run:
         lines.append(f"run       {state.run}, continued from {state.previous_run}")
     if state.status == "CONTINUED" or (reason or "").startswith("continued as new"):

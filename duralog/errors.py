@@ -15,6 +15,7 @@
     ├── ResultTimeout             ``handle.result(timeout=...)`` ran out (also a TimeoutError)
     ├── StepFailed                a step exhausted its retries or raised a non-retryable error
     ├── NondeterminismError       replayed code made a different decision than the history
+    │   └── ForkDiverged          a fork was refused: the current code does not replay its copy
     ├── PayloadError              a value could not be encoded or decoded
     ├── HistoryFileError          a history file is malformed; nothing was replayed
     ├── WorkflowSandboxError      workflow code tried real I/O or another forbidden operation
@@ -234,6 +235,40 @@ class NondeterminismError(DuralogError):
             f"recorded {recorded or 'nothing'}, the code now makes "
             f"{attempted or 'no further decision'}{where}. Keep the old behaviour for running "
             "workflows behind `if duralog.patched(...)`, or replay with the old code"
+        )
+
+
+class ForkDiverged(NondeterminismError):
+    """A fork (or restart) was refused, nothing written: the current code does not make
+    the decisions recorded in the events the fork would copy.
+
+    Attributes:
+        source_id: the workflow that was to be forked.
+        from_seq: the seq the fork was to start at.
+        seq, recorded, attempted, location: the divergence, as ``NondeterminismError``
+            (``workflow_id`` is the source's).
+    """
+
+    def __init__(
+        self,
+        source_id: str,
+        from_seq: int,
+        seq: int,
+        recorded: str | None,
+        attempted: str | None,
+        location: str | None = None,
+    ) -> None:
+        super().__init__(source_id, seq, recorded, attempted, location)
+        self.source_id = source_id
+        self.from_seq = from_seq
+        where = f" at {location}" if location else ""
+        DuralogError.__init__(
+            self,
+            f"cannot fork {source_id!r} from seq {from_seq}: the current code diverges from "
+            f"the events it would copy at seq {seq}: recorded {recorded or 'nothing'}, the "
+            f"code now makes {attempted or 'no further decision'}{where}. Fork from a seq "
+            f"before {seq}, or make the code take the recorded path there "
+            "(`if duralog.patched(...)`)",
         )
 
 

@@ -32,6 +32,7 @@ from duralog.store.base import (
 )
 from duralog.store.open import open_store
 
+from . import forks
 from .api import check_name, check_resources
 from .clock import Clock, SystemClock
 from .committer import StartCommitter
@@ -424,6 +425,16 @@ class Engine:
         if self._worker is not None:
             self._worker.call(self._worker.ended, workflow_id)
         self.workflow_finished(workflow_id)
+
+    def fork_workflow(self, workflow_id: str, from_seq: int | None, new_id: str | None) -> str:
+        """Create a fork of ``workflow_id`` from ``from_seq`` (None: restart it) and hand
+        it to this engine's worker; its id. ``handle.fork`` and ``handle.restart`` call
+        this (see there, and ``engine/forks.py``)."""
+        item, definition = forks.fork(
+            self.store, self.registry, workflow_id, from_seq, new_id, now=self.clock.now()
+        )
+        self._starts.started(definition, item, 0, Moment.now())
+        return item.id
 
     def idle(self) -> bool:
         """Whether this engine's worker has nothing running nor waiting to be written

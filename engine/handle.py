@@ -68,6 +68,10 @@ class HandleHost(Protocol):
     def terminated(self, workflow_id: str) -> None:
         """The workflow was terminated: stop it if it runs here, and wake its waiters."""
 
+    def fork_workflow(self, workflow_id: str, from_seq: int | None, new_id: str | None) -> str:
+        """Fork ``workflow_id`` from ``from_seq`` (None: restart it); the new id."""
+        ...
+
 
 class WorkflowHandle(Generic[R]):
     """A started workflow: wait for its result, read its status and history."""
@@ -189,6 +193,33 @@ class WorkflowHandle(Generic[R]):
     def resume(self) -> None:
         """Resume a paused workflow."""
         self._send("resume", "", None)
+
+    def fork(self, from_seq: int, id: str | None = None) -> WorkflowHandle[R]:
+        """Fix forward: a new workflow whose log starts as a copy of this one's events
+        before seq ``from_seq``, and that runs on with the code deployed now.
+
+        The steps recorded before ``from_seq`` do not run again: the fork gets their
+        results. The copy is replayed against the current code first; if the code no
+        longer makes the recorded decisions, ``ForkDiverged`` is raised with the
+        divergence, and nothing is written. A seq that cuts a step in two (after its
+        ``StepScheduled``, up to its end) is a ``ConfigurationError`` naming the seqs to
+        choose from. This workflow is left as it is, even if it still runs. ``id``
+        names the fork (default ``<id>-fork-<random>``); its history records where it
+        came from (``WorkflowStarted.forked_from``).
+
+        Example:
+            ``fixed = engine.get("order-7").fork(from_seq=9); fixed.result(timeout=60)``
+        """
+        return WorkflowHandle(
+            self._engine, self._engine.fork_workflow(self.id, from_seq, id), self._definition
+        )
+
+    def restart(self, id: str | None = None) -> WorkflowHandle[R]:
+        """Run this workflow again from the start, with the same input, as a new workflow
+        (a fork that copies nothing but its start; default id ``<id>-restart-<random>``)."""
+        return WorkflowHandle(
+            self._engine, self._engine.fork_workflow(self.id, None, id), self._definition
+        )
 
     def get_event(self, key: str, timeout: float | None = None) -> Any:
         """The value the workflow last published under ``key``, waiting until there is one.

@@ -117,6 +117,7 @@ class WorkflowState(msgspec.Struct, kw_only=True):
     previous_run: str | None = None
     format: int = 1
     run_id: str = ""
+    forked_from: ev.ForkOrigin | None = None
     status: str = "PENDING"
     started_at: float = 0.0
     last_seq: int = 0
@@ -275,12 +276,15 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
             previous_run=previous_run,
             format=format,
             run_id=run_id,
+            forked_from=forked_from,
         ):
             state.name, state.args, state.kwargs, state.parent_id = name, args, kwargs, parent
             state.parent_seq, state.run, state.previous_run = parent_seq, run, previous_run
-            state.format, state.run_id = format, run_id
-            state.status, state.started_at = "RUNNING", at
-            state.deadline = at + timeout if timeout is not None else None
+            state.format, state.run_id, state.forked_from = format, run_id, forked_from
+            # A fork's first event keeps its source's time; the fork began at start_time.
+            begun = e.start_time if forked_from is not None else at
+            state.status, state.started_at = "RUNNING", begun
+            state.deadline = begun + timeout if timeout is not None else None
         case ev.WorkflowCompleted(result=result):
             state.status, state.result, state.finished_at = "COMPLETED", result, at
             state.decisions.append(Decision(seq, kind, ""))

@@ -146,6 +146,14 @@ class LogStore(Protocol):
         log across workflows through this."""
         ...
 
+    def fork_workflow(self, item: NewWorkflow, copied: Sequence[LogEntry]) -> bool:
+        """Create a fork, in one transaction: ``item``'s index row (PENDING, unowned, on
+        ``item.queue``; ``forked_from`` taken from its ``WorkflowStarted``), its first
+        event, then ``copied`` (seq 2 on, events of its source), all chained afresh
+        under the new id. False, with nothing written, when the id exists already.
+        """
+        ...
+
     def continue_as_new(self, item: Append, archived_id: str, started: LogEntry) -> bool:
         """End a run and start the next under the same id, in one transaction.
 

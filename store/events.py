@@ -37,6 +37,17 @@ class BaseEvent(msgspec.Struct, frozen=True, tag=True, tag_field="kind", omit_de
     """Common base of every event; the tag is the class name."""
 
 
+class ForkOrigin(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a fork's history was copied from (``WorkflowStarted.forked_from``): the
+    source workflow, its run (number and id) and the seq the fork starts at (the
+    source's events before it were copied)."""
+
+    workflow_id: str
+    run: int
+    run_id: str
+    seq: int
+
+
 class WorkflowStarted(BaseEvent, frozen=True, kw_only=True):
     """The workflow was created: seq 1 of every history."""
 
@@ -55,6 +66,9 @@ class WorkflowStarted(BaseEvent, frozen=True, kw_only=True):
     #: Random and unique to this run (empty before format 2): idempotency keys
     #: include it, so no two runs (continue-as-new, fork, a reused id) share a key.
     run_id: str = ""
+    #: Set on a fork (``handle.fork``, ``handle.restart``): its events after this one,
+    #: up to ``forked_from.seq``, are copies of the source's.
+    forked_from: ForkOrigin | None = None
 
 
 class StepScheduled(BaseEvent, frozen=True, kw_only=True):

@@ -123,6 +123,8 @@ class WorkflowQuery(msgspec.Struct, frozen=True):
     names: tuple[str, ...] = ()
     queues: tuple[str, ...] = ()
     parents: tuple[str, ...] = ()
+    #: The workflows whose forks to take (``handle.fork``).
+    forked_from: tuple[str, ...] = ()
     started_since: float | None = None
     started_until: float | None = None
     after: tuple[float, str] | None = None

@@ -12,7 +12,9 @@ events     The log itself and the only source of truth. One row per event:
 workflows  An index over the log, one row per workflow: name, status, the
            owner's lease (``owner``, ``lease_until``) and its fencing token
            (``fence``, bumped by every claim and checked inside every append
-           transaction), ``wake_at`` (next timer or retry), ``last_seq``.
+           transaction), ``wake_at`` (next timer or retry), ``last_seq``, and
+           ``forked_from``: the workflow a fork was copied from (so a workflow's
+           forks are found without reading their logs).
            Everything here except leases can be rebuilt from ``events``.
 snapshots  Derived state of a workflow at ``seq`` (the fold of events 1..seq),
            with a checksum. A cache: deleting every row changes no result.
@@ -137,6 +139,8 @@ TABLES: tuple[Table, ...] = (
             _c("queue", "text", null=True, since=2),
             _c("priority", "int", default=0, since=2),
             _c("dequeued_at", "real", null=True, since=2),
+            # The workflow this one was forked from (its WorkflowStarted says where).
+            _c("forked_from", "text", null=True, since=5),
         ),
         key=("id",),
         indexes=(
@@ -148,6 +152,8 @@ TABLES: tuple[Table, ...] = (
             # workflow the queue ever held. (No index on updated_at for `tail` and
             # `stats --since`: every append changes it, and it cost 5-7% per step.)
             Index("workflows_dequeued", ("queue", "dequeued_at"), since=3),
+            # `show` lists a workflow's forks.
+            Index("workflows_forked_from", ("forked_from",), since=5),
         ),
     ),
     Table(
@@ -184,7 +190,7 @@ TABLES: tuple[Table, ...] = (
             _c("heartbeat_at", "real"),
             # JSON: {"workflows": [names], "queues": [names]} it runs (``show`` says
             # why a workflow waits). NULL for workers of older versions.
-            _c("serves", "text", null=True, since=5),
+            _c("serves", "text", null=True, since=6),
         ),
         key=("id",),
     ),
@@ -266,7 +272,8 @@ MIGRATION_NAMES: dict[int, str] = {
     2: "m002_queues_schedules_breakers",
     3: "m003_rate_limit_index",
     4: "m004_event_checksums",
-    5: "m005_worker_serves",
+    5: "m005_forks",
+    6: "m006_worker_serves",
 }
 #: Versions that compute something for the rows already there, after their statements.
 CHAINED_VERSION = 4

@@ -17,6 +17,7 @@ def _where(query: WorkflowQuery) -> tuple[str, dict[str, object]]:
         ("name", "n", list(query.names)),
         ("queue", "q", list(query.queues)),
         ("parent_id", "p", list(query.parents)),
+        ("forked_from", "f", list(query.forked_from)),
     ):
         if values:
             parts.append(f"{column} IN {marks(params, prefix, values)}")

@@ -12,8 +12,8 @@ import msgspec
 
 from duralog.errors import CorruptEventError, IllegalTransition, LogDamaged
 
-from .events import LogEntry, decode_event
-from .integrity import entries
+from .events import LogEntry, WorkflowStarted, decode_event
+from .integrity import GENESIS, chain, entries
 from .records import (
     Append,
     InboxItem,
@@ -49,6 +49,50 @@ class SQLLog(SQLBase):
             fences = self._insert_workflows(conn, items)
         self._created(items, fences)
         return fences
+
+    def fork_workflow(self, item: NewWorkflow, copied: Sequence[LogEntry]) -> bool:
+        """Create a fork: its index row, its first event and the events ``copied`` from
+        its source, chained afresh, in one transaction; False if the id is taken."""
+        started = item.started.event
+        origin = started.forked_from if isinstance(started, WorkflowStarted) else None
+        # Its first event keeps the source's time: the fork is as new as its start.
+        begun = started.start_time if isinstance(started, WorkflowStarted) else item.started.at
+        rows = chain(
+            [event_row(item.id, entry, self.payload_codec) for entry in (item.started, *copied)],
+            GENESIS,
+        )
+        with self._write(f"forking into workflow {item.id!r:.200}") as conn:
+            cur = conn.execute(
+                "INSERT INTO workflows (id, name, status, fence, last_seq, created_at,"
+                " updated_at, queue, priority, forked_from) VALUES (?,?,?,0,?,?,?,?,?,?)"
+                " ON CONFLICT (id) DO NOTHING",
+                (
+                    item.id,
+                    item.name,
+                    WorkflowStatus.PENDING.value,
+                    rows[-1][1],
+                    begun,
+                    begun,
+                    item.queue,
+                    item.priority,
+                    origin.workflow_id if origin is not None else None,
+                ),
+            )
+            if cur.rowcount == 0:
+                return False
+            stray = conn.execute(
+                "SELECT seq FROM events WHERE workflow_id = ? LIMIT 1", (item.id,)
+            ).fetchone()
+            if stray is not None:  # raised inside the transaction: the row goes too
+                raise LogDamaged(
+                    item.id,
+                    stray[0],
+                    "the log holds events under this id but no index row; nothing was "
+                    "forked into it: run `duralog verify --all`, or fork under another id",
+                )
+            conn.executemany(INSERT_EVENTS, rows)
+            self._notify(conn, [("created", item.id)])
+        return True
 
     def _created(self, items: Sequence[NewWorkflow], fences: Sequence[int | None]) -> None:
         """Called once ``create_workflows`` committed (the SQLite store notes what its

@@ -205,3 +205,12 @@ def test_importing_an_example_starts_nothing(name: str, tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_fix_forward_finishes_a_failed_workflow_without_repeating_its_steps() -> None:
+    out = run("fix_forward.py")
+    assert "order-1001 FAILED" in out and "cannot parse postcode" in out
+    assert "forked order-1001 at seq 8 into order-1001-fixed (events 2-7 copied)" in out
+    assert "result: order 1001: slot-1001, ch_1001, parcel-1001 to SW1A 1AA" in out
+    assert "step runs: reserve 1, charge 1, ship 2" in out
+    assert "order-1001-fixed was forked from order-1001 at seq 8" in out

@@ -17,6 +17,7 @@ EXPECTED = {
     "DuralogError",
     "Engine",
     "ErrorDetails",
+    "ForkDiverged",
     "HistoryFileError",
     "IllegalTransition",
     "LeaseLost",

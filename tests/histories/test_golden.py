@@ -66,6 +66,12 @@ def test_the_files_hold_what_they_are_named_for() -> None:
     assert kinds["gather"][1:4] == ["StepScheduled"] * 3
     assert kinds["retry"].count("StepRetrying") == 1
     assert all(k[-1] == "WorkflowCompleted" for k in kinds.values())
+    # forked: a fork of a run of `sequential` from seq 5, its reserve step copied.
+    forked = read("forked").events
+    started = forked[0].event
+    assert isinstance(started, ev.WorkflowStarted) and started.forked_from is not None
+    assert (started.forked_from.workflow_id, started.forked_from.seq) == ("sequential", 5)
+    assert kinds["forked"] == kinds["sequential"]
 
 
 async def charge_first(order: str, cents: int) -> list[str]:

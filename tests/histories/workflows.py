@@ -86,7 +86,15 @@ GOLDEN: dict[str, tuple[str, list[Any], Any]] = {
     ),
     "gather": ("golden_gather", [["tea", "biscuits", "jam"]], 1400),
     "retry": ("golden_retry", ["o-2"], "paid o-2, shipped o-2"),
+    "forked": (
+        "golden_sequential",
+        ["o-1", 1999],
+        ["reserved o-1", "charged o-1 1999", "shipped o-1"],
+    ),
 }
+#: file stem -> (the golden history it is a fork of, the seq it was forked from): its
+#: reserve step is a copy, the rest ran in the fork.
+FORKS: dict[str, tuple[str, int]] = {"forked": ("sequential", 5)}
 
 
 def record(folder: Path) -> None:
@@ -95,7 +103,12 @@ def record(folder: Path) -> None:
         db = str(Path(scratch) / "golden.db")
         with duralog.Engine(db, registry=WORKFLOWS, poll_interval=0.05) as engine:
             for workflow_id, (name, args, expected) in GOLDEN.items():
-                result = engine.start(name, *args, id=workflow_id).result(timeout=30)
+                if workflow_id in FORKS:
+                    source, seq = FORKS[workflow_id]
+                    handle = engine.get(source).fork(from_seq=seq, id=workflow_id)
+                else:
+                    handle = engine.start(name, *args, id=workflow_id)
+                result = handle.result(timeout=30)
                 assert result == expected, (workflow_id, result)
         for workflow_id in GOLDEN:
             out = folder / f"{workflow_id}.json"
