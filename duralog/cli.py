@@ -72,6 +72,11 @@ _COMMANDS = {
         "queues",
         "Each queue with its limits and how many of its workflows are in each status.",
     ),
+    "query": (
+        "cli_talk",
+        "query",
+        "Ask query NAME of a workflow (duralog.on_query) and print its answer as JSON.",
+    ),
     "replay": (
         "cli_replay",
         "replay",

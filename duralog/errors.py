@@ -15,6 +15,7 @@
     ├── ResultTimeout             ``handle.result(timeout=...)`` ran out (also a TimeoutError)
     ├── StepFailed                a step exhausted its retries or raised a non-retryable error
     ├── NondeterminismError       replayed code made a different decision than the history
+    ├── QueryFailed               a query could not be answered (no such query, its handler raised)
     ├── PayloadError              a value could not be encoded or decoded
     ├── HistoryFileError          a history file is malformed; nothing was replayed
     ├── WorkflowSandboxError      workflow code tried real I/O or another forbidden operation
@@ -235,6 +236,28 @@ class NondeterminismError(DuralogError):
             f"{attempted or 'no further decision'}{where}. Keep the old behaviour for running "
             "workflows behind `if duralog.patched(...)`, or replay with the old code"
         )
+
+
+class QueryFailed(DuralogError):
+    """A query could not be answered: the workflow's code registers no query of that
+    name, the arguments do not fit its handler, or the handler raised, tried to act
+    (call a step, sleep, wait, publish...) or returned what cannot be encoded.
+
+    Attributes:
+        workflow_id: the workflow queried.
+        query: the query's name.
+        reason: what went wrong, without the workflow and query.
+        cause: what the handler raised (type, message, traceback), when it raised.
+    """
+
+    def __init__(
+        self, workflow_id: str, query: str, reason: str, cause: ErrorDetails | None = None
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.query = query
+        self.reason = reason
+        self.cause = cause
+        super().__init__(f"query {query!r} of workflow {workflow_id!r} failed: {reason}")
 
 
 class PayloadError(DuralogError):

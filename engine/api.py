@@ -97,6 +97,35 @@ def publish(key: str, value: Any) -> None:
     instance.publish(key, value)
 
 
+def on_query(name: str, handler: Callable[..., Any]) -> None:
+    """Answer query ``name`` with ``handler``: what ``handle.query(name, *args)`` and
+    ``duralog query ID NAME`` return, read from the workflow's current state.
+
+    Call it inside the workflow, usually first. ``handler`` (a plain function; an
+    ``async def`` works too) receives the query's JSON arguments, typed by its
+    annotations, and returns a JSON-encodable value. A query is answered by
+    replaying the workflow's log in the asking process, even while no worker runs
+    it: it must only read. Calling a step, sleeping, waiting, publishing or
+    starting a child from a handler fails the query. Registering again under a
+    name replaces the handler.
+
+    Example:
+        ```python
+        @duralog.workflow
+        async def importer(rows: int) -> int:
+            done = 0
+            duralog.on_query("progress", lambda: {"done": done, "of": rows})
+            for start in range(0, rows, 100):
+                done += await import_batch(start, 100)
+            return done
+        ```
+    """
+    instance = current_instance()
+    if instance is None:
+        raise DuralogError("duralog.on_query() can only be called inside a workflow")
+    instance.queries.register(name, handler)
+
+
 def patched(patch_id: str) -> bool:
     """True when this run should take the new code path named ``patch_id``.
 

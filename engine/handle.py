@@ -159,6 +159,29 @@ class WorkflowHandle(Generic[R]):
         found = self._poll(probe, timeout, time.sleep, max_pause=0.25)
         return codec.decode(found, payload_codec=self._engine.payload_codec)
 
+    def query(self, name: str, *args: Any, result_type: Any = Any) -> Any:
+        """Ask the workflow's query ``name`` (``duralog.on_query``) with ``args``.
+
+        Answered in this process from the workflow's current state, running or
+        ended, even while no worker holds it: its log is replayed here against the
+        registered code (which this process must have imported), then the handler is
+        called. Nothing is written and no step runs; each call replays the log anew.
+        ``args`` and the result travel as JSON; ``result_type`` decodes the result.
+
+        Raises ``QueryFailed`` (no such query, its handler raised or tried to act),
+        ``NondeterminismError`` (the code diverged from the history),
+        ``RegistrationError`` (the workflow's code is not registered here).
+
+        Example:
+            ``print(handle.query("progress"))  # {'done': 300, 'of': 1000}``
+        """
+        from .queries import ask
+
+        engine = self._engine
+        return ask(
+            engine.store, engine.payload_codec, self.id, self._definition, name, args, result_type
+        )
+
     def _send(
         self, kind: str, name: str, payload: Any, record: WorkflowRecord | None = None
     ) -> None:
