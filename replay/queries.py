@@ -31,7 +31,7 @@ from duralog.errors import (
 from duralog.store import codec
 from duralog.store import events as ev
 
-from .context import _current
+from .context import RunningCode, _current
 from .decisions import ContinueAsNew
 from .definitions import Workflow, _convert_call, _signature_types
 from .failures import details_of
@@ -94,8 +94,9 @@ class QueryHandlers:
 _ONLY_READS = "a query only reads the workflow's state; change the workflow with a signal instead"
 
 
-class Replayed(Protocol):
-    """What answering a query uses of a replayed ``WorkflowInstance``."""
+class Replayed(RunningCode, Protocol):
+    """What answering a query uses of a replayed ``WorkflowInstance`` (which runs the
+    handler as its own code)."""
 
     workflow: Workflow[Any, Any]
     workflow_id: str
