@@ -182,6 +182,38 @@ class WorkflowHandle(Generic[R]):
             engine.store, engine.payload_codec, self.id, self._definition, name, args, result_type
         )
 
+    def update(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        result_type: Any = Any,
+    ) -> Any:
+        """Send update ``name`` (``duralog.on_update``) with ``payload`` and wait for the
+        workflow's answer: what its handler returned, decoded as ``result_type``.
+
+        The update's validator runs first, in this process, on the workflow's current
+        state (its log replayed here against the registered code): a rejected update
+        is never sent. An accepted one is recorded in the log, so a crash before the
+        answer replays it and the answer comes once. Raises ``UpdateFailed`` (rejected,
+        its handler raised, the workflow ended first), ``UpdateTimeout`` after
+        ``timeout`` seconds (it is still carried out), ``RegistrationError`` when the
+        workflow's code is not registered here.
+
+        Example:
+            ``count = handle.update("add_item", {"sku": "sku-42", "qty": 2}, timeout=30)``
+        """
+        from duralog.replay.updates import signal_name
+
+        from . import updates
+
+        engine = self._engine
+        store, sealer = engine.store, engine.payload_codec
+        request = updates.check(store, sealer, self.id, self._definition, name, payload)
+        self._send("signal", signal_name(name), request)
+        return updates.wait(store, sealer, self.id, name, request, timeout, result_type)
+
     def _send(
         self, kind: str, name: str, payload: Any, record: WorkflowRecord | None = None
     ) -> None:

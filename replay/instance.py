@@ -48,6 +48,8 @@ from .locations import defined_at, waiting_at
 from .loop import WorkflowLoop
 from .queries import QueryHandlers
 from .state import Input, WorkflowState
+from .updates import SIGNAL_PREFIX, UpdateHandlers
+from .updates import deliver as deliver_update
 from .waits import PendingCalls, Waits
 
 __all__ = ["ContinueAsNew", "ReplaySources", "Sources", "WorkflowInstance"]
@@ -120,6 +122,8 @@ class WorkflowInstance:
         self._patches: dict[str, bool] = {}
         #: The query handlers the code registered (``duralog.on_query``).
         self.queries = QueryHandlers(workflow_id)
+        #: The update handlers the code registered (``duralog.on_update``).
+        self.updates = UpdateHandlers(workflow_id)
         #: Called with each input just before it is delivered (debuggers hook in here).
         self.on_input: Callable[[Input], None] | None = None
 
@@ -253,6 +257,9 @@ class WorkflowInstance:
         state = self._state
         if kind == "CancelRequested":
             self.ending.cancel(state.cancel_reasons[ref])
+        elif kind == "SignalReceived" and state.signals[ref].name.startswith(SIGNAL_PREFIX):
+            signal = state.signals[ref]  # an update: never queued for wait_signal
+            deliver_update(self, signal.name, signal.payload)
         elif not self.waits.deliver(state, kind, ref):
             # The result of a call the code did not make.
             self.decisions.report_unmatched(self._waiting_at)

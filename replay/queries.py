@@ -49,7 +49,8 @@ class QueryHandlers:
     def __init__(self, workflow_id: str) -> None:
         self.workflow_id = workflow_id
         self._handlers: dict[str, Callable[..., Any]] = {}
-        #: The query being answered now, if one is.
+        #: What runs read-only now, if anything does: ``"query 'progress'"``, or the
+        #: validator of an update.
         self.answering: str | None = None
         #: What the handler tried that a query may not do (the first such thing).
         self.refused: str | None = None
@@ -85,13 +86,16 @@ class QueryHandlers:
             return
         if self.refused is None:
             self.refused = what
-        query, workflow_id = self.answering, self.workflow_id
+        reader, workflow_id = self.answering, self.workflow_id
         raise WorkflowSandboxError(
-            f"query {query!r} of workflow {workflow_id!r} cannot {what}: {_ONLY_READS}"
+            f"{reader} of workflow {workflow_id!r} cannot {what}: it may only read the "
+            "workflow's state"
         )
 
 
-_ONLY_READS = "a query only reads the workflow's state; change the workflow with a signal instead"
+_ONLY_READS = (
+    "a query only reads the workflow's state; change the workflow with a signal or an update"
+)
 
 
 class Replayed(RunningCode, Protocol):
@@ -129,7 +133,7 @@ def answer(instance: Replayed, name: str, args: msgspec.Raw) -> msgspec.Raw:
         raise QueryFailed(
             workflow_id, name, f"the arguments do not fit its handler: {exc}"
         ) from None
-    value, failure = _call(instance, name, handler, decoded)
+    value, failure = call_read_only(instance, f"query {name!r}", handler, decoded)
     if queries.refused is not None:
         raise QueryFailed(
             workflow_id, name, f"its handler tried to {queries.refused}: {_ONLY_READS}"
@@ -142,22 +146,21 @@ def answer(instance: Replayed, name: str, args: msgspec.Raw) -> msgspec.Raw:
         raise QueryFailed(workflow_id, name, f"its result cannot be encoded: {exc}") from None
 
 
-def _call(
-    instance: Replayed, name: str, handler: Callable[..., Any], args: list[Any]
+def call_read_only(
+    instance: Replayed, label: str, handler: Callable[..., Any], args: list[Any]
 ) -> tuple[Any, ErrorDetails | None]:
-    """Run ``handler`` inside the instance (its context and loop), guarded; return its
-    value or what it raised."""
+    """Run ``handler`` inside the instance (its context and loop), refusing whatever
+    would act (``instance.queries.refused`` then says what it tried); return its value
+    or what it raised. ``label`` names it in the errors (``"query 'progress'"``)."""
     queries = instance.queries
-    queries.answering, queries.refused = name, None
+    queries.answering, queries.refused = label, None
     token = _current.set(instance)
     outer_loop = asyncio_events._get_running_loop()
     asyncio_events._set_running_loop(instance.loop)
     try:
         value = handler(*args)
         if inspect.isawaitable(value):  # an async handler: it may compute, never wait
-            task: asyncio.Task[Any] = instance.loop.create_task(
-                _awaited(value), name=f"query {name}"
-            )
+            task: asyncio.Task[Any] = instance.loop.create_task(_awaited(value), name=label)
             instance.loop.run_until_idle()
             if not task.done():
                 task.cancel()
