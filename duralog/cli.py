@@ -118,6 +118,11 @@ _COMMANDS = {
         "tail",
         "Follow the log live: every event any process appends, as it is committed.",
     ),
+    "update": (
+        "cli_talk",
+        "update",
+        "Send update NAME to a workflow (duralog.on_update) and print its answer as JSON.",
+    ),
     "verify": (
         "cli_verify",
         "verify",

@@ -1,6 +1,7 @@
 """Workflows for the tests of ``duralog query``, loaded with ``--app app_queries``.
 
-``qa_counter`` adds its inputs one step at a time and answers how far it got; with
+``qa_counter`` adds its inputs one step at a time and answers how far it got (and
+adds more on update ``more``); with
 ``QA_GATE`` set to a file path, its step for the value 3 waits until that file
 exists (a worker process can then be killed while the workflow is half-way).
 Names are prefixed ``qa_`` so they never clash with other test apps.
@@ -33,6 +34,18 @@ async def counter(values: list[int]) -> int:
 
     duralog.on_query("after", after)
     duralog.on_query("broken", lambda: seen[99])
+
+    async def more(x: int) -> int:
+        nonlocal total
+        total += await add(x)
+        seen.append(x)
+        return total
+
+    def positive(x: int) -> None:
+        if x <= 0:
+            raise ValueError(f"{x} is not positive")
+
+    duralog.on_update("more", more, validator=positive)
     for v in values:
         total += await add(v)
         seen.append(v)

@@ -1,5 +1,6 @@
-"""Queries on PostgreSQL: the same answers as on SQLite, with a worker and without,
-through the API and the command line, and nothing written."""
+"""Queries and updates on PostgreSQL: the same answers as on SQLite, with a worker and
+without, through the API and the command line; nothing written by a query or by a
+rejected update."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ APP = load_app(Path(__file__).parent.parent / "cli" / "app_queries.py")
 
 
 def snapshot(url: str, workflow_id: str) -> bytes:
+    """The workflow's events, and what its index row says of them (a running worker
+    renews the row's lease meanwhile)."""
     with duralog.Engine(url, worker=False) as engine:
         handle = engine.get(workflow_id)
-        return msgspec.json.encode([handle.history(), handle.record()])
+        record = handle.record()
+        return msgspec.json.encode([handle.history(), record.status, record.last_seq])
 
 
 def test_queries_on_postgres(postgres_url: str) -> None:
@@ -61,3 +65,24 @@ def test_queries_on_postgres(postgres_url: str) -> None:
     assert asked.exit_code == 0, asked.output
     assert asked.stdout == f'{{"workflow_id":"pg-q","query":"total","result":{sum(values)}}}\n'
     assert snapshot(postgres_url, "pg-q") == before
+
+
+def test_updates_on_postgres(postgres_url: str) -> None:
+    with duralog.Engine(postgres_url, poll_interval=0.05) as engine:
+        handle = engine.start(APP.counter, [1], id="pg-u")
+        assert handle.update("more", 2, timeout=PATIENCE) == 3
+        before = snapshot(postgres_url, "pg-u")
+        try:
+            handle.update("more", -1, timeout=PATIENCE)
+        except duralog.UpdateFailed as exc:
+            assert exc.rejected and "-1 is not positive" in str(exc)
+        else:
+            raise AssertionError("the validator admitted -1")
+        assert snapshot(postgres_url, "pg-u") == before  # rejected: no trace
+        env: dict[str, str | None] = {"DURALOG_DB": None, "DURALOG_APP": None}
+        args = ["--db", postgres_url, "--app", "app_queries", "update", "pg-u", "more"]
+        sent = CliRunner().invoke(main, [*args, "--payload", "4", "--timeout", "60"], env=env)
+        assert sent.exit_code == 0, sent.output
+        assert sent.stdout == "7\n"
+        handle.signal("finish")
+        assert handle.result(timeout=PATIENCE) == 7
