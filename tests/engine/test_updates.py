@@ -3,7 +3,9 @@ on real SQLite files (the SIGKILL case is in tests/crash/test_update_crash.py)."
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -177,3 +179,17 @@ def test_the_code_must_be_registered_here(engine: duralog.Engine, db: str) -> No
     ):
         elsewhere.get("cart-1").update("add_item", "x")
     assert handle.query("items") == []
+
+
+def test_updates_to_an_encrypted_log(db: str) -> None:
+    vault = duralog.AesGcmCodec({"k1": os.urandom(32)}, "k1")
+    with duralog.Engine(db, payload_codec=vault, poll_interval=0.05) as engine:
+        handle = engine.start(cart, 5, id="secret")
+        assert handle.update("add_item", "SECRET-ITEM", timeout=PATIENCE) == 1
+    for path in Path(db).parent.glob(Path(db).name + "*"):  # the file, its WAL
+        assert b"SECRET-ITEM" not in path.read_bytes()  # the request and answer are sealed
+    with (
+        duralog.Engine(db, worker=False) as keyless,
+        pytest.raises(duralog.PayloadError, match="'k1'"),
+    ):
+        keyless.get("secret").update("add_item", "x")
