@@ -61,6 +61,24 @@ async def retried(order: str) -> str:
     return f"{paid}, {await ship(order)}"
 
 
+async def updated(limit: int) -> list[str]:
+    items: list[str] = []
+
+    def has_room(item: str) -> None:
+        if len(items) >= limit:
+            raise ValueError(f"at most {limit} items")
+
+    async def add(item: str) -> int:
+        items.append(item)
+        await reserve(item)
+        return len(items)
+
+    duralog.on_update("add_item", add, validator=has_room)
+    duralog.on_query("items", lambda: items)
+    await duralog.wait_signal("checkout")
+    return items
+
+
 def make_registry(**changed: Any) -> Registry:
     """The golden workflows, with any of them replaced: ``make_registry(golden_x=fn)``."""
     registry = Registry()
@@ -68,6 +86,7 @@ def make_registry(**changed: Any) -> Registry:
         "golden_sequential": sequential,
         "golden_gather": gathered,
         "golden_retry": retried,
+        "golden_update": updated,
         **changed,
     }
     for name, fn in functions.items():
@@ -86,7 +105,17 @@ GOLDEN: dict[str, tuple[str, list[Any], Any]] = {
     ),
     "gather": ("golden_gather", [["tea", "biscuits", "jam"]], 1400),
     "retry": ("golden_retry", ["o-2"], "paid o-2, shipped o-2"),
+    "update": ("golden_update", [2], ["o-3", "o-4"]),
 }
+
+
+def drive(workflow_id: str, handle: duralog.WorkflowHandle[Any]) -> None:
+    """What a golden run is sent while it runs (``update``: two updates, then the
+    signal that ends it)."""
+    if workflow_id == "update":
+        assert handle.update("add_item", "o-3", timeout=30) == 1
+        assert handle.update("add_item", "o-4", timeout=30) == 2
+        handle.signal("checkout")
 
 
 def record(folder: Path) -> None:
@@ -95,7 +124,9 @@ def record(folder: Path) -> None:
         db = str(Path(scratch) / "golden.db")
         with duralog.Engine(db, registry=WORKFLOWS, poll_interval=0.05) as engine:
             for workflow_id, (name, args, expected) in GOLDEN.items():
-                result = engine.start(name, *args, id=workflow_id).result(timeout=30)
+                handle = engine.start(name, *args, id=workflow_id)
+                drive(workflow_id, handle)
+                result = handle.result(timeout=30)
                 assert result == expected, (workflow_id, result)
         for workflow_id in GOLDEN:
             out = folder / f"{workflow_id}.json"
