@@ -8,7 +8,8 @@ recorded and nothing runs but the workflow's code: no step, no worker involved.
 ``QueryHandlers`` keeps one run's handlers and guards the instance while one
 answers: whatever would act (call a step or a child, sleep, wait for a signal,
 publish, record a value, continue as new) is refused, and the query fails even if
-the handler caught the refusal. ``answer`` calls a handler on a replayed instance.
+the handler caught the refusal. ``answer`` calls a handler on a replayed instance;
+``call_read_only`` is the guarded call itself, which update validators go through too.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def call_read_only(
             if not task.done():
                 task.cancel()
                 instance.loop.run_until_idle()
-                queries.refuse("wait for something not ready (a query answers at once)")
+                queries.refuse("wait for something not ready")
             value = task.result()
         return value, None
     except WorkflowSandboxError as exc:

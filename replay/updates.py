@@ -123,9 +123,9 @@ class Updating(Replayed, Protocol):
     def publish(self, key: str, value: Any) -> None: ...
 
 
-def validate(instance: Updating, name: str, payload: Any) -> list[Any]:
-    """The arguments the handler of update ``name`` gets for ``payload`` (a decoded
-    JSON value), once its validator admitted them; ``Rejected`` otherwise."""
+def validate(instance: Updating, name: str, payload: Any) -> tuple[Callable[..., Any], list[Any]]:
+    """The handler of update ``name`` and the arguments it gets for ``payload`` (a
+    decoded JSON value), once its validator admitted them; ``Rejected`` otherwise."""
     found = instance.updates.get(name)
     if found is None:
         known = ", ".join(instance.updates.names()) or "none"
@@ -139,7 +139,7 @@ def validate(instance: Updating, name: str, payload: Any) -> list[Any]:
     except (PayloadError, TypeError) as exc:
         raise Rejected(f"the payload does not fit its handler: {exc}") from None
     if validator is None:
-        return args
+        return handler, args
     queries = instance.queries
     _, failure = call_read_only(instance, f"the validator of update {name!r}", validator, args)
     if queries.refused is not None:
@@ -149,7 +149,7 @@ def validate(instance: Updating, name: str, payload: Any) -> list[Any]:
         )
     if failure is not None:
         raise Rejected(f"its validator rejected it: {failure}")
-    return args
+    return handler, args
 
 
 def deliver(instance: Updating, signal: str, raw: msgspec.Raw) -> None:
@@ -162,14 +162,14 @@ def deliver(instance: Updating, signal: str, raw: msgspec.Raw) -> None:
         return  # not sent by duralog (the id is unknown): no one waits for an answer
     key = answer_key(request.id)
     try:
-        args = validate(instance, name, request.payload)
+        handler, args = validate(instance, name, request.payload)
     except Rejected as exc:
         instance.publish(key, Answer(rejected=exc.reason))
         return
 
     async def handle() -> None:
         try:
-            result = instance.updates.get(name)[0](*args)  # type: ignore[index]
+            result = handler(*args)
             if inspect.isawaitable(result):
                 result = await result
             answer = Answer(result=result)
@@ -196,10 +196,11 @@ def _arguments(handler: Callable[..., Any], payload: Any) -> list[Any]:
     if payload is None and not any(p.default is p.empty for p in params):
         signature.bind()
         return []
-    if not params:
-        signature.bind(payload)  # raises: the handler takes no payload
-    annotation = _annotation(handler, params[0].name) if params else Any
-    args = [codec.convert(payload, annotation, f"the payload ({params[0].name})")]
+    if not params:  # raises unless the handler takes *args
+        signature.bind(payload)
+        return [payload]
+    first = params[0].name
+    args = [codec.convert(payload, _annotation(handler, first), f"the payload ({first})")]
     signature.bind(*args)
     return args
 
