@@ -104,6 +104,13 @@ class WorkflowHandle(Generic[R]):
         It waits in the workflow's inbox until the workflow's owner moves it into
         the log; ``duralog.wait_signal(name)`` in the workflow then receives it.
         """
+        from duralog.replay.updates import SIGNAL_PREFIX as UPDATE_SIGNALS
+
+        if isinstance(name, str) and name.startswith(UPDATE_SIGNALS):
+            raise ConfigurationError(
+                f"signal names starting with {UPDATE_SIGNALS!r} carry updates; send an "
+                "update with handle.update(name, payload) instead"
+            )
         self._send("signal", name, payload)
 
     def cancel(self, reason: str = "") -> None:

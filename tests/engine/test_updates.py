@@ -193,3 +193,9 @@ def test_updates_to_an_encrypted_log(db: str) -> None:
         pytest.raises(duralog.PayloadError, match="'k1'"),
     ):
         keyless.get("secret").update("add_item", "x")
+
+
+def test_update_signals_cannot_be_sent_as_plain_signals(engine: duralog.Engine) -> None:
+    handle = engine.start(cart, 5, id="cart-1")
+    with pytest.raises(duralog.ConfigurationError, match="carry updates"):
+        handle.signal("duralog.update:add_item", {"id": "forged", "payload": "x"})
