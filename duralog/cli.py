@@ -77,6 +77,11 @@ _COMMANDS = {
         "queues",
         "Each queue with its limits and how many of its workflows are in each status.",
     ),
+    "query": (
+        "cli_talk",
+        "query",
+        "Ask query NAME of a workflow (duralog.on_query) and print its answer as JSON.",
+    ),
     "replay": (
         "cli_replay",
         "replay",
@@ -127,6 +132,11 @@ _COMMANDS = {
         "cli_control",
         "terminate",
         "End a workflow at once, without running any more of its code (no cleanup).",
+    ),
+    "update": (
+        "cli_talk",
+        "update",
+        "Send update NAME to a workflow (duralog.on_update) and print its answer as JSON.",
     ),
     "verify": (
         "cli_verify",

@@ -16,6 +16,9 @@
     ├── StepFailed                a step exhausted its retries or raised a non-retryable error
     ├── NondeterminismError       replayed code made a different decision than the history
     │   └── ForkDiverged          a fork was refused: the current code does not replay its copy
+    ├── QueryFailed               a query could not be answered (no such query, its handler raised)
+    ├── UpdateFailed              an update was rejected, its handler raised, or it got no answer
+    │   └── UpdateTimeout         ``handle.update(timeout=...)`` ran out (also a TimeoutError)
     ├── PayloadError              a value could not be encoded or decoded
     ├── HistoryFileError          a history file is malformed; nothing was replayed
     ├── WorkflowSandboxError      workflow code tried real I/O or another forbidden operation
@@ -269,6 +272,76 @@ class ForkDiverged(NondeterminismError):
             f"code now makes {attempted or 'no further decision'}{where}. Fork from a seq "
             f"before {seq}, or make the code take the recorded path there "
             "(`if duralog.patched(...)`)",
+        )
+
+
+class QueryFailed(DuralogError):
+    """A query could not be answered: the workflow's code registers no query of that
+    name, the arguments do not fit its handler, or the handler raised, tried to act
+    (call a step, sleep, wait, publish...) or returned what cannot be encoded.
+
+    Attributes:
+        workflow_id: the workflow queried.
+        query: the query's name.
+        reason: what went wrong, without the workflow and query.
+        cause: what the handler raised (type, message, traceback), when it raised.
+    """
+
+    def __init__(
+        self, workflow_id: str, query: str, reason: str, cause: ErrorDetails | None = None
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.query = query
+        self.reason = reason
+        self.cause = cause
+        super().__init__(f"query {query!r} of workflow {workflow_id!r} failed: {reason}")
+
+
+class UpdateFailed(DuralogError):
+    """An update was not carried out: it was rejected (no such handler, a payload that
+    does not fit it, its validator raised), its handler raised, or the workflow ended
+    before answering it.
+
+    Attributes:
+        workflow_id: the workflow the update was sent to.
+        update: the update's name.
+        reason: what went wrong, without the workflow and update.
+        cause: what the handler raised (type, message, traceback), when it raised.
+        rejected: True when it was rejected: then nothing of it is in the history,
+            unless the workflow's state changed between sending and delivery (see
+            ``duralog.on_update``).
+    """
+
+    def __init__(
+        self,
+        workflow_id: str,
+        update: str,
+        reason: str,
+        cause: ErrorDetails | None = None,
+        *,
+        rejected: bool = False,
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.update = update
+        self.reason = reason
+        self.cause = cause
+        self.rejected = rejected
+        verb = "was rejected" if rejected else "failed"
+        super().__init__(f"update {update!r} of workflow {workflow_id!r} {verb}: {reason}")
+
+
+class UpdateTimeout(UpdateFailed, TimeoutError):
+    """``WorkflowHandle.update(timeout=...)`` got no answer in time; the update was sent,
+    and the workflow carries it out when a worker delivers it."""
+
+    def __init__(self, workflow_id: str, update: str, timeout: float, status: str) -> None:
+        self.timeout = timeout
+        self.status = status
+        super().__init__(
+            workflow_id,
+            update,
+            f"no answer within {timeout:g}s (status {status}); it was sent, and the workflow "
+            "carries it out when a worker delivers it: check that a worker is running",
         )
 
 

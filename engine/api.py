@@ -97,6 +97,80 @@ def publish(key: str, value: Any) -> None:
     instance.publish(key, value)
 
 
+def on_query(name: str, handler: Callable[..., Any]) -> None:
+    """Answer query ``name`` with ``handler``: what ``handle.query(name, *args)`` and
+    ``duralog query ID NAME`` return, read from the workflow's current state.
+
+    Call it inside the workflow, usually first. ``handler`` (a plain function; an
+    ``async def`` works too) receives the query's JSON arguments, typed by its
+    annotations, and returns a JSON-encodable value. A query is answered by
+    replaying the workflow's log in the asking process, even while no worker runs
+    it: it must only read. Calling a step, sleeping, waiting, publishing or
+    starting a child from a handler fails the query. Registering again under a
+    name replaces the handler.
+
+    Example:
+        ```python
+        @duralog.workflow
+        async def importer(rows: int) -> int:
+            done = 0
+            duralog.on_query("progress", lambda: {"done": done, "of": rows})
+            for start in range(0, rows, 100):
+                done += await import_batch(start, 100)
+            return done
+        ```
+    """
+    instance = current_instance()
+    if instance is None:
+        raise DuralogError("duralog.on_query() can only be called inside a workflow")
+    instance.queries.register(name, handler)
+
+
+def on_update(
+    name: str, handler: Callable[..., Any], *, validator: Callable[..., Any] | None = None
+) -> None:
+    """Carry out update ``name`` with ``handler``: a request from outside that changes
+    the workflow and gets an answer (``handle.update(name, payload)``, ``duralog
+    update ID NAME --payload JSON``).
+
+    Call it inside the workflow, usually first. ``handler`` (sync or ``async def``)
+    gets the payload (typed by its annotation; no argument when the payload is None
+    and it takes none) and runs as a task of the workflow: it may call steps, sleep
+    and wait, and what it returns is the answer. An error it raises is the sender's
+    ``UpdateFailed``; the workflow goes on.
+
+    ``validator`` (a plain function, same argument) raises to reject the update. It
+    runs in the sender's process before anything is sent, so a rejected update
+    leaves no trace in the history; it runs again when the update is delivered,
+    and if the workflow's state changed meanwhile so that it rejects then, the
+    rejection is recorded as the answer. Like a query, a validator only reads.
+
+    Example:
+        ```python
+        @duralog.workflow
+        async def cart(owner: str) -> list[str]:
+            items: list[str] = []
+
+            def check(item: str) -> None:
+                if len(items) >= 10:
+                    raise ValueError("the cart is full")
+
+            async def add(item: str) -> int:
+                items.append(await reserve(item))
+                return len(items)
+
+            duralog.on_update("add_item", add, validator=check)
+            await duralog.wait_signal("checkout")
+            return items
+        ```
+    """
+    instance = current_instance()
+    if instance is None:
+        raise DuralogError("duralog.on_update() can only be called inside a workflow")
+    instance.queries.refuse(f"register update {name!r}")
+    instance.updates.register(name, handler, validator)
+
+
 def patched(patch_id: str) -> bool:
     """True when this run should take the new code path named ``patch_id``.
 

@@ -113,6 +113,13 @@ class WorkflowHandle(Generic[R]):
         It waits in the workflow's inbox until the workflow's owner moves it into
         the log; ``duralog.wait_signal(name)`` in the workflow then receives it.
         """
+        from duralog.replay.updates import SIGNAL_PREFIX as UPDATE_SIGNALS
+
+        if isinstance(name, str) and name.startswith(UPDATE_SIGNALS):
+            raise ConfigurationError(
+                f"signal names starting with {UPDATE_SIGNALS!r} carry updates; send an "
+                "update with handle.update(name, payload) instead"
+            )
         self._send("signal", name, payload)
 
     def cancel(self, reason: str = "") -> None:
@@ -239,6 +246,61 @@ class WorkflowHandle(Generic[R]):
 
         found = self._poll(probe, timeout, time.sleep, max_pause=0.25)
         return codec.decode(found, payload_codec=self._engine.payload_codec)
+
+    def query(self, name: str, *args: Any, result_type: Any = Any) -> Any:
+        """Ask the workflow's query ``name`` (``duralog.on_query``) with ``args``.
+
+        Answered in this process from the workflow's current state, running or
+        ended, even while no worker holds it: its log is replayed here against the
+        registered code (which this process must have imported), then the handler is
+        called. Nothing is written and no step runs; each call replays the log anew.
+        ``args`` and the result travel as JSON; ``result_type`` decodes the result.
+
+        Raises ``QueryFailed`` (no such query, its handler raised or tried to act),
+        ``NondeterminismError`` (the code diverged from the history),
+        ``RegistrationError`` (the workflow's code is not registered here).
+
+        Example:
+            ``print(handle.query("progress"))  # {'done': 300, 'of': 1000}``
+        """
+        from .queries import ask
+
+        engine = self._engine
+        return ask(
+            engine.store, engine.payload_codec, self.id, self._definition, name, args, result_type
+        )
+
+    def update(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        result_type: Any = Any,
+    ) -> Any:
+        """Send update ``name`` (``duralog.on_update``) with ``payload`` and wait for the
+        workflow's answer: what its handler returned, decoded as ``result_type``.
+
+        The update's validator runs first, in this process, on the workflow's current
+        state (its log replayed here against the registered code): a rejected update
+        is never sent. An accepted one is recorded in the log, so a crash before the
+        answer replays it and the answer comes once. Raises ``UpdateFailed`` (rejected,
+        its handler raised, the workflow ended first), ``UpdateTimeout`` after
+        ``timeout`` seconds (it is still carried out), ``RegistrationError`` when the
+        workflow's code is not registered here.
+
+        Example:
+            ``count = handle.update("add_item", {"sku": "sku-42", "qty": 2}, timeout=30)``
+        """
+        from duralog.replay.updates import signal_name
+
+        from . import updates
+
+        engine = self._engine
+        store, sealer = engine.store, engine.payload_codec
+        request = updates.check(store, sealer, self.id, self._definition, name, payload)
+        self._send("signal", signal_name(name), request)
+        return updates.wait(store, sealer, self.id, name, request, timeout, result_type)
 
     def _send(
         self, kind: str, name: str, payload: Any, record: WorkflowRecord | None = None

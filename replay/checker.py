@@ -24,6 +24,7 @@ from duralog.store.events import LogEntry
 from .definitions import Registry, Workflow
 from .history import History
 from .instance import WorkflowInstance
+from .queries import answer
 from .state import Input, WorkflowState, fold_all
 
 
@@ -70,6 +71,27 @@ def replay_history(
     instance.on_input = on_input
     instance.feed(state, state.last_seq + 1)
     return instance, state
+
+
+def query_history(
+    workflow: Workflow[Any, Any],
+    entries: Sequence[LogEntry],
+    query: str,
+    args: msgspec.Raw,
+    workflow_id: str = "replay",
+    payload_codec: PayloadCodec | None = None,
+) -> msgspec.Raw:
+    """Answer ``query`` (its arguments ``args``, an encoded JSON array) from the state
+    ``workflow``'s code reaches when replayed against ``entries``; the result, encoded.
+
+    Nothing runs but the workflow's code and the handler. Raises ``PayloadError``
+    (naming the missing key) before replaying values ``payload_codec`` cannot open,
+    ``NondeterminismError`` when the code diverges from the history, and
+    ``QueryFailed`` when the query cannot be answered (see ``queries.answer``).
+    """
+    codec.require_readable(workflow_id, entries, payload_codec)
+    instance, _ = replay_history(workflow, entries, workflow_id, payload_codec=payload_codec)
+    return answer(instance, query, args)
 
 
 def find_workflow(workflows: Workflows, name: str) -> Workflow[Any, Any]:

@@ -46,7 +46,10 @@ from .definitions import Step, Workflow
 from .endings import RunEnding
 from .locations import defined_at, waiting_at
 from .loop import WorkflowLoop
+from .queries import QueryHandlers
 from .state import Input, WorkflowState
+from .updates import SIGNAL_PREFIX, UpdateHandlers
+from .updates import deliver as deliver_update
 from .waits import PendingCalls, Waits
 
 __all__ = ["ContinueAsNew", "ReplaySources", "Sources", "WorkflowInstance"]
@@ -117,6 +120,10 @@ class WorkflowInstance:
         self._inputs_seen = 0
         self._calls = PendingCalls()
         self._patches: dict[str, bool] = {}
+        #: The query handlers the code registered (``duralog.on_query``).
+        self.queries = QueryHandlers(workflow_id)
+        #: The update handlers the code registered (``duralog.on_update``).
+        self.updates = UpdateHandlers(workflow_id)
         #: Called with each input just before it is delivered (debuggers hook in here).
         self.on_input: Callable[[Input], None] | None = None
 
@@ -250,6 +257,9 @@ class WorkflowInstance:
         state = self._state
         if kind == "CancelRequested":
             self.ending.cancel(state.cancel_reasons[ref])
+        elif kind == "SignalReceived" and state.signals[ref].name.startswith(SIGNAL_PREFIX):
+            signal = state.signals[ref]  # an update: never queued for wait_signal
+            deliver_update(self, signal.name, signal.payload)
         elif not self.waits.deliver(state, kind, ref):
             # The result of a call the code did not make.
             self.decisions.report_unmatched(self._waiting_at)
@@ -261,6 +271,7 @@ class WorkflowInstance:
     ) -> Coroutine[Any, Any, Any]:
         """A step call: the coroutine records (or matches) ``StepScheduled`` when the
         awaiting task first runs it, then resolves with the step's result."""
+        self.queries.refuse(f"call step {step.name!r}")
         # Partials, not closures: the call's coroutine keeps ``schedule`` until the step
         # ends, and closures would keep a cell per variable they use, for every step.
         schedule = functools.partial(self._schedule_step, step, args, kwargs)
@@ -293,6 +304,7 @@ class WorkflowInstance:
         The child's id is ``<parent id>/<seq>``: deterministic, so a replay or a
         recovery finds the same child instead of starting another.
         """
+        self.queries.refuse(f"start child workflow {workflow.name!r}")
 
         def schedule() -> asyncio.Future[Any]:
             def started() -> ev.Event:
@@ -323,6 +335,7 @@ class WorkflowInstance:
 
     def record_marker(self, marker: str, produce: Callable[[], Any], tp: Any = Any) -> Any:
         """Record (or read back) a non-deterministic value; returns it decoded."""
+        self.queries.refuse(f"record a value ({marker})")
         holder: list[msgspec.Raw] = []
 
         def make() -> ev.Event:
@@ -335,6 +348,7 @@ class WorkflowInstance:
 
     def publish(self, key: str, value: Any) -> None:
         """Record ``value`` as the workflow's published state under ``key``."""
+        self.queries.refuse(f"publish {key!r}")
         try:
             raw = codec.encode(value, self.payload_codec)
         except PayloadError as exc:
@@ -354,6 +368,7 @@ class WorkflowInstance:
         known = self._patches.get(patch_id)
         if known is not None:
             return known
+        self.queries.refuse(f"ask whether it is patched ({patch_id!r}) for the first time")
         if self.decisions.is_replaying:
             found = self.decisions.consume_patch_marker(patch_id)
             self._patches[patch_id] = found
@@ -367,15 +382,18 @@ class WorkflowInstance:
 
     def deprecate_patch(self, patch_id: str) -> None:
         """The new path of ``patch_id`` is the only one now: consume its marker if recorded."""
+        self.queries.refuse(f"deprecate patch {patch_id!r}")
         self.decisions.consume_patch_marker(patch_id)
 
     async def wait_signal(self, name: str) -> msgspec.Raw:
         """The next signal ``name``: one already buffered, or the next to arrive."""
+        self.queries.refuse(f"wait for signal {name!r}")
         return await self.waits.wait_signal(self._state, name)
 
     # -- timers (called by the loop) ---------------------------------------
 
     def timer_started(self, handle: asyncio.TimerHandle) -> None:
+        self.queries.refuse("sleep or start a timer")
         when = handle.when()
         seq, _ = self.decisions.decide("TimerStarted", "", lambda: ev.TimerStarted(fire_at=when))
         self.waits.add_timer(seq, handle)

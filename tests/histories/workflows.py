@@ -61,6 +61,24 @@ async def retried(order: str) -> str:
     return f"{paid}, {await ship(order)}"
 
 
+async def updated(limit: int) -> list[str]:
+    items: list[str] = []
+
+    def has_room(item: str) -> None:
+        if len(items) >= limit:
+            raise ValueError(f"at most {limit} items")
+
+    async def add(item: str) -> int:
+        items.append(item)
+        await reserve(item)
+        return len(items)
+
+    duralog.on_update("add_item", add, validator=has_room)
+    duralog.on_query("items", lambda: items)
+    await duralog.wait_signal("checkout")
+    return items
+
+
 def make_registry(**changed: Any) -> Registry:
     """The golden workflows, with any of them replaced: ``make_registry(golden_x=fn)``."""
     registry = Registry()
@@ -68,6 +86,7 @@ def make_registry(**changed: Any) -> Registry:
         "golden_sequential": sequential,
         "golden_gather": gathered,
         "golden_retry": retried,
+        "golden_update": updated,
         **changed,
     }
     for name, fn in functions.items():
@@ -91,10 +110,20 @@ GOLDEN: dict[str, tuple[str, list[Any], Any]] = {
         ["o-1", 1999],
         ["reserved o-1", "charged o-1 1999", "shipped o-1"],
     ),
+    "update": ("golden_update", [2], ["o-3", "o-4"]),
 }
 #: file stem -> (the golden history it is a fork of, the seq it was forked from): its
 #: reserve step is a copy, the rest ran in the fork.
 FORKS: dict[str, tuple[str, int]] = {"forked": ("sequential", 5)}
+
+
+def drive(workflow_id: str, handle: duralog.WorkflowHandle[Any]) -> None:
+    """What a golden run is sent while it runs (``update``: two updates, then the
+    signal that ends it)."""
+    if workflow_id == "update":
+        assert handle.update("add_item", "o-3", timeout=30) == 1
+        assert handle.update("add_item", "o-4", timeout=30) == 2
+        handle.signal("checkout")
 
 
 def record(folder: Path) -> None:
@@ -108,6 +137,7 @@ def record(folder: Path) -> None:
                     handle = engine.get(source).fork(from_seq=seq, id=workflow_id)
                 else:
                     handle = engine.start(name, *args, id=workflow_id)
+                drive(workflow_id, handle)
                 result = handle.result(timeout=30)
                 assert result == expected, (workflow_id, result)
         for workflow_id in GOLDEN:

@@ -1,0 +1,108 @@
+"""Sending an update from outside and waiting for the workflow's answer.
+
+``check`` replays the workflow's log here and runs the update's validator on the
+state it reaches: a rejected update is never sent. ``WorkflowHandle.update`` then
+sends the request as a signal (``replay/updates.py`` tells the whole path), and
+``wait`` polls the log for the answer the workflow publishes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from duralog.errors import (
+    ConfigurationError,
+    PayloadError,
+    RegistrationError,
+    UpdateFailed,
+    UpdateTimeout,
+    WorkflowNotFound,
+)
+from duralog.replay.checker import replay_history
+from duralog.replay.definitions import Workflow
+from duralog.replay.updates import Answer, Rejected, Request, answer_key, validate
+from duralog.store import codec
+from duralog.store.base import EventStore, WorkflowStatus
+from duralog.store.envelope import PayloadCodec
+
+
+def check(
+    store: EventStore,
+    payload_codec: PayloadCodec | None,
+    workflow_id: str,
+    definition: Workflow[Any, Any] | None,
+    name: str,
+    payload: Any,
+) -> Request:
+    """The request to send for update ``name`` with ``payload``, once the validator
+    admitted it against the workflow's current state; ``UpdateFailed`` (rejected)
+    otherwise, and nothing is sent."""
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"an update name must be a non-empty string, not {name!r}")
+    record = store.get_workflow(workflow_id)
+    if record is None:
+        raise WorkflowNotFound(workflow_id)
+    if record.status.is_terminal:
+        raise UpdateFailed(
+            workflow_id, name, f"the workflow is already {record.status.value}; nothing was sent"
+        )
+    if definition is None or definition.name != record.name:
+        raise RegistrationError(
+            f"cannot update workflow {workflow_id!r}: the code of workflow {record.name!r} is "
+            "not registered in this process, and the update's validator runs here first; "
+            "import the module that defines it (CLI: --app MODULE)"
+        )
+    try:  # as the workflow will see it: JSON
+        sent = codec.decode(codec.encode(payload))
+    except PayloadError as exc:
+        raise PayloadError(f"cannot send update {name!r} to {workflow_id!r}: {exc}") from None
+    entries = store.read_events(workflow_id)  # one read: a consistent snapshot
+    codec.require_readable(workflow_id, entries, payload_codec)
+    instance, _ = replay_history(definition, entries, workflow_id, payload_codec=payload_codec)
+    try:
+        validate(instance, name, sent)
+    except Rejected as exc:
+        raise UpdateFailed(workflow_id, name, exc.reason, rejected=True) from None
+    return Request(id=uuid.uuid4().hex, payload=payload)
+
+
+def wait(
+    store: EventStore,
+    payload_codec: PayloadCodec | None,
+    workflow_id: str,
+    name: str,
+    request: Request,
+    timeout: float | None,
+    result_type: Any = Any,
+) -> Any:
+    """The workflow's answer to ``request``: its handler's result, decoded as
+    ``result_type``; ``UpdateFailed`` for any other answer or none."""
+    key = answer_key(request.id)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        record = store.get_workflow(workflow_id)
+        found = store.published(workflow_id, key)
+        if found is not None:
+            break
+        if record is None:
+            raise WorkflowNotFound(workflow_id)
+        if record.status.is_terminal or record.status is WorkflowStatus.SUSPENDED:
+            raise UpdateFailed(
+                workflow_id,
+                name,
+                f"the workflow ended ({record.status.value}) before answering it",
+            )
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise UpdateTimeout(workflow_id, name, timeout or 0.0, record.status.value)
+        time.sleep(pause if left is None else min(pause, left))
+        pause = min(pause * 2, 0.25)
+    answer = codec.decode(found, Answer, payload_codec=payload_codec)
+    if answer.rejected is not None:
+        raise UpdateFailed(workflow_id, name, answer.rejected, rejected=True)
+    if answer.error is not None:
+        raise UpdateFailed(workflow_id, name, f"its handler raised {answer.error}", answer.error)
+    return codec.convert(answer.result, result_type, "the update's result")
