@@ -42,6 +42,9 @@ def filter_options(fn: F) -> F:
         parents: tuple[str, ...],
         since: str | None,
         until: str | None,
+        ended_since: str | None,
+        ended_until: str | None,
+        id_prefix: str | None,
         **kwargs: Any,
     ) -> Any:
         query = WorkflowQuery(
@@ -49,8 +52,11 @@ def filter_options(fn: F) -> F:
             names=names,
             queues=queues,
             parents=parents,
-            started_since=None if since is None else parse_since(since, option="--since"),
-            started_until=None if until is None else parse_since(until, option="--until"),
+            started_since=_time(since, "--since"),
+            started_until=_time(until, "--until"),
+            ended_since=_time(ended_since, "--ended-since"),
+            ended_until=_time(ended_until, "--ended-until"),
+            id_prefix=id_prefix or None,
         )
         return fn(*args, query=query, **kwargs)
 
@@ -80,13 +86,22 @@ def filter_options(fn: F) -> F:
             multiple=True,
             help="Only the child workflows of this workflow id (repeatable).",
         ),
+        click.option(
+            "--id-prefix", help="Only workflows whose id starts with this (case matters)."
+        ),
         click.option("--since", help=f"Only workflows started then or later: {_TIMES}."),
         click.option("--until", help=f"Only workflows started before then: {_TIMES}."),
+        click.option("--ended-since", help=f"Only workflows that ended then or later: {_TIMES}."),
+        click.option("--ended-until", help=f"Only workflows that ended before then: {_TIMES}."),
     ]
     decorated: Any = wrapper
     for option in reversed(options):
         decorated = option(decorated)
     return decorated  # type: ignore[no-any-return]
+
+
+def _time(text: str | None, option: str) -> float | None:
+    return None if text is None else parse_since(text, option=option)
 
 
 def _limit(ctx: click.Context, param: click.Parameter, value: int) -> int:
@@ -120,7 +135,8 @@ def list_(
     """List workflows, newest first (then by id).
 
     The filters combine (a workflow must pass each); a repeated filter matches any
-    of its values. --since and --until compare the time a workflow started. When
+    of its values. --since and --until compare the time a workflow started,
+    --ended-since and --ended-until the time it ended (finished ones only). When
     more workflows match than --limit, the last line says how to see the next page
     (--after the last id shown): stdout in table mode, stderr with -o json|jsonl.
 

@@ -40,6 +40,7 @@ from .handle import WorkflowHandle, require_utf8
 from .hooks import Listeners
 from .host import default_worker_id
 from .lease import Moment
+from .listing import page_size, workflow_query
 from .options import WorkerOptions
 from .queues import QUEUES, Queue, check_priority, resolve
 from .schedules import CatchUp, make_schedule
@@ -400,15 +401,49 @@ class Engine:
         return WorkflowHandle(self, workflow_id, definition)
 
     def list(
-        self, status: WorkflowStatus | str | None = None, name: str | None = None
+        self,
+        status: WorkflowStatus | str | Iterable[WorkflowStatus | str] | None = None,
+        name: str | Iterable[str] | None = None,
+        *,
+        queue: str | Iterable[str] | None = None,
+        parent: str | Iterable[str] | None = None,
+        id_prefix: str | None = None,
+        started_since: dt.datetime | float | None = None,
+        started_until: dt.datetime | float | None = None,
+        ended_since: dt.datetime | float | None = None,
+        ended_until: dt.datetime | float | None = None,
+        limit: int | None = None,
+        after: WorkflowRecord | None = None,
     ) -> list[WorkflowRecord]:
-        """Workflows in the store, newest first, filtered by status and name."""
-        try:
-            wanted = WorkflowStatus(status) if status is not None else None
-        except ValueError:
-            known = ", ".join(s.value for s in WorkflowStatus)
-            raise ConfigurationError(f"unknown status {status!r}; one of: {known}") from None
-        return self.store.list_workflows(status=wanted, name=name)
+        """Workflows in the store, newest first, then by id (a stable order).
+
+        Each filter that is given narrows the match; ``status``, ``name``, ``queue`` and
+        ``parent`` take one value or several (any of them). ``id_prefix``: ids that
+        start with it. ``started_*`` / ``ended_*``: ``since <= time < until``, as aware
+        datetimes or epoch seconds (``ended_*`` match finished workflows only).
+
+        Paging: at most ``limit`` (None: all); pass the last record of a page as
+        ``after`` to get the next one. Workflows started meanwhile do not shift the
+        pages (the cursor is the record's start time and id, not an offset)::
+
+            page = engine.list(status="FAILED", limit=100)
+            while page:
+                ...
+                page = engine.list(status="FAILED", limit=100, after=page[-1])
+        """
+        query = workflow_query(
+            status=status,
+            name=name,
+            queue=queue,
+            parent=parent,
+            id_prefix=id_prefix,
+            started_since=started_since,
+            started_until=started_until,
+            ended_since=ended_since,
+            ended_until=ended_until,
+            after=after,
+        )
+        return self.store.find_workflows(query, page_size(limit))
 
     # -- waiting -----------------------------------------------------------
 

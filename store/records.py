@@ -114,9 +114,11 @@ class WorkflowQuery(msgspec.Struct, frozen=True):
     """Which index rows ``find_workflows`` and ``count_workflows`` take: each field that
     is set narrows the match (a tuple: any of its values).
 
-    ``started_since`` / ``started_until``: ``since <= created_at < until``. ``after``:
-    the ``(created_at, id)`` of the last row of the page before (rows come newest
-    first, then by id), for paging that new workflows do not shift.
+    ``started_since`` / ``started_until``: ``since <= created_at < until``.
+    ``ended_since`` / ``ended_until``: the same for the time a workflow ended (only
+    finished ones match). ``id_prefix``: ids that start with it (exactly: case
+    matters). ``after``: the ``(created_at, id)`` of the last row of the page before
+    (rows come newest first, then by id), for paging that new workflows do not shift.
     """
 
     statuses: tuple[WorkflowStatus, ...] = ()
@@ -127,6 +129,9 @@ class WorkflowQuery(msgspec.Struct, frozen=True):
     forked_from: tuple[str, ...] = ()
     started_since: float | None = None
     started_until: float | None = None
+    ended_since: float | None = None
+    ended_until: float | None = None
+    id_prefix: str | None = None
     after: tuple[float, str] | None = None
 
 

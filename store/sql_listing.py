@@ -27,10 +27,26 @@ def _where(query: WorkflowQuery) -> tuple[str, dict[str, object]]:
     if query.started_until is not None:
         parts.append("created_at < :until")
         params["until"] = query.started_until
+    if query.ended_since is not None or query.ended_until is not None:
+        # A finished workflow's last change is its terminal event (nothing follows it).
+        parts.append(f"status IN {_FINISHED}")
+        if query.ended_since is not None:
+            parts.append("updated_at >= :ended_since")
+            params["ended_since"] = query.ended_since
+        if query.ended_until is not None:
+            parts.append("updated_at < :ended_until")
+            params["ended_until"] = query.ended_until
+    if query.id_prefix:
+        # Not LIKE: SQLite's ignores case, and _ and % would need escaping.
+        parts.append("substr(id, 1, :prefix_length) = :prefix")
+        params["prefix"], params["prefix_length"] = query.id_prefix, len(query.id_prefix)
     if query.after is not None:  # the rows after (created_at, id) in the listing's order
         parts.append("(created_at < :after_at OR (created_at = :after_at AND id > :after_id))")
         params["after_at"], params["after_id"] = query.after
     return (" WHERE " + " AND ".join(parts) if parts else ""), params
+
+
+_FINISHED = "('COMPLETED', 'FAILED', 'CANCELLED')"
 
 
 class SQLListing(SQLBase):

@@ -337,3 +337,17 @@ def test_terminate_stops_the_step_of_another_engine_at_once(postgres_url: str) -
             client.get(handle.id).result(timeout=PATIENCE)
         assert [e.kind for e in handle.history()][-1] == "WorkflowTerminated"
         history_is_gapless(handle)
+
+
+def test_finding_workflows_by_id_prefix_and_end_time(engine: duralog.Engine) -> None:
+    for i in range(3):
+        engine.run(pg_steps, 1, id=f"find-{i}")
+    engine.run(pg_steps, 1, id="find_3")  # _ is no wildcard
+    last = engine.get("find-2").record().updated_at
+    assert [r.id for r in engine.list(id_prefix="find-")] == ["find-2", "find-1", "find-0"]
+    assert [r.id for r in engine.list(id_prefix="find-", ended_since=last)] == ["find-2"]
+    page = engine.list(id_prefix="find", limit=2)
+    assert [r.id for r in engine.list(id_prefix="find", limit=2, after=page[-1])] == [
+        "find-1",
+        "find-0",
+    ]
