@@ -94,3 +94,23 @@ def test_the_summaries_duralog_help_lists_are_the_commands_own() -> None:
         assert command.help is not None, name
         first = inspect.cleandoc(command.help).split("\n\n")[0]
         assert summary.split() == first.split(), name
+
+
+def test_shell_completion_completes_commands_and_statuses() -> None:
+    # What the README's `eval "$(_DURALOG_COMPLETE=bash_source duralog)"` line asks for.
+    def complete(words: str) -> list[str]:
+        env = {
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+            "_DURALOG_COMPLETE": "bash_complete",
+        }
+        result = CliRunner().invoke(main, [], env=env, prog_name="duralog")
+        return [line.partition(",")[2] for line in result.stdout.splitlines()]
+
+    assert complete("duralog te") == ["terminate"]
+    assert "fork" in complete("duralog f")
+    assert complete("duralog list --status ")[:3] == ["pending", "running", "paused"]
+    source = CliRunner().invoke(
+        main, [], env={"_DURALOG_COMPLETE": "bash_source"}, prog_name="duralog"
+    )
+    assert "_duralog_completion" in source.stdout
