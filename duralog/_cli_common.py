@@ -161,7 +161,8 @@ class Context:
             if required:
                 raise Problem(
                     "this command runs workflow code: pass --app MODULE (the module that "
-                    "defines your workflows, e.g. --app myapp.workflows) or set DURALOG_APP"
+                    "defines your workflows, e.g. --app myapp.workflows) or set DURALOG_APP",
+                    2,
                 )
             return
         sys.path.insert(0, os.getcwd())
@@ -169,10 +170,10 @@ class Context:
             try:
                 importlib.import_module(app)
             except ImportError as exc:
-                raise Problem(f"cannot import --app {app!r}: {exc}") from None
+                raise Problem(f"cannot import --app {app!r}: {exc}", 2) from None
             except Exception as exc:  # the user's module raised on import
                 raise Problem(
-                    f"importing --app {app!r} raised {type(exc).__name__}: {exc}"
+                    f"importing --app {app!r} raised {type(exc).__name__}: {exc}", 2
                 ) from None
         self._loaded = True
 

@@ -84,7 +84,7 @@ def _fork(
         with ctx.handle(workflow_id) as handle:
             created = handle.restart(new_id) if from_seq is None else handle.fork(from_seq, new_id)
             status = created.status().value
-            copied = created.record().last_seq - 1
+            copied = 0 if from_seq is None else from_seq - 2  # (its events 2 .. N-1)
     except ForkDiverged as exc:
         _refused(exc, action, output)
     except (ConfigurationError, WorkflowIdInUse, PayloadError) as exc:

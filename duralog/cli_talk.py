@@ -57,6 +57,8 @@ def query(ctx: Context, workflow_id: str, name: str, args: tuple[str, ...], outp
       duralog --db shop.db --app shop.workflows query order-o-1 progress
       duralog --db shop.db --app shop.workflows query order-o-1 line '"sku-42"' 2 -o json
     """
+    if not name:
+        raise Problem("the query's NAME must not be empty", 2)
     _load_code(ctx)
     values = [_argument(i, text) for i, text in enumerate(args, 1)]
     try:
@@ -140,6 +142,8 @@ def update(
       duralog --db shop.db --app shop.workflows update cart-7 add_item --payload '"sku-42"'
       duralog --db shop.db --app shop.workflows update cart-7 empty --timeout 30 -o json
     """
+    if not name:
+        raise Problem("the update's NAME must not be empty", 2)
     _load_code(ctx)
     value = parse_json(payload, "--payload")
     try:

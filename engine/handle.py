@@ -162,6 +162,9 @@ class WorkflowHandle(Generic[R]):
         Returns False if the workflow had already ended (children it left open after
         an earlier ``terminate`` are terminated all the same).
         """
+        return self._terminate(reason, tell_parent=True)
+
+    def _terminate(self, reason: str, tell_parent: bool) -> bool:
         require_utf8(reason, "the reason")
         record = self.record()
         engine = self._engine
@@ -170,7 +173,11 @@ class WorkflowHandle(Generic[R]):
             state = fold_all(self.id, started)
             at = engine.clock.now()
             terminal = ev.WorkflowTerminated(error=ErrorDetails("Terminated", reason))
-            notices = notice_to_parent(state, self.id, terminal, engine.payload_codec)
+            notices = (
+                notice_to_parent(state, self.id, terminal, engine.payload_codec)
+                if tell_parent
+                else ()
+            )
             seq = engine.store.terminate(self.id, at, terminal.error, notices)
             if seq is not None:
                 if engine.listeners.active:
@@ -185,8 +192,8 @@ class WorkflowHandle(Generic[R]):
             for child_id in state.open_children().values():
                 child: WorkflowHandle[Any] = WorkflowHandle(engine, child_id, None)
                 # (not found: its parent was ended before it was created)
-                with contextlib.suppress(WorkflowNotFound):
-                    child.terminate("the parent workflow was terminated")
+                with contextlib.suppress(WorkflowNotFound):  # (its parent has ended: no notice)
+                    child._terminate("the parent workflow was terminated", tell_parent=False)
         return seq is not None
 
     def pause(self, reason: str = "") -> None:
@@ -298,9 +305,9 @@ class WorkflowHandle(Generic[R]):
 
         engine = self._engine
         store, sealer = engine.store, engine.payload_codec
-        request = updates.check(store, sealer, self.id, self._definition, name, payload)
+        request, run = updates.check(store, sealer, self.id, self._definition, name, payload)
         self._send("signal", signal_name(name), request)
-        return updates.wait(store, sealer, self.id, name, request, timeout, result_type)
+        return updates.wait(store, sealer, self.id, name, request, timeout, result_type, run)
 
     def _send(
         self, kind: str, name: str, payload: Any, record: WorkflowRecord | None = None

@@ -22,8 +22,16 @@ from duralog.errors import (
 )
 from duralog.replay.checker import replay_history
 from duralog.replay.definitions import Workflow
-from duralog.replay.updates import Answer, Rejected, Request, answer_key, validate
+from duralog.replay.updates import (
+    Answer,
+    Rejected,
+    Request,
+    answer_key,
+    signal_name,
+    validate,
+)
 from duralog.store import codec
+from duralog.store import events as ev
 from duralog.store.base import EventStore, WorkflowStatus
 from duralog.store.envelope import PayloadCodec
 
@@ -35,10 +43,10 @@ def check(
     definition: Workflow[Any, Any] | None,
     name: str,
     payload: Any,
-) -> Request:
+) -> tuple[Request, int]:
     """The request to send for update ``name`` with ``payload``, once the validator
-    admitted it against the workflow's current state; ``UpdateFailed`` (rejected)
-    otherwise, and nothing is sent."""
+    admitted it against the workflow's current state, and the run it goes to;
+    ``UpdateFailed`` (rejected) otherwise, and nothing is sent."""
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"an update name must be a non-empty string, not {name!r}")
     record = store.get_workflow(workflow_id)
@@ -60,12 +68,12 @@ def check(
         raise PayloadError(f"cannot send update {name!r} to {workflow_id!r}: {exc}") from None
     entries = store.read_events(workflow_id)  # one read: a consistent snapshot
     codec.require_readable(workflow_id, entries, payload_codec)
-    instance, _ = replay_history(definition, entries, workflow_id, payload_codec=payload_codec)
+    instance, state = replay_history(definition, entries, workflow_id, payload_codec=payload_codec)
     try:
         validate(instance, name, sent)
     except Rejected as exc:
         raise UpdateFailed(workflow_id, name, exc.reason, rejected=True) from None
-    return Request(id=uuid.uuid4().hex, payload=payload)
+    return Request(id=uuid.uuid4().hex, payload=payload), state.run
 
 
 def wait(
@@ -76,12 +84,15 @@ def wait(
     request: Request,
     timeout: float | None,
     result_type: Any = Any,
+    run: int = 1,
 ) -> Any:
-    """The workflow's answer to ``request``: its handler's result, decoded as
-    ``result_type``; ``UpdateFailed`` for any other answer or none."""
+    """The workflow's answer to ``request``, sent to its run ``run``: its handler's
+    result, decoded as ``result_type``; ``UpdateFailed`` for any other answer or none
+    (the run ended, or continued as new, without answering)."""
     key = answer_key(request.id)
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = 0.005
+    archived = f"{workflow_id}~run{run}"  # where the run's events go if it continues as new
     while True:
         record = store.get_workflow(workflow_id)
         found = store.published(workflow_id, key)
@@ -89,11 +100,27 @@ def wait(
             break
         if record is None:
             raise WorkflowNotFound(workflow_id)
-        if record.status.is_terminal or record.status is WorkflowStatus.SUSPENDED:
+        if store.get_workflow(archived) is not None:  # the run continued as new
+            found = store.published(archived, key)  # (having answered?)
+            if found is not None:
+                break
+            if _delivered(store, payload_codec, archived, name, request.id):
+                raise UpdateFailed(
+                    workflow_id, name, f"run {run} continued as new before answering it"
+                )
+            # Not delivered: it went back to the inbox, for the next run to answer.
+        if record.status.is_terminal:
             raise UpdateFailed(
                 workflow_id,
                 name,
                 f"the workflow ended ({record.status.value}) before answering it",
+            )
+        if record.status is WorkflowStatus.SUSPENDED:
+            raise UpdateFailed(
+                workflow_id,
+                name,
+                "the workflow is SUSPENDED (its code diverged from its history): the update "
+                "is kept, and is answered once code that replays is deployed",
             )
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
@@ -106,3 +133,23 @@ def wait(
     if answer.error is not None:
         raise UpdateFailed(workflow_id, name, f"its handler raised {answer.error}", answer.error)
     return codec.convert(answer.result, result_type, "the update's result")
+
+
+def _delivered(
+    store: EventStore,
+    payload_codec: PayloadCodec | None,
+    run_id: str,
+    name: str,
+    update_id: str,
+) -> bool:
+    """Whether update ``update_id`` reached the code of the (archived) run ``run_id``."""
+    for entry in store.read_events(run_id):
+        event = entry.event
+        if isinstance(event, ev.SignalReceived) and event.name == signal_name(name):
+            try:
+                sent = codec.decode(event.payload, Request, payload_codec=payload_codec)
+            except PayloadError:
+                continue
+            if sent.id == update_id:
+                return True
+    return False

@@ -4,7 +4,7 @@
 
 Two engines (two workers) share one log, and so one circuit: the breaker's state
 is a row in the log's database, changed by compare-and-set. The fake payments API
-is down for its first 1.5 seconds. Its first failures open the circuit; while it
+fails its first 5 calls. Its first failures open the circuit; while it
 is open, charge attempts on *either* worker fail fast with ``CircuitOpen`` and
 never reach the API; every ``reset_timeout`` one trial call goes through; once
 the API is back, the trial succeeds, the circuit closes, and every order is
@@ -18,7 +18,6 @@ import logging
 import sys
 import tempfile
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -26,22 +25,25 @@ import duralog
 
 
 class PaymentsAPI:
-    """A stand-in for a remote API that is down until ``back_at``."""
+    """A stand-in for a remote API that is down for its first ``failures`` calls (counted,
+    not timed: the example behaves the same on a fast machine and a busy one)."""
 
-    def __init__(self, down_for: float) -> None:
-        self.back_at = time.monotonic() + down_for
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
         self.calls = 0
         self._lock = threading.Lock()
 
     def charge(self, order_id: str, cents: int) -> str:
         with self._lock:
             self.calls += 1
-        if time.monotonic() < self.back_at:
+            down = self.calls <= self.failures
+        if down:
             raise ConnectionError("payments API: 503 Service Unavailable")
         return f"ch_{order_id}"
 
 
-API = PaymentsAPI(down_for=1.5)
+# Three failures open the circuit; the next two trial calls fail too and open it again.
+API = PaymentsAPI(failures=5)
 payments_api = duralog.CircuitBreaker("payments-api", failure_threshold=3, reset_timeout=0.4)
 
 
@@ -81,7 +83,7 @@ def main() -> None:
 
         return seen
 
-    print("two workers, one log, one circuit; the payments API is down for 1.5 s\n")
+    print("two workers, one log, one circuit; the payments API fails its first 5 calls\n")
     with (
         duralog.Engine(db, durability="normal", worker_id="worker-a") as a,
         duralog.Engine(db, durability="normal", worker_id="worker-b") as b,

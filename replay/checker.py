@@ -68,6 +68,9 @@ def replay_history(
     """
     state = fold_all(workflow_id, list(entries))
     instance = WorkflowInstance(workflow, workflow_id, payload_codec=payload_codec)
+    # Outside a worker: the code stops where it would make its first new decision,
+    # so nothing of it (a side_effect's function) runs here.
+    instance.decisions.read_only = True
     instance.on_input = on_input
     instance.feed(state, state.last_seq + 1)
     return instance, state

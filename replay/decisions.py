@@ -33,6 +33,12 @@ class Ended(BaseException):
     cut short by its grace period): whatever it tries to do is not recorded."""
 
 
+class Halted(BaseException):
+    """Unwinds workflow code that would make a new decision in a read-only replay (a
+    query, a check): past the end of its history nothing is made, so nothing of the
+    code's runs (a ``side_effect``'s function, say) outside its worker."""
+
+
 class ContinueAsNew(BaseException):
     """Raised by ``duralog.continue_as_new``: ends this run; a new one starts with ``args``."""
 
@@ -64,6 +70,10 @@ class Decisions:
         self.divergence: NondeterminismError | None = None
         #: True once the run's terminal decision is made.
         self.finished = False
+        #: Read-only: the code stops (``Halted``) where it would make a new decision,
+        #: and ``halted_at`` says where.
+        self.read_only = False
+        self.halted_at: str | None = None
         self._state: WorkflowState | None = None
         self._made = 0
         self._next_seq = 0
@@ -120,6 +130,10 @@ class Decisions:
                 )
                 raise Diverged
             return recorded.seq, False
+        if self.read_only and kind not in ev.TERMINAL_KINDS:  # (those run no user code)
+            if self.halted_at is None:
+                self.halted_at = caller_location() or self._defined_at()
+            raise Halted
         # make() may raise (an argument that cannot be encoded, a failing
         # side_effect): nothing is consumed unless the decision really exists.
         event = make()

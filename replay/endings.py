@@ -19,7 +19,7 @@ from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.envelope import PayloadCodec
 
-from .decisions import ContinueAsNew, Decisions, Diverged, Ended
+from .decisions import ContinueAsNew, Decisions, Diverged, Ended, Halted
 from .definitions import Workflow
 from .failures import details_of
 from .loop import WorkflowLoop
@@ -101,7 +101,7 @@ class RunEnding:
             return lambda: self._completed(result)
         if isinstance(exc, ContinueAsNew):
             return lambda: self._continued(exc)
-        if isinstance(exc, Diverged | Ended):
+        if isinstance(exc, Diverged | Ended | Halted):
             return lambda: None
         return lambda: self.failed(exc)
 

@@ -57,6 +57,9 @@ def fork_history(
         forked_from=ev.ForkOrigin(
             workflow_id=source_id, run=source.run, run_id=source.run_id, seq=from_seq
         ),
+        # A restart copies no decision: it runs under today's rules. A fork keeps the
+        # format its copies were made under (format 1 scheduled steps at the call).
+        format=ev.FORMAT_VERSION if from_seq == 2 else source.format,
     )
     # Seq 1 keeps its source's time, so the copies' times follow it as they did; the
     # fork's own start (``start_time``, from which its timeout counts) is ``at``.

@@ -411,6 +411,8 @@ class WorkflowInstance:
         return self._waiting_at()
 
     def _waiting_at(self) -> str | None:
+        if self.decisions.halted_at is not None:  # a read-only replay stopped it there
+            return self.decisions.halted_at
         task = self._task
         if task is None or task.done():
             return self._defined_at()

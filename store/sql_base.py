@@ -67,6 +67,9 @@ class Session(Protocol):
 #: A note for other processes: (kind, workflow id), see ``EventStore.listen``.
 Note = tuple[str, str | None]
 
+#: The finished statuses, as an SQL list (``status IN FINISHED``).
+FINISHED = "('COMPLETED', 'FAILED', 'CANCELLED')"
+
 
 class SQLBase:
     """The dialect hooks every part of ``SQLStore`` uses (see the module docstring)."""

@@ -24,7 +24,7 @@ from .integrity import GENESIS, chain, log_end
 from .queue_room import HOLDS_A_SLOT, MOST
 from .records import Claim, Notice, QueueLimits, WorkerRecord, WorkflowStatus, limit_value
 from .schema import INSERT_EVENTS, LOG_END
-from .sql_base import Session, SQLBase, marks
+from .sql_base import FINISHED, Session, SQLBase, marks
 
 _ENDED = "('COMPLETED', 'FAILED', 'CANCELLED', 'SUSPENDED')"
 #: Who takes a lease: ``:worker``, for ``:lease`` seconds, with a new fencing token.
@@ -316,7 +316,7 @@ class SQLLeases(SQLBase):
             # Waits for an append of its owner in flight (a short transaction): the
             # event goes after it, and the owner's next append finds the fence moved.
             row = conn.execute(
-                f"SELECT last_seq FROM workflows WHERE id = ? AND status NOT IN {_FINISHED}"
+                f"SELECT last_seq FROM workflows WHERE id = ? AND status NOT IN {FINISHED}"
                 + self.LOCK_ROWS,
                 (workflow_id,),
             ).fetchone()
@@ -347,9 +347,6 @@ class SQLLeases(SQLBase):
                 conn, [("ended", workflow_id), *(("inbox", n.workflow_id) for n in notices)]
             )
         return seq
-
-
-_FINISHED = "('COMPLETED', 'FAILED', 'CANCELLED')"
 
 
 class _Serves(msgspec.Struct):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .records import WorkflowQuery, WorkflowRecord, WorkflowStatus, limit_value
 from .schema import WORKFLOW_COLUMNS, workflow_record
-from .sql_base import SQLBase, marks
+from .sql_base import FINISHED, SQLBase, marks
 
 
 def _where(query: WorkflowQuery) -> tuple[str, dict[str, object]]:
@@ -29,7 +29,7 @@ def _where(query: WorkflowQuery) -> tuple[str, dict[str, object]]:
         params["until"] = query.started_until
     if query.ended_since is not None or query.ended_until is not None:
         # A finished workflow's last change is its terminal event (nothing follows it).
-        parts.append(f"status IN {_FINISHED}")
+        parts.append(f"status IN {FINISHED}")
         if query.ended_since is not None:
             parts.append("updated_at >= :ended_since")
             params["ended_since"] = query.ended_since
@@ -44,9 +44,6 @@ def _where(query: WorkflowQuery) -> tuple[str, dict[str, object]]:
         parts.append("(created_at < :after_at OR (created_at = :after_at AND id > :after_id))")
         params["after_at"], params["after_id"] = query.after
     return (" WHERE " + " AND ".join(parts) if parts else ""), params
-
-
-_FINISHED = "('COMPLETED', 'FAILED', 'CANCELLED')"
 
 
 class SQLListing(SQLBase):

@@ -33,9 +33,7 @@ from .schema import (
     first_row,
     workflow_record,
 )
-from .sql_base import SQLBase
-
-_FINISHED = "('COMPLETED', 'FAILED', 'CANCELLED')"
+from .sql_base import FINISHED, SQLBase
 
 
 class SQLLog(SQLBase):
@@ -134,7 +132,7 @@ class SQLLog(SQLBase):
         """Finished workflows older than ``finished_before``; deleted unless ``dry_run``
         (one another transaction holds right now is left to the next prune)."""
         select = (
-            f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE status IN {_FINISHED}"
+            f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE status IN {FINISHED}"
             " AND updated_at < ? ORDER BY updated_at, id"
         )
         if dry_run:

@@ -70,7 +70,7 @@ def test_a_bad_document_is_one_line_and_the_exit_code_of_a_failed_import(
     if document is not None:
         (tmp_path / "shop.toml").write_text(document)
     done = run_app(tmp_path, "replay", "--all")
-    assert done.returncode == 1, done.stderr  # as for an --app that does not import
+    assert done.returncode == 2, done.stderr  # as for an --app that does not import
     assert done.stdout == ""
     assert "Traceback" not in done.stderr
     (line,) = done.stderr.splitlines()

@@ -378,12 +378,12 @@ def test_start_of_an_unknown_workflow_name(cli: Invoke, app: ModuleType, tmp_pat
 def test_commands_that_run_code_need_app(
     cli: Invoke, shop_db: str, command: tuple[str, ...]
 ) -> None:
-    line = assert_clean_error(cli("--db", shop_db, *command), 1)
+    line = assert_clean_error(cli("--db", shop_db, *command), 2)
     assert "--app MODULE" in line
 
 
 def test_an_app_that_does_not_import(cli: Invoke, shop_db: str) -> None:
-    line = assert_clean_error(cli("--db", shop_db, "--app", "no_such_app", "replay", "--all"), 1)
+    line = assert_clean_error(cli("--db", shop_db, "--app", "no_such_app", "replay", "--all"), 2)
     assert "cannot import --app 'no_such_app'" in line
 
 

@@ -133,7 +133,7 @@ def test_bad_input_is_one_error_line(cli: Invoke, db: str) -> None:
     for args, code, message in cases:
         line = one_error(cli("--db", db, *APP, *args), code)
         assert message in line, (args, line)
-    line = one_error(cli("--db", db, "fork", "order-1", "--from-seq", "2"), 1)
+    line = one_error(cli("--db", db, "fork", "order-1", "--from-seq", "2"), 2)
     assert "pass --app MODULE" in line
     with duralog.Engine(db, worker=False) as engine:
         assert len(engine.list()) == 3

@@ -93,6 +93,7 @@ def test_query_prints_the_answer(cli: Invoke, query_db: str) -> None:
         (("run-1", "after", "1", "2"), 1, "too many positional arguments"),
         (("run-1", "after", "[" * 100_000), 2, "argument 1 is nested too deeply"),
         (("nobody", "total"), 1, "no workflow with id 'nobody'"),
+        (("run-1", ""), 2, "the query's NAME must not be empty"),
     ],
 )
 def test_query_failures_are_one_line(

@@ -45,7 +45,8 @@ def test_filters_and_pages(db: str) -> None:
         assert seen == [f"order-{i}" for i in reversed(range(7))]
         assert [r.id for r in engine.list(ended_since=ended_at, name="listed")] == ["order-6"]
         assert "order-late" not in [r.id for r in engine.list(ended_since=0)]
-        when = dt.datetime.fromtimestamp(ended_at, dt.UTC)
+        # (a datetime is precise to the microsecond: one rounded up would take order-6 in)
+        when = dt.datetime.fromtimestamp(ended_at - 1e-6, dt.UTC)
         assert [r.id for r in engine.list(ended_until=when, id_prefix="order-")] == [
             f"order-{i}" for i in reversed(range(6))
         ]

@@ -149,6 +149,7 @@ def test_terminating_a_parent_terminates_its_children(engine: duralog.Engine) ->
     with pytest.raises(duralog.WorkflowFailed, match="parent workflow was terminated"):
         child.result(timeout=PATIENCE)
     assert ran == []
+    assert engine.store.inbox("t-4") == []  # no notice left for the ended parent
 
 
 def test_a_parent_sees_its_terminated_child_fail(engine: duralog.Engine) -> None:

@@ -3,6 +3,7 @@ on real SQLite files (the SIGKILL case is in tests/crash/test_update_crash.py)."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from pathlib import Path
@@ -199,3 +200,60 @@ def test_update_signals_cannot_be_sent_as_plain_signals(engine: duralog.Engine) 
     handle = engine.start(cart, 5, id="cart-1")
     with pytest.raises(duralog.ConfigurationError, match="carry updates"):
         handle.signal("duralog.update:add_item", {"id": "forged", "payload": "x"})
+
+
+@duralog.workflow(name="eu_rounds")
+async def rounds(n: int) -> int:
+    async def bump(by: int) -> int:
+        return n + by
+
+    async def stuck(_: object) -> None:
+        await duralog.wait_signal("never")
+
+    duralog.on_update("bump", bump)
+    duralog.on_update("stuck", stuck)
+    await duralog.wait_signal("next")
+    if n < 2:
+        duralog.continue_as_new(n + 1)
+    return n
+
+
+@duralog.workflow(name="eu_bump_then_continue")
+async def bump_then_continue(n: int) -> int:
+    bumped = asyncio.Event()
+
+    def bump(by: int) -> int:
+        bumped.set()
+        return n + by
+
+    duralog.on_update("bump", bump)
+    await bumped.wait()
+    if n < 1:
+        duralog.continue_as_new(n + 1)  # in the same turn as the answer
+    return n
+
+
+def test_an_update_answered_by_a_run_that_then_continued_as_new(engine: duralog.Engine) -> None:
+    handle = engine.start(bump_then_continue, 0, id="rounds-1")
+    assert handle.update("bump", 10, timeout=PATIENCE) == 10  # found in rounds-1~run1
+    wait_for(lambda: engine.get("rounds-1").state().run == 2)
+    assert handle.update("bump", 5, timeout=PATIENCE) == 6  # answered by run 2
+
+
+def test_an_update_cut_short_by_continue_as_new_fails_at_once(engine: duralog.Engine) -> None:
+    handle = engine.start(rounds, 0, id="rounds-2")
+    failed: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            handle.update("stuck", None)  # no timeout: only the run's end can stop it
+        except duralog.UpdateFailed as exc:
+            failed.append(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    wait_for(lambda: "SignalReceived" in [e.kind for e in handle.history()])
+    handle.signal("next")
+    sender.join(PATIENCE)
+    assert not sender.is_alive()
+    assert "run 1 continued as new before answering it" in str(failed[0])

@@ -94,3 +94,15 @@ def test_a_fork_answers_to_no_parent_and_times_out_from_its_own_start() -> None:
     assert first[0].at == T0  # the copies' times follow seq 1's, as in the source
     state = fold_all("fork", first)
     assert (state.started_at, state.deadline) == (T0 + 500, T0 + 560)
+
+
+def test_a_restart_runs_under_todays_format_and_a_fork_keeps_its_copies() -> None:
+    entries = history([0], 1, end=True)  # recorded in format 1 (WorkflowStarted's default)
+
+    def format_of(seq: int) -> int:
+        started = fork_history("src", entries, seq, at=T0, run_id="r2")[0].event
+        assert isinstance(started, ev.WorkflowStarted)
+        return started.format
+
+    assert format_of(2) == ev.FORMAT_VERSION  # a restart copies no decision
+    assert format_of(4) == 1  # the copied step was scheduled under format 1's rules
