@@ -72,8 +72,9 @@ class AttemptControl:
         # The worker's bookkeeping (on its loop): the task storing the details, whether
         # the attempt is over (store what is left at once), whether a row was written.
         self.writer: asyncio.Task[None] | None = None
-        self.over: asyncio.Future[None] | None = None  # done once the attempt ended
+        self.over: asyncio.Future[None] | None = None  # the writer's: done at ``end``
         self.stored = False
+        self._ended = False
 
     def __repr__(self) -> str:
         return f"<AttemptControl {self.workflow_id}:{self.seq} attempt {self.attempt}>"
@@ -148,13 +149,14 @@ class AttemptControl:
 
     def end(self) -> None:
         """The attempt ended (on the worker's loop): its writer stores what is left."""
+        self._ended = True
         if self.over is not None and not self.over.done():
             self.over.set_result(None)
 
     @property
     def ended(self) -> bool:
         """Whether ``end`` was called."""
-        return self.over is not None and self.over.done()
+        return self._ended
 
     def take(self) -> bytes | None:
         """The details to store, if they changed since the last ``take`` (None: they did

@@ -174,7 +174,6 @@ class StepLoop(LogTail):
             max_bytes=self.host.options.max_payload_bytes,
         )
         loop = self.host.loop
-        control.over = loop.create_future()
 
         def changed() -> None:  # on the step's thread, or on the loop for an async step
             with contextlib.suppress(RuntimeError):  # a closed loop: the worker stopped
@@ -186,6 +185,8 @@ class StepLoop(LogTail):
 
     def _details_changed(self, control: AttemptControl, started: int) -> None:
         if control.writer is None and not control.ended and not self.closed:
+            if control.over is None:
+                control.over = self.host.loop.create_future()
             control.writer = self.spawn(self._keep_details(control, started))
 
     async def _keep_details(self, control: AttemptControl, started: int) -> None:

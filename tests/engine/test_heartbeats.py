@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,14 +56,15 @@ def stored(engine: duralog.Engine, workflow_id: str, seq: int) -> Any:
 
 
 def step_seq(handle: duralog.WorkflowHandle[Any]) -> int:
-    return next(e.seq for e in handle.history() if e.kind == "StepScheduled")
+    """The seq of the workflow's first step (0 while it is not in the log)."""
+    return next((e.seq for e in handle.history() if e.kind == "StepScheduled"), 0)
 
 
 # -- a step that stops heartbeating ----------------------------------------------
 
 
 @duralog.step(
-    heartbeat_timeout=0.5,
+    heartbeat_timeout=1.0,
     retry=duralog.RetryPolicy(max_attempts=2, initial_interval=0.01, jitter=False),
 )
 def hb_hangs(rows: int) -> int:
@@ -93,7 +95,7 @@ def test_a_step_that_stops_heartbeating_is_retried_with_its_last_details(address
         retrying = next(e for e in handle.history() if e.kind == "StepRetrying")
         error = retrying.event.error  # type: ignore[attr-defined]
         assert error.type == "TimeoutError"
-        assert "had no heartbeat for 0.5 s (its heartbeat_timeout)" in error.message
+        assert "had no heartbeat for 1 s (its heartbeat_timeout)" in error.message
         assert "'hangs'" in error.message
         assert seen[:2] == [
             {"attempt": 1, "details": None},
@@ -136,7 +138,7 @@ def test_details_are_stored_throttled_and_kept_for_the_retry(address: str) -> No
     with engine_on(address, heartbeat_interval=3600) as engine:
         handle = engine.start(hb_failing, 80, id="fails")
         beaten.wait(PATIENCE)
-        seq = wait_for(lambda: step_seq(handle) if len(handle.history()) > 1 else 0)
+        seq = wait_for(lambda: step_seq(handle))
         # The first heartbeat is stored at once, with the StepStarted it belongs to.
         wait_for(lambda: stored(engine, "fails", seq) == 1)
         assert "StepStarted" in [e.kind for e in handle.history()]
@@ -302,3 +304,39 @@ def test_heartbeat_timeout_is_checked_where_it_is_declared() -> None:
         duralog.step(heartbeat_timeout=0)(lambda: None)
     with pytest.raises(duralog.ConfigurationError, match="inline step cannot have a heartbeat"):
         duralog.step(inline=True, heartbeat_timeout=5)(lambda: None)
+
+
+# -- sealed at rest --------------------------------------------------------------
+
+SECRET = "acct-7731-secret"
+
+
+@duralog.step(retry=duralog.RetryPolicy(max_attempts=2, initial_interval=0.01))
+def hb_sealed_step() -> str:
+    info = duralog.step_info()
+    if info.attempt == 1:
+        duralog.heartbeat({"cursor": SECRET})
+        beaten.set()
+        release.wait(PATIENCE)
+        raise ValueError("try again")
+    return str(info.heartbeat_details["cursor"])
+
+
+@duralog.workflow
+async def hb_sealed() -> str:
+    return await hb_sealed_step()
+
+
+def test_details_are_sealed_by_the_payload_codec(tmp_path: Path) -> None:
+    db = str(tmp_path / "log.db")
+    vault = duralog.AesGcmCodec({"k1": bytes(range(32))}, "k1")
+    with engine_on(db, payload_codec=vault) as engine:
+        handle = engine.start(hb_sealed, id="sealed")
+        beaten.wait(PATIENCE)
+        wait_for(lambda: stored(engine, "sealed", step_seq(handle)) == {"cursor": SECRET})
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT details FROM heartbeats").fetchall()
+        conn.close()
+        assert len(rows) == 1 and SECRET not in rows[0][0]
+        release.set()
+        assert handle.result(timeout=PATIENCE) == SECRET
