@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -159,6 +160,8 @@ class StepAttempts:
             except Exception as exc:  # the step's error, handed over like a thread's
                 done.set_exception(exc)
             return done
+        if info.control is not None:
+            info.control.last_beat = math.inf  # no silence while it waits for a thread
         return self.threads.run(
             context, _if_held, execution.lease, info.control, step.fn, args, kwargs
         )
@@ -183,8 +186,10 @@ class StepAttempts:
             waits = []
             if step.timeout is not None:
                 waits.append(started + step.timeout - now)
-            if silence is not None and control is not None:
-                waits.append(control.last_beat + silence - now)
+            if silence is not None and control is not None:  # (once a silence long)
+                waits.append(min(control.last_beat + silence - now, silence))
+            if not waits:  # a heartbeat timeout, but no control to watch (run without one)
+                return await awaitable
             try:
                 done, _ = await asyncio.wait((awaitable,), timeout=max(min(waits), 0.0))
             except asyncio.CancelledError:

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from duralog.store import codec
 seen: list[dict[str, Any]] = []
 release = threading.Event()
 beaten = threading.Event()
+queued = threading.Event()
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +34,7 @@ def fresh() -> Iterator[None]:
     seen.clear()
     release.clear()
     beaten.clear()
+    queued.clear()
     yield
     release.set()  # whatever still waits (an abandoned attempt) ends
 
@@ -340,3 +343,37 @@ def test_details_are_sealed_by_the_payload_codec(tmp_path: Path) -> None:
         assert len(rows) == 1 and SECRET not in rows[0][0]
         release.set()
         assert handle.result(timeout=PATIENCE) == SECRET
+
+
+# -- the silence counts from the step's start ------------------------------------
+
+
+@duralog.step(heartbeat_timeout=0.5, retry=duralog.RetryPolicy(max_attempts=1))
+def hb_busy(name: str) -> str:
+    seen.append({"started": name})
+    if name == "first":
+        # Holds the only step thread for three heartbeat timeouts, beating all along,
+        # while the second workflow's attempt waits for the thread.
+        assert queued.wait(PATIENCE)
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            duralog.heartbeat()
+            release.wait(0.01)
+    return name
+
+
+@duralog.workflow
+async def hb_queued(name: str) -> str:
+    return await hb_busy(name)
+
+
+def test_waiting_for_a_step_thread_is_no_silence(tmp_path: Path) -> None:
+    with engine_on(str(tmp_path / "log.db"), max_threads=1) as engine:
+        first = engine.start(hb_queued, "first", id="first")
+        wait_for(lambda: seen, what="the first step's start")
+        second = engine.start(hb_queued, "second", id="second")
+        queued.set()
+        assert first.result(timeout=PATIENCE) == "first"
+        assert second.result(timeout=PATIENCE) == "second"
+        assert seen == [{"started": "first"}, {"started": "second"}]
+        assert "StepRetrying" not in [e.kind for e in second.history()]
