@@ -65,6 +65,9 @@ class Engine(runtime.Engine):
         resources: clients, connections and other objects for steps, by name
             (``duralog.inject()`` parameters, ``duralog.resource(name)``). They are
             never recorded in the log; the engine does not close them.
+        heartbeat_interval: seconds between two writes of a running step's heartbeat
+            details (``duralog.heartbeat``) to the store, at most (default 5): what a
+            crash may lose of them.
 
     ``subscribe``, ``follow`` and ``stats`` watch it (``duralog.observe``).
 

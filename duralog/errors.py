@@ -31,6 +31,13 @@
             └── LogDamaged        a workflow's log: a gap, a broken checksum chain, ...
                 └── CorruptEventError   one event body cannot be decoded
 
+Outside the tree, because no ``except Exception:`` in a step should swallow it:
+
+    asyncio.CancelledError
+    └── StepCancelled             ``duralog.heartbeat()`` in a step told to stop (its
+                                  workflow was cancelled, its lease lost, its attempt
+                                  abandoned)
+
 Every error carries the fields a caller needs (``workflow_id``, ``seq``...) and a
 message that says what happened, where, and what to do next. ``whole_number``
 is the one check of a whole-number argument, and ``positive_seconds`` of a
@@ -39,6 +46,7 @@ duration, for every layer.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import shlex
@@ -371,6 +379,37 @@ class LeaseLost(DuralogError):
             message
             or f"the store refused an append to workflow {workflow_id!r}: another worker "
             "owns it now (fencing) or its state forbids it; this worker stops advancing it"
+        )
+
+
+class StepCancelled(asyncio.CancelledError):
+    """Raised by ``duralog.heartbeat()`` inside a step attempt that should stop: its
+    workflow was cancelled (or ended, or its worker let it go), this worker lost the
+    workflow's lease, or the attempt was given up (past its ``timeout`` or
+    ``heartbeat_timeout``).
+
+    An ``asyncio.CancelledError``, so ``except Exception:`` in the step does not catch
+    it: let it propagate. The step's attempt then ends the way a cancelled async step
+    does: when the workflow was cancelled it fails as ``Cancelled`` (not retried);
+    otherwise its outcome is not recorded at all.
+
+    Attributes:
+        workflow_id, seq, attempt: the attempt told to stop.
+        reason: why, in words.
+        lease_lost: True when the reason is the lost lease (another worker may run the
+            step now).
+    """
+
+    def __init__(
+        self, workflow_id: str, seq: int, attempt: int, reason: str, *, lease_lost: bool = False
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.seq = seq
+        self.attempt = attempt
+        self.reason = reason
+        self.lease_lost = lease_lost
+        super().__init__(
+            f"step seq {seq} (attempt {attempt}) of workflow {workflow_id!r} must stop: {reason}"
         )
 
 

@@ -23,6 +23,7 @@ from duralog.replay.context import WorkflowInfo
 from duralog.replay.instance import ContinueAsNew, current_instance
 from duralog.store import codec
 
+from .heartbeats import AttemptControl
 from .lease import Lease
 
 T = TypeVar("T")
@@ -274,6 +275,13 @@ class StepInfo(msgspec.Struct, frozen=True):
     over): a long-running sync step should check it in its loop and stop, since its
     result can no longer be recorded and another worker may run the step again.
 
+    ``cancelled`` turns true when the attempt should stop for another reason: its
+    workflow was cancelled (or ended, or its worker stopped), or the attempt was given
+    up (past its ``timeout`` or ``heartbeat_timeout``). ``duralog.heartbeat()`` raises
+    ``StepCancelled`` in either case, so a loop that heartbeats stops by itself.
+    ``heartbeat_details`` are the details the previous attempt last gave to
+    ``duralog.heartbeat()``: where to resume.
+
     Attributes:
         workflow_id: the id of the workflow that called the step.
         step: the step's name.
@@ -285,6 +293,9 @@ class StepInfo(msgspec.Struct, frozen=True):
         run_id: the run the step belongs to (a new one after ``continue_as_new``).
         lease: the worker's lease on the workflow, which ``lease_lost`` reads (None
             when none is known: ``lease_lost`` is then False).
+        control: what the attempt shares with its worker (its heartbeats, whether it
+            should stop), which ``cancelled``, ``heartbeat_details`` and
+            ``duralog.heartbeat()`` use (None outside an engine's attempt).
     """
 
     workflow_id: str
@@ -294,6 +305,7 @@ class StepInfo(msgspec.Struct, frozen=True):
     workflow_name: str = ""
     run_id: str = ""
     lease: Lease | None = None
+    control: AttemptControl | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -309,6 +321,19 @@ class StepInfo(msgspec.Struct, frozen=True):
     def lease_lost(self) -> bool:
         """True once this worker may no longer hold the step's workflow (see above)."""
         return self.lease is not None and not self.lease.holds()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once this attempt should stop: its workflow was cancelled (or no longer
+        runs on this worker), or the attempt was given up at its timeout (see above)."""
+        return self.control is not None and self.control.stopped is not None
+
+    @property
+    def heartbeat_details(self) -> Any:
+        """The details the last attempt before this one gave to ``duralog.heartbeat()``
+        (on this worker or, stored, on one that died), decoded as plain JSON (a dict for
+        a dataclass or Struct: ``msgspec.convert`` it back); None when there are none."""
+        return None if self.control is None else self.control.decoded_previous()
 
 
 _step_info: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
@@ -333,6 +358,47 @@ def step_info() -> StepInfo:
     if info is None:
         raise DuralogError("duralog.step_info() can only be called inside a step run by an engine")
     return info
+
+
+def heartbeat(details: Any = None) -> None:
+    """Report that this step is alive and, with ``details``, how far it got.
+
+    Call it often from a long step (sync or async): it costs a lock and a clock read,
+    and never waits for the store. ``details`` (any JSON-encodable value: an offset, a
+    cursor) is what the step's next attempt reads from ``step_info().heartbeat_details``
+    if this one fails, times out, or dies with its worker, so it can resume there;
+    ``None`` keeps the details given before.
+
+    The worker stores the newest details at most every ``Engine(heartbeat_interval=)``
+    seconds (5 by default), in the store's ``heartbeats`` table, not in the log;
+    sealed by the payload codec like every payload. A crash loses what changed since
+    the last write. With ``@duralog.step(heartbeat_timeout=N)``, an attempt that goes
+    ``N`` seconds without a heartbeat is given up as hung and retried.
+
+    Raises ``StepCancelled`` (an ``asyncio.CancelledError``: ``except Exception``
+    does not catch it) when the attempt should stop: its workflow was cancelled, this
+    worker lost the workflow's lease, or the attempt was given up. Let it propagate.
+    Raises ``DuralogError`` outside a step run by an engine, ``PayloadError`` for
+    details that cannot be encoded.
+
+    Example:
+        ```python
+        @duralog.step(heartbeat_timeout=60)
+        def import_rows(rows: list[str]) -> int:
+            start: int = duralog.step_info().heartbeat_details or 0
+            for offset in range(start, len(rows)):
+                save(rows[offset])
+                duralog.heartbeat(offset + 1)
+            return len(rows)
+        ```
+    """
+    info = _step_info.get()
+    if info is None or info.control is None:
+        raise DuralogError(
+            "duralog.heartbeat() can only be called inside a step run by an engine; call "
+            "it from the step's own code (or from code it calls, in its thread or task)"
+        )
+    info.control.beat(details)
 
 
 def check_resources(resources: Mapping[str, Any] | None) -> dict[str, Any]:

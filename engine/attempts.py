@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -18,6 +20,7 @@ from duralog.replay.state import WorkflowState
 
 from . import hooks
 from .api import StepInfo, _step_info, step_resources
+from .heartbeats import AttemptControl
 from .lease import Lease
 from .threads import StepThreads
 
@@ -60,15 +63,18 @@ class StepAttempts:
         attempt: int,
         args: list[Any],
         kwargs: dict[str, Any],
+        control: AttemptControl | None = None,
     ) -> Any:
-        """One attempt of a step, bounded by its timeout; raises what the step raised.
+        """One attempt of a step, bounded by its timeout and its heartbeat timeout; raises
+        what the step raised. ``control`` is what the attempt shares with the worker
+        (its heartbeats, whether it should stop).
 
         The step's guards (``hooks.py``: injected resources, a circuit breaker) run
         around the attempt; most steps have none."""
         context = contextvars.copy_context()
         state, lease = execution.state, execution.lease
         info = StepInfo(
-            execution.workflow_id, step.name, seq, attempt, state.name, state.run_id, lease
+            execution.workflow_id, step.name, seq, attempt, state.name, state.run_id, lease, control
         )
         context.run(_step_info.set, info)
         resources = self._host.resources
@@ -106,6 +112,11 @@ class StepAttempts:
 
         return await call(0, kwargs)
 
+    def aside(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run a blocking store call ``fn(*args)`` off the loop, on the guards' threads
+        (never behind long sync steps): how heartbeat details are stored."""
+        return asyncio.ensure_future(self._host.run_aside(contextvars.Context(), fn, *args))
+
     async def attempt(
         self,
         execution: AttemptOwner,
@@ -119,7 +130,7 @@ class StepAttempts:
         while True:
             awaitable = self.begin(execution, step, info, context, args, kwargs)
             try:
-                if step.timeout is None:
+                if step.timeout is None and step.heartbeat_timeout is None:
                     return await awaitable
                 return await self.bounded(execution, step, info, awaitable)
             except _NotStarted:
@@ -149,7 +160,11 @@ class StepAttempts:
             except Exception as exc:  # the step's error, handed over like a thread's
                 done.set_exception(exc)
             return done
-        return self.threads.run(context, _if_held, execution.lease, step.fn, args, kwargs)
+        if info.control is not None:
+            info.control.last_beat = math.inf  # no silence while it waits for a thread
+        return self.threads.run(
+            context, _if_held, execution.lease, info.control, step.fn, args, kwargs
+        )
 
     async def bounded(
         self,
@@ -158,24 +173,48 @@ class StepAttempts:
         info: StepInfo,
         awaitable: asyncio.Future[Any],
     ) -> Any:
-        """Wait for an attempt no longer than the step's timeout. Past it, the attempt
-        fails with ``TimeoutError`` whatever its code does: it is cancelled, and not
-        waited for (an async step that swallows the cancellation and returns, or keeps
-        going, changes nothing; its outcome is dropped)."""
-        assert step.timeout is not None
-        try:
-            done, _ = await asyncio.wait((awaitable,), timeout=step.timeout)
-        except asyncio.CancelledError:
-            awaitable.cancel()  # the workflow or the worker stopped waiting: so does it
-            raise
-        if done:
-            return awaitable.result()
-        awaitable.cancel()
-        awaitable.add_done_callback(_drop_outcome)
-        raise TimeoutError(
-            f"step {step.name!r} (seq {info.seq}, attempt {info.attempt}) of workflow "
-            f"{execution.workflow_id!r} did not finish within its timeout of {step.timeout:g}s"
-        )
+        """Wait for an attempt no longer than the step's timeout, nor past a silence
+        longer than its heartbeat timeout (no ``duralog.heartbeat()`` for that long: the
+        attempt is taken for hung). Past either, the attempt fails with ``TimeoutError``
+        whatever its code does: it is cancelled (a sync step is told so at its next
+        heartbeat), and not waited for (an async step that swallows the cancellation and
+        returns, or keeps going, changes nothing; its outcome is dropped)."""
+        control, silence = info.control, step.heartbeat_timeout
+        started = time.monotonic()
+        while True:
+            now = time.monotonic()
+            waits = []
+            if step.timeout is not None:
+                waits.append(started + step.timeout - now)
+            if silence is not None and control is not None:  # (once a silence long)
+                waits.append(min(control.last_beat + silence - now, silence))
+            if not waits:  # a heartbeat timeout, but no control to watch (run without one)
+                return await awaitable
+            try:
+                done, _ = await asyncio.wait((awaitable,), timeout=max(min(waits), 0.0))
+            except asyncio.CancelledError:
+                awaitable.cancel()  # the workflow or the worker stopped waiting: so does it
+                raise
+            if done:
+                return awaitable.result()
+            now = time.monotonic()
+            if step.timeout is not None and now >= started + step.timeout:
+                why = f"did not finish within its timeout of {step.timeout:g}s"
+            elif silence is not None and control is not None and now >= control.last_beat + silence:
+                why = (
+                    f"had no heartbeat for {silence:g} s (its heartbeat_timeout), so it was "
+                    "given up as hung"
+                )
+            else:
+                continue  # it beat meanwhile: wait on
+            awaitable.cancel()
+            awaitable.add_done_callback(_drop_outcome)
+            if control is not None:
+                control.stop(f"the attempt was given up: it {why}")
+            raise TimeoutError(
+                f"step {step.name!r} (seq {info.seq}, attempt {info.attempt}) of workflow "
+                f"{execution.workflow_id!r} {why}"
+            )
 
 
 def _drop_outcome(attempt: asyncio.Future[Any]) -> None:
@@ -189,9 +228,17 @@ class _NotStarted(BaseException):
     """A sync step's thread found the lease unsure and did not call the step."""
 
 
-def _if_held(lease: Lease, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+def _if_held(
+    lease: Lease,
+    control: AttemptControl | None,
+    fn: Callable[..., Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+) -> Any:
     # The last check before the step's side effects: on the step's own thread, after
-    # any wait for a free thread.
+    # any wait for a free thread (its heartbeat timeout counts from here).
     if not lease.holds():
         raise _NotStarted
+    if control is not None:
+        control.started()
     return fn(*args, **kwargs)

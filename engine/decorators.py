@@ -47,6 +47,7 @@ def step(
     circuit: Circuit | None = None,
     inline: bool = False,
     registry: Registry | None = None,
+    heartbeat_timeout: float | None = None,
 ) -> _StepDecorator: ...
 def step(
     fn: Callable[..., Any] | None = None,
@@ -58,6 +59,7 @@ def step(
     circuit: Circuit | None = None,
     inline: bool = False,
     registry: Registry | None = None,
+    heartbeat_timeout: float | None = None,
 ) -> Any:
     """Make a function (sync or async) a durable step.
 
@@ -80,6 +82,11 @@ def step(
             cannot have a ``timeout``.
         registry: where ``circuit`` is recorded (default: the default registry; an
             engine's registry decides which breakers guard the steps it runs).
+        heartbeat_timeout: seconds an attempt may go without calling
+            ``duralog.heartbeat()`` (counted from its start): past that, the worker takes
+            it for hung, gives it up, and records it as failed with ``TimeoutError``
+            ("no heartbeat for N s"), retried as ``retry`` says. For long steps that
+            report their progress (see ``duralog.heartbeat``).
 
     Parameters whose default is ``duralog.inject()`` are filled in from the
     engine's resources at each attempt; workflow code leaves them out of the call,
@@ -94,7 +101,14 @@ def step(
 
     def make(f: Callable[..., Any]) -> Step[Any, Any]:
         kind = hooks.step_type(f)
-        made: Step[Any, Any] = kind(f, name=name, retry=retry, timeout=timeout, inline=inline)
+        made: Step[Any, Any] = kind(
+            f,
+            name=name,
+            retry=retry,
+            timeout=timeout,
+            inline=inline,
+            heartbeat_timeout=heartbeat_timeout,
+        )
         if circuit is not None:
             if not callable(getattr(circuit, "guard", None)):
                 raise ConfigurationError(

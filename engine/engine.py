@@ -79,8 +79,10 @@ class Engine:
         queues: list[Queue] | None = None,
         max_workflows: int | None = None,
         resources: Mapping[str, Any] | None = None,
+        heartbeat_interval: float = 5.0,
     ) -> None:
         whole_number(snapshot_every, "snapshot_every", minimum=1)
+        heartbeat_interval = positive_seconds(heartbeat_interval, "heartbeat_interval")
         lease_seconds = positive_seconds(lease_seconds, "lease_seconds")
         poll_interval = positive_seconds(poll_interval, "poll_interval")
         cleanup_grace = positive_seconds(cleanup_grace, "cleanup_grace", or_zero=True)
@@ -121,6 +123,7 @@ class Engine:
             error_backoff=error_backoff,
             cleanup_grace=cleanup_grace,
             max_workflows=whole_number(max_workflows, "max_workflows", minimum=1, optional=True),
+            heartbeat_interval=heartbeat_interval,
         )
         self._starts = Starts(
             self.store,

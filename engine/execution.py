@@ -256,6 +256,8 @@ class Execution(StepLoop):
             if first_cancel:
                 for task in list(self.attempts.values()):
                     task.cancel()  # async steps stop at their current await
+                for control in self.controls.values():  # sync ones at their next heartbeat
+                    control.stop(f"workflow {self.workflow_id!r} was cancelled")
             self._arm_wake()
         finally:
             self._reading_inbox = False

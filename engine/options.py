@@ -20,6 +20,8 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
         error_backoff: seconds before a workflow dropped after an error is taken again.
         cleanup_grace: seconds a workflow past its timeout may spend on its cleanup.
         max_workflows: at most this many workflows in flight (None: no bound).
+        heartbeat_interval: a running step's heartbeat details are stored at most this
+            often (seconds).
     """
 
     snapshot_every: int = 500
@@ -32,3 +34,4 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
     error_backoff: float = 10.0
     cleanup_grace: float = 60.0
     max_workflows: int | None = None
+    heartbeat_interval: float = 5.0

@@ -2,24 +2,33 @@
 
 Where a retry is decided is ``retry.py``; here the decision is recorded (``StepRetrying``),
 waited out, and the next attempt started. Each attempt runs through the worker's
-``StepAttempts`` (``attempts.py``).
+``StepAttempts`` (``attempts.py``), with an ``AttemptControl`` (``heartbeats.py``) whose
+heartbeat details are stored here, at most every ``heartbeat_interval``, and passed on
+to the step's next attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from typing import Any
 
 from duralog.errors import (
     ErrorDetails,
     LeaseLost,
     PayloadError,
+    StepCancelled,
+    StoreError,
 )
+from duralog.replay.definitions import Step
 from duralog.replay.failures import details_of
 from duralog.store import codec
 from duralog.store import events as ev
+from duralog.store.records import HeartbeatRecord
 
 from .clock import sleep_until
+from .heartbeats import AttemptControl
 from .retry import next_attempt_at
 from .tail import LogTail
 
@@ -50,11 +59,18 @@ class StepLoop(LogTail):
         raw_args = scheduled.args if scheduled else view.args if view else ev.NULL
         raw_kwargs = scheduled.kwargs if scheduled else view.kwargs if view else ev.NULL
         policy = step.retry
+        details: bytes | None = None  # the step's newest heartbeat details
+        stored = False  # whether a heartbeats row may exist for the step
         try:
             if not_before is not None:
                 self.retry_at[seq] = not_before
                 await sleep_until(self.host.clock, not_before)
             args, kwargs = step.decode_args(raw_args, raw_kwargs, self.host.payload_codec)
+            if scheduled is None or attempt:
+                # An attempt may have run before this execution (on a worker that died):
+                # the next one starts from the details it stored.
+                details = await self._stored_details(seq)
+                stored = details is not None
             while True:
                 await self._unpaused.wait()  # a paused workflow starts no attempt
                 if self._marker_seq > self.state.last_seq:
@@ -62,25 +78,37 @@ class StepLoop(LogTail):
                 await self.hold_lease()
                 attempt += 1
                 self.retry_at.pop(seq, None)
-                self.add(ev.StepStarted(step_seq=seq, attempt=attempt))
+                started = self.add(ev.StepStarted(step_seq=seq, attempt=attempt))
                 self._keep_visible()
+                control = self._control(step, seq, attempt, details, started)
+                failure: BaseException | None = None
                 try:
-                    value = await self.host.attempts.run(self, step, seq, attempt, args, kwargs)
+                    value = await self.host.attempts.run(
+                        self, step, seq, attempt, args, kwargs, control
+                    )
                     self.attempts.pop(seq, None)
-                except asyncio.CancelledError:
+                except asyncio.CancelledError as exc:
                     self.attempts.pop(seq, None)
                     current = asyncio.current_task()
                     if current is None or current.cancelling():
                         raise  # the worker stops or the workflow ended: record nothing
-                    # The attempt itself was cancelled: the workflow was cancelled.
-                    error = ErrorDetails("Cancelled", "the workflow was cancelled while it ran")
-                    self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
-                    break
+                    if not (isinstance(exc, StepCancelled) and exc.lease_lost):
+                        # The attempt itself was cancelled: the workflow was cancelled.
+                        stored = await self._attempt_over(control) or stored
+                        error = ErrorDetails("Cancelled", "the workflow was cancelled while it ran")
+                        self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
+                        break
+                    # A sync step stopped at its heartbeat because the lease was unsure:
+                    # LeaseLost if it is lost; if a renewal saves it, a failed attempt.
+                    await self.hold_lease()
+                    failure = exc
                 except Exception as exc:
                     self.attempts.pop(seq, None)
-                    error = details_of(exc, with_traceback=True)
+                    failure = exc
+                if failure is not None:
+                    error = details_of(failure, with_traceback=True)
                     next_at = next_attempt_at(
-                        policy, attempt, exc, self.host.random(), self.host.clock.now()
+                        policy, attempt, failure, self.host.random(), self.host.clock.now()
                     )
                     if next_at is not None:
                         self.retry_at[seq] = next_at
@@ -90,10 +118,15 @@ class StepLoop(LogTail):
                             )
                         )
                         await self.flush()
+                        # Stored before the wait, so that a crash during it keeps them.
+                        stored = await self._attempt_over(control, keep=True) or stored
+                        details = control.latest
                         await sleep_until(self.host.clock, next_at)
                         continue
+                    stored = await self._attempt_over(control) or stored
                     self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
                     break
+                stored = await self._attempt_over(control) or stored
                 try:
                     result = codec.encode(value, self.host.payload_codec)
                     codec.check_size(
@@ -119,7 +152,119 @@ class StepLoop(LogTail):
         finally:
             self.running.pop(seq, None)
         await self.flush()
+        if stored:  # the step ended: its details are of no use any more
+            self.spawn(self._forget_details(seq))
         self.activate()
+
+    # -- heartbeats ----------------------------------------------------------
+
+    def _control(
+        self, step: Step[Any, Any], seq: int, attempt: int, details: bytes | None, started: int
+    ) -> AttemptControl:
+        """The control of a new attempt, starting from ``details``; when its details
+        change, they are stored (once ``StepStarted``, at ``started``, is on disk)."""
+        control = AttemptControl(
+            self.workflow_id,
+            step.name,
+            seq,
+            attempt,
+            previous=details,
+            lease=self.lease,
+            payload_codec=self.host.payload_codec,
+            max_bytes=self.host.options.max_payload_bytes,
+        )
+        loop = self.host.loop
+
+        def changed() -> None:  # on the step's thread, or on the loop for an async step
+            with contextlib.suppress(RuntimeError):  # a closed loop: the worker stopped
+                loop.call_soon_threadsafe(self._details_changed, control, started)
+
+        control.on_change = changed
+        self.controls[seq] = control
+        return control
+
+    def _details_changed(self, control: AttemptControl, started: int) -> None:
+        if control.writer is None and not control.ended and not self.closed:
+            if control.over is None:
+                control.over = self.host.loop.create_future()
+            control.writer = self.spawn(self._keep_details(control, started))
+
+    async def _keep_details(self, control: AttemptControl, started: int) -> None:
+        """Store the attempt's details as they change, at most every
+        ``heartbeat_interval``; once the attempt is over, what is left at once."""
+        try:
+            while (details := control.take()) is not None:
+                if self.state.last_seq < started:
+                    # Details of a step whose start a crash could lose would never be
+                    # read: the recovered run would take it for a new step.
+                    await self.flush()
+                await self._put_details(control, details)
+                if control.over is not None:  # the interval, or less if the attempt ends
+                    await asyncio.wait(
+                        (control.over,), timeout=self.host.options.heartbeat_interval
+                    )
+        finally:
+            control.writer = None  # no await since take(): a change now starts another
+
+    async def _put_details(self, control: AttemptControl, details: bytes) -> None:
+        record = HeartbeatRecord(
+            self.workflow_id,
+            control.seq,
+            self.state.run_id,
+            control.attempt,
+            details,
+            self.host.clock.now(),
+        )
+        try:
+            held = await self.host.attempts.aside(self.host.store.put_heartbeat, record, self.fence)
+        except StoreError as exc:  # progress notes: the step goes on without them
+            log.warning(
+                "could not store the heartbeat details of step %r (seq %d) of workflow %r: %s",
+                control.step,
+                control.seq,
+                self.workflow_id,
+                exc,
+            )
+            return
+        if held:
+            control.stored = True
+        else:
+            control.stop(
+                "the store refused its heartbeat: another worker holds the workflow now, or "
+                "it ended",
+                lease_lost=True,
+            )
+
+    async def _attempt_over(self, control: AttemptControl, keep: bool = False) -> bool:
+        """The attempt ended: with ``keep`` (another attempt follows), store its newest
+        details first. True when a heartbeats row may exist for the step."""
+        if self.controls.get(control.seq) is control:
+            del self.controls[control.seq]
+        control.end()
+        if control.writer is not None:
+            await control.writer  # never cancelled: no write of it can land after ours
+        if keep and (details := control.take()) is not None:
+            await self._put_details(control, details)
+        return control.stored
+
+    async def _stored_details(self, seq: int) -> bytes | None:
+        """The details an earlier attempt of step ``seq`` of this run stored, if any."""
+        found = await self.host.attempts.aside(self.host.store.get_heartbeat, self.workflow_id, seq)
+        if found is None or found.run_id != self.state.run_id:
+            return None
+        details: bytes = found.details
+        return details
+
+    async def _forget_details(self, seq: int) -> None:
+        try:
+            await self.host.attempts.aside(self.host.store.delete_heartbeats, self.workflow_id, seq)
+        except StoreError as exc:  # a leftover row is read by no one
+            log.warning(
+                "could not delete the heartbeat details of seq %d of workflow %r: %s",
+                seq,
+                self.workflow_id,
+                exc,
+            )
 
     async def hold_lease(self) -> None:
         """Return only while this worker may be sure it still holds the workflow's lease:

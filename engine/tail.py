@@ -27,6 +27,7 @@ from duralog.store.base import (
 from duralog.store.events import LogEntry
 
 from .clock import Alarm
+from .heartbeats import AttemptControl
 from .host import ExecutionHost
 from .lease import Lease
 
@@ -55,6 +56,7 @@ class LogTail:
         self.next_seq = state.last_seq + 1
         self.running: dict[int, asyncio.Task[None]] = {}
         self.attempts: dict[int, asyncio.Task[Any]] = {}  # running attempts of async steps
+        self.controls: dict[int, AttemptControl] = {}  # running attempts, by step seq
         self.calls: dict[int, tuple[Step[Any, Any], ev.StepScheduled | None]] = {}
         self.timers: dict[int, float] = {t.seq: t.fire_at for t in state.pending_timers()}
         self.retry_at: dict[int, float] = {}
@@ -170,6 +172,20 @@ class LogTail:
         for task in list(self.running.values()):
             if task is not asyncio.current_task():
                 task.cancel()
+        for control in self.controls.values():  # sync steps hear of it at their heartbeat
+            if control.writer is not None:
+                control.writer.cancel()
+            if self.lease.lost:
+                control.stop(
+                    f"this worker lost workflow {self.workflow_id!r} (another worker may run "
+                    "it now, or it was terminated): the attempt's outcome will not be recorded",
+                    lease_lost=True,
+                )
+            else:
+                control.stop(
+                    f"workflow {self.workflow_id!r} no longer runs on this worker (it ended, was "
+                    "suspended, or the worker stopped): the attempt's outcome will not be recorded"
+                )
 
     def spawn(self, coro: Any) -> asyncio.Task[None]:
         """Run a coroutine of this execution on the worker loop, reporting its failure."""

@@ -178,16 +178,22 @@ class Step(_Typed[P, R]):
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         inline: bool = False,
+        heartbeat_timeout: float | None = None,
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(f"@duralog.step needs a function, got {fn!r}")
         timeout = positive_seconds(timeout, "step timeout", optional=True)
+        heartbeat_timeout = positive_seconds(
+            heartbeat_timeout, "step heartbeat_timeout", optional=True
+        )
         self.fn = fn
         self.name = name or fn.__qualname__
         self.retry = retry or DEFAULT_RETRY
         self.timeout = timeout
+        #: Seconds an attempt may go without ``duralog.heartbeat()`` before it is given up.
+        self.heartbeat_timeout = heartbeat_timeout
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.inline = _check_inline(fn, inline, timeout)
+        self.inline = _check_inline(fn, inline, timeout, heartbeat_timeout)
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -219,7 +225,9 @@ class Step(_Typed[P, R]):
             ) from None
 
 
-def _check_inline(fn: Callable[..., Any], inline: bool, timeout: float | None) -> bool:
+def _check_inline(
+    fn: Callable[..., Any], inline: bool, timeout: float | None, heartbeat_timeout: float | None
+) -> bool:
     """Refuse ``inline=True`` where it cannot mean what it says."""
     if not inline:
         return False
@@ -234,6 +242,12 @@ def _check_inline(fn: Callable[..., Any], inline: bool, timeout: float | None) -
             f"step {name}: an inline step cannot have a timeout, because it runs on the "
             "worker's event loop and nothing can interrupt it there; drop inline=True to "
             "run it on a step thread with its timeout"
+        )
+    if heartbeat_timeout is not None:
+        raise ConfigurationError(
+            f"step {name}: an inline step cannot have a heartbeat_timeout, because it runs "
+            "on the worker's event loop, which nothing watches while it runs; drop "
+            "inline=True to run it on a step thread"
         )
     return True
 

@@ -1,9 +1,10 @@
 """The store protocols: what the engine needs from a log, whatever the database.
 
-``EventStore`` is the union of six roles, each a protocol of its own: ``LogStore``
+``EventStore`` is the union of seven roles, each a protocol of its own: ``LogStore``
 (the log), ``ListingStore`` (the index as operators read it), ``LeaseStore`` (claims
-and leases), ``InboxStore`` (signals), ``SchedulingStore`` (schedules and breakers)
-and ``CopyingStore`` (whole tables).
+and leases), ``InboxStore`` (signals), ``SchedulingStore`` (schedules and breakers),
+``HeartbeatStore`` (running steps' heartbeat details) and ``CopyingStore`` (whole
+tables).
 Code that needs one role may ask for just that one.
 
 One implementation per dialect (``store/sqlite.py``, ``store/postgres.py``). All
@@ -29,6 +30,7 @@ from .records import (
     BreakerRecord,
     Claim,
     Durability,
+    HeartbeatRecord,
     InboxItem,
     NewWorkflow,
     Notice,
@@ -48,6 +50,7 @@ from .records import (
 
 __all__ = [
     "CopyingStore",
+    "HeartbeatStore",
     "InboxStore",
     "LeaseStore",
     "ListingStore",
@@ -59,6 +62,7 @@ __all__ = [
     "Claim",
     "Durability",
     "EventStore",
+    "HeartbeatRecord",
     "InboxItem",
     "MAX_ROWS",
     "NewWorkflow",
@@ -371,6 +375,26 @@ class SchedulingStore(Protocol):
         ...
 
 
+class HeartbeatStore(Protocol):
+    """The last heartbeat details of running steps (``duralog.heartbeat``): progress
+    notes outside the log, so that a step's next attempt resumes where it was."""
+
+    def put_heartbeat(self, record: HeartbeatRecord, fence: int) -> bool:
+        """Store ``record`` (replacing the step's earlier details) if the workflow's fence
+        is still ``fence``; False, with nothing written, when it is not (another worker
+        took the workflow, or it ended)."""
+        ...
+
+    def get_heartbeat(self, workflow_id: str, seq: int) -> HeartbeatRecord | None:
+        """The details step ``seq`` of the workflow stored last, or None."""
+        ...
+
+    def delete_heartbeats(self, workflow_id: str, seq: int | None = None) -> int:
+        """Forget the stored details of one step of the workflow (None: of all its
+        steps); returns how many rows went."""
+        ...
+
+
 class CopyingStore(Protocol):
     """Whole tables in and out, for ``copy_store`` and ``verify``."""
 
@@ -422,14 +446,21 @@ class ListingStore(Protocol):
 
     def delete_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         """Delete a finished (COMPLETED, FAILED, CANCELLED) workflow with its events,
-        snapshots and inbox, in one transaction. Returns its index row as it was
+        snapshots, inbox and heartbeats, in one transaction. Returns its index row as it was
         (read in that transaction: its status says whether it was deleted), or None
         when there is no such workflow."""
         ...
 
 
 class EventStore(
-    LogStore, ListingStore, LeaseStore, InboxStore, SchedulingStore, CopyingStore, Protocol
+    LogStore,
+    ListingStore,
+    LeaseStore,
+    InboxStore,
+    SchedulingStore,
+    HeartbeatStore,
+    CopyingStore,
+    Protocol,
 ):
     """The log and its indexes. Implementations: ``SQLiteStore``, ``PostgresStore``.
 

@@ -1,11 +1,12 @@
 """Copy a whole log from one store to another (e.g. a SQLite file into PostgreSQL).
 
-``copy_store`` moves every workflow's index row, events, snapshots and inbox, and
-every schedule and circuit breaker, table by table in primary-key order and in
-batches (a long history is never held in memory at once). Event bodies and
-payloads are copied as they are stored, byte for byte. Leases do not move: a
-lease belongs to a worker of the source, so copied workflows arrive unowned and
-any worker of the target may claim them. The ``workers`` table is not copied.
+``copy_store`` moves every workflow's index row, events, snapshots, inbox and its
+running steps' heartbeat details, and every schedule and circuit breaker, table by
+table in primary-key order and in batches (a long history is never held in memory at
+once). Event bodies and payloads are copied as they are stored, byte for byte.
+Leases do not move: a lease belongs to a worker of the source, so copied workflows
+arrive unowned and any worker of the target may claim them. The ``workers`` table is
+not copied.
 
 Stop every worker of both logs first: the copy is not a live replication.
 """
@@ -21,7 +22,15 @@ from .schema import TABLE, Table
 
 #: Tables in the order they are copied. Index rows go first, so that a copy that
 #: fails half-way is refused clearly when it is run again (the ids are taken).
-COPIED = ("workflows", "events", "snapshots", "inbox", "schedules", "breakers")
+COPIED = (
+    "workflows",
+    "events",
+    "snapshots",
+    "inbox",
+    "schedules",
+    "breakers",
+    "heartbeats",
+)
 #: Tables whose keys name things a user chose (workflow ids, schedule ids, breaker names).
 _NAMED = ("workflows", "schedules", "breakers")
 _LEASE = ("owner", "lease_until")

@@ -1,10 +1,11 @@
 """The records a store reads and writes, and the rules every store enforces.
 
 ``WorkflowStatus`` and ``TRANSITIONS`` (the state machine), the rows of the index
-(``WorkflowRecord``, ``ScheduleRecord``, ``BreakerRecord``), what the engine hands a
-store (``NewWorkflow``, ``Append``, ``Notice``) and gets back (``Claim``,
-``InboxItem``, ``Snapshot``), and ``admit``: whether an append may go in. Both
-dialects use these alike; the protocols are in ``store/base.py``.
+(``WorkflowRecord``, ``ScheduleRecord``, ``BreakerRecord``) and of the steps'
+heartbeats (``HeartbeatRecord``), what the engine hands a store (``NewWorkflow``,
+``Append``, ``Notice``) and gets back (``Claim``, ``InboxItem``, ``Snapshot``), and
+``admit``: whether an append may go in. Both dialects use these alike; the protocols
+are in ``store/base.py``.
 """
 
 from __future__ import annotations
@@ -191,6 +192,18 @@ class BreakerRecord(msgspec.Struct, frozen=True):
     opened_at: float | None
     version: int
     updated_at: float
+
+
+class HeartbeatRecord(msgspec.Struct, frozen=True):
+    """The last heartbeat details a step stored: by which run and attempt, when
+    (``details`` encoded, sealed by the payload codec if there is one)."""
+
+    workflow_id: str
+    seq: int
+    run_id: str
+    attempt: int
+    details: bytes
+    at: float
 
 
 class Snapshot(msgspec.Struct, frozen=True):

@@ -26,6 +26,13 @@ schedules  Cron schedules: what to start on each tick and the last tick started
            (advanced in the same transaction that creates the tick's workflow).
 breakers   Circuit breakers shared by every worker on the log: state, failure
            count, when it opened, and a version for compare-and-set updates.
+heartbeats The last heartbeat details a running step stored (``duralog.heartbeat``),
+           one row per ``(workflow_id, seq)``, with the run and the attempt that
+           wrote it: what the step's next attempt starts from, even on another
+           worker after a crash. Written at most every ``heartbeat_interval`` by
+           the worker that holds the workflow (checked against ``fence`` in the
+           same statement), deleted once the step ends. Not part of the log:
+           heartbeats are progress notes, and the log would drown in them.
 
 Queued workflows carry ``queue``, ``priority`` and ``dequeued_at`` (when a worker
 took them off the queue) in ``workflows``: the queue limits are counted there.
@@ -54,7 +61,7 @@ from duralog.errors import StoreDamaged, StoreError
 from .envelope import PayloadCodec
 from .events import LogEntry, encode_event
 from .integrity import GENESIS, Backfill, ChainedRow, UnchainedRow, chain
-from .records import BreakerRecord, ScheduleRecord, WorkflowRecord
+from .records import BreakerRecord, HeartbeatRecord, ScheduleRecord, WorkflowRecord
 
 ColumnType = Literal["text", "int", "real", "blob", "bool", "serial"]
 
@@ -225,6 +232,20 @@ TABLES: tuple[Table, ...] = (
         key=("name",),
         since=2,
     ),
+    Table(
+        "heartbeats",
+        (
+            _c("workflow_id", "text"),
+            _c("seq", "int"),
+            _c("run_id", "text"),
+            _c("attempt", "int"),
+            _c("details", "text"),  # the encoded details, sealed by the payload codec
+            _c("at", "real"),
+        ),
+        key=("workflow_id", "seq"),
+        since=8,
+        compact=True,
+    ),
 )
 TABLE: dict[str, Table] = {t.name: t for t in TABLES}
 
@@ -274,6 +295,7 @@ MIGRATION_NAMES: dict[int, str] = {
     4: "m004_event_checksums",
     5: "m005_forks",
     6: "m006_worker_serves",
+    8: "m008_heartbeats",
 }
 #: Versions that compute something for the rows already there, after their statements.
 CHAINED_VERSION = 4
@@ -287,11 +309,13 @@ def _columns_of(record: type[msgspec.Struct], table: str) -> str:
     return ", ".join(names)
 
 
-#: The columns a ``WorkflowRecord`` / ``ScheduleRecord`` / ``BreakerRecord`` is read
+#: The columns a ``WorkflowRecord`` / ``ScheduleRecord`` / ``BreakerRecord`` /
+#: ``HeartbeatRecord`` is read
 #: from, in field order (both stores select exactly these).
 WORKFLOW_COLUMNS = _columns_of(WorkflowRecord, "workflows")
 SCHEDULE_COLUMNS = _columns_of(ScheduleRecord, "schedules")
 BREAKER_COLUMNS = _columns_of(BreakerRecord, "breakers")
+HEARTBEAT_COLUMNS = _columns_of(HeartbeatRecord, "heartbeats")
 _WORKFLOW_FIELDS = tuple(WORKFLOW_COLUMNS.split(", "))
 
 #: One ``events`` row before its checksum: workflow_id, seq, kind, at, body.

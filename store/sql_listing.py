@@ -99,6 +99,7 @@ class SQLListing(SQLBase):
                     ("events", "workflow_id"),
                     ("snapshots", "workflow_id"),
                     ("inbox", "workflow_id"),
+                    ("heartbeats", "workflow_id"),
                     ("workflows", "id"),
                 ):
                     conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (workflow_id,))

@@ -118,6 +118,8 @@ class SQLLog(SQLBase):
                     "UPDATE events SET workflow_id = ? WHERE workflow_id = ?", (archived_id, wid)
                 )
                 conn.execute("DELETE FROM snapshots WHERE workflow_id = ?", (wid,))
+                # Seqs start again at 1: no step of the new run may find the old one's.
+                conn.execute("DELETE FROM heartbeats WHERE workflow_id = ?", (wid,))
                 conn.execute(INSERT_EVENTS, first_row(wid, started, self.payload_codec))
                 conn.execute(
                     "UPDATE workflows SET last_seq = 1, status = 'RUNNING', wake_at = NULL,"
@@ -153,6 +155,7 @@ class SQLLog(SQLBase):
                     ("events", "workflow_id"),
                     ("snapshots", "workflow_id"),
                     ("inbox", "workflow_id"),
+                    ("heartbeats", "workflow_id"),
                     ("workflows", "id"),
                 ):
                     conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", ids)

@@ -14,6 +14,7 @@ from duralog.store.base import (
     Append,
     BreakerRecord,
     EventStore,
+    HeartbeatRecord,
     NewWorkflow,
     QueueLimits,
     ScheduleRecord,
@@ -68,6 +69,7 @@ def fill(store: EventStore, workflows: int = 7) -> None:
                 f"sched-{i}", "0 * * * *", "flow", b'["tick"]', T0, T0, T0, paused=paused
             )
         )
+    assert store.put_heartbeat(HeartbeatRecord("wf-1", 2, "run", 3, b'{"offset":7}', T0), 1)
     store.put_breaker(BreakerRecord("payments", "open", 5, T0, 1, T0))
     store.put_breaker(BreakerRecord("email", "closed", 0, None, 1, T0))
 
