@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 pytest.importorskip("opentelemetry.sdk")
 
@@ -21,6 +23,7 @@ from opentelemetry.trace import StatusCode
 
 import duralog
 from duralog.errors import ConfigurationError
+from duralog.observe import otel
 from duralog.observe.otel import instrument
 from duralog.store import events as ev
 from duralog.store.crypto import AesGcmCodec
@@ -308,3 +311,38 @@ def test_import_duralog_does_not_load_opentelemetry() -> None:
     code = "import sys, duralog; print(any(m.startswith('opentelemetry') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_without_the_extra_the_import_says_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "try:\n    import duralog.observe.otel\n"
+        "except ImportError as exc:\n    print(exc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'duralog[otel]'" in out.stdout
+
+
+@given(st.text(max_size=80))
+def test_any_recorded_trace_context_is_read_without_error(text: str) -> None:
+    # A history file may carry anything there: a bad one starts a trace of its own.
+    from opentelemetry import trace
+
+    context = otel._context(text)
+    span_context = trace.get_current_span(context).get_span_context()
+    assert not span_context.is_valid or f"{span_context.trace_id:032x}" in text
+
+
+@given(st.integers(1, 2**128 - 1), st.integers(1, 2**64 - 1), st.sampled_from([0, 1, 3]))
+def test_a_recorded_trace_context_names_the_span_it_was_taken_from(
+    trace_id: int, span_id: int, flags: int
+) -> None:
+    from opentelemetry import trace
+
+    recorded = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+    span = trace.NonRecordingSpan(
+        trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags))
+    )
+    assert otel._traceparent(span) == recorded
+    remote = trace.get_current_span(otel._context(recorded)).get_span_context()
+    assert (remote.trace_id, remote.span_id, remote.trace_flags) == (trace_id, span_id, flags)
