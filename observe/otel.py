@@ -8,9 +8,12 @@
   run's span after ``continue_as_new``. Timers, signals, published state, children,
   cancel and pause requests are span events on it.
 - ``step <name>``: one per attempt, a child of its run's span, from the attempt's
-  ``StepStarted`` to its outcome, with ``duralog.workflow_id``, ``duralog.seq``,
+  start to its recorded outcome, with ``duralog.workflow_id``, ``duralog.seq``,
   ``duralog.attempt`` and ``duralog.idempotency_key``. A failed attempt has an
-  error status and an ``exception`` event (type, message, traceback).
+  error status and an ``exception`` event (type, message, traceback). It is the
+  current span while the step's code runs (an attempt guard, ``engine/hooks.py``),
+  so the spans the step makes itself (an instrumented HTTP client's) are its
+  children.
 
 Spans are made from the events this engine commits (it is a commit listener,
 ``engine/hooks.py``), timed by the events' own times, so replaying a history
@@ -28,11 +31,13 @@ trace under the recorded span id.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 try:
+    from opentelemetry import context as otel_context
     from opentelemetry import trace
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
@@ -42,6 +47,8 @@ except ImportError as exc:  # the extra is not installed
         "duralog's OpenTelemetry tracing needs the otel extra: pip install 'duralog[otel]'"
     ) from exc
 
+from duralog.engine import hooks
+from duralog.engine.api import StepInfo
 from duralog.errors import ConfigurationError, ErrorDetails
 from duralog.replay.state import WorkflowState
 from duralog.store import events as ev
@@ -99,9 +106,48 @@ def instrument(engine: Engine, *, tracer_provider: TracerProvider | None = None)
     if engine.listeners.traces is not None:
         raise ConfigurationError(f"{engine!r} is traced already; instrument an engine once")
     tracing = Tracing(engine, trace.get_tracer("duralog", tracer_provider=tracer_provider))
+    with _traced_lock:
+        other = _traced.get(id(engine.store))
+        if other is not None and other.active:
+            raise ConfigurationError(
+                "another engine on this store object is traced already; give each engine "
+                "its own store"
+            )
+        _traced[id(engine.store)] = tracing
     engine.listeners.traces = tracing
     engine.listeners.add(tracing)
     return tracing
+
+
+#: The tracer of each traced engine, by its store (what an attempt guard knows of it).
+_traced: dict[int, Tracing] = {}
+_traced_lock = threading.Lock()
+
+
+class _AttemptSpan:
+    """Makes an attempt's span the current one while the step's code runs."""
+
+    order: ClassVar[int] = -10  # outermost: the span covers the other guards too
+
+    async def run(
+        self,
+        host: hooks.AttemptHost,
+        info: StepInfo,
+        context: contextvars.Context,
+        kwargs: dict[str, Any],
+        proceed: hooks.Proceed,
+    ) -> Any:
+        tracing = _traced.get(id(host.store))
+        span = tracing.attempt_began(info) if tracing is not None else None
+        if span is not None:  # the attempt's own context: nothing to detach after it
+            context.run(otel_context.attach, trace.set_span_in_context(span))
+        return await proceed(kwargs)
+
+
+_ATTEMPT_SPAN = _AttemptSpan()
+# Every step of every engine in a process that imported this module (those of an
+# untraced engine pay a dictionary lookup per attempt); none before it is imported.
+hooks.add_guard_finder(lambda step, registry: _ATTEMPT_SPAN)
 
 
 class _Run:
@@ -113,7 +159,8 @@ class _Run:
         self.span = span
         self.name = name
         self.run_id = run_id
-        self.steps: dict[int, Span] = {}
+        #: Open attempts: seq -> (attempt, span).
+        self.steps: dict[int, tuple[int, Span]] = {}
 
 
 class Tracing:
@@ -221,13 +268,29 @@ class Tracing:
             self._closed = True
             runs, self._runs = self._runs, {}
             self._pending.clear()
+        with _traced_lock:
+            if _traced.get(id(self._engine.store)) is self:
+                del _traced[id(self._engine.store)]
         end = _ns(self._engine.clock.now())
         for run in runs.values():
-            for span in run.steps.values():
+            for _, span in run.steps.values():
                 span.set_attribute("duralog.outcome", "interrupted")
                 span.end(end_time=end)
             run.span.set_attribute("duralog.outcome", "open")
             run.span.end(end_time=end)
+
+    def attempt_began(self, info: StepInfo) -> Span | None:
+        """An attempt is about to run here (before its ``StepStarted`` is committed):
+        its span, opened now, is the one the commit finds."""
+        with self._lock:
+            if self._closed:
+                return None
+            now = self._engine.clock.now()
+            run = self._run(info.workflow_id, info.workflow_name, now, info.run_id)
+            open_ = run.steps.get(info.seq)
+            if open_ is not None and open_[0] == info.attempt:
+                return open_[1]
+            return self._open_step(info.workflow_id, run, info.step, info.seq, info.attempt, None)
 
     # -- under the lock ---------------------------------------------------------
 
@@ -273,29 +336,17 @@ class Tracing:
         event = entry.event
         at = _ns(entry.at)
         if isinstance(event, ev.StepStarted):
-            old = run.steps.pop(event.step_seq, None)
-            if old is not None:  # never told how it ended (cannot happen): end it all the same
-                old.end(end_time=at)
+            open_ = run.steps.get(event.step_seq)
+            if open_ is not None and open_[0] == event.attempt:
+                return  # opened as the attempt began (``attempt_began``)
             step = state.steps.get(event.step_seq) if state is not None else None
-            step_name = step.name if step is not None else "?"
-            key = f"{workflow_id}:{run.run_id}:" if run.run_id else f"{workflow_id}:"
-            run.steps[event.step_seq] = self._tracer.start_span(
-                f"step {step_name}",
-                context=trace.set_span_in_context(run.span),
-                kind=SpanKind.INTERNAL,
-                attributes={
-                    "duralog.workflow_id": workflow_id,
-                    "duralog.step": step_name,
-                    "duralog.seq": event.step_seq,
-                    "duralog.attempt": event.attempt,
-                    "duralog.idempotency_key": f"{key}{event.step_seq}",
-                },
-                start_time=at,
-            )
+            name = step.name if step is not None else "?"
+            self._open_step(workflow_id, run, name, event.step_seq, event.attempt, entry.at)
         elif isinstance(event, ev.StepCompleted | ev.StepRetrying | ev.StepFailed):
-            span = run.steps.pop(event.step_seq, None)
-            if span is None:  # its attempt began in another process
+            open_ = run.steps.pop(event.step_seq, None)
+            if open_ is None:  # its attempt began in another process
                 return
+            span = open_[1]
             if isinstance(event, ev.StepCompleted):
                 span.set_attribute("duralog.outcome", "completed")
             else:
@@ -308,10 +359,33 @@ class Tracing:
         elif type(event) in _OUTCOMES:
             self._end_run(workflow_id, run, entry)
 
+    def _open_step(
+        self, workflow_id: str, run: _Run, name: str, seq: int, attempt: int, at: float | None
+    ) -> Span:
+        old = run.steps.pop(seq, None)
+        if old is not None:  # never told how it ended (cannot happen): end it all the same
+            old[1].end()
+        key = f"{workflow_id}:{run.run_id}:" if run.run_id else f"{workflow_id}:"
+        span = self._tracer.start_span(
+            f"step {name}",
+            context=trace.set_span_in_context(run.span),
+            kind=SpanKind.INTERNAL,
+            attributes={
+                "duralog.workflow_id": workflow_id,
+                "duralog.step": name,
+                "duralog.seq": seq,
+                "duralog.attempt": attempt,
+                "duralog.idempotency_key": f"{key}{seq}",
+            },
+            start_time=_ns(self._engine.clock.now() if at is None else at),
+        )
+        run.steps[seq] = (attempt, span)
+        return span
+
     def _end_run(self, workflow_id: str, run: _Run, entry: LogEntry) -> None:
         event = entry.event
         at = _ns(entry.at)
-        for span in run.steps.values():  # attempts the terminal event cut short
+        for _, span in run.steps.values():  # attempts the terminal event cut short
             span.set_attribute("duralog.outcome", "interrupted")
             span.end(end_time=at)
         run.span.set_attribute("duralog.outcome", _OUTCOMES[type(event)])

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("opentelemetry.sdk")
 
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -46,6 +47,26 @@ def ot_double(x: int) -> int:
 @duralog.step(retry=duralog.RetryPolicy(max_attempts=1))
 def ot_broken(secret: str) -> None:
     raise ValueError(f"cannot use {secret}")
+
+
+#: The span current inside each ``ot_peek`` attempt (sync and async), by label.
+seen_inside: dict[str, int] = {}
+
+
+@duralog.step
+def ot_peek(label: str) -> None:
+    seen_inside[label] = trace.get_current_span().get_span_context().span_id
+
+
+@duralog.step
+async def ot_peek_async(label: str) -> None:
+    seen_inside[label] = trace.get_current_span().get_span_context().span_id
+
+
+@duralog.workflow(name="ot_peeking")
+async def ot_peeking(label: str) -> None:
+    await ot_peek(f"{label}-sync")
+    await ot_peek_async(f"{label}-async")
 
 
 @duralog.workflow(name="ot_child")
@@ -206,6 +227,21 @@ def test_the_span_current_at_start_is_the_runs_parent(
     assert {s.context.trace_id for s in spans} == {request.context.trace_id}
 
 
+def test_an_attempts_span_is_current_while_its_code_runs(
+    store: str, exporter: InMemorySpanExporter
+) -> None:
+    # So the spans a step makes itself (an HTTP client's, say) are its children.
+    label = store.rsplit("/", 1)[-1]
+    with traced(store, exporter) as engine:
+        engine.run(ot_peeking, label)
+    spans = exporter.get_finished_spans()
+    (sync,) = named(spans, "step ot_peek")
+    (asynchronous,) = named(spans, "step ot_peek_async")
+    assert seen_inside[f"{label}-sync"] == sync.context.span_id
+    assert seen_inside[f"{label}-async"] == asynchronous.context.span_id
+    assert sync.attributes["duralog.outcome"] == "completed"  # type: ignore[index]
+
+
 def test_a_failed_run_has_an_error_status_and_no_secret_under_a_codec(
     tmp_path: Path, exporter: InMemorySpanExporter
 ) -> None:
@@ -326,7 +362,6 @@ def test_without_the_extra_the_import_says_what_to_install() -> None:
 @given(st.text(max_size=80))
 def test_any_recorded_trace_context_is_read_without_error(text: str) -> None:
     # A history file may carry anything there: a bad one starts a trace of its own.
-    from opentelemetry import trace
 
     context = otel._context(text)
     span_context = trace.get_current_span(context).get_span_context()
@@ -337,7 +372,6 @@ def test_any_recorded_trace_context_is_read_without_error(text: str) -> None:
 def test_a_recorded_trace_context_names_the_span_it_was_taken_from(
     trace_id: int, span_id: int, flags: int
 ) -> None:
-    from opentelemetry import trace
 
     recorded = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
     span = trace.NonRecordingSpan(
