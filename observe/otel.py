@@ -50,6 +50,7 @@ except ImportError as exc:  # the extra is not installed
 from duralog.engine import hooks
 from duralog.engine.api import StepInfo
 from duralog.errors import ConfigurationError, ErrorDetails
+from duralog.replay.definitions import Registry, Step
 from duralog.replay.state import WorkflowState
 from duralog.store import events as ev
 from duralog.store.events import LogEntry
@@ -145,9 +146,18 @@ class _AttemptSpan:
 
 
 _ATTEMPT_SPAN = _AttemptSpan()
-# Every step of every engine in a process that imported this module (those of an
-# untraced engine pay a dictionary lookup per attempt); none before it is imported.
-hooks.add_guard_finder(lambda step, registry: _ATTEMPT_SPAN)
+
+
+def _attempt_span(step: Step[Any, Any], registry: Registry) -> _AttemptSpan | None:
+    """The guard of every step a worker runs with the registry of a traced engine (an
+    untraced engine sharing that registry pays a dictionary lookup per attempt); a
+    worker asks once per step, so an engine is instrumented before its worker starts."""
+    with _traced_lock:
+        traced = any(tracing.registry is registry for tracing in _traced.values())
+    return _ATTEMPT_SPAN if traced else None
+
+
+hooks.add_guard_finder(_attempt_span)
 
 
 class _Run:
@@ -169,6 +179,8 @@ class Tracing:
     def __init__(self, engine: Engine, tracer: Tracer) -> None:
         self._engine = engine
         self._tracer = tracer
+        #: The engine's registry: its workers' steps get the attempt guard.
+        self.registry = engine.registry
         self._lock = threading.Lock()
         self._runs: dict[str, _Run] = {}
         self._pending: dict[tuple[str, str], Span] = {}

@@ -242,6 +242,19 @@ def test_an_attempts_span_is_current_while_its_code_runs(
     assert sync.attributes["duralog.outcome"] == "completed"  # type: ignore[index]
 
 
+def test_only_the_steps_of_a_traced_registry_are_guarded(tmp_path: Path) -> None:
+    from duralog.engine import hooks
+
+    mine = duralog.Registry()
+    mine.add(ot_peeking)
+    assert not hooks.guards_of(ot_peek, mine)
+    with duralog.Engine(str(tmp_path / "mine.db"), registry=mine, worker=False) as engine:
+        instrument(engine, tracer_provider=TracerProvider())
+        assert hooks.guards_of(ot_peek, mine)
+        assert not hooks.guards_of(ot_peek, duralog.Registry())
+    assert not hooks.guards_of(ot_peek, mine)  # the engine closed
+
+
 def test_a_failed_run_has_an_error_status_and_no_secret_under_a_codec(
     tmp_path: Path, exporter: InMemorySpanExporter
 ) -> None:
