@@ -149,6 +149,12 @@ class Engine:
         engine's."""
         return self.store.payload_codec
 
+    @property
+    def runs_worker(self) -> bool:
+        """Whether this engine runs a worker now (``start_worker``, or ``with`` an engine
+        made with ``worker=True``): the workflows it starts run here."""
+        return self._worker is not None
+
     # -- lifecycle ---------------------------------------------------------
 
     def __enter__(self) -> Self:

@@ -135,6 +135,7 @@ class Execution(StepLoop):
             kwargs=event.kwargs,
             parent_id=self.workflow_id,
             parent_seq=seq,
+            trace=self.host.listeners.trace(event.child_id, event.name, self.workflow_id),
         )
         item = NewWorkflow(
             event.child_id,
@@ -353,6 +354,7 @@ class Execution(StepLoop):
             parent_seq=state.parent_seq,
             run=state.run + 1,
             previous_run=archived,
+            trace=self.host.listeners.trace(self.workflow_id, state.name, state.parent_id),
         )
         entries, self.pending = self.pending, []
         consumed, self._consumed = self._consumed, []

@@ -3,6 +3,9 @@
 - **Commit listeners** (``duralog.observe`` adds them): told of every event this
   engine commits. ``Listeners`` is the engine's list of them; with none, a commit
   costs one attribute read.
+- **Traces** (``duralog.observe.otel`` sets one): asked for the trace context a
+  new run records in its ``WorkflowStarted`` (``Listeners.trace``); with none, a
+  start costs one attribute read and records nothing.
 - **Attempt guards** (``duralog.patterns`` installs them): wrap every attempt of
   the steps they are found for, e.g. a circuit breaker admits the attempt first,
   and injected resources fill in parameters. A guard finder is asked once per
@@ -63,6 +66,15 @@ class CommitListener(Protocol):
         """The engine closed: no commit follows."""
 
 
+class Traces(Protocol):
+    """Gives each new run the trace context it records (``observe.otel.Tracing``)."""
+
+    def begin(self, workflow_id: str, name: str, parent_id: str | None) -> str | None:
+        """A run of ``name`` is about to be created as ``workflow_id`` (a child of
+        ``parent_id``, if given): the W3C traceparent to record for it, or None."""
+        ...
+
+
 class Listeners:
     """An engine's commit listeners; the runtime tells them of every commit."""
 
@@ -70,6 +82,13 @@ class Listeners:
         self._listeners: tuple[CommitListener, ...] = ()
         self._lock = threading.Lock()
         self._closed = False
+        #: Where new runs get their trace context (None: tracing is off).
+        self.traces: Traces | None = None
+
+    def trace(self, workflow_id: str, name: str, parent_id: str | None = None) -> str | None:
+        """The trace context to record in a new run's ``WorkflowStarted`` (see ``Traces``)."""
+        traces = self.traces
+        return None if traces is None else traces.begin(workflow_id, name, parent_id)
 
     def add(self, listener: CommitListener) -> None:
         """Tell ``listener`` of every commit from now on (none, once the engine closed)."""

@@ -80,7 +80,12 @@ class Starts:
         # (checked on the plain JSON: nothing to decrypt).
         definition.check_call(plain_args, kwargs_raw, None)
         started = ev.started_entry(
-            self.clock.now(), name=definition.name, args=args_raw, kwargs=kwargs_raw, timeout=limit
+            self.clock.now(),
+            name=definition.name,
+            args=args_raw,
+            kwargs=kwargs_raw,
+            timeout=limit,
+            trace=self.listeners.trace(workflow_id, definition.name),
         )
         worker = self.worker
         owner = (

@@ -69,6 +69,9 @@ class WorkflowStarted(BaseEvent, frozen=True, kw_only=True):
     #: Set on a fork (``handle.fork``, ``handle.restart``): its events after this one,
     #: up to ``forked_from.seq``, are copies of the source's.
     forked_from: ForkOrigin | None = None
+    #: The W3C ``traceparent`` of the run's span when it was started with tracing on
+    #: (``duralog.observe.otel``): a resumed run continues that trace.
+    trace: str | None = None
 
 
 class StepScheduled(BaseEvent, frozen=True, kw_only=True):
