@@ -42,6 +42,10 @@ log = logging.getLogger("duralog.engine")
 class Execution(StepLoop):
     """A claimed workflow being advanced by this worker."""
 
+    #: Taken over from a worker that vanished: commit step decisions before the steps
+    #: start, so that a crash in one of them is seen in the log (``recoveries.py``).
+    careful = False
+
     # -- activation --------------------------------------------------------
 
     def activate(self) -> None:
@@ -107,7 +111,7 @@ class Execution(StepLoop):
         self._arm_grace()
         if new_children:
             self.spawn(self._start_children(new_children))
-        if new_steps and flush_first:
+        if new_steps and (flush_first or self.careful):
             self.spawn(self._start_steps(new_steps))
         elif new_steps:
             for seq in new_steps:
