@@ -65,6 +65,11 @@ class Engine(runtime.Engine):
         resources: clients, connections and other objects for steps, by name
             (``duralog.inject()`` parameters, ``duralog.resource(name)``). They are
             never recorded in the log; the engine does not close them.
+        blocked_threshold: seconds workflow code may run without awaiting (a CPU loop,
+            ``time.sleep``, a synchronous call) before the worker logs a warning with
+            the workflow id and the blocking code's stack (default 2; None: not
+            watched). Nothing can interrupt it: once it returns, what it decided is
+            dropped and its workflow is ``SUSPENDED`` with the place as the reason.
 
     ``subscribe``, ``follow`` and ``stats`` watch it (``duralog.observe``).
 

@@ -78,6 +78,7 @@ class Engine:
         queues: list[Queue] | None = None,
         max_workflows: int | None = None,
         resources: Mapping[str, Any] | None = None,
+        blocked_threshold: float | None = 2.0,
     ) -> None:
         whole_number(snapshot_every, "snapshot_every", minimum=1)
         lease_seconds = positive_seconds(lease_seconds, "lease_seconds")
@@ -120,6 +121,9 @@ class Engine:
             error_backoff=error_backoff,
             cleanup_grace=cleanup_grace,
             max_workflows=whole_number(max_workflows, "max_workflows", minimum=1, optional=True),
+            blocked_threshold=positive_seconds(
+                blocked_threshold, "blocked_threshold", optional=True
+            ),
         )
         self._starts = Starts(
             self.store,

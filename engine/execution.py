@@ -68,10 +68,17 @@ class Execution(StepLoop):
             # (a step's StepStarted): commit that first, so replay assigns the same seq.
             self.spawn(self._commit_then_activate())
             return
+        watchdog = self.host.watchdog
+        watched = None if watchdog is None else watchdog.enter(self.workflow_id, self.instance.loop)
         try:
             decisions = self.instance.feed(self.state, self.next_seq)
         except NondeterminismError as exc:
             self.spawn(self.suspend(str(exc)))
+            return
+        finally:
+            blocked = None if watched is None or watchdog is None else watchdog.leave(watched)
+        if blocked is not None:  # what the blocking code decided is dropped
+            self.spawn(self.suspend(blocked.reason()))
             return
         if not decisions and self.instance.finished and not self.sealed:
             # The terminal event was already in the log (replayed), but the index row

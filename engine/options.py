@@ -20,6 +20,8 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
         error_backoff: seconds before a workflow dropped after an error is taken again.
         cleanup_grace: seconds a workflow past its timeout may spend on its cleanup.
         max_workflows: at most this many workflows in flight (None: no bound).
+        blocked_threshold: seconds workflow code may run without awaiting before the
+            worker reports it and suspends its workflow (None: not watched).
     """
 
     snapshot_every: int = 500
@@ -32,3 +34,4 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
     error_backoff: float = 10.0
     cleanup_grace: float = 60.0
     max_workflows: int | None = None
+    blocked_threshold: float | None = 2.0

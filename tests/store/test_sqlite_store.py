@@ -68,10 +68,9 @@ def test_reopening_a_file_keeps_data_and_migrates_once(path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
     assert SCHEMA_VERSION >= 1
-    assert (
-        sql_count(path, "SELECT count(*) FROM _sqlite_migrations WHERE migration_set = 'duralog'")
-        == len(MIGRATION_NAMES)
-    )
+    assert sql_count(
+        path, "SELECT count(*) FROM _sqlite_migrations WHERE migration_set = 'duralog'"
+    ) == len(MIGRATION_NAMES)
 
 
 def test_migration_rerun_with_user_version_reset_is_harmless(path: Path) -> None:
