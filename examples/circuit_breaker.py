@@ -4,7 +4,7 @@
 
 Two engines (two workers) share one log, and so one circuit: the breaker's state
 is a row in the log's database, changed by compare-and-set. The fake payments API
-is down for its first 1.5 seconds. Its first failures open the circuit; while it
+is down for 1.5 seconds from its first call. Its first failures open the circuit; while it
 is open, charge attempts on *either* worker fail fast with ``CircuitOpen`` and
 never reach the API; every ``reset_timeout`` one trial call goes through; once
 the API is back, the trial succeeds, the circuit closes, and every order is
@@ -26,17 +26,21 @@ import duralog
 
 
 class PaymentsAPI:
-    """A stand-in for a remote API that is down until ``back_at``."""
+    """A stand-in for a remote API that is down for ``down_for`` s from its first call."""
 
     def __init__(self, down_for: float) -> None:
-        self.back_at = time.monotonic() + down_for
+        self.down_for = down_for
+        self.back_at: float | None = None
         self.calls = 0
         self._lock = threading.Lock()
 
     def charge(self, order_id: str, cents: int) -> str:
         with self._lock:
             self.calls += 1
-        if time.monotonic() < self.back_at:
+            if self.back_at is None:  # (not from import: a slow start must not hide it)
+                self.back_at = time.monotonic() + self.down_for
+            back_at = self.back_at
+        if time.monotonic() < back_at:
             raise ConnectionError("payments API: 503 Service Unavailable")
         return f"ch_{order_id}"
 
