@@ -68,6 +68,11 @@ class Engine(runtime.Engine):
         heartbeat_interval: seconds between two writes of a running step's heartbeat
             details (``duralog.heartbeat``) to the store, at most (default 5): what a
             crash may lose of them.
+        blocked_threshold: seconds workflow code may run without awaiting (a CPU loop,
+            ``time.sleep``, a synchronous call) before the worker logs a warning with
+            the workflow id and the blocking code's stack (default 2; None: not
+            watched). Nothing can interrupt it: once it returns, what it decided is
+            dropped and its workflow is ``SUSPENDED`` with the place as the reason.
 
     ``subscribe``, ``follow`` and ``stats`` watch it (``duralog.observe``).
 

@@ -136,9 +136,12 @@ RECORD_HEADERS = ("ID", "NAME", "STATUS", "QUEUE", "EVENTS", "STARTED", "UPDATED
 
 
 def record_cells(record: WorkflowRecord) -> list[object]:
-    """One ``duralog list`` row under ``RECORD_HEADERS`` (NOTE: why it is SUSPENDED)."""
+    """One ``duralog list`` row under ``RECORD_HEADERS`` (NOTE: why it is SUSPENDED, or
+    set aside FAILED by its recovery limit; how often a running one was recovered)."""
     note = None
-    if record.status is WorkflowStatus.SUSPENDED and record.reason:
+    if record.recoveries and not record.status.is_terminal:
+        note = f"recovered {record.recoveries}x in a row (its worker died in a step)"
+    if record.status in (WorkflowStatus.SUSPENDED, WorkflowStatus.FAILED) and record.reason:
         note = record.reason if len(record.reason) <= 100 else record.reason[:99] + "…"
     return [
         record.id,

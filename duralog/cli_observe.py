@@ -224,13 +224,19 @@ def stats_lines(found: Stats) -> list[str]:
         return [*lines, "no workflows"]
     lines.append(
         f"{'workflow':<28} {'started':>7} {'done':>6} {'failed':>6} {'cancel':>6} "
-        f"{'cont.':>5} {'running':>7} {'susp.':>5}  {'p50':>8} {'p95':>8} {'max':>8}"
+        f"{'cont.':>5} {'running':>7} {'susp.':>5} {'recov.':>6} {'aside':>5}  "
+        f"{'p50':>8} {'p95':>8} {'max':>8}"
     )
     for wf in found.workflows:
         lines.append(
             f"{wf.name:<28} {wf.started:>7} {wf.completed:>6} {wf.failed:>6} "
-            f"{wf.cancelled:>6} {wf.continued:>5} {wf.running:>7} {wf.suspended:>5}  "
-            f"{_durations(wf.duration)}"
+            f"{wf.cancelled:>6} {wf.continued:>5} {wf.running:>7} {wf.suspended:>5} "
+            f"{wf.recovering:>6} {wf.set_aside:>5}  {_durations(wf.duration)}"
+        )
+    if any(wf.recovering or wf.set_aside for wf in found.workflows):
+        lines.append(
+            "(recov.: running again after their worker died in one of their steps; "
+            "aside: set aside FAILED by max_recovery_attempts)"
         )
     if found.steps:
         lines += [

@@ -264,6 +264,11 @@ def _show_lines(
     )
     if waiting is not None:
         lines.append(f"waiting   {waiting}")
+    if record.recoveries and not record.status.is_terminal:
+        lines.append(
+            f"recovered {record.recoveries} times in a row without progress: its worker "
+            "died or stalled while one of its steps ran (max_recovery_attempts)"
+        )
     for request in requests:
         said = _format.describe(request, {})
         lines.append(

@@ -17,17 +17,21 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from duralog.errors import LogDamaged, StoreError
+from duralog.errors import ErrorDetails, LogDamaged, StoreError
 from duralog.replay.definitions import Registry
 from duralog.replay.state import WorkflowState, fold, load_state, new_state
-from duralog.store.base import Append, Claim, EventStore, WorkflowStatus
+from duralog.store import events as ev
+from duralog.store.base import Append, Claim, EventStore, Notice, WorkflowRecord, WorkflowStatus
+from duralog.store.events import LogEntry
 
+from . import recoveries
 from .clock import Clock
 from .committer import AppendCommitter
 from .diagnose import Unserved
 from .execution import Execution
 from .hooks import Listeners
 from .host import alive
+from .inbox import notice_to_parent
 from .lease import Lease, Moment
 from .options import WorkerOptions
 from .queues import Queue
@@ -315,7 +319,83 @@ class Claims:
         except StoreError as exc:  # unreadable for now: leave it, try again later
             self._skip(claim.workflow_id, claim.fence, str(exc), self.options.error_backoff)
             return
+        if claim.taken_from is not None and record is not None:
+            try:
+                if not self._count_recovery(claim, state, record):
+                    return
+            except StoreError as exc:
+                self._skip(claim.workflow_id, claim.fence, str(exc), self.options.error_backoff)
+                return
         self._adopt(claim.workflow_id, claim.fence, state, lease, rebuilt=True)
+        execution = self.executions.get(claim.workflow_id)
+        if claim.taken_from is not None and execution is not None:
+            execution.careful = True
+
+    def _count_recovery(self, claim: Claim, state: WorkflowState, record: WorkflowRecord) -> bool:
+        """Count a recovery of a workflow taken over from a worker that did not let it go,
+        before any of its code runs (``recoveries.py``); False when it must not run: set
+        aside past its ``max_recovery_attempts``, or no longer this worker's."""
+        workflow_id = claim.workflow_id
+        steps = recoveries.running_steps(state)
+        moved_on = False
+        if record.recoveries > 0:
+            after = record.recovered_at
+            entries = self.store.read_events(workflow_id, after) if state.last_seq >= after else []
+            moved_on = recoveries.progressed(entries, after, state.last_seq)
+        count = recoveries.next_count(record.recoveries, moved_on, bool(steps))
+        written = count or record.recoveries  # (0 and 0: nothing to write)
+        if written and not self.store.count_recovery(
+            self.worker_id, workflow_id, claim.fence, count, state.last_seq
+        ):
+            self._queued.discard(workflow_id)  # ended or taken meanwhile: not ours
+            return False
+        if not steps:
+            return True
+        known = state.name in self.registry
+        limit = self.registry.get(state.name).max_recovery_attempts if known else None
+        log.warning(
+            "worker %s took workflow %r over from worker %s, which died or stalled while "
+            "its step %s ran: recovery %d in a row without progress (max_recovery_attempts=%s)",
+            self.worker_id,
+            workflow_id,
+            claim.taken_from,
+            ", ".join(dict.fromkeys(steps)),
+            count,
+            limit,
+        )
+        if limit is None or not recoveries.over_limit(count, limit):
+            return True
+        self._dead_letter(
+            workflow_id, state, *recoveries.set_aside(workflow_id, count, limit, steps)
+        )
+        return False
+
+    def _dead_letter(
+        self, workflow_id: str, state: WorkflowState, error: ErrorDetails, reason: str
+    ) -> None:
+        """End a workflow that keeps killing its workers, without running its code:
+        ``FAILED`` by a ``WorkflowTerminated`` event with ``error`` (``RecoveryLimit``),
+        ``reason`` in its index row."""
+        log.error("worker %s: %s", self.worker_id, error.message)
+        terminal = ev.WorkflowTerminated(error=error)
+        notices = [
+            *notice_to_parent(state, workflow_id, terminal, self.store.payload_codec),
+            *(
+                Notice(child_id, "cancel", "the parent workflow was set aside")
+                for child_id in state.open_children().values()
+            ),
+        ]
+        at = self.clock.now()
+        seq = self.store.terminate(workflow_id, at, error, notices, reason=reason)
+        queued = workflow_id in self._queued
+        self._queued.discard(workflow_id)
+        if seq is not None and self.listeners.active:
+            self.listeners.appended(workflow_id, state.name, LogEntry(seq, at, terminal))
+        for notice in notices:
+            self._poked(notice.workflow_id)
+        if queued:
+            self.request_dequeue()  # its slot is free
+        self._on_finished(workflow_id)
 
     def _set_aside(self, workflow_id: str, fence: int, damage: LogDamaged) -> None:
         """Nothing more is appended to a workflow whose log is damaged: it becomes

@@ -6,7 +6,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from duralog.errors import ConfigurationError
-from duralog.replay.definitions import REGISTRY, Registry, RetryPolicy, Step, Workflow
+from duralog.replay.definitions import (
+    DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    REGISTRY,
+    Registry,
+    RetryPolicy,
+    Step,
+    Workflow,
+)
 
 from . import hooks
 
@@ -124,7 +131,10 @@ def step(
 def workflow(fn: Callable[P, Awaitable[R]], /) -> Workflow[P, R]: ...
 @overload
 def workflow(
-    *, name: str | None = None, registry: Registry | None = None
+    *,
+    name: str | None = None,
+    registry: Registry | None = None,
+    max_recovery_attempts: int | None = DEFAULT_MAX_RECOVERY_ATTEMPTS,
 ) -> _WorkflowDecorator: ...
 def workflow(
     fn: Callable[..., Any] | None = None,
@@ -132,11 +142,20 @@ def workflow(
     *,
     name: str | None = None,
     registry: Registry | None = None,
+    max_recovery_attempts: int | None = DEFAULT_MAX_RECOVERY_ATTEMPTS,
 ) -> Any:
     """Make an ``async def`` a durable workflow, registered under its name.
 
     It registers in ``registry`` (default: the default registry, which an
     ``Engine`` given no ``registry=`` uses).
+
+    ``max_recovery_attempts`` (default 10; None: no limit) guards against a workflow
+    that keeps killing its worker (a segfault in a native library, an OOM kill in
+    one of its steps): each time a worker takes it over from a worker that died (or
+    stalled past its lease) while one of its steps ran, and nothing progressed since
+    the last such takeover, counts one recovery; one more than the limit, and the
+    workflow is set aside, ``FAILED`` with a cause of type ``RecoveryLimit``, instead
+    of killing the next worker. Fix the code, then ``fork`` or ``restart`` it.
 
     The function must be deterministic: it awaits steps, ``duralog.sleep``,
     ``asyncio.gather``..., and takes time and randomness from ``duralog.now()``,
@@ -151,7 +170,7 @@ def workflow(
     """
 
     def make(f: Callable[..., Any]) -> Workflow[Any, Any]:
-        wf: Workflow[Any, Any] = Workflow(f, name=name)
+        wf: Workflow[Any, Any] = Workflow(f, name=name, max_recovery_attempts=max_recovery_attempts)
         (REGISTRY if registry is None else registry).add(wf)
         return wf
 

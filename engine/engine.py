@@ -80,6 +80,7 @@ class Engine:
         max_workflows: int | None = None,
         resources: Mapping[str, Any] | None = None,
         heartbeat_interval: float = 5.0,
+        blocked_threshold: float | None = 2.0,
     ) -> None:
         whole_number(snapshot_every, "snapshot_every", minimum=1)
         heartbeat_interval = positive_seconds(heartbeat_interval, "heartbeat_interval")
@@ -124,6 +125,9 @@ class Engine:
             cleanup_grace=cleanup_grace,
             max_workflows=whole_number(max_workflows, "max_workflows", minimum=1, optional=True),
             heartbeat_interval=heartbeat_interval,
+            blocked_threshold=positive_seconds(
+                blocked_threshold, "blocked_threshold", optional=True
+            ),
         )
         self._starts = Starts(
             self.store,

@@ -42,6 +42,10 @@ log = logging.getLogger("duralog.engine")
 class Execution(StepLoop):
     """A claimed workflow being advanced by this worker."""
 
+    #: Taken over from a worker that vanished: commit step decisions before the steps
+    #: start, so that a crash in one of them is seen in the log (``recoveries.py``).
+    careful = False
+
     # -- activation --------------------------------------------------------
 
     def activate(self) -> None:
@@ -64,10 +68,17 @@ class Execution(StepLoop):
             # (a step's StepStarted): commit that first, so replay assigns the same seq.
             self.spawn(self._commit_then_activate())
             return
+        watchdog = self.host.watchdog
+        watched = None if watchdog is None else watchdog.enter(self.workflow_id, self.instance.loop)
         try:
             decisions = self.instance.feed(self.state, self.next_seq)
         except NondeterminismError as exc:
             self.spawn(self.suspend(str(exc)))
+            return
+        finally:
+            blocked = None if watched is None or watchdog is None else watchdog.leave(watched)
+        if blocked is not None:  # what the blocking code decided is dropped
+            self.spawn(self.suspend(blocked.reason()))
             return
         if not decisions and self.instance.finished and not self.sealed:
             # The terminal event was already in the log (replayed), but the index row
@@ -107,7 +118,7 @@ class Execution(StepLoop):
         self._arm_grace()
         if new_children:
             self.spawn(self._start_children(new_children))
-        if new_steps and flush_first:
+        if new_steps and (flush_first or self.careful):
             self.spawn(self._start_steps(new_steps))
         elif new_steps:
             for seq in new_steps:

@@ -22,6 +22,7 @@ from .committer import AppendCommitter, StartCommitter
 from .hooks import Listeners
 from .lease import Lease, Moment
 from .options import WorkerOptions
+from .watchdog import LoopWatchdog
 
 
 class RunningWorkflow(Protocol):
@@ -64,6 +65,11 @@ class ExecutionHost(Protocol):
     def listeners(self) -> Listeners: ...
     @property
     def attempts(self) -> StepAttempts: ...
+    @property
+    def watchdog(self) -> LoopWatchdog | None:
+        """Watches workflow code for blocking the loop (None: ``blocked_threshold=None``)."""
+        ...
+
     @property
     def payload_codec(self) -> PayloadCodec | None:
         """The engine's payload codec: what the workflow records is sealed with it."""

@@ -22,6 +22,8 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
         max_workflows: at most this many workflows in flight (None: no bound).
         heartbeat_interval: a running step's heartbeat details are stored at most this
             often (seconds).
+        blocked_threshold: seconds workflow code may run without awaiting before the
+            worker reports it and suspends its workflow (None: not watched).
     """
 
     snapshot_every: int = 500
@@ -35,3 +37,4 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
     cleanup_grace: float = 60.0
     max_workflows: int | None = None
     heartbeat_interval: float = 5.0
+    blocked_threshold: float | None = 2.0

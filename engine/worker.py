@@ -44,6 +44,7 @@ from .lease import Lease, Moment
 from .options import WorkerOptions
 from .queues import Queue
 from .threads import StepThreads
+from .watchdog import LoopWatchdog
 
 log = logging.getLogger("duralog.engine")
 T = TypeVar("T")
@@ -95,6 +96,8 @@ class Worker(Claims):
         self._ready = threading.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pokes: set[str] = set()
+        threshold = options.blocked_threshold
+        self.watchdog = None if threshold is None else LoopWatchdog(threshold, worker_id)
 
     @property
     def payload_codec(self) -> PayloadCodec | None:
@@ -121,6 +124,8 @@ class Worker(Claims):
         )
         self._thread.start()
         self._ready.wait()
+        if self.watchdog is not None:
+            self.watchdog.start()
         self.store.listen(self._heard)
         future = asyncio.run_coroutine_threadsafe(self._recover(), self.loop)
         future.result()
@@ -153,6 +158,8 @@ class Worker(Claims):
             self.guard_threads.close()
             return
         self._stopped = True
+        if self.watchdog is not None:
+            self.watchdog.stop()
         asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from duralog.engine.recoveries import RECOVERY_LIMIT
 from duralog.store import events as ev
 from duralog.store.base import EventStore, WorkflowRecord, WorkflowStatus
 from duralog.store.events import LogEntry
@@ -93,6 +94,11 @@ class WorkflowMetrics(msgspec.Struct, kw_only=True):
     continued: int = 0
     running: int = 0
     suspended: int = 0
+    #: Runs ended by their recovery limit (``max_recovery_attempts``): among ``failed``.
+    set_aside: int = 0
+    #: Open runs taken over after a worker died while one of their steps ran, with no
+    #: progress since (``recoveries`` in their index row).
+    recovering: int = 0
     duration: Durations = msgspec.field(default_factory=Durations)
 
 
@@ -215,6 +221,8 @@ class _Tally:
                 if inside:
                     outcome = _OUTCOMES[kind]
                     setattr(wf, outcome, getattr(wf, outcome) + 1)
+                    if isinstance(event, ev.WorkflowTerminated):
+                        wf.set_aside += event.error.type == RECOVERY_LIMIT
                     if started_at is not None:
                         self._sample("workflow", record.name, "duration", at - started_at)
             elif isinstance(event, ev.StepScheduled):
@@ -237,6 +245,7 @@ class _Tally:
             wf.suspended += 1
         else:
             wf.running += 1
+        wf.recovering += record.recoveries > 0
 
     def _step(self, name: str) -> StepMetrics:
         found = self.steps.get(name)
@@ -325,6 +334,20 @@ def prometheus_text(stats: Stats) -> str:
                 {"workflow": wf.name, "status": status},
                 getattr(wf, status),
             )
+    out.family(
+        "duralog_workflows_set_aside_total",
+        "counter",
+        "Workflow runs ended FAILED by their recovery limit (max_recovery_attempts).",
+    )
+    for wf in wfs:
+        out.sample("duralog_workflows_set_aside_total", {"workflow": wf.name}, wf.set_aside)
+    out.family(
+        "duralog_workflows_recovering",
+        "gauge",
+        "Open workflow runs recovered after their worker died in one of their steps.",
+    )
+    for wf in wfs:
+        out.sample("duralog_workflows_recovering", {"workflow": wf.name}, wf.recovering)
     out.histogram(
         "duralog_workflow_duration_seconds",
         "Duration of ended workflow runs.",

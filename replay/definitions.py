@@ -117,6 +117,8 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
 
 
 DEFAULT_RETRY = RetryPolicy()
+#: ``@duralog.workflow(max_recovery_attempts=...)`` when not given.
+DEFAULT_MAX_RECOVERY_ATTEMPTS = 10
 
 
 class _Typed(Generic[P, R]):
@@ -257,13 +259,27 @@ class Workflow(_Typed[P, R]):
 
     fn: Callable[P, Awaitable[R]]
 
-    def __init__(self, fn: Callable[P, Awaitable[R]], *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, Awaitable[R]],
+        *,
+        name: str | None = None,
+        max_recovery_attempts: int | None = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigurationError(
                 f"@duralog.workflow needs an `async def` function; {fn.__qualname__} is not one"
             )
         self.fn = fn
         self.name = name or fn.__qualname__
+        #: Recoveries in a row without progress before the workflow is set aside
+        #: (FAILED with a ``RecoveryLimit`` cause); None: no limit.
+        self.max_recovery_attempts = whole_number(
+            max_recovery_attempts,
+            f"workflow {self.name!r}: max_recovery_attempts",
+            minimum=0,
+            optional=True,
+        )
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:

@@ -45,6 +45,9 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         self._closed = False
         self._exception_handler: Any = None
         self.unhandled: list[dict[str, Any]] = []
+        #: Callbacks run so far: a watchdog that sees it stand still sees one callback
+        #: (a stretch of workflow code between two awaits) that is running long.
+        self.turns = 0
 
     # -- what the owner drives ---------------------------------------------
 
@@ -58,6 +61,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         while ready:
             handle = ready.popleft()
             if not handle._cancelled:
+                self.turns += 1
                 handle._run()
 
     # -- scheduling --------------------------------------------------------

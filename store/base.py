@@ -262,13 +262,27 @@ class LeaseStore(Protocol):
         ...
 
     def terminate(
-        self, workflow_id: str, at: float, error: ErrorDetails, notices: Sequence[Notice] = ()
+        self,
+        workflow_id: str,
+        at: float,
+        error: ErrorDetails,
+        notices: Sequence[Notice] = (),
+        reason: str | None = None,
     ) -> int | None:
         """End a workflow that has not ended, whatever its status and whoever holds it,
-        in one transaction: append ``WorkflowTerminated(error)``, set it FAILED, end its
-        lease (bumping the fence, so its owner's next write is refused), drop what waits
-        in its inbox, and leave ``notices`` (to its parent). Returns the event's seq;
-        None if the workflow had ended (or does not exist)."""
+        in one transaction: append ``WorkflowTerminated(error)``, set it FAILED with
+        ``reason`` (the index's note, shown by ``list``), end its lease (bumping the
+        fence, so its owner's next write is refused), drop what waits in its inbox, and
+        leave ``notices`` (to its parent). Returns the event's seq; None if the workflow
+        had ended (or does not exist)."""
+        ...
+
+    def count_recovery(
+        self, worker_id: str, workflow_id: str, fence: int, recoveries: int, at_seq: int
+    ) -> bool:
+        """Set a workflow's ``recoveries`` (in a row, without progress) and
+        ``recovered_at`` (the seq its log ended at then), if ``worker_id`` still holds
+        it under ``fence``; False otherwise."""
         ...
 
     def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:

@@ -109,6 +109,10 @@ class WorkflowRecord(msgspec.Struct, frozen=True):
     reason: str | None = None
     queue: str | None = None
     priority: int = 0
+    #: Recoveries in a row without progress (see ``max_recovery_attempts``).
+    recoveries: int = 0
+    #: The log's last seq when ``recoveries`` was last counted.
+    recovered_at: int = 0
 
 
 class WorkflowQuery(msgspec.Struct, frozen=True):
@@ -329,7 +333,11 @@ class WorkerRecord(msgspec.Struct, frozen=True):
 
 
 class Claim(msgspec.Struct, frozen=True):
-    """A workflow this worker now owns, with the fencing token every append must carry."""
+    """A workflow this worker now owns, with the fencing token every append must carry.
+
+    ``taken_from``: the worker that held it and had not let it go (its lease expired,
+    or its process died): this claim is a recovery. None when nobody held it."""
 
     workflow_id: str
     fence: int
+    taken_from: str | None = None

@@ -14,7 +14,12 @@ workflows  An index over the log, one row per workflow: name, status, the
            (``fence``, bumped by every claim and checked inside every append
            transaction), ``wake_at`` (next timer or retry), ``last_seq``, and
            ``forked_from``: the workflow a fork was copied from (so a workflow's
-           forks are found without reading their logs).
+           forks are found without reading their logs). ``recoveries``: how many
+           times in a row the workflow was taken over from a worker that vanished
+           with one of its steps running, without progress in between
+           (``engine/recoveries.py``); ``recovered_at``: the log's last seq when that
+           was last counted; ``taken_from``: the owner the last claim took it from
+           (NULL: nobody held it).
            Everything here except leases can be rebuilt from ``events``.
 snapshots  Derived state of a workflow at ``seq`` (the fold of events 1..seq),
            with a checksum. A cache: deleting every row changes no result.
@@ -148,6 +153,11 @@ TABLES: tuple[Table, ...] = (
             _c("dequeued_at", "real", null=True, since=2),
             # The workflow this one was forked from (its WorkflowStarted says where).
             _c("forked_from", "text", null=True, since=5),
+            # Dead letters: recoveries without progress, and whom the last claim took
+            # the workflow from (the claim returns it: a recovery, or not).
+            _c("recoveries", "int", default=0, since=9),
+            _c("recovered_at", "int", default=0, since=9),
+            _c("taken_from", "text", null=True, since=9),
         ),
         key=("id",),
         indexes=(
@@ -296,6 +306,7 @@ MIGRATION_NAMES: dict[int, str] = {
     5: "m005_forks",
     6: "m006_worker_serves",
     8: "m008_heartbeats",
+    9: "m009_recoveries",
 }
 #: Versions that compute something for the rows already there, after their statements.
 CHAINED_VERSION = 4

@@ -28,7 +28,8 @@ from .sql_base import FINISHED, Session, SQLBase, marks
 
 _ENDED = "('COMPLETED', 'FAILED', 'CANCELLED', 'SUSPENDED')"
 #: Who takes a lease: ``:worker``, for ``:lease`` seconds, with a new fencing token.
-_TAKE = "owner = :worker, lease_until = {clock} + :lease, fence = fence + 1"
+#: (``taken_from``: who held it before, read back by the claim: a recovery, or not.)
+_TAKE = "taken_from = owner, owner = :worker, lease_until = {clock} + :lease, fence = fence + 1"
 
 
 class SQLLeases(SQLBase):
@@ -65,12 +66,12 @@ class SQLLeases(SQLBase):
                 columns,
                 limit=" LIMIT :room",
                 lock=self.SKIP_LOCKED,
-                returning=f" RETURNING id, fence, {columns}",
+                returning=f" RETURNING id, fence, taken_from, {columns}",
             ),
             {**params, "room": room},
         ).fetchall()
-        found.sort(key=lambda row: tuple(row[2:]))  # RETURNING comes in no promised order
-        return [Claim(row[0], row[1]) for row in found]
+        found.sort(key=lambda row: tuple(row[3:]))  # RETURNING comes in no promised order
+        return [Claim(row[0], row[1], row[2]) for row in found]
 
     def claim(
         self,
@@ -127,6 +128,19 @@ class SQLLeases(SQLBase):
                 params,
             )
         return [row[0] for row in held]
+
+    def count_recovery(
+        self, worker_id: str, workflow_id: str, fence: int, recoveries: int, at_seq: int
+    ) -> bool:
+        """Record a workflow's recoveries in a row (``EventStore.count_recovery``)."""
+        with self._write(f"counting a recovery of workflow {workflow_id!r:.200}") as conn:
+            return bool(
+                conn.execute(
+                    "UPDATE workflows SET recoveries = ?, recovered_at = ?"
+                    " WHERE id = ? AND owner = ? AND fence = ?",
+                    (recoveries, at_seq, workflow_id, worker_id, fence),
+                ).rowcount
+            )
 
     def release(self, worker_id: str, workflow_id: str, fence: int) -> None:
         """Drop one lease, if this worker still holds it under ``fence``."""
@@ -308,7 +322,12 @@ class SQLLeases(SQLBase):
         return True
 
     def terminate(
-        self, workflow_id: str, at: float, error: ErrorDetails, notices: Sequence[Notice] = ()
+        self,
+        workflow_id: str,
+        at: float,
+        error: ErrorDetails,
+        notices: Sequence[Notice] = (),
+        reason: str | None = None,
     ) -> int | None:
         """End a workflow that has not ended, at once (``EventStore.terminate``)."""
         body = encode_event(WorkflowTerminated(error=error), self.payload_codec).decode()
@@ -333,9 +352,9 @@ class SQLLeases(SQLBase):
             )
             conn.execute(
                 "UPDATE workflows SET status = 'FAILED', last_seq = ?, updated_at = ?,"
-                " fence = fence + 1, owner = NULL, lease_until = NULL, wake_at = NULL"
-                " WHERE id = ?",
-                (seq, at, workflow_id),
+                " fence = fence + 1, owner = NULL, lease_until = NULL, wake_at = NULL,"
+                " reason = ? WHERE id = ?",
+                (seq, at, reason, workflow_id),
             )
             conn.execute("DELETE FROM inbox WHERE workflow_id = ?", (workflow_id,))
             if notices:

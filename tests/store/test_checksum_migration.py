@@ -66,6 +66,10 @@ def test_a_postgres_log_from_before_checksums(postgres_url: str) -> None:
         conn.execute("ALTER TABLE events DROP COLUMN checksum")
         conn.execute("ALTER TABLE workflows DROP COLUMN forked_from")  # version 5's
         conn.execute("ALTER TABLE workers DROP COLUMN serves")  # version 6's
+        conn.execute(  # version 9's
+            "ALTER TABLE workflows DROP COLUMN recoveries, DROP COLUMN recovered_at,"
+            " DROP COLUMN taken_from"
+        )
         conn.execute("DELETE FROM duralog_migrations WHERE version >= %s", (CHAINED_VERSION,))
     store.close()
     store = open_store(postgres_url)
