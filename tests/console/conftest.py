@@ -1,0 +1,89 @@
+"""Fixtures for the console tests: a populated log, a console over it, a client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from support import PATIENCE, load_app, wait_for
+
+import duralog
+
+pytest.importorskip("starlette", reason="the console needs the ui extra: duralog[ui]")
+
+from starlette.testclient import TestClient  # noqa: E402
+
+from duralog._cli_common import Context  # noqa: E402
+from duralog.console.app import create_app  # noqa: E402
+from duralog.console.service import Console  # noqa: E402
+
+HERE = Path(__file__).parent
+HOSTILE = "<script>alert('x')</script>"
+
+
+@pytest.fixture(scope="session")
+def app() -> ModuleType:
+    """``app_console``, imported under the name ``--app app_console`` finds it by."""
+    return load_app(HERE / "app_console.py")
+
+
+@pytest.fixture(autouse=True)
+def in_console_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--app`` imports from the working directory, as a user's shell would."""
+    monkeypatch.chdir(HERE)
+
+
+def populate(db: str, app: ModuleType) -> None:
+    """``retry-1`` (COMPLETED after two retries), ``echo-1`` .. ``echo-3``
+    (COMPLETED), ``parent-1`` (COMPLETED, with a child and a timer), ``wait-1``
+    (RUNNING, waiting for signal ``go``) and a workflow whose id and input are
+    hostile HTML (COMPLETED)."""
+    with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
+        assert engine.run(app.retrying, "r", id="retry-1") == "done r"
+        for i in range(1, 4):
+            assert engine.run(app.echo, f"e{i}", id=f"echo-{i}") == f"e{i}"
+        assert engine.run(app.parent, 7, id="parent-1") == 7
+        assert engine.run(app.echo, HOSTILE, id=HOSTILE) == HOSTILE
+        waiting = engine.start(app.waiter, "w", id="wait-1")
+        wait_for(lambda: len(waiting.history()) >= 4)
+
+
+@pytest.fixture(scope="session")
+def shop_db(tmp_path_factory: pytest.TempPathFactory, app: ModuleType) -> str:
+    """The log of ``populate``. Read-only for the tests."""
+    db = str(tmp_path_factory.mktemp("console") / "console.db")
+    populate(db, app)
+    return db
+
+
+def client_for(
+    db: str, *, apps: tuple[str, ...] = ("app_console",), **options: object
+) -> Iterator[TestClient]:
+    """A client of a console over ``db`` (as ``duralog --db DB --app ... ui``)."""
+    console = Console(Context(db, apps), **options)  # type: ignore[arg-type]
+    try:
+        with TestClient(create_app(console), base_url="http://127.0.0.1:8265") as client:
+            yield client
+    finally:
+        console.close()
+
+
+@pytest.fixture
+def client(shop_db: str) -> Iterator[TestClient]:
+    """A console over ``shop_db``, with ``--app app_console``."""
+    yield from client_for(shop_db)
+
+
+@pytest.fixture
+def fresh(tmp_path: Path, app: ModuleType) -> Iterator[tuple[str, TestClient]]:
+    """A console over a log of its own, which the test may change."""
+    db = str(tmp_path / "fresh.db")
+    populate(db, app)
+    for client in client_for(db):
+        yield db, client
+
+
+__all__ = ["HOSTILE", "PATIENCE", "client_for", "os"]
