@@ -52,9 +52,7 @@ def create_app(console: Console) -> Guard:
         Route("/api/workflows/{workflow_id:path}/history", api.history, methods=["GET"]),
         Route("/api/workflows/{workflow_id:path}/state", api.state, methods=["GET"]),
         Route("/api/workflows/{workflow_id:path}/replay", api.replay, methods=["GET"]),
-        Route(
-            "/api/workflows/{workflow_id:path}/signal/{name}", api.signal, methods=["POST"]
-        ),
+        Route("/api/workflows/{workflow_id:path}/signal/{name:path}", api.signal, methods=["POST"]),
         Route("/api/workflows/{workflow_id:path}/{action}", api.act, methods=["POST"]),
         Route("/api/workflows/{workflow_id:path}", api.workflow, methods=["GET"]),
         Route("/", pages.workflows, methods=["GET"]),
@@ -158,9 +156,7 @@ class _Api:
             raise Refused(400, "args must be a JSON array of positional arguments")
         if not all(v is None or isinstance(v, str) for v in (workflow_id, queue)):
             raise Refused(400, "id and queue must be strings")
-        found = await run_in_threadpool(
-            self.console.start, body["name"], args, workflow_id, queue
-        )
+        found = await run_in_threadpool(self.console.start, body["name"], args, workflow_id, queue)
         return _json(found, 201)
 
     async def signal(self, request: Request) -> Response:
@@ -182,11 +178,15 @@ class _Api:
         stop = threading.Event()
         lines: asyncio.Queue[str] = asyncio.Queue()
         loop = asyncio.get_running_loop()
-        interval = float(request.query_params.get("interval", "0.5") or 0.5)
-        interval = min(max(interval, 0.05), 10.0)
+        try:
+            interval = min(max(float(request.query_params.get("interval") or 0.5), 0.05), 10.0)
+        except ValueError:
+            raise Refused(400, "interval must be a number of seconds") from None
+
+        found = await run_in_threadpool(self.console.events, stop, interval)
 
         def pump() -> None:
-            for line in self.console.events(stop, poll_interval=interval):
+            for line in found:
                 with contextlib.suppress(RuntimeError):  # the loop has gone: we are done
                     loop.call_soon_threadsafe(lines.put_nowait, line)
 
@@ -345,4 +345,3 @@ _ENV.globals["entry_json"] = lambda entry: entry_json(entry).decode()
 
 def _render(name: str, **context: Any) -> str:
     return _ENV.get_template(name).render(**context)
-

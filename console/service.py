@@ -34,6 +34,7 @@ from duralog.errors import (
 )
 from duralog.observe.follow import follow
 from duralog.observe.metrics import Stats, collect
+from duralog.observe.subscribe import CommittedEvent
 from duralog.replay.checker import ReplayReport, check
 from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import History, entries_json
@@ -169,9 +170,7 @@ class Console:
 
     def counts(self) -> dict[str, int]:
         """How many workflows are in each status (``duralog count --status S``)."""
-        return {
-            s.value: self.store.count_workflows(WorkflowQuery(statuses=(s,))) for s in STATUSES
-        }
+        return {s.value: self.store.count_workflows(WorkflowQuery(statuses=(s,))) for s in STATUSES}
 
     def record(self, workflow_id: str) -> WorkflowRecord:
         """The index row of ``workflow_id``; ``Refused`` (404) when there is none."""
@@ -245,12 +244,16 @@ class Console:
         return collect(self.store, since=start)
 
     def events(self, stop: threading.Event, poll_interval: float = 0.5) -> Iterator[str]:
-        """Every event any process appends from now on, each one JSON text as
+        """Every event any process appends from this call on, each one JSON text as
         ``duralog tail -o jsonl`` prints it, until ``stop`` is set (or ``close``)."""
+        found = follow(self.store, poll_interval=poll_interval, stop=stop)  # from now on
         with self._lock:
             self._stops.add(stop)
+        return self._lines(found, stop)
+
+    def _lines(self, found: Iterator[CommittedEvent], stop: threading.Event) -> Iterator[str]:
         try:
-            for event in follow(self.store, poll_interval=poll_interval, stop=stop):
+            for event in found:
                 yield _json_line(event, reveal(event.event, self.ctx.payload_codec))
         finally:
             with self._lock:

@@ -86,8 +86,10 @@ def layout(entries: Sequence[LogEntry], now: float) -> Timeline:
                 lane(f"{entry.seq} {name}")
             case ev.StepStarted(step_seq=s):
                 opened[("step", s)] = entry
-            case ev.StepRetrying(step_seq=s) | ev.StepCompleted(step_seq=s) | ev.StepFailed(
-                step_seq=s
+            case (
+                ev.StepRetrying(step_seq=s)
+                | ev.StepCompleted(step_seq=s)
+                | ev.StepFailed(step_seq=s)
             ):
                 began = opened.pop(("step", s), entry)
                 kind = {"StepRetrying": "retried", "StepCompleted": "attempt"}.get(
@@ -148,9 +150,8 @@ def _details(*entries: LogEntry) -> str:
 
 
 def _bar(
-    lane: int,
-    x: Callable[[float], float],
-    began: LogEntry, entry: LogEntry, kind: str, said: str) -> Shape:
+    lane: int, x: Callable[[float], float], began: LogEntry, entry: LogEntry, kind: str, said: str
+) -> Shape:
     left, right = x(began.at), x(entry.at)
     return Shape(
         lane,

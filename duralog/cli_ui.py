@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import threading
@@ -60,8 +61,7 @@ def ui(
         from duralog.console.service import Console
     except ImportError as exc:
         raise Problem(
-            f"duralog ui needs the ui extra ({exc.name} is missing): "
-            "pip install 'duralog[ui]'",
+            f"duralog ui needs the ui extra ({exc.name} is missing): pip install 'duralog[ui]'",
             2,
         ) from None
     if token is not None and not _TOKEN.fullmatch(token):
@@ -78,7 +78,11 @@ def ui(
     console = Console(ctx, read_only=read_only, token=token)
     try:
         config = uvicorn.Config(
-            create_app(console), host=host, port=port, log_level="warning", lifespan="off",
+            create_app(console),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
             timeout_graceful_shutdown=2,  # open event streams do not end by themselves
         )
         server = uvicorn.Server(config)
@@ -87,6 +91,8 @@ def ui(
         click.echo(f"duralog console on {address} serving {ctx.where} (Ctrl-C to stop)", err=True)
         if open_browser:
             threading.Timer(0.5, webbrowser.open, [address]).start()
-        server.run()
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once stopped
+            server.run()
     finally:
         console.close()
+    click.echo("console stopped", err=True)

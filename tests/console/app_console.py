@@ -9,14 +9,13 @@ import duralog
 
 #: How many times ``ui_flaky`` fails before it succeeds.
 FAILURES = 2
-_tries: dict[str, int] = {}
 
 
 @duralog.step(name="ui_flaky", retry=duralog.RetryPolicy(max_attempts=5, initial_interval=0.01))
 def flaky(key: str) -> str:
-    _tries[key] = _tries.get(key, 0) + 1
-    if _tries[key] <= FAILURES:
-        raise RuntimeError(f"attempt {_tries[key]} of {key} fails")
+    attempt = duralog.step_info().attempt
+    if attempt <= FAILURES:
+        raise RuntimeError(f"attempt {attempt} of {key} fails")
     return f"done {key}"
 
 

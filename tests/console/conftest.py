@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
-from support import PATIENCE, load_app, wait_for
+from starlette.testclient import TestClient
+from support import load_app, wait_for
 
 import duralog
-
-pytest.importorskip("starlette", reason="the console needs the ui extra: duralog[ui]")
-
-from starlette.testclient import TestClient  # noqa: E402
-
-from duralog._cli_common import Context  # noqa: E402
-from duralog.console.app import create_app  # noqa: E402
-from duralog.console.service import Console  # noqa: E402
+from duralog._cli_common import Context
+from duralog.console.app import create_app
+from duralog.console.service import Console
 
 HERE = Path(__file__).parent
+#: An id and a payload that would run as a script if a page did not escape them.
 HOSTILE = "<script>alert('x')</script>"
 
 
@@ -59,11 +57,12 @@ def shop_db(tmp_path_factory: pytest.TempPathFactory, app: ModuleType) -> str:
     return db
 
 
+@contextlib.contextmanager
 def client_for(
-    db: str, *, apps: tuple[str, ...] = ("app_console",), **options: object
+    db: str, apps: tuple[str, ...] = ("app_console",), **options: Any
 ) -> Iterator[TestClient]:
     """A client of a console over ``db`` (as ``duralog --db DB --app ... ui``)."""
-    console = Console(Context(db, apps), **options)  # type: ignore[arg-type]
+    console = Console(Context(db, apps), **options)
     try:
         with TestClient(create_app(console), base_url="http://127.0.0.1:8265") as client:
             yield client
@@ -72,9 +71,16 @@ def client_for(
 
 
 @pytest.fixture
+def make_client() -> Callable[..., contextlib.AbstractContextManager[TestClient]]:
+    """``client_for``: ``with make_client(db, read_only=True) as client: ...``."""
+    return client_for
+
+
+@pytest.fixture
 def client(shop_db: str) -> Iterator[TestClient]:
     """A console over ``shop_db``, with ``--app app_console``."""
-    yield from client_for(shop_db)
+    with client_for(shop_db) as client:
+        yield client
 
 
 @pytest.fixture
@@ -82,8 +88,5 @@ def fresh(tmp_path: Path, app: ModuleType) -> Iterator[tuple[str, TestClient]]:
     """A console over a log of its own, which the test may change."""
     db = str(tmp_path / "fresh.db")
     populate(db, app)
-    for client in client_for(db):
+    with client_for(db) as client:
         yield db, client
-
-
-__all__ = ["HOSTILE", "PATIENCE", "client_for", "os"]
