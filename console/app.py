@@ -245,25 +245,26 @@ class _Pages:
         workflow_id = request.path_params["workflow_id"]
         record = self.console.record(workflow_id)
         events = self.console.history(workflow_id)
-        at = _int(request, "at", len(events))
-        state = self.console.state(workflow_id, at) if events else None
+        # The state at an event is the slider's (it asks the API); rendered here only
+        # when the address asks for one, as a page without script does.
+        at = _int(request, "at")
+        state = self.console.state(workflow_id, at, events) if at is not None else None
         report = None
         if request.query_params.get("replay"):
             report = report_text(self.console.replay_check(workflow_id))
-        children = self.console.find(self.console.query({"parent": [workflow_id]}), 100)
-        base = workflow_id.partition("~run")[0]
-        runs = self.console.find(self.console.query({"id_prefix": [base + "~run"]}), 100)
+        children = self.console.children(events)
+        runs = self.console.runs(workflow_id, events)
         return self._page(
             "workflow.html",
             record=record,
             events=events,
             steps=_step_names(events),
-            at=at,
+            at=len(events) if at is None else at,
             state=json.dumps(state, indent=2) if state is not None else "",
             report=report,
             can_replay=bool(self.console.ctx.apps),
-            children=children.records,
-            runs=[base, *(r.id for r in runs.records)] if runs.records else [],
+            children=children,
+            runs=runs,
             drawing=timeline.layout(events, time.time()),
             actions=ACTIONS,
         )
@@ -328,6 +329,8 @@ _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
 )
 _ENV.filters["when"] = _format.when
 _ENV.filters["workflow_url"] = workflow_url

@@ -39,6 +39,7 @@ from duralog.replay.checker import ReplayReport, check
 from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import History, entries_json
 from duralog.replay.state import fold_all
+from duralog.store import events as ev
 from duralog.store.base import WorkflowQuery, WorkflowRecord, WorkflowStatus
 from duralog.store.codec import encode_call, reveal, reveal_entries, reveal_payload
 from duralog.store.events import LogEntry
@@ -179,6 +180,32 @@ class Console:
         except Problem as exc:
             raise refused(exc) from None
 
+    def children(self, events: Sequence[LogEntry]) -> list[WorkflowRecord]:
+        """The child workflows a history started (from its ``ChildStarted`` events:
+        no scan of the index)."""
+        found = []
+        for entry in events:
+            if isinstance(entry.event, ev.ChildStarted):
+                record = self.store.get_workflow(entry.event.child_id)
+                if record is not None:
+                    found.append(record)
+        return found
+
+    def runs(self, workflow_id: str, events: Sequence[LogEntry]) -> list[str]:
+        """The ids of the runs of the continue-as-new chain ``workflow_id`` belongs to,
+        oldest first, the newest 50 at most: the earlier runs are archived as
+        ``<id>~run<N>``, the current one keeps the id. Empty for a single run."""
+        started = events[0].event if events else None
+        run = started.run if isinstance(started, ev.WorkflowStarted) else 1
+        base, archived, _ = workflow_id.partition("~run")
+        if run <= 1 and not archived:
+            return []
+        ids = [f"{base}~run{n}" for n in range(max(1, run - 50), run)]
+        if archived:
+            ids.append(workflow_id)
+        ids.append(base)
+        return [i for i in ids if i == workflow_id or self.store.get_workflow(i) is not None]
+
     def show(self, workflow_id: str) -> dict[str, Any]:
         """What ``duralog show ID -o json`` prints."""
         try:
@@ -196,10 +223,12 @@ class Console:
         """``duralog history ID -o json``."""
         return entries_json(self.history(workflow_id))
 
-    def state(self, workflow_id: str, at: int | None = None) -> dict[str, Any]:
+    def state(
+        self, workflow_id: str, at: int | None = None, events: list[LogEntry] | None = None
+    ) -> dict[str, Any]:
         """``duralog inspect ID --at N -o json``: the state folded from the first ``at``
-        events (all of them without ``at``)."""
-        events = self.history(workflow_id)
+        events (all of them without ``at``) of ``events`` (default: its history)."""
+        events = self.history(workflow_id) if events is None else events
         if at is not None and not 1 <= at <= len(events):
             raise Refused(400, f"at must be between 1 and {len(events)} for {workflow_id}")
         state = fold_all(workflow_id, [e for e in events if at is None or e.seq <= at])

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from duralog import _format
-from duralog.replay.history import entry_json
 from duralog.store import events as ev
 from duralog.store.events import LogEntry
 
@@ -25,7 +24,7 @@ class Shape(NamedTuple):
 
     ``kind`` is its CSS class (``attempt``, ``retried``, ``failed``, ``timer``,
     ``child``, ``signal``, ``published``, ``end``...); ``title`` the line shown on
-    hover; ``detail`` the decoded events it stands for, as JSON, shown on click.
+    hover; ``seqs`` the events it stands for (a click shows them decoded).
     """
 
     lane: int
@@ -33,7 +32,7 @@ class Shape(NamedTuple):
     width: float
     kind: str
     title: str
-    detail: str
+    seqs: str
     seq: int
 
 
@@ -79,7 +78,6 @@ def layout(entries: Sequence[LogEntry], now: float) -> Timeline:
     opened: dict[tuple[str, int], LogEntry] = {}  # ("step", seq) / ("timer", seq) / ...
     for entry in entries:
         e = entry.event
-        said = _format.describe(entry, steps)
         match e:
             case ev.StepScheduled(name=name):
                 steps[entry.seq] = name
@@ -95,23 +93,13 @@ def layout(entries: Sequence[LogEntry], now: float) -> Timeline:
                 kind = {"StepRetrying": "retried", "StepCompleted": "attempt"}.get(
                     entry.kind, "failed"
                 )
-                took = (entry.at - began.at) * 1000
-                shapes.append(
-                    Shape(
-                        lane(f"{s} {steps.get(s, '?')}"),
-                        x(began.at),
-                        max(round(x(entry.at) - x(began.at), 2), 1.0),
-                        kind,
-                        f"#{began.seq}-#{entry.seq} {entry.kind}: {said} ({took:.1f} ms)",
-                        _details(began, entry),
-                        entry.seq,
-                    )
-                )
+                label = lane(f"{s} {steps.get(s, '?')}")
+                shapes.append(_bar(label, x, began, entry, kind, steps, timed=True))
             case ev.TimerStarted():
                 opened[("timer", entry.seq)] = entry
             case ev.TimerFired(timer_seq=t):
                 began = opened.pop(("timer", t), entry)
-                shapes.append(_bar(lane("timers"), x, began, entry, "timer", said))
+                shapes.append(_bar(lane("timers"), x, began, entry, "timer", steps))
             case ev.ChildStarted(child_id=child_id):
                 opened[("child", entry.seq)] = entry
                 lane(f"child {child_id}")
@@ -119,16 +107,16 @@ def layout(entries: Sequence[LogEntry], now: float) -> Timeline:
                 began = opened.pop(("child", c), entry)
                 child = getattr(began.event, "child_id", str(c))
                 kind = "child" if entry.kind == "ChildCompleted" else "failed"
-                shapes.append(_bar(lane(f"child {child}"), x, began, entry, kind, said))
+                shapes.append(_bar(lane(f"child {child}"), x, began, entry, kind, steps))
             case ev.SignalReceived():
-                shapes.append(_point(lane("signals"), x, entry, "signal", said))
+                shapes.append(_point(lane("signals"), x, entry, "signal", steps))
             case ev.StatePublished():
-                shapes.append(_point(lane("published"), x, entry, "published", said))
+                shapes.append(_point(lane("published"), x, entry, "published", steps))
             case ev.CancelRequested() | ev.PauseRequested() | ev.ResumeRequested():
-                shapes.append(_point(lane("requests"), x, entry, "request", said))
+                shapes.append(_point(lane("requests"), x, entry, "request", steps))
             case _ if isinstance(e, ev.TERMINAL):
                 kind = "end" if entry.kind == "WorkflowCompleted" else "end-failed"
-                shapes.append(_point(lane("end"), x, entry, kind, said))
+                shapes.append(_point(lane("end"), x, entry, kind, steps))
             case _:
                 pass
     for (what, seq), began in opened.items():  # still running: drawn up to now
@@ -146,24 +134,28 @@ def layout(entries: Sequence[LogEntry], now: float) -> Timeline:
 
 
 def _details(*entries: LogEntry) -> str:
-    return "\n".join(entry_json(e).decode() for e in entries)
+    return " ".join(str(e.seq) for e in entries)
 
 
 def _bar(
-    lane: int, x: Callable[[float], float], began: LogEntry, entry: LogEntry, kind: str, said: str
+    lane: int,
+    x: Callable[[float], float],
+    began: LogEntry,
+    entry: LogEntry,
+    kind: str,
+    steps: dict[int, str],
+    timed: bool = False,
 ) -> Shape:
     left, right = x(began.at), x(entry.at)
-    return Shape(
-        lane,
-        left,
-        max(round(right - left, 2), 1.0),
-        kind,
-        f"#{began.seq}-#{entry.seq} {entry.kind}: {said}",
-        _details(began, entry),
-        entry.seq,
-    )
+    title = f"#{began.seq}-#{entry.seq} {entry.kind}: {_format.describe(entry, steps)}"
+    if timed:
+        title += f" ({(entry.at - began.at) * 1000:.1f} ms)"
+    width = max(round(right - left, 2), 1.0)
+    return Shape(lane, left, width, kind, title, _details(began, entry), entry.seq)
 
 
-def _point(lane: int, x: Callable[[float], float], entry: LogEntry, kind: str, said: str) -> Shape:
-    title = f"#{entry.seq} {entry.kind}: {said}"
+def _point(
+    lane: int, x: Callable[[float], float], entry: LogEntry, kind: str, steps: dict[int, str]
+) -> Shape:
+    title = f"#{entry.seq} {entry.kind}: {_format.describe(entry, steps)}"
     return Shape(lane, x(entry.at), 0.0, kind, title, _details(entry), entry.seq)

@@ -64,14 +64,16 @@
     const label = document.getElementById("at-label");
     const state = document.getElementById("state");
     let asked = 0;
-    at.addEventListener("input", async () => {
+    const show = async () => {
       const seq = at.value;
       const mine = ++asked;
       label.textContent = "seq " + seq + " of " + at.max;
       const response = await fetch(at.dataset.stateUrl + "?at=" + encodeURIComponent(seq));
       const text = JSON.stringify(await response.json(), null, 2);
       if (mine === asked) state.textContent = text;
-    });
+    };
+    at.addEventListener("input", show);
+    if (!new URLSearchParams(location.search).has("at")) show();
   }
 
   // The timeline: a click shows the events a bar or point stands for.
@@ -81,7 +83,10 @@
       shape.addEventListener("click", () => {
         for (const other of document.querySelectorAll("svg .picked")) other.classList.remove("picked");
         shape.classList.add("picked");
-        detail.textContent = shape.dataset.detail;
+        detail.textContent = shape.dataset.seqs
+          .split(" ")
+          .map((seq) => document.querySelector("#seq-" + seq + " pre").textContent)
+          .join("\n");
       });
     }
   }

@@ -49,3 +49,11 @@ async def parent(n: int) -> Any:
     """A short timer, then a child ``ui_echo``."""
     await duralog.sleep(0.01)
     return await echo(n)
+
+
+@duralog.workflow(name="ui_countdown")
+async def countdown(n: int) -> int:
+    """Continues as new until ``n`` is 0: runs archived as ``<id>~run1`` ..."""
+    if n > 0:
+        duralog.continue_as_new(n - 1)
+    return await echo_step(n)

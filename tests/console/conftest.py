@@ -34,7 +34,7 @@ def in_console_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(HERE)
 
 
-def populate(db: str, app: ModuleType) -> None:
+def populate_log(db: str, app: ModuleType) -> None:
     """``retry-1`` (COMPLETED after two retries), ``echo-1`` .. ``echo-3``
     (COMPLETED), ``parent-1`` (COMPLETED, with a child and a timer), ``wait-1``
     (RUNNING, waiting for signal ``go``) and a workflow whose id and input are
@@ -49,11 +49,17 @@ def populate(db: str, app: ModuleType) -> None:
         wait_for(lambda: len(waiting.history()) >= 4)
 
 
+@pytest.fixture
+def populate() -> Callable[[str, ModuleType], None]:
+    """``populate_log``, for a test that serves a log of its own."""
+    return populate_log
+
+
 @pytest.fixture(scope="session")
 def shop_db(tmp_path_factory: pytest.TempPathFactory, app: ModuleType) -> str:
     """The log of ``populate``. Read-only for the tests."""
     db = str(tmp_path_factory.mktemp("console") / "console.db")
-    populate(db, app)
+    populate_log(db, app)
     return db
 
 
@@ -87,6 +93,6 @@ def client(shop_db: str) -> Iterator[TestClient]:
 def fresh(tmp_path: Path, app: ModuleType) -> Iterator[tuple[str, TestClient]]:
     """A console over a log of its own, which the test may change."""
     db = str(tmp_path / "fresh.db")
-    populate(db, app)
+    populate_log(db, app)
     with client_for(db) as client:
         yield db, client

@@ -4,12 +4,14 @@ as HTML, and their forms; and the timeline's layout."""
 from __future__ import annotations
 
 import re
+from types import ModuleType
 from urllib.parse import quote
 
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+import duralog
 from duralog.console import timeline
 from duralog.store import events as ev
 from duralog.store.events import LogEntry
@@ -142,3 +144,20 @@ def test_the_layout_has_one_bar_per_attempt_inside_the_drawing(
         assert 0 <= shape.x <= timeline.WIDTH + 1
         assert shape.x + shape.width <= timeline.WIDTH + 2
     assert [b.x for b in bars] == sorted(b.x for b in bars)
+
+
+def test_the_runs_of_a_continue_as_new_chain_are_linked(
+    fresh: tuple[str, TestClient], app: ModuleType
+) -> None:
+    db, client = fresh
+    with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
+        assert engine.run(app.countdown, 2, id="count") == 0
+    current = client.get("/workflows/count").text
+    for run in ("count~run1", "count~run2"):
+        assert f'href="/workflows/{quote(run, safe="")}"' in current
+    archived = client.get(f"/workflows/{quote('count~run1', safe='')}").text
+    assert 'href="/workflows/count"' in archived
+    assert (
+        "runs"
+        not in re.sub(r"<[^>]+>", "", client.get("/workflows/retry-1").text).split("timeline")[0]
+    )
