@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -26,14 +27,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from duralog import _format
+from duralog._cli_common import Problem
+from duralog.errors import DuralogError
 from duralog.replay.debug import report_text
 from duralog.replay.history import entry_json
 
 from . import timeline
 from .guard import Guard
-from .service import ACTIONS, STATUSES, Console, Refused
+from .service import ACTIONS, STATUSES, Console, Refused, refused
 
 HERE = Path(__file__).resolve().parent
+log = logging.getLogger("duralog.console")
 _FORM = "application/x-www-form-urlencoded"
 
 
@@ -65,12 +69,15 @@ def create_app(console: Console) -> Guard:
         Route("/workflows/{workflow_id:path}", pages.workflow, methods=["GET"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={Refused: _refused})
+    handlers = {Refused: _refused, DuralogError: _refused, Problem: _refused}
+    app = Starlette(routes=routes, exception_handlers=handlers)
     return Guard(app, token=console.token, read_only=console.read_only)
 
 
 async def _refused(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Refused)
+    """A ``Refused`` (or an error of duralog's, or a CLI ``Problem``) as one JSON error
+    under ``/api/``, an error page elsewhere: never a traceback."""
+    exc = refused(exc)
     if request.url.path.startswith("/api/"):
         return _json({"error": exc.message}, exc.status)
     return HTMLResponse(
@@ -176,19 +183,26 @@ class _Api:
         """Server-sent events: one ``data:`` line per appended event (as ``duralog tail
         -o jsonl``), and a comment every 15 s to keep proxies from closing it."""
         stop = threading.Event()
-        lines: asyncio.Queue[str] = asyncio.Queue()
+        lines: asyncio.Queue[str | None] = asyncio.Queue()  # None: the stream ends
         loop = asyncio.get_running_loop()
         try:
             interval = min(max(float(request.query_params.get("interval") or 0.5), 0.05), 10.0)
         except ValueError:
             raise Refused(400, "interval must be a number of seconds") from None
-
         found = await run_in_threadpool(self.console.events, stop, interval)
 
+        def put(line: str | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has gone: we are done
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+
         def pump() -> None:
-            for line in found:
-                with contextlib.suppress(RuntimeError):  # the loop has gone: we are done
-                    loop.call_soon_threadsafe(lines.put_nowait, line)
+            try:
+                for line in found:
+                    put(line)
+            except DuralogError as exc:  # the log went away (the console is closing)
+                log.warning("duralog console: the event stream ends: %s", exc)
+            finally:
+                put(None)
 
         threading.Thread(target=pump, name="duralog-console-events", daemon=True).start()
 
@@ -201,6 +215,8 @@ class _Api:
                     except TimeoutError:
                         yield ": still here\n\n"
                         continue
+                    if line is None:
+                        return
                     yield f"data: {line}\n\n"
             finally:
                 stop.set()

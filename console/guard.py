@@ -19,7 +19,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -119,7 +119,7 @@ async def _deny(send: Send, status: int, message: str, api: bool) -> None:
 async def _set_cookie(send: Send, path: str, query: dict[str, list[str]], token: str) -> None:
     """Keep the token in a cookie and go to the same address without it."""
     rest = {k: v for k, v in query.items() if k != "token"}
-    target = path + ("?" + urlencode(rest, doseq=True) if rest else "")
+    target = quote(path) + ("?" + urlencode(rest, doseq=True) if rest else "")
     cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
     await send(
         {

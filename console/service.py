@@ -29,7 +29,7 @@ from duralog.errors import (
     DuralogError,
     PayloadError,
     RegistrationError,
-    WorkflowIdInUse,
+    StoreError,
     WorkflowNotFound,
 )
 from duralog.observe.follow import follow
@@ -70,7 +70,8 @@ class Page(NamedTuple):
 
 
 def refused(exc: Exception) -> Refused:
-    """The ``Refused`` an error of the CLI's functions or of the engine stands for."""
+    """The ``Refused`` an error of the CLI's functions or of the engine stands for: 404
+    for an unknown workflow, 400 for bad input, 503 for an unusable log, else 409."""
     if isinstance(exc, Refused):
         return exc
     if isinstance(exc, WorkflowNotFound):
@@ -80,9 +81,9 @@ def refused(exc: Exception) -> Refused:
         return Refused(404 if text.startswith("no workflow with id") else 400, text)
     if isinstance(exc, ConfigurationError | RegistrationError | PayloadError):
         return Refused(400, str(exc))
-    if isinstance(exc, WorkflowIdInUse):
-        return Refused(409, str(exc))
-    return Refused(409, str(exc))
+    if isinstance(exc, StoreError):  # the log cannot be read or written now
+        return Refused(503, str(exc))
+    return Refused(409, str(exc))  # a workflow in use, ended, suspended...
 
 
 class Console:

@@ -49,7 +49,7 @@ def populate_log(db: str, app: ModuleType) -> None:
         wait_for(lambda: len(waiting.history()) >= 4)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def populate() -> Callable[[str, ModuleType], None]:
     """``populate_log``, for a test that serves a log of its own."""
     return populate_log

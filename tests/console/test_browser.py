@@ -96,9 +96,15 @@ def browser() -> Iterator[Any]:
 
 
 def until(driver: Any, condition: Any) -> Any:
+    """Wait for ``condition(driver)``; the live parts of a page are replaced as events
+    come, so an element found a moment ago may be gone: look again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, PATIENCE, poll_frequency=0.05).until(condition)
+    wait = WebDriverWait(
+        driver, PATIENCE, poll_frequency=0.05, ignored_exceptions=[StaleElementReferenceException]
+    )
+    return wait.until(condition)
 
 
 def test_from_the_list_to_a_workflow_and_its_timeline(
@@ -153,7 +159,7 @@ def test_a_signal_advances_the_workflow_without_a_reload(
     form.find_element(By.TAG_NAME, "button").click()
     until(browser, lambda d: d.find_element(By.ID, "status").text == "COMPLETED")
     assert browser.execute_script("return window.notReloaded") is True
-    assert "WorkflowCompleted" in browser.find_element(By.ID, "live-events").text
+    until(browser, lambda d: "WorkflowCompleted" in d.find_element(By.ID, "live-events").text)
 
 
 def test_cancel_a_workflow(served: tuple[str, str], browser: Any, app: ModuleType) -> None:
@@ -172,7 +178,7 @@ def test_an_injected_script_never_runs(served: tuple[str, str], browser: Any) ->
     from selenium.webdriver.common.by import By
 
     base, _ = served
-    for url in ("/", f"/workflows/{quote(INJECTED, safe='')}", "/stats"):
+    for url in ("/", "/stats", f"/workflows/{quote(INJECTED, safe='')}"):
         browser.get(base + url)
         until(browser, lambda d: d.execute_script("return document.readyState") == "complete")
         assert browser.execute_script("return window.pwned === undefined"), url
