@@ -93,8 +93,8 @@ def layout(entries: Sequence[LogEntry], now: float) -> Timeline:
                 kind = {"StepRetrying": "retried", "StepCompleted": "attempt"}.get(
                     entry.kind, "failed"
                 )
-                label = lane(f"{s} {steps.get(s, '?')}")
-                shapes.append(_bar(label, x, began, entry, kind, steps, timed=True))
+                row = lane(f"{s} {steps.get(s, '?')}")
+                shapes.append(_bar(row, x, began, entry, kind, steps, timed=True))
             case ev.TimerStarted():
                 opened[("timer", entry.seq)] = entry
             case ev.TimerFired(timer_seq=t):
