@@ -134,7 +134,7 @@ def package_tree() -> Path:
     for path in (ROOT / "duralog").iterdir():
         if path.suffix in (".py", ".typed"):
             (package / path.name).symlink_to(path)
-    for layer in ("engine", "observe", "patterns", "replay", "store"):
+    for layer in ("console", "engine", "observe", "patterns", "replay", "store"):
         (package / layer).symlink_to(ROOT / layer, target_is_directory=True)
     return tree
 

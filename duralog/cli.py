@@ -133,6 +133,11 @@ _COMMANDS = {
         "terminate",
         "End a workflow at once, without running any more of its code (no cleanup).",
     ),
+    "ui": (
+        "cli_ui",
+        "ui",
+        "Serve the web console and the JSON API (/api/) over the log.",
+    ),
     "update": (
         "cli_talk",
         "update",

@@ -228,9 +228,21 @@ def queues(ctx: Context, output: str) -> None:
     ctx.load_app(required=False)
     store = ctx.store()
     try:
-        counts = store.queue_counts()
+        rows = queue_rows(ctx, store)
     finally:
         store.close()
+    if output == "table" and not rows:
+        click.echo("no queues")
+        return
+    echo_items(output, rows, _QUEUE_HEADERS, _queue_cells)
+    if output == "table" and not ctx.apps:
+        click.echo("(limits are declared in code: add --app MODULE to show them)")
+
+
+def queue_rows(ctx: Context, store: EventStore) -> list[dict[str, Any]]:
+    """What ``queues -o json`` prints (also the console's ``/queues``): each queue, its
+    limits as the loaded app declares them, and its workflows counted by status."""
+    counts = store.queue_counts()
     declared = (
         {name: queue.limits for name, queue in REGISTRY.declared(QUEUES).items()}
         if ctx.apps
@@ -251,12 +263,7 @@ def queues(ctx: Context, output: str) -> None:
                 "counts": {s.value: found.get(s, 0) for s in _COUNTED},
             }
         )
-    if output == "table" and not rows:
-        click.echo("no queues")
-        return
-    echo_items(output, rows, _QUEUE_HEADERS, _queue_cells)
-    if output == "table" and not ctx.apps:
-        click.echo("(limits are declared in code: add --app MODULE to show them)")
+    return rows
 
 
 def _queue_cells(row: dict[str, Any]) -> list[object]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 import msgspec
@@ -35,7 +36,7 @@ from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import dump_history, entries_json, entry_json
 from duralog.replay.state import WorkflowState, fold_all
 from duralog.store import events as ev
-from duralog.store.base import InboxItem, WorkflowQuery, WorkflowRecord
+from duralog.store.base import EventStore, InboxItem, WorkflowQuery, WorkflowRecord
 from duralog.store.codec import encode_call, reveal_entries
 from duralog.store.envelope import PayloadCodec
 from duralog.store.events import LogEntry
@@ -177,15 +178,33 @@ def show(ctx: Context, workflow_id: str, output: str) -> None:
     """
     store = ctx.store()
     try:
-        record = ctx.record(store, workflow_id)
-        (found,) = verify_log(store, workflow_id)
-        # A damaged log is shown too; encrypted values as `history` shows them.
-        events = reveal_entries(store.read_events(workflow_id, verify=False), ctx.payload_codec)
-        waiting = why_waiting(record, store.worker_records(), time.time())
-        requests = _requests(store.inbox(workflow_id), ctx.payload_codec)
-        forks = store.find_workflows(WorkflowQuery(forked_from=(workflow_id,)), _MOST_FORKS + 1)
+        report = show_report(ctx, store, workflow_id)
     finally:
         store.close()
+    echo_one(output, report.data, report.lines)
+    if not report.ok:
+        sys.exit(1)
+
+
+class ShowReport(NamedTuple):
+    """What ``show`` prints of one workflow: ``data`` (-o json), ``lines`` (the table
+    form, made on demand) and whether its log is intact (``ok``)."""
+
+    data: dict[str, Any]
+    lines: Callable[[], list[str]]
+    ok: bool
+
+
+def show_report(ctx: Context, store: EventStore, workflow_id: str) -> ShowReport:
+    """Read what ``show`` prints of ``workflow_id`` from ``store`` (also the console's
+    ``/api/workflows/{id}``); a ``Problem`` when the log holds no such workflow."""
+    record = ctx.record(store, workflow_id)
+    (found,) = verify_log(store, workflow_id)
+    # A damaged log is shown too; encrypted values as `history` shows them.
+    events = reveal_entries(store.read_events(workflow_id, verify=False), ctx.payload_codec)
+    waiting = why_waiting(record, store.worker_records(), time.time())
+    requests = _requests(store.inbox(workflow_id), ctx.payload_codec)
+    forks = store.find_workflows(WorkflowQuery(forked_from=(workflow_id,)), _MOST_FORKS + 1)
     try:
         state = fold_all(workflow_id, events)
     except ValueError:  # a gap, or an event that refers to nothing: the timeline shows it
@@ -199,13 +218,11 @@ def show(ctx: Context, workflow_id: str, output: str) -> None:
         "forks": [{"workflow_id": f.id, "status": f.status.value} for f in forks],
         "events": msgspec.Raw(entries_json(events)),
     }
-    echo_one(
-        output,
+    return ShowReport(
         data,
         lambda: _show_lines(record, found, state, events, forks, waiting, requests),
+        found.ok,
     )
-    if not found.ok:
-        sys.exit(1)
 
 
 def _requests(items: list[InboxItem], payload_codec: PayloadCodec | None) -> list[LogEntry]:

@@ -1,7 +1,8 @@
 """The layout's rules, read from the source: which package may import which, and no
 import cycles between modules (``TYPE_CHECKING`` and function-level imports count).
 
-    duralog (the face, the CLI)
+    duralog (the face, the CLI) <-> console (the web console, in the face: it serves
+      |                                   what the CLI's commands compute)
       -> patterns (DAG, saga, breaker...)   observe (subscribe, metrics, logger)
         -> engine (the runtime)
           -> replay (the pure core)
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: folder -> its import name (pyproject.toml maps the folders into ``duralog``)
 FOLDERS = {
     "duralog": "duralog",
+    "console": "duralog.console",
     "engine": "duralog.engine",
     "patterns": "duralog.patterns",
     "observe": "duralog.observe",
@@ -29,7 +31,8 @@ FACE = "duralog"
 ERRORS = "duralog.errors"
 #: package -> the packages it may import (``duralog.errors`` always; its own always)
 ALLOWED = {
-    "duralog": {"engine", "patterns", "observe", "replay", "store"},
+    "duralog": {"console", "engine", "patterns", "observe", "replay", "store"},
+    "console": {"duralog", "engine", "patterns", "observe", "replay", "store"},
     "patterns": {"engine", "replay", "store"},
     "observe": {"engine", "replay", "store"},
     "engine": {"replay", "store"},
