@@ -261,17 +261,19 @@ class SQLiteStore(SQLStore):
         """Insert workflows with their first event inside the caller's transaction.
 
         A queued workflow is always created PENDING and unowned: a worker takes it
-        off its queue when the queue's limits allow."""
+        off its queue when the queue's limits allow (so is a delayed one)."""
         fences: list[int | None] = []
         for item in items:
             started = item.started
             owner = item.owner if item.queue is None else None
             status = WorkflowStatus.RUNNING if owner else WorkflowStatus.PENDING
             fence = 1 if owner else 0
+            # No conflict target: an id that exists, or a dedup id a live workflow of
+            # the queue holds (a partial unique index), leaves nothing written.
             cur = conn.execute(
                 "INSERT INTO workflows (id, name, status, parent_id, owner, lease_until, fence,"
-                " last_seq, created_at, updated_at, queue, priority)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
+                " last_seq, created_at, updated_at, queue, priority, dedup_id, partition_key,"
+                " start_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (
                     item.id,
                     item.name,
@@ -285,6 +287,9 @@ class SQLiteStore(SQLStore):
                     started.at,
                     item.queue,
                     item.priority,
+                    item.dedup_id,
+                    item.partition_key,
+                    item.start_at,
                 ),
             )
             if cur.rowcount == 0:
