@@ -66,6 +66,11 @@ def test_a_postgres_log_from_before_checksums(postgres_url: str) -> None:
         conn.execute("ALTER TABLE events DROP COLUMN checksum")
         conn.execute("ALTER TABLE workflows DROP COLUMN forked_from")  # version 5's
         conn.execute("ALTER TABLE workers DROP COLUMN serves")  # version 6's
+        conn.execute(  # version 7's (their indexes go with them)
+            "ALTER TABLE workflows DROP COLUMN dedup_id, DROP COLUMN partition_key,"
+            " DROP COLUMN start_at"
+        )
+        conn.execute("DROP TABLE queue_limits")
         conn.execute("DELETE FROM duralog_migrations WHERE version >= %s", (CHAINED_VERSION,))
     store.close()
     store = open_store(postgres_url)
