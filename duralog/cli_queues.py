@@ -140,9 +140,8 @@ def _limit(ctx: click.Context, param: click.Parameter, value: str | None) -> int
     except ValueError:
         number = 0
     if number < 1:
-        raise Problem(
-            f"--{param.name}: give a whole number of at least 1, or none, not {value!r}", 2
-        )
+        option = param.opts[0] if param.opts else param.name
+        raise Problem(f"{option}: give a whole number of at least 1, or none, not {value!r}", 2)
     return number
 
 

@@ -63,12 +63,12 @@ def why_waiting(record: WorkflowRecord, workers: Sequence[WorkerRecord], now: fl
         return None
     if record.owner is not None and (record.lease_until or 0) >= now:
         return None
-    reason = unserved(record.name, record.queue, workers, now)
-    if reason is not None:
-        return reason
     if record.status is WorkflowStatus.PENDING and (record.start_at or 0) > now:
         due = dt.datetime.fromtimestamp(record.start_at or 0, dt.UTC).isoformat(timespec="seconds")
         return f"delayed: no worker takes it up before {due}"
+    reason = unserved(record.name, record.queue, workers, now)
+    if reason is not None:
+        return reason
     if record.queue is not None and record.status is WorkflowStatus.PENDING:
         return f"waiting its turn on queue {record.queue!r} (its limits: `duralog queues`)"
     return "waiting for a running worker to take it up (workers poll for work every second)"
