@@ -136,6 +136,7 @@ class Claims:
         try:
             await self._claim(ACTIVE)
             self._dequeue()
+            self._look_for_starts()  # a delayed start another process just created
         except Exception as exc:
             log.warning("worker %s could not claim work: %s", self.worker_id, exc)
 
