@@ -1,8 +1,8 @@
 """Copy a whole log from one store to another (e.g. a SQLite file into PostgreSQL).
 
 ``copy_store`` moves every workflow's index row, events, snapshots and inbox, and
-every schedule and circuit breaker, table by table in primary-key order and in
-batches (a long history is never held in memory at once). Event bodies and
+every schedule, circuit breaker and queue limit set at runtime, table by table in
+primary-key order and in batches (a long history is never held in memory at once). Event bodies and
 payloads are copied as they are stored, byte for byte. Leases do not move: a
 lease belongs to a worker of the source, so copied workflows arrive unowned and
 any worker of the target may claim them. The ``workers`` table is not copied.
@@ -21,9 +21,10 @@ from .schema import TABLE, Table
 
 #: Tables in the order they are copied. Index rows go first, so that a copy that
 #: fails half-way is refused clearly when it is run again (the ids are taken).
-COPIED = ("workflows", "events", "snapshots", "inbox", "schedules", "breakers")
-#: Tables whose keys name things a user chose (workflow ids, schedule ids, breaker names).
-_NAMED = ("workflows", "schedules", "breakers")
+COPIED = ("workflows", "events", "snapshots", "inbox", "schedules", "breakers", "queue_limits")
+#: Tables whose keys name things a user chose (workflow ids, schedule ids, breaker and
+#: queue names).
+_NAMED = ("workflows", "schedules", "breakers", "queue_limits")
 _LEASE = ("owner", "lease_until")
 
 
