@@ -182,8 +182,9 @@ def place(
         if queue is None or not queue.limits.partitioned:
             where = "no queue" if queue is None else f"queue {queue.name!r}, which is not"
             raise ConfigurationError(
-                f"partition {partition!r} was given with {where} partitioned; declare the "
-                "queue with Queue(..., partitioned=True), or leave the partition out"
+                f"partition {partition!r} was given with {where}"
+                f"{'' if queue is None else ' partitioned'}; a partition is for a queue "
+                "declared with Queue(..., partitioned=True): leave it out, or declare one"
             )
         partition = _key(partition, f"queue {queue.name!r}: a partition")
     elif queue is not None and queue.limits.partitioned:

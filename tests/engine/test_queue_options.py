@@ -128,6 +128,7 @@ def test_start_options_are_checked_before_anything_is_written(log: str) -> None:
             (dict(dedup_id="k"), "dedup_id 'k' needs a queue"),
             (dict(queue=mail, dedup_id=""), "a dedup id must be a non-empty string"),
             (dict(queue=mail, partition="t"), "which is not partitioned"),
+            (dict(partition="t"), "partition 't' was given with no queue; a partition is for"),
             (dict(queue=tenants), "queue 'opt-tenants' is partitioned"),
             (dict(queue=tenants, partition=5), "a partition must be a non-empty string"),
             (dict(delay=-1), "a start delay must be"),
