@@ -20,7 +20,7 @@ import msgspec
 from duralog import _format
 from duralog._cli_common import Context, Problem
 from duralog.cli_observe import _json_line, parse_since
-from duralog.cli_query import queue_rows
+from duralog.cli_queues import queue_rows
 from duralog.cli_run import show_report
 from duralog.engine.engine import Engine
 from duralog.engine.schedules import next_tick

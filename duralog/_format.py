@@ -137,22 +137,42 @@ RECORD_HEADERS = ("ID", "NAME", "STATUS", "QUEUE", "EVENTS", "STARTED", "UPDATED
 
 def record_cells(record: WorkflowRecord) -> list[object]:
     """One ``duralog list`` row under ``RECORD_HEADERS`` (NOTE: why it is SUSPENDED, or
-    set aside FAILED by its recovery limit; how often a running one was recovered)."""
+    set aside FAILED by its recovery limit; how often a running one was recovered;
+    when a delayed start is due; QUEUE: with its partition)."""
     note = None
     if record.recoveries and not record.status.is_terminal:
         note = f"recovered {record.recoveries}x in a row (its worker died in a step)"
     if record.status in (WorkflowStatus.SUSPENDED, WorkflowStatus.FAILED) and record.reason:
         note = record.reason if len(record.reason) <= 100 else record.reason[:99] + "…"
+    elif record.status is WorkflowStatus.PENDING and record.start_at is not None:
+        note = f"starts {when(record.start_at)}"
+    queue = record.queue
+    if queue is not None and record.partition_key is not None:
+        queue = f"{queue} [{record.partition_key}]"
     return [
         record.id,
         record.name,
         record.status.value,
-        record.queue,
+        queue,
         record.last_seq,
         when(record.created_at),
         when(record.updated_at),
         note,
     ]
+
+
+def queue_place(record: WorkflowRecord) -> str:
+    """Where a queued workflow is: its queue, partition, dedup id and priority."""
+    said = [
+        f"{label} {value}"
+        for label, value in (
+            ("partition", record.partition_key),
+            ("dedup id", record.dedup_id),
+            ("priority", record.priority or None),
+        )
+        if value is not None
+    ]
+    return f"{record.queue}" + (f" ({', '.join(said)})" if said else "")
 
 
 def state_lines(state: WorkflowState) -> list[str]:

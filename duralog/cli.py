@@ -73,9 +73,10 @@ _COMMANDS = {
         "Remove finished workflows (and their events) that ended before a date.",
     ),
     "queues": (
-        "cli_query",
+        "cli_queues",
         "queues",
-        "Each queue with its limits and how many of its workflows are in each status.",
+        "Each queue with its limits and how many of its workflows are in each status "
+        "(or set its limits at runtime).",
     ),
     "query": (
         "cli_talk",

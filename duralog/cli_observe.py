@@ -56,6 +56,19 @@ def parse_since(text: str, now: float | None = None, option: str = "--since") ->
     return _printable(moment.timestamp(), text, option)
 
 
+def parse_duration(text: str, option: str) -> float:
+    """``90`` (seconds), ``30s``, ``10m``, ``2h``, ``1d`` or ``1w`` as seconds; a
+    ``Problem`` naming ``option`` otherwise."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    if not found:
+        raise Problem(
+            f"{option}: {text!r} is not a duration: seconds, or a number with s, m, h, d "
+            "or w (90, 30s, 10m, 2h, 1d)",
+            2,
+        )
+    return float(found.group(1)) * _UNITS[found.group(2) or "s"]
+
+
 def _printable(moment: float, text: str, option: str) -> float:
     """``moment``, if a date can show it (the year 1 or later)."""
     if moment < _EARLIEST:

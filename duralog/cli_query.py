@@ -21,8 +21,6 @@ from duralog._cli_common import (
     pass_context,
 )
 from duralog.cli_observe import parse_since
-from duralog.engine.queues import QUEUES
-from duralog.replay.definitions import REGISTRY
 from duralog.store.base import EventStore, WorkflowQuery, WorkflowStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -194,84 +192,3 @@ def count(ctx: Context, query: WorkflowQuery, output: str) -> None:
     finally:
         store.close()
     click.echo(str(found) if output == "table" else _format.json_text({"count": found}))
-
-
-_COUNTED = (
-    WorkflowStatus.PENDING,
-    WorkflowStatus.RUNNING,
-    WorkflowStatus.PAUSED,
-    WorkflowStatus.SUSPENDED,
-    WorkflowStatus.COMPLETED,
-    WorkflowStatus.FAILED,
-    WorkflowStatus.CANCELLED,
-)
-_QUEUE_HEADERS = ("QUEUE", "CONCURRENCY", "PER WORKER", "RATE", *(s.value for s in _COUNTED))
-
-
-@click.command(cls=Command)
-@output_option
-@pass_context
-@friendly
-def queues(ctx: Context, output: str) -> None:
-    """Each queue with its limits and how many of its workflows are in each status.
-
-    Counts come from the log (every queue a workflow was put on); limits from the
-    duralog.Queue declarations of --app (without --app, or for a queue it does not
-    declare, they show as "-"). PENDING workflows wait for a worker that serves the
-    queue; RUNNING and PAUSED ones hold its concurrency slots.
-
-    \b
-    Example:
-      duralog --db shop.db --app shop.workflows queues
-      duralog --db shop.db queues -o json
-    """
-    ctx.load_app(required=False)
-    store = ctx.store()
-    try:
-        rows = queue_rows(ctx, store)
-    finally:
-        store.close()
-    if output == "table" and not rows:
-        click.echo("no queues")
-        return
-    echo_items(output, rows, _QUEUE_HEADERS, _queue_cells)
-    if output == "table" and not ctx.apps:
-        click.echo("(limits are declared in code: add --app MODULE to show them)")
-
-
-def queue_rows(ctx: Context, store: EventStore) -> list[dict[str, Any]]:
-    """What ``queues -o json`` prints (also the console's ``/queues``): each queue, its
-    limits as the loaded app declares them, and its workflows counted by status."""
-    counts = store.queue_counts()
-    declared = (
-        {name: queue.limits for name, queue in REGISTRY.declared(QUEUES).items()}
-        if ctx.apps
-        else {}
-    )
-    rows = []
-    for name in sorted(set(counts) | set(declared)):
-        limits = declared.get(name)
-        found = counts.get(name, {})
-        rows.append(
-            {
-                "name": name,
-                "declared": limits is not None,
-                "concurrency": limits.concurrency if limits else None,
-                "worker_concurrency": limits.worker_concurrency if limits else None,
-                "rate_limit": limits.rate_limit if limits else None,
-                "rate_period": limits.rate_period if limits else None,
-                "counts": {s.value: found.get(s, 0) for s in _COUNTED},
-            }
-        )
-    return rows
-
-
-def _queue_cells(row: dict[str, Any]) -> list[object]:
-    rate = f"{row['rate_limit']}/{row['rate_period']:g}s" if row["rate_limit"] else None
-    return [
-        row["name"],
-        row["concurrency"],
-        row["worker_concurrency"],
-        rate,
-        *row["counts"].values(),
-    ]

@@ -27,6 +27,7 @@ from duralog._cli_common import (
     write_private,
 )
 from duralog._signals import StopSignals
+from duralog.cli_observe import parse_duration
 from duralog.cli_verify import verify_hint, where
 from duralog.engine.diagnose import why_waiting
 from duralog.engine.engine import Engine
@@ -111,6 +112,20 @@ def worker(
 @click.option(
     "--priority", type=int, default=0, show_default=True, help="With --queue: lower first."
 )
+@click.option(
+    "--dedup-id",
+    help="With --queue: refused (exit 1) while a workflow of the queue started with this "
+    "dedup id has not ended.",
+)
+@click.option(
+    "--partition",
+    help="With a partitioned --queue (required there): the partition its limits count in.",
+)
+@click.option(
+    "--delay",
+    metavar="DURATION",
+    help="Run it no sooner than this from now: seconds, or 30s, 10m, 2h, 1d.",
+)
 @output_option
 @pass_context
 @friendly
@@ -123,16 +138,22 @@ def start(
     timeout: float | None,
     queue: str | None,
     priority: int,
+    dedup_id: str | None,
+    partition: str | None,
+    delay: str | None,
     output: str,
 ) -> None:
     """Start workflow NAME; without --wait a running worker picks it up.
 
     Prints the workflow's id and status (and with --wait, its result as JSON on
     the next line); -o json prints one object with id, name, status (and result).
+    With --delay it waits PENDING until then (queued or not).
 
     \b
     Example:
       duralog --app shop.workflows start checkout --input '["o-1", 1999]' --id order-o-1 --wait
+      duralog --app shop.workflows start export --input '["acme"]' --queue exports \
+        --partition acme --dedup-id export-acme --delay 10m
     """
     ctx.load_app()
     args = parse_json(input_json, "--input")
@@ -142,8 +163,21 @@ def start(
         REGISTRY.get(name).check_call(*encode_call(args, {}), None)
     except ConfigurationError as exc:
         raise Problem(str(exc), 2) from None
+    seconds = None if delay is None else parse_duration(delay, "--delay")
     with Engine(ctx.db, worker=wait, payload_codec=ctx.payload_codec) as engine:
-        handle = engine.start(name, *args, id=workflow_id, queue=queue, priority=priority)
+        try:
+            handle = engine.start(
+                name,
+                *args,
+                id=workflow_id,
+                queue=queue,
+                priority=priority,
+                dedup_id=dedup_id,
+                partition=partition,
+                delay=seconds,
+            )
+        except ConfigurationError as exc:  # a queue option the queue refuses: bad input
+            raise Problem(str(exc), 2) from None
         found: dict[str, Any] = {"id": handle.id, "name": name}
         if wait:
             found["result"] = handle.result(timeout=timeout)
@@ -279,6 +313,10 @@ def _show_lines(
     lines.append(
         f"status    {record.status.value}" + (f": {record.reason}" if record.reason else "")
     )
+    if record.queue is not None:
+        lines.append(f"queue     {_format.queue_place(record)}")
+    if record.start_at is not None:
+        lines.append(f"starts    {_format.when(record.start_at)} (a delayed start)")
     if waiting is not None:
         lines.append(f"waiting   {waiting}")
     if record.recoveries and not record.status.is_terminal:

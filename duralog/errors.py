@@ -9,6 +9,7 @@
     ├── RegistrationError         a workflow or step name is unknown or registered twice
     ├── WorkflowNotFound          no workflow with that id
     ├── WorkflowIdInUse           the id belongs to a workflow of another name
+    ├── DuplicateWorkflow         a live workflow on the queue holds the start's dedup id
     ├── WorkflowFailed            the workflow ended FAILED; ``cause`` holds the error
     ├── WorkflowSuspended         the workflow is SUSPENDED (its code diverged)
     ├── WorkflowTimeout           the cause recorded for a workflow past its timeout
@@ -150,6 +151,27 @@ class ErrorDetails(msgspec.Struct, frozen=True):
 
 class WorkflowIdInUse(DuralogError):
     """``start`` was given an id that belongs to a workflow of another name."""
+
+
+class DuplicateWorkflow(DuralogError):
+    """``start(..., dedup_id=...)`` was refused: a workflow on the same queue holds that
+    dedup id and has not ended (it is PENDING, RUNNING, PAUSED or SUSPENDED).
+
+    Attributes:
+        queue: the queue's name.
+        dedup_id: the dedup id asked for.
+        workflow_id: the id of the workflow that holds it (None if it ended meanwhile).
+    """
+
+    def __init__(self, queue: str, dedup_id: str, workflow_id: str | None) -> None:
+        self.queue = queue
+        self.dedup_id = dedup_id
+        self.workflow_id = workflow_id
+        holder = f"workflow {workflow_id!r}" if workflow_id is not None else "another workflow"
+        super().__init__(
+            f"queue {queue!r} already has dedup id {dedup_id!r}: {holder} holds it until it "
+            "ends; wait for it (or cancel it), or start with another dedup id"
+        )
 
 
 class WorkflowFailed(DuralogError):

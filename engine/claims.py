@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import threading
 import time
@@ -88,6 +89,9 @@ class Claims:
         self._resume_pending: set[str] = set()
         self._unserved = Unserved(worker_id)  # what no running worker can run, said once
         self._unserved_at = 0.0  # when it was last looked at
+        #: The wake-up for the next delayed start (``wake_for_start``), and its time.
+        self._start_wake: asyncio.TimerHandle | None = None
+        self._start_wake_at = math.inf
 
     # -- what the worker provides --------------------------------------------
 
@@ -136,6 +140,7 @@ class Claims:
         try:
             await self._claim(ACTIVE)
             self._dequeue()
+            self._look_for_starts()  # a delayed start another process just created
         except Exception as exc:
             log.warning("worker %s could not claim work: %s", self.worker_id, exc)
 
@@ -178,6 +183,7 @@ class Claims:
         # Queued ones, SUSPENDED ones too, within the queues' limits.
         self._resume_pending = set(self.queues)
         self._dequeue()
+        self._look_for_starts()
         self._fire_schedules()
 
     def room(self) -> int:
@@ -247,6 +253,36 @@ class Claims:
             self._resume_pending.discard(queue.name)
             for claim in claims:  # each holds a slot of the queue until it ends here
                 self._take_up(claim, granted, queued=True)
+
+    def wake_for_start(self, at: float) -> None:
+        """A delayed start is due at ``at`` (epoch seconds; from any thread): look for
+        work then, once, rather than poll for it."""
+        self.call(self._arm_start_wake, at)
+
+    def _arm_start_wake(self, at: float) -> None:
+        if self._stopped or at >= self._start_wake_at:
+            return  # an earlier wake-up is armed: it looks for the next one when due
+        if self._start_wake is not None:
+            self._start_wake.cancel()
+        self._start_wake_at = at
+        # A hair late rather than early: a claim a moment early would find it not due.
+        delay = max(0.0, at - time.time()) + 0.005
+        self._start_wake = asyncio.get_running_loop().call_later(delay, self._start_due)
+
+    def _start_due(self) -> None:
+        self._start_wake, self._start_wake_at = None, math.inf
+        self.request_claim()  # claims, then looks at the queues
+        try:
+            self._look_for_starts()
+        except Exception as exc:
+            log.warning("worker %s could not look for delayed starts: %s", self.worker_id, exc)
+
+    def _look_for_starts(self) -> None:
+        """Arm a wake-up for the next delayed start this worker may run (one started
+        by another process, say): one indexed read per poll."""
+        at = self.store.next_start(time.time(), list(self.queues))
+        if at is not None:
+            self._arm_start_wake(at)
 
     def _store_schedules(self) -> None:
         """Store the schedules declared in code for workflows this worker runs."""
@@ -459,6 +495,7 @@ class Claims:
                 self._release_pending,
                 self._read_inboxes,
                 self._dequeue,
+                self._look_for_starts,
                 self._look_for_unserved,
             )
             for duty in duties:

@@ -9,6 +9,7 @@ can run.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Sequence
 
@@ -62,6 +63,9 @@ def why_waiting(record: WorkflowRecord, workers: Sequence[WorkerRecord], now: fl
         return None
     if record.owner is not None and (record.lease_until or 0) >= now:
         return None
+    if record.status is WorkflowStatus.PENDING and (record.start_at or 0) > now:
+        due = dt.datetime.fromtimestamp(record.start_at or 0, dt.UTC).isoformat(timespec="seconds")
+        return f"delayed: no worker takes it up before {due}"
     reason = unserved(record.name, record.queue, workers, now)
     if reason is not None:
         return reason

@@ -26,6 +26,7 @@ from duralog.store.base import (
     Durability,
     EventStore,
     NewWorkflow,
+    QueueLimits,
     ScheduleRecord,
     WorkflowRecord,
     WorkflowStatus,
@@ -42,7 +43,7 @@ from .host import default_worker_id
 from .lease import Moment
 from .listing import page_size, workflow_query
 from .options import WorkerOptions
-from .queues import QUEUES, Queue, check_priority, resolve
+from .queues import KEEP, QUEUES, Keep, Queue, overrides, place, resolve
 from .schedules import CatchUp, make_schedule
 from .starts import Starts
 from .worker import Worker
@@ -224,6 +225,10 @@ class Engine:
         timeout: float | dt.timedelta | None = None,
         queue: Queue | str | None = None,
         priority: int = 0,
+        dedup_id: str | None = None,
+        partition: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        start_at: dt.datetime | None = None,
     ) -> WorkflowHandle[R]: ...
     @overload
     def start(
@@ -234,6 +239,10 @@ class Engine:
         timeout: float | dt.timedelta | None = None,
         queue: Queue | str | None = None,
         priority: int = 0,
+        dedup_id: str | None = None,
+        partition: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        start_at: dt.datetime | None = None,
     ) -> WorkflowHandle[Any]: ...
     def start(
         self,
@@ -243,6 +252,10 @@ class Engine:
         timeout: float | dt.timedelta | None = None,
         queue: Queue | str | None = None,
         priority: int = 0,
+        dedup_id: str | None = None,
+        partition: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        start_at: dt.datetime | None = None,
     ) -> WorkflowHandle[Any]:
         """Start ``workflow(*args)`` durably and return its handle at once.
 
@@ -258,17 +271,40 @@ class Engine:
 
         With ``queue`` (a ``duralog.Queue`` or its name) the workflow waits
         ``PENDING`` until a worker serving that queue takes it off, within the
-        queue's limits, by ``priority`` (lower first) and then age.
+        queue's limits, by ``priority`` (lower first) and then age. On a queue:
+
+        - ``dedup_id``: while a workflow of the queue started with the same dedup id
+          has not ended (PENDING, RUNNING, PAUSED or SUSPENDED), the start raises
+          ``DuplicateWorkflow`` (naming it) and writes nothing; once it ends, the
+          dedup id is free. The database enforces it, so two processes racing to
+          start it cannot both succeed.
+        - ``partition``: required on a ``Queue(..., partitioned=True)`` and refused on
+          any other; the queue's limits are counted per partition.
+
+        ``delay`` (seconds or a timedelta) or ``start_at`` (an aware datetime; a naive
+        one is refused) records the workflow now, ``PENDING``, and no worker runs it
+        before then, queued or not; a worker wakes for it when it is due. Its
+        ``timeout`` counts from then. Cancelling it before then ends it at once.
+
+        Example:
+            ``engine.start(send_reminder, user, queue=mail, dedup_id=user, delay=3600)``
         """
         definition = self._definition(workflow)
-        queued = None if queue is None else resolve(queue, self.queues)
-        item = self._starts.new_item(
-            definition, args, id, timeout, queued, check_priority(priority)
+        placed = place(
+            None if queue is None else resolve(queue, self.queues),
+            priority=priority,
+            dedup_id=dedup_id,
+            partition=partition,
+            delay=delay,
+            start_at=start_at,
+            now=self.clock.now(),
         )
+        item = self._starts.new_item(definition, args, id, timeout, placed)
         granted = Moment.now()
         (fence,) = self._starts.create([item])
         self._starts.started(definition, item, fence, granted)
         if fence is None:
+            self._starts.check_duplicate(item)
             self._starts.check_existing(definition, item)
         return WorkflowHandle(self, item.id, definition)
 
@@ -281,6 +317,9 @@ class Engine:
         timeout: float | dt.timedelta | None = None,
         queue: Queue | str | None = None,
         priority: int = 0,
+        partition: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        start_at: dt.datetime | None = None,
     ) -> list[WorkflowHandle[R]]:
         """Start ``workflow(*call)`` for every call in ``calls``, in one commit.
 
@@ -288,14 +327,21 @@ class Engine:
         transaction for all of them, so enqueueing ten thousand jobs costs one
         commit. ``ids``, if given, has one id per call; an id that already exists
         returns that workflow's handle and starts nothing again (``WorkflowIdInUse``
-        if it was started with other input, after the others are started).
+        if it was started with other input, after the others are started). A dedup
+        id is for one start: ``start`` takes it.
 
         Example:
             ``engine.start_many(resize, [(url, 256) for url in urls], queue=images)``
         """
         definition = self._definition(workflow)
-        queued = None if queue is None else resolve(queue, self.queues)
-        priority = check_priority(priority)
+        placed = place(
+            None if queue is None else resolve(queue, self.queues),
+            priority=priority,
+            partition=partition,
+            delay=delay,
+            start_at=start_at,
+            now=self.clock.now(),
+        )
         arguments = [tuple(call) for call in calls]
         if ids is not None and len(ids) != len(arguments):
             raise ConfigurationError(
@@ -306,9 +352,7 @@ class Engine:
         try:
             for i, args in enumerate(arguments):
                 workflow_id = None if ids is None else ids[i]
-                items.append(
-                    self._starts.new_item(definition, args, workflow_id, timeout, queued, priority)
-                )
+                items.append(self._starts.new_item(definition, args, workflow_id, timeout, placed))
         except BaseException:
             self._starts.unreserve(items)
             raise
@@ -401,6 +445,65 @@ class Engine:
     def schedules(self) -> list[ScheduleRecord]:
         """Every schedule in the log's database, by id."""
         return self.store.schedules()
+
+    # -- queue limits ------------------------------------------------------
+
+    def set_queue_limits(
+        self,
+        queue: Queue | str,
+        *,
+        concurrency: int | Keep | None = KEEP,
+        worker_concurrency: int | Keep | None = KEEP,
+        rate_limit: int | Keep | None = KEEP,
+        period: float | dt.timedelta | Keep = KEEP,
+    ) -> QueueLimits:
+        """Change a queue's limits at runtime, for every worker on this log.
+
+        Each limit given (None: no limit) is stored in the log and overrides the one
+        the queue's ``duralog.Queue`` declares, in every worker, from its next look
+        at the queue (workers read the stored limits in the transaction that takes
+        workflows off the queue), until ``clear_queue_limits``. Limits not given keep
+        their stored or declared value. Workflows already running go on; a lower
+        ``concurrency`` lets no new one start until enough have ended. Returns the
+        limits that now apply (with this process's declaration of the queue).
+
+        Example:
+            ``engine.set_queue_limits("emails", concurrency=2, rate_limit=None)``
+        """
+        name = queue.name if isinstance(queue, Queue) else queue
+        stored = self.store.put_queue_limits(
+            name,
+            overrides(
+                name,
+                concurrency=concurrency,
+                worker_concurrency=worker_concurrency,
+                rate_limit=rate_limit,
+                period=period,
+            ),
+            self.clock.now(),
+        )
+        if self._worker is not None:
+            self._worker.request_dequeue()  # more room, maybe: look now
+        return self._declared_limits(name).overridden(stored)
+
+    def clear_queue_limits(self, queue: Queue | str) -> bool:
+        """Drop the limits set at runtime for a queue: its declared ones apply again in
+        every worker. False if none were set."""
+        name = queue.name if isinstance(queue, Queue) else queue
+        cleared = self.store.clear_queue_limits(name)
+        if cleared and self._worker is not None:
+            self._worker.request_dequeue()
+        return cleared
+
+    def queue_limits(self, queue: Queue | str) -> QueueLimits:
+        """The limits that apply to a queue now: its declaration in this process (none
+        if it declares no such queue), overridden by those set at runtime."""
+        name = queue.name if isinstance(queue, Queue) else queue
+        return self._declared_limits(name).overridden(self.store.queue_limits().get(name))
+
+    def _declared_limits(self, name: str) -> QueueLimits:
+        declared = self.queues.get(name) or self.registry.declared(QUEUES).get(name)
+        return declared.limits if declared is not None else QueueLimits(name)
 
     # -- looking up --------------------------------------------------------
 

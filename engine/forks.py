@@ -65,7 +65,14 @@ def fork(
     first = fork_history(source_id, entries, seq, at=now, run_id=new_run_id())
     definition = _definition(registry, source_id, record.name)
     _replay(store, definition, source_id, seq, History(fork_id, record.name, first))
-    item = NewWorkflow(fork_id, record.name, first[0], queue=record.queue, priority=record.priority)
+    item = NewWorkflow(
+        fork_id,
+        record.name,
+        first[0],
+        queue=record.queue,
+        priority=record.priority,
+        partition_key=record.partition_key,  # (no dedup id, no delay: it runs now)
+    )
     if not store.fork_workflow(item, first[1:]):
         raise WorkflowIdInUse(
             f"cannot fork {source_id!r} into {fork_id!r}: a workflow with that id exists "

@@ -126,15 +126,17 @@ class WorkflowHandle(Generic[R]):
         """Ask the workflow to cancel: ``CancelledError`` is raised at its current await.
 
         The workflow may catch it to run cleanup steps; if it lets it propagate the
-        workflow ends ``CANCELLED``. A workflow still waiting on its queue ends
-        ``CANCELLED`` at once, without running any of its code.
+        workflow ends ``CANCELLED``. A workflow still waiting on its queue, or for its
+        delayed start, ends ``CANCELLED`` at once, without running any of its code.
         """
         require_utf8(reason, "the reason")
         # Sealed from here on, in the inbox and in the log.
         reason = seal(reason, self._engine.payload_codec)
         record = self.record()
         at = self._engine.clock.now()
-        waiting = record.status is WorkflowStatus.PENDING and record.queue is not None
+        waiting = record.status is WorkflowStatus.PENDING and (
+            record.queue is not None or record.start_at is not None  # queued, or delayed
+        )
         if waiting and self._engine.store.cancel_queued(self.id, at, reason):
             observers = self._engine.listeners
             if observers.active:

@@ -14,18 +14,18 @@ from typing import Any
 
 import msgspec
 
-from duralog.errors import PayloadError, WorkflowIdInUse, positive_seconds
+from duralog.errors import DuplicateWorkflow, PayloadError, WorkflowIdInUse, positive_seconds
 from duralog.replay.definitions import Workflow
 from duralog.store import codec, envelope
 from duralog.store import events as ev
-from duralog.store.base import EventStore, NewWorkflow
+from duralog.store.base import EventStore, NewWorkflow, WorkflowQuery, WorkflowStatus
 
 from .clock import Clock
 from .committer import StartCommitter
 from .handle import check_id
 from .hooks import Listeners
 from .lease import Moment
-from .queues import Queue
+from .queues import Placement
 from .worker import Worker
 
 
@@ -59,10 +59,10 @@ class Starts:
         args: Sequence[Any],
         workflow_id: str | None,
         timeout: float | dt.timedelta | None,
-        queued: Queue | None,
-        priority: int,
+        placed: Placement,
     ) -> NewWorkflow:
         """The row and first event of a workflow to create (nothing is written here)."""
+        queued = placed.queue
         limit = positive_seconds(timeout, "a workflow timeout", optional=True)
         workflow_id = check_id(workflow_id) if workflow_id is not None else uuid.uuid4().hex
         try:
@@ -86,11 +86,19 @@ class Starts:
             kwargs=kwargs_raw,
             timeout=limit,
             trace=self.listeners.trace(workflow_id, definition.name),
+            queue=queued.name if queued else None,
+            priority=placed.priority,
+            dedup_id=placed.dedup_id,
+            partition=placed.partition,
+            start_at=placed.start_at,
         )
         worker = self.worker
         owner = (
             self.worker_id
-            if worker is not None and queued is None and worker.reserve(workflow_id)
+            if worker is not None
+            and queued is None
+            and placed.start_at is None
+            and worker.reserve(workflow_id)
             else None
         )
         return NewWorkflow(
@@ -100,7 +108,10 @@ class Starts:
             owner=owner,
             lease_seconds=self._lease_seconds if owner else None,
             queue=queued.name if queued else None,
-            priority=priority,
+            priority=placed.priority,
+            dedup_id=placed.dedup_id,
+            partition_key=placed.partition,
+            start_at=placed.start_at,
         )
 
     def create(self, items: list[NewWorkflow]) -> list[int | None]:
@@ -135,12 +146,30 @@ class Starts:
             self.listeners.created(item.id, definition.name, item.started)
         if fence is None:
             return
-        if worker is not None and item.queue is not None:
+        if worker is not None and item.start_at is not None:
+            worker.wake_for_start(item.start_at)  # claimed (or dequeued) when due
+        elif worker is not None and item.queue is not None:
             worker.request_dequeue()
         elif worker is not None and item.owner is not None:
             worker.adopt_new(item.id, fence, item.started, granted, reserved=True)
         elif worker is not None:
             worker.request_claim()  # created unowned (the worker was full): taken when room
+
+    def check_duplicate(self, item: NewWorkflow) -> None:
+        """Refuse a start that was not created because a live workflow of its queue holds
+        its dedup id (``DuplicateWorkflow``); one whose id exists is left to
+        ``check_existing``."""
+        if item.dedup_id is None or item.queue is None or self.store.get_workflow(item.id):
+            return
+        holders = self.store.find_workflows(
+            WorkflowQuery(
+                queues=(item.queue,),
+                dedup_ids=(item.dedup_id,),
+                statuses=tuple(s for s in WorkflowStatus if not s.is_terminal),
+            ),
+            limit=1,
+        )
+        raise DuplicateWorkflow(item.queue, item.dedup_id, holders[0].id if holders else None)
 
     def check_existing(self, definition: Workflow[Any, Any], item: NewWorkflow) -> None:
         """Refuse a start whose id exists with another workflow name, or with other input

@@ -54,6 +54,9 @@ def fork_history(
         run=1,
         previous_run=None,
         run_id=run_id,
+        # It runs now, and holds no dedup id: its source may still hold it.
+        start_at=None,
+        dedup_id=None,
         forked_from=ev.ForkOrigin(
             workflow_id=source_id, run=source.run, run_id=source.run_id, seq=from_seq
         ),

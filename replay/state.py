@@ -284,7 +284,9 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
             # A fork's first event keeps its source's time; the fork began at start_time.
             begun = e.start_time if forked_from is not None else at
             state.status, state.started_at = "RUNNING", begun
-            state.deadline = begun + timeout if timeout is not None else None
+            # A delayed start's timeout counts from when it may start.
+            due = begun if e.start_at is None else max(begun, e.start_at)
+            state.deadline = due + timeout if timeout is not None else None
         case ev.WorkflowCompleted(result=result):
             state.status, state.result, state.finished_at = "COMPLETED", result, at
             state.decisions.append(Decision(seq, kind, ""))

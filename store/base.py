@@ -35,6 +35,7 @@ from .records import (
     NewWorkflow,
     Notice,
     QueueLimits,
+    QueueOverrides,
     ScheduleRecord,
     Snapshot,
     WorkerRecord,
@@ -69,6 +70,7 @@ __all__ = [
     "Notice",
     "WorkerRecord",
     "QueueLimits",
+    "QueueOverrides",
     "STATUS_AFTER",
     "ScheduleRecord",
     "Snapshot",
@@ -97,7 +99,10 @@ class LogStore(Protocol):
         """Create each workflow with its first event, in one transaction.
 
         Returns, per item, the fencing token when it was created, or None when a
-        workflow with that id already existed (nothing is written for it).
+        workflow with that id already existed, or when the item has a ``dedup_id``
+        that a workflow of its queue holds and has not ended (PENDING, RUNNING,
+        PAUSED, SUSPENDED): nothing is written for it. The dedup id is unique in the
+        database itself, so two processes racing cannot both create one.
         """
         ...
 
@@ -214,7 +219,14 @@ class LeaseStore(Protocol):
         another worker's lease has expired or that worker is dead. A worker never
         re-claims its own workflows (that would bump the fence under its own feet).
         Never a queued workflow, in any status: those go through ``claim_queued``,
-        which keeps the queue's limits."""
+        which keeps the queue's limits; never a PENDING one whose ``start_at`` is
+        after ``now`` (a delayed start)."""
+        ...
+
+    def next_start(self, now: float, queues: Sequence[str]) -> float | None:
+        """The earliest ``start_at`` after ``now`` of a PENDING unowned workflow, queued
+        on one of ``queues`` or not queued: when a worker serving those should look
+        for work again. None when no delayed start waits."""
         ...
 
     def claim_queued(
@@ -249,16 +261,23 @@ class LeaseStore(Protocol):
            workflows, oldest first, back to RUNNING (``reason`` cleared), within
            ``concurrency`` and ``worker_concurrency``; not counted against the rate
            limit (they left the queue when they first ran).
-        3. PENDING workflows, by priority (lower first) then age, within every limit;
-           each gets ``dequeued_at = now``.
+        3. PENDING workflows whose ``start_at`` (if any) is not after ``now``, by
+           priority (lower first) then age, within every limit; each gets
+           ``dequeued_at = now``.
+
+        The limits are ``queue``'s overridden by those stored for it
+        (``put_queue_limits``), read in the same transaction. With
+        ``queue.partitioned`` every limit is counted per partition
+        (``partition_key``; workflows without one form a partition of their own).
 
         Returns the claims in that order."""
         ...
 
     def cancel_queued(self, workflow_id: str, at: float, reason: str = "") -> bool:
-        """End a workflow still waiting on its queue (PENDING, unowned) as CANCELLED,
-        appending its ``WorkflowCancelled`` event, in one transaction; False if it is
-        not (or no longer) waiting, e.g. a worker took it off the queue first."""
+        """End a workflow still waiting on its queue or for its delayed start (PENDING,
+        unowned) as CANCELLED, appending its ``WorkflowCancelled`` event, in one
+        transaction; False if it is not (or no longer) waiting, e.g. a worker took it
+        off the queue first."""
         ...
 
     def terminate(
@@ -354,7 +373,8 @@ class InboxStore(Protocol):
 
 
 class SchedulingStore(Protocol):
-    """Cron schedules and circuit breakers shared by every worker."""
+    """Cron schedules, queue limits set at runtime and circuit breakers shared by
+    every worker."""
 
     def put_schedule(self, record: ScheduleRecord) -> None:
         """Create a schedule, or update its definition (its last tick and pause stay)."""
@@ -378,6 +398,19 @@ class SchedulingStore(Protocol):
     ) -> bool:
         """Create the tick workflows and move the schedule's last tick, in one transaction,
         only if its last tick is still ``last_tick`` (else another worker fired it: False)."""
+        ...
+
+    def put_queue_limits(self, name: str, limits: QueueOverrides, now: float) -> QueueOverrides:
+        """Override queue ``name``'s limits with the fields ``limits`` sets (the ones
+        stored before and not set stay); returns what is stored now."""
+        ...
+
+    def clear_queue_limits(self, name: str) -> bool:
+        """Drop every limit stored for queue ``name``; False if none was."""
+        ...
+
+    def queue_limits(self) -> dict[str, QueueOverrides]:
+        """The limits stored for each queue that has some, by name."""
         ...
 
     def get_breaker(self, name: str) -> BreakerRecord | None:

@@ -1,12 +1,12 @@
 """Copy a whole log from one store to another (e.g. a SQLite file into PostgreSQL).
 
 ``copy_store`` moves every workflow's index row, events, snapshots, inbox and its
-running steps' heartbeat details, and every schedule and circuit breaker, table by
-table in primary-key order and in batches (a long history is never held in memory at
-once). Event bodies and payloads are copied as they are stored, byte for byte.
-Leases do not move: a lease belongs to a worker of the source, so copied workflows
-arrive unowned and any worker of the target may claim them. The ``workers`` table is
-not copied.
+running steps' heartbeat details, and every schedule, circuit breaker and queue limit
+set at runtime, table by table in primary-key order and in batches (a long history is
+never held in memory at once). Event bodies and payloads are copied as they are
+stored, byte for byte. Leases do not move: a lease belongs to a worker of the source,
+so copied workflows arrive unowned and any worker of the target may claim them. The
+``workers`` table is not copied.
 
 Stop every worker of both logs first: the copy is not a live replication.
 """
@@ -30,9 +30,11 @@ COPIED = (
     "schedules",
     "breakers",
     "heartbeats",
+    "queue_limits",
 )
-#: Tables whose keys name things a user chose (workflow ids, schedule ids, breaker names).
-_NAMED = ("workflows", "schedules", "breakers")
+#: Tables whose keys name things a user chose (workflow ids, schedule ids, breaker and
+#: queue names).
+_NAMED = ("workflows", "schedules", "breakers", "queue_limits")
 _LEASE = ("owner", "lease_until")
 
 

@@ -72,6 +72,16 @@ class WorkflowStarted(BaseEvent, frozen=True, kw_only=True):
     #: The W3C ``traceparent`` of the run's span when it was started with tracing on
     #: (``duralog.observe.otel``): a resumed run continues that trace.
     trace: str | None = None
+    #: The queue it was put on, with its ``priority`` (lower first).
+    queue: str | None = None
+    priority: int = 0
+    #: Unique on its queue among the workflows that have not ended (``start(dedup_id=)``).
+    dedup_id: str | None = None
+    #: Its partition of a partitioned queue, whose limits apply per partition.
+    partition: str | None = None
+    #: A delayed start: no worker takes it up before this time (UTC epoch seconds),
+    #: and its ``timeout`` counts from then.
+    start_at: float | None = None
 
 
 class StepScheduled(BaseEvent, frozen=True, kw_only=True):

@@ -229,19 +229,23 @@ class PostgresStore(SQLStore):
         if not chosen:
             return []
         owners = [item.owner if item.queue is None else None for item in chosen]
+        # No conflict target: an id that exists, or a dedup id a live workflow of the
+        # queue holds (a partial unique index), leaves nothing written.
         created = {
             row[0]
             for row in raw.execute(
                 "INSERT INTO workflows (id, name, status, parent_id, owner, lease_until, fence,"
-                " last_seq, created_at, updated_at, queue, priority)"
+                " last_seq, created_at, updated_at, queue, priority, dedup_id, partition_key,"
+                " start_at)"
                 " SELECT id, name, status, parent_id, owner,"
                 f"  {SERVER_NOW} + lease, fence, last_seq, created_at, updated_at, queue,"
-                "  priority"
+                "  priority, dedup_id, partition_key, start_at"
                 " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
                 " %b::text[], %b::float8[], %b::bigint[], %b::bigint[], %b::float8[],"
-                " %b::float8[], %b::text[], %b::bigint[]) AS u(id, name, status, parent_id,"
-                " owner, lease, fence, last_seq, created_at, updated_at, queue, priority)"
-                " ON CONFLICT (id) DO NOTHING RETURNING id",
+                " %b::float8[], %b::text[], %b::bigint[], %b::text[], %b::text[],"
+                " %b::float8[]) AS u(id, name, status, parent_id, owner, lease, fence,"
+                " last_seq, created_at, updated_at, queue, priority, dedup_id, partition_key,"
+                " start_at) ON CONFLICT DO NOTHING RETURNING id",
                 (
                     [item.id for item in chosen],
                     [item.name for item in chosen],
@@ -261,6 +265,9 @@ class PostgresStore(SQLStore):
                     [item.started.at for item in chosen],
                     [item.queue for item in chosen],
                     [item.priority for item in chosen],
+                    [item.dedup_id for item in chosen],
+                    [item.partition_key for item in chosen],
+                    [item.start_at for item in chosen],
                 ),
             )
         }

@@ -113,6 +113,12 @@ class WorkflowRecord(msgspec.Struct, frozen=True):
     recoveries: int = 0
     #: The log's last seq when ``recoveries`` was last counted.
     recovered_at: int = 0
+    #: Unique on its queue among the workflows that have not ended (``start(dedup_id=)``).
+    dedup_id: str | None = None
+    #: The partition of a partitioned queue its limits are counted in.
+    partition_key: str | None = None
+    #: A delayed start: not claimed (nor taken off its queue) before this time.
+    start_at: float | None = None
 
 
 class WorkflowQuery(msgspec.Struct, frozen=True):
@@ -132,6 +138,8 @@ class WorkflowQuery(msgspec.Struct, frozen=True):
     parents: tuple[str, ...] = ()
     #: The workflows whose forks to take (``handle.fork``).
     forked_from: tuple[str, ...] = ()
+    dedup_ids: tuple[str, ...] = ()
+    partitions: tuple[str, ...] = ()
     started_since: float | None = None
     started_until: float | None = None
     ended_since: float | None = None
@@ -144,7 +152,9 @@ class NewWorkflow(msgspec.Struct, frozen=True):
     """A workflow to create together with its first event (``WorkflowStarted``, seq 1).
 
     With ``owner``, it is created under that worker's lease for ``lease_seconds``,
-    counted by the store's clock."""
+    counted by the store's clock. ``dedup_id``, ``partition_key`` and ``start_at``
+    are as in ``WorkflowRecord``: a ``dedup_id`` that a live workflow of the queue
+    holds is not created (as an id that exists)."""
 
     id: str
     name: str
@@ -154,6 +164,9 @@ class NewWorkflow(msgspec.Struct, frozen=True):
     lease_seconds: float | None = None
     queue: str | None = None
     priority: int = 0
+    dedup_id: str | None = None
+    partition_key: str | None = None
+    start_at: float | None = None
 
 
 class QueueLimits(msgspec.Struct, frozen=True):
@@ -161,7 +174,8 @@ class QueueLimits(msgspec.Struct, frozen=True):
 
     ``concurrency``: workflows of the queue running at once, across all workers;
     ``worker_concurrency``: the same, per worker; ``rate_limit`` per ``rate_period``
-    seconds: workflows taken off the queue. None means no limit.
+    seconds: workflows taken off the queue. None means no limit. ``partitioned``:
+    each limit applies to each partition (``partition_key``) on its own.
     """
 
     name: str
@@ -169,6 +183,36 @@ class QueueLimits(msgspec.Struct, frozen=True):
     worker_concurrency: int | None = None
     rate_limit: int | None = None
     rate_period: float = 1.0
+    partitioned: bool = False
+
+    def overridden(self, stored: QueueOverrides | None) -> QueueLimits:
+        """These limits with the ones set at runtime (``stored``) in their place."""
+        if stored is None:
+            return self
+        return msgspec.structs.replace(self, **stored.set_fields())
+
+
+class QueueOverrides(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The limits of one queue set at runtime (``engine.set_queue_limits``): only the
+    fields set are overridden (None: no limit); the others keep their declared value.
+    Stored as JSON in the ``queue_limits`` table."""
+
+    concurrency: int | msgspec.UnsetType | None = msgspec.UNSET
+    worker_concurrency: int | msgspec.UnsetType | None = msgspec.UNSET
+    rate_limit: int | msgspec.UnsetType | None = msgspec.UNSET
+    rate_period: float | msgspec.UnsetType = msgspec.UNSET
+
+    def merged(self, newer: QueueOverrides) -> QueueOverrides:
+        """These overrides with ``newer``'s in their place (the fields it sets)."""
+        return msgspec.structs.replace(self, **newer.set_fields())
+
+    def set_fields(self) -> dict[str, int | float | None]:
+        """The overridden limits, by field name."""
+        return {
+            field.name: value
+            for field in msgspec.structs.fields(QueueOverrides)
+            if (value := getattr(self, field.name)) is not msgspec.UNSET
+        }
 
 
 class ScheduleRecord(msgspec.Struct, frozen=True):

@@ -38,9 +38,17 @@ heartbeats The last heartbeat details a running step stored (``duralog.heartbeat
            the worker that holds the workflow (checked against ``fence`` in the
            same statement), deleted once the step ends. Not part of the log:
            heartbeats are progress notes, and the log would drown in them.
+queue_limits  Limits set at runtime (``engine.set_queue_limits``, ``duralog queues
+           set``), one row per queue: ``limits`` is a JSON object holding only the
+           limits overridden (null: no limit); every worker reads it in its claim
+           transaction, over the limits its code declares.
 
 Queued workflows carry ``queue``, ``priority`` and ``dequeued_at`` (when a worker
-took them off the queue) in ``workflows``: the queue limits are counted there.
+took them off the queue) in ``workflows``: the queue limits are counted there;
+``partition_key`` (on a partitioned queue, whose limits apply per partition),
+``dedup_id`` (unique per queue among the workflows that have not ended: a partial
+unique index) and ``start_at`` (a delayed start: not claimed before then) come
+from the workflow's ``WorkflowStarted``.
 
 ``TABLES`` below is the one description both stores are built from: every
 table, column and index carries the schema version that introduced it, and
@@ -82,11 +90,13 @@ class Column(msgspec.Struct, frozen=True):
 
 
 class Index(msgspec.Struct, frozen=True):
-    """A secondary index."""
+    """A secondary index; ``where``: a partial index (SQL both databases read alike)."""
 
     name: str
     columns: tuple[str, ...]
     since: int = 1
+    unique: bool = False
+    where: str | None = None
 
 
 class Table(msgspec.Struct, frozen=True):
@@ -117,6 +127,9 @@ class Table(msgspec.Struct, frozen=True):
 def _c(name: str, type_: ColumnType, **options: Any) -> Column:
     return Column(name, type_, **options)
 
+
+#: The statuses of a workflow that has not ended: it holds its dedup id.
+LIVE = "('PENDING', 'RUNNING', 'PAUSED', 'SUSPENDED')"
 
 TABLES: tuple[Table, ...] = (
     Table(
@@ -158,6 +171,9 @@ TABLES: tuple[Table, ...] = (
             _c("recoveries", "int", default=0, since=9),
             _c("recovered_at", "int", default=0, since=9),
             _c("taken_from", "text", null=True, since=9),
+            _c("dedup_id", "text", null=True, since=7),
+            _c("partition_key", "text", null=True, since=7),
+            _c("start_at", "real", null=True, since=7),
         ),
         key=("id",),
         indexes=(
@@ -171,6 +187,29 @@ TABLES: tuple[Table, ...] = (
             Index("workflows_dequeued", ("queue", "dequeued_at"), since=3),
             # `show` lists a workflow's forks.
             Index("workflows_forked_from", ("forked_from",), since=5),
+            # Two starts racing with one dedup id cannot both be committed: the
+            # database refuses the second while the first has not ended.
+            Index(
+                "workflows_dedup",
+                ("queue", "dedup_id"),
+                since=7,
+                unique=True,
+                where=f"dedup_id IS NOT NULL AND status IN {LIVE}",
+            ),
+            # The next delayed start a worker wakes for (only the waiting ones).
+            Index(
+                "workflows_start_at",
+                ("start_at",),
+                since=7,
+                where="start_at IS NOT NULL AND status = 'PENDING'",
+            ),
+            # A partitioned queue's claim ranks each partition's workflows.
+            Index(
+                "workflows_partition",
+                ("queue", "status", "partition_key", "priority", "created_at"),
+                since=7,
+                where="partition_key IS NOT NULL",
+            ),
         ),
     ),
     Table(
@@ -256,6 +295,16 @@ TABLES: tuple[Table, ...] = (
         since=8,
         compact=True,
     ),
+    Table(
+        "queue_limits",
+        (
+            _c("name", "text"),
+            _c("limits", "text"),
+            _c("updated_at", "real"),
+        ),
+        key=("name",),
+        since=7,
+    ),
 )
 TABLE: dict[str, Table] = {t.name: t for t in TABLES}
 
@@ -305,6 +354,7 @@ MIGRATION_NAMES: dict[int, str] = {
     4: "m004_event_checksums",
     5: "m005_forks",
     6: "m006_worker_serves",
+    7: "m007_queue_dedup_delay_partitions",
     8: "m008_heartbeats",
     9: "m009_recoveries",
 }
@@ -457,7 +507,9 @@ def migration(version: int, dialect: Dialect) -> list[str]:
                 if c.since == version
             ]
         statements += [
-            f"CREATE INDEX IF NOT EXISTS {index.name} ON {table.name} ({', '.join(index.columns)})"
+            f"CREATE {'UNIQUE ' if index.unique else ''}INDEX IF NOT EXISTS {index.name}"
+            f" ON {table.name} ({', '.join(index.columns)})"
+            + (f" WHERE {index.where}" if index.where else "")
             for index in table.indexes
             if index.since == version
         ]

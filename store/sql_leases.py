@@ -27,6 +27,8 @@ from .schema import INSERT_EVENTS, LOG_END
 from .sql_base import FINISHED, Session, SQLBase, marks
 
 _ENDED = "('COMPLETED', 'FAILED', 'CANCELLED', 'SUSPENDED')"
+#: A PENDING workflow whose start is due: not delayed, or its ``start_at`` has come.
+_DUE = "(start_at IS NULL OR start_at <= :now)"
 #: Who takes a lease: ``:worker``, for ``:lease`` seconds, with a new fencing token.
 #: (``taken_from``: who held it before, read back by the claim: a recovery, or not.)
 _TAKE = "taken_from = owner, owner = :worker, lease_until = {clock} + :lease, fence = fence + 1"
@@ -90,6 +92,7 @@ class SQLLeases(SQLBase):
         params: dict[str, object] = {"worker": worker_id, "lease": lease_seconds, "now": now}
         where = f"status IN {marks(params, 's', [WorkflowStatus(s).value for s in statuses])}"
         where += f" AND {self._held_by_nobody(params, dead_owners)} AND queue IS NULL"
+        where += f" AND (status <> 'PENDING' OR {_DUE})"
         if workflow_id is not None:
             where += " AND id = :id"
             params["id"] = workflow_id
@@ -152,6 +155,19 @@ class SQLLeases(SQLBase):
             )
             if cur.rowcount:
                 self._notify(conn, [("released", workflow_id)])
+
+    def next_start(self, now: float, queues: Sequence[str]) -> float | None:
+        """The earliest delayed start after ``now`` a worker serving ``queues`` waits for."""
+        params: dict[str, object] = {"now": now}
+        served = marks(params, "q", queues)
+        with self._read("looking for delayed starts") as conn:
+            row = conn.execute(
+                "SELECT min(start_at) FROM workflows WHERE status = 'PENDING'"
+                " AND start_at IS NOT NULL AND start_at > :now AND owner IS NULL"
+                f" AND (queue IS NULL OR queue IN {served})",
+                params,
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     # -- workers -----------------------------------------------------------
 
@@ -253,17 +269,29 @@ class SQLLeases(SQLBase):
         with self._write(f"taking workflows off queue {queue.name!r}") as conn:
             if not self._lock_queue(conn, queue.name, wait=resume_suspended):
                 return []  # another worker is taking from it: come back on the next look
+            # Limits set at runtime, read under the queue's lock: every worker sees them.
+            queue = queue.overridden(queue_room.stored(conn, queue.name))
+            split = queue.partitioned
+
+            def within(where: str, limits: tuple[queue_room.Limit, ...]) -> str:
+                # A partitioned queue counts each limit per partition, in the pick itself.
+                if not split:
+                    return where
+                return f"{where} AND {queue_room.partition_pick(params, queue, where, limits)}"
+
             # a. Orphans already hold a slot of the queue: only this worker's share
             # (worker_concurrency) limits taking them over. They keep their status.
             room = left
-            if queue.worker_concurrency is not None:
+            if queue.worker_concurrency is not None and not split:
                 room = min(room, queue.worker_concurrency - queue_room.mine(conn, worker_id, queue))
             taken = self._take(
                 conn,
                 room,
                 params,
                 update=_TAKE,
-                where=f"{scope} AND status IN {HOLDS_A_SLOT} AND {unheld}",
+                where=within(
+                    f"{scope} AND status IN {HOLDS_A_SLOT} AND {unheld}", ("worker_concurrency",)
+                ),
                 order=("created_at", "id"),
             )
             left -= len(taken)
@@ -273,33 +301,45 @@ class SQLLeases(SQLBase):
             if resume_suspended and left > 0:
                 resumed = self._take(
                     conn,
-                    min(left, queue_room.room(conn, worker_id, now, queue, rate=False)),
+                    left
+                    if split
+                    else min(left, queue_room.room(conn, worker_id, now, queue, False)),
                     params,
                     update=_TAKE + ", status = 'RUNNING', reason = NULL",
-                    where=f"{scope} AND status = 'SUSPENDED' AND {unheld}",
+                    where=within(
+                        f"{scope} AND status = 'SUSPENDED' AND {unheld}",
+                        ("concurrency", "worker_concurrency"),
+                    ),
                     order=("created_at", "id"),
                 )
                 left -= len(resumed)
-            # c. Waiting ones, within every limit (counted again: a. and b. took slots).
+            # c. Waiting ones whose start is due, within every limit (counted again:
+            # a. and b. took slots).
             waiting: list[Claim] = []
             if left > 0:
+                free = left if split else queue_room.room(conn, worker_id, now, queue)
                 waiting = self._take(
                     conn,
-                    min(left, queue_room.room(conn, worker_id, now, queue)),
+                    min(left, free),
                     params,
                     update=_TAKE + ", status = 'RUNNING', dequeued_at = :now",
-                    where=f"{scope} AND status = 'PENDING'",
+                    where=within(
+                        f"{scope} AND status = 'PENDING' AND {_DUE}",
+                        ("concurrency", "worker_concurrency", "rate_limit"),
+                    ),
                     order=("priority", "created_at", "id"),
                 )
         return taken + resumed + waiting
 
     def cancel_queued(self, workflow_id: str, at: float, reason: str = "") -> bool:
-        """End a workflow still waiting on its queue as CANCELLED, in one transaction."""
+        """End a workflow still waiting on its queue (or for its delayed start) as
+        CANCELLED, in one transaction."""
         body = encode_event(WorkflowCancelled(reason=reason), self.payload_codec).decode()
         with self._write(f"cancelling queued workflow {workflow_id!r:.200}") as conn:
             row = conn.execute(
                 "SELECT last_seq FROM workflows WHERE id = ? AND status = 'PENDING'"
-                " AND owner IS NULL AND queue IS NOT NULL" + self.SKIP_LOCKED,
+                " AND owner IS NULL AND (queue IS NOT NULL OR start_at IS NOT NULL)"
+                + self.SKIP_LOCKED,
                 (workflow_id,),
             ).fetchone()
             if row is None:  # not waiting, or a worker is taking it right now

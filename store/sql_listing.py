@@ -18,6 +18,8 @@ def _where(query: WorkflowQuery) -> tuple[str, dict[str, object]]:
         ("queue", "q", list(query.queues)),
         ("parent_id", "p", list(query.parents)),
         ("forked_from", "f", list(query.forked_from)),
+        ("dedup_id", "d", list(query.dedup_ids)),
+        ("partition_key", "k", list(query.partitions)),
     ):
         if values:
             parts.append(f"{column} IN {marks(params, prefix, values)}")

@@ -62,8 +62,8 @@ class SQLLog(SQLBase):
         with self._write(f"forking into workflow {item.id!r:.200}") as conn:
             cur = conn.execute(
                 "INSERT INTO workflows (id, name, status, fence, last_seq, created_at,"
-                " updated_at, queue, priority, forked_from) VALUES (?,?,?,0,?,?,?,?,?,?)"
-                " ON CONFLICT (id) DO NOTHING",
+                " updated_at, queue, priority, forked_from, partition_key)"
+                " VALUES (?,?,?,0,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
                 (
                     item.id,
                     item.name,
@@ -74,6 +74,7 @@ class SQLLog(SQLBase):
                     item.queue,
                     item.priority,
                     origin.workflow_id if origin is not None else None,
+                    item.partition_key,
                 ),
             )
             if cur.rowcount == 0:

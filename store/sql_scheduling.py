@@ -1,15 +1,20 @@
-"""Cron schedules and circuit breakers of ``SQLStore``, written once for both databases.
+"""Cron schedules, queue limits set at runtime and circuit breakers of ``SQLStore``,
+written once for both databases.
 
 A schedule's tick moves by compare-and-set on its last tick (in the transaction
 that creates the tick's workflows), a breaker by compare-and-set on its version:
-whichever worker gets there first wins, the others see nothing moved.
+whichever worker gets there first wins, the others see nothing moved. Queue limits
+are merged with the ones stored in the same transaction (``put_queue_limits``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .records import BreakerRecord, NewWorkflow, ScheduleRecord
+import msgspec
+
+from . import queue_room
+from .records import BreakerRecord, NewWorkflow, QueueOverrides, ScheduleRecord
 from .schema import BREAKER_COLUMNS, SCHEDULE_COLUMNS
 from .sql_base import SQLBase
 
@@ -80,6 +85,33 @@ class SQLScheduling(SQLBase):
         return True
 
     # -- circuit breakers --------------------------------------------------
+
+    def put_queue_limits(self, name: str, limits: QueueOverrides, now: float) -> QueueOverrides:
+        """Store the limits ``limits`` sets for queue ``name`` over the ones stored."""
+        with self._write(f"storing the limits of queue {name!r:.200}") as conn:
+            # The queue's claim lock: no claim counts with half-stored limits.
+            self._lock_queue(conn, name, wait=True)
+            before = queue_room.stored(conn, name) or QueueOverrides()
+            merged = before.merged(limits)
+            conn.execute(
+                "INSERT INTO queue_limits (name, limits, updated_at) VALUES (?,?,?)"
+                " ON CONFLICT (name) DO UPDATE SET limits = excluded.limits,"
+                " updated_at = excluded.updated_at",
+                (name, msgspec.json.encode(merged).decode(), now),
+            )
+        return merged
+
+    def clear_queue_limits(self, name: str) -> bool:
+        """Drop the limits stored for queue ``name``; False if there were none."""
+        with self._write(f"clearing the limits of queue {name!r:.200}") as conn:
+            return conn.execute("DELETE FROM queue_limits WHERE name = ?", (name,)).rowcount > 0
+
+    def queue_limits(self) -> dict[str, QueueOverrides]:
+        """The limits stored per queue (a row no duralog wrote is left out)."""
+        with self._read("reading queue limits") as conn:
+            rows = conn.execute("SELECT name, limits FROM queue_limits ORDER BY name").fetchall()
+        found = {str(name): queue_room.decode_overrides(text) for name, text in rows}
+        return {name: limits for name, limits in found.items() if limits is not None}
 
     def get_breaker(self, name: str) -> BreakerRecord | None:
         """A circuit breaker's state, or None if it never changed."""

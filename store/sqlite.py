@@ -135,6 +135,8 @@ class SQLiteStore(SQLStore):
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
+            if "malformed" in str(exc):  # a log whose schema pages are damaged
+                raise _damaged(self.path, exc, "opening it") from exc
             raise StoreError(f"cannot open {self.path} as a duralog log: {exc}") from exc
         with self._registry_lock:
             # Threads come and go (a thread per request calling engine.start): the
@@ -181,12 +183,8 @@ class SQLiteStore(SQLStore):
             raise StoreError(
                 f"the log at {self.path} failed while {what or 'reading it'}: {exc}"
             ) from exc
-        except sqlite3.Error as exc:
-            raise StoreDamaged(  # SQLite's "malformed", "not a database"...
-                f"the log file {self.path} is damaged ({exc}, while {what or 'reading it'}); "
-                f"restore it from a backup (`sqlite3 {self.path} 'PRAGMA integrity_check'` "
-                "shows what is left)"
-            ) from exc
+        except sqlite3.Error as exc:  # SQLite's "malformed", "not a database"...
+            raise _damaged(self.path, exc, what or "reading it") from exc
         finally:
             with self._registry_lock:
                 self._users[me] -= 1
@@ -261,17 +259,19 @@ class SQLiteStore(SQLStore):
         """Insert workflows with their first event inside the caller's transaction.
 
         A queued workflow is always created PENDING and unowned: a worker takes it
-        off its queue when the queue's limits allow."""
+        off its queue when the queue's limits allow (so is a delayed one)."""
         fences: list[int | None] = []
         for item in items:
             started = item.started
             owner = item.owner if item.queue is None else None
             status = WorkflowStatus.RUNNING if owner else WorkflowStatus.PENDING
             fence = 1 if owner else 0
+            # No conflict target: an id that exists, or a dedup id a live workflow of
+            # the queue holds (a partial unique index), leaves nothing written.
             cur = conn.execute(
                 "INSERT INTO workflows (id, name, status, parent_id, owner, lease_until, fence,"
-                " last_seq, created_at, updated_at, queue, priority)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
+                " last_seq, created_at, updated_at, queue, priority, dedup_id, partition_key,"
+                " start_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (
                     item.id,
                     item.name,
@@ -285,6 +285,9 @@ class SQLiteStore(SQLStore):
                     started.at,
                     item.queue,
                     item.priority,
+                    item.dedup_id,
+                    item.partition_key,
+                    item.start_at,
                 ),
             )
             if cur.rowcount == 0:
@@ -387,6 +390,13 @@ def _refuse_unusable_path(path: Path) -> None:
 
 def _shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit // 2] + "…" + text[-limit // 2 :]
+
+
+def _damaged(path: str, exc: sqlite3.Error, what: str) -> StoreDamaged:
+    return StoreDamaged(
+        f"the log file {path} is damaged ({exc}, while {what}); restore it from a backup "
+        f"(`sqlite3 {path} 'PRAGMA integrity_check'` shows what is left)"
+    )
 
 
 def _create_private(path: Path) -> None:

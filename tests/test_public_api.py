@@ -14,6 +14,7 @@ EXPECTED = {
     "CorruptEventError",
     "DAG",
     "DAGCycleError",
+    "DuplicateWorkflow",
     "DuralogError",
     "Engine",
     "ErrorDetails",

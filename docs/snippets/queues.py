@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime  # noqa: F401
+from datetime import datetime, timedelta  # noqa: F401
 
 import duralog
 
@@ -13,6 +13,10 @@ async def send_newsletter(user_id: int) -> None: ...
 
 @duralog.workflow
 async def sync_region(region: str) -> None: ...
+
+
+@duralog.workflow
+async def export(tenant: str) -> None: ...
 
 
 user_id = 42

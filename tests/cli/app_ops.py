@@ -10,6 +10,8 @@ import duralog
 
 #: A queue with every limit set, so ``duralog queues`` has something to show.
 emails = duralog.Queue("ops_emails", concurrency=3, worker_concurrency=2, rate_limit=10, period=60)
+#: A partitioned queue: `start --partition` is required on it.
+exports = duralog.Queue("ops_exports", concurrency=1, partitioned=True)
 
 
 @duralog.step(name="ops_boom", retry=duralog.RetryPolicy(max_attempts=1))

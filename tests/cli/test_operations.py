@@ -141,7 +141,7 @@ def test_queues_with_limits_and_counts(cli: Invoke, ops_db: str) -> None:
     header, *rows = done.stdout.splitlines()
     assert header.split()[:4] == ["QUEUE", "CONCURRENCY", "PER", "WORKER"]
     (row,) = [r for r in rows if r.startswith("ops_emails")]
-    assert row.split()[:6] == ["ops_emails", "3", "2", "10/60s", "2", "0"]
+    assert row.split()[:8] == ["ops_emails", "3", "2", "10/60s", "no", "-", "2", "0"]
     as_json = cli("--db", ops_db, "--app", "app_ops", "queues", "-o", "json")
     (queue,) = [q for q in json.loads(as_json.stdout) if q["name"] == "ops_emails"]
     assert queue["declared"] is True and queue["concurrency"] == 3

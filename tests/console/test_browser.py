@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from support import PATIENCE, popen, read_line
+from support import PATIENCE, popen, read_line, wait_for
 
 import duralog
 
@@ -190,6 +190,13 @@ def test_cancel_a_workflow(served: tuple[str, str], browser: Any, app: ModuleTyp
     browser.get(base + "/workflows/cancel-me")
     until(browser, lambda d: "StepCompleted" in d.find_element(By.ID, "live-events").text)
     click(browser, By.CSS_SELECTOR, "button.cancel")
+    # First the log (the click reached the server and the worker), then the page.
+    with duralog.Engine(db, worker=False) as engine:
+        handle = engine.get("cancel-me")
+        wait_for(
+            lambda: handle.status() is duralog.WorkflowStatus.CANCELLED,
+            what="the browser's cancel to end cancel-me",
+        )
     until(browser, lambda d: d.find_element(By.ID, "status").text == "CANCELLED")
 
 

@@ -70,6 +70,11 @@ def test_a_postgres_log_from_before_checksums(postgres_url: str) -> None:
             "ALTER TABLE workflows DROP COLUMN recoveries, DROP COLUMN recovered_at,"
             " DROP COLUMN taken_from"
         )
+        conn.execute(  # version 7's (their indexes go with them)
+            "ALTER TABLE workflows DROP COLUMN dedup_id, DROP COLUMN partition_key,"
+            " DROP COLUMN start_at"
+        )
+        conn.execute("DROP TABLE queue_limits")
         conn.execute("DELETE FROM duralog_migrations WHERE version >= %s", (CHAINED_VERSION,))
     store.close()
     store = open_store(postgres_url)

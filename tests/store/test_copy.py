@@ -17,6 +17,7 @@ from duralog.store.base import (
     HeartbeatRecord,
     NewWorkflow,
     QueueLimits,
+    QueueOverrides,
     ScheduleRecord,
     Snapshot,
     WorkflowStatus,
@@ -72,6 +73,17 @@ def fill(store: EventStore, workflows: int = 7) -> None:
     assert store.put_heartbeat(HeartbeatRecord("wf-1", 2, "run", 3, b'{"offset":7}', T0), 1)
     store.put_breaker(BreakerRecord("payments", "open", 5, T0, 1, T0))
     store.put_breaker(BreakerRecord("email", "closed", 0, None, 1, T0))
+    store.put_queue_limits("q", QueueOverrides(concurrency=2, rate_limit=None), T0)
+    options = NewWorkflow(
+        "options",
+        "flow",
+        LogEntry(1, T0, ev.WorkflowStarted(name="flow", args=codec.encode([]))),
+        queue="tenants",
+        dedup_id="k",
+        partition_key="t-1",
+        start_at=T0 + 60,
+    )
+    store.create_workflows([options])
 
 
 def dump(store: EventStore) -> dict[str, list[tuple[object, ...]]]:
@@ -117,6 +129,8 @@ def test_a_log_survives_a_round_trip_through_postgres(
         assert [i.name for i in back.inbox("wf-3")] == ["sig-3"]
         assert postgres.schedules() == sqlite_log.schedules()
         assert back.get_breaker("email") == sqlite_log.get_breaker("email")
+        assert back.queue_limits() == postgres.queue_limits() == sqlite_log.queue_limits()
+        assert back.get_workflow("options") == sqlite_log.get_workflow("options")
     finally:
         postgres.close()
         back.close()
@@ -138,7 +152,7 @@ def test_copied_workflows_arrive_unowned_and_claimable(
         target.close()
 
 
-@pytest.mark.parametrize("taken", ["workflows", "schedules", "breakers"])
+@pytest.mark.parametrize("taken", ["workflows", "schedules", "breakers", "queue_limits"])
 def test_a_target_holding_any_of_the_ids_is_refused(
     sqlite_log: EventStore, tmp_path: Path, taken: str
 ) -> None:
@@ -149,8 +163,10 @@ def test_a_target_holding_any_of_the_ids_is_refused(
             target.create_workflows([new_workflow("wf-4")])
         elif taken == "schedules":
             target.put_schedule(ScheduleRecord("sched-1", "* * * * *", "x", b"[]", T0, T0, T0))
-        else:
+        elif taken == "breakers":
             target.put_breaker(BreakerRecord("payments", "closed", 0, None, 1, T0))
+        else:
+            target.put_queue_limits("q", QueueOverrides(worker_concurrency=1), T0)
         before = {t: target.count_rows(t) for t in COPIED}
         with pytest.raises(StoreError, match="already holds") as info:
             copy_store(sqlite_log, target, batch_size=2)
