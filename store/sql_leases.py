@@ -344,15 +344,7 @@ class SQLLeases(SQLBase):
             ).fetchone()
             if row is None:  # not waiting, or a worker is taking it right now
                 return False
-            last = int(row[0])
-            previous, damage = log_end(last, conn.execute(LOG_END, (workflow_id, last)).fetchall())
-            if damage is not None:
-                raise LogDamaged(workflow_id, *damage)
-            seq = last + 1
-            conn.execute(
-                INSERT_EVENTS,
-                chain([(workflow_id, seq, "WorkflowCancelled", at, body)], previous or GENESIS)[0],
-            )
+            seq = _end_log(conn, workflow_id, int(row[0]), "WorkflowCancelled", at, body)
             conn.execute(
                 "UPDATE workflows SET status = 'CANCELLED', last_seq = ?, updated_at = ?,"
                 " fence = fence + 1, wake_at = NULL WHERE id = ?",
@@ -381,15 +373,7 @@ class SQLLeases(SQLBase):
             ).fetchone()
             if row is None:  # ended already (or deleted)
                 return None
-            last = int(row[0])
-            previous, damage = log_end(last, conn.execute(LOG_END, (workflow_id, last)).fetchall())
-            if damage is not None:
-                raise LogDamaged(workflow_id, *damage)
-            seq = last + 1
-            conn.execute(
-                INSERT_EVENTS,
-                chain([(workflow_id, seq, "WorkflowTerminated", at, body)], previous or GENESIS)[0],
-            )
+            seq = _end_log(conn, workflow_id, int(row[0]), "WorkflowTerminated", at, body)
             conn.execute(
                 "UPDATE workflows SET status = 'FAILED', last_seq = ?, updated_at = ?,"
                 " fence = fence + 1, owner = NULL, lease_until = NULL, wake_at = NULL,"
@@ -429,6 +413,17 @@ def _worker_record(row: Sequence[object]) -> WorkerRecord:
         None if serves is None else serves.workflows,
         None if serves is None else serves.queues,
     )
+
+
+def _end_log(conn: Session, workflow_id: str, last: int, kind: str, at: float, body: str) -> int:
+    """Append the terminal event ``kind`` after seq ``last``, chained to the event there
+    (``LogDamaged`` if that is not the log's end); its seq."""
+    previous, damage = log_end(last, conn.execute(LOG_END, (workflow_id, last)).fetchall())
+    if damage is not None:
+        raise LogDamaged(workflow_id, *damage)
+    seq = last + 1
+    conn.execute(INSERT_EVENTS, chain([(workflow_id, seq, kind, at, body)], previous or GENESIS)[0])
+    return seq
 
 
 def _text(payload: bytes | None) -> str | None:
