@@ -131,7 +131,15 @@ class Claims:
         """Look for claimable and queued work soon, once (from any thread)."""
         if not self._claim_requested:
             self._claim_requested = True
-            self.call(self._background, self._claim_now())
+            # The coroutine is made on the loop, when the call runs: one made here
+            # would never be awaited if the worker stopped first.
+            self.call(self._claim_soon)
+
+    def _claim_soon(self) -> None:
+        if self._stopped:
+            self._claim_requested = False
+            return
+        self._background(self._claim_now())
 
     async def _claim_now(self) -> None:
         self._claim_requested = False
