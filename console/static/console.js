@@ -32,7 +32,12 @@
   if (live && window.EventSource) {
     const events = new EventSource("/api/events");
     const dot = document.getElementById("live-dot");
-    events.onopen = () => dot.classList.add("on");
+    events.onopen = () => {
+      dot.classList.add("on");
+      // What was committed between this page's render and the stream's opening
+      // came on no stream: fetch the page once more (also after a reconnection).
+      soon();
+    };
     events.onerror = () => dot.classList.remove("on");
     events.onmessage = (message) => {
       const event = JSON.parse(message.data);
