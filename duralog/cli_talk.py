@@ -59,7 +59,7 @@ def query(ctx: Context, workflow_id: str, name: str, args: tuple[str, ...], outp
     """
     if not name:
         raise Problem("the query's NAME must not be empty", 2)
-    _load_code(ctx)
+    ctx.load_app()  # a query or an update runs the workflow's code here
     values = [_argument(i, text) for i, text in enumerate(args, 1)]
     try:
         with ctx.handle(workflow_id) as handle:
@@ -99,15 +99,6 @@ def _failed(output: str, found: dict[str, Any], exc: Exception) -> NoReturn:
     raise SystemExit(1)
 
 
-def _load_code(ctx: Context) -> None:
-    """Import --app: a query or an update runs the workflow's code here (exit 2 if it
-    cannot: the command cannot do it)."""
-    try:
-        ctx.load_app()
-    except Problem as exc:
-        raise Problem(exc.message, 2) from None
-
-
 @click.command(cls=Command)
 @click.argument("workflow_id")
 @click.argument("name")
@@ -144,7 +135,7 @@ def update(
     """
     if not name:
         raise Problem("the update's NAME must not be empty", 2)
-    _load_code(ctx)
+    ctx.load_app()  # a query or an update runs the workflow's code here
     value = parse_json(payload, "--payload")
     try:
         with ctx.handle(workflow_id) as handle:

@@ -170,9 +170,8 @@ class WorkflowHandle(Generic[R]):
         require_utf8(reason, "the reason")
         record = self.record()
         engine = self._engine
-        started = engine.store.read_events(self.id, until_seq=1)
         if not record.status.is_terminal:
-            state = fold_all(self.id, started)
+            state = fold_all(self.id, engine.store.read_events(self.id, until_seq=1))
             at = engine.clock.now()
             terminal = ev.WorkflowTerminated(error=ErrorDetails("Terminated", reason))
             notices = (

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol
 
 from .envelope import PayloadCodec
-from .records import Append, Appended, NewWorkflow
+from .records import Append, Appended, NewWorkflow, Notice
 from .schema import EventRow
 
 
@@ -141,11 +141,9 @@ def marks(params: dict[str, object], prefix: str, values: Iterable[object]) -> s
     return f"({', '.join(names) or 'NULL'})"
 
 
-def append_extras(conn: Session, item: Append, at: float) -> None:
-    """What rides along with an append, in its transaction: notices to other workflows'
-    inboxes (at ``at``, the append's last event's time), the inbox items it consumed,
-    and its snapshot (which replaces the workflow's older one)."""
-    if item.notices:
+def insert_notices(conn: Session, notices: Sequence[Notice], at: float) -> None:
+    """Leave ``notices`` in other workflows' inboxes, at ``at``, in ``conn``'s transaction."""
+    if notices:
         conn.executemany(
             "INSERT INTO inbox (workflow_id, kind, name, payload, at) VALUES (?,?,?,?,?)",
             [
@@ -156,9 +154,16 @@ def append_extras(conn: Session, item: Append, at: float) -> None:
                     n.payload.decode() if n.payload is not None else None,
                     at,
                 )
-                for n in item.notices
+                for n in notices
             ],
         )
+
+
+def append_extras(conn: Session, item: Append, at: float) -> None:
+    """What rides along with an append, in its transaction: notices to other workflows'
+    inboxes (at ``at``, the append's last event's time), the inbox items it consumed,
+    and its snapshot (which replaces the workflow's older one)."""
+    insert_notices(conn, item.notices, at)
     if item.consumed:
         conn.executemany(
             "DELETE FROM inbox WHERE id = ? AND workflow_id = ?",

@@ -24,7 +24,7 @@ from .integrity import GENESIS, chain, log_end
 from .queue_room import HOLDS_A_SLOT, MOST
 from .records import Claim, Notice, QueueLimits, WorkerRecord, WorkflowStatus, limit_value
 from .schema import INSERT_EVENTS, LOG_END
-from .sql_base import FINISHED, Session, SQLBase, marks
+from .sql_base import FINISHED, Session, SQLBase, insert_notices, marks
 
 _ENDED = "('COMPLETED', 'FAILED', 'CANCELLED', 'SUSPENDED')"
 #: A PENDING workflow whose start is due: not delayed, or its ``start_at`` has come.
@@ -381,11 +381,7 @@ class SQLLeases(SQLBase):
                 (seq, at, reason, workflow_id),
             )
             conn.execute("DELETE FROM inbox WHERE workflow_id = ?", (workflow_id,))
-            if notices:
-                conn.executemany(
-                    "INSERT INTO inbox (workflow_id, kind, name, payload, at) VALUES (?,?,?,?,?)",
-                    [(n.workflow_id, n.kind, n.name, _text(n.payload), at) for n in notices],
-                )
+            insert_notices(conn, notices, at)
             self._notify(
                 conn, [("ended", workflow_id), *(("inbox", n.workflow_id) for n in notices)]
             )
@@ -424,7 +420,3 @@ def _end_log(conn: Session, workflow_id: str, last: int, kind: str, at: float, b
     seq = last + 1
     conn.execute(INSERT_EVENTS, chain([(workflow_id, seq, kind, at, body)], previous or GENESIS)[0])
     return seq
-
-
-def _text(payload: bytes | None) -> str | None:
-    return payload.decode() if payload is not None else None
