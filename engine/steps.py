@@ -241,6 +241,9 @@ class StepLoop(LogTail):
         if self.controls.get(control.seq) is control:
             del self.controls[control.seq]
         control.end()
+        # The callback holds the control: without it, the attempt's objects are freed
+        # now rather than by the cyclic collector, whose passes grow with the garbage.
+        control.on_change = None
         if control.writer is not None:
             await control.writer  # never cancelled: no write of it can land after ours
         if keep and (details := control.take()) is not None:
