@@ -22,6 +22,7 @@ from duralog._cli_common import (
 )
 from duralog.cli_results import _TIMEOUT
 from duralog.errors import (
+    ConfigurationError,
     NondeterminismError,
     PayloadError,
     QueryFailed,
@@ -103,6 +104,12 @@ def _failed(output: str, found: dict[str, Any], exc: Exception) -> NoReturn:
 @click.argument("workflow_id")
 @click.argument("name")
 @click.option("--payload", default="null", show_default=True, help="The update's JSON payload.")
+@click.option(
+    "--update-id",
+    default=None,
+    help="Make it safe to retry: an update with this id is carried out once, and sending "
+    "it again prints the first answer.",
+)
 @_TIMEOUT
 @output_option
 @pass_context
@@ -112,6 +119,7 @@ def update(
     workflow_id: str,
     name: str,
     payload: str,
+    update_id: str | None,
     timeout: float | None,
     output: str,
 ) -> None:
@@ -126,12 +134,14 @@ def update(
     before answering, or there is no such workflow (with -o json, an object with
     the error on stdout). Exit 2: a bad --payload, no code for the workflow in
     --app, a log or keys it cannot read, or --timeout passed first (the update
-    is still carried out).
+    is still carried out: send it again with the same --update-id to get its
+    answer without running it twice).
 
     \b
     Example:
       duralog --db shop.db --app shop.workflows update cart-7 add_item --payload '"sku-42"'
       duralog --db shop.db --app shop.workflows update cart-7 empty --timeout 30 -o json
+      duralog --db shop.db --app shop.workflows update cart-7 empty --update-id empty-1
     """
     if not name:
         raise Problem("the update's NAME must not be empty", 2)
@@ -139,7 +149,7 @@ def update(
     value = parse_json(payload, "--payload")
     try:
         with ctx.handle(workflow_id) as handle:
-            answer = handle.update(name, value, timeout=timeout)
+            answer = handle.update(name, value, timeout=timeout, update_id=update_id)
     except WorkflowNotFound as exc:
         raise Problem(f"no workflow with id {exc.workflow_id!r} in {ctx.where}") from None
     except UpdateTimeout as exc:
@@ -147,7 +157,7 @@ def update(
     except (UpdateFailed, NondeterminismError) as exc:
         rejected = isinstance(exc, UpdateFailed) and exc.rejected
         _failed(output, {"workflow_id": workflow_id, "update": name, "rejected": rejected}, exc)
-    except (RegistrationError, PayloadError) as exc:
+    except (RegistrationError, PayloadError, ConfigurationError) as exc:
         raise Problem(str(exc), 2) from None
     found = {"workflow_id": workflow_id, "update": name, "result": answer}
     echo_one(output, found, lambda: [json.dumps(answer, default=str)])

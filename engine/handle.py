@@ -285,6 +285,7 @@ class WorkflowHandle(Generic[R]):
         *,
         timeout: float | None = None,
         result_type: Any = Any,
+        update_id: str | None = None,
     ) -> Any:
         """Send update ``name`` (``duralog.on_update``) with ``payload`` and wait for the
         workflow's answer: what its handler returned, decoded as ``result_type``.
@@ -297,6 +298,13 @@ class WorkflowHandle(Generic[R]):
         ``timeout`` seconds (it is still carried out), ``RegistrationError`` when the
         workflow's code is not registered here.
 
+        ``update_id`` makes the call safe to retry (after an ``UpdateTimeout``, or a
+        crash of the caller): an update with the same id on this workflow is accepted
+        once, and a later call with that id waits for the first one's answer and
+        returns it, without validating, sending or running the handler again, even
+        once the workflow has ended or continued as new. Without it, each call is a
+        new update (a fresh random id).
+
         Example:
             ``count = handle.update("add_item", {"sku": "sku-42", "qty": 2}, timeout=30)``
         """
@@ -306,8 +314,11 @@ class WorkflowHandle(Generic[R]):
 
         engine = self._engine
         store, sealer = engine.store, engine.payload_codec
-        request, run = updates.check(store, sealer, self.id, self._definition, name, payload)
-        self._send("signal", signal_name(name), request)
+        request, run, send = updates.check(
+            store, sealer, self.id, self._definition, name, payload, update_id
+        )
+        if send:
+            self._send("signal", signal_name(name), request)
         return updates.wait(store, sealer, self.id, name, request, timeout, result_type, run)
 
     def _send(
