@@ -152,9 +152,11 @@ class WorkflowHandle(Generic[R]):
         No cleanup runs: no ``except CancelledError`` handler, no cleanup step. The
         workflow ends ``FAILED`` with a cause of type ``Terminated`` (its message the
         ``reason``), and its history says so with a ``WorkflowTerminated`` event that
-        replay knows the code did not make. Its open children are terminated too; a
-        parent waiting on it sees it fail. Works whatever its status (``PENDING``,
-        ``PAUSED``, ``SUSPENDED``...) and whether or not a worker runs it.
+        replay knows the code did not make. Its open children are terminated too, and
+        a worker still running it cannot create another (the store refuses a child
+        whose parent's fence moved); a parent waiting on it sees it fail. Works
+        whatever its status (``PENDING``, ``PAUSED``, ``SUSPENDED``...) and whether or
+        not a worker runs it.
 
         A step attempt running at that moment is never recorded: an async step is
         cancelled as soon as its worker hears of it (at once in this process and on
