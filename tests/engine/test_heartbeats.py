@@ -159,6 +159,41 @@ def test_details_are_stored_throttled_and_kept_for_the_retry(address: str) -> No
         assert stored(engine, "fails", seq) == 50
 
 
+# -- a graceful stop keeps the newest details ------------------------------------
+
+
+@duralog.step
+def hb_until_stopped() -> int:
+    duralog.heartbeat({"offset": 1})  # stored at once
+    beaten.set()
+    queued.wait(PATIENCE)
+    for offset in range(2, 6):
+        duralog.heartbeat({"offset": offset})  # the interval (an hour) not over: kept
+    seen.append({"offset": 5})
+    while not release.wait(0.01):
+        duralog.heartbeat()  # alive; raises StepCancelled once the worker stops
+    return 0
+
+
+@duralog.workflow
+async def hb_stopped() -> int:
+    return await hb_until_stopped()
+
+
+def test_a_graceful_stop_stores_the_newest_details(address: str) -> None:
+    with engine_on(address, heartbeat_interval=3600) as engine:
+        handle = engine.start(hb_stopped, id="stopped")
+        beaten.wait(PATIENCE)
+        seq = wait_for(lambda: step_seq(handle))
+        wait_for(lambda: stored(engine, "stopped", seq) == {"offset": 1})
+        queued.set()
+        wait_for(lambda: seen == [{"offset": 5}])
+        assert stored(engine, "stopped", seq) == {"offset": 1}  # an hour to the next write
+    with engine_on(address, worker=False) as engine:
+        assert stored(engine, "stopped", seq) == {"offset": 5}
+        assert engine.get("stopped").status() is duralog.WorkflowStatus.RUNNING
+
+
 # -- cancellation reaches running steps ------------------------------------------
 
 
