@@ -20,12 +20,14 @@ from duralog._cli_common import (
     parse_json,
     pass_context,
 )
-from duralog.cli_results import _TIMEOUT
+from duralog.cli_results import _TIMEOUT, _seconds
+from duralog.engine.handle import QUERY_TIMEOUT
 from duralog.errors import (
     ConfigurationError,
     NondeterminismError,
     PayloadError,
     QueryFailed,
+    QueryTimeout,
     RegistrationError,
     UpdateFailed,
     UpdateTimeout,
@@ -37,10 +39,25 @@ from duralog.errors import (
 @click.argument("workflow_id")
 @click.argument("name")
 @click.argument("args", nargs=-1, metavar="[ARG]...")
+@click.option(
+    "--timeout",
+    type=float,
+    default=QUERY_TIMEOUT,
+    show_default=True,
+    callback=_seconds,
+    help="Seconds to wait for the answer (inf: as long as it takes).",
+)
 @output_option
 @pass_context
 @friendly
-def query(ctx: Context, workflow_id: str, name: str, args: tuple[str, ...], output: str) -> None:
+def query(
+    ctx: Context,
+    workflow_id: str,
+    name: str,
+    args: tuple[str, ...],
+    timeout: float | None,
+    output: str,
+) -> None:
     """Ask query NAME of a workflow (duralog.on_query) and print its answer as JSON.
 
     Each ARG is one argument of the handler, as JSON (a string in JSON quotes). The
@@ -51,7 +68,8 @@ def query(ctx: Context, workflow_id: str, name: str, args: tuple[str, ...], outp
     Exit 1: the query failed (no such query, its handler raised or tried to act,
     the code diverged from the history), or there is no such workflow (with -o
     json, an object with the error on stdout). Exit 2: bad ARGS, no code for the
-    workflow in --app, a log or keys it cannot read.
+    workflow in --app, a log or keys it cannot read, or no answer within --timeout
+    (a handler that never returns).
 
     \b
     Example:
@@ -64,9 +82,11 @@ def query(ctx: Context, workflow_id: str, name: str, args: tuple[str, ...], outp
     values = [_argument(i, text) for i, text in enumerate(args, 1)]
     try:
         with ctx.handle(workflow_id) as handle:
-            answer = handle.query(name, *values)
+            answer = handle.query(name, *values, timeout=timeout)
     except WorkflowNotFound as exc:
         raise Problem(f"no workflow with id {exc.workflow_id!r} in {ctx.where}") from None
+    except QueryTimeout as exc:
+        raise Problem(str(exc), 2) from None
     except (QueryFailed, NondeterminismError) as exc:
         _failed(output, {"workflow_id": workflow_id, "query": name}, exc)
     except (RegistrationError, PayloadError) as exc:  # it cannot be asked from here

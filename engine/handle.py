@@ -38,6 +38,10 @@ T = TypeVar("T")
 MAX_ID_LENGTH = 255
 
 
+#: How long ``WorkflowHandle.query`` waits for an answer by default, in seconds.
+QUERY_TIMEOUT = 30.0
+
+
 class HandleHost(Protocol):
     """What a handle uses of its ``Engine``."""
 
@@ -257,7 +261,13 @@ class WorkflowHandle(Generic[R]):
         found = self._poll(probe, timeout, time.sleep, max_pause=0.25)
         return codec.decode(found, payload_codec=self._engine.payload_codec)
 
-    def query(self, name: str, *args: Any, result_type: Any = Any) -> Any:
+    def query(
+        self,
+        name: str,
+        *args: Any,
+        result_type: Any = Any,
+        timeout: float | None = QUERY_TIMEOUT,
+    ) -> Any:
         """Ask the workflow's query ``name`` (``duralog.on_query``) with ``args``.
 
         Answered in this process from the workflow's current state, running or
@@ -267,8 +277,9 @@ class WorkflowHandle(Generic[R]):
         ``args`` and the result travel as JSON; ``result_type`` decodes the result.
 
         Raises ``QueryFailed`` (no such query, its handler raised or tried to act),
-        ``NondeterminismError`` (the code diverged from the history),
-        ``RegistrationError`` (the workflow's code is not registered here).
+        ``QueryTimeout`` when no answer came within ``timeout`` seconds (30 by
+        default; None: no limit), ``NondeterminismError`` (the code diverged from the
+        history), ``RegistrationError`` (the workflow's code is not registered here).
 
         Example:
             ``print(handle.query("progress"))  # {'done': 300, 'of': 1000}``
@@ -277,7 +288,14 @@ class WorkflowHandle(Generic[R]):
 
         engine = self._engine
         return ask(
-            engine.store, engine.payload_codec, self.id, self._definition, name, args, result_type
+            engine.store,
+            engine.payload_codec,
+            self.id,
+            self._definition,
+            name,
+            args,
+            result_type,
+            timeout,
         )
 
     def update(
