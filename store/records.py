@@ -220,7 +220,8 @@ class QueueOverrides(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class ScheduleRecord(msgspec.Struct, frozen=True):
-    """A cron schedule: on each tick, start ``workflow(tick, *args)`` (``args``: encoded)."""
+    """A cron schedule: on each tick, start ``workflow(tick, *args)`` (``args``: encoded),
+    on ``queue`` (in partition ``partition_key``) when it has one."""
 
     id: str
     cron: str
@@ -233,6 +234,8 @@ class ScheduleRecord(msgspec.Struct, frozen=True):
     catch_up: str = "latest"
     timezone: str = "UTC"
     paused: bool = False
+    #: The partition its tick workflows get on a partitioned ``queue``.
+    partition_key: str | None = None
 
 
 class BreakerRecord(msgspec.Struct, frozen=True):
