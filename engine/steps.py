@@ -250,6 +250,17 @@ class StepLoop(LogTail):
             await self._put_details(control, details)
         return control.stored
 
+    async def keep_heartbeats(self) -> None:
+        """The worker stops: store each running attempt's newest details now, which
+        would otherwise wait for the next ``heartbeat_interval`` and be lost (the next
+        attempt, on any worker, starts from them)."""
+        for control in list(self.controls.values()):
+            control.end()  # no writer starts from now on: this is the last write
+            if control.writer is not None:
+                await control.writer  # it stores what is left at once, then ends
+            if (details := control.take()) is not None:
+                await self._put_details(control, details)
+
     async def _stored_details(self, seq: int) -> bytes | None:
         """The details an earlier attempt of step ``seq`` of this run stored, if any."""
         found = await self.host.attempts.aside(self.host.store.get_heartbeat, self.workflow_id, seq)

@@ -27,7 +27,8 @@ inbox      Signals and cancel requests sent from outside, waiting for the
            workflow's owner to move them into the log (so the log has one writer).
 workers    Live worker processes (host, pid, heartbeat), so a fresh process can
            tell that the owner of a lease died without waiting for it to expire.
-schedules  Cron schedules: what to start on each tick and the last tick started
+schedules  Cron schedules: what to start on each tick (on which queue, and in which
+           ``partition_key`` of a partitioned one) and the last tick started
            (advanced in the same transaction that creates the tick's workflow).
 breakers   Circuit breakers shared by every worker on the log: state, failure
            count, when it opened, and a version for compare-and-set updates.
@@ -289,6 +290,8 @@ TABLES: tuple[Table, ...] = (
             _c("last_tick", "real"),
             _c("created_at", "real"),
             _c("updated_at", "real"),
+            # The partition of its tick workflows on a partitioned queue.
+            _c("partition_key", "text", null=True, since=11),
         ),
         key=("id",),
         since=2,
@@ -383,6 +386,7 @@ MIGRATION_NAMES: dict[int, str] = {
     8: "m008_heartbeats",
     9: "m009_recoveries",
     10: "m010_partial_indexes",
+    11: "m011_schedule_partitions",
 }
 #: Versions that compute something for the rows already there, after their statements.
 CHAINED_VERSION = 4
