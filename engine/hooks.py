@@ -101,7 +101,10 @@ class Listeners:
     @property
     def active(self) -> bool:
         """Whether any listener wants to hear of commits."""
-        return any(listener.active for listener in self._listeners)
+        for listener in self._listeners:  # noqa: SIM110 (no generator: asked at every commit)
+            if listener.active:
+                return True
+        return False
 
     def committed(
         self, state: WorkflowState, entries: Sequence[LogEntry], workflow_id: str | None = None

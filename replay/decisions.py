@@ -115,7 +115,8 @@ class Decisions:
             raise Diverged
         if self.finished:
             raise Ended
-        state = self.state
+        state = self._state
+        assert state is not None, "no activation has begun"
         index = self._made
         if index < len(state.decisions):
             self._made += 1
@@ -152,7 +153,8 @@ class Decisions:
         """Make the first recorded decision not matched yet (if any) the divergence,
         reported where the code waits: the code no longer makes it (every input is
         delivered, or one refers to a call the code did not make)."""
-        state = self.state
+        state = self._state
+        assert state is not None, "no activation has begun"
         if self.divergence is None and self._made < len(state.decisions):
             missing = state.decisions[self._made]
             self.divergence = NondeterminismError(
@@ -161,7 +163,8 @@ class Decisions:
 
     def consume_patch_marker(self, patch_id: str) -> bool:
         """Match the next recorded decision if it is the patch marker of ``patch_id``."""
-        state = self.state
+        state = self._state
+        assert state is not None, "no activation has begun"
         if self._made >= len(state.decisions):
             return False
         recorded = state.decisions[self._made]

@@ -160,10 +160,11 @@ class WorkflowInstance:
         right after everything the caller has appended so far).
         Raises ``NondeterminismError`` when the code diverges from the history.
         """
-        if self.divergence is not None:
-            raise self.divergence
-        new = self.decisions.begin(state, next_seq)
-        if self.finished:
+        decisions = self.decisions  # (read directly: this runs for every activation)
+        if decisions.divergence is not None:
+            raise decisions.divergence
+        new = decisions.begin(state, next_seq)
+        if decisions.finished:
             return new
         token = _current.set(self)
         outer_loop = asyncio_events._get_running_loop()
@@ -173,7 +174,11 @@ class WorkflowInstance:
                 self.loop.set_time(state.started_at)
                 self._start(state)
             inputs = state.inputs
-            while self._inputs_seen < len(inputs) and self.divergence is None and not self.finished:
+            while (
+                self._inputs_seen < len(inputs)
+                and decisions.divergence is None
+                and not decisions.finished
+            ):
                 item = inputs[self._inputs_seen]
                 self._inputs_seen += 1
                 self.loop.set_time(item.at)
@@ -182,14 +187,14 @@ class WorkflowInstance:
                 self._deliver(item.kind, item.ref)
                 self._run()
             if self._inputs_seen == len(inputs):
-                self.decisions.report_unmatched(self._waiting_at)
+                decisions.report_unmatched(self._waiting_at)
         finally:
             asyncio_events._set_running_loop(outer_loop)
             _current.reset(token)
-        if self.divergence is not None:
+        if decisions.divergence is not None:
             self._calls.close()
-            raise self.divergence
-        if self.finished and self._calls:
+            raise decisions.divergence
+        if decisions.finished and self._calls:
             # Calls the code made and never awaited: nothing was recorded or run for
             # them. Name them (the engine tells the user), then let them go quietly.
             self.never_awaited = self._calls.never_awaited()

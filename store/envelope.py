@@ -59,6 +59,8 @@ def wrap(plain: bytes, payload_codec: PayloadCodec | None) -> bytes:
 
 def is_sealed_payload(payload: bytes | memoryview) -> bool:
     """Whether a payload is an envelope (a JSON string ``"dlenc:..."``)."""
+    if type(payload) is bytes:
+        return payload.startswith(_PAYLOAD_PREFIX)
     return memoryview(payload)[: len(_PAYLOAD_PREFIX)] == _PAYLOAD_PREFIX
 
 

@@ -349,7 +349,7 @@ def seal_event(event: Event, payload_codec: PayloadCodec | None) -> Event:
 def encode_event(event: Event, payload_codec: PayloadCodec | None) -> bytes:
     """The JSON body of ``event`` as the store keeps it (its texts sealed by
     ``payload_codec``, see ``seal_event``; None writes the event as it is)."""
-    return _encoder.encode(seal_event(event, payload_codec))
+    return _encoder.encode(event if payload_codec is None else seal_event(event, payload_codec))
 
 
 def decode_event(body: bytes | str) -> Event:
