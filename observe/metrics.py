@@ -430,11 +430,10 @@ class _StatsCollector:
 
 def _histogram(family: HistogramMetricFamily, series: list[tuple[str, Durations]]) -> Metric:
     """``family`` with one histogram per ``(label, durations)`` of ``series``."""
-    from prometheus_client.utils import floatToGoString
-
     for label, durations in series:
         counts = durations.buckets or [0] * len(BUCKETS)
-        buckets = [(floatToGoString(b), c) for b, c in zip(BUCKETS, counts, strict=True)]
+        # ``le`` as prometheus_client's own histograms write it: 0.005, 1.0, 86400.0
+        buckets = [(repr(b), c) for b, c in zip(BUCKETS, counts, strict=True)]
         buckets.append(("+Inf", durations.count))
         family.add_metric([label], buckets, durations.sum)
     return family
