@@ -128,7 +128,7 @@ class _Api:
     def workflows(self, request: Request) -> Response:
         query = self.console.query(_params(request))
         page = self.console.find(query, _int(request, "limit", 100) or 0)
-        return _json({"workflows": page.records, "next_after": page.next_after})
+        return _json({"workflows": page.rows(), "next_after": page.next_after})
 
     def workflow(self, request: Request) -> Response:
         return _json(self.console.show(request.path_params["workflow_id"]))
@@ -250,6 +250,7 @@ class _Pages:
             "workflows.html",
             counts=self.console.counts(),
             records=page.records,
+            counts_of=page.counts,
             next_url=next_url,
             first_url="/?" + urlencode(kept, doseq=True) if "after" in params else None,
             filters={k: (v[-1] if v else "") for k, v in params.items()},

@@ -31,6 +31,10 @@ def test_the_list_is_the_cli_list_newest_first(client: TestClient, shop_db: str)
     assert found["workflows"] == cli(shop_db, "list", "-o", "json")
     assert found["next_after"] is None
     assert found["workflows"][0]["id"] == "wait-1"  # the newest
+    by_id = {w["id"]: w for w in found["workflows"]}
+    assert (by_id["retry-1"]["steps"], by_id["retry-1"]["retries"]) == (1, 2)
+    assert (by_id["echo-1"]["steps"], by_id["echo-1"]["retries"]) == (1, 0)
+    assert (by_id["parent-1"]["steps"], by_id["parent-1"]["retries"]) == (0, 0)  # a child
 
 
 def test_the_list_filters_as_the_cli_does(client: TestClient, shop_db: str) -> None:

@@ -41,6 +41,15 @@ def test_the_list_counts_filters_and_pages(client: TestClient) -> None:
     assert "first page" in second
 
 
+def test_the_list_shows_steps_and_retries(client: TestClient) -> None:
+    html = client.get("/?id_prefix=retry-").text
+    assert "<th>steps</th><th>retries</th>" in html
+    row = re.search(r'<a class="wf" href="/workflows/retry-1">.*?</tr>', html, re.S)
+    assert row is not None
+    cells = re.findall(r'<td class="num[^"]*">(\d+)</td>', row.group(0))
+    assert cells == ["1", "2"]  # one step, called once, retried twice
+
+
 def test_a_workflow_page_draws_one_bar_per_attempt(client: TestClient) -> None:
     html = client.get("/workflows/retry-1").text
     bars = re.findall(r'<rect class="shape (\w+)"', html)
