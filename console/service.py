@@ -34,6 +34,7 @@ from duralog.errors import (
 )
 from duralog.observe.follow import follow
 from duralog.observe.metrics import Stats, collect
+from duralog.observe.series import Point, Series, points, series
 from duralog.observe.subscribe import CommittedEvent
 from duralog.replay.checker import ReplayReport, check
 from duralog.replay.definitions import REGISTRY
@@ -73,6 +74,17 @@ class Page(NamedTuple):
     def rows(self) -> list[dict[str, Any]]:
         """The page as ``duralog list -o json`` prints it (steps and retries too)."""
         return [_format.listed(r, self.counts) for r in self.records]
+
+
+class StatsView(NamedTuple):
+    """What ``/stats`` shows: ``duralog stats``'s numbers and their ``series``."""
+
+    stats: Stats
+    series: Series
+
+    def data(self) -> dict[str, Any]:
+        """``duralog stats -o json`` with a ``series`` key (``GET /api/stats``)."""
+        return {**msgspec.structs.asdict(self.stats), "series": self.series}
 
 
 def refused(exc: Exception) -> Refused:
@@ -273,13 +285,16 @@ class Console:
             )
         return found
 
-    def stats(self, since: str | None = None) -> Stats:
-        """``duralog stats -o json`` (from ``since`` on: 1h, 1d, an ISO time...)."""
+    def stats(self, since: str | None = None) -> StatsView:
+        """``duralog stats -o json`` (from ``since`` on: 1h, 1d, an ISO time...), and
+        the same numbers over time, counted in the same read of the log."""
         try:
             start = None if since is None else parse_since(since)
         except Problem as exc:
             raise refused(exc) from None
-        return collect(self.store, since=start)
+        found: list[Point] = []
+        stats = collect(self.store, since=start, also=lambda log: found.extend(points(log, start)))
+        return StatsView(stats, series(found, start, stats.at))
 
     def events(self, stop: threading.Event, poll_interval: float = 0.5) -> Iterator[str]:
         """Every event any process appends from this call on, each one JSON text as

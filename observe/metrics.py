@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -53,7 +53,8 @@ BUCKETS: tuple[float, ...] = (
     86400.0,
 )
 
-_OUTCOMES = {
+#: The outcome each event that ends a run counts as (``WorkflowMetrics`` fields).
+OUTCOMES = {
     "WorkflowCompleted": "completed",
     "WorkflowFailed": "failed",
     "WorkflowCancelled": "cancelled",
@@ -140,8 +141,19 @@ class Stats(msgspec.Struct, kw_only=True):
         return prometheus_text(self)
 
 
-def collect(store: EventStore, since: float | None = None, name: str | None = None) -> Stats:
-    """Read the log and count (see ``Stats``); ``name``: only workflows of that name."""
+def collect(
+    store: EventStore,
+    since: float | None = None,
+    name: str | None = None,
+    *,
+    also: Callable[[list[LogEntry]], None] | None = None,
+) -> Stats:
+    """Read the log and count (see ``Stats``); ``name``: only workflows of that name.
+
+    ``also`` is called with each workflow's log as it is read (every event of each
+    workflow that changed in the window), so a second count (``observe/series.py``)
+    needs no second read.
+    """
     records: Iterable[WorkflowRecord] = (
         store.list_workflows(name=name) if since is None else store.changed_workflows(since)
     )
@@ -149,7 +161,10 @@ def collect(store: EventStore, since: float | None = None, name: str | None = No
     for record in records:
         if name is not None and record.name != name:
             continue
-        tally.add(record, store.read_events(record.id))
+        entries = store.read_events(record.id)
+        tally.add(record, entries)
+        if also is not None:
+            also(entries)
         if since is None and record.status in _OPEN:
             tally.add_open(record)  # every workflow was read: the open ones among them
     if since is not None:  # the open runs that did not change lately count too
@@ -177,16 +192,16 @@ class _Samples:
             count=len(values),
             sum=total,
             mean=total / len(values),
-            p50=_quantile(values, 0.50),
-            p95=_quantile(values, 0.95),
-            p99=_quantile(values, 0.99),
+            p50=quantile(values, 0.50),
+            p95=quantile(values, 0.95),
+            p99=quantile(values, 0.99),
             max=values[-1],
             buckets=[bisect.bisect_right(values, bound) for bound in BUCKETS],
         )
 
 
-def _quantile(values: list[float], q: float) -> float:
-    """The nearest-rank quantile of sorted ``values``."""
+def quantile(values: list[float], q: float) -> float:
+    """The nearest-rank quantile ``q`` (0 < q <= 1) of sorted, non-empty ``values``."""
     return values[max(0, math.ceil(q * len(values)) - 1)]
 
 
@@ -221,9 +236,9 @@ class _Tally:
             if isinstance(event, ev.WorkflowStarted):
                 started_at = at
                 wf.started += int(inside)
-            elif kind in _OUTCOMES:
+            elif kind in OUTCOMES:
                 if inside:
-                    outcome = _OUTCOMES[kind]
+                    outcome = OUTCOMES[kind]
                     setattr(wf, outcome, getattr(wf, outcome) + 1)
                     if isinstance(event, ev.WorkflowTerminated):
                         wf.set_aside += event.error.type == RECOVERY_LIMIT
