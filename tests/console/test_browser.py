@@ -218,3 +218,24 @@ def test_an_injected_script_never_runs(served: tuple[str, str], browser: Any) ->
     )
     until(browser, lambda d: d.execute_script("return window.probed === true"))
     assert browser.execute_script("return window.pwned === undefined")
+
+
+def test_the_stats_page_draws_its_charts(served: tuple[str, str], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, _ = served
+    browser.get(base + "/stats?since=1d")
+    until(browser, lambda d: d.execute_script("return document.readyState") == "complete")
+    charts = browser.find_elements(By.CSS_SELECTOR, "figure.chart svg.chart")
+    assert len(charts) == 4
+    assert all(chart.size["width"] > 500 and chart.size["height"] > 100 for chart in charts)
+    # Drawn, not only present: the browser gives the bars and the dots a size.
+    bars = browser.find_elements(By.CSS_SELECTOR, "#chart-throughput rect.bar.completed")
+    assert bars and all(bar.size["height"] > 0 for bar in bars)
+    retries = browser.find_elements(By.CSS_SELECTOR, "#chart-failures rect.bar.retries")
+    assert retries and retries[0].size["height"] > 0
+    for quantile in ("p50", "p95", "p99"):
+        dots = browser.find_elements(
+            By.CSS_SELECTOR, f"#chart-latency g[data-series='{quantile}'] circle"
+        )
+        assert dots and dots[0].size["width"] > 0, quantile
