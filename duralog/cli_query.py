@@ -137,6 +137,8 @@ def list_(
     --ended-since and --ended-until the time it ended (finished ones only). When
     more workflows match than --limit, the last line says how to see the next page
     (--after the last id shown): stdout in table mode, stderr with -o json|jsonl.
+    With -o json|jsonl each row also has steps (called) and retries (attempts
+    beyond the first), read from the events of the workflows listed.
 
     \b
     Example:
