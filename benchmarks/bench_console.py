@@ -12,8 +12,11 @@ events (sequential steps, three events each, run by the engine). Then the median
 --repeat requests of each, timed in the server: from the request handed to the ASGI
 application to the last byte of its answer (no network, no HTTP client):
 
-  list           GET /                       (counts by status + the newest 50)
+  list           GET /                       (counts by status + the newest 50, with
+                                              their steps and retries)
   list filtered  GET /?status=PENDING&name=…
+  list long-1    GET /?name=bench_console.long (a row whose steps and retries are
+                                              counted from its --events events)
   list page 100  GET /?after=…               (keyset paging, 100 pages in)
   api list       GET /api/workflows?limit=100
   workflow page  GET /workflows/ID           (header, timeline, events, state)
@@ -134,6 +137,7 @@ def main() -> None:
             rows = [
                 ("list", get("/")),
                 ("list filtered", get("/?status=PENDING&name=bench_console.short")),
+                ("list long-1", get("/?name=bench_console.long")),
                 ("list page 100", get(f"/?after={deep}")),
                 ("api list", get("/api/workflows?limit=100")),
                 ("workflow page", get("/workflows/long-1")),

@@ -32,7 +32,7 @@ from duralog.errors import DuralogError
 from duralog.replay.debug import report_text
 from duralog.replay.history import entry_json
 
-from . import timeline
+from . import charts, timeline
 from .guard import Guard
 from .service import ACTIONS, STATUSES, Console, Refused, refused
 
@@ -128,7 +128,7 @@ class _Api:
     def workflows(self, request: Request) -> Response:
         query = self.console.query(_params(request))
         page = self.console.find(query, _int(request, "limit", 100) or 0)
-        return _json({"workflows": page.records, "next_after": page.next_after})
+        return _json({"workflows": page.rows(), "next_after": page.next_after})
 
     def workflow(self, request: Request) -> Response:
         return _json(self.console.show(request.path_params["workflow_id"]))
@@ -151,7 +151,7 @@ class _Api:
         return _json(self.console.schedules())
 
     def stats(self, request: Request) -> Response:
-        return _json(self.console.stats(request.query_params.get("since") or None))
+        return _json(self.console.stats(request.query_params.get("since") or None).data())
 
     async def start(self, request: Request) -> Response:
         body = await _json_body(request)
@@ -250,6 +250,7 @@ class _Pages:
             "workflows.html",
             counts=self.console.counts(),
             records=page.records,
+            counts_of=page.counts,
             next_url=next_url,
             first_url="/?" + urlencode(kept, doseq=True) if "after" in params else None,
             filters={k: (v[-1] if v else "") for k, v in params.items()},
@@ -293,7 +294,14 @@ class _Pages:
 
     def stats(self, request: Request) -> HTMLResponse:
         found = self.console.stats(request.query_params.get("since") or None)
-        return self._page("stats.html", stats=found, since=request.query_params.get("since", ""))
+        return self._page(
+            "stats.html",
+            stats=found.stats,
+            series=found.series,
+            charts=charts.charts(found.series),
+            left=charts.LEFT,
+            since=request.query_params.get("since", ""),
+        )
 
     async def _form(self, request: Request) -> dict[str, str]:
         """The fields of a posted form (urlencoded, as browsers send one), once its CSRF
@@ -352,6 +360,7 @@ _ENV.filters["when"] = _format.when
 _ENV.filters["workflow_url"] = workflow_url
 _ENV.filters["payload"] = _format.payload
 _ENV.filters["quote"] = lambda text: quote(str(text), safe="")
+_ENV.filters["seconds"] = charts.seconds
 
 
 def _describe(entry: Any, steps: Mapping[int, str]) -> str:

@@ -34,13 +34,14 @@ from duralog.errors import (
 )
 from duralog.observe.follow import follow
 from duralog.observe.metrics import Stats, collect
+from duralog.observe.series import Point, Series, points, series
 from duralog.observe.subscribe import CommittedEvent
 from duralog.replay.checker import ReplayReport, check
 from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import History, entries_json
 from duralog.replay.state import fold_all
 from duralog.store import events as ev
-from duralog.store.base import WorkflowQuery, WorkflowRecord, WorkflowStatus
+from duralog.store.base import StepCounts, WorkflowQuery, WorkflowRecord, WorkflowStatus
 from duralog.store.codec import encode_call, reveal, reveal_entries, reveal_payload
 from duralog.store.events import LogEntry
 
@@ -63,10 +64,27 @@ class Refused(Exception):
 
 class Page(NamedTuple):
     """One page of workflows, newest first; ``next_after`` is the id to page on from
-    (``?after=``), None on the last page."""
+    (``?after=``), None on the last page; ``counts``: the steps and retries of the
+    page's workflows (``ListingStore.step_counts``)."""
 
     records: list[WorkflowRecord]
     next_after: str | None
+    counts: dict[str, StepCounts]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The page as ``duralog list -o json`` prints it (steps and retries too)."""
+        return [_format.listed(r, self.counts) for r in self.records]
+
+
+class StatsView(NamedTuple):
+    """What ``/stats`` shows: ``duralog stats``'s numbers and their ``series``."""
+
+    stats: Stats
+    series: Series
+
+    def data(self) -> dict[str, Any]:
+        """``duralog stats -o json`` with a ``series`` key (``GET /api/stats``)."""
+        return {**msgspec.structs.asdict(self.stats), "series": self.series}
 
 
 def refused(exc: Exception) -> Refused:
@@ -162,13 +180,15 @@ class Console:
             raise refused(exc) from None
 
     def find(self, query: WorkflowQuery, limit: int = 100) -> Page:
-        """One page of the workflows ``query`` matches (``duralog list``)."""
+        """One page of the workflows ``query`` matches (``duralog list``), keyset-paged
+        on the index, with the steps and retries of its rows (from their events only)."""
         if not 1 <= limit <= MOST_ROWS:
             raise Refused(400, f"limit must be between 1 and {MOST_ROWS}, not {limit}")
         records = self.store.find_workflows(query, limit=limit + 1)
         more = len(records) > limit
         records = records[:limit]
-        return Page(records, records[-1].id if more and records else None)
+        counts = self.store.step_counts([r.id for r in records])
+        return Page(records, records[-1].id if more and records else None, counts)
 
     def counts(self) -> dict[str, int]:
         """How many workflows are in each status (``duralog count --status S``)."""
@@ -265,13 +285,16 @@ class Console:
             )
         return found
 
-    def stats(self, since: str | None = None) -> Stats:
-        """``duralog stats -o json`` (from ``since`` on: 1h, 1d, an ISO time...)."""
+    def stats(self, since: str | None = None) -> StatsView:
+        """``duralog stats -o json`` (from ``since`` on: 1h, 1d, an ISO time...), and
+        the same numbers over time, counted in the same read of the log."""
         try:
             start = None if since is None else parse_since(since)
         except Problem as exc:
             raise refused(exc) from None
-        return collect(self.store, since=start)
+        found: list[Point] = []
+        stats = collect(self.store, since=start, also=lambda log: found.extend(points(log, start)))
+        return StatsView(stats, series(found, start, stats.at))
 
     def events(self, stop: threading.Event, poll_interval: float = 0.5) -> Iterator[str]:
         """Every event any process appends from this call on, each one JSON text as

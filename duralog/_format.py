@@ -10,7 +10,7 @@ import msgspec
 
 from duralog.replay.state import WorkflowState
 from duralog.store import events as ev
-from duralog.store.base import WorkflowRecord, WorkflowStatus
+from duralog.store.base import StepCounts, WorkflowRecord, WorkflowStatus
 from duralog.store.events import LogEntry
 
 
@@ -129,6 +129,14 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 def json_text(value: Any) -> str:
     """``value`` as compact JSON (msgspec: structs, enums and ``Raw`` payloads too)."""
     return msgspec.json.encode(value).decode()
+
+
+def listed(record: WorkflowRecord, counts: dict[str, StepCounts]) -> dict[str, Any]:
+    """One row of ``duralog list -o json`` (and of ``GET /api/workflows``): the index
+    row with its ``steps`` (called) and ``retries`` (attempts beyond the first), from
+    ``counts`` (``ListingStore.step_counts`` of the rows listed)."""
+    found = counts.get(record.id) or StepCounts()
+    return {**msgspec.structs.asdict(record), "steps": found.steps, "retries": found.retries}
 
 
 #: The columns of ``duralog list``.

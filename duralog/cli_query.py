@@ -137,6 +137,8 @@ def list_(
     --ended-since and --ended-until the time it ended (finished ones only). When
     more workflows match than --limit, the last line says how to see the next page
     (--after the last id shown): stdout in table mode, stderr with -o json|jsonl.
+    With -o json|jsonl each row also has steps (called) and retries (attempts
+    beyond the first), read from the events of the workflows listed.
 
     \b
     Example:
@@ -149,14 +151,22 @@ def list_(
         if after_id is not None:
             query = _after(ctx, store, query, after_id)
         records = store.find_workflows(query, limit=limit + 1 if limit else None)
+        more = bool(limit) and len(records) > limit
+        records = records[:limit] if limit else records
+        # JSON rows carry their steps and retries: read from these workflows' events only.
+        counts = store.step_counts([r.id for r in records]) if output != "table" else {}
     finally:
         store.close()
-    more = bool(limit) and len(records) > limit
-    records = records[:limit] if limit else records
     cells = {id(r): _format.record_cells(r) for r in records}
     notes = any(row[-1] is not None for row in cells.values())
     headers = _format.RECORD_HEADERS if notes else _format.RECORD_HEADERS[:-1]
-    echo_items(output, records, headers, lambda r: cells[id(r)][: len(headers)])
+    echo_items(
+        output,
+        records,
+        headers,
+        lambda r: cells[id(r)][: len(headers)],
+        lambda r: _format.listed(r, counts),
+    )
     if more:
         footer = (
             f"({limit} shown; more match: add --after {shlex.quote(records[-1].id)} "

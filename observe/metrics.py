@@ -9,8 +9,8 @@ types seen, attempt durations (``StepStarted`` to its outcome) and step duration
 (``StepScheduled`` to the final outcome, retry waits included).
 
 ``prometheus_text`` renders the same numbers in Prometheus's text exposition
-format (``duralog stats --prometheus``), with no dependency: serve the output, or
-write it where node_exporter's textfile collector reads it.
+format (``duralog stats --prometheus``) with ``prometheus_client``: serve the
+output, or write it where node_exporter's textfile collector reads it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -26,6 +27,9 @@ from duralog.engine.recoveries import RECOVERY_LIMIT
 from duralog.store import events as ev
 from duralog.store.base import EventStore, WorkflowRecord, WorkflowStatus
 from duralog.store.events import LogEntry
+
+if TYPE_CHECKING:
+    from prometheus_client.core import HistogramMetricFamily, Metric
 
 #: Upper bounds (seconds) of the duration histograms, as Prometheus buckets.
 BUCKETS: tuple[float, ...] = (
@@ -49,7 +53,8 @@ BUCKETS: tuple[float, ...] = (
     86400.0,
 )
 
-_OUTCOMES = {
+#: The outcome each event that ends a run counts as (``WorkflowMetrics`` fields).
+OUTCOMES = {
     "WorkflowCompleted": "completed",
     "WorkflowFailed": "failed",
     "WorkflowCancelled": "cancelled",
@@ -136,8 +141,19 @@ class Stats(msgspec.Struct, kw_only=True):
         return prometheus_text(self)
 
 
-def collect(store: EventStore, since: float | None = None, name: str | None = None) -> Stats:
-    """Read the log and count (see ``Stats``); ``name``: only workflows of that name."""
+def collect(
+    store: EventStore,
+    since: float | None = None,
+    name: str | None = None,
+    *,
+    also: Callable[[list[LogEntry]], None] | None = None,
+) -> Stats:
+    """Read the log and count (see ``Stats``); ``name``: only workflows of that name.
+
+    ``also`` is called with each workflow's log as it is read (every event of each
+    workflow that changed in the window), so a second count (``observe/series.py``)
+    needs no second read.
+    """
     records: Iterable[WorkflowRecord] = (
         store.list_workflows(name=name) if since is None else store.changed_workflows(since)
     )
@@ -145,7 +161,10 @@ def collect(store: EventStore, since: float | None = None, name: str | None = No
     for record in records:
         if name is not None and record.name != name:
             continue
-        tally.add(record, store.read_events(record.id))
+        entries = store.read_events(record.id)
+        tally.add(record, entries)
+        if also is not None:
+            also(entries)
         if since is None and record.status in _OPEN:
             tally.add_open(record)  # every workflow was read: the open ones among them
     if since is not None:  # the open runs that did not change lately count too
@@ -173,16 +192,16 @@ class _Samples:
             count=len(values),
             sum=total,
             mean=total / len(values),
-            p50=_quantile(values, 0.50),
-            p95=_quantile(values, 0.95),
-            p99=_quantile(values, 0.99),
+            p50=quantile(values, 0.50),
+            p95=quantile(values, 0.95),
+            p99=quantile(values, 0.99),
             max=values[-1],
             buckets=[bisect.bisect_right(values, bound) for bound in BUCKETS],
         )
 
 
-def _quantile(values: list[float], q: float) -> float:
-    """The nearest-rank quantile of sorted ``values``."""
+def quantile(values: list[float], q: float) -> float:
+    """The nearest-rank quantile ``q`` (0 < q <= 1) of sorted, non-empty ``values``."""
     return values[max(0, math.ceil(q * len(values)) - 1)]
 
 
@@ -217,9 +236,9 @@ class _Tally:
             if isinstance(event, ev.WorkflowStarted):
                 started_at = at
                 wf.started += int(inside)
-            elif kind in _OUTCOMES:
+            elif kind in OUTCOMES:
                 if inside:
-                    outcome = _OUTCOMES[kind]
+                    outcome = OUTCOMES[kind]
                     setattr(wf, outcome, getattr(wf, outcome) + 1)
                     if isinstance(event, ev.WorkflowTerminated):
                         wf.set_aside += event.error.type == RECOVERY_LIMIT
@@ -310,121 +329,126 @@ class _Tally:
 def prometheus_text(stats: Stats) -> str:
     """``stats`` in Prometheus's text exposition format (version 0.0.4).
 
-    Counters are totals over the window (use no ``since`` for counters that only
-    grow, as Prometheus expects); ``duralog_workflows_running`` is a gauge.
+    Rendered by ``prometheus_client`` (imported here, not with duralog) from a
+    collector over ``stats`` on a registry of its own, never the process's global
+    one. Counters are totals over the window (use no ``since`` for counters that
+    only grow, as Prometheus expects); ``duralog_workflows_running`` is a gauge.
     """
-    out = _Exposition()
-    wfs, steps = stats.workflows, stats.steps
-    out.family("duralog_workflows_started_total", "counter", "Workflow runs started.")
-    for wf in wfs:
-        out.sample("duralog_workflows_started_total", {"workflow": wf.name}, wf.started)
-    out.family("duralog_workflows_finished_total", "counter", "Workflow runs ended, by outcome.")
-    for wf in wfs:
-        for outcome in ("completed", "failed", "cancelled", "continued"):
-            out.sample(
-                "duralog_workflows_finished_total",
-                {"workflow": wf.name, "outcome": outcome},
-                getattr(wf, outcome),
-            )
-    out.family("duralog_workflows_running", "gauge", "Workflow runs not ended, by status.")
-    for wf in wfs:
-        for status in ("running", "suspended"):
-            out.sample(
-                "duralog_workflows_running",
-                {"workflow": wf.name, "status": status},
-                getattr(wf, status),
-            )
-    out.family(
-        "duralog_workflows_set_aside_total",
-        "counter",
-        "Workflow runs ended FAILED by their recovery limit (max_recovery_attempts).",
-    )
-    for wf in wfs:
-        out.sample("duralog_workflows_set_aside_total", {"workflow": wf.name}, wf.set_aside)
-    out.family(
-        "duralog_workflows_recovering",
-        "gauge",
-        "Open workflow runs recovered after their worker died in one of their steps.",
-    )
-    for wf in wfs:
-        out.sample("duralog_workflows_recovering", {"workflow": wf.name}, wf.recovering)
-    out.histogram(
-        "duralog_workflow_duration_seconds",
-        "Duration of ended workflow runs.",
-        [({"workflow": wf.name}, wf.duration) for wf in wfs],
-    )
-    for field, help_text in (
-        ("calls", "Step calls made by workflow code."),
-        ("attempts", "Step attempts started."),
-        ("completed", "Steps that returned."),
-        ("failed", "Steps that failed for good."),
-        ("retries", "Step attempts that failed and were retried."),
-        ("circuit_open", "Step attempts failed fast by an open circuit breaker."),
-    ):
-        metric = f"duralog_step_{field}_total"
-        out.family(metric, "counter", help_text)
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_StatsCollector(stats))
+    return generate_latest(registry).decode("utf-8")
+
+
+class _StatsCollector:
+    """A ``prometheus_client`` collector: the metric families of one ``Stats``."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        """Every family, in a fixed order (the library adds the ``_total`` suffixes)."""
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        wfs, steps = self.stats.workflows, self.stats.steps
+        started = CounterMetricFamily(
+            "duralog_workflows_started", "Workflow runs started.", labels=["workflow"]
+        )
+        for wf in wfs:
+            started.add_metric([wf.name], wf.started)
+        yield started
+        finished = CounterMetricFamily(
+            "duralog_workflows_finished",
+            "Workflow runs ended, by outcome.",
+            labels=["workflow", "outcome"],
+        )
+        for wf in wfs:
+            for outcome in ("completed", "failed", "cancelled", "continued"):
+                finished.add_metric([wf.name, outcome], getattr(wf, outcome))
+        yield finished
+        running = GaugeMetricFamily(
+            "duralog_workflows_running",
+            "Workflow runs not ended, by status.",
+            labels=["workflow", "status"],
+        )
+        for wf in wfs:
+            for status in ("running", "suspended"):
+                running.add_metric([wf.name, status], getattr(wf, status))
+        yield running
+        set_aside = CounterMetricFamily(
+            "duralog_workflows_set_aside",
+            "Workflow runs ended FAILED by their recovery limit (max_recovery_attempts).",
+            labels=["workflow"],
+        )
+        for wf in wfs:
+            set_aside.add_metric([wf.name], wf.set_aside)
+        yield set_aside
+        recovering = GaugeMetricFamily(
+            "duralog_workflows_recovering",
+            "Open workflow runs recovered after their worker died in one of their steps.",
+            labels=["workflow"],
+        )
+        for wf in wfs:
+            recovering.add_metric([wf.name], wf.recovering)
+        yield recovering
+        yield _histogram(
+            HistogramMetricFamily(
+                "duralog_workflow_duration_seconds",
+                "Duration of ended workflow runs.",
+                labels=["workflow"],
+            ),
+            [(wf.name, wf.duration) for wf in wfs],
+        )
+        for field, help_text in (
+            ("calls", "Step calls made by workflow code."),
+            ("attempts", "Step attempts started."),
+            ("completed", "Steps that returned."),
+            ("failed", "Steps that failed for good."),
+            ("retries", "Step attempts that failed and were retried."),
+            ("circuit_open", "Step attempts failed fast by an open circuit breaker."),
+        ):
+            counter = CounterMetricFamily(f"duralog_step_{field}", help_text, labels=["step"])
+            for step in steps:
+                counter.add_metric([step.name], getattr(step, field))
+            yield counter
+        errors = CounterMetricFamily(
+            "duralog_step_errors",
+            "Failed step attempts, by error type.",
+            labels=["step", "error"],
+        )
         for step in steps:
-            out.sample(metric, {"step": step.name}, getattr(step, field))
-    out.family("duralog_step_errors_total", "counter", "Failed step attempts, by error type.")
-    for step in steps:
-        for error, count in step.errors.items():
-            out.sample("duralog_step_errors_total", {"step": step.name, "error": error}, count)
-    out.histogram(
-        "duralog_step_attempt_duration_seconds",
-        "Duration of step attempts, from start to outcome.",
-        [({"step": s.name}, s.attempt_duration) for s in steps],
-    )
-    out.histogram(
-        "duralog_step_duration_seconds",
-        "Duration of steps, from the call to the final outcome (retries included).",
-        [({"step": s.name}, s.duration) for s in steps],
-    )
-    return out.text()
+            for error, count in step.errors.items():
+                errors.add_metric([step.name, error], count)
+        yield errors
+        yield _histogram(
+            HistogramMetricFamily(
+                "duralog_step_attempt_duration_seconds",
+                "Duration of step attempts, from start to outcome.",
+                labels=["step"],
+            ),
+            [(s.name, s.attempt_duration) for s in steps],
+        )
+        yield _histogram(
+            HistogramMetricFamily(
+                "duralog_step_duration_seconds",
+                "Duration of steps, from the call to the final outcome (retries included).",
+                labels=["step"],
+            ),
+            [(s.name, s.duration) for s in steps],
+        )
 
 
-class _Exposition:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def family(self, name: str, kind: str, help_text: str) -> None:
-        self.lines.append(f"# HELP {name} {help_text}")
-        self.lines.append(f"# TYPE {name} {kind}")
-
-    def sample(self, name: str, labels: dict[str, str], value: float) -> None:
-        self.lines.append(f"{name}{_labels(labels)} {_number(value)}")
-
-    def histogram(
-        self, name: str, help_text: str, series: list[tuple[dict[str, str], Durations]]
-    ) -> None:
-        self.family(name, "histogram", help_text)
-        for labels, durations in series:
-            counts = durations.buckets or [0] * len(BUCKETS)
-            for bound, count in zip(BUCKETS, counts, strict=True):
-                self.sample(f"{name}_bucket", {**labels, "le": _number(bound)}, count)
-            self.sample(f"{name}_bucket", {**labels, "le": "+Inf"}, durations.count)
-            self.sample(f"{name}_sum", labels, durations.sum)
-            self.sample(f"{name}_count", labels, durations.count)
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
-
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items())
-    return "{" + inner + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if math.isnan(value):
-        return "NaN"
-    return repr(float(value))
+def _histogram(family: HistogramMetricFamily, series: list[tuple[str, Durations]]) -> Metric:
+    """``family`` with one histogram per ``(label, durations)`` of ``series``."""
+    for label, durations in series:
+        counts = durations.buckets or [0] * len(BUCKETS)
+        # ``le`` as prometheus_client's own histograms write it: 0.005, 1.0, 86400.0
+        buckets = [(repr(b), c) for b, c in zip(BUCKETS, counts, strict=True)]
+        buckets.append(("+Inf", durations.count))
+        family.add_metric([label], buckets, durations.sum)
+    return family

@@ -38,6 +38,7 @@ from .records import (
     QueueOverrides,
     ScheduleRecord,
     Snapshot,
+    StepCounts,
     WorkerRecord,
     WorkflowQuery,
     WorkflowRecord,
@@ -74,6 +75,7 @@ __all__ = [
     "STATUS_AFTER",
     "ScheduleRecord",
     "Snapshot",
+    "StepCounts",
     "TRANSITIONS",
     "WorkflowRecord",
     "WorkflowQuery",
@@ -489,6 +491,12 @@ class ListingStore(Protocol):
     def queue_counts(self) -> dict[str, dict[WorkflowStatus, int]]:
         """For every queue any workflow was put on: how many of its workflows are in
         each status."""
+        ...
+
+    def step_counts(self, workflow_ids: Sequence[str]) -> dict[str, StepCounts]:
+        """The ``StepCounts`` of each of ``workflow_ids`` (a page of a listing), read
+        from their own events only (the ``(workflow_id, seq)`` key), never the whole
+        log; a workflow with no step is left out."""
         ...
 
     def delete_workflow(self, workflow_id: str) -> WorkflowRecord | None:

@@ -121,6 +121,15 @@ class WorkflowRecord(msgspec.Struct, frozen=True):
     start_at: float | None = None
 
 
+class StepCounts(msgspec.Struct, frozen=True):
+    """How many steps one workflow's log called (``StepScheduled``) and how many of
+    their attempts failed and were retried (``StepRetrying``: attempts beyond the first),
+    as ``ListingStore.step_counts`` reads them."""
+
+    steps: int = 0
+    retries: int = 0
+
+
 class WorkflowQuery(msgspec.Struct, frozen=True):
     """Which index rows ``find_workflows`` and ``count_workflows`` take: each field that
     is set narrows the match (a tuple: any of its values).

@@ -3,9 +3,24 @@ written once for both databases: ``ListingStore`` in ``store/base.py``."""
 
 from __future__ import annotations
 
-from .records import WorkflowQuery, WorkflowRecord, WorkflowStatus, limit_value
+from collections.abc import Sequence
+
+from .records import StepCounts, WorkflowQuery, WorkflowRecord, WorkflowStatus, limit_value
 from .schema import WORKFLOW_COLUMNS, workflow_record
 from .sql_base import FINISHED, SQLBase, marks
+
+#: The most workflow ids one ``step_counts`` statement asks about.
+_IDS_PER_STATEMENT = 500
+
+# One grouped read over the events of the ids given: each id is a range of the
+# (workflow_id, seq) key, so the cost is the events of those workflows alone.
+_STEP_COUNTS = (
+    "SELECT workflow_id,"
+    " SUM(CASE WHEN kind = 'StepScheduled' THEN 1 ELSE 0 END),"
+    " SUM(CASE WHEN kind = 'StepRetrying' THEN 1 ELSE 0 END)"
+    " FROM events WHERE workflow_id IN {ids}"
+    " AND kind IN ('StepScheduled', 'StepRetrying') GROUP BY workflow_id"
+)
 
 
 def _where(query: WorkflowQuery) -> tuple[str, dict[str, object]]:
@@ -85,6 +100,20 @@ class SQLListing(SQLBase):
         for queue, status, count in rows:
             counts.setdefault(queue, {})[WorkflowStatus(status)] = int(count)
         return counts
+
+    def step_counts(self, workflow_ids: Sequence[str]) -> dict[str, StepCounts]:
+        """The steps and retries of each of ``workflow_ids`` (none: left out), from
+        their events alone: one grouped read per 500 ids."""
+        ids = list(dict.fromkeys(workflow_ids))
+        found: dict[str, StepCounts] = {}
+        with self._read("counting the steps of workflows") as conn:
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                params: dict[str, object] = {}
+                chunk = ids[start : start + _IDS_PER_STATEMENT]
+                sql = _STEP_COUNTS.format(ids=marks(params, "w", chunk))
+                for workflow_id, steps, retries in conn.execute(sql, params):
+                    found[workflow_id] = StepCounts(int(steps), int(retries))
+        return found
 
     def delete_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         """Delete one finished workflow and everything of it; its row as it was."""

@@ -18,12 +18,17 @@
     const response = await fetch(location.href, { headers: { Accept: "text/html" } });
     if (!response.ok) return;
     const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    // The shape picked on the timeline stays picked, its events shown, in the new page.
+    const picked = document.querySelector("svg .shape.picked");
+    const seq = picked ? picked.dataset.seq : null;
     for (const id of ["live", "live-events"]) {
       const fresh = page.getElementById(id);
       const here = document.getElementById(id);
       if (fresh && here) here.replaceWith(fresh);
     }
     wire();
+    const again = seq && document.querySelector('svg .shape[data-seq="' + CSS.escape(seq) + '"]');
+    if (again) pick(again);
   }
   function soon() {
     if (pending === null) pending = setTimeout(refresh, 300);
@@ -82,17 +87,17 @@
   }
 
   // The timeline: a click shows the events a bar or point stands for.
+  function pick(shape) {
+    for (const other of document.querySelectorAll("svg .picked")) other.classList.remove("picked");
+    shape.classList.add("picked");
+    document.getElementById("detail").textContent = shape.dataset.seqs
+      .split(" ")
+      .map((seq) => document.querySelector("#seq-" + seq + " pre").textContent)
+      .join("\n");
+  }
   function wire() {
-    const detail = document.getElementById("detail");
     for (const shape of document.querySelectorAll("svg .shape")) {
-      shape.addEventListener("click", () => {
-        for (const other of document.querySelectorAll("svg .picked")) other.classList.remove("picked");
-        shape.classList.add("picked");
-        detail.textContent = shape.dataset.seqs
-          .split(" ")
-          .map((seq) => document.querySelector("#seq-" + seq + " pre").textContent)
-          .join("\n");
-      });
+      shape.addEventListener("click", () => pick(shape));
     }
   }
   wire();

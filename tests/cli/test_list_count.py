@@ -183,3 +183,13 @@ def test_jsonl_is_one_record_per_line(cli: Invoke, ops_db: str) -> None:
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted(r["id"] for r in records) == ["q-1", "q-2"]
     assert all(r["queue"] == "ops_emails" and r["status"] == "PENDING" for r in records)
+
+
+def test_json_rows_carry_steps_and_retries_the_table_does_not(cli: Invoke, ops_db: str) -> None:
+    result = cli("--db", ops_db, "list", "-o", "jsonl", "--name", "ops_fail", "--name", "ops_echo")
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert (rows["f-1"]["steps"], rows["f-1"]["retries"]) == (1, 0)  # one attempt, failed
+    assert (rows["e-1"]["steps"], rows["e-1"]["retries"]) == (0, 0)  # no step at all
+    table = cli("--db", ops_db, "list", "--id-prefix", "f-").stdout
+    assert "STEPS" not in table and "f-1" in table

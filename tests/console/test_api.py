@@ -31,6 +31,10 @@ def test_the_list_is_the_cli_list_newest_first(client: TestClient, shop_db: str)
     assert found["workflows"] == cli(shop_db, "list", "-o", "json")
     assert found["next_after"] is None
     assert found["workflows"][0]["id"] == "wait-1"  # the newest
+    by_id = {w["id"]: w for w in found["workflows"]}
+    assert (by_id["retry-1"]["steps"], by_id["retry-1"]["retries"]) == (1, 2)
+    assert (by_id["echo-1"]["steps"], by_id["echo-1"]["retries"]) == (1, 0)
+    assert (by_id["parent-1"]["steps"], by_id["parent-1"]["retries"]) == (0, 0)  # a child
 
 
 def test_the_list_filters_as_the_cli_does(client: TestClient, shop_db: str) -> None:
@@ -120,6 +124,33 @@ def test_queues_schedules_and_stats_are_the_cli_s(client: TestClient, shop_db: s
     assert client.get("/api/schedules").json() == []
     stats = client.get("/api/stats").json()
     assert {w["name"] for w in stats["workflows"]} >= {"ui_echo", "ui_retrying", "ui_waiter"}
+    listed = cli(shop_db, "stats", "-o", "json")
+    assert isinstance(listed, dict)
+    assert {k: v for k, v in stats.items() if k not in ("at", "series")} == {
+        k: v for k, v in listed.items() if k != "at"
+    }
+
+
+def test_stats_over_time_add_up_to_the_totals(client: TestClient) -> None:
+    for url in ("/api/stats", "/api/stats?since=1h"):
+        stats = client.get(url).json()
+        series = stats["series"]
+        buckets = series["buckets"]
+        assert 1 <= len(buckets) <= 60 and series["width"] > 0
+        if stats["since"] is not None:
+            assert series["start"] == stats["since"]
+        assert series["end"] == stats["at"]
+
+        def total(field: str, buckets: list[dict[str, object]] = buckets) -> object:
+            return sum(b[field] for b in buckets)  # type: ignore[misc]
+
+        for outcome in ("completed", "failed", "cancelled", "continued"):
+            assert total(outcome) == sum(w[outcome] for w in stats["workflows"]), url
+        assert total("steps") == sum(s["completed"] for s in stats["steps"])
+        assert total("retries") == sum(s["retries"] for s in stats["steps"]) == 2
+        assert total("attempts") == sum(s["attempt_duration"]["count"] for s in stats["steps"])
+    bad = client.get("/api/stats?since=yesterday")
+    assert bad.status_code == 400 and "since" in bad.json()["error"]
 
 
 def test_start_signal_and_the_workflow_advances(

@@ -141,9 +141,34 @@ def test_from_the_list_to_a_workflow_and_its_timeline(
         "shape retried",
         "shape attempt",
     ]
-    bars[0].click()
-    detail = browser.find_element(By.ID, "detail").text
+    # The page redraws its live part once its event stream opens: click what is there.
+    click(browser, By.CSS_SELECTOR, "svg rect.shape.retried")
+    detail = until(browser, lambda d: d.find_element(By.ID, "detail").text or None)
     assert '"kind":"StepRetrying"' in detail and "attempt 1 of r fails" in detail
+
+
+def test_a_picked_shape_stays_picked_when_the_page_updates(
+    served: tuple[str, str], browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, db = served
+    browser.get(base + "/workflows/wait-1")
+    until(browser, lambda d: "on" in d.find_element(By.ID, "live-dot").get_attribute("class"))
+    # Its step's bar is a sliver of a timeline that runs to now: clicked by script.
+    script = (
+        "document.querySelector('svg rect.shape.attempt').dispatchEvent(new MouseEvent('click'))"
+    )
+    browser.execute_script(script)
+    shown = '"kind":"StepCompleted"'
+    until(browser, lambda d: shown in d.find_element(By.ID, "detail").text)
+    with duralog.Engine(db, worker=False) as engine:
+        engine.get("wait-1").signal("go", "on")
+    # The page draws the new events; what was picked is still picked, still shown.
+    until(browser, lambda d: d.find_element(By.ID, "status").text == "COMPLETED")
+    assert shown in browser.find_element(By.ID, "detail").text
+    picked = browser.find_elements(By.CSS_SELECTOR, "svg .shape.picked")
+    assert [p.get_attribute("class") for p in picked] == ["shape attempt picked"]
 
 
 def test_the_time_travel_slider_changes_the_state(served: tuple[str, str], browser: Any) -> None:
@@ -218,3 +243,24 @@ def test_an_injected_script_never_runs(served: tuple[str, str], browser: Any) ->
     )
     until(browser, lambda d: d.execute_script("return window.probed === true"))
     assert browser.execute_script("return window.pwned === undefined")
+
+
+def test_the_stats_page_draws_its_charts(served: tuple[str, str], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, _ = served
+    browser.get(base + "/stats?since=1d")
+    until(browser, lambda d: d.execute_script("return document.readyState") == "complete")
+    charts = browser.find_elements(By.CSS_SELECTOR, "figure.chart svg.chart")
+    assert len(charts) == 4
+    assert all(chart.size["width"] > 500 and chart.size["height"] > 100 for chart in charts)
+    # Drawn, not only present: the browser gives the bars and the dots a size.
+    bars = browser.find_elements(By.CSS_SELECTOR, "#chart-throughput rect.bar.completed")
+    assert bars and all(bar.size["height"] > 0 for bar in bars)
+    retries = browser.find_elements(By.CSS_SELECTOR, "#chart-failures rect.bar.retries")
+    assert retries and retries[0].size["height"] > 0
+    for quantile in ("p50", "p95", "p99"):
+        dots = browser.find_elements(
+            By.CSS_SELECTOR, f"#chart-latency g[data-series='{quantile}'] circle"
+        )
+        assert dots and dots[0].size["width"] > 0, quantile

@@ -41,6 +41,15 @@ def test_the_list_counts_filters_and_pages(client: TestClient) -> None:
     assert "first page" in second
 
 
+def test_the_list_shows_steps_and_retries(client: TestClient) -> None:
+    html = client.get("/?id_prefix=retry-").text
+    assert "<th>steps</th><th>retries</th>" in html
+    row = re.search(r'<a class="wf" href="/workflows/retry-1">.*?</tr>', html, re.S)
+    assert row is not None
+    cells = re.findall(r'<td class="num[^"]*">(\d+)</td>', row.group(0))
+    assert cells == ["1", "2"]  # one step, called once, retried twice
+
+
 def test_a_workflow_page_draws_one_bar_per_attempt(client: TestClient) -> None:
     html = client.get("/workflows/retry-1").text
     bars = re.findall(r'<rect class="shape (\w+)"', html)
@@ -100,6 +109,23 @@ def test_queues_schedules_and_stats_pages(client: TestClient) -> None:
     stats = client.get("/stats").text
     assert "ui_flaky" in stats and "ui_retrying" in stats
     assert client.get("/stats?since=nonsense").status_code == 400
+
+
+def test_the_stats_page_charts_the_series(client: TestClient) -> None:
+    html = client.get("/stats?since=1d").text
+    for chart in ("throughput", "steps", "latency", "failures"):
+        assert f'<figure class="chart" id="chart-{chart}">' in html
+    figures = dict(re.findall(r'id="chart-(\w+)">(.*?)</figure>', html, re.S))
+    # retry-1's two retries are drawn in the failures chart, its attempts' latency as
+    # dots of p50, p95 and p99, the completed runs as bars of their outcome.
+    retries = re.findall(r"<title>[^<]*: (\d+) retries</title>", figures["failures"])
+    assert sum(int(n) for n in retries) == 2
+    for quantile in ("p50", "p95", "p99"):
+        assert f'data-series="{quantile}"' in figures["latency"]
+        assert re.search(rf"<title>[^<]*: {quantile} [\d.]+ m?s \(\d+ attempts\)", html)
+    done = re.findall(r"<title>[^<]*: (\d+) completed</title>", figures["throughput"])
+    assert sum(int(n) for n in done) == 7  # retry-1, echo-1..3, parent-1 and its child, hostile
+    assert "<script" not in html.split("<main", 1)[1].split("</main>", 1)[0]
 
 
 def test_static_files_are_ours(client: TestClient) -> None:

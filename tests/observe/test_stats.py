@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from support import wait_for
 
 import duralog
@@ -114,8 +118,8 @@ def test_the_cli_prints_tables_json_and_prometheus(db: str) -> None:
     families = parse_exposition(prom.output)
     assert families["duralog_workflows_started_total"][("st_order",)] == 4
     assert families["duralog_step_retries_total"][("st_pay",)] == 3
-    assert families["duralog_step_errors_total"][("st_pay", "ConnectionError")] == 4
-    assert families["duralog_workflows_running"][("st_wait", "running")] == 1
+    assert families["duralog_step_errors_total"][("ConnectionError", "st_pay")] == 4
+    assert families["duralog_workflows_running"][("running", "st_wait")] == 1
     assert families["duralog_step_attempt_duration_seconds"][("st_pay", "+Inf")] == 7
 
     both = _invoke("--db", db, "stats", "--json", "--prometheus")
@@ -130,7 +134,9 @@ _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 def parse_exposition(text: str) -> dict[str, dict[tuple[str, ...], float]]:
     """A strict reader of the text format: every family declared before its samples,
-    histogram buckets cumulative and ending at +Inf == _count."""
+    histogram buckets cumulative and ending at +Inf == _count. A sample's key is its
+    label values in the order of the label names, ``le`` last (prometheus_client
+    writes the labels sorted by name)."""
     assert text.endswith("\n")
     types: dict[str, str] = {}
     families: dict[str, dict[tuple[str, ...], float]] = {}
@@ -148,7 +154,8 @@ def parse_exposition(text: str) -> dict[str, dict[tuple[str, ...], float]]:
         name, value = found["name"], float(found["value"])
         family = re.sub(r"_(bucket|sum|count)$", "", name) if name not in types else name
         assert family in types, f"sample before its TYPE line: {line}"
-        labels = tuple(v for _, v in _LABEL.findall(found["labels"] or ""))
+        pairs = sorted(_LABEL.findall(found["labels"] or ""), key=lambda p: (p[0] == "le", p[0]))
+        labels = tuple(v for _, v in pairs)
         if name.endswith("_bucket") or name == family:
             families[family][labels] = value
         elif name.endswith("_count"):
@@ -171,10 +178,82 @@ def test_labels_are_escaped() -> None:
     parse_exposition(text)
 
 
-def test_prometheus_client_reads_it_when_installed(db: str) -> None:
-    parser = pytest.importorskip("prometheus_client.parser")
+def test_prometheus_client_reads_back_what_collect_counted(db: str) -> None:
     with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
         populate(engine)
-        text = engine.stats().prometheus()
-    names = {family.name for family in parser.text_string_to_metric_families(text)}
-    assert "duralog_step_attempt_duration_seconds" in names
+        stats = engine.stats()
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    kinds = {}
+    for family in text_string_to_metric_families(stats.prometheus()):
+        kinds[family.name] = family.type
+        for sample in family.samples:
+            samples[sample.name, frozenset(sample.labels.items())] = sample.value
+
+    def value(name: str, **labels: str) -> float:
+        return samples[name, frozenset(labels.items())]
+
+    assert kinds["duralog_workflows_started"] == "counter"
+    assert kinds["duralog_workflows_running"] == "gauge"
+    assert kinds["duralog_step_duration_seconds"] == "histogram"
+    for wf in stats.workflows:
+        assert value("duralog_workflows_started_total", workflow=wf.name) == wf.started
+        for outcome in ("completed", "failed", "cancelled", "continued"):
+            found = value("duralog_workflows_finished_total", workflow=wf.name, outcome=outcome)
+            assert found == getattr(wf, outcome)
+        for status in ("running", "suspended"):
+            found = value("duralog_workflows_running", workflow=wf.name, status=status)
+            assert found == getattr(wf, status)
+        assert value("duralog_workflow_duration_seconds_count", workflow=wf.name) == (
+            wf.duration.count
+        )
+        assert value("duralog_workflow_duration_seconds_sum", workflow=wf.name) == pytest.approx(
+            wf.duration.sum
+        )
+    for step in stats.steps:
+        for field in ("calls", "attempts", "completed", "failed", "retries", "circuit_open"):
+            assert value(f"duralog_step_{field}_total", step=step.name) == getattr(step, field)
+        for error, count in step.errors.items():
+            assert value("duralog_step_errors_total", step=step.name, error=error) == count
+        for bound, count in zip(BUCKETS, step.attempt_duration.buckets, strict=True):
+            found = value(
+                "duralog_step_attempt_duration_seconds_bucket", step=step.name, le=str(bound)
+            )
+            assert found == count
+        assert (
+            value("duralog_step_attempt_duration_seconds_bucket", step=step.name, le="+Inf")
+            == step.attempt_duration.count
+        )
+    assert value("duralog_step_retries_total", step="st_pay") == 3
+
+
+def test_two_renderings_do_not_share_a_registry() -> None:
+    """Each rendering has a registry of its own: the global one stays empty of duralog's
+    families, and two stats render side by side (as two engines in one process would)."""
+    one = Stats(since=None, at=0.0, workflows=[WorkflowMetrics(name="a", started=1)], steps=[])
+    two = Stats(since=None, at=0.0, workflows=[WorkflowMetrics(name="b", started=2)], steps=[])
+    assert 'workflow="a"} 1.0' in prometheus_text(one)
+    text = prometheus_text(two)
+    assert 'workflow="b"} 2.0' in text and 'workflow="a"' not in text
+    assert b"duralog_" not in generate_latest(REGISTRY)
+
+
+def test_prometheus_client_loads_only_with_the_exposition(tmp_path: Any) -> None:
+    """``import duralog`` and ``engine.stats()`` leave prometheus_client unloaded; the
+    exposition loads it."""
+    code = (
+        "import sys, duralog\n"
+        "engine = duralog.Engine(sys.argv[1], worker=False)\n"
+        "stats = engine.stats()\n"
+        "print('prometheus_client' in sys.modules)\n"
+        "stats.prometheus()\n"
+        "print('prometheus_client' in sys.modules)\n"
+        "engine.close()\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "log.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert found.stdout.split() == ["False", "True"], found.stderr

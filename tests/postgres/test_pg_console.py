@@ -62,6 +62,14 @@ def test_the_api_answers_what_the_cli_prints(console: Console, postgres_url: str
     with TestClient(create_app(console), base_url="http://127.0.0.1") as client:
         listed = client.get("/api/workflows").json()
         assert listed["workflows"] == cli(postgres_url, "list", "-o", "json")
+        by_id = {w["id"]: w for w in listed["workflows"]}
+        assert (by_id["retry-1"]["steps"], by_id["retry-1"]["retries"]) == (1, 2)
+        assert re.search(r'<td class="num retried">2</td>', client.get("/?id_prefix=retry").text)
+        stats = client.get("/api/stats?since=1h").json()
+        buckets = stats["series"]["buckets"]
+        assert sum(b["retries"] for b in buckets) == 2
+        assert sum(b["completed"] for b in buckets) == 2  # retry-1 and the hostile one
+        assert 'id="chart-latency"' in client.get("/stats?since=1h").text
         assert client.get("/api/workflows?status=RUNNING").json()["workflows"][0]["id"] == "wait-1"
         assert client.get("/api/workflows/retry-1").json() == cli(
             postgres_url, "show", "retry-1", "-o", "json"

@@ -1,5 +1,5 @@
 """Every store reads its index alike for operators: ``find_workflows``, ``count_workflows``,
-``queue_counts`` and ``delete_workflow`` (``ListingStore``).
+``queue_counts``, ``step_counts`` and ``delete_workflow`` (``ListingStore``).
 
 Each test runs against a SQLite file, SQLite in memory and PostgreSQL (see
 ``conftest.py``); the PostgreSQL cases are skipped when no server is reachable.
@@ -10,9 +10,17 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from duralog.errors import ErrorDetails
 from duralog.store import codec
 from duralog.store import events as ev
-from duralog.store.base import Append, EventStore, NewWorkflow, WorkflowQuery, WorkflowStatus
+from duralog.store.base import (
+    Append,
+    EventStore,
+    NewWorkflow,
+    StepCounts,
+    WorkflowQuery,
+    WorkflowStatus,
+)
 from duralog.store.events import LogEntry
 
 T0 = 1_700_000_000.0
@@ -109,3 +117,25 @@ def test_delete_removes_a_finished_workflow_only(filled: EventStore) -> None:
     assert kept is not None and kept.status is S.RUNNING
     assert filled.get_workflow("p") is not None and len(filled.read_events("p")) == 1
     assert filled.delete_workflow("nope") is None
+
+
+def test_step_counts_reads_the_steps_and_retries_of_the_ids_given(filled: EventStore) -> None:
+    raw, err = codec.encode(1), ErrorDetails("ConnectionError", "down", "")
+    steps = [
+        ev.StepScheduled(name="pay", args=codec.encode([])),  # 3
+        ev.StepStarted(step_seq=3, attempt=1),
+        ev.StepRetrying(step_seq=3, attempt=1, error=err, next_attempt_at=T0 + 9),
+        ev.StepStarted(step_seq=3, attempt=2),
+        ev.StepRetrying(step_seq=3, attempt=2, error=err, next_attempt_at=T0 + 9),
+        ev.StepStarted(step_seq=3, attempt=3),
+        ev.StepCompleted(step_seq=3, result=raw),
+        ev.StepScheduled(name="ship", args=codec.encode([])),  # 10
+        ev.StepStarted(step_seq=10, attempt=1),
+    ]
+    record = filled.get_workflow("p")
+    assert record is not None
+    entries = [LogEntry(seq, T0 + 8, e) for seq, e in enumerate(steps, start=record.last_seq + 1)]
+    assert filled.append([Append("p", record.fence, entries)]) == [True]
+    asked = ["p", "c1", "nobody", *(f"x{i}" for i in range(600)), "p"]  # past one statement
+    assert filled.step_counts(asked) == {"p": StepCounts(steps=2, retries=2)}
+    assert filled.step_counts([]) == {}
