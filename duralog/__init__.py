@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from duralog._engine import Engine
     from duralog.engine.api import (
         StepInfo,
+        close_stream,
         continue_as_new,
         deprecate_patch,
         heartbeat,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         uuid4,
         wait_signal,
         workflow_info,
+        write_stream,
     )
     from duralog.engine.decorators import step, workflow
     from duralog.engine.handle import WorkflowHandle
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
         StepFailed,
         StoreDamaged,
         StoreError,
+        StreamTimeout,
         UpdateFailed,
         UpdateTimeout,
         WorkflowConfigError,
@@ -106,6 +109,7 @@ _LAZY = {
     **dict.fromkeys(
         (
             "StepInfo",
+            "close_stream",
             "continue_as_new",
             "deprecate_patch",
             "heartbeat",
@@ -121,6 +125,7 @@ _LAZY = {
             "uuid4",
             "wait_signal",
             "workflow_info",
+            "write_stream",
         ),
         "duralog.engine.api",
     ),
@@ -155,6 +160,7 @@ _LAZY = {
             "StepFailed",
             "StoreDamaged",
             "StoreError",
+            "StreamTimeout",
             "UpdateFailed",
             "UpdateTimeout",
             "WorkflowConfigError",
@@ -258,6 +264,7 @@ __all__ = [
     "StepRegistry",
     "StoreDamaged",
     "StoreError",
+    "StreamTimeout",
     "Subscription",
     "Task",
     "UpdateFailed",
@@ -276,6 +283,7 @@ __all__ = [
     "WorkflowSuspended",
     "WorkflowTimeout",
     "__version__",
+    "close_stream",
     "continue_as_new",
     "deprecate_patch",
     "heartbeat",
@@ -299,4 +307,5 @@ __all__ = [
     "wait_signal",
     "workflow",
     "workflow_info",
+    "write_stream",
 ]

@@ -1,0 +1,197 @@
+"""Streams from the engine's side: what a running step writes, and how a reader follows.
+
+A step writes through the ``AttemptStream`` of its attempt (``duralog.write_stream``
+in a step finds it in its context). Each value becomes a ``StepStreamed`` event
+queued in its workflow's log tail on the worker's loop (at once on the loop; from a
+step thread, in the order the thread wrote), and committed in the next group-commit
+round; the step does not wait for it. Since the step's own outcome is queued after
+them, a step whose completion is in the log has every value it wrote in the log
+before it.
+
+A reader (``read``) follows the run's log from any process: it reads the events
+after the last one it saw, keeps those of its key (``replay/streams.py``) and
+stops at the stream's end. When ``continue_as_new`` moves the run's log to its
+archive (``<id>~run<N>``) while a reader follows it, the reader finishes from the
+archive: a stream belongs to one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from duralog.errors import DuralogError, PayloadError, StreamTimeout
+from duralog.replay.streams import StreamItem, check_key, entries_of
+from duralog.store import codec
+from duralog.store import events as ev
+from duralog.store.base import EventStore
+from duralog.store.envelope import PayloadCodec
+from duralog.store.events import LogEntry
+
+#: How long a reader waits between two reads of the log at most (it starts lower).
+MAX_PAUSE = 0.1
+_FIRST_PAUSE = 0.005
+
+
+class StreamOwner(Protocol):
+    """What a step's stream needs of its workflow's execution (in ``steps.py``)."""
+
+    def step_streamed(self, event: ev.StepStreamed) -> None:
+        """Queue ``event`` for the next commit (on the worker's loop)."""
+
+
+class AttemptStream:
+    """The streams of one step attempt: where ``duralog.write_stream`` in it writes.
+
+    Args:
+        owner: the execution of the step's workflow.
+        loop: the worker's loop, where the events are queued.
+        workflow_id: the step's workflow, step name, seq and attempt (for events and errors).
+        payload_codec: the engine's payload codec (values are sealed with it).
+        max_bytes: the engine's ``max_payload_bytes`` (None: no limit).
+    """
+
+    def __init__(
+        self,
+        owner: StreamOwner,
+        loop: asyncio.AbstractEventLoop,
+        workflow_id: str,
+        step: str,
+        seq: int,
+        attempt: int,
+        payload_codec: PayloadCodec | None,
+        max_bytes: int | None,
+    ) -> None:
+        self._owner = owner
+        self._loop = loop
+        self._where = f"step {step!r} (seq {seq}) of workflow {workflow_id!r}"
+        self._seq = seq
+        self._attempt = attempt
+        self._codec = payload_codec
+        self._max_bytes = max_bytes
+        self._closed: set[str] = set()
+        self._lock = threading.Lock()
+        #: Set once the attempt is over: what it writes later is refused.
+        self.ended = False
+
+    def end(self) -> None:
+        """The attempt is over: refuse what it writes from now on."""
+        with self._lock:
+            self.ended = True
+
+    def write(self, key: str, value: Any) -> None:
+        """Append ``value`` to stream ``key`` of the step's workflow."""
+        key = check_key(key, self._where)
+        try:
+            raw = codec.encode(value, self._codec)
+            codec.check_size(raw, self._max_bytes, f"a value of stream {key!r}")
+        except PayloadError as exc:
+            raise PayloadError(
+                f"cannot write to stream {key!r} from {self._where}: {exc}"
+            ) from None
+        self._queue(
+            key, ev.StepStreamed(step_seq=self._seq, attempt=self._attempt, key=key, value=raw)
+        )
+
+    def close(self, key: str) -> None:
+        """Close stream ``key`` of the step's workflow (again: nothing)."""
+        key = check_key(key, self._where)
+        event = ev.StepStreamed(step_seq=self._seq, attempt=self._attempt, key=key, closed=True)
+        self._queue(key, event)
+
+    def _queue(self, key: str, event: ev.StepStreamed) -> None:
+        with self._lock:  # one order per attempt, whichever of its threads writes
+            if self.ended:
+                raise DuralogError(
+                    f"{self._where}: attempt {self._attempt} is over (it returned, failed, or was "
+                    f"given up), so it can no longer write to stream {key!r}"
+                )
+            if key in self._closed:
+                if event.closed:
+                    return
+                raise DuralogError(
+                    f"stream {key!r} was closed by {self._where}; a closed stream takes no "
+                    "more values"
+                )
+            if event.closed:
+                self._closed.add(key)
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is self._loop:  # an async or inline step: queued before it returns
+                self._owner.step_streamed(event)
+            else:  # a step thread: queued before its outcome, which follows the same way
+                self._loop.call_soon_threadsafe(self._owner.step_streamed, event)
+
+
+def read(
+    store: EventStore,
+    payload_codec: PayloadCodec | None,
+    workflow_id: str,
+    key: str,
+    timeout: float | None,
+    result_type: Any,
+    start: int = 0,
+) -> Iterator[Any]:
+    """The values of stream ``key`` of workflow ``workflow_id``'s current run from offset
+    ``start``, decoded as ``result_type``, live; see ``WorkflowHandle.read_stream``."""
+    check_key(key, f"reading workflow {workflow_id!r}")
+    offset = 0
+    for item in follow(store, workflow_id, key, timeout, start):
+        if item.raw is not None:
+            if offset >= start:
+                yield codec.decode(item.raw, result_type, payload_codec=payload_codec)
+            offset += 1
+
+
+def follow(
+    store: EventStore, workflow_id: str, key: str, timeout: float | None, start: int = 0
+) -> Iterator[StreamItem]:
+    """The items of stream ``key`` (values still encoded), ending with its end;
+    ``StreamTimeout`` when none comes within ``timeout`` seconds of the last (the
+    values before offset ``start`` do not count as coming)."""
+    source = workflow_id
+    last: LogEntry | None = None
+    run = 1
+    received = 0
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = _FIRST_PAUSE
+    while True:
+        if last is None:
+            entries = store.read_events(source)
+            if entries and isinstance(entries[0].event, ev.WorkflowStarted):
+                run = entries[0].event.run
+        else:
+            # Read from the last event seen: if it is not there any more, the run's log
+            # was moved to its archive (continue-as-new) and the rest of it is there.
+            entries = store.read_events(source, after_seq=last.seq - 1)
+            if not entries or entries[0] != last:
+                source = f"{workflow_id}~run{run}"
+                entries = store.read_events(source, after_seq=last.seq - 1)
+                if not entries or entries[0] != last:
+                    raise DuralogError(
+                        f"the log of workflow {workflow_id!r} changed while its stream "
+                        f"{key!r} was read (the workflow was deleted, or its log replaced); "
+                        "read the stream again"
+                    )
+            entries = entries[1:]
+        if entries:
+            last = entries[-1]
+            before = received
+            for item in entries_of(key, entries):
+                yield item
+                if item.ended:
+                    return
+                received += 1
+            if received > max(before, start):  # a value to wait from: the clock restarts
+                pause = _FIRST_PAUSE
+                deadline = None if timeout is None else time.monotonic() + timeout
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise StreamTimeout(workflow_id, key, timeout or 0.0, received)
+        time.sleep(pause if remaining is None else min(pause, remaining))
+        pause = min(pause * 2, MAX_PAUSE)
