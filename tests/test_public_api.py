@@ -45,6 +45,7 @@ EXPECTED = {
     "StepRegistry",
     "StoreDamaged",
     "StoreError",
+    "StreamTimeout",
     "Subscription",
     "Task",
     "UpdateFailed",
@@ -63,6 +64,7 @@ EXPECTED = {
     "WorkflowSuspended",
     "WorkflowTimeout",
     "__version__",
+    "close_stream",
     "continue_as_new",
     "deprecate_patch",
     "heartbeat",
@@ -86,6 +88,7 @@ EXPECTED = {
     "wait_signal",
     "workflow",
     "workflow_info",
+    "write_stream",
 }
 
 

@@ -74,7 +74,7 @@ def test_workflow_and_step_values_come_in_order_then_the_end(address: str) -> No
         assert list(handle.read_stream("tokens")) == ["<start>", *words, *words, "<end>"]
         # A stream left open ends with the run.
         assert list(handle.read_stream("status", timeout=PATIENCE)) == [{"done": True}]
-        assert list(handle.read_stream("tokens", start=5)) == words[1:] + ["<end>"]
+        assert list(handle.read_stream("tokens", start=5)) == [*words[1:], "<end>"]
         history = handle.history()
     kinds = [e.kind for e in history]
     assert kinds.count("StreamWritten") == 3 and kinds.count("StreamClosed") == 1
@@ -112,8 +112,8 @@ def test_a_reader_gets_values_live_and_stops_at_the_close(address: str) -> None:
             target=lambda: got.extend(handle.read_stream("out", timeout=PATIENCE))
         )
         reader.start()
-        for i in range(3):
-            wait_for(lambda: len(got) == i + 1, what=f"value {i} read live")
+        for i in range(1, 4):
+            wait_for(lambda n=i: len(got) == n, what=f"value {i - 1} read live")  # type: ignore[misc]
             handle.signal("more")
         reader.join(PATIENCE)
         assert not reader.is_alive() and got == [0, 1, 2]
@@ -266,6 +266,5 @@ def test_encrypted_values_are_never_stored_in_clear(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         for (body,) in conn.execute("SELECT body FROM events"):
             assert SECRET not in str(body)
-    with duralog.Engine(db, worker=False) as keyless:  # no key: no value
-        with pytest.raises(duralog.PayloadError):
-            list(keyless.get("v").read_stream("tokens"))
+    with duralog.Engine(db, worker=False) as keyless, pytest.raises(duralog.PayloadError):
+        list(keyless.get("v").read_stream("tokens"))  # no key: no value
