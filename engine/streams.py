@@ -136,12 +136,14 @@ def read(
     timeout: float | None,
     result_type: Any,
     start: int = 0,
+    wait: bool = True,
 ) -> Iterator[Any]:
     """The values of stream ``key`` of workflow ``workflow_id``'s current run from offset
-    ``start``, decoded as ``result_type``, live; see ``WorkflowHandle.read_stream``."""
+    ``start``, decoded as ``result_type``, live (see ``WorkflowHandle.read_stream``); with
+    ``wait=False``, only those written so far."""
     check_key(key, f"reading workflow {workflow_id!r}")
     offset = 0
-    for item in follow(store, workflow_id, key, timeout, start):
+    for item in follow(store, workflow_id, key, timeout, start, wait):
         if item.raw is not None:
             if offset >= start:
                 yield codec.decode(item.raw, result_type, payload_codec=payload_codec)
@@ -149,11 +151,17 @@ def read(
 
 
 def follow(
-    store: EventStore, workflow_id: str, key: str, timeout: float | None, start: int = 0
+    store: EventStore,
+    workflow_id: str,
+    key: str,
+    timeout: float | None,
+    start: int = 0,
+    wait: bool = True,
 ) -> Iterator[StreamItem]:
     """The items of stream ``key`` (values still encoded), ending with its end;
     ``StreamTimeout`` when none comes within ``timeout`` seconds of the last (the
-    values before offset ``start`` do not count as coming)."""
+    values before offset ``start`` do not count as coming). With ``wait=False`` it
+    returns at the end of what the log holds now."""
     source = workflow_id
     last: LogEntry | None = None
     run = 1
@@ -190,6 +198,8 @@ def follow(
             if received > max(before, start):  # a value to wait from: the clock restarts
                 pause = _FIRST_PAUSE
                 deadline = None if timeout is None else time.monotonic() + timeout
+        if not wait:
+            return
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise StreamTimeout(workflow_id, key, timeout or 0.0, received)
