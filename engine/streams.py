@@ -125,7 +125,10 @@ class AttemptStream:
             if running is self._loop:  # an async or inline step: queued before it returns
                 self._owner.step_streamed(event)
             else:  # a step thread: queued before its outcome, which follows the same way
-                self._loop.call_soon_threadsafe(self._owner.step_streamed, event)
+                try:
+                    self._loop.call_soon_threadsafe(self._owner.step_streamed, event)
+                except RuntimeError:  # the worker's loop is closed: nor is the outcome kept
+                    self.ended = True
 
 
 def read(
