@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import sqlite3
 import threading
@@ -268,3 +269,52 @@ def test_encrypted_values_are_never_stored_in_clear(tmp_path: Path) -> None:
             assert SECRET not in str(body)
     with duralog.Engine(db, worker=False) as keyless, pytest.raises(duralog.PayloadError):
         list(keyless.get("v").read_stream("tokens"))  # no key: no value
+
+
+late: list[BaseException] = []
+over = threading.Event()  # set by the test once the step's completion is in the log
+
+
+@duralog.step
+def slow_tokens() -> str:
+    duralog.write_stream("tokens", "first")
+    context = contextvars.copy_context()  # a thread of the step's own, writing later
+
+    def write_later() -> None:
+        assert over.wait(PATIENCE)
+        try:
+            duralog.write_stream("tokens", "too late")
+        except duralog.DuralogError as exc:
+            late.append(exc)
+
+    threading.Thread(target=context.run, args=(write_later,)).start()
+    assert gate.wait(PATIENCE), "the test never opened the gate"
+    return "done"
+
+
+@duralog.workflow
+async def slow(_: int) -> str:
+    text = await slow_tokens()
+    duralog.on_query("write", lambda: duralog.write_stream("tokens", "from a query"))
+    await duralog.wait_signal("end")
+    return text
+
+
+def test_a_step_value_reaches_readers_while_the_step_runs(address: str) -> None:
+    late.clear()
+    over.clear()
+    with engine_on(address) as engine:
+        handle = engine.start(slow, 0, id="slow-step")
+        values = handle.read_stream("tokens", timeout=PATIENCE)
+        assert next(values) == "first"  # the step still waits for the gate
+        assert handle.state().steps[2].status == "running"
+        gate.set()
+        wait_for(lambda: any(e.kind == "StepCompleted" for e in handle.history()))
+        over.set()
+        wait_for(lambda: late, what="the write after the attempt ended")
+        assert "attempt 1 is over" in str(late[0])
+        with pytest.raises(duralog.QueryFailed, match="tried to write to stream"):
+            handle.query("write")
+        handle.signal("end")
+        assert handle.result(timeout=PATIENCE) == "done"
+        assert list(values) == []
