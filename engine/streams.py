@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from duralog.errors import DuralogError, PayloadError, StreamTimeout
+from duralog.errors import ConfigurationError, DuralogError, PayloadError, StreamTimeout
 from duralog.replay.streams import StreamItem, check_key, entries_of
 from duralog.store import codec
 from duralog.store import events as ev
@@ -112,9 +112,9 @@ class AttemptStream:
             if key in self._closed:
                 if event.closed:
                     return
-                raise DuralogError(
+                raise ConfigurationError(
                     f"stream {key!r} was closed by {self._where}; a closed stream takes no "
-                    "more values"
+                    "more values (write to another key)"
                 )
             if event.closed:
                 self._closed.add(key)
