@@ -318,3 +318,32 @@ def test_a_step_value_reaches_readers_while_the_step_runs(address: str) -> None:
         handle.signal("end")
         assert handle.result(timeout=PATIENCE) == "done"
         assert list(values) == []
+
+
+@duralog.step
+def closing_step() -> str:
+    duralog.write_stream("rows", "row 1")
+    duralog.close_stream("rows")
+    duralog.close_stream("rows")  # again: nothing
+    try:
+        duralog.write_stream("rows", "row 2")
+    except duralog.ConfigurationError as exc:
+        return str(exc)
+    return "accepted"
+
+
+@duralog.workflow
+async def closed_by_step() -> str:
+    said = await closing_step()
+    await duralog.wait_signal("end")
+    return said
+
+
+def test_a_step_closes_a_stream_for_its_readers(address: str) -> None:
+    with engine_on(address) as engine:
+        handle = engine.start(closed_by_step, id="step-closed")
+        # The reader ends at the step's close, while the workflow still waits.
+        assert list(handle.read_stream("rows", timeout=PATIENCE)) == ["row 1"]
+        handle.signal("end")
+        said = handle.result(timeout=PATIENCE)
+    assert "stream 'rows' was closed by step" in said and "'step-closed'" in said
