@@ -267,8 +267,9 @@ class WorkflowHandle(Generic[R]):
     ) -> Iterator[Any]:
         """The values the workflow writes to stream ``key`` (``duralog.write_stream``), in
         order, as they are written: iteration ends when the stream is closed or the run
-        ends. Works from any process, live or long after; each read starts at the
-        stream's first value (``start`` skips that many). Values are decoded as
+        ends. It reads the run that is current when it is called (a stream belongs to
+        one run: ``continue_as_new`` ends it). Works from any process, live or long
+        after; each read starts at the stream's first value (``start`` skips that many). Values are decoded as
         ``result_type`` (plain JSON by default) with the engine's payload codec.
 
         Raises ``StreamTimeout`` (a ``TimeoutError``) when no new value comes within

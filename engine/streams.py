@@ -23,7 +23,13 @@ import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from duralog.errors import ConfigurationError, DuralogError, PayloadError, StreamTimeout
+from duralog.errors import (
+    ConfigurationError,
+    DuralogError,
+    PayloadError,
+    StreamTimeout,
+    WorkflowNotFound,
+)
 from duralog.replay.streams import StreamItem, check_key, entries_of
 from duralog.store import codec
 from duralog.store import events as ev
@@ -141,16 +147,32 @@ def read(
     start: int = 0,
     wait: bool = True,
 ) -> Iterator[Any]:
-    """The values of stream ``key`` of workflow ``workflow_id``'s current run from offset
-    ``start``, decoded as ``result_type``, live (see ``WorkflowHandle.read_stream``); with
-    ``wait=False``, only those written so far."""
+    """The values of stream ``key`` of the run of workflow ``workflow_id`` that is
+    current now, from offset ``start``, decoded as ``result_type``, live (see
+    ``WorkflowHandle.read_stream``); with ``wait=False``, only those written so far.
+    Raises ``WorkflowNotFound`` at once for an unknown workflow."""
     check_key(key, f"reading workflow {workflow_id!r}")
+    items = follow(store, workflow_id, key, timeout, run_start(store, workflow_id), start, wait)
+    return _decoded(items, start, result_type, payload_codec)
+
+
+def _decoded(
+    items: Iterator[StreamItem], start: int, result_type: Any, payload_codec: PayloadCodec | None
+) -> Iterator[Any]:
     offset = 0
-    for item in follow(store, workflow_id, key, timeout, start, wait):
+    for item in items:
         if item.raw is not None:
             if offset >= start:
                 yield codec.decode(item.raw, result_type, payload_codec=payload_codec)
             offset += 1
+
+
+def run_start(store: EventStore, workflow_id: str) -> LogEntry:
+    """The first event of the workflow's current run (which pins the run a reader reads)."""
+    found = store.read_events(workflow_id, until_seq=1)
+    if not found:
+        raise WorkflowNotFound(workflow_id)
+    return found[0]
 
 
 def follow(
@@ -158,38 +180,35 @@ def follow(
     workflow_id: str,
     key: str,
     timeout: float | None,
+    first: LogEntry,
     start: int = 0,
     wait: bool = True,
 ) -> Iterator[StreamItem]:
-    """The items of stream ``key`` (values still encoded), ending with its end;
-    ``StreamTimeout`` when none comes within ``timeout`` seconds of the last (the
-    values before offset ``start`` do not count as coming). With ``wait=False`` it
-    returns at the end of what the log holds now."""
+    """The items of stream ``key`` (values still encoded) of the run that ``first``
+    (its ``WorkflowStarted``) began, ending with its end; ``StreamTimeout`` when none
+    comes within ``timeout`` seconds of the last (the values before offset ``start``
+    do not count as coming). With ``wait=False`` it returns at the end of what the log
+    holds now."""
     source = workflow_id
-    last: LogEntry | None = None
-    run = 1
+    last = first
+    run = first.event.run if isinstance(first.event, ev.WorkflowStarted) else 1
     received = 0
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = _FIRST_PAUSE
     while True:
-        if last is None:
-            entries = store.read_events(source)
-            if entries and isinstance(entries[0].event, ev.WorkflowStarted):
-                run = entries[0].event.run
-        else:
-            # Read from the last event seen: if it is not there any more, the run's log
-            # was moved to its archive (continue-as-new) and the rest of it is there.
+        # Read from the last event seen: if it is not there any more, the run's log was
+        # moved to its archive (continue-as-new) and the rest of it is there.
+        entries = store.read_events(source, after_seq=last.seq - 1)
+        if not entries or entries[0] != last:
+            source = f"{workflow_id}~run{run}"
             entries = store.read_events(source, after_seq=last.seq - 1)
             if not entries or entries[0] != last:
-                source = f"{workflow_id}~run{run}"
-                entries = store.read_events(source, after_seq=last.seq - 1)
-                if not entries or entries[0] != last:
-                    raise DuralogError(
-                        f"the log of workflow {workflow_id!r} changed while its stream "
-                        f"{key!r} was read (the workflow was deleted, or its log replaced); "
-                        "read the stream again"
-                    )
-            entries = entries[1:]
+                raise DuralogError(
+                    f"the log of workflow {workflow_id!r} changed while its stream "
+                    f"{key!r} was read (the workflow was deleted, or its log replaced); "
+                    "read the stream again"
+                )
+        entries = entries[1:]
         if entries:
             last = entries[-1]
             before = received
