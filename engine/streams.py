@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
 from duralog.errors import (
@@ -156,6 +156,32 @@ def read(
     return _decoded(items, start, result_type, payload_codec)
 
 
+def read_async(
+    store: EventStore,
+    payload_codec: PayloadCodec | None,
+    workflow_id: str,
+    key: str,
+    timeout: float | None,
+    result_type: Any,
+    start: int = 0,
+) -> AsyncIterator[Any]:
+    """``read`` for an event loop: the log is read on a thread, the waits are awaited."""
+    check_key(key, f"reading workflow {workflow_id!r}")
+    follower = Follower(store, workflow_id, key, run_start(store, workflow_id))
+
+    async def values() -> AsyncIterator[Any]:
+        patience = Patience(workflow_id, key, timeout, start)
+        while True:
+            items = await asyncio.to_thread(follower.poll)
+            for value in patience.take(items, result_type, payload_codec):
+                yield value
+            if patience.ended:
+                return
+            await asyncio.sleep(patience.pause())
+
+    return values()
+
+
 def _decoded(
     items: Iterator[StreamItem], start: int, result_type: Any, payload_codec: PayloadCodec | None
 ) -> Iterator[Any]:
@@ -175,6 +201,93 @@ def run_start(store: EventStore, workflow_id: str) -> LogEntry:
     return found[0]
 
 
+class Follower:
+    """Reads one stream of one run, a batch of new items at a time (``poll``).
+
+    Args:
+        store: the log.
+        workflow_id: the workflow; key: the stream's key.
+        first: the ``WorkflowStarted`` of the run to read (``run_start``).
+    """
+
+    def __init__(self, store: EventStore, workflow_id: str, key: str, first: LogEntry) -> None:
+        self._store = store
+        self._workflow_id = workflow_id
+        self._key = key
+        self._source = workflow_id
+        self._last = first
+        run = first.event.run if isinstance(first.event, ev.WorkflowStarted) else 1
+        self._archive = f"{workflow_id}~run{run}"
+
+    def poll(self) -> list[StreamItem]:
+        """The stream's items appended since the last poll (ending with its end, once
+        that is reached)."""
+        # Read from the last event seen: if it is not there any more, the run's log was
+        # moved to its archive (continue-as-new) and the rest of it is there.
+        last = self._last
+        entries = self._store.read_events(self._source, after_seq=last.seq - 1)
+        if not entries or entries[0] != last:
+            self._source = self._archive
+            entries = self._store.read_events(self._source, after_seq=last.seq - 1)
+            if not entries or entries[0] != last:
+                raise DuralogError(
+                    f"the log of workflow {self._workflow_id!r} changed while its stream "
+                    f"{self._key!r} was read (the workflow was deleted, or its log "
+                    "replaced); read the stream again"
+                )
+        self._last = entries[-1]
+        return entries_of(self._key, entries[1:])
+
+
+class Patience:
+    """How long a reader waits: ``StreamTimeout`` once no value came for ``timeout``
+    seconds (the values before offset ``start`` do not count), and the pause before the
+    next read of the log (short after a value, growing to ``MAX_PAUSE``)."""
+
+    def __init__(self, workflow_id: str, key: str, timeout: float | None, start: int = 0) -> None:
+        self._workflow_id = workflow_id
+        self._key = key
+        self._timeout = timeout
+        self._start = start
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._pause = _FIRST_PAUSE
+        #: How many values of the stream were seen (from its first).
+        self.received = 0
+        #: Whether the stream's end was seen.
+        self.ended = False
+
+    def items(self, items: list[StreamItem]) -> Iterator[StreamItem]:
+        """``items`` up to the stream's end, counted; the clock restarts after a value."""
+        before = self.received
+        for item in items:
+            if item.ended:
+                self.ended = True
+                yield item
+                return
+            self.received += 1
+            yield item
+        if self.received > max(before, self._start):
+            self._pause = _FIRST_PAUSE
+            self._deadline = None if self._timeout is None else time.monotonic() + self._timeout
+
+    def take(
+        self, items: list[StreamItem], result_type: Any, payload_codec: PayloadCodec | None
+    ) -> Iterator[Any]:
+        """The values among ``items`` from offset ``start``, decoded."""
+        for item in self.items(items):
+            if item.raw is not None and self.received > self._start:
+                yield codec.decode(item.raw, result_type, payload_codec=payload_codec)
+
+    def pause(self) -> float:
+        """Seconds to wait before the next read; ``StreamTimeout`` when time is up."""
+        remaining = None if self._deadline is None else self._deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise StreamTimeout(self._workflow_id, self._key, self._timeout or 0.0, self.received)
+        pause = self._pause if remaining is None else min(self._pause, remaining)
+        self._pause = min(self._pause * 2, MAX_PAUSE)
+        return pause
+
+
 def follow(
     store: EventStore,
     workflow_id: str,
@@ -189,41 +302,10 @@ def follow(
     comes within ``timeout`` seconds of the last (the values before offset ``start``
     do not count as coming). With ``wait=False`` it returns at the end of what the log
     holds now."""
-    source = workflow_id
-    last = first
-    run = first.event.run if isinstance(first.event, ev.WorkflowStarted) else 1
-    received = 0
-    deadline = None if timeout is None else time.monotonic() + timeout
-    pause = _FIRST_PAUSE
+    follower = Follower(store, workflow_id, key, first)
+    patience = Patience(workflow_id, key, timeout, start)
     while True:
-        # Read from the last event seen: if it is not there any more, the run's log was
-        # moved to its archive (continue-as-new) and the rest of it is there.
-        entries = store.read_events(source, after_seq=last.seq - 1)
-        if not entries or entries[0] != last:
-            source = f"{workflow_id}~run{run}"
-            entries = store.read_events(source, after_seq=last.seq - 1)
-            if not entries or entries[0] != last:
-                raise DuralogError(
-                    f"the log of workflow {workflow_id!r} changed while its stream "
-                    f"{key!r} was read (the workflow was deleted, or its log replaced); "
-                    "read the stream again"
-                )
-        entries = entries[1:]
-        if entries:
-            last = entries[-1]
-            before = received
-            for item in entries_of(key, entries):
-                yield item
-                if item.ended:
-                    return
-                received += 1
-            if received > max(before, start):  # a value to wait from: the clock restarts
-                pause = _FIRST_PAUSE
-                deadline = None if timeout is None else time.monotonic() + timeout
-        if not wait:
+        yield from patience.items(follower.poll())
+        if patience.ended or not wait:
             return
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise StreamTimeout(workflow_id, key, timeout or 0.0, received)
-        time.sleep(pause if remaining is None else min(pause, remaining))
-        pause = min(pause * 2, MAX_PAUSE)
+        time.sleep(patience.pause())

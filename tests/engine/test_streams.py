@@ -347,3 +347,22 @@ def test_a_step_closes_a_stream_for_its_readers(address: str) -> None:
         handle.signal("end")
         said = handle.result(timeout=PATIENCE)
     assert "stream 'rows' was closed by step" in said and "'step-closed'" in said
+
+
+def test_an_async_reader_gets_the_same_values_live(address: str) -> None:
+    async def read(handle: duralog.WorkflowHandle[Any]) -> list[Any]:
+        got = []
+        async for value in handle.read_stream_async("out", timeout=PATIENCE):
+            got.append(value)
+            handle.signal("more")  # the next value comes only once this one was read
+        return got
+
+    with engine_on(address) as engine:
+        handle = engine.start(chatty, 3, id="async-reader")
+        assert asyncio.run(read(handle)) == [0, 1, 2]
+        late = handle.read_stream_async("out", start=1)
+        assert asyncio.run(anext(late)) == 1
+        with pytest.raises(duralog.StreamTimeout):
+            asyncio.run(anext(handle.read_stream_async("never", timeout=0.2)))
+        handle.signal("finish")
+        handle.result(timeout=PATIENCE)
