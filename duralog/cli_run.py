@@ -38,7 +38,7 @@ from duralog.replay.history import dump_history, entries_json, entry_json
 from duralog.replay.state import WorkflowState, fold_all
 from duralog.store import events as ev
 from duralog.store.base import EventStore, InboxItem, WorkflowQuery, WorkflowRecord
-from duralog.store.codec import encode_call, reveal_entries
+from duralog.store.codec import encode_call, reveal_entries, reveal_payload
 from duralog.store.envelope import PayloadCodec
 from duralog.store.events import LogEntry
 from duralog.store.verify import WorkflowCheck
@@ -243,9 +243,11 @@ def show_report(ctx: Context, store: EventStore, workflow_id: str) -> ShowReport
         state = fold_all(workflow_id, events)
     except ValueError:  # a gap, or an event that refers to nothing: the timeline shows it
         state = None
+    beats = [] if state is None else _heartbeats(store, state, ctx.payload_codec)
     data = {
         **msgspec.structs.asdict(record),
         "waiting": waiting,
+        "heartbeats": beats,
         "inbox": [_request_json(r) for r in requests],
         "state": None if state is None else _format.state_json(state),
         "findings": found.findings,
@@ -254,9 +256,33 @@ def show_report(ctx: Context, store: EventStore, workflow_id: str) -> ShowReport
     }
     return ShowReport(
         data,
-        lambda: _show_lines(record, found, state, events, forks, waiting, requests),
+        lambda: _show_lines(record, found, state, events, forks, waiting, requests, beats),
         found.ok,
     )
+
+
+def _heartbeats(
+    store: EventStore, state: WorkflowState, payload_codec: PayloadCodec | None
+) -> list[dict[str, Any]]:
+    """The last heartbeat details each step of this run that has not ended stored
+    (running, or waiting to retry): step, seq, attempt, when they were stored and the
+    details (an encrypted value shows as its marker unless the codec has its key)."""
+    found = []
+    for step in state.pending_steps():
+        beat = store.get_heartbeat(state.workflow_id, step.seq)
+        if beat is None or beat.run_id != state.run_id:
+            continue  # none, or left by an earlier run under this id
+        shown = reveal_payload(beat.details, payload_codec)
+        found.append(
+            {
+                "step": step.name,
+                "seq": step.seq,
+                "attempt": beat.attempt,
+                "at": beat.at,
+                "details": msgspec.Raw(shown),
+            }
+        )
+    return found
 
 
 def _requests(items: list[InboxItem], payload_codec: PayloadCodec | None) -> list[LogEntry]:
@@ -308,6 +334,7 @@ def _show_lines(
     forks: list[WorkflowRecord],
     waiting: str | None,
     requests: list[LogEntry],
+    beats: list[dict[str, Any]],
 ) -> list[str]:
     lines = [f"workflow  {record.id} ({record.name})"]
     lines.append(
@@ -323,6 +350,11 @@ def _show_lines(
         lines.append(
             f"recovered {record.recoveries} times in a row without progress: its worker "
             "died or stalled while one of its steps ran (max_recovery_attempts)"
+        )
+    for beat in beats:
+        lines.append(
+            f"heartbeat {beat['step']} (seq {beat['seq']}, attempt {beat['attempt']}): "
+            f"{_format.payload(beat['details'], 200)} (stored {_format.when(beat['at'])})"
         )
     for request in requests:
         said = _format.describe(request, {})

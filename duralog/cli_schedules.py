@@ -69,7 +69,9 @@ def _cells(record: ScheduleRecord) -> list[object]:
         record.cron,
         record.timezone,
         record.workflow,
-        record.queue,
+        record.queue
+        if record.partition_key is None
+        else f"{record.queue} (partition {record.partition_key})",
         record.catch_up,
         _format.when(record.last_tick),
         "paused" if record.paused else _format.when(next_tick(record)),

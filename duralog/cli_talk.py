@@ -20,11 +20,14 @@ from duralog._cli_common import (
     parse_json,
     pass_context,
 )
-from duralog.cli_results import _TIMEOUT
+from duralog.cli_results import _TIMEOUT, _seconds
+from duralog.engine.handle import QUERY_TIMEOUT
 from duralog.errors import (
+    ConfigurationError,
     NondeterminismError,
     PayloadError,
     QueryFailed,
+    QueryTimeout,
     RegistrationError,
     UpdateFailed,
     UpdateTimeout,
@@ -36,10 +39,25 @@ from duralog.errors import (
 @click.argument("workflow_id")
 @click.argument("name")
 @click.argument("args", nargs=-1, metavar="[ARG]...")
+@click.option(
+    "--timeout",
+    type=float,
+    default=QUERY_TIMEOUT,
+    show_default=True,
+    callback=_seconds,
+    help="Seconds to wait for the answer (inf: as long as it takes).",
+)
 @output_option
 @pass_context
 @friendly
-def query(ctx: Context, workflow_id: str, name: str, args: tuple[str, ...], output: str) -> None:
+def query(
+    ctx: Context,
+    workflow_id: str,
+    name: str,
+    args: tuple[str, ...],
+    timeout: float | None,
+    output: str,
+) -> None:
     """Ask query NAME of a workflow (duralog.on_query) and print its answer as JSON.
 
     Each ARG is one argument of the handler, as JSON (a string in JSON quotes). The
@@ -50,7 +68,8 @@ def query(ctx: Context, workflow_id: str, name: str, args: tuple[str, ...], outp
     Exit 1: the query failed (no such query, its handler raised or tried to act,
     the code diverged from the history), or there is no such workflow (with -o
     json, an object with the error on stdout). Exit 2: bad ARGS, no code for the
-    workflow in --app, a log or keys it cannot read.
+    workflow in --app, a log or keys it cannot read, or no answer within --timeout
+    (a handler that never returns).
 
     \b
     Example:
@@ -63,9 +82,11 @@ def query(ctx: Context, workflow_id: str, name: str, args: tuple[str, ...], outp
     values = [_argument(i, text) for i, text in enumerate(args, 1)]
     try:
         with ctx.handle(workflow_id) as handle:
-            answer = handle.query(name, *values)
+            answer = handle.query(name, *values, timeout=timeout)
     except WorkflowNotFound as exc:
         raise Problem(f"no workflow with id {exc.workflow_id!r} in {ctx.where}") from None
+    except QueryTimeout as exc:
+        raise Problem(str(exc), 2) from None
     except (QueryFailed, NondeterminismError) as exc:
         _failed(output, {"workflow_id": workflow_id, "query": name}, exc)
     except (RegistrationError, PayloadError) as exc:  # it cannot be asked from here
@@ -103,6 +124,12 @@ def _failed(output: str, found: dict[str, Any], exc: Exception) -> NoReturn:
 @click.argument("workflow_id")
 @click.argument("name")
 @click.option("--payload", default="null", show_default=True, help="The update's JSON payload.")
+@click.option(
+    "--update-id",
+    default=None,
+    help="Make it safe to retry: an update with this id is carried out once, and sending "
+    "it again prints the first answer.",
+)
 @_TIMEOUT
 @output_option
 @pass_context
@@ -112,6 +139,7 @@ def update(
     workflow_id: str,
     name: str,
     payload: str,
+    update_id: str | None,
     timeout: float | None,
     output: str,
 ) -> None:
@@ -126,12 +154,14 @@ def update(
     before answering, or there is no such workflow (with -o json, an object with
     the error on stdout). Exit 2: a bad --payload, no code for the workflow in
     --app, a log or keys it cannot read, or --timeout passed first (the update
-    is still carried out).
+    is still carried out: send it again with the same --update-id to get its
+    answer without running it twice).
 
     \b
     Example:
       duralog --db shop.db --app shop.workflows update cart-7 add_item --payload '"sku-42"'
       duralog --db shop.db --app shop.workflows update cart-7 empty --timeout 30 -o json
+      duralog --db shop.db --app shop.workflows update cart-7 empty --update-id empty-1
     """
     if not name:
         raise Problem("the update's NAME must not be empty", 2)
@@ -139,7 +169,7 @@ def update(
     value = parse_json(payload, "--payload")
     try:
         with ctx.handle(workflow_id) as handle:
-            answer = handle.update(name, value, timeout=timeout)
+            answer = handle.update(name, value, timeout=timeout, update_id=update_id)
     except WorkflowNotFound as exc:
         raise Problem(f"no workflow with id {exc.workflow_id!r} in {ctx.where}") from None
     except UpdateTimeout as exc:
@@ -147,7 +177,7 @@ def update(
     except (UpdateFailed, NondeterminismError) as exc:
         rejected = isinstance(exc, UpdateFailed) and exc.rejected
         _failed(output, {"workflow_id": workflow_id, "update": name, "rejected": rejected}, exc)
-    except (RegistrationError, PayloadError) as exc:
+    except (RegistrationError, PayloadError, ConfigurationError) as exc:
         raise Problem(str(exc), 2) from None
     found = {"workflow_id": workflow_id, "update": name, "result": answer}
     echo_one(output, found, lambda: [json.dumps(answer, default=str)])

@@ -19,6 +19,7 @@
     ├── NondeterminismError       replayed code made a different decision than the history
     │   └── ForkDiverged          a fork was refused: the current code does not replay its copy
     ├── QueryFailed               a query could not be answered (no such query, its handler raised)
+    │   └── QueryTimeout          ``handle.query(timeout=...)`` ran out (also a TimeoutError)
     ├── UpdateFailed              an update was rejected, its handler raised, or it got no answer
     │   └── UpdateTimeout         ``handle.update(timeout=...)`` ran out (also a TimeoutError)
     ├── PayloadError              a value could not be encoded or decoded
@@ -351,6 +352,28 @@ class QueryFailed(DuralogError):
         self.reason = reason
         self.cause = cause
         super().__init__(f"query {query!r} of workflow {workflow_id!r} failed: {reason}")
+
+
+class QueryTimeout(QueryFailed, TimeoutError):
+    """``WorkflowHandle.query(timeout=...)`` got no answer in time: its handler (or the
+    replay of the workflow's code before it) ran on without returning.
+
+    The replay runs on a daemon thread of the asking process. The thread is
+    interrupted where CPython allows it (a loop of Python code is stopped at its
+    next bytecode); code blocked inside a C call keeps its thread until that call
+    returns. Either way it only reads a copy of the log already in memory: it holds
+    no lock, writes nothing, and does not keep the process from exiting.
+    """
+
+    def __init__(self, workflow_id: str, query: str, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(
+            workflow_id,
+            query,
+            f"no answer within {timeout:g}s: its handler, or the replay of the workflow's "
+            "code before it, did not return (a loop that never ends?); a query handler "
+            "should only read the workflow's state and return",
+        )
 
 
 class UpdateFailed(DuralogError):

@@ -44,7 +44,7 @@ from .lease import Moment
 from .listing import page_size, workflow_query
 from .options import WorkerOptions
 from .queues import KEEP, QUEUES, Keep, Queue, overrides, place, resolve
-from .schedules import CatchUp, make_schedule
+from .schedules import CatchUp, check_placement, make_schedule
 from .starts import Starts
 from .worker import Worker
 
@@ -414,6 +414,7 @@ class Engine:
         catch_up: CatchUp = "latest",
         queue: Queue | str | None = None,
         timezone: str = "UTC",
+        partition: str | None = None,
     ) -> ScheduleRecord:
         """Start ``workflow(tick, *args)`` on every tick of ``cron``, on any worker.
 
@@ -421,18 +422,20 @@ class Engine:
         and every worker serving ``workflow`` fires it (each tick once: its workflow
         id is ``<schedule_id>@<tick, UTC ISO 8601>``). Calling it again with the
         same id updates the definition and keeps the last tick. See
-        ``duralog.schedule`` for ``catch_up`` and ``timezone``.
+        ``duralog.schedule`` for ``catch_up``, ``timezone`` and ``partition`` (the
+        partition of the tick workflows on a partitioned ``queue``).
         """
         definition = self._definition(workflow)
-        queued = None if queue is None else resolve(queue, self.queues).name
+        queued = None if queue is None else resolve(queue, self.queues)
         spec = make_schedule(
             schedule_id,
             cron,
             definition.name,
             args,
             catch_up=catch_up,
-            queue=queued,
+            queue=None if queued is None else queued.name,
             timezone=timezone,
+            partition=check_placement(schedule_id, queued, partition),
         )
         record = spec.record(self.clock.now(), self.payload_codec)
         self.store.put_schedule(record)

@@ -157,6 +157,7 @@ class Execution(StepLoop):
             parent_id=self.workflow_id,
             owner=self.host.worker_id,
             lease_seconds=self.host.options.lease_seconds,
+            parent_fence=self.fence,  # refused if the parent was terminated meanwhile
         )
         granted = Moment.now()
         fence = await self.host.starts.create_async(item)

@@ -40,6 +40,10 @@ T = TypeVar("T")
 MAX_ID_LENGTH = 255
 
 
+#: How long ``WorkflowHandle.query`` waits for an answer by default, in seconds.
+QUERY_TIMEOUT = 30.0
+
+
 class HandleHost(Protocol):
     """What a handle uses of its ``Engine``."""
 
@@ -154,9 +158,11 @@ class WorkflowHandle(Generic[R]):
         No cleanup runs: no ``except CancelledError`` handler, no cleanup step. The
         workflow ends ``FAILED`` with a cause of type ``Terminated`` (its message the
         ``reason``), and its history says so with a ``WorkflowTerminated`` event that
-        replay knows the code did not make. Its open children are terminated too; a
-        parent waiting on it sees it fail. Works whatever its status (``PENDING``,
-        ``PAUSED``, ``SUSPENDED``...) and whether or not a worker runs it.
+        replay knows the code did not make. Its open children are terminated too, and
+        a worker still running it cannot create another (the store refuses a child
+        whose parent's fence moved); a parent waiting on it sees it fail. Works
+        whatever its status (``PENDING``, ``PAUSED``, ``SUSPENDED``...) and whether or
+        not a worker runs it.
 
         A step attempt running at that moment is never recorded: an async step is
         cancelled as soon as its worker hears of it (at once in this process and on
@@ -318,7 +324,13 @@ class WorkflowHandle(Generic[R]):
             engine.store, engine.payload_codec, self.id, key, waited, result_type, first
         )
 
-    def query(self, name: str, *args: Any, result_type: Any = Any) -> Any:
+    def query(
+        self,
+        name: str,
+        *args: Any,
+        result_type: Any = Any,
+        timeout: float | None = QUERY_TIMEOUT,
+    ) -> Any:
         """Ask the workflow's query ``name`` (``duralog.on_query``) with ``args``.
 
         Answered in this process from the workflow's current state, running or
@@ -328,8 +340,9 @@ class WorkflowHandle(Generic[R]):
         ``args`` and the result travel as JSON; ``result_type`` decodes the result.
 
         Raises ``QueryFailed`` (no such query, its handler raised or tried to act),
-        ``NondeterminismError`` (the code diverged from the history),
-        ``RegistrationError`` (the workflow's code is not registered here).
+        ``QueryTimeout`` when no answer came within ``timeout`` seconds (30 by
+        default; None: no limit), ``NondeterminismError`` (the code diverged from the
+        history), ``RegistrationError`` (the workflow's code is not registered here).
 
         Example:
             ``print(handle.query("progress"))  # {'done': 300, 'of': 1000}``
@@ -338,7 +351,14 @@ class WorkflowHandle(Generic[R]):
 
         engine = self._engine
         return ask(
-            engine.store, engine.payload_codec, self.id, self._definition, name, args, result_type
+            engine.store,
+            engine.payload_codec,
+            self.id,
+            self._definition,
+            name,
+            args,
+            result_type,
+            timeout,
         )
 
     def update(
@@ -348,6 +368,7 @@ class WorkflowHandle(Generic[R]):
         *,
         timeout: float | None = None,
         result_type: Any = Any,
+        update_id: str | None = None,
     ) -> Any:
         """Send update ``name`` (``duralog.on_update``) with ``payload`` and wait for the
         workflow's answer: what its handler returned, decoded as ``result_type``.
@@ -360,6 +381,13 @@ class WorkflowHandle(Generic[R]):
         ``timeout`` seconds (it is still carried out), ``RegistrationError`` when the
         workflow's code is not registered here.
 
+        ``update_id`` makes the call safe to retry (after an ``UpdateTimeout``, or a
+        crash of the caller): an update with the same id on this workflow is accepted
+        once, and a later call with that id waits for the first one's answer and
+        returns it, without validating, sending or running the handler again, even
+        once the workflow has ended or continued as new. Without it, each call is a
+        new update (a fresh random id).
+
         Example:
             ``count = handle.update("add_item", {"sku": "sku-42", "qty": 2}, timeout=30)``
         """
@@ -369,8 +397,11 @@ class WorkflowHandle(Generic[R]):
 
         engine = self._engine
         store, sealer = engine.store, engine.payload_codec
-        request, run = updates.check(store, sealer, self.id, self._definition, name, payload)
-        self._send("signal", signal_name(name), request)
+        request, run, send = updates.check(
+            store, sealer, self.id, self._definition, name, payload, update_id
+        )
+        if send:
+            self._send("signal", signal_name(name), request)
         return updates.wait(store, sealer, self.id, name, request, timeout, result_type, run)
 
     def _send(

@@ -8,7 +8,8 @@ worker's loop). That only notes the moment and the details in the attempt's
   not beaten for that long is given up as hung (``attempts.py``);
 - it stores the details, at most every ``heartbeat_interval``, fenced like an
   append (``steps.py``), so that the step's next attempt starts from them even on
-  another worker after a crash; a crash loses only what changed since the last write;
+  another worker after a crash; a crash loses only what changed since the last write,
+  and a worker that stops gracefully stores the newest details first (``keep_heartbeats``);
 - it tells the attempt to stop (``stop``): its workflow was cancelled or no longer
   runs here, the attempt was given up, or the store refused a write (the lease is
   gone). From then on ``heartbeat()`` raises ``StepCancelled`` in the step.

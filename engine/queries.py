@@ -4,13 +4,30 @@ A query needs no worker and leaves no trace: the asking process reads the log in
 one statement (a consistent prefix of whole commits, whatever a worker appends
 meanwhile), replays the workflow's code against it (``replay.checker.query_history``)
 and calls the handler the code registered. Nothing is written.
+
+The replay runs on a daemon thread, so that a handler that never returns cannot
+hang the asker: past the timeout the asker gets ``QueryTimeout``, and the thread is
+interrupted by an exception raised in it (CPython's ``PyThreadState_SetAsyncExc``,
+which stops a loop of Python code at its next bytecode; a call blocked in C code
+returns first). Until it stops, the thread holds no lock and writes nothing: it only
+reads the log it was handed, and as a daemon it never keeps the process alive.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
-from duralog.errors import ConfigurationError, PayloadError, RegistrationError, WorkflowNotFound
+import msgspec
+
+from duralog.errors import (
+    ConfigurationError,
+    PayloadError,
+    QueryTimeout,
+    RegistrationError,
+    WorkflowNotFound,
+)
 from duralog.replay.checker import query_history
 from duralog.replay.definitions import Workflow
 from duralog.store import codec
@@ -26,8 +43,15 @@ def ask(
     name: str,
     args: tuple[Any, ...],
     result_type: Any = Any,
+    timeout: float | None = None,
 ) -> Any:
-    """Query ``name`` of workflow ``workflow_id`` with ``args``; its decoded result."""
+    """Query ``name`` of workflow ``workflow_id`` with ``args``; its decoded result.
+    ``QueryTimeout`` when the replay and the handler take more than ``timeout``
+    seconds (None: no limit)."""
+    if timeout is not None and not timeout >= 0:
+        raise ConfigurationError(
+            f"a query's timeout must be a number of seconds (0 or more), not {timeout!r}"
+        )
     record = store.get_workflow(workflow_id)
     if record is None:
         raise WorkflowNotFound(workflow_id)
@@ -48,5 +72,62 @@ def ask(
     entries = store.read_events(workflow_id)  # one read: a consistent snapshot
     if not entries:  # deleted since the record was read
         raise WorkflowNotFound(workflow_id)
-    found = query_history(definition, entries, name, encoded, workflow_id, payload_codec)
+
+    def replayed() -> msgspec.Raw:
+        return query_history(definition, entries, name, encoded, workflow_id, payload_codec)
+
+    found = replayed() if timeout is None else _within(timeout, workflow_id, name, replayed)
     return codec.decode(found, result_type)
+
+
+class _Abandoned(BaseException):
+    """Raised inside a query's thread once its asker gave up: a ``BaseException``, so
+    that neither the handler's ``except Exception`` nor duralog's own catch it."""
+
+
+def _within(
+    timeout: float, workflow_id: str, name: str, answer: Callable[[], msgspec.Raw]
+) -> msgspec.Raw:
+    """``answer()``, run on a daemon thread; ``QueryTimeout`` (and the thread
+    interrupted) when it has not returned after ``timeout`` seconds."""
+    outcome: list[tuple[msgspec.Raw | None, BaseException | None]] = []
+    settled = threading.Lock()  # held while the outcome is set, or the thread interrupted
+
+    def run() -> None:
+        try:
+            try:
+                result: tuple[msgspec.Raw | None, BaseException | None] = (answer(), None)
+            except _Abandoned:
+                raise
+            except BaseException as exc:  # raised again in the asking thread
+                result = (None, exc)
+            with settled:
+                outcome.append(result)
+        except _Abandoned:
+            pass  # the asker has gone: nothing to tell
+
+    thread = threading.Thread(target=run, name=f"duralog query {name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    with settled:
+        if not outcome:
+            _interrupt(thread)
+            raise QueryTimeout(workflow_id, name, timeout)
+    value, error = outcome[0]
+    if error is not None:
+        raise error
+    assert value is not None
+    return value
+
+
+def _interrupt(thread: threading.Thread) -> None:
+    """Raise ``_Abandoned`` in ``thread`` at its next bytecode (CPython only; elsewhere
+    the thread runs on until it returns, as a daemon)."""
+    import ctypes  # only here: most processes never need it
+
+    ident = thread.ident
+    if ident is None or not hasattr(ctypes, "pythonapi"):
+        return
+    set_async = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    if set_async(ctypes.c_ulong(ident), ctypes.py_object(_Abandoned)) > 1:
+        set_async(ctypes.c_ulong(ident), None)  # more than one thread: undo (never expected)

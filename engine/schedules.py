@@ -30,7 +30,7 @@ from duralog.store import events as ev
 from duralog.store.base import EventStore, NewWorkflow, ScheduleRecord
 from duralog.store.envelope import PayloadCodec
 
-from .queues import QUEUES, Queue
+from .queues import QUEUES, Queue, place
 
 
 def croniter(expression: str, start: dt.datetime) -> Any:
@@ -64,6 +64,7 @@ class Schedule(msgspec.Struct, frozen=True):
     catch_up: str = "latest"
     queue: str | None = None
     timezone: str = "UTC"
+    partition: str | None = None
 
     def record(self, now: float, payload_codec: PayloadCodec | None) -> ScheduleRecord:
         """The store row for this schedule, first ticking after ``now``.
@@ -88,6 +89,7 @@ class Schedule(msgspec.Struct, frozen=True):
             queue=self.queue,
             catch_up=self.catch_up,
             timezone=self.timezone,
+            partition_key=self.partition,
         )
 
 
@@ -104,8 +106,10 @@ def make_schedule(
     catch_up: str = "latest",
     queue: str | None = None,
     timezone: str = "UTC",
+    partition: str | None = None,
 ) -> Schedule:
-    """A checked ``Schedule``: a bad cron, time zone or catch-up policy is a clear error."""
+    """A checked ``Schedule``: a bad cron, time zone or catch-up policy is a clear error
+    (its queue and ``partition`` are checked against the queue: ``check_placement``)."""
     where = f"schedule {schedule_id!r}"
     if not isinstance(schedule_id, str) or not schedule_id or "@" in schedule_id:
         raise ConfigurationError(
@@ -133,7 +137,16 @@ def make_schedule(
         raise ConfigurationError(
             f"{where}: {cron!r} never matches a date ({exc}); check its day and month fields"
         ) from None
-    return Schedule(schedule_id, cron, workflow, tuple(args), catch_up, queue, timezone)
+    return Schedule(schedule_id, cron, workflow, tuple(args), catch_up, queue, timezone, partition)
+
+
+def check_placement(schedule_id: str, queue: Queue | None, partition: object) -> str | None:
+    """The partition of a schedule's tick workflows on ``queue``, checked as a start's
+    (``queues.place``): required on a partitioned queue, refused on any other."""
+    try:
+        return place(queue, partition=partition, now=0.0).partition
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"schedule {schedule_id!r}: {exc}") from None
 
 
 def schedule(
@@ -144,6 +157,7 @@ def schedule(
     catch_up: CatchUp = "latest",
     queue: Queue | str | None = None,
     timezone: str = "UTC",
+    partition: str | None = None,
     registry: Registry | None = None,
 ) -> Callable[[W], W]:
     """Start the decorated workflow on every tick of ``cron``; put it above ``@workflow``.
@@ -163,6 +177,8 @@ def schedule(
             one; its limits apply). A worker refuses to start with a schedule whose
             queue is declared nowhere in its process.
         timezone: an IANA zone name for the cron fields (default UTC).
+        partition: the partition of the tick workflows on a partitioned ``queue``
+            (required there, refused on any other queue), as ``engine.start``'s.
         registry: where it is declared (default: the default registry); the workers of
             engines using that registry store it.
     """
@@ -172,14 +188,18 @@ def schedule(
             raise ConfigurationError(
                 "@duralog.schedule(...) goes above @duralog.workflow, on a workflow"
             )
+        schedule_id = id or workflow.name
+        if isinstance(queue, Queue):  # a name is checked by the worker that stores it
+            check_placement(schedule_id, queue, partition)
         spec = make_schedule(
-            id or workflow.name,
+            schedule_id,
             cron,
             workflow.name,
             args,
             catch_up=catch_up,
             queue=queue.name if isinstance(queue, Queue) else queue,
             timezone=timezone,
+            partition=partition,
         )
         (REGISTRY if registry is None else registry).declared(SCHEDULES)[spec.id] = spec
         return workflow
@@ -276,7 +296,13 @@ def tick_workflows(
         args_raw, kwargs_raw = codec.encode_call(call, {}, payload_codec)
         started = ev.started_entry(now, name=record.workflow, args=args_raw, kwargs=kwargs_raw)
         items.append(
-            NewWorkflow(tick_id(record.id, tick), record.workflow, started, queue=record.queue)
+            NewWorkflow(
+                tick_id(record.id, tick),
+                record.workflow,
+                started,
+                queue=record.queue,
+                partition_key=record.partition_key,
+            )
         )
     return items
 
@@ -297,6 +323,7 @@ def store_declared(
                 f"{', '.join(sorted(known)) or 'none'}); declare it with "
                 f"duralog.Queue({spec.queue!r}, ...) or fix the name"
             )
+        check_placement(spec.id, None if spec.queue is None else known[spec.queue], spec.partition)
         store.put_schedule(spec.record(now, store.payload_codec))
 
 

@@ -271,11 +271,25 @@ class StepLoop(LogTail):
         if self.controls.get(control.seq) is control:
             del self.controls[control.seq]
         control.end()
+        # The callback holds the control: without it, the attempt's objects are freed
+        # now rather than by the cyclic collector, whose passes grow with the garbage.
+        control.on_change = None
         if control.writer is not None:
             await control.writer  # never cancelled: no write of it can land after ours
         if keep and (details := control.take()) is not None:
             await self._put_details(control, details)
         return control.stored
+
+    async def keep_heartbeats(self) -> None:
+        """The worker stops: store each running attempt's newest details now, which
+        would otherwise wait for the next ``heartbeat_interval`` and be lost (the next
+        attempt, on any worker, starts from them)."""
+        for control in list(self.controls.values()):
+            control.end()  # no writer starts from now on: this is the last write
+            if control.writer is not None:
+                await control.writer  # it stores what is left at once, then ends
+            if (details := control.take()) is not None:
+                await self._put_details(control, details)
 
     async def _stored_details(self, seq: int) -> bytes | None:
         """The details an earlier attempt of step ``seq`` of this run stored, if any."""

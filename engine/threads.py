@@ -57,15 +57,27 @@ class StepThreads:
             with self._lock:
                 self._idle -= 1
                 self._queued -= 1
-            future, context, fn, args, kwargs = item
-            try:
-                result = context.run(fn, *args, **kwargs)
-            except BaseException as exc:  # handed to the awaiting step, whatever it is
-                self._answer(future, None, exc)
-            else:
-                self._answer(future, result, None)
+            self._call(*item)
+            # An idle thread holds nothing of the call it made (its context, the
+            # step's info and control stay alive no longer than the attempt).
+            del item
             with self._lock:
                 self._idle += 1
+
+    def _call(
+        self,
+        future: asyncio.Future[Any],
+        context: contextvars.Context,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        try:
+            result = context.run(fn, *args, **kwargs)
+        except BaseException as exc:  # handed to the awaiting step, whatever it is
+            self._answer(future, None, exc)
+        else:
+            self._answer(future, result, None)
 
     def _answer(
         self, future: asyncio.Future[Any], result: Any, error: BaseException | None

@@ -1,7 +1,9 @@
 """Sending an update from outside and waiting for the workflow's answer.
 
 ``check`` replays the workflow's log here and runs the update's validator on the
-state it reaches: a rejected update is never sent. ``WorkflowHandle.update`` then
+state it reaches: a rejected update is never sent. An update whose id was sent
+before (``update_id=``, a retry) is not validated or sent again: the caller waits
+for the first request's answer, which may come from an earlier run. ``WorkflowHandle.update`` then
 sends the request as a signal (``replay/updates.py`` tells the whole path), and
 ``wait`` polls the log for the answer the workflow publishes.
 """
@@ -10,7 +12,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
+
+import msgspec
 
 from duralog.errors import (
     ConfigurationError,
@@ -23,11 +28,11 @@ from duralog.errors import (
 from duralog.replay.checker import replay_history
 from duralog.replay.definitions import Workflow
 from duralog.replay.updates import (
+    SIGNAL_PREFIX,
     Answer,
     Rejected,
     Request,
     answer_key,
-    signal_name,
     validate,
 )
 from duralog.store import codec
@@ -43,15 +48,26 @@ def check(
     definition: Workflow[Any, Any] | None,
     name: str,
     payload: Any,
-) -> tuple[Request, int]:
-    """The request to send for update ``name`` with ``payload``, once the validator
-    admitted it against the workflow's current state, and the run it goes to;
-    ``UpdateFailed`` (rejected) otherwise, and nothing is sent."""
+    update_id: str | None = None,
+) -> tuple[Request, int, bool]:
+    """The request for update ``name`` with ``payload``, the run it goes to, and
+    whether to send it: True once the validator admitted it against the workflow's
+    current state (``UpdateFailed``, rejected, otherwise, and nothing is sent); False
+    when ``update_id`` was sent before, to the run returned, whose answer is the
+    one to wait for (whatever the workflow's state now)."""
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"an update name must be a non-empty string, not {name!r}")
+    if update_id is not None and (not isinstance(update_id, str) or not update_id):
+        raise ConfigurationError(
+            f"an update id must be a non-empty string, not {update_id!r} (or None for a new one)"
+        )
     record = store.get_workflow(workflow_id)
     if record is None:
         raise WorkflowNotFound(workflow_id)
+    if update_id is not None:
+        run = _sent_before(store, payload_codec, workflow_id, update_id)
+        if run is not None:
+            return Request(id=update_id, payload=payload), run, False
     if record.status.is_terminal:
         raise UpdateFailed(
             workflow_id, name, f"the workflow is already {record.status.value}; nothing was sent"
@@ -73,7 +89,7 @@ def check(
         validate(instance, name, sent)
     except Rejected as exc:
         raise UpdateFailed(workflow_id, name, exc.reason, rejected=True) from None
-    return Request(id=uuid.uuid4().hex, payload=payload), state.run
+    return Request(id=update_id or uuid.uuid4().hex, payload=payload), state.run, True
 
 
 def wait(
@@ -104,7 +120,7 @@ def wait(
             found = store.published(archived, key)  # (having answered?)
             if found is not None:
                 break
-            if _delivered(store, payload_codec, archived, name, request.id):
+            if _delivered(store.read_events(archived), payload_codec, request.id):
                 raise UpdateFailed(
                     workflow_id, name, f"run {run} continued as new before answering it"
                 )
@@ -135,21 +151,50 @@ def wait(
     return codec.convert(answer.result, result_type, "the update's result")
 
 
+def _sent_before(
+    store: EventStore, payload_codec: PayloadCodec | None, workflow_id: str, update_id: str
+) -> int | None:
+    """The run update ``update_id`` was sent to, if it was: in the workflow's inbox,
+    or delivered to its current run or to an earlier one (followed back through
+    continue-as-new), answered or not; None when it was never sent."""
+    in_inbox = any(
+        item.kind == "signal" and _carries(item.name, item.payload, payload_codec, update_id)
+        for item in store.inbox(workflow_id)
+    )
+    run_id: str | None = workflow_id
+    while run_id is not None:
+        entries = store.read_events(run_id)
+        started = entries[0].event if entries else None
+        if not isinstance(started, ev.WorkflowStarted):
+            return None
+        if in_inbox or _delivered(entries, payload_codec, update_id):
+            return started.run
+        run_id = started.previous_run
+    return None
+
+
 def _delivered(
-    store: EventStore,
+    entries: Sequence[ev.LogEntry], payload_codec: PayloadCodec | None, update_id: str
+) -> bool:
+    """Whether update ``update_id`` reached the code of the run whose log is ``entries``."""
+    return any(
+        isinstance(entry.event, ev.SignalReceived)
+        and _carries(entry.event.name, entry.event.payload, payload_codec, update_id)
+        for entry in entries
+    )
+
+
+def _carries(
+    signal: str | None,
+    payload: msgspec.Raw | bytes | None,
     payload_codec: PayloadCodec | None,
-    run_id: str,
-    name: str,
     update_id: str,
 ) -> bool:
-    """Whether update ``update_id`` reached the code of the (archived) run ``run_id``."""
-    for entry in store.read_events(run_id):
-        event = entry.event
-        if isinstance(event, ev.SignalReceived) and event.name == signal_name(name):
-            try:
-                sent = codec.decode(event.payload, Request, payload_codec=payload_codec)
-            except PayloadError:
-                continue
-            if sent.id == update_id:
-                return True
-    return False
+    """Whether a signal named ``signal`` carrying ``payload`` is update ``update_id``."""
+    if signal is None or payload is None or not signal.startswith(SIGNAL_PREFIX):
+        return False
+    try:
+        request: Request = codec.decode(payload, Request, payload_codec=payload_codec)
+    except PayloadError:
+        return False
+    return request.id == update_id

@@ -168,9 +168,14 @@ class Worker(Claims):
         self.guard_threads.close()
 
     async def _shutdown(self) -> None:
+        executions = list(self.executions.values())
+        for execution in executions:  # before their writers are cancelled with the rest
+            try:
+                await execution.keep_heartbeats()
+            except Exception as exc:  # progress notes: the stop goes on without them
+                log.warning("could not store the heartbeats of %s: %s", execution.workflow_id, exc)
         for task in list(self._tasks):
             task.cancel()
-        executions = list(self.executions.values())
         for execution in executions:
             execution.close()
         for execution in executions:

@@ -19,6 +19,13 @@ like everything else:
 
 A crash between acceptance and answer replays the signal, runs the handler again
 (its recorded steps are not run twice) and publishes the answer once.
+
+The update id makes an update idempotent: the sender may choose it
+(``update_id=``), and a signal whose id this run already delivered is skipped
+here, in replay, so a request sent twice (a retry after a timeout, or after the
+sender crashed) runs its handler once and both senders read the one answer. The
+sender also looks for the id before sending (``engine/updates.py``): answered by
+an earlier run, or in the log or inbox already, it is not sent again.
 """
 
 from __future__ import annotations
@@ -82,6 +89,7 @@ class UpdateHandlers:
     def __init__(self, workflow_id: str) -> None:
         self.workflow_id = workflow_id
         self._handlers: dict[str, tuple[Callable[..., Any], Callable[..., Any] | None]] = {}
+        self._delivered: set[str] = set()
 
     def register(
         self, name: str, handler: Callable[..., Any], validator: Callable[..., Any] | None
@@ -112,6 +120,14 @@ class UpdateHandlers:
     def get(self, name: str) -> tuple[Callable[..., Any], Callable[..., Any] | None] | None:
         """The handler and validator of update ``name``, if registered."""
         return self._handlers.get(name)
+
+    def first_delivery(self, update_id: str) -> bool:
+        """True the first time this run delivers update ``update_id``, False after:
+        a request sent again with the same id is answered by the first one."""
+        if update_id in self._delivered:
+            return False
+        self._delivered.add(update_id)
+        return True
 
 
 class Updating(Replayed, Protocol):
@@ -160,6 +176,8 @@ def deliver(instance: Updating, signal: str, raw: msgspec.Raw) -> None:
         request = codec.decode(raw, Request, payload_codec=instance.payload_codec)
     except PayloadError:
         return  # not sent by duralog (the id is unknown): no one waits for an answer
+    if not instance.updates.first_delivery(request.id):
+        return  # sent again with the same id: its first delivery answers it
     key = answer_key(request.id)
     try:
         handler, args = validate(instance, name, request.payload)

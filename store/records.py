@@ -154,7 +154,10 @@ class NewWorkflow(msgspec.Struct, frozen=True):
     With ``owner``, it is created under that worker's lease for ``lease_seconds``,
     counted by the store's clock. ``dedup_id``, ``partition_key`` and ``start_at``
     are as in ``WorkflowRecord``: a ``dedup_id`` that a live workflow of the queue
-    holds is not created (as an id that exists)."""
+    holds is not created (as an id that exists). ``parent_fence``: a child is created
+    only while its parent's index row still holds this fencing token (the one its
+    ``ChildStarted`` was appended under) and the parent has not ended, so a worker
+    that lost its parent (terminated, or claimed by another) cannot add a child."""
 
     id: str
     name: str
@@ -167,6 +170,7 @@ class NewWorkflow(msgspec.Struct, frozen=True):
     dedup_id: str | None = None
     partition_key: str | None = None
     start_at: float | None = None
+    parent_fence: int | None = None
 
 
 class QueueLimits(msgspec.Struct, frozen=True):
@@ -216,7 +220,8 @@ class QueueOverrides(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class ScheduleRecord(msgspec.Struct, frozen=True):
-    """A cron schedule: on each tick, start ``workflow(tick, *args)`` (``args``: encoded)."""
+    """A cron schedule: on each tick, start ``workflow(tick, *args)`` (``args``: encoded),
+    on ``queue`` (in partition ``partition_key``) when it has one."""
 
     id: str
     cron: str
@@ -229,6 +234,8 @@ class ScheduleRecord(msgspec.Struct, frozen=True):
     catch_up: str = "latest"
     timezone: str = "UTC"
     paused: bool = False
+    #: The partition its tick workflows get on a partitioned ``queue``.
+    partition_key: str | None = None
 
 
 class BreakerRecord(msgspec.Struct, frozen=True):

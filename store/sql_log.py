@@ -33,7 +33,7 @@ from .schema import (
     first_row,
     workflow_record,
 )
-from .sql_base import FINISHED, SQLBase
+from .sql_base import FINISHED, Session, SQLBase
 
 
 class SQLLog(SQLBase):
@@ -42,11 +42,30 @@ class SQLLog(SQLBase):
     # -- writes ------------------------------------------------------------
 
     def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
-        """Create workflows with their first event; None for ids that already exist."""
+        """Create workflows with their first event; None for ids that already exist,
+        and for children whose parent no longer holds ``parent_fence``."""
         with self._write("creating workflows") as conn:
-            fences = self._insert_workflows(conn, items)
+            # Checked in the transaction that creates the child, the parent's row
+            # locked: a terminate (which moves the fence) is either before, and no
+            # child is written, or waits for this commit.
+            admitted = [item for item in items if self._parent_holds(conn, item)]
+            made = iter(self._insert_workflows(conn, admitted))
+            kept = {id(item) for item in admitted}
+            fences = [next(made) if id(item) in kept else None for item in items]
         self._created(items, fences)
         return fences
+
+    def _parent_holds(self, conn: Session, item: NewWorkflow) -> bool:
+        """Whether the parent creating ``item`` still holds ``item.parent_fence`` and
+        has not ended (always True for a workflow that is not such a child)."""
+        if item.parent_id is None or item.parent_fence is None:
+            return True
+        row = conn.execute(
+            f"SELECT fence FROM workflows WHERE id = ? AND status NOT IN {FINISHED}"
+            + self.LOCK_ROWS,
+            (item.parent_id,),
+        ).fetchone()
+        return row is not None and int(row[0]) == item.parent_fence
 
     def fork_workflow(self, item: NewWorkflow, copied: Sequence[LogEntry]) -> bool:
         """Create a fork: its index row, its first event and the events ``copied`` from

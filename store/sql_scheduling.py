@@ -26,9 +26,10 @@ class SQLScheduling(SQLBase):
         """Create a schedule, or update its definition (its last tick and pause stay)."""
         with self._write(f"storing schedule {record.id!r:.200}") as conn:
             conn.execute(
-                f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (id) DO UPDATE SET cron = excluded.cron,"
                 " workflow = excluded.workflow, args = excluded.args, queue = excluded.queue,"
+                " partition_key = excluded.partition_key,"
                 " catch_up = excluded.catch_up, timezone = excluded.timezone,"
                 " updated_at = excluded.updated_at",
                 (
@@ -43,6 +44,7 @@ class SQLScheduling(SQLBase):
                     record.catch_up,
                     record.timezone,
                     bool(record.paused),
+                    record.partition_key,
                 ),
             )
 
@@ -148,7 +150,9 @@ class SQLScheduling(SQLBase):
 
 
 def _schedule(row: Sequence[object]) -> ScheduleRecord:
-    (id_, cron, workflow, args, last_tick, created, updated, queue, catch_up, tz, paused) = row
+    (id_, cron, workflow, args, last_tick, created, updated, queue, catch_up, tz, paused, part) = (
+        row
+    )
     return ScheduleRecord(
         id=str(id_),
         cron=str(cron),
@@ -161,4 +165,5 @@ def _schedule(row: Sequence[object]) -> ScheduleRecord:
         catch_up=str(catch_up),
         timezone=str(tz),
         paused=bool(paused),
+        partition_key=None if part is None else str(part),
     )

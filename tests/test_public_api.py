@@ -29,6 +29,7 @@ EXPECTED = {
     "PayloadError",
     "Pipeline",
     "QueryFailed",
+    "QueryTimeout",
     "Queue",
     "RegistrationError",
     "Registry",

@@ -35,6 +35,12 @@ async def counter(values: list[int]) -> int:
     duralog.on_query("after", after)
     duralog.on_query("broken", lambda: seen[99])
 
+    def spin() -> None:
+        while True:  # a handler that never returns
+            pass
+
+    duralog.on_query("spin", spin)
+
     async def more(x: int) -> int:
         nonlocal total
         total += await add(x)

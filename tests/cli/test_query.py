@@ -82,7 +82,11 @@ def test_query_prints_the_answer(cli: Invoke, query_db: str) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "said"),
     [
-        (("run-1", "totl"), 1, "registers no query 'totl' (registered: after, broken, total)"),
+        (
+            ("run-1", "totl"),
+            1,
+            "registers no query 'totl' (registered: after, broken, spin, total)",
+        ),
         (("run-1", "broken"), 1, "its handler raised IndexError: list index out of range"),
         (
             ("run-1", "after", "x"),
@@ -94,6 +98,8 @@ def test_query_prints_the_answer(cli: Invoke, query_db: str) -> None:
         (("run-1", "after", "[" * 100_000), 2, "argument 1 is nested too deeply"),
         (("nobody", "total"), 1, "no workflow with id 'nobody'"),
         (("run-1", ""), 2, "the query's NAME must not be empty"),
+        (("run-1", "spin", "--timeout", "0.2"), 2, "no answer within 0.2s: its handler"),
+        (("run-1", "total", "--timeout", "-1"), 2, "--timeout must be a number of seconds"),
     ],
 )
 def test_query_failures_are_one_line(

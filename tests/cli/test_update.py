@@ -82,3 +82,16 @@ def test_no_code_or_no_answer_in_time_exit_2(cli: Invoke, app: ModuleType, tmp_p
     base = ("--db", db, "--app", "app_queries", "update", "idle", "more", "--payload", "1")
     line = one_error(cli(*base, "--timeout", "0.1"), 2)
     assert "no answer within 0.1s (status PENDING); it was sent" in line
+
+
+def test_an_update_id_makes_a_retry_print_the_first_answer(
+    cli: Invoke, served: str, app: ModuleType
+) -> None:
+    base = ("--db", served, "--app", "app_queries", "update", "u-1", "more", "--payload", "41")
+    for _ in range(2):
+        done = cli(*base, "--update-id", "more-1", "--timeout", str(PATIENCE))
+        assert done.exit_code == 0, done.output
+        assert done.stdout == "42\n"
+    with duralog.Engine(served, worker=False) as engine:
+        assert engine.get("u-1").query("total") == 42  # added once
+    assert "update id must be a non-empty" in one_error(cli(*base, "--update-id", ""), 2)

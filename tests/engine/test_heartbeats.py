@@ -8,7 +8,9 @@ a step did (with a deadline), never for time to pass.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import json
 import sqlite3
 import threading
 import time
@@ -17,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from support import PATIENCE, wait_for
 
 import duralog
+from duralog.cli import main
 from duralog.store import codec
 
 #: What the steps saw, by attempt, and the events they wait on; reset by each test.
@@ -157,6 +161,50 @@ def test_details_are_stored_throttled_and_kept_for_the_retry(address: str) -> No
     # A fresh worker would start the retry from the stored details.
     with engine_on(address, worker=False) as engine:
         assert stored(engine, "fails", seq) == 50
+
+
+# -- a graceful stop keeps the newest details ------------------------------------
+
+
+@duralog.step
+def hb_until_stopped() -> int:
+    duralog.heartbeat({"offset": 1})  # stored at once
+    beaten.set()
+    queued.wait(PATIENCE)
+    for offset in range(2, 6):
+        duralog.heartbeat({"offset": offset})  # the interval (an hour) not over: kept
+    seen.append({"offset": 5})
+    while not release.wait(0.01):
+        duralog.heartbeat()  # alive; raises StepCancelled once the worker stops
+    return 0
+
+
+@duralog.workflow
+async def hb_stopped() -> int:
+    return await hb_until_stopped()
+
+
+def test_a_graceful_stop_stores_the_newest_details(address: str) -> None:
+    with engine_on(address, heartbeat_interval=3600) as engine:
+        handle = engine.start(hb_stopped, id="stopped")
+        beaten.wait(PATIENCE)
+        seq = wait_for(lambda: step_seq(handle))
+        wait_for(lambda: stored(engine, "stopped", seq) == {"offset": 1})
+        # `duralog show` tells the step's last stored heartbeat: when, and its details.
+        shown = CliRunner().invoke(main, ["--db", address, "show", "stopped"])
+        assert shown.exit_code == 0, shown.output
+        said = f'heartbeat hb_until_stopped (seq {seq}, attempt 1): {{"offset":1}} (stored 20'
+        assert said in shown.stdout
+        as_json = CliRunner().invoke(main, ["--db", address, "show", "stopped", "-o", "json"])
+        (beat,) = json.loads(as_json.stdout)["heartbeats"]
+        assert beat["details"] == {"offset": 1} and (beat["seq"], beat["attempt"]) == (seq, 1)
+        assert time.time() - PATIENCE < beat["at"] <= time.time()
+        queued.set()
+        wait_for(lambda: seen == [{"offset": 5}])
+        assert stored(engine, "stopped", seq) == {"offset": 1}  # an hour to the next write
+    with engine_on(address, worker=False) as engine:
+        assert stored(engine, "stopped", seq) == {"offset": 5}
+        assert engine.get("stopped").status() is duralog.WorkflowStatus.RUNNING
 
 
 # -- cancellation reaches running steps ------------------------------------------
@@ -341,6 +389,25 @@ def test_details_are_sealed_by_the_payload_codec(tmp_path: Path) -> None:
             rows = conn.execute("SELECT details FROM heartbeats").fetchall()
         conn.close()
         assert len(rows) == 1 and SECRET not in rows[0][0]
+        # `duralog show`: the details only with the key, else their marker.
+        keys = "k1:" + base64.b64encode(bytes(range(32))).decode()
+        for env_keys in (None, keys):
+            env = {"DURALOG_KEYS": env_keys, "DURALOG_DB": None}
+            shown = CliRunner().invoke(main, ["--db", db, "show", "sealed"], env=env)
+            as_json = CliRunner().invoke(
+                main, ["--db", db, "show", "sealed", "-o", "json"], env=env
+            )
+            assert shown.exit_code == 0 and as_json.exit_code == 0, shown.output
+            (beat,) = json.loads(as_json.stdout)["heartbeats"]
+            if env_keys is None:
+                assert SECRET not in shown.stdout + as_json.stdout
+                assert "heartbeat hb_sealed_step (seq 2, attempt 1): <encrypted: key k1>" in (
+                    shown.stdout
+                )
+                assert beat["details"] == "<encrypted: key k1>"
+            else:
+                assert f'attempt 1): {{"cursor":"{SECRET}"}} (stored ' in shown.stdout
+                assert beat["details"] == {"cursor": SECRET}
         release.set()
         assert handle.result(timeout=PATIENCE) == SECRET
 

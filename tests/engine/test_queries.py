@@ -33,6 +33,12 @@ async def counter(values: list[int]) -> int:
     duralog.on_query("total", lambda: total)
     duralog.on_query("seen", lambda: {"count": len(seen), "last": seen[-1] if seen else None})
     duralog.on_query("fails", lambda: seen[99])
+
+    def spin() -> None:
+        while True:  # a handler that never returns
+            pass
+
+    duralog.on_query("spin", spin)
     for v in values:
         total += await add(v)
         seen.append(v)
@@ -189,3 +195,19 @@ def test_hostile_arguments_and_names_are_refused(engine: duralog.Engine) -> None
         handle.query("")
     with pytest.raises(duralog.QueryFailed, match="too many positional arguments"):
         handle.query("total", 1)
+
+
+def test_a_query_that_never_returns_times_out(engine: duralog.Engine) -> None:
+    handle = engine.start(counter, [4], id="c-spin")
+    wait_for(lambda: completed(handle, 1))
+    with pytest.raises(duralog.QueryTimeout) as caught:
+        handle.query("spin", timeout=0.2)
+    assert isinstance(caught.value, duralog.QueryFailed) and isinstance(caught.value, TimeoutError)
+    assert str(caught.value).startswith(
+        "query 'spin' of workflow 'c-spin' failed: no answer within 0.2s: its handler"
+    )
+    # Its thread was interrupted, not left spinning.
+    wait_for(lambda: "duralog query spin" not in [t.name for t in threading.enumerate()])
+    assert handle.query("total", timeout=PATIENCE) == 4
+    with pytest.raises(duralog.ConfigurationError, match="timeout must be a number of seconds"):
+        handle.query("total", timeout=-1)

@@ -19,6 +19,7 @@ from support import PATIENCE, wait_for
 import duralog
 from duralog.cli import main
 from duralog.engine.clock import VirtualClock
+from duralog.engine.queues import Queue
 from duralog.engine.schedules import (
     MAX_TICKS_PER_POLL,
     due_ticks,
@@ -350,3 +351,52 @@ def test_deleting_a_schedule_declared_in_code_says_it_comes_back(tmp_path: Path)
         "note: 'nightly' is declared in code (@duralog.schedule in --app): the next worker "
         "start re-creates it; remove the declaration to delete it for good"
     )
+
+
+tenants = Queue("sched_tenants", concurrency=1, partitioned=True)
+
+
+def test_a_schedule_on_a_partitioned_queue_starts_its_ticks_in_its_partition(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    path = str(tmp_path / "p.db")
+    options = {"durability": "normal", "poll_interval": 0.02, "clock": clock, "queues": [tenants]}
+    with duralog.Engine(path, **options) as e:  # type: ignore[arg-type]
+        saved = e.schedule("acme", "0 * * * *", report, "eu", queue=tenants, partition="acme")
+        assert (saved.queue, saved.partition_key) == ("sched_tenants", "acme")
+        clock.advance(3600)
+        wait_for(lambda: len(finished(e)) == 1)
+        (tick,) = e.list(name="scheduled_report")
+        assert (tick.id, tick.queue, tick.partition_key) == (
+            "acme@2026-11-25T04:00:00Z",
+            "sched_tenants",
+            "acme",
+        )
+        with pytest.raises(ConfigurationError, match=r"^schedule 'bare': queue 'sched_tenants' is"):
+            e.schedule("bare", "0 * * * *", report, "eu", queue="sched_tenants")
+        with pytest.raises(ConfigurationError, match=r"^schedule 'odd': partition 'x' was given"):
+            e.schedule("odd", "0 * * * *", report, "eu", partition="x")
+        assert [s.id for s in e.schedules()] == ["acme"]
+    listed = CliRunner().invoke(main, ["--db", path, "schedules"])
+    assert "sched_tenants (partition acme)" in listed.stdout
+    as_json = CliRunner().invoke(main, ["--db", path, "schedules", "-o", "json"])
+    assert msgspec.json.decode(as_json.stdout)[0]["partition_key"] == "acme"
+
+
+def test_a_declared_schedule_names_its_partition(tmp_path: Path, clock: VirtualClock) -> None:
+    registry = duralog.Registry()
+    registry.add(report)
+    schedule(
+        "0 * * * *", id="by-name", queue="sched_tenants", partition="globex", registry=registry
+    )(report)
+    path = str(tmp_path / "d.db")
+    with duralog.Engine(path, registry=registry, queues=[tenants], clock=clock) as e:
+        assert [(s.id, s.partition_key) for s in e.schedules()] == [("by-name", "globex")]
+    with pytest.raises(ConfigurationError, match=r"^schedule 'given': queue 'sched_tenants' is"):
+        schedule("0 * * * *", id="given", queue=tenants, registry=registry)(report)
+    schedule("0 * * * *", id="unnamed", queue="sched_tenants", registry=registry)(report)
+    with (
+        pytest.raises(ConfigurationError, match=r"^schedule 'unnamed': queue 'sched_tenants' is"),
+        duralog.Engine(path, registry=registry, queues=[tenants], clock=clock),
+    ):
+        pass

@@ -192,6 +192,40 @@ async def term_sleeper_free() -> str:
     return "free"
 
 
+class TerminateInBetween:
+    """A trace hook (``engine.listeners.traces``) called after a parent's
+    ``ChildStarted`` is written and before its child is created: another engine
+    terminates the parent right there, as another process could."""
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+
+    def begin(self, workflow_id: str, name: str, parent_id: str | None) -> str | None:
+        if parent_id is not None:
+            with duralog.Engine(self.db, worker=False) as other:
+                assert other.get(parent_id).terminate("in between") is True
+        return None
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgres"])
+def test_a_worker_that_lost_its_parent_creates_no_child(
+    where: str, db: str, request: pytest.FixtureRequest
+) -> None:
+    if where == "postgres":
+        db = str(request.getfixturevalue("postgres_url"))
+    with duralog.Engine(db, poll_interval=0.05) as worker:
+        worker.listeners.traces = TerminateInBetween(db)
+        handle = worker.start(term_parent_of_sleeper, id="t-10")
+        wait_for(lambda: handle.status() is duralog.WorkflowStatus.FAILED)
+    # The engine closed: every create its worker asked for was written or refused.
+    with duralog.Engine(db, worker=False) as engine:
+        kinds = [e.kind for e in engine.get("t-10").history()]
+        assert kinds[-2:] == ["ChildStarted", "WorkflowTerminated"]
+        assert engine.store.get_workflow("t-10/2") is None
+        assert engine.store.read_events("t-10/2") == []
+        assert engine.list(name="term_sleeper") == []
+
+
 def test_the_reason_is_encrypted_at_rest(tmp_path: Path) -> None:
     key = b"k" * 32
     db = str(tmp_path / "secret.db")

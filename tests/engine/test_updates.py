@@ -17,6 +17,8 @@ import duralog
 from duralog.replay.checker import check
 from duralog.replay.definitions import Registry
 from duralog.replay.history import History
+from duralog.replay.updates import Request, signal_name
+from duralog.store import codec
 
 
 @duralog.step(name="eu_reserve")
@@ -257,3 +259,53 @@ def test_an_update_cut_short_by_continue_as_new_fails_at_once(engine: duralog.En
     sender.join(PATIENCE)
     assert not sender.is_alive()
     assert "run 1 continued as new before answering it" in str(failed[0])
+
+
+def test_an_update_sent_again_with_its_id_is_answered_once(engine: duralog.Engine) -> None:
+    handle = engine.start(cart, 1, id="cart-id")
+    assert handle.update("add_item", "apple", timeout=PATIENCE, update_id="add-1") == 1
+    # The cart is full now: a new update would be rejected, the retry is not even checked.
+    assert handle.update("add_item", "apple", timeout=PATIENCE, update_id="add-1") == 1
+    with pytest.raises(duralog.UpdateFailed, match="holds 1 items"):
+        handle.update("add_item", "pear", timeout=PATIENCE)
+    assert handle.query("items") == ["apple"]
+    handle.signal("checkout")
+    assert handle.result(timeout=PATIENCE) == ["apple"]
+    # Ended: the answer is still there for a retry, and nothing is sent.
+    assert handle.update("add_item", "apple", timeout=PATIENCE, update_id="add-1") == 1
+    events = handle.history()
+    assert sum(e.kind == "StepCompleted" for e in events) == 1  # the handler's step ran once
+    assert [e.kind for e in events].count("SignalReceived") == 2  # add-1 and checkout
+    with pytest.raises(duralog.ConfigurationError, match="update id must be a non-empty"):
+        handle.update("add_item", "x", update_id="")
+
+
+def test_two_requests_with_one_id_in_the_log_run_the_handler_once(db: str) -> None:
+    """Sent twice before any worker ran (two senders racing, say): both are logged,
+    and replay delivers the second to no one; both senders get the first's answer."""
+    with duralog.Engine(db, worker=False) as engine:
+        engine.start(cart, 5, id="twice")
+        request = codec.encode(Request(id="dup", payload="plum"))
+        for _ in range(2):
+            engine.store.send("twice", "signal", signal_name("add_item"), bytes(request), 0.0)
+    with duralog.Engine(db, durability="normal", poll_interval=0.05) as engine:
+        handle = engine.get("twice")
+        assert handle.update("add_item", "plum", timeout=PATIENCE, update_id="dup") == 1
+        # The witness: a later update finds one item before it, not two.
+        assert handle.update("add_item", "fig", timeout=PATIENCE) == 2
+        assert handle.query("items") == ["plum", "fig"]
+        events = handle.history()
+    assert [e.kind for e in events].count("SignalReceived") == 3
+    assert sum(e.kind == "StatePublished" for e in events) == 2
+    assert check(History("twice", "eu_cart", events), [cart]).ok
+
+
+def test_an_update_answered_by_an_earlier_run_is_not_run_again(engine: duralog.Engine) -> None:
+    handle = engine.start(bump_then_continue, 0, id="rounds-id")
+    assert handle.update("bump", 10, timeout=PATIENCE, update_id="b-1") == 10
+    wait_for(lambda: engine.get("rounds-id").state().run == 2)
+    # Run 2 would answer 11: the retry gets run 1's answer, and run 2 still waits.
+    assert handle.update("bump", 10, timeout=PATIENCE, update_id="b-1") == 10
+    assert [e.kind for e in handle.history()].count("SignalReceived") == 0
+    assert handle.update("bump", 5, timeout=PATIENCE) == 6
+    assert handle.result(timeout=PATIENCE) == 1

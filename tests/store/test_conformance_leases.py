@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from duralog.errors import ErrorDetails
 from duralog.store import codec
 from duralog.store import events as ev
 from duralog.store.base import (
@@ -229,3 +230,31 @@ def test_concurrent_claimers_never_share_a_workflow(opener: Opener) -> None:
         for claim in claims:
             found = first.get_workflow(claim.workflow_id)
             assert found is not None and found.owner == worker
+
+
+def test_a_child_is_created_only_while_its_parent_holds_its_fence(store: EventStore) -> None:
+    """A worker that lost its parent (terminated, or claimed by another worker) cannot
+    add a child: the store checks the parent's fence in the creating transaction."""
+    (fence,) = store.create_workflows([new_workflow("parent", owner="w1", lease_seconds=30)])
+    assert fence is not None
+
+    def child(child_id: str, parent_fence: int) -> NewWorkflow:
+        started = LogEntry(1, T0, ev.WorkflowStarted(name="part", args=codec.encode([])))
+        return NewWorkflow(
+            child_id,
+            "part",
+            started,
+            parent_id="parent",
+            owner="w1",
+            lease_seconds=30,
+            parent_fence=parent_fence,
+        )
+
+    assert store.create_workflows([child("c-1", fence)]) == [1]
+    assert store.create_workflows([child("c-2", fence + 1)]) == [None]  # not its fence
+    assert store.terminate("parent", T0, ErrorDetails("Terminated", "stop")) is not None
+    made = store.create_workflows([child("c-3", fence), new_workflow("unrelated")])
+    assert made == [None, 0]  # refused alone: the rest of the batch is created
+    assert [store.get_workflow(c) for c in ("c-2", "c-3")] == [None, None]
+    assert store.read_events("c-3") == [] and store.inbox("c-3") == []
+    assert [w.id for w in store.list_workflows() if w.parent_id == "parent"] == ["c-1"]

@@ -369,6 +369,8 @@ def test_put_schedule_creates_then_updates_its_definition_only(store: EventStore
     assert store.schedules()[0] == schedule(
         "a", queue="reports", catch_up="all", timezone="Europe/Paris"
     )
+    store.put_schedule(schedule("a", queue="tenants", partition_key="acme"))
+    assert store.schedules()[0] == schedule("a", queue="tenants", partition_key="acme")
     assert store.fire_schedule("b", T0, T0 + 50, []) is True
     assert store.pause_schedule("b", True, T0 + 1) is True
     # A worker that read the schedule before the pause cannot fire it after.
