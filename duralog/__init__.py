@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from duralog._engine import Engine
     from duralog.engine.api import (
         StepInfo,
+        close_stream,
         continue_as_new,
         deprecate_patch,
         heartbeat,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         uuid4,
         wait_signal,
         workflow_info,
+        write_stream,
     )
     from duralog.engine.decorators import step, workflow
     from duralog.engine.handle import WorkflowHandle
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
         StepFailed,
         StoreDamaged,
         StoreError,
+        StreamTimeout,
         UpdateFailed,
         UpdateTimeout,
         WorkflowConfigError,
@@ -107,6 +110,7 @@ _LAZY = {
     **dict.fromkeys(
         (
             "StepInfo",
+            "close_stream",
             "continue_as_new",
             "deprecate_patch",
             "heartbeat",
@@ -122,6 +126,7 @@ _LAZY = {
             "uuid4",
             "wait_signal",
             "workflow_info",
+            "write_stream",
         ),
         "duralog.engine.api",
     ),
@@ -157,6 +162,7 @@ _LAZY = {
             "StepFailed",
             "StoreDamaged",
             "StoreError",
+            "StreamTimeout",
             "UpdateFailed",
             "UpdateTimeout",
             "WorkflowConfigError",
@@ -261,6 +267,7 @@ __all__ = [
     "StepRegistry",
     "StoreDamaged",
     "StoreError",
+    "StreamTimeout",
     "Subscription",
     "Task",
     "UpdateFailed",
@@ -279,6 +286,7 @@ __all__ = [
     "WorkflowSuspended",
     "WorkflowTimeout",
     "__version__",
+    "close_stream",
     "continue_as_new",
     "deprecate_patch",
     "heartbeat",
@@ -302,4 +310,5 @@ __all__ = [
     "wait_signal",
     "workflow",
     "workflow_info",
+    "write_stream",
 ]

@@ -79,6 +79,13 @@ def describe(entry: LogEntry, steps: dict[int, str]) -> str:
             return f"the next run starts with {payload(args)}"
         case ev.StatePublished(key=key, value=value):
             return f"{key} = {payload(value)}"
+        case ev.StreamWritten(key=key, value=value):
+            return f"{key} += {payload(value)}"
+        case ev.StreamClosed(key=key):
+            return f"{key} closed"
+        case ev.StepStreamed(step_seq=s, attempt=attempt, key=key, value=value, closed=closed):
+            wrote = "closed" if closed else f"+= {payload(value)}"
+            return f"{steps.get(s, s)} attempt {attempt}: {key} {wrote}"
         case ev.ChildStarted(child_id=child_id, name=name, args=args):
             return f"{name}{payload(args)} as {child_id}"
         case ev.ChildCompleted(child_seq=c, result=result):

@@ -83,6 +83,11 @@ _COMMANDS = {
         "query",
         "Ask query NAME of a workflow (duralog.on_query) and print its answer as JSON.",
     ),
+    "read-stream": (
+        "cli_results",
+        "read_stream",
+        "Print the values a workflow wrote to stream KEY (duralog.write_stream), in order.",
+    ),
     "replay": (
         "cli_replay",
         "replay",

@@ -1,5 +1,6 @@
-"""What workflows give back: ``duralog result`` (wait for the end) and ``duralog
-get-event`` (what a workflow published with ``duralog.publish``)."""
+"""What workflows give back: ``duralog result`` (wait for the end), ``duralog
+get-event`` (what a workflow published with ``duralog.publish``) and ``duralog
+read-stream`` (what it wrote to a stream with ``duralog.write_stream``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,13 @@ from duralog._cli_common import (
     output_option,
     pass_context,
 )
-from duralog.errors import WorkflowFailed, WorkflowNotFound, WorkflowSuspended
+from duralog.errors import (
+    ConfigurationError,
+    StreamTimeout,
+    WorkflowFailed,
+    WorkflowNotFound,
+    WorkflowSuspended,
+)
 from duralog.store.codec import reveal_payload
 
 
@@ -135,3 +142,64 @@ def get_event(ctx: Context, workflow_id: str, key: str, timeout: float | None, o
     shown = reveal_payload(value, ctx.payload_codec)
     found = {"workflow_id": workflow_id, "key": key, "value": msgspec.Raw(shown)}
     echo_one(output, found, lambda: [shown.decode("utf-8", "replace")])
+
+
+@click.command(name="read-stream", cls=Command)
+@click.argument("workflow_id")
+@click.argument("key")
+@click.option("--follow", "-f", is_flag=True, help="Wait for new values until the stream ends.")
+@click.option("--start", type=click.IntRange(min=0), default=0, help="Skip this many values first.")
+@_TIMEOUT
+@output_option
+@pass_context
+@friendly
+def read_stream(
+    ctx: Context,
+    workflow_id: str,
+    key: str,
+    follow: bool,
+    start: int,
+    timeout: float | None,
+    output: str,
+) -> None:
+    """Print the values a workflow wrote to stream KEY (duralog.write_stream), in order.
+
+    One JSON value per line (-o jsonl: an object with its offset; -o json: one array
+    at the end). Without --follow it prints what is written so far; with it, each
+    value as it comes, until the stream is closed or the run ends, and --timeout is
+    how long to wait for the next one (exit 2 when it passes). Exit 1 when there is
+    no such workflow. Encrypted values are decrypted with the keys in DURALOG_KEYS.
+
+    \b
+    Example:
+      duralog --db agents.db read-stream chat-7 tokens --follow
+      duralog --db agents.db read-stream chat-7 tokens -o json
+    """
+    from duralog.engine.streams import read
+
+    values: list[Any] = []
+    offset = start
+    store = ctx.store()
+    try:
+        ctx.record(store, workflow_id)
+        for value in read(store, ctx.payload_codec, workflow_id, key, timeout, Any, start, follow):
+            if output == "json":
+                values.append(value)
+            elif output == "jsonl":
+                line = {"workflow_id": workflow_id, "key": key, "offset": offset, "value": value}
+                click.echo(_format.json_text(line))
+            else:
+                click.echo(json.dumps(value, default=str, ensure_ascii=False))
+            offset += 1
+    except ConfigurationError as exc:  # a bad key
+        raise Problem(str(exc), 2) from None
+    except StreamTimeout as exc:
+        raise Problem(
+            f"stream {key!r} of workflow {workflow_id!r}: no new value within {exc.timeout:g}s "
+            f"({exc.received} so far); it goes on: read on with --start {exc.received}",
+            2,
+        ) from None
+    finally:
+        store.close()
+    if output == "json":
+        click.echo(_format.json_text(values))

@@ -14,6 +14,7 @@
     ├── WorkflowSuspended         the workflow is SUSPENDED (its code diverged)
     ├── WorkflowTimeout           the cause recorded for a workflow past its timeout
     ├── ResultTimeout             ``handle.result(timeout=...)`` ran out (also a TimeoutError)
+    ├── StreamTimeout             ``handle.read_stream(timeout=...)`` waited too long for a value
     ├── StepFailed                a step exhausted its retries or raised a non-retryable error
     ├── NondeterminismError       replayed code made a different decision than the history
     │   └── ForkDiverged          a fork was refused: the current code does not replay its copy
@@ -214,6 +215,31 @@ class ResultTimeout(DuralogError, TimeoutError):
         super().__init__(
             f"workflow {workflow_id!r} did not finish within {timeout:g}s (status {status}); "
             "it keeps running: call result() again, or check that a worker is running"
+        )
+
+
+class StreamTimeout(DuralogError, TimeoutError):
+    """``WorkflowHandle.read_stream(key, timeout=...)`` got no new value (nor the
+    stream's end) within ``timeout`` seconds; the stream may go on: read it again.
+
+    Attributes:
+        workflow_id: the workflow whose stream was read.
+        key: the stream's key.
+        timeout: the seconds waited.
+        received: how many values the stream had (from its start) when the reading
+            gave up: the ``start`` to read on from.
+    """
+
+    def __init__(self, workflow_id: str, key: str, timeout: float, received: int) -> None:
+        self.workflow_id = workflow_id
+        self.key = key
+        self.timeout = timeout
+        self.received = received
+        super().__init__(
+            f"stream {key!r} of workflow {workflow_id!r}: no new value within {timeout:g}s "
+            f"(after {received} value{'' if received == 1 else 's'}); it is not closed and the "
+            f"workflow has not ended: read on with read_stream(..., start={received}), or "
+            "check that a worker is running"
         )
 
 

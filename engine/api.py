@@ -25,6 +25,7 @@ from duralog.store import codec
 
 from .heartbeats import AttemptControl
 from .lease import Lease
+from .streams import AttemptStream
 
 T = TypeVar("T")
 
@@ -96,6 +97,57 @@ def publish(key: str, value: Any) -> None:
     if instance is None:
         raise DuralogError("duralog.publish() can only be called inside a workflow")
     instance.publish(key, value)
+
+
+def write_stream(key: str, value: Any) -> None:
+    """Append ``value`` to the stream ``key`` of this workflow run, for readers outside
+    (``handle.read_stream(key)``): partial output, tokens, progress lines.
+
+    From workflow code the value is a decision in the log: replay never writes it
+    again, and readers get it exactly once. From a step (sync or async) it is written
+    as the step runs, without waiting for the store, and committed before the step's
+    own outcome; an attempt that fails or crashes keeps what it wrote (its retry
+    writes its values again): a step's values reach readers at least once.
+    ``value`` is JSON-encodable, sealed by the engine's payload codec like any payload.
+
+    Example:
+        ```python
+        @duralog.step
+        def answer(prompt: str) -> str:
+            text = ""
+            for token in llm.stream(prompt):
+                duralog.write_stream("tokens", token)
+                text += token
+            return text
+        ```
+    """
+    instance = current_instance()
+    if instance is not None:
+        instance.write_stream(key, value)
+        return
+    stream = step_stream.get()
+    if stream is None:
+        raise DuralogError(
+            "duralog.write_stream() can only be called inside a workflow or a step run by an engine"
+        )
+    stream.write(key, value)
+
+
+def close_stream(key: str) -> None:
+    """Close the stream ``key`` of this workflow run: its readers stop after its last
+    value, and it takes no more values. Closing it again does nothing. A stream left
+    open ends when the run ends (completes, fails, is cancelled or terminated, or
+    continues as new)."""
+    instance = current_instance()
+    if instance is not None:
+        instance.close_stream(key)
+        return
+    stream = step_stream.get()
+    if stream is None:
+        raise DuralogError(
+            "duralog.close_stream() can only be called inside a workflow or a step run by an engine"
+        )
+    stream.close(key)
 
 
 def on_query(name: str, handler: Callable[..., Any]) -> None:
@@ -344,6 +396,12 @@ _step_info: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
 #: The resources of the engine running the current step (set per attempt).
 step_resources: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "duralog_resources", default=None
+)
+
+
+#: Where the current step attempt writes to streams (set per attempt).
+step_stream: contextvars.ContextVar[AttemptStream | None] = contextvars.ContextVar(
+    "duralog_step_stream", default=None
 )
 
 

@@ -19,9 +19,10 @@ from duralog.replay.definitions import Step
 from duralog.replay.state import WorkflowState
 
 from . import hooks
-from .api import StepInfo, _step_info, step_resources
+from .api import StepInfo, _step_info, step_resources, step_stream
 from .heartbeats import AttemptControl
 from .lease import Lease
+from .streams import AttemptStream
 from .threads import StepThreads
 
 
@@ -41,6 +42,10 @@ class AttemptOwner(Protocol):
 
     async def hold_lease(self) -> None:
         """Return only while the workflow's lease is sure (``LeaseLost`` otherwise)."""
+
+    def attempt_stream(self, step: str, seq: int, attempt: int) -> AttemptStream:
+        """Where the attempt writes to its workflow's streams (``duralog.write_stream``)."""
+        ...
 
 
 class StepAttempts:
@@ -77,15 +82,20 @@ class StepAttempts:
             execution.workflow_id, step.name, seq, attempt, state.name, state.run_id, lease, control
         )
         context.run(_step_info.set, info)
+        stream = execution.attempt_stream(step.name, seq, attempt)
+        context.run(step_stream.set, stream)
         resources = self._host.resources
         if resources:
             context.run(step_resources.set, resources)
         guards = self._guards.get(step)
         if guards is None:
             guards = self._guards[step] = hooks.guards_of(step, self._host.registry)
-        if not guards:
-            return await self.attempt(execution, step, info, context, args, kwargs)
-        return await self._guarded(guards, execution, step, info, context, args, kwargs)
+        try:
+            if not guards:
+                return await self.attempt(execution, step, info, context, args, kwargs)
+            return await self._guarded(guards, execution, step, info, context, args, kwargs)
+        finally:
+            stream.end()  # what the attempt writes after this is refused
 
     async def _guarded(
         self,

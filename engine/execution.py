@@ -105,6 +105,8 @@ class Execution(StepLoop):
             elif isinstance(event, ev.MarkerRecorded | ev.StatePublished):
                 flush_first = True
                 self._marker_seq = seq
+            elif isinstance(event, ev.StreamWritten | ev.StreamClosed):
+                flush_first = True  # readers wait for it: commit it now, not with the next input
             elif isinstance(event, ev.TERMINAL):
                 finishing = True
         if finishing:

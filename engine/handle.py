@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
@@ -19,6 +19,8 @@ from duralog.errors import (
     WorkflowFailed,
     WorkflowNotFound,
     WorkflowSuspended,
+    positive_seconds,
+    whole_number,
 )
 from duralog.replay.definitions import Workflow
 from duralog.replay.state import WorkflowState, fold_all
@@ -260,6 +262,67 @@ class WorkflowHandle(Generic[R]):
 
         found = self._poll(probe, timeout, time.sleep, max_pause=0.25)
         return codec.decode(found, payload_codec=self._engine.payload_codec)
+
+    def read_stream(
+        self,
+        key: str,
+        timeout: float | None = None,
+        *,
+        start: int = 0,
+        result_type: Any = Any,
+    ) -> Iterator[Any]:
+        """The values the workflow writes to stream ``key`` (``duralog.write_stream``), in
+        order, as they are written: iteration ends when the stream is closed or the run
+        ends. It reads the run that is current when it is called (a stream belongs to
+        one run: ``continue_as_new`` ends it). Works from any process, live or long
+        after; each read starts at the stream's first value (``start`` skips that
+        many). Values are decoded as ``result_type`` (plain JSON by default) with the
+        engine's payload codec.
+
+        Raises ``StreamTimeout`` (a ``TimeoutError``) when no new value comes within
+        ``timeout`` seconds; it says how many values came, the ``start`` to read on from.
+
+        Example:
+            ``for token in handle.read_stream("tokens", timeout=60): print(token, end="")``
+        """
+        from duralog.replay.streams import check_key
+
+        from .streams import read
+
+        check_key(key, f"reading workflow {self.id!r}")
+        waited = positive_seconds(timeout, "the stream timeout", optional=True)
+        first = whole_number(start, "start", minimum=0)
+        self.record()  # WorkflowNotFound now, not at the first value
+        engine = self._engine
+        return read(engine.store, engine.payload_codec, self.id, key, waited, result_type, first)
+
+    def read_stream_async(
+        self,
+        key: str,
+        timeout: float | None = None,
+        *,
+        start: int = 0,
+        result_type: Any = Any,
+    ) -> AsyncIterator[Any]:
+        """``read_stream`` for asyncio code (a web handler streaming to its client): the
+        same values, with ``async for``; the log is read on a thread, and the waits
+        between reads are awaited.
+
+        Example:
+            ``async for token in handle.read_stream_async("tokens", timeout=60): ...``
+        """
+        from duralog.replay.streams import check_key
+
+        from .streams import read_async
+
+        check_key(key, f"reading workflow {self.id!r}")
+        waited = positive_seconds(timeout, "the stream timeout", optional=True)
+        first = whole_number(start, "start", minimum=0)
+        self.record()  # WorkflowNotFound now, not at the first value
+        engine = self._engine
+        return read_async(
+            engine.store, engine.payload_codec, self.id, key, waited, result_type, first
+        )
 
     def query(
         self,

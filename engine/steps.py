@@ -30,6 +30,7 @@ from duralog.store.records import HeartbeatRecord
 from .clock import sleep_until
 from .heartbeats import AttemptControl
 from .retry import next_attempt_at
+from .streams import AttemptStream
 from .tail import LogTail
 
 log = logging.getLogger("duralog.engine")
@@ -155,6 +156,35 @@ class StepLoop(LogTail):
         if stored:  # the step ended: its details are of no use any more
             self.spawn(self._forget_details(seq))
         self.activate()
+
+    def attempt_stream(self, step: str, seq: int, attempt: int) -> AttemptStream:
+        """Where attempt ``attempt`` of step ``seq`` writes to streams."""
+        host = self.host
+        return AttemptStream(
+            self,
+            host.loop,
+            self.workflow_id,
+            step,
+            seq,
+            attempt,
+            host.payload_codec,
+            host.options.max_payload_bytes,
+        )
+
+    def step_streamed(self, event: ev.StepStreamed) -> None:
+        """Queue what a running step wrote to a stream (``engine/streams.py``) and commit
+        it soon. Once the workflow has ended here (or no longer runs here), it is dropped:
+        the attempt's outcome is not recorded either."""
+        if self.closed or self.sealed:
+            return
+        self.add(event)
+        if not self._stream_flush:
+            self._stream_flush = True
+            self.spawn(self._flush_streamed())
+
+    async def _flush_streamed(self) -> None:
+        self._stream_flush = False  # what is written from now on needs another round
+        await self.flush()
 
     # -- heartbeats ----------------------------------------------------------
 

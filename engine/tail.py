@@ -76,6 +76,7 @@ class LogTail:
         self.sealed = False  # the terminal decision is made: nothing may follow it
         self._bookkeeping = 0  # uncommitted events that are not decisions
         self._marker_seq = 0  # seq of the newest marker or published value
+        self._stream_flush = False  # a commit of what steps wrote to streams is due
         self._unpaused = asyncio.Event()  # set while steps and timers may go ahead
         if not state.paused:
             self._unpaused.set()

@@ -48,6 +48,7 @@ from .locations import defined_at, waiting_at
 from .loop import WorkflowLoop
 from .queries import QueryHandlers
 from .state import Input, WorkflowState
+from .streams import RunStreams
 from .updates import SIGNAL_PREFIX, UpdateHandlers
 from .updates import deliver as deliver_update
 from .waits import PendingCalls, Waits
@@ -124,6 +125,7 @@ class WorkflowInstance:
         self.queries = QueryHandlers(workflow_id)
         #: The update handlers the code registered (``duralog.on_update``).
         self.updates = UpdateHandlers(workflow_id)
+        self.streams = RunStreams(workflow_id)
         #: Called with each input just before it is delivered (debuggers hook in here).
         self.on_input: Callable[[Input], None] | None = None
 
@@ -361,6 +363,25 @@ class WorkflowInstance:
                 f"cannot publish {key!r} from workflow {self.workflow_id!r}: {exc}"
             ) from None
         self.decisions.decide("StatePublished", key, lambda: ev.StatePublished(key=key, value=raw))
+
+    def write_stream(self, key: str, value: Any) -> None:
+        """Append ``value`` to the run's stream ``key`` (a ``StreamWritten`` decision)."""
+        self.queries.refuse(f"write to stream {key!r:.80}")
+        key = self.streams.check_write(key)
+        try:
+            raw = codec.encode(value, self.payload_codec)
+        except PayloadError as exc:
+            raise PayloadError(
+                f"cannot write to stream {key!r} of workflow {self.workflow_id!r}: {exc}"
+            ) from None
+        self.decisions.decide("StreamWritten", key, lambda: ev.StreamWritten(key=key, value=raw))
+
+    def close_stream(self, key: str) -> None:
+        """Close the run's stream ``key`` (a ``StreamClosed`` decision; again: nothing)."""
+        self.queries.refuse(f"close stream {key!r:.80}")
+        closed = self.streams.close(key)
+        if closed is not None:
+            self.decisions.decide("StreamClosed", closed, lambda: ev.StreamClosed(key=closed))
 
     def patched(self, patch_id: str) -> bool:
         """Whether this run takes the new code path of ``patch_id`` (Temporal's semantics).

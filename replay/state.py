@@ -304,6 +304,11 @@ def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) ->
             state.status, state.finished_at = "CONTINUED", at
             state.next_args, state.next_kwargs = args, kwargs
             state.decisions.append(Decision(seq, kind, ""))
+        case ev.StreamWritten(key=key) | ev.StreamClosed(key=key):
+            # The values stay in the log, for readers: the state keeps none of them.
+            state.decisions.append(Decision(seq, kind, key))
+        case ev.StepStreamed(step_seq=s):
+            state.steps[s]  # KeyError for an unknown step; a step's output, not a decision
 
 
 def fold_all(workflow_id: str, entries: list[LogEntry]) -> WorkflowState:

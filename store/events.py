@@ -29,7 +29,8 @@ from .envelope import PayloadCodec, seal, seal_error
 #: a step or child called in a run of format 2 is scheduled (gets its seq) when the
 #: awaiting task first runs it, never at the call (format 1 scheduled it at the call,
 #: and its histories replay that way). 3: ``WorkflowTerminated`` may end a run.
-FORMAT_VERSION = 3
+#: 4: streams (``StreamWritten``, ``StreamClosed``, ``StepStreamed``).
+FORMAT_VERSION = 4
 NULL = msgspec.Raw(b"null")
 
 
@@ -156,6 +157,32 @@ class StatePublished(BaseEvent, frozen=True, kw_only=True):
     value: msgspec.Raw
 
 
+class StreamWritten(BaseEvent, frozen=True, kw_only=True):
+    """Decision: the workflow code appended ``value`` to its stream ``key``
+    (``duralog.write_stream``)."""
+
+    key: str
+    value: msgspec.Raw
+
+
+class StreamClosed(BaseEvent, frozen=True, kw_only=True):
+    """Decision: the workflow code closed its stream ``key`` (``duralog.close_stream``)."""
+
+    key: str
+
+
+class StepStreamed(BaseEvent, frozen=True, kw_only=True):
+    """Bookkeeping: attempt ``attempt`` of the step at ``step_seq`` appended ``value`` to
+    the stream ``key`` (``duralog.write_stream`` in a step), or closed it (``closed``;
+    ``value`` is then ``NULL``). Not a decision: replay never makes it again."""
+
+    step_seq: int
+    attempt: int
+    key: str
+    value: msgspec.Raw = NULL
+    closed: bool = False
+
+
 class PauseRequested(BaseEvent, frozen=True, kw_only=True):
     """Bookkeeping: the workflow was paused (no new step, no timer fires until resumed)."""
 
@@ -260,6 +287,9 @@ Event: TypeAlias = (
     | PauseRequested
     | ResumeRequested
     | WorkflowTerminated
+    | StreamWritten
+    | StreamClosed
+    | StepStreamed
 )
 
 #: Events made by workflow code; replay matches them one by one.
@@ -268,6 +298,8 @@ DECISIONS: tuple[type[BaseEvent], ...] = (
     TimerStarted,
     MarkerRecorded,
     StatePublished,
+    StreamWritten,
+    StreamClosed,
     ChildStarted,
     WorkflowCompleted,
     WorkflowFailed,

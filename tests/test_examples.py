@@ -43,6 +43,14 @@ def test_children() -> None:
     assert out.count("COMPLETED") == 3 and out.count("FAILED") == 1
 
 
+def test_agent_streams_tokens_to_a_reader_in_another_process() -> None:
+    out = run("agent_stream.py")
+    assert "the reader got 15 tokens, live, then the end" in out
+    assert "they make the answer: True" in out
+    assert "a late reader got the same answer: True" in out
+    assert "status: done" in out
+
+
 def test_poller_continues_as_new() -> None:
     out = run("poller.py")
     assert "final cursor 120" in out

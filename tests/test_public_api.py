@@ -46,6 +46,7 @@ EXPECTED = {
     "StepRegistry",
     "StoreDamaged",
     "StoreError",
+    "StreamTimeout",
     "Subscription",
     "Task",
     "UpdateFailed",
@@ -64,6 +65,7 @@ EXPECTED = {
     "WorkflowSuspended",
     "WorkflowTimeout",
     "__version__",
+    "close_stream",
     "continue_as_new",
     "deprecate_patch",
     "heartbeat",
@@ -87,6 +89,7 @@ EXPECTED = {
     "wait_signal",
     "workflow",
     "workflow_info",
+    "write_stream",
 }
 
 

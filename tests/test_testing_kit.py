@@ -132,7 +132,7 @@ def _golden() -> ModuleType:
 def test_replay_histories_passes_and_fails(tmp_path: Path) -> None:
     golden = _golden()
     reports = replay_histories(HISTORIES, golden.make_registry())
-    assert len(reports) == len(golden.GOLDEN) == 5 and all(r.ok for r in reports)
+    assert len(reports) == len(golden.GOLDEN) == 6 and all(r.ok for r in reports)
 
     async def does_nothing(order: str, cents: int) -> None:
         return None

@@ -70,6 +70,10 @@ def test_the_files_hold_what_they_are_named_for() -> None:
     # update: two updates, each a signal answered by a published value, then the end.
     assert kinds["update"].count("SignalReceived") == 3
     assert kinds["update"].count("StatePublished") == 2
+    # stream: the workflow's writes are decisions, its step's are bookkeeping.
+    assert kinds["stream"].count("StreamWritten") == 1
+    assert kinds["stream"].count("StepStreamed") == 3
+    assert kinds["stream"][-2:] == ["StreamClosed", "WorkflowCompleted"]
     assert all(k[-1] == "WorkflowCompleted" for k in kinds.values())
     # forked: a fork of a run of `sequential` from seq 5, its reserve step copied.
     forked = read("forked").events
@@ -107,6 +111,11 @@ async def one_more_item(items: list[str]) -> int:
     return sum(prices)
 
 
+async def stream_renamed(text: str) -> int:
+    duralog.write_stream("output", "<start>")  # CHANGED: another key
+    return await golden.tokens(text)
+
+
 @pytest.mark.parametrize(
     ("stem", "changed", "seq", "recorded", "attempted"),
     [
@@ -119,6 +128,7 @@ async def one_more_item(items: list[str]) -> int:
         ),
         ("retry", ship_first, 2, "StepScheduled golden_flaky", "StepScheduled golden_ship"),
         ("update", update_ships, 3, "StepScheduled golden_reserve", "StepScheduled golden_ship"),
+        ("stream", stream_renamed, 2, "StreamWritten tokens", "StreamWritten output"),
         # The 4th decision is an extra step; the history's 4th decision is its end.
         ("gather", one_more_item, 11, "WorkflowCompleted", "StepScheduled golden_price"),
     ],

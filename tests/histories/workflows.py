@@ -79,6 +79,21 @@ async def updated(limit: int) -> list[str]:
     return items
 
 
+@duralog.step(name="golden_tokens")
+def tokens(text: str) -> int:
+    words = text.split()
+    for word in words:
+        duralog.write_stream("tokens", word)
+    return len(words)
+
+
+async def streamed(text: str) -> int:
+    duralog.write_stream("tokens", "<start>")
+    count = await tokens(text)
+    duralog.close_stream("tokens")
+    return count
+
+
 def make_registry(**changed: Any) -> Registry:
     """The golden workflows, with any of them replaced: ``make_registry(golden_x=fn)``."""
     registry = Registry()
@@ -87,6 +102,7 @@ def make_registry(**changed: Any) -> Registry:
         "golden_gather": gathered,
         "golden_retry": retried,
         "golden_update": updated,
+        "golden_stream": streamed,
         **changed,
     }
     for name, fn in functions.items():
@@ -111,6 +127,7 @@ GOLDEN: dict[str, tuple[str, list[Any], Any]] = {
         ["reserved o-1", "charged o-1 1999", "shipped o-1"],
     ),
     "update": ("golden_update", [2], ["o-3", "o-4"]),
+    "stream": ("golden_stream", ["streams are durable"], 3),
 }
 #: file stem -> (the golden history it is a fork of, the seq it was forked from): its
 #: reserve step is a copy, the rest ran in the fork.

@@ -243,6 +243,11 @@ EVENT_STRATEGIES: dict[type[ev.BaseEvent], st.SearchStrategy[ev.BaseEvent]] = {
     ev.PauseRequested: st.builds(ev.PauseRequested, reason=st.text()),
     ev.ResumeRequested: st.builds(ev.ResumeRequested),
     ev.WorkflowTerminated: st.builds(ev.WorkflowTerminated, error=errors),
+    ev.StreamWritten: st.builds(ev.StreamWritten, key=names, value=raw),
+    ev.StreamClosed: st.builds(ev.StreamClosed, key=names),
+    ev.StepStreamed: st.builds(
+        ev.StepStreamed, step_seq=seqs, attempt=attempts, key=names, value=raw, closed=st.booleans()
+    ),
 }
 
 

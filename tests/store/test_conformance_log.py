@@ -166,6 +166,9 @@ def every_event_kind() -> list[ev.Event]:
         ev.PauseRequested(reason="outage"),
         ev.ResumeRequested(),
         ev.WorkflowTerminated(error=ErrorDetails("Terminated", "by an operator")),
+        ev.StreamWritten(key="tokens", value=raw),
+        ev.StreamClosed(key="tokens"),
+        ev.StepStreamed(step_seq=2, attempt=1, key="tokens", value=raw),
     ]
 
 

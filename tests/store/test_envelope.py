@@ -70,6 +70,8 @@ ALL_EVENTS = [
     ev.SignalReceived(name="n", payload=msgspec.Raw(b'"a"')),
     ev.MarkerRecorded(marker="now", value=msgspec.Raw(b"1.5")),
     ev.StatePublished(key="k", value=msgspec.Raw(b'"a"')),
+    ev.StreamWritten(key="k", value=msgspec.Raw(b'"a"')),
+    ev.StepStreamed(step_seq=2, attempt=1, key="k", value=msgspec.Raw(b'"a"')),
     ev.ChildFailed(child_seq=3, error=ErrorDetails("E", "m a")),
     ev.CancelRequested(reason="a reason"),
     ev.PauseRequested(reason="a reason"),
