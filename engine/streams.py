@@ -49,6 +49,11 @@ class StreamOwner(Protocol):
         """Queue ``event`` for the next commit (on the worker's loop)."""
 
 
+#: Orders the writes of every attempt and their ends (writes are rare and short: one
+#: lock for all of them costs an attempt that never writes nothing).
+_LOCK = threading.Lock()
+
+
 class AttemptStream:
     """The streams of one step attempt: where ``duralog.write_stream`` in it writes.
 
@@ -71,21 +76,27 @@ class AttemptStream:
         payload_codec: PayloadCodec | None,
         max_bytes: int | None,
     ) -> None:
+        # Every step attempt gets one, and most never write: nothing here is made
+        # before a write needs it.
         self._owner = owner
         self._loop = loop
-        self._where = f"step {step!r} (seq {seq}) of workflow {workflow_id!r}"
+        self._workflow_id = workflow_id
+        self._step = step
         self._seq = seq
         self._attempt = attempt
         self._codec = payload_codec
         self._max_bytes = max_bytes
-        self._closed: set[str] = set()
-        self._lock = threading.Lock()
+        self._closed: set[str] | None = None
         #: Set once the attempt is over: what it writes later is refused.
         self.ended = False
 
+    @property
+    def _where(self) -> str:
+        return f"step {self._step!r} (seq {self._seq}) of workflow {self._workflow_id!r}"
+
     def end(self) -> None:
         """The attempt is over: refuse what it writes from now on."""
-        with self._lock:
+        with _LOCK:
             self.ended = True
 
     def write(self, key: str, value: Any) -> None:
@@ -109,13 +120,13 @@ class AttemptStream:
         self._queue(key, event)
 
     def _queue(self, key: str, event: ev.StepStreamed) -> None:
-        with self._lock:  # one order per attempt, whichever of its threads writes
+        with _LOCK:  # one order per attempt, whichever of its threads writes
             if self.ended:
                 raise DuralogError(
                     f"{self._where}: attempt {self._attempt} is over (it returned, failed, or was "
                     f"given up), so it can no longer write to stream {key!r}"
                 )
-            if key in self._closed:
+            if self._closed is not None and key in self._closed:
                 if event.closed:
                     return
                 raise ConfigurationError(
@@ -123,7 +134,7 @@ class AttemptStream:
                     "more values (write to another key)"
                 )
             if event.closed:
-                self._closed.add(key)
+                self._closed = {*(self._closed or ()), key}
             try:
                 running = asyncio.get_running_loop()
             except RuntimeError:

@@ -87,7 +87,10 @@ def parse(args: list[str]) -> None:
     values (a file it names need not exist here): an unknown command or option, or an
     argument too many, raises ``click.UsageError``."""
     command: click.Command = cli
-    ctx = click.Context(cli, info_name="duralog")
+    # With each command's context settings, as click makes them: a context without
+    # them (`-h` for help) would leave the commands a help option of the wrong names,
+    # which click keeps and later help texts show.
+    ctx = click.Context(cli, info_name="duralog", **cli.context_settings)
     while True:
         _, rest, _ = command.make_parser(ctx).parse_args(list(args))
         if not isinstance(command, click.Group):
@@ -99,7 +102,7 @@ def parse(args: list[str]) -> None:
         name, found, args = command.resolve_command(ctx, rest)
         assert found is not None
         command = found
-        ctx = click.Context(command, parent=ctx, info_name=name)
+        ctx = click.Context(command, parent=ctx, info_name=name, **command.context_settings)
 
 
 def test_the_docs_show_duralog_command_lines() -> None:
