@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The two commands of the quick start, with nothing but Python 3.11+ and pip.
 
-    python3 dev.py demo    # the checkout example: a crash, then a resume
+    python3 dev.py demo [PATH]  # the checkout example: a crash, then a resume (log at PATH)
     python3 dev.py test    # lint, format check, type check and the whole test suite
     python3 dev.py check   # lint, format check, type check and the docs build only
     python3 dev.py docs    # the documentation site, into .venv/site (``docs serve``: live)
@@ -228,7 +228,8 @@ def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "demo":
         ensure_venv()
-        run(PYTHON, "examples/checkout.py")
+        # An optional path for its log, from where the command was given.
+        run(PYTHON, "examples/checkout.py", *(Path(a).resolve() for a in sys.argv[2:3]))
     elif command == "test":
         # SIGTERM (a CI job's timeout) unwinds like Ctrl-C: what runs is stopped cleanly.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
