@@ -97,12 +97,10 @@ class Worker(Claims):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pokes: set[str] = set()
         threshold = options.blocked_threshold
+        #: The engine's payload codec (its store's, set before the worker is made):
+        #: workflows record and read with it.
+        self.payload_codec: PayloadCodec | None = store.payload_codec
         self.watchdog = None if threshold is None else LoopWatchdog(threshold, worker_id)
-
-    @property
-    def payload_codec(self) -> PayloadCodec | None:
-        """The engine's payload codec (its store's): workflows record and read with it."""
-        return self.store.payload_codec
 
     def random(self) -> float:
         """A random draw in [0, 1) for retry jitter."""

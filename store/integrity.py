@@ -58,8 +58,7 @@ def chain(rows: Sequence[UnchainedRow], previous: str) -> list[ChainedRow]:
     chained = []
     for row in rows:  # link(), inlined: this runs for every event appended
         digest = _EMPTY.copy()
-        digest.update(_HEAD(row[1], row[3]))
-        digest.update(f"{previous}\0{row[2]}\0{row[4]}".encode())
+        digest.update(_HEAD(row[1], row[3]) + f"{previous}\0{row[2]}\0{row[4]}".encode())
         previous = digest.hexdigest()
         chained.append((*row, previous))
     return chained
