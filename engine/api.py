@@ -137,7 +137,8 @@ def close_stream(key: str) -> None:
     """Close the stream ``key`` of this workflow run: its readers stop after its last
     value, and it takes no more values. Closing it again does nothing. A stream left
     open ends when the run ends (completes, fails, is cancelled or terminated, or
-    continues as new)."""
+    continues as new). From a step, the close takes effect when the attempt returns:
+    the close of an attempt that fails is dropped, and its retry may write on."""
     instance = current_instance()
     if instance is not None:
         instance.close_stream(key)

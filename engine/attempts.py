@@ -92,10 +92,13 @@ class StepAttempts:
             guards = self._guards[step] = hooks.guards_of(step, self._host.registry)
         try:
             if not guards:
-                return await self.attempt(execution, step, info, context, args, kwargs)
-            return await self._guarded(guards, execution, step, info, context, args, kwargs)
+                value = await self.attempt(execution, step, info, context, args, kwargs)
+            else:
+                value = await self._guarded(guards, execution, step, info, context, args, kwargs)
         finally:
             stream.end()  # what the attempt writes after this is refused
+        stream.succeeded()  # its closes, which a failed attempt never makes
+        return value
 
     async def _guarded(
         self,

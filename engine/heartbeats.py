@@ -96,8 +96,9 @@ class AttemptControl:
                 self._unstored = True
                 tell = not self._told
                 self._told = True
-        if tell and self.on_change is not None:
-            self.on_change()
+        on_change = self.on_change  # read once: the attempt's end may clear it meanwhile
+        if tell and on_change is not None:
+            on_change()
 
     def check(self) -> None:
         """Raise ``StepCancelled`` if the attempt was told to stop or lost its lease."""

@@ -15,8 +15,12 @@ reads the log it was handed, and as a daemon it never keeps the process alive.
 
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
 import threading
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import msgspec
@@ -88,12 +92,34 @@ class _Abandoned(BaseException):
 def _within(
     timeout: float, workflow_id: str, name: str, answer: Callable[[], msgspec.Raw]
 ) -> msgspec.Raw:
-    """``answer()``, run on a daemon thread; ``QueryTimeout`` (and the thread
-    interrupted) when it has not returned after ``timeout`` seconds."""
+    """``answer()``, run on a daemon thread; ``QueryTimeout`` when it has not returned
+    after ``timeout`` seconds, and the thread told to stop.
+
+    The thread stops at the next line of the workflow's own code it runs (the query
+    handler's, or the workflow's during the replay): a trace function raises
+    ``_Abandoned`` there, and only there. Interrupted anywhere else (inside Python's or
+    duralog's code, which may hold a lock, a logging handler's say) it could leave
+    that lock taken for good. A handler blocked in a C call (``time.sleep``, a socket)
+    stops when the call returns; until then its thread lives on, as a daemon."""
     outcome: list[tuple[msgspec.Raw | None, BaseException | None]] = []
-    settled = threading.Lock()  # held while the outcome is set, or the thread interrupted
+    settled = threading.Lock()  # held while the outcome is set, or the asker gives up
+    stop = [False]
+    own = _OwnCode()
+
+    def line(frame: FrameType, event: str, arg: Any) -> Any:
+        if stop[0]:
+            raise _Abandoned
+        return line
+
+    def call(frame: FrameType, event: str, arg: Any) -> Any:
+        if event != "call" or not own.contains(frame.f_code.co_filename):
+            return None  # library code runs untraced, and is never interrupted
+        if stop[0]:
+            raise _Abandoned
+        return line
 
     def run() -> None:
+        sys.settrace(call)
         try:
             try:
                 result: tuple[msgspec.Raw | None, BaseException | None] = (answer(), None)
@@ -105,13 +131,15 @@ def _within(
                 outcome.append(result)
         except _Abandoned:
             pass  # the asker has gone: nothing to tell
+        finally:
+            sys.settrace(None)
 
     thread = threading.Thread(target=run, name=f"duralog query {name}", daemon=True)
     thread.start()
-    thread.join(timeout)
+    thread.join(min(timeout, threading.TIMEOUT_MAX))
     with settled:
         if not outcome:
-            _interrupt(thread)
+            stop[0] = True
             raise QueryTimeout(workflow_id, name, timeout)
     value, error = outcome[0]
     if error is not None:
@@ -120,14 +148,26 @@ def _within(
     return value
 
 
-def _interrupt(thread: threading.Thread) -> None:
-    """Raise ``_Abandoned`` in ``thread`` at its next bytecode (CPython only; elsewhere
-    the thread runs on until it returns, as a daemon)."""
-    import ctypes  # only here: most processes never need it
+class _OwnCode:
+    """Which source files are the workflow's own code: not the standard library's, not
+    an installed package's, not duralog's (wherever it is installed)."""
 
-    ident = thread.ident
-    if ident is None or not hasattr(ctypes, "pythonapi"):
-        return
-    set_async = ctypes.pythonapi.PyThreadState_SetAsyncExc
-    if set_async(ctypes.c_ulong(ident), ctypes.py_object(_Abandoned)) > 1:
-        set_async(ctypes.c_ulong(ident), None)  # more than one thread: undo (never expected)
+    def __init__(self) -> None:
+        paths = sysconfig.get_paths()
+        roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+        for module_name, module in list(sys.modules.items()):
+            if module_name == "duralog" or module_name.startswith("duralog."):
+                file = getattr(module, "__file__", None)
+                if file:
+                    roots.add(os.path.dirname(file))
+        self._roots = tuple(os.path.join(os.path.abspath(root), "") for root in roots)
+        self._known: dict[str, bool] = {}
+
+    def contains(self, filename: str) -> bool:
+        """Whether code from ``filename`` is the workflow's own."""
+        known = self._known.get(filename)
+        if known is None:
+            known = self._known[filename] = not filename.startswith("<") and not (
+                os.path.abspath(filename).startswith(self._roots)
+            )
+        return known

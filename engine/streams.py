@@ -94,6 +94,16 @@ class AttemptStream:
     def _where(self) -> str:
         return f"step {self._step!r} (seq {self._seq}) of workflow {self._workflow_id!r}"
 
+    def succeeded(self) -> None:
+        """The attempt returned (on the worker's loop, before its outcome is recorded):
+        the streams it closed are closed now, after everything it wrote."""
+        with _LOCK:
+            closed = sorted(self._closed or ())
+        for key in closed:
+            self._owner.step_streamed(
+                ev.StepStreamed(step_seq=self._seq, attempt=self._attempt, key=key, closed=True)
+            )
+
     def end(self) -> None:
         """The attempt is over: refuse what it writes from now on."""
         with _LOCK:
@@ -134,7 +144,11 @@ class AttemptStream:
                     "more values (write to another key)"
                 )
             if event.closed:
+                # Written only once the attempt succeeds (``succeeded``): a close by an
+                # attempt that then fails would end the stream before the values of the
+                # retry that does complete.
                 self._closed = {*(self._closed or ()), key}
+                return
             try:
                 running = asyncio.get_running_loop()
             except RuntimeError:

@@ -48,24 +48,37 @@ class SQLLog(SQLBase):
             # Checked in the transaction that creates the child, the parent's row
             # locked: a terminate (which moves the fence) is either before, and no
             # child is written, or waits for this commit.
-            admitted = [item for item in items if self._parent_holds(conn, item)]
+            holding = self._parents_holding(conn, items)
+            admitted = [
+                item
+                for item in items
+                if item.parent_id is None
+                or item.parent_fence is None
+                or holding.get(item.parent_id) == item.parent_fence
+            ]
             made = iter(self._insert_workflows(conn, admitted))
             kept = {id(item) for item in admitted}
             fences = [next(made) if id(item) in kept else None for item in items]
         self._created(items, fences)
         return fences
 
-    def _parent_holds(self, conn: Session, item: NewWorkflow) -> bool:
-        """Whether the parent creating ``item`` still holds ``item.parent_fence`` and
-        has not ended (always True for a workflow that is not such a child)."""
-        if item.parent_id is None or item.parent_fence is None:
-            return True
-        row = conn.execute(
-            f"SELECT fence FROM workflows WHERE id = ? AND status NOT IN {FINISHED}"
-            + self.LOCK_ROWS,
-            (item.parent_id,),
-        ).fetchone()
-        return row is not None and int(row[0]) == item.parent_fence
+    def _parents_holding(self, conn: Session, items: Sequence[NewWorkflow]) -> dict[str, int]:
+        """The fences of the parents creating children among ``items`` that have not
+        ended, their rows locked in id order (as appends lock theirs: two transactions
+        never wait for each other in a circle)."""
+        parents = sorted(
+            {item.parent_id for item in items if item.parent_id and item.parent_fence is not None}
+        )
+        holding: dict[str, int] = {}
+        for parent_id in parents:
+            row = conn.execute(
+                f"SELECT fence FROM workflows WHERE id = ? AND status NOT IN {FINISHED}"
+                + self.LOCK_ROWS,
+                (parent_id,),
+            ).fetchone()
+            if row is not None:
+                holding[parent_id] = int(row[0])
+        return holding
 
     def fork_workflow(self, item: NewWorkflow, copied: Sequence[LogEntry]) -> bool:
         """Create a fork: its index row, its first event and the events ``copied`` from

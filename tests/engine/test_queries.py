@@ -7,6 +7,8 @@ read while a worker appends, encrypted logs, code that is missing or changed.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import threading
 from typing import Any
@@ -19,6 +21,20 @@ import duralog
 from duralog.replay.definitions import Registry, Workflow
 
 released = threading.Event()
+# A handler that logs as it computes: a timed-out query must never stop its thread
+# inside logging's code, between the handler's lock taken and its release.
+chatty_handler = logging.StreamHandler(io.StringIO())
+chatty = logging.getLogger("eq_chatty")
+chatty.addHandler(chatty_handler)
+chatty.propagate = False
+chatty.setLevel(logging.INFO)
+
+
+def slow_progress() -> int:
+    while True:
+        chatty.info("computing progress")
+        chatty_handler.stream.seek(0)
+        chatty_handler.stream.truncate()
 
 
 @duralog.step(name="eq_add")
@@ -39,6 +55,7 @@ async def counter(values: list[int]) -> int:
             pass
 
     duralog.on_query("spin", spin)
+    duralog.on_query("slow_progress", slow_progress)
     for v in values:
         total += await add(v)
         seen.append(v)
@@ -211,3 +228,18 @@ def test_a_query_that_never_returns_times_out(engine: duralog.Engine) -> None:
     assert handle.query("total", timeout=PATIENCE) == 4
     with pytest.raises(duralog.ConfigurationError, match="timeout must be a number of seconds"):
         handle.query("total", timeout=-1)
+
+
+def test_a_timed_out_query_stops_only_in_the_workflows_own_code(engine: duralog.Engine) -> None:
+    handle = engine.start(counter, [4], id="c-chatty")
+    wait_for(lambda: completed(handle, 1))
+    for _ in range(40):
+        with pytest.raises(duralog.QueryTimeout):
+            handle.query("slow_progress", timeout=0.01)
+        wait_for(
+            lambda: "duralog query slow_progress" not in [t.name for t in threading.enumerate()]
+        )
+        # Had it been stopped inside logging's handle(), the lock would be held for good.
+        assert chatty_handler.lock is not None and chatty_handler.lock.acquire(timeout=PATIENCE)
+        chatty_handler.lock.release()
+    assert handle.query("total", timeout=float("inf")) == 4
