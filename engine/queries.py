@@ -15,6 +15,7 @@ reads the log it was handed, and as a daemon it never keeps the process alive.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import sysconfig
@@ -95,8 +96,8 @@ def _within(
     """``answer()``, run on a daemon thread; ``QueryTimeout`` when it has not returned
     after ``timeout`` seconds, and the thread told to stop.
 
-    The thread stops at the next line of the workflow's own code it runs (the query
-    handler's, or the workflow's during the replay): a trace function raises
+    The thread stops at the next line of the workflow's own code it runs outside an
+    asyncio task (the query handler's, or what it calls): a trace function raises
     ``_Abandoned`` there, and only there. Interrupted anywhere else (inside Python's or
     duralog's code, which may hold a lock, a logging handler's say) it could leave
     that lock taken for good. A handler blocked in a C call (``time.sleep``, a socket)
@@ -107,14 +108,14 @@ def _within(
     own = _OwnCode()
 
     def line(frame: FrameType, event: str, arg: Any) -> Any:
-        if stop[0]:
+        if stop[0] and not _in_task():
             raise _Abandoned
         return line
 
     def call(frame: FrameType, event: str, arg: Any) -> Any:
         if event != "call" or not own.contains(frame.f_code.co_filename):
             return None  # library code runs untraced, and is never interrupted
-        if stop[0]:
+        if stop[0] and not _in_task():
             raise _Abandoned
         return line
 
@@ -146,6 +147,16 @@ def _within(
         raise error
     assert value is not None
     return value
+
+
+def _in_task() -> bool:
+    """Whether the code runs inside an asyncio task (the workflow's code, replayed):
+    a task would keep ``_Abandoned`` as its outcome, and Python drops a trace function
+    that raised, so the stop waits for code outside any task (the handler)."""
+    try:
+        return asyncio.current_task() is not None
+    except RuntimeError:  # no running loop
+        return False
 
 
 class _OwnCode:

@@ -11,6 +11,7 @@ import io
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -30,11 +31,22 @@ chatty.propagate = False
 chatty.setLevel(logging.INFO)
 
 
+chatty_stop = threading.Event()  # set after each test: no handler thread outlives it
+
+
 def slow_progress() -> int:
-    while True:
+    while not chatty_stop.is_set():
         chatty.info("computing progress")
         chatty_handler.stream.seek(0)
         chatty_handler.stream.truncate()
+    return 0
+
+
+@pytest.fixture(autouse=True)
+def _stop_chatty() -> Iterator[None]:
+    chatty_stop.clear()
+    yield
+    chatty_stop.set()
 
 
 @duralog.step(name="eq_add")
@@ -230,12 +242,35 @@ def test_a_query_that_never_returns_times_out(engine: duralog.Engine) -> None:
         handle.query("total", timeout=-1)
 
 
+@duralog.workflow(name="eq_heavy")
+async def heavy() -> int:
+    duralog.on_query("slow_progress", slow_progress)
+    total = 0
+    for i in range(100_000):  # replayed in an asyncio task, traced once a query times out
+        total += i
+    await duralog.wait_signal("finish")
+    return total
+
+
+def test_a_query_timed_out_during_the_replay_stops_in_its_handler(
+    engine: duralog.Engine,
+) -> None:
+    handle = engine.start(heavy, id="c-heavy")  # a query replays its log: no need to wait
+    for _ in range(3):
+        with pytest.raises(duralog.QueryTimeout):
+            handle.query("slow_progress", timeout=0.001)
+        wait_for(
+            lambda: "duralog query slow_progress" not in [t.name for t in threading.enumerate()]
+        )
+
+
 def test_a_timed_out_query_stops_only_in_the_workflows_own_code(engine: duralog.Engine) -> None:
     handle = engine.start(counter, [4], id="c-chatty")
     wait_for(lambda: completed(handle, 1))
-    for _ in range(40):
+    for i in range(40):
+        # (0: it times out while the workflow's code is replayed, in an asyncio task)
         with pytest.raises(duralog.QueryTimeout):
-            handle.query("slow_progress", timeout=0.01)
+            handle.query("slow_progress", timeout=0.01 * (i % 2))
         wait_for(
             lambda: "duralog query slow_progress" not in [t.name for t in threading.enumerate()]
         )
