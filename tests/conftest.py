@@ -103,6 +103,15 @@ def postgres_url() -> Iterator[str]:
     drop_postgres_schema(schema)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A log's address, once a SQLite file and once a PostgreSQL schema (skipped, with
+    the reason, without a server): for the tests that hold on both stores."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return str(tmp_path / "log.db")
+
+
 # -- every test bounded, no helper process left behind ---------------------------
 
 

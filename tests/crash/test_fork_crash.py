@@ -37,13 +37,6 @@ def run(db: str, mode: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(tmp_path / "log.db")
-
-
 def test_a_fork_killed_inside_its_transaction_leaves_nothing(
     address: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,13 +25,6 @@ APP = Path(__file__).with_name("app_heartbeat.py")
 app = load_app(APP)  # its workflow, for the worker this test runs after the kill
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(tmp_path / "log.db")
-
-
 def stored_offset(address: str) -> object:
     with duralog.Engine(address, worker=False) as engine:
         found = engine.store.get_heartbeat("import", 2)

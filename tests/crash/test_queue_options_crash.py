@@ -24,13 +24,6 @@ HERE = Path(__file__).parent
 app = load_app(HERE / "app_queue_options.py")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(tmp_path / "log.db")
-
-
 def rows(ledger: Path) -> list[list[str]]:
     return [line.split() for line in ledger.read_text().splitlines()] if ledger.exists() else []
 

@@ -17,20 +17,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
 from support import PATIENCE, load_app, popen, read_line, wait_for
 
 import duralog
 
 APP = Path(__file__).with_name("app_streams.py")
 app = load_app(APP)  # its workflow, for the worker this test runs after the kill
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(tmp_path / "log.db")
 
 
 def test_a_live_reader_gets_every_value_once_across_a_sigkill(address: str) -> None:

@@ -11,7 +11,6 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -91,13 +90,6 @@ def fresh() -> Iterator[None]:
     FIXED["on"] = False
     yield
     FIXED["on"] = False
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(tmp_path / "log.db")
 
 
 @pytest.fixture

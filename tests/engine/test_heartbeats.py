@@ -43,13 +43,6 @@ def fresh() -> Iterator[None]:
     release.set()  # whatever still waits (an abandoned attempt) ends
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(tmp_path / "log.db")
-
-
 def engine_on(address: str, **options: Any) -> duralog.Engine:
     return duralog.Engine(address, durability="normal", poll_interval=0.05, **options)
 

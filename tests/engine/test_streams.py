@@ -30,13 +30,6 @@ def fresh() -> Iterator[None]:
     gate.set()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(tmp_path / "log.db")
-
-
 def engine_on(address: str, **options: Any) -> duralog.Engine:
     return duralog.Engine(address, durability="normal", poll_interval=0.05, **options)
 
