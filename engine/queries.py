@@ -16,6 +16,7 @@ reads the log it was handed, and as a daemon it never keeps the process alive.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import sys
 import sysconfig
@@ -35,6 +36,7 @@ from duralog.errors import (
 )
 from duralog.replay.checker import query_history
 from duralog.replay.definitions import Workflow
+from duralog.replay.queries import call_read_only
 from duralog.store import codec
 from duralog.store.base import EventStore
 from duralog.store.envelope import PayloadCodec
@@ -108,14 +110,14 @@ def _within(
     own = _OwnCode()
 
     def line(frame: FrameType, event: str, arg: Any) -> Any:
-        if stop[0] and not _in_task():
+        if stop[0] and _may_stop(frame):
             raise _Abandoned
         return line
 
     def call(frame: FrameType, event: str, arg: Any) -> Any:
         if event != "call" or not own.contains(frame.f_code.co_filename):
             return None  # library code runs untraced, and is never interrupted
-        if stop[0] and not _in_task():
+        if stop[0] and _may_stop(frame):
             raise _Abandoned
         return line
 
@@ -149,14 +151,33 @@ def _within(
     return value
 
 
-def _in_task() -> bool:
-    """Whether the code runs inside an asyncio task (the workflow's code, replayed):
-    a task would keep ``_Abandoned`` as its outcome, and Python drops a trace function
-    that raised, so the stop waits for code outside any task (the handler)."""
-    try:
-        return asyncio.current_task() is not None
-    except RuntimeError:  # no running loop
+#: The call that runs a query handler: the stop is raised only below it.
+_HANDLER_CALL = call_read_only.__code__
+
+#: Code that can be resumed (coroutines, generators): closed by the collector or run
+#: by a task, what it raises may be kept or dropped rather than unwind the thread.
+_RESUMABLE = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+
+
+def _may_stop(frame: FrameType) -> bool:
+    """Whether raising ``_Abandoned`` in ``frame`` unwinds the query's thread: a plain
+    function called, outside any asyncio task, by the handler's call. Python drops a
+    trace function that raised, so a raise that something else swallows (a task
+    keeping it as its outcome, a coroutine closed by the collector) would leave the
+    handler running, untraced, for good."""
+    if frame.f_code.co_flags & _RESUMABLE:
         return False
+    try:
+        if asyncio.current_task() is not None:
+            return False
+    except RuntimeError:  # no running loop
+        pass
+    caller = frame.f_back
+    while caller is not None:
+        if caller.f_code is _HANDLER_CALL:
+            return True
+        caller = caller.f_back
+    return False
 
 
 class _OwnCode:
