@@ -130,7 +130,7 @@ class SQLiteStore(SQLStore):
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             if not self._memory:
-                conn.execute("PRAGMA journal_mode = WAL")
+                _use_wal(conn, self._busy_ms / 1000)
             conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self.durability]}")
         except sqlite3.DatabaseError as exc:
             if conn is not None:
@@ -363,6 +363,24 @@ class SQLiteStore(SQLStore):
 
 #: How often a write checks that the file is still the one opened (``check``).
 _FILE_CHECK_SECONDS = 0.05
+
+
+def _use_wal(conn: sqlite3.Connection, patience: float) -> None:
+    """Put the log in WAL mode (once per file; a no-op after that). Two processes that
+    open a new log at once both ask: the second may be refused "database is locked"
+    without SQLite's busy handler waiting, so it asks again, for up to ``patience``
+    seconds."""
+    deadline = time.monotonic() + patience
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def _identity(path: str) -> tuple[int, int] | None:

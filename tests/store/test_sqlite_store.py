@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import msgspec
@@ -364,3 +365,28 @@ def test_an_append_never_chains_onto_a_last_event_rewritten_since_it_was_written
     assert "changed after this process wrote it" in str(refused)
     assert [e.seq for e in store.read_events("order-7")] == [1, 2, 3]
     store.close()
+
+
+def test_openers_of_a_new_log_at_once_all_open_it(tmp_path: Path) -> None:
+    # Each one puts the new file in WAL mode; SQLite refuses all but one "database is
+    # locked" without waiting (a worker and a CLI started together on a new log).
+    failures: list[str] = []
+
+    def open_it(path: Path, together: threading.Barrier) -> None:
+        together.wait()
+        try:
+            SQLiteStore(path).close()
+        except StoreError as exc:
+            failures.append(str(exc))
+
+    for i in range(40):
+        together = threading.Barrier(3)
+        threads = [
+            threading.Thread(target=open_it, args=(tmp_path / f"new-{i}.db", together))
+            for _ in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
