@@ -16,6 +16,7 @@ reads the log it was handed, and as a daemon it never keeps the process alive.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import os
 import sys
@@ -107,7 +108,7 @@ def _within(
     outcome: list[tuple[msgspec.Raw | None, BaseException | None]] = []
     settled = threading.Lock()  # held while the outcome is set, or the asker gives up
     stop = [False]
-    own = _OwnCode()
+    own = _own_code()
 
     def line(frame: FrameType, event: str, arg: Any) -> Any:
         if stop[0] and _may_stop(frame):
@@ -178,6 +179,13 @@ def _may_stop(frame: FrameType) -> bool:
             return True
         caller = caller.f_back
     return False
+
+
+@functools.cache
+def _own_code() -> _OwnCode:
+    """One for the process: where the standard library, the installed packages and
+    duralog live does not change, and each file is judged once."""
+    return _OwnCode()
 
 
 class _OwnCode:

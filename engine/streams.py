@@ -177,8 +177,17 @@ def read(
     ``WorkflowHandle.read_stream``); with ``wait=False``, only those written so far.
     Raises ``WorkflowNotFound`` at once for an unknown workflow."""
     check_key(key, f"reading workflow {workflow_id!r}")
-    items = follow(store, workflow_id, key, timeout, run_start(store, workflow_id), start, wait)
-    return _decoded(items, start, result_type, payload_codec)
+    follower = Follower(store, workflow_id, key, run_start(store, workflow_id))
+
+    def values() -> Iterator[Any]:
+        patience = Patience(workflow_id, key, timeout, start)
+        while True:
+            yield from patience.take(follower.poll(), result_type, payload_codec)
+            if patience.ended or not wait:
+                return
+            time.sleep(patience.pause())
+
+    return values()
 
 
 def read_async(
@@ -205,17 +214,6 @@ def read_async(
             await asyncio.sleep(patience.pause())
 
     return values()
-
-
-def _decoded(
-    items: Iterator[StreamItem], start: int, result_type: Any, payload_codec: PayloadCodec | None
-) -> Iterator[Any]:
-    offset = 0
-    for item in items:
-        if item.raw is not None:
-            if offset >= start:
-                yield codec.decode(item.raw, result_type, payload_codec=payload_codec)
-            offset += 1
 
 
 def run_start(store: EventStore, workflow_id: str) -> LogEntry:
