@@ -36,7 +36,7 @@ from .records import (
 from .schema import INSERT_EVENTS, EventRow, described, event_row, first_row
 from .sql_base import Session
 from .sql_store import SQLStore
-from .sqlite_append import End, Ends, append_one, checked_append
+from .sqlite_append import End, Ends, GroupRefused, append_group, append_one, checked_append
 from .sqlite_schema import migrate
 
 __all__ = ["Durability", "SQLiteStore"]  # Durability: imported from here by older code
@@ -317,11 +317,16 @@ class SQLiteStore(SQLStore):
         ]
         ends, written = self._ends, list[End]()
         try:
-            with self._write("appending events") as conn:
-                results = [
-                    append_one(conn, item, r, ends, written)
-                    for item, r in zip(batch, rows, strict=True)
-                ]
+            try:
+                with self._write("appending events") as conn:
+                    results = append_group(conn, batch, rows, ends, written)
+            except GroupRefused:  # one of the group is refused: each on its own, at once
+                written.clear()
+                with self._write("appending events") as conn:
+                    results = [
+                        append_one(conn, item, r, ends, written)
+                        for item, r in zip(batch, rows, strict=True)
+                    ]
             ends.wrote(written)
             return results
         except (sqlite3.IntegrityError, IllegalTransition):

@@ -12,12 +12,13 @@ takes the checked path, which reads the index row and the end of the log.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 from duralog.errors import LogDamaged
 
 from .events import TERMINAL_KINDS
 from .integrity import GENESIS, ChainedRow, chain, log_end
-from .records import STATUS_AFTER, Append, WorkflowStatus, admit
+from .records import STATUS_AFTER, Append, Appended, WorkflowStatus, admit
 from .schema import INSERT_EVENTS, LOG_END, EventRow
 from .sql_base import append_extras
 
@@ -74,6 +75,81 @@ def append_one(
             written.append((item.workflow_id, item.fence, chained[-1][1], chained[-1][5]))
             return True
     return checked_append(conn, item, rows, ends, written)
+
+
+class GroupRefused(Exception):
+    """A check of the appends written together failed: roll back, append one by one."""
+
+
+def append_group(
+    conn: sqlite3.Connection,
+    batch: Sequence[Append],
+    rows: Sequence[list[Row]],
+    ends: Ends,
+    written: list[End],
+) -> list[Appended]:
+    """Append every item of ``batch`` in the transaction just begun, as ``append_one``
+    would one by one, but the common items together: plain appends that continue what
+    this store wrote last under the same fence (a step's events, in a busy worker)
+    share one guarded UPDATE and one INSERT of all their events, written first. If any
+    of their checks fails, ``GroupRefused`` is raised: the caller rolls the transaction
+    back and appends the batch item by item (a savepoint would spare that, but costs
+    every transaction a statement journal)."""
+    together: list[Appended] = [False] * len(batch)  # True: appended with the group
+    group: list[tuple[int, str]] = []  # (index, the checksum it continues)
+    if len(batch) > 1 and len({item.workflow_id for item in batch}) == len(batch):
+        for i, (item, r) in enumerate(zip(batch, rows, strict=True)):
+            if item.notices or item.consumed or item.snapshot is not None or not _plain(item, r):
+                continue
+            known = ends.get(item.workflow_id, item.fence)
+            if known is not None and known[0] == r[0][1] - 1:
+                group.append((i, known[1]))
+    if len(group) > 1:
+        if not _append_together(conn, batch, rows, group, written):
+            raise GroupRefused
+        for i, _ in group:
+            together[i] = True
+    return [
+        True if done else append_one(conn, item, r, ends, written)
+        for done, item, r in zip(together, batch, rows, strict=True)
+    ]
+
+
+def _append_together(
+    conn: sqlite3.Connection,
+    batch: Sequence[Append],
+    rows: Sequence[list[Row]],
+    group: list[tuple[int, str]],
+    written: list[End],
+) -> bool:
+    """The items at ``group`` (plain, with the checksum each continues) with one guarded
+    UPDATE and one INSERT; False, the INSERT not made, if any check fails."""
+    updates = []
+    chained: list[ChainedRow] = []
+    ended: list[End] = []
+    for i, previous in group:
+        item, r = batch[i], rows[i]
+        first = r[0][1]
+        updates.append(
+            (
+                r[-1][1],
+                r[-1][3],
+                item.wake_at,
+                item.workflow_id,
+                item.fence,
+                first - 1,
+                *_TERMINAL_STATUSES,
+                previous,
+            )
+        )
+        linked = chain(r, previous)
+        chained += linked
+        ended.append((item.workflow_id, item.fence, linked[-1][1], linked[-1][5]))
+    if conn.executemany(_GUARDED_UPDATE, updates).rowcount != len(updates):
+        return False  # a stale fence, an ended workflow, a log changed under us
+    conn.executemany(INSERT_EVENTS, chained)
+    written += ended
+    return True
 
 
 #: What an append wrote last to one workflow, for ``Ends``: (workflow id, fence, seq,

@@ -302,3 +302,24 @@ def test_cancelling_a_queued_workflow_never_appends_past_a_gap(
         store.cancel_queued("q-1", T0 + 5)
     assert [r[0] for r in rows(run_sql, "q-1")] == [1]
     assert store.claim_queued("w", T0, 30, QueueLimits("q"))  # still waiting, untouched
+
+
+def test_a_refusal_inside_a_group_of_step_appends_refuses_only_its_item(
+    store: EventStore, run_sql: RunSQL
+) -> None:
+    # Steps of many workflows, each continuing what this store wrote last, are written
+    # together (one UPDATE, one INSERT); one that fails its checks falls back alone.
+    for workflow_id in "abcd":
+        a_running_workflow(store, workflow_id, steps=1)  # seqs 1-2
+    run_sql("UPDATE workflows SET fence = 9 WHERE id = 'b'")  # taken over by another worker
+    run_sql("DELETE FROM events WHERE workflow_id = 'c' AND seq = 2")  # its last event
+    batch = [Append(w, 1, [scheduled(3), completed(4, 3)]) for w in "abcd"]
+    result = store.append(batch)
+    assert result[0] is True and result[1] is False and result[3] is True
+    assert isinstance(result[2], LogDamaged) and result[2].seq == 2
+    for workflow_id, last in (("a", 4), ("b", 2), ("c", 1), ("d", 4)):
+        assert [r[0] for r in rows(run_sql, workflow_id)] == list(range(1, last + 1))
+    assert findings(store, "a") == findings(store, "b") == findings(store, "d") == []
+    # The next group continues the chains the first one wrote.
+    assert store.append([Append(w, 1, [scheduled(5)]) for w in "ad"]) == [True, True]
+    assert findings(store, "a") == findings(store, "d") == []
