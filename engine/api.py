@@ -25,7 +25,6 @@ from duralog.store import codec
 
 from .heartbeats import AttemptControl
 from .lease import Lease
-from .streams import AttemptStream
 
 T = TypeVar("T")
 
@@ -125,12 +124,12 @@ def write_stream(key: str, value: Any) -> None:
     if instance is not None:
         instance.write_stream(key, value)
         return
-    stream = step_stream.get()
-    if stream is None:
+    info = _step_info.get()
+    if info is None or info.control is None:
         raise DuralogError(
             "duralog.write_stream() can only be called inside a workflow or a step run by an engine"
         )
-    stream.write(key, value)
+    info.control.stream().write(key, value)
 
 
 def close_stream(key: str) -> None:
@@ -143,12 +142,12 @@ def close_stream(key: str) -> None:
     if instance is not None:
         instance.close_stream(key)
         return
-    stream = step_stream.get()
-    if stream is None:
+    info = _step_info.get()
+    if info is None or info.control is None:
         raise DuralogError(
             "duralog.close_stream() can only be called inside a workflow or a step run by an engine"
         )
-    stream.close(key)
+    info.control.stream().close(key)
 
 
 def on_query(name: str, handler: Callable[..., Any]) -> None:
@@ -397,12 +396,6 @@ _step_info: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
 #: The resources of the engine running the current step (set per attempt).
 step_resources: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "duralog_resources", default=None
-)
-
-
-#: Where the current step attempt writes to streams (set per attempt).
-step_stream: contextvars.ContextVar[AttemptStream | None] = contextvars.ContextVar(
-    "duralog_step_stream", default=None
 )
 
 

@@ -19,10 +19,9 @@ from duralog.replay.definitions import Step
 from duralog.replay.state import WorkflowState
 
 from . import hooks
-from .api import StepInfo, _step_info, step_resources, step_stream
+from .api import StepInfo, _step_info, step_resources
 from .heartbeats import AttemptControl
 from .lease import Lease
-from .streams import AttemptStream
 from .threads import StepThreads
 
 
@@ -42,10 +41,6 @@ class AttemptOwner(Protocol):
 
     async def hold_lease(self) -> None:
         """Return only while the workflow's lease is sure (``LeaseLost`` otherwise)."""
-
-    def attempt_stream(self, step: str, seq: int, attempt: int) -> AttemptStream:
-        """Where the attempt writes to its workflow's streams (``duralog.write_stream``)."""
-        ...
 
 
 class StepAttempts:
@@ -68,11 +63,11 @@ class StepAttempts:
         attempt: int,
         args: list[Any],
         kwargs: dict[str, Any],
-        control: AttemptControl | None = None,
+        control: AttemptControl,
     ) -> Any:
         """One attempt of a step, bounded by its timeout and its heartbeat timeout; raises
         what the step raised. ``control`` is what the attempt shares with the worker
-        (its heartbeats, whether it should stop).
+        (its heartbeats, whether it should stop, its stream).
 
         The step's guards (``hooks.py``: injected resources, a circuit breaker) run
         around the attempt; most steps have none."""
@@ -81,23 +76,26 @@ class StepAttempts:
         info = StepInfo(
             execution.workflow_id, step.name, seq, attempt, state.name, state.run_id, lease, control
         )
-        context.run(_step_info.set, info)
-        stream = execution.attempt_stream(step.name, seq, attempt)
-        context.run(step_stream.set, stream)
-        resources = self._host.resources
-        if resources:
-            context.run(step_resources.set, resources)
+        context.run(_enter, info, self._host.resources)
         guards = self._guards.get(step)
         if guards is None:
             guards = self._guards[step] = hooks.guards_of(step, self._host.registry)
         try:
-            if not guards:
-                value = await self.attempt(execution, step, info, context, args, kwargs)
-            else:
+            if guards:
                 value = await self._guarded(guards, execution, step, info, context, args, kwargs)
+            elif step.timeout is None and step.heartbeat_timeout is None:
+                while True:  # ``attempt``, the common case: no timeout to watch
+                    try:
+                        value = await self.begin(execution, step, info, context, args, kwargs)
+                        break
+                    except _NotStarted:
+                        await execution.hold_lease()
+            else:
+                value = await self.attempt(execution, step, info, context, args, kwargs)
         finally:
-            stream.end()  # what the attempt writes after this is refused
-        stream.succeeded()  # its closes, which a failed attempt never makes
+            stream = control.end_streams()  # what the attempt writes after this is refused
+        if stream is not None:
+            stream.succeeded()  # its closes, which a failed attempt never makes
         return value
 
     async def _guarded(
@@ -235,6 +233,13 @@ def _drop_outcome(attempt: asyncio.Future[Any]) -> None:
     # report an exception nobody retrieved.
     if not attempt.cancelled():
         attempt.exception()
+
+
+def _enter(info: StepInfo, resources: Any) -> None:
+    # In the attempt's context: what ``duralog.step_info()`` and the resources read.
+    _step_info.set(info)
+    if resources:
+        step_resources.set(resources)
 
 
 class _NotStarted(BaseException):

@@ -23,15 +23,26 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from duralog.errors import PayloadError, StepCancelled
+from duralog.errors import DuralogError, PayloadError, StepCancelled
 from duralog.store import codec
 from duralog.store.envelope import PayloadCodec
 
 from .lease import Lease
+
+if TYPE_CHECKING:
+    from .streams import AttemptStream
+
+
+class StreamMaker(Protocol):
+    """Who makes an attempt's stream when it first writes (the workflow's execution)."""
+
+    def attempt_stream(self, step: str, seq: int, attempt: int) -> AttemptStream:
+        """Where attempt ``attempt`` of step ``seq`` writes to its workflow's streams."""
+        ...
 
 
 class AttemptControl:
@@ -76,6 +87,10 @@ class AttemptControl:
         self.over: asyncio.Future[None] | None = None  # the writer's: done at ``end``
         self.stored = False
         self._ended = False
+        #: Makes the attempt's stream (``stream``); most attempts never write to one.
+        self.streams: StreamMaker | None = None
+        self._stream: AttemptStream | None = None
+        self._streams_over = False
 
     def __repr__(self) -> str:
         return f"<AttemptControl {self.workflow_id}:{self.seq} attempt {self.attempt}>"
@@ -128,6 +143,33 @@ class AttemptControl:
             raise PayloadError(f"{where} cannot be stored: {exc}") from None
         codec.check_size(encoded, self._max_bytes, where)
         return bytes(encoded)
+
+    def stream(self) -> AttemptStream:
+        """Where the attempt writes to its workflow's streams, made on first use."""
+        with self._lock:
+            stream = self._stream
+            if stream is None:
+                if self.streams is None:
+                    raise DuralogError(
+                        f"step {self.step!r} (seq {self.seq}) of workflow {self.workflow_id!r} "
+                        "runs without an engine's worker, so it has no streams to write to"
+                    )
+                stream = self._stream = self.streams.attempt_stream(
+                    self.step, self.seq, self.attempt
+                )
+                if self._streams_over:
+                    stream.end()  # asked for after the attempt ended: it refuses the write
+            return stream
+
+    def end_streams(self) -> AttemptStream | None:
+        """The attempt is over (on the worker's loop): its stream, if it wrote to one,
+        refuses what it writes from now on. Returns that stream."""
+        with self._lock:
+            self._streams_over = True
+            stream = self._stream
+        if stream is not None:
+            stream.end()
+        return stream
 
     @property
     def stopped(self) -> StepCancelled | None:

@@ -73,10 +73,12 @@ class StepLoop(LogTail):
                 details = await self._stored_details(seq)
                 stored = details is not None
             while True:
-                await self._unpaused.wait()  # a paused workflow starts no attempt
+                if not self._unpaused.is_set():
+                    await self._unpaused.wait()  # a paused workflow starts no attempt
                 if self._marker_seq > self.state.last_seq:
                     await self.flush()  # a recorded value must be on disk before any effect
-                await self.hold_lease()
+                if not self.lease.holds():
+                    await self.hold_lease()
                 attempt += 1
                 self.retry_at.pop(seq, None)
                 started = self.add(ev.StepStarted(step_seq=seq, attempt=attempt))
@@ -127,7 +129,10 @@ class StepLoop(LogTail):
                     stored = await self._attempt_over(control) or stored
                     self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
                     break
-                stored = await self._attempt_over(control) or stored
+                self._release(control)  # ``_attempt_over``, without a coroutine when it can
+                if control.writer is not None:
+                    await control.writer
+                stored = control.stored or stored
                 try:
                     result = codec.encode(value, self.host.payload_codec)
                     codec.check_size(
@@ -210,6 +215,7 @@ class StepLoop(LogTail):
                 loop.call_soon_threadsafe(self._details_changed, control, started)
 
         control.on_change = changed
+        control.streams = self
         self.controls[seq] = control
         return control
 
@@ -268,17 +274,21 @@ class StepLoop(LogTail):
     async def _attempt_over(self, control: AttemptControl, keep: bool = False) -> bool:
         """The attempt ended: with ``keep`` (another attempt follows), store its newest
         details first. True when a heartbeats row may exist for the step."""
+        self._release(control)
+        if control.writer is not None:
+            await control.writer  # never cancelled: no write of it can land after ours
+        if keep and (details := control.take()) is not None:
+            await self._put_details(control, details)
+        return control.stored
+
+    def _release(self, control: AttemptControl) -> None:
+        """The attempt ended: it is no longer this workflow's running attempt."""
         if self.controls.get(control.seq) is control:
             del self.controls[control.seq]
         control.end()
         # The callback holds the control: without it, the attempt's objects are freed
         # now rather than by the cyclic collector, whose passes grow with the garbage.
         control.on_change = None
-        if control.writer is not None:
-            await control.writer  # never cancelled: no write of it can land after ours
-        if keep and (details := control.take()) is not None:
-            await self._put_details(control, details)
-        return control.stored
 
     async def keep_heartbeats(self) -> None:
         """The worker stops: store each running attempt's newest details now, which

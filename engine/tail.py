@@ -26,7 +26,7 @@ from duralog.store.base import (
 )
 from duralog.store.events import LogEntry
 
-from .clock import Alarm
+from .clock import Alarm, now_of
 from .heartbeats import AttemptControl
 from .host import ExecutionHost
 from .lease import Lease
@@ -71,6 +71,7 @@ class LogTail:
         self._snapshot: Snapshot | None = None
         self._consumed: list[int] = []
         self._notices: list[Notice] = []
+        self._now = now_of(host.clock)
         self._reading_inbox = False
         self._read_again = False
         self.sealed = False  # the terminal decision is made: nothing may follow it
@@ -99,7 +100,7 @@ class LogTail:
         self.next_seq += 1
         if not self.pending:  # the oldest uncommitted event (see ``_visibility_due``)
             self._pending_since = self.host.loop.time()
-        self.pending.append(LogEntry(seq, self.host.clock.now() if at is None else at, event))
+        self.pending.append(LogEntry(seq, self._now() if at is None else at, event))
         if not isinstance(event, ev.DECISIONS):
             self._bookkeeping += 1
         return seq
@@ -111,7 +112,8 @@ class LogTail:
         notices: tuple[Notice, ...] = (),
     ) -> None:
         """Commit everything pending (one group-commit round) and fold it into the state."""
-        notices = (*self._notices, *notices)
+        if self._notices:
+            notices = (*self._notices, *notices)
         if not self.pending and status is None and self._snapshot is None and not notices:
             return
         entries, self.pending = self.pending, []
@@ -157,6 +159,8 @@ class LogTail:
 
     def wake_at(self) -> float | None:
         """When this workflow next needs a worker on its own (a timer or a retry)."""
+        if not (self.timers or self.retry_at or self._deadline or self._grace_at is not None):
+            return None
         times = list(self.timers.values()) + list(self.retry_at.values())
         if self._deadline is not None and self.state.deadline is not None:
             times.append(self.state.deadline)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import socket
@@ -417,7 +418,7 @@ class Worker(Claims):
         """Run one coroutine of an execution; an error drops the execution, never the worker."""
         task = self.loop.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(lambda t: self._task_done(execution, t))
+        task.add_done_callback(functools.partial(self._task_done, execution))
         return task
 
     def _task_done(self, execution: RunningWorkflow, task: asyncio.Task[None]) -> None:
