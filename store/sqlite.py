@@ -44,6 +44,10 @@ __all__ = ["Durability", "SQLiteStore"]  # Durability: imported from here by old
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
 
+#: Page cache of each connection, in KiB (SQLite's default is 2,000).
+_CACHE_KIB = 20_000
+
+
 class SQLiteStore(SQLStore):
     """The log in one SQLite file (the SQLite dialect of ``SQLStore``).
 
@@ -132,6 +136,11 @@ class SQLiteStore(SQLStore):
             if not self._memory:
                 _use_wal(conn, self._busy_ms / 1000)
             conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self.durability]}")
+            # A busy worker's commit touches a page or two of every workflow in it:
+            # SQLite's default 2 MB cache spills them to the WAL before the commit and
+            # reads them back in the next one (W2: a seventh fewer writes, half the
+            # reads). Pages are cached as they are used, up to this much per connection.
+            conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
