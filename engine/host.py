@@ -85,6 +85,9 @@ class ExecutionHost(Protocol):
         """Run a coroutine of ``execution``; an error drops the execution, never the host."""
         ...
 
+    def failed(self, execution: RunningWorkflow, exc: BaseException) -> None:
+        """A coroutine of ``execution`` raised ``exc`` (what ``spawn`` does with it)."""
+
     def poke(self, workflow_id: str) -> None:
         """Something arrived in a workflow's inbox."""
 

@@ -114,13 +114,15 @@ class LogTail:
         """Commit everything pending (one group-commit round) and fold it into the state."""
         if self._notices:
             notices = (*self._notices, *notices)
+            self._notices = []
         if not self.pending and status is None and self._snapshot is None and not notices:
             return
         entries, self.pending = self.pending, []
         self._bookkeeping = 0
         snapshot, self._snapshot = self._snapshot, None
-        consumed, self._consumed = self._consumed, []
-        self._notices = []
+        consumed: list[int] | tuple[()] = ()
+        if self._consumed:  # (no new empty lists on every commit)
+            consumed, self._consumed = self._consumed, []
         item = Append(
             self.workflow_id,
             self.fence,

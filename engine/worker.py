@@ -426,8 +426,12 @@ class Worker(Claims):
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is None:
-            return
+        if exc is not None:
+            self.failed(execution, exc)
+
+    def failed(self, execution: RunningWorkflow, exc: BaseException) -> None:
+        """A coroutine of ``execution`` raised ``exc``: set the workflow aside (a damaged
+        log), let it go (a lost lease), or drop it to be recovered (anything else)."""
         if isinstance(exc, LogDamaged):  # the store refused to append to a damaged log
             execution.close()
             execution.lease.lose()  # nothing more is started for it here
