@@ -270,6 +270,8 @@ class SQLiteStore(SQLStore):
         A queued workflow is always created PENDING and unowned: a worker takes it
         off its queue when the queue's limits allow (so is a delayed one)."""
         fences: list[int | None] = []
+        firsts: dict[str, str] = {}  # the checksums of the first events, for ``_created``
+        self._local.firsts = firsts
         for item in items:
             started = item.started
             owner = item.owner if item.queue is None else None
@@ -302,17 +304,22 @@ class SQLiteStore(SQLStore):
             if cur.rowcount == 0:
                 fences.append(None)
                 continue
-            conn.execute(INSERT_EVENTS, first_row(item.id, started, self.payload_codec))
+            row = first_row(item.id, started, self.payload_codec)
+            conn.execute(INSERT_EVENTS, row)
+            firsts[item.id] = row[5]
             fences.append(fence)
         return fences
 
     def _created(self, items: Sequence[NewWorkflow], fences: Sequence[int | None]) -> None:
-        # The first append of a workflow started here continues its first event.
+        # The first append of a workflow started here continues its first event, whose
+        # checksum ``_insert_workflows`` (on this thread) noted.
+        firsts: dict[str, str] = getattr(self._local, "firsts", {})
+        self._local.firsts = {}
         self._ends.wrote(
             [
-                (item.id, fence, 1, first_row(item.id, item.started, self.payload_codec)[5])
+                (item.id, fence, 1, firsts[item.id])
                 for item, fence in zip(items, fences, strict=True)
-                if fence
+                if fence and item.id in firsts
             ]
         )
 
