@@ -49,6 +49,33 @@ class AttemptControl:
     """One running attempt as its step and its worker both see it: the latest heartbeat
     (moment and details) and whether the attempt should stop. Safe from any thread."""
 
+    __slots__ = (
+        "__weakref__",
+        "_codec",
+        "_details",
+        "_ended",
+        "_lease",
+        "_lock",
+        "_max_bytes",
+        "_stop",
+        "_stream",
+        "_streams_over",
+        "_told",
+        "_unstored",
+        "attempt",
+        "beats",
+        "last_beat",
+        "on_change",
+        "over",
+        "previous",
+        "seq",
+        "step",
+        "stored",
+        "streams",
+        "workflow_id",
+        "writer",
+    )
+
     def __init__(
         self,
         workflow_id: str,

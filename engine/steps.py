@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from duralog.errors import (
@@ -85,7 +87,8 @@ class StepLoop(LogTail):
                     attempt += 1
                     self.retry_at.pop(seq, None)
                     started = self.add(ev.StepStarted(step_seq=seq, attempt=attempt))
-                    self._keep_visible()
+                    if not step.inline or step.is_async:  # an inline one ends before it
+                        self._keep_visible()
                     control = self._control(step, seq, attempt, details, started)
                     failure: BaseException | None = None
                     try:
@@ -224,13 +227,10 @@ class StepLoop(LogTail):
             payload_codec=self.host.payload_codec,
             max_bytes=self.host.options.max_payload_bytes,
         )
-        loop = self.host.loop
-
-        def changed() -> None:  # on the step's thread, or on the loop for an async step
-            with contextlib.suppress(RuntimeError):  # a closed loop: the worker stopped
-                loop.call_soon_threadsafe(self._details_changed, control, started)
-
-        control.on_change = changed
+        # Called on the step's thread (or on the loop, for an async step).
+        control.on_change = functools.partial(
+            _tell_loop, self.host.loop, self._details_changed, control, started
+        )
         control.streams = self
         self.controls[seq] = control
         return control
@@ -374,3 +374,13 @@ class StepLoop(LogTail):
             self._visibility = self.host.loop.call_later(wait, self._visibility_due)
         else:
             self.spawn(self.flush())
+
+
+def _tell_loop(
+    loop: asyncio.AbstractEventLoop,
+    callback: Callable[[AttemptControl, int], None],
+    control: AttemptControl,
+    started: int,
+) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: the worker stopped
+        loop.call_soon_threadsafe(callback, control, started)
