@@ -10,7 +10,6 @@ the step. Here a call is one queue item, and its outcome one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import queue
 import threading
@@ -31,6 +30,10 @@ class StepThreads:
         self._idle = 0  # threads waiting for a call
         self._queued = 0  # calls waiting for a thread
         self._lock = threading.Lock()
+        #: Outcomes not handed to the loop yet, and whether a hand-off is on its way:
+        #: calls that end together wake the loop once, not once each.
+        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._waking = False
 
     def run(
         self, context: contextvars.Context, fn: Callable[..., Any], *args: Any, **kwargs: Any
@@ -82,8 +85,23 @@ class StepThreads:
     def _answer(
         self, future: asyncio.Future[Any], result: Any, error: BaseException | None
     ) -> None:
-        with contextlib.suppress(RuntimeError):  # a closed loop: the engine stopped
-            self._loop.call_soon_threadsafe(_settle, future, result, error)
+        with self._lock:
+            self._done.append((future, result, error))
+            if self._waking:
+                return  # the loop has yet to take the outcomes: it takes this one too
+            self._waking = True
+        try:
+            self._loop.call_soon_threadsafe(self._settle_done)
+        except RuntimeError:  # a closed loop: the engine stopped
+            with self._lock:
+                self._waking = False
+
+    def _settle_done(self) -> None:
+        with self._lock:
+            done, self._done = self._done, []
+            self._waking = False
+        for future, result, error in done:
+            _settle(future, result, error)
 
     def close(self) -> None:
         """Let the threads finish their current call and exit (they are daemons)."""
