@@ -33,7 +33,6 @@ from duralog.store.base import (
 )
 from duralog.store.open import open_store
 
-from . import forks
 from .api import check_name, check_resources
 from .clock import Clock, SystemClock
 from .committer import StartCommitter
@@ -41,7 +40,6 @@ from .handle import WorkflowHandle, require_utf8
 from .hooks import Listeners
 from .host import default_worker_id
 from .lease import Moment
-from .listing import page_size, workflow_query
 from .options import WorkerOptions
 from .queues import KEEP, QUEUES, Keep, Queue, overrides, place, resolve
 from .schedules import CatchUp, check_placement, make_schedule
@@ -550,6 +548,8 @@ class Engine:
                 ...
                 page = engine.list(status="FAILED", limit=100, after=page[-1])
         """
+        from .listing import page_size, workflow_query
+
         query = workflow_query(
             status=status,
             name=name,
@@ -584,6 +584,8 @@ class Engine:
         """Create a fork of ``workflow_id`` from ``from_seq`` (None: restart it) and hand
         it to this engine's worker; its id. ``handle.fork`` and ``handle.restart`` call
         this (see there, and ``engine/forks.py``)."""
+        from . import forks  # and the replay checker: loaded by the first fork, not by recovery
+
         item, definition = forks.fork(
             self.store, self.registry, workflow_id, from_seq, new_id, now=self.clock.now()
         )

@@ -18,8 +18,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 import msgspec
 
@@ -31,6 +30,9 @@ from duralog.store.base import EventStore, NewWorkflow, ScheduleRecord
 from duralog.store.envelope import PayloadCodec
 
 from .queues import QUEUES, Queue, place
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 
 def croniter(expression: str, start: dt.datetime) -> Any:
@@ -209,6 +211,8 @@ def schedule(
 
 def zone(name: str, where: str) -> ZoneInfo:
     """The time zone called ``name``; an unknown one is a clear error."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # (and sysconfig): when one is used
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
