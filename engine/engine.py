@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from duralog.errors import (
     ConfigurationError,
@@ -42,9 +42,11 @@ from .host import default_worker_id
 from .lease import Moment
 from .options import WorkerOptions
 from .queues import KEEP, QUEUES, Keep, Queue, overrides, place, resolve
-from .schedules import CatchUp, check_placement, make_schedule
 from .starts import Starts
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from .schedules import CatchUp
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -423,6 +425,8 @@ class Engine:
         ``duralog.schedule`` for ``catch_up``, ``timezone`` and ``partition`` (the
         partition of the tick workflows on a partitioned ``queue``).
         """
+        from .schedules import check_placement, make_schedule  # (cron code: on first use)
+
         definition = self._definition(workflow)
         queued = None if queue is None else resolve(queue, self.queues)
         spec = make_schedule(

@@ -332,16 +332,20 @@ def store_declared(
 
 
 def fire_due(
-    store: EventStore, registry: Registry, now: float, broken: dict[str, float]
+    store: EventStore,
+    registry: Registry,
+    now: float,
+    broken: dict[str, float],
+    records: Sequence[ScheduleRecord] | None = None,
 ) -> list[NewWorkflow]:
     """Start every due tick of every schedule whose workflow is in ``registry``; returns
-    the workflows created.
+    the workflows created. ``records``: ``store.schedules()``, if the caller read it.
 
     A schedule that cannot fire (its time zone is unknown on this host, its cron
     never matches) is logged and left alone for a minute (``broken``: schedule id ->
     not before); the others go on."""
     created: list[NewWorkflow] = []
-    for record in store.schedules():
+    for record in store.schedules() if records is None else records:
         if record.paused or record.workflow not in registry:
             continue
         if broken.get(record.id, 0.0) > now:
