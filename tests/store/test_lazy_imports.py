@@ -110,4 +110,4 @@ def test_a_worker_on_an_existing_log_loads_only_what_recovery_uses(tmp_path: Pat
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     stdlib = set(ast.literal_eval(found.stdout.strip().splitlines()[-1]))
-    assert not stdlib & {"zoneinfo", "secrets", "shlex", "dataclasses", "hmac"}
+    assert not stdlib & {"zoneinfo", "secrets", "shlex", "dataclasses", "hmac", "random"}
