@@ -52,7 +52,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
-import shlex
 from collections.abc import Iterable, Sequence
 from typing import Literal, overload
 
@@ -593,6 +592,8 @@ class CorruptEventError(LogDamaged):
 
 def _quoted(text: str) -> str:
     """``text`` as one shell word (printable: ids may hold anything)."""
+    import shlex  # only to word an error message
+
     safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return shlex.quote(safe)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime as dt
-import random as _random
 import uuid as _uuid
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, TypeVar
@@ -58,6 +57,8 @@ def random() -> float:
     """A random float in [0, 1), recorded so replay sees the same value."""
     instance = current_instance()
     if instance is None:
+        import random as _random  # (not loaded by every process that imports duralog)
+
         return _random.random()
     return float(instance.record_marker("random", instance.sources.random, float))
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -36,7 +37,6 @@ from .inbox import notice_to_parent
 from .lease import Lease, Moment
 from .options import WorkerOptions
 from .queues import Queue
-from .schedules import fire_due, store_declared
 
 log = logging.getLogger("duralog.engine")
 
@@ -294,11 +294,20 @@ class Claims:
 
     def _store_schedules(self) -> None:
         """Store the schedules declared in code for workflows this worker runs."""
-        store_declared(self.store, self.registry, self.queues, self.clock.now())
+        schedules = sys.modules.get("duralog.engine.schedules")
+        if schedules is None:  # only that module declares schedules: none was declared
+            return
+        schedules.store_declared(self.store, self.registry, self.queues, self.clock.now())
 
     def _fire_schedules(self) -> None:
         """Start every due tick of every schedule whose workflow this worker runs."""
-        created = fire_due(self.store, self.registry, self.clock.now(), self._broken_schedules)
+        records = self.store.schedules()
+        if not records:  # the usual case: no need to load the cron code
+            return
+        from .schedules import fire_due
+
+        now = self.clock.now()
+        created = fire_due(self.store, self.registry, now, self._broken_schedules, records)
         for item in created:
             log.info("workflow %s started by its schedule", item.id)
             if self.listeners.active:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from duralog.errors import (
     ConfigurationError,
@@ -33,7 +33,6 @@ from duralog.store.base import (
 )
 from duralog.store.open import open_store
 
-from . import forks
 from .api import check_name, check_resources
 from .clock import Clock, SystemClock
 from .committer import StartCommitter
@@ -41,12 +40,13 @@ from .handle import WorkflowHandle, require_utf8
 from .hooks import Listeners
 from .host import default_worker_id
 from .lease import Moment
-from .listing import page_size, workflow_query
 from .options import WorkerOptions
 from .queues import KEEP, QUEUES, Keep, Queue, overrides, place, resolve
-from .schedules import CatchUp, check_placement, make_schedule
 from .starts import Starts
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from .schedules import CatchUp
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -425,6 +425,8 @@ class Engine:
         ``duralog.schedule`` for ``catch_up``, ``timezone`` and ``partition`` (the
         partition of the tick workflows on a partitioned ``queue``).
         """
+        from .schedules import check_placement, make_schedule  # (cron code: on first use)
+
         definition = self._definition(workflow)
         queued = None if queue is None else resolve(queue, self.queues)
         spec = make_schedule(
@@ -550,6 +552,8 @@ class Engine:
                 ...
                 page = engine.list(status="FAILED", limit=100, after=page[-1])
         """
+        from .listing import page_size, workflow_query
+
         query = workflow_query(
             status=status,
             name=name,
@@ -584,6 +588,8 @@ class Engine:
         """Create a fork of ``workflow_id`` from ``from_seq`` (None: restart it) and hand
         it to this engine's worker; its id. ``handle.fork`` and ``handle.restart`` call
         this (see there, and ``engine/forks.py``)."""
+        from . import forks  # and the replay checker: loaded by the first fork, not by recovery
+
         item, definition = forks.fork(
             self.store, self.registry, workflow_id, from_seq, new_id, now=self.clock.now()
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import socket
 import uuid
 from collections.abc import Coroutine
@@ -115,17 +114,21 @@ class RealSources:
     """New non-deterministic values for live runs: the engine's clock and the OS's randomness."""
 
     def __init__(self, clock: Clock) -> None:
-        self._random = random.SystemRandom()
         self._clock = clock
 
     def now(self) -> float:
         return self._clock.now()
 
     def random(self) -> float:
-        return self._random.random()
+        # What random.SystemRandom().random() computes (53 random bits from the OS),
+        # without loading ``random`` into every process that runs a worker.
+        return (int.from_bytes(os.urandom(7)) >> 3) * _EPSILON
 
     def uuid4(self) -> uuid.UUID:
         return uuid.uuid4()
+
+
+_EPSILON = 2.0**-53
 
 
 def default_worker_id() -> str:

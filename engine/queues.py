@@ -22,7 +22,7 @@ from duralog.errors import ConfigurationError, positive_seconds, whole_number
 from duralog.replay.definitions import REGISTRY, DeclarationKind, Registry
 from duralog.store.base import QueueLimits, QueueOverrides
 
-_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
+_NAME = r"[A-Za-z0-9_.:\-]{1,100}"  # compiled (and cached by ``re``) on first use
 
 
 class Queue:
@@ -73,7 +73,7 @@ class Queue:
         partitioned: bool = False,
         registry: Registry | None = None,
     ) -> None:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+        if not isinstance(name, str) or not re.fullmatch(_NAME, name):
             raise ConfigurationError(
                 f"a queue name is 1-100 letters, digits or _ . : - characters, got {name!r}"
             )
@@ -256,7 +256,7 @@ def overrides(
     period: float | dt.timedelta | Keep = KEEP,
 ) -> QueueOverrides:
     """The limits of queue ``name`` to store, checked like ``Queue``'s."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not re.fullmatch(_NAME, name):
         raise ConfigurationError(
             f"a queue name is 1-100 letters, digits or _ . : - characters, got {name!r}"
         )

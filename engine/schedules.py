@@ -18,8 +18,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 import msgspec
 
@@ -31,6 +30,9 @@ from duralog.store.base import EventStore, NewWorkflow, ScheduleRecord
 from duralog.store.envelope import PayloadCodec
 
 from .queues import QUEUES, Queue, place
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 
 def croniter(expression: str, start: dt.datetime) -> Any:
@@ -209,6 +211,8 @@ def schedule(
 
 def zone(name: str, where: str) -> ZoneInfo:
     """The time zone called ``name``; an unknown one is a clear error."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # (and sysconfig): when one is used
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -328,16 +332,20 @@ def store_declared(
 
 
 def fire_due(
-    store: EventStore, registry: Registry, now: float, broken: dict[str, float]
+    store: EventStore,
+    registry: Registry,
+    now: float,
+    broken: dict[str, float],
+    records: Sequence[ScheduleRecord] | None = None,
 ) -> list[NewWorkflow]:
     """Start every due tick of every schedule whose workflow is in ``registry``; returns
-    the workflows created.
+    the workflows created. ``records``: ``store.schedules()``, if the caller read it.
 
     A schedule that cannot fire (its time zone is unknown on this host, its cron
     never matches) is logged and left alone for a minute (``broken``: schedule id ->
     not before); the others go on."""
     created: list[NewWorkflow] = []
-    for record in store.schedules():
+    for record in store.schedules() if records is None else records:
         if record.paused or record.workflow not in registry:
             continue
         if broken.get(record.id, 0.0) > now:

@@ -18,7 +18,7 @@ def redact(url: str) -> str:
     """
     scheme, sep, rest = url.partition("://")
     if not sep:  # not a URL: maybe libpq's "key=value" form
-        return _KEY_VALUE_SECRET.sub(r"\1***", url)
+        return re.sub(_KEY_VALUE_SECRET, r"\1***", url, flags=re.IGNORECASE)
     span = _password_span(rest)
     if span is not None:
         rest = f"{rest[: span[0]]}***{rest[span[1] :]}"
@@ -42,7 +42,9 @@ def secrets_of(url: str) -> list[str]:
             if eq and urllib.parse.unquote(key).strip().lower() in _SECRET_KEYS:
                 found.add(value)
     else:
-        found.update(m.group(3).strip("'") for m in _KEY_VALUE_SECRET.finditer(url))
+        found.update(
+            m.group(3).strip("'") for m in re.finditer(_KEY_VALUE_SECRET, url, re.IGNORECASE)
+        )
     found |= {urllib.parse.unquote(secret) for secret in found}
     return sorted((s for s in found if s), key=len, reverse=True)
 
@@ -64,6 +66,6 @@ def _redact_parameter(part: str) -> str:
     return part
 
 
-_KEY_VALUE_SECRET = re.compile(
-    rf"(({'|'.join(_SECRET_KEYS)})\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", re.IGNORECASE
-)
+# A pattern, compiled (and cached by ``re``) by its first use, not by every process
+# that opens a log: only a libpq "key=value" string needs it.
+_KEY_VALUE_SECRET = rf"(({'|'.join(_SECRET_KEYS)})\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)"

@@ -93,3 +93,21 @@ def test_duralog_help_loads_neither_the_engine_nor_the_store() -> None:
     assert not {m for m in loaded if m.startswith(("duralog.engine", "duralog.replay"))}
     assert not {m for m in loaded if m.startswith("duralog.cli_")}  # the commands' modules
     assert "duralog.store.sqlite" not in loaded
+
+
+def test_a_worker_on_an_existing_log_loads_only_what_recovery_uses(tmp_path: Path) -> None:
+    """A fresh process that recovers (``with Engine(path):``) pays for no fork checker,
+    no cron code, no listing, and none of the modules only they or errors use."""
+    run = f"import duralog\nwith duralog.Engine({str(tmp_path / 'log.db')!r}):\n    pass"
+    duralog_modules_after(run)  # creates the log (sqlite-utils, and so on)
+    loaded = duralog_modules_after(run)
+    assert "duralog.engine.worker" in loaded
+    unused = {"duralog.engine.forks", "duralog.replay.checker", "duralog.replay.history"}
+    unused |= {"duralog.engine.schedules", "duralog.engine.listing"}
+    assert not loaded & unused
+    code = f"{run}\nimport sys\nprint(sorted(sys.modules))"
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    stdlib = set(ast.literal_eval(found.stdout.strip().splitlines()[-1]))
+    assert not stdlib & {"zoneinfo", "secrets", "shlex", "dataclasses", "hmac", "random"}
