@@ -12,13 +12,14 @@ from collections.abc import Iterator, Sequence
 
 import msgspec
 
-from duralog.errors import StoreError, WorkflowNotFound
+from duralog.errors import LogDamaged, StoreError, WorkflowNotFound
 
 from .base import EventStore, WorkflowRecord
-from .integrity import EventCheck, Finding, index_findings
+from .events import TERMINAL_KINDS, LogEntry
+from .integrity import EventCheck, Finding, entries, index_findings
 from .schema import TABLE
 
-__all__ = ["Finding", "WorkflowCheck", "verify"]
+__all__ = ["Finding", "WorkflowCheck", "verify", "verify_read"]
 
 
 class WorkflowCheck(msgspec.Struct, frozen=True):
@@ -75,6 +76,47 @@ def _verify_one(store: EventStore, workflow_id: str, batch_size: int) -> Workflo
     if record is None and not rows and not damaged:
         raise WorkflowNotFound(workflow_id)
     return _check(workflow_id, record, rows, damaged)
+
+
+def verify_read(
+    store: EventStore, workflow_id: str, batch_size: int = 5000
+) -> tuple[WorkflowCheck, list[LogEntry]]:
+    """``verify`` of one workflow, and its events when nothing is wrong with it (else
+    none): what ``duralog replay`` reads, each row read and decoded once.
+
+    An intact log (the usual case) is checked and decoded in one pass, by the reads'
+    own checks (``integrity.entries``); only a damaged one is read with ``EventCheck``
+    again, for every problem ``verify`` lists.
+    """
+    try:
+        record = store.get_workflow(workflow_id)
+    except StoreError:
+        return _verify_one(store, workflow_id, batch_size), []
+    rows = list(_event_rows(store, workflow_id, batch_size))
+    if record is None and not rows:
+        raise WorkflowNotFound(workflow_id)
+    try:
+        found = entries(workflow_id, [row[1:6] for row in rows])
+    except LogDamaged:
+        return _check(workflow_id, record, rows, []), []
+    check = _intact_check(workflow_id, found)
+    findings = index_findings(workflow_id, record, check)
+    return WorkflowCheck(workflow_id, check.rows, findings), [] if findings else found
+
+
+def _intact_check(workflow_id: str, found: list[LogEntry]) -> EventCheck:
+    """The ``EventCheck`` that would have taken the rows of ``found``, an intact log
+    (gapless from seq 1, nothing after its terminal event): what the index is
+    compared with."""
+    check = EventCheck(workflow_id)
+    check.rows = len(found)
+    if found:
+        last = found[-1]
+        check.last = (last.seq, last.kind)
+        check.expected = last.seq + 1
+        if last.kind in TERMINAL_KINDS:
+            check.end = check.last
+    return check
 
 
 def _check(
