@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
+import types
 import uuid
 from asyncio import events as asyncio_events
 from collections.abc import Callable, Coroutine
@@ -121,6 +123,8 @@ class WorkflowInstance:
         self._inputs_seen = 0
         self._calls = PendingCalls()
         self._patches: dict[str, bool] = {}
+        #: Calls are scheduled when their coroutine first runs (event format 2 on).
+        self._lazy_calls = True
         #: The query handlers the code registered (``duralog.on_query``).
         self.queries = QueryHandlers(workflow_id)
         #: The update handlers the code registered (``duralog.on_update``).
@@ -169,26 +173,30 @@ class WorkflowInstance:
         if decisions.finished:
             return new
         token = _current.set(self)
+        loop = self.loop
         outer_loop = asyncio_events._get_running_loop()
-        asyncio_events._set_running_loop(self.loop)
+        asyncio_events._set_running_loop(loop)
         try:
             if self._task is None:
-                self.loop.set_time(state.started_at)
+                loop.set_time(state.started_at)
                 self._start(state)
-            inputs = state.inputs
-            while (
-                self._inputs_seen < len(inputs)
-                and decisions.divergence is None
-                and not decisions.finished
-            ):
-                item = inputs[self._inputs_seen]
-                self._inputs_seen += 1
-                self.loop.set_time(item.at)
-                if self.on_input is not None:
-                    self.on_input(item)
-                self._deliver(item.kind, item.ref)
-                self._run()
-            if self._inputs_seen == len(inputs):
+            inputs, seen, on_input = state.inputs, self._inputs_seen, self.on_input
+            deliver, run, count = self.waits.deliver, self._run, len(inputs)
+            while seen < count and decisions.divergence is None and not decisions.finished:
+                item = inputs[seen]
+                self._inputs_seen = seen = seen + 1
+                if item.at > loop._time:  # loop.set_time(item.at), inlined
+                    loop._time = item.at
+                if on_input is not None:
+                    on_input(item)
+                kind = item.kind
+                if kind == "StepCompleted":  # the common input: straight to its step
+                    if not deliver(state, kind, item.ref):
+                        decisions.report_unmatched(self._waiting_at)
+                else:
+                    self._deliver(kind, item.ref)
+                run()
+            if seen == count and decisions.made < len(state.decisions):
                 decisions.report_unmatched(self._waiting_at)
         finally:
             asyncio_events._set_running_loop(outer_loop)
@@ -248,17 +256,34 @@ class WorkflowInstance:
                 self.ending.failed(exc, with_traceback=False)
             return
 
-        async def main() -> Any:
-            return await self.workflow.fn(*args, **kwargs)
+        fn = self.workflow.fn
+        code: Coroutine[Any, Any, Any] | None = None
+        if type(fn) is types.FunctionType and fn.__code__.co_flags & inspect.CO_COROUTINE:
+            # A plain ``async def``: calling it binds the arguments and runs none of its
+            # code, so the task runs the coroutine itself (no frame around it to resume
+            # at every step). Arguments it cannot take fail the run, as below.
+            with contextlib.suppress(TypeError):
+                code = fn(*args, **kwargs)
+        if code is None:
 
-        self._task = self.loop.create_task(main(), name=f"workflow {self.workflow_id}")
+            async def main() -> Any:
+                return await fn(*args, **kwargs)
+
+            code = main()
+        self._lazy_calls = state.format >= 2  # (see PendingCalls)
+        self._task = self.loop.create_task(code, name=f"workflow {self.workflow_id}")
         self.ending.task = self._task
         self._run()
 
     def _run(self) -> None:
         self.loop.run_until_idle()
-        self._calls.forget_started()
-        self.ending.after_turn()
+        if self._calls.waiting:
+            self._calls.forget_started()
+        ending = self.ending
+        task = ending.task
+        # ending.after_turn() has nothing to do while the code runs and no ending waits.
+        if task is not None and (ending.pending or task.done()):
+            ending.after_turn()
 
     def _deliver(self, kind: str, ref: int) -> None:
         state = self._state
@@ -278,11 +303,12 @@ class WorkflowInstance:
     ) -> Coroutine[Any, Any, Any]:
         """A step call: the coroutine records (or matches) ``StepScheduled`` when the
         awaiting task first runs it, then resolves with the step's result."""
-        self.queries.refuse(f"call step {step.name!r}")
+        if self.queries.answering is not None:
+            self.queries.refuse(f"call step {step.name!r}")
         # Partials, not closures: the call's coroutine keeps ``schedule`` until the step
         # ends, and closures would keep a cell per variable they use, for every step.
         schedule = functools.partial(self._schedule_step, step, args, kwargs)
-        return self._calls.call(schedule, step.name, lazy=self._state.format >= 2)
+        return self._calls.call(schedule, step.name, lazy=self._lazy_calls)
 
     def _schedule_step(
         self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -327,7 +353,7 @@ class WorkflowInstance:
             seq, _ = self.decisions.decide("ChildStarted", workflow.name, started)
             return self.waits.add_child(seq, workflow)
 
-        return self._calls.call(schedule, workflow.name, lazy=self._state.format >= 2)
+        return self._calls.call(schedule, workflow.name, lazy=self._lazy_calls)
 
     def _encode_call(
         self, what: str, args: tuple[Any, ...], kwargs: dict[str, Any], advice: str = ""

@@ -54,7 +54,7 @@ class Waits:
 
     def add_step(self, seq: int, step: Step[Any, Any]) -> asyncio.Future[Any]:
         """The future of the step scheduled at ``seq``."""
-        future = self.loop.create_future()
+        future: asyncio.Future[Any] = asyncio.Future(loop=self.loop)  # loop.create_future()
         self._steps[seq] = (step, future)
         return future
 
@@ -102,7 +102,19 @@ class Waits:
         Returns False when it is the result of a step or a child the code never
         called (a divergence, if recorded decisions remain).
         """
-        if kind in ("StepCompleted", "StepFailed"):
+        if kind == "StepCompleted":  # the common input first, resolved inline
+            found = self._steps.pop(ref, None)
+            if found is None:
+                return False
+            step, future = found
+            if not future.done():
+                try:
+                    future.set_result(
+                        step.decode_result(state.steps[ref].result, self.payload_codec)
+                    )
+                except PayloadError as exc:
+                    future.set_exception(exc)
+        elif kind == "StepFailed":
             found = self._steps.pop(ref, None)
             if found is None:
                 return False
@@ -212,48 +224,56 @@ class PendingCalls:
     nothing is recorded or run for a call never awaited, or whose task was
     cancelled before it started. Runs recorded in format 1 scheduled at the call,
     and replay that way.
+
+    A call's coroutine takes itself off the list as it starts (no scan of the
+    list after every loop turn); one closed before it ever started (its task was
+    cancelled first) is dropped after the turn.
     """
 
     def __init__(self) -> None:
-        self._calls: list[Coroutine[Any, Any, Any]] = []
+        #: The calls not started yet, by key, in call order (empty: nothing to forget).
+        self.waiting: dict[int, Coroutine[Any, Any, Any]] = {}
+        self._made = 0
 
     def call(
         self, schedule: Callable[[], asyncio.Future[Any]], name: str, lazy: bool
     ) -> Coroutine[Any, Any, Any]:
         """The coroutine of a call; ``schedule`` records it and returns its future,
         when the coroutine first runs (``lazy``) or now (format 1)."""
+        self._made = key = self._made + 1
         if not lazy:
-            awaitable = _await(schedule())
+            awaitable = _await(schedule(), self.waiting, key)
         else:
-            coroutine = typing.cast("types.CoroutineType[Any, Any, Any]", _scheduled(schedule))
+            awaitable = _scheduled(schedule, self.waiting, key)
             # Python warns about a call never awaited: let it name the step, as it
             # would name a plain coroutine function.
-            coroutine.__qualname__ = coroutine.__name__ = name
-            awaitable = coroutine
+            awaitable.__qualname__ = awaitable.__name__ = name  # type: ignore[attr-defined]
         # Kept until it starts, so a divergence can close it instead of leaving a
         # "never awaited" coroutine behind.
-        self._calls.append(awaitable)
+        self.waiting[key] = awaitable
         return awaitable
 
     def forget_started(self) -> None:
-        """Drop the calls whose coroutines have started (after a loop turn)."""
-        if self._calls:
-            self._calls = [c for c in self._calls if _unstarted(c)]
+        """Drop the calls that will never start (closed unstarted), after a loop turn."""
+        calls = self.waiting
+        if calls:
+            for key in [key for key, c in calls.items() if not _unstarted(c)]:
+                del calls[key]
 
     def never_awaited(self) -> list[str]:
         """Names of the calls whose coroutines never started."""
-        return [_name(c) for c in self._calls if _unstarted(c)]
+        return [_name(c) for c in self.waiting.values() if _unstarted(c)]
 
     def close(self) -> None:
         """Close the calls never started, so that Python does not warn "coroutine was
         never awaited" (arguments of a gather that never ran, say), and forget them."""
-        for coro in self._calls:
+        for coro in list(self.waiting.values()):
             if _unstarted(coro):
                 coro.close()
-        self._calls.clear()
+        self.waiting.clear()
 
     def __bool__(self) -> bool:
-        return bool(self._calls)
+        return bool(self.waiting)
 
 
 def _name(coro: Coroutine[Any, Any, Any]) -> str:
@@ -264,9 +284,17 @@ def _unstarted(coro: Coroutine[Any, Any, Any]) -> bool:
     return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
 
 
-async def _await(future: asyncio.Future[Any]) -> Any:
+async def _await(
+    future: asyncio.Future[Any], calls: dict[int, Coroutine[Any, Any, Any]], key: int
+) -> Any:
+    del calls[key]  # started: no longer a call to close or to name
     return await future
 
 
-async def _scheduled(schedule: Callable[[], asyncio.Future[Any]]) -> Any:
+async def _scheduled(
+    schedule: Callable[[], asyncio.Future[Any]],
+    calls: dict[int, Coroutine[Any, Any, Any]],
+    key: int,
+) -> Any:
+    del calls[key]  # started: no longer a call to close or to name
     return await schedule()
