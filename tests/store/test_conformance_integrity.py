@@ -144,6 +144,19 @@ def test_an_index_behind_its_intact_log_is_found_by_both(
     assert findings(store) == [(3, "index")]
 
 
+@pytest.mark.parametrize("seq", [0, -5, 2**63 - 1], ids=["zero", "negative", "past-any-read"])
+def test_a_row_no_read_reaches_is_still_found(store: EventStore, run_sql: RunSQL, seq: int) -> None:
+    # read_events reads seqs 1 to MAX_ROWS: verify_read must still see every row verify sees.
+    a_running_workflow(store)
+    run_sql(
+        "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES ('a', ?, 'StepScheduled',"
+        ' ?, \'{"kind":"StepScheduled","name":"refund","args":[]}\')',
+        seq,
+        T0,
+    )
+    assert findings(store) != []
+
+
 # -- damage found on read and by verify --------------------------------------------
 
 
