@@ -161,7 +161,12 @@ class _Typed(Generic[P, R]):
     ) -> tuple[list[Any], dict[str, Any]]:
         """Decode recorded call arguments (opening them with ``payload_codec``), typed by
         the function's annotations."""
-        return _decode_call(self.name, self._call_shape, args, kwargs, payload_codec)
+        try:  # _decode_call(), inlined: a worker decodes every step's call
+            return _convert_call(self._call_shape, args, kwargs, payload_codec)
+        except PayloadError as exc:
+            raise PayloadError(
+                f"the arguments recorded for {self.name!r} do not decode: {exc}"
+            ) from None
 
     def check_call(
         self, args: msgspec.Raw, kwargs: msgspec.Raw, payload_codec: PayloadCodec | None
@@ -409,19 +414,6 @@ def _signature_types(fn: Callable[..., Any]) -> tuple[Any, list[tuple[str, Any, 
     return hints.get("return", Any), params
 
 
-def _decode_call(
-    owner: str,
-    params: Sequence[tuple[str, Any, bool]] | _CallShape,
-    args: msgspec.Raw,
-    kwargs: msgspec.Raw,
-    payload_codec: PayloadCodec | None,
-) -> tuple[list[Any], dict[str, Any]]:
-    try:
-        return _convert_call(params, args, kwargs, payload_codec)
-    except PayloadError as exc:
-        raise PayloadError(f"the arguments recorded for {owner!r} do not decode: {exc}") from None
-
-
 class _CallShape:
     """What decoding a call needs of a signature (``_signature_types``'s parameters):
     the type of each parameter by name, and of each positional one by position."""
@@ -458,7 +450,9 @@ def _convert_call(
 ) -> tuple[list[Any], dict[str, Any]]:
     shape = params if isinstance(params, _CallShape) else _CallShape(params)
     raw_args = _decode_value(args, payload_codec) or []
-    raw_kwargs: Mapping[str, Any] = _decode_value(kwargs, payload_codec) or {}
+    raw_kwargs: Mapping[str, Any] = (
+        {} if kwargs is NULL else _decode_value(kwargs, payload_codec) or {}
+    )
     if not isinstance(raw_args, list) or not isinstance(raw_kwargs, dict):
         raise PayloadError("arguments must be a JSON array and keyword arguments an object")
     positional, names = shape.positional, shape.names
