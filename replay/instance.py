@@ -181,7 +181,8 @@ class WorkflowInstance:
                 loop.set_time(state.started_at)
                 self._start(state)
             inputs, seen, on_input = state.inputs, self._inputs_seen, self.on_input
-            deliver, run, count = self.waits.deliver, self._run, len(inputs)
+            deliver, count = self.waits.deliver, len(inputs)
+            run_until_idle, calls, ending = loop.run_until_idle, self._calls, self.ending
             while seen < count and decisions.divergence is None and not decisions.finished:
                 item = inputs[seen]
                 self._inputs_seen = seen = seen + 1
@@ -195,7 +196,12 @@ class WorkflowInstance:
                         decisions.report_unmatched(self._waiting_at)
                 else:
                     self._deliver(kind, item.ref)
-                run()
+                run_until_idle()  # self._run(), inlined
+                if calls.waiting:
+                    calls.forget_started()
+                task = ending.task
+                if task is not None and (ending.pending is not None or task.done()):
+                    ending.after_turn()
             if seen == count and decisions.made < len(state.decisions):
                 decisions.report_unmatched(self._waiting_at)
         finally:
@@ -275,14 +281,14 @@ class WorkflowInstance:
         self.ending.task = self._task
         self._run()
 
-    def _run(self) -> None:
+    def _run(self) -> None:  # (inlined in feed: keep the two alike)
         self.loop.run_until_idle()
         if self._calls.waiting:
             self._calls.forget_started()
         ending = self.ending
         task = ending.task
         # ending.after_turn() has nothing to do while the code runs and no ending waits.
-        if task is not None and (ending.pending or task.done()):
+        if task is not None and (ending.pending is not None or task.done()):
             ending.after_turn()
 
     def _deliver(self, kind: str, ref: int) -> None:
@@ -315,7 +321,9 @@ class WorkflowInstance:
     ) -> asyncio.Future[Any]:
         scheduled = functools.partial(self._step_scheduled, step, args, kwargs)
         seq, _ = self.decisions.decide("StepScheduled", step.name, scheduled)
-        return self.waits.add_step(seq, step)
+        future: asyncio.Future[Any] = asyncio.Future(loop=self.loop)
+        self.waits.steps[seq] = (step, future)  # self.waits.add_step(seq, step), inlined
+        return future
 
     def _step_scheduled(
         self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]

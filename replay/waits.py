@@ -43,7 +43,8 @@ class Waits:
         self.workflow_id = workflow_id
         self.loop = loop
         self.payload_codec = payload_codec
-        self._steps: dict[int, tuple[Step[Any, Any], asyncio.Future[Any]]] = {}
+        #: The steps the code awaits, by seq: each with its future.
+        self.steps: dict[int, tuple[Step[Any, Any], asyncio.Future[Any]]] = {}
         self._children: dict[int, tuple[Workflow[Any, Any], asyncio.Future[Any]]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._timer_seqs: dict[int, int] = {}
@@ -55,7 +56,7 @@ class Waits:
     def add_step(self, seq: int, step: Step[Any, Any]) -> asyncio.Future[Any]:
         """The future of the step scheduled at ``seq``."""
         future: asyncio.Future[Any] = asyncio.Future(loop=self.loop)  # loop.create_future()
-        self._steps[seq] = (step, future)
+        self.steps[seq] = (step, future)
         return future
 
     def add_child(self, seq: int, workflow: Workflow[Any, Any]) -> asyncio.Future[Any]:
@@ -77,7 +78,7 @@ class Waits:
 
     def step_of(self, seq: int) -> Step[Any, Any] | None:
         """The step definition the code called at ``seq``, while it is unresolved."""
-        found = self._steps.get(seq)
+        found = self.steps.get(seq)
         return found[0] if found else None
 
     def child_of(self, seq: int) -> Workflow[Any, Any] | None:
@@ -103,7 +104,7 @@ class Waits:
         called (a divergence, if recorded decisions remain).
         """
         if kind == "StepCompleted":  # the common input first, resolved inline
-            found = self._steps.pop(ref, None)
+            found = self.steps.pop(ref, None)
             if found is None:
                 return False
             step, future = found
@@ -115,7 +116,7 @@ class Waits:
                 except PayloadError as exc:
                     future.set_exception(exc)
         elif kind == "StepFailed":
-            found = self._steps.pop(ref, None)
+            found = self.steps.pop(ref, None)
             if found is None:
                 return False
             step, future = found
