@@ -151,7 +151,10 @@ class WorkflowInstance:
     def grace_from(self) -> float | None:
         """The workflow time from which a cleanup grace period counts, while one runs
         (``RunEnding.grace_from``); None otherwise."""
-        return self.ending.grace_from()
+        ending = self.ending
+        if ending.pending is None and not ending.timed_out:
+            return None  # (RunEnding.grace_from's usual answer, asked after every activation)
+        return ending.grace_from()
 
     @property
     def _state(self) -> WorkflowState:
@@ -236,7 +239,8 @@ class WorkflowInstance:
 
     def step_of(self, seq: int) -> Step[Any, Any] | None:
         """The step definition the code called at ``seq``, while it is unresolved."""
-        return self.waits.step_of(seq)
+        found = self.waits.steps.get(seq)  # (self.waits.step_of(seq): once per step run)
+        return found[0] if found else None
 
     def child_of(self, seq: int) -> Workflow[Any, Any] | None:
         """The child workflow the code started at ``seq``, while it is unresolved."""
@@ -328,12 +332,14 @@ class WorkflowInstance:
     def _step_scheduled(
         self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> ev.Event:
-        encoded_args, encoded_kwargs = self._encode_call(
-            f"the arguments of step {step.name!r}",
-            args,
-            kwargs,
-            " (inject clients and connections into the step instead of passing them)",
-        )
+        try:  # self._encode_call(...), without making its message for every step
+            encoded_args, encoded_kwargs = codec.encode_call(args, kwargs, self.payload_codec)
+        except PayloadError as exc:
+            raise self._unrecordable(
+                f"the arguments of step {step.name!r}",
+                exc,
+                " (inject clients and connections into the step instead of passing them)",
+            ) from None
         return ev.StepScheduled(name=step.name, args=encoded_args, kwargs=encoded_kwargs)
 
     def start_child(
@@ -369,10 +375,13 @@ class WorkflowInstance:
         try:
             return codec.encode_call(args, kwargs, self.payload_codec)
         except PayloadError as exc:
-            raise PayloadError(
-                f"cannot record {what} in workflow {self.workflow_id!r}: {exc}; "
-                f"{codec.SUPPORTED_HINT}{advice}"
-            ) from None
+            raise self._unrecordable(what, exc, advice) from None
+
+    def _unrecordable(self, what: str, exc: PayloadError, advice: str = "") -> PayloadError:
+        return PayloadError(
+            f"cannot record {what} in workflow {self.workflow_id!r}: {exc}; "
+            f"{codec.SUPPORTED_HINT}{advice}"
+        )
 
     def record_marker(self, marker: str, produce: Callable[[], Any], tp: Any = Any) -> Any:
         """Record (or read back) a non-deterministic value; returns it decoded."""
