@@ -315,10 +315,20 @@ class WorkflowInstance:
         awaiting task first runs it, then resolves with the step's result."""
         if self.queries.answering is not None:
             self.queries.refuse(f"call step {step.name!r}")
+        calls = self._calls
+        if self._lazy_calls:  # PendingCalls.call(...), inlined for the usual calls
+            calls.made = key = calls.made + 1
+            waiting = calls.waiting
+            coroutine = _step_call(self, step, args, kwargs, waiting, key)
+            # Python warns about a call never awaited: let it name the step, as it
+            # would name a plain coroutine function.
+            coroutine.__qualname__ = coroutine.__name__ = step.name  # type: ignore[attr-defined]
+            waiting[key] = coroutine
+            return coroutine
         # Partials, not closures: the call's coroutine keeps ``schedule`` until the step
         # ends, and closures would keep a cell per variable they use, for every step.
         schedule = functools.partial(self._schedule_step, step, args, kwargs)
-        return self._calls.call(schedule, step.name, lazy=self._lazy_calls)
+        return calls.call(schedule, step.name, lazy=False)
 
     def _schedule_step(
         self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -492,3 +502,16 @@ def current_instance() -> WorkflowInstance | None:
     """The instance whose code is running in this context, or None (only a
     ``WorkflowInstance`` ever sets it: see ``run``)."""
     return cast("WorkflowInstance | None", _current.get())
+
+
+async def _step_call(
+    instance: WorkflowInstance,
+    step: Step[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    waiting: dict[int, Coroutine[Any, Any, Any]],
+    key: int,
+) -> Any:
+    """A lazy step call's coroutine (``PendingCalls``' ``_scheduled`` for steps)."""
+    del waiting[key]  # started: no longer a call to close or to name
+    return await instance._schedule_step(step, args, kwargs)

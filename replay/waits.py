@@ -234,14 +234,15 @@ class PendingCalls:
     def __init__(self) -> None:
         #: The calls not started yet, by key, in call order (empty: nothing to forget).
         self.waiting: dict[int, Coroutine[Any, Any, Any]] = {}
-        self._made = 0
+        #: How many calls were made (each call's key).
+        self.made = 0
 
     def call(
         self, schedule: Callable[[], asyncio.Future[Any]], name: str, lazy: bool
     ) -> Coroutine[Any, Any, Any]:
         """The coroutine of a call; ``schedule`` records it and returns its future,
         when the coroutine first runs (``lazy``) or now (format 1)."""
-        self._made = key = self._made + 1
+        self.made = key = self.made + 1
         if not lazy:
             awaitable = _await(schedule(), self.waiting, key)
         else:
