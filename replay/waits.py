@@ -226,9 +226,10 @@ class PendingCalls:
     cancelled before it started. Runs recorded in format 1 scheduled at the call,
     and replay that way.
 
-    A call's coroutine takes itself off the list as it starts (no scan of the
-    list after every loop turn); one closed before it ever started (its task was
-    cancelled first) is dropped after the turn.
+    A call's coroutine takes itself out of ``waiting`` as it starts (no scan of
+    them all after every loop turn); one closed before it ever started (its task
+    was cancelled first) is dropped after the turn. ``WorkflowInstance.call_step``
+    makes a lazy step call's coroutine itself, the same way (``_step_call``).
     """
 
     def __init__(self) -> None:
