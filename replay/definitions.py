@@ -161,7 +161,7 @@ class _Typed(Generic[P, R]):
     ) -> tuple[list[Any], dict[str, Any]]:
         """Decode recorded call arguments (opening them with ``payload_codec``), typed by
         the function's annotations."""
-        try:  # _decode_call(), inlined: a worker decodes every step's call
+        try:  # (a worker decodes every step's call here, in one frame less)
             return _convert_call(self._call_shape, args, kwargs, payload_codec)
         except PayloadError as exc:
             raise PayloadError(
