@@ -38,8 +38,7 @@ from duralog.replay.definitions import REGISTRY
 from duralog.replay.history import History, load_history
 from duralog.replay.state import Input
 from duralog.store.base import WorkflowQuery
-from duralog.store.verify import WorkflowCheck
-from duralog.store.verify import verify as verify_log
+from duralog.store.verify import WorkflowCheck, verify_read
 
 
 @click.command(cls=Command)
@@ -218,10 +217,9 @@ def _checked_history(ctx: Context, workflow_id: str) -> History | WorkflowCheck:
     store = ctx.store()
     try:
         record = ctx.record(store, workflow_id)
-        (found,) = verify_log(store, workflow_id)
+        found, events = verify_read(store, workflow_id)  # each row read and checked once
         if not found.ok:
             return found
-        # verify has just checked the chain: read it without checking it again
-        return History(workflow_id, record.name, store.read_events(workflow_id, verify=False))
+        return History(workflow_id, record.name, events)
     finally:
         store.close()

@@ -128,7 +128,8 @@ def check(
     values ``payload_codec`` cannot decrypt (naming the missing key): code fed
     values it cannot read would seem to diverge when it does not.
     """
-    entries = [e for e in history.events if until is None or e.seq <= until]
+    events = history.events
+    entries = list(events) if until is None else [e for e in events if e.seq <= until]
     workflow = find_workflow(workflows, history.workflow_name)
     codec.require_readable(history.workflow_id, entries, payload_codec)
     replayed_to = entries[-1].seq if entries else 0

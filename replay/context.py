@@ -38,6 +38,11 @@ def running_code() -> RunningCode | None:
     return _current.get()
 
 
+#: ``running_code`` without the Python call around the context variable (what every
+#: step call asks first).
+running_code_get = _current.get
+
+
 class WorkflowInfo(msgspec.Struct, frozen=True):
     """What a workflow can know about itself (``duralog.workflow_info()``): its id and
     name, when it started, whether it is replaying, which run of the id it is (1, then

@@ -75,7 +75,8 @@ class Decisions:
         self.read_only = False
         self.halted_at: str | None = None
         self._state: WorkflowState | None = None
-        self._made = 0
+        #: How many decisions the code has made (matched or new) in this run.
+        self.made = 0
         self._next_seq = 0
         self._new: list[tuple[int, ev.Event]] = []
 
@@ -101,7 +102,7 @@ class Decisions:
     @property
     def is_replaying(self) -> bool:
         """True while recorded decisions remain to be matched."""
-        return self._state is not None and self._made < len(self._state.decisions)
+        return self._state is not None and self.made < len(self._state.decisions)
 
     def decide(self, kind: str, name: str, make: Callable[[], ev.Event]) -> tuple[int, bool]:
         """Match or make one decision; returns (seq, is_new).
@@ -117,9 +118,9 @@ class Decisions:
             raise Ended
         state = self._state
         assert state is not None, "no activation has begun"
-        index = self._made
+        index = self.made
         if index < len(state.decisions):
-            self._made += 1
+            self.made += 1
             recorded = state.decisions[index]
             if recorded.kind != kind or recorded.name != name:
                 self.divergence = NondeterminismError(
@@ -140,7 +141,7 @@ class Decisions:
         event = make()
         seq = self._next_seq
         self._next_seq += 1
-        self._made += 1
+        self.made += 1
         self._new.append((seq, event))
         return seq, True
 
@@ -155,8 +156,8 @@ class Decisions:
         delivered, or one refers to a call the code did not make)."""
         state = self._state
         assert state is not None, "no activation has begun"
-        if self.divergence is None and self._made < len(state.decisions):
-            missing = state.decisions[self._made]
+        if self.divergence is None and self.made < len(state.decisions):
+            missing = state.decisions[self.made]
             self.divergence = NondeterminismError(
                 self.workflow_id, missing.seq, missing.describe(), None, waiting_at()
             )
@@ -165,9 +166,9 @@ class Decisions:
         """Match the next recorded decision if it is the patch marker of ``patch_id``."""
         state = self._state
         assert state is not None, "no activation has begun"
-        if self._made >= len(state.decisions):
+        if self.made >= len(state.decisions):
             return False
-        recorded = state.decisions[self._made]
+        recorded = state.decisions[self.made]
         found = (
             recorded.kind == "MarkerRecorded"
             and recorded.name == "patch"
@@ -175,5 +176,5 @@ class Decisions:
             == patch_id
         )
         if found:
-            self._made += 1
+            self.made += 1
         return found

@@ -32,9 +32,10 @@ from duralog.errors import (
     whole_number,
 )
 from duralog.store import codec
-from duralog.store.envelope import PayloadCodec
+from duralog.store.envelope import PayloadCodec, is_sealed_payload
+from duralog.store.events import NULL
 
-from .context import running_code
+from .context import running_code, running_code_get
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -132,6 +133,10 @@ class _Typed(Generic[P, R]):
         return _signature_types(self.fn)
 
     @functools.cached_property
+    def _call_shape(self) -> _CallShape:
+        return _CallShape(self._hints[1])
+
+    @functools.cached_property
     def _signature(self) -> inspect.Signature:
         try:  # annotations as types, not strings, under `from __future__ import annotations`
             return inspect.signature(self.fn, eval_str=True)
@@ -143,6 +148,11 @@ class _Typed(Generic[P, R]):
         """The annotated return type (``Any`` when unannotated)."""
         return self._hints[0]
 
+    @functools.cached_property
+    def _decode_plain(self) -> Callable[[msgspec.Raw], Any]:
+        """Decodes a plain (unsealed) payload into ``result_type`` (``codec.decode``'s)."""
+        return codec.decoder_for(self.result_type)
+
     def decode_args(
         self,
         args: msgspec.Raw,
@@ -151,7 +161,12 @@ class _Typed(Generic[P, R]):
     ) -> tuple[list[Any], dict[str, Any]]:
         """Decode recorded call arguments (opening them with ``payload_codec``), typed by
         the function's annotations."""
-        return _decode_call(self.name, self._hints[1], args, kwargs, payload_codec)
+        try:  # (a worker decodes every step's call here, in one frame less)
+            return _convert_call(self._call_shape, args, kwargs, payload_codec)
+        except PayloadError as exc:
+            raise PayloadError(
+                f"the arguments recorded for {self.name!r} do not decode: {exc}"
+            ) from None
 
     def check_call(
         self, args: msgspec.Raw, kwargs: msgspec.Raw, payload_codec: PayloadCodec | None
@@ -160,7 +175,7 @@ class _Typed(Generic[P, R]):
         cannot take: the wrong number of arguments, or a value its annotation refuses
         (decoded as a run would decode it)."""
         try:
-            decoded, named = _convert_call(self._hints[1], args, kwargs, payload_codec)
+            decoded, named = _convert_call(self._call_shape, args, kwargs, payload_codec)
             self._signature.bind(*decoded, **named)
         except (PayloadError, TypeError) as exc:
             raise ConfigurationError(
@@ -202,7 +217,7 @@ class Step(_Typed[P, R]):
         return f"<duralog step {self.name!r}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        instance = running_code()
+        instance = running_code_get()
         if instance is None:
             return self._run_directly(*args, **kwargs)
         return instance.call_step(self, args, kwargs)
@@ -216,6 +231,12 @@ class Step(_Typed[P, R]):
     def decode_result(self, payload: msgspec.Raw, payload_codec: PayloadCodec | None = None) -> R:
         """Decode a recorded result (opened with ``payload_codec``) into the annotated
         return type."""
+        if not is_sealed_payload(payload):  # plain JSON: straight to the typed decoder
+            try:
+                result: R = self._decode_plain(payload)
+                return result
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass  # codec.decode below says what is wrong, as it says it everywhere
         try:
             return typing.cast(
                 R, codec.decode(payload, self.result_type, payload_codec=payload_codec)
@@ -393,38 +414,55 @@ def _signature_types(fn: Callable[..., Any]) -> tuple[Any, list[tuple[str, Any, 
     return hints.get("return", Any), params
 
 
-def _decode_call(
-    owner: str,
-    params: Sequence[tuple[str, Any, bool]],
-    args: msgspec.Raw,
-    kwargs: msgspec.Raw,
-    payload_codec: PayloadCodec | None,
-) -> tuple[list[Any], dict[str, Any]]:
-    try:
-        return _convert_call(params, args, kwargs, payload_codec)
-    except PayloadError as exc:
-        raise PayloadError(f"the arguments recorded for {owner!r} do not decode: {exc}") from None
+class _CallShape:
+    """What decoding a call needs of a signature (``_signature_types``'s parameters):
+    the type of each parameter by name, and of each positional one by position."""
+
+    __slots__ = ("names", "positional", "types")
+
+    def __init__(self, params: Sequence[tuple[str, Any, bool]]) -> None:
+        self.types = {name: tp for name, tp, _ in params}
+        self.positional = [tp for _, tp, by_position in params if by_position]
+        self.names = [name for name, _, by_position in params if by_position]
+
+
+_decode_any = msgspec.json.Decoder().decode
+
+
+def _decode_value(payload: msgspec.Raw, payload_codec: PayloadCodec | None) -> Any:
+    """``codec.decode(payload, payload_codec=payload_codec)``, and no more calls than
+    one for plain JSON."""
+    if payload is NULL:
+        return None
+    if not is_sealed_payload(payload):
+        try:
+            return _decode_any(payload)
+        except msgspec.DecodeError:
+            pass  # codec.decode says what is wrong, as it says it everywhere
+    return codec.decode(payload, payload_codec=payload_codec)
 
 
 def _convert_call(
-    params: Sequence[tuple[str, Any, bool]],
+    params: Sequence[tuple[str, Any, bool]] | _CallShape,
     args: msgspec.Raw,
     kwargs: msgspec.Raw,
     payload_codec: PayloadCodec | None,
 ) -> tuple[list[Any], dict[str, Any]]:
-    raw_args = codec.decode(args, payload_codec=payload_codec) or []
-    raw_kwargs: Mapping[str, Any] = codec.decode(kwargs, payload_codec=payload_codec) or {}
+    shape = params if isinstance(params, _CallShape) else _CallShape(params)
+    raw_args = _decode_value(args, payload_codec) or []
+    raw_kwargs: Mapping[str, Any] = (
+        {} if kwargs is NULL else _decode_value(kwargs, payload_codec) or {}
+    )
     if not isinstance(raw_args, list) or not isinstance(raw_kwargs, dict):
         raise PayloadError("arguments must be a JSON array and keyword arguments an object")
-    types = {name: tp for name, tp, _ in params}
-    positional = [tp for _, tp, by_position in params if by_position]
-    names = [name for name, _, by_position in params if by_position]
-    decoded = [
-        codec.convert(value, positional[i], f"argument {i + 1} ({names[i]})")
-        if i < len(positional)
-        else value
-        for i, value in enumerate(raw_args)
-    ]
+    positional, names = shape.positional, shape.names
+    decoded = raw_args
+    for i, tp in enumerate(positional[: len(raw_args)]):
+        if tp is not Any:  # (codec.convert returns a value for Any as it is)
+            decoded[i] = codec.convert(decoded[i], tp, f"argument {i + 1} ({names[i]})")
+    if not raw_kwargs:
+        return decoded, {}
+    types = shape.types
     named = {
         k: codec.convert(v, types.get(k, Any), f"keyword argument {k}")
         for k, v in raw_kwargs.items()

@@ -54,11 +54,12 @@ class RunEnding:
         self.task: asyncio.Task[Any] | None = None
         #: True when the run was ended without letting its code (or children) finish.
         self.cut_short = False
-        self._timed_out = False
+        #: Past its deadline: the run fails with ``WorkflowTimeout`` however its code ends.
+        self.timed_out = False
         self._cancelled_at: float | None = None  # workflow time of the first cancel request
         #: The terminal decision of a run whose code ended while it was cancelled and
         #: children it started were still winding down: made when the last one ends.
-        self._pending: Callable[[], None] | None = None
+        self.pending: Callable[[], None] | None = None
 
     def after_turn(self) -> None:
         """After a loop turn: make the terminal decision if the run ended."""
@@ -66,9 +67,9 @@ class RunEnding:
         if task is None or self.decisions.finished or self.decisions.divergence is not None:
             return
         try:
-            if self._pending is not None:
+            if self.pending is not None:
                 if not self.waits.has_children:  # the last child wound down: it ends now
-                    ending, self._pending = self._pending, None
+                    ending, self.pending = self.pending, None
                     ending()
                 return
             if not task.done():
@@ -77,7 +78,7 @@ class RunEnding:
             if self._format >= 2 and self._cancelled_at is not None and self.waits.has_children:
                 # Cancelled, with children still winding down (they were cancelled too):
                 # their cleanup runs to its end before the run ends.
-                self._pending = ending
+                self.pending = ending
                 return
             ending()
         except Diverged:
@@ -89,7 +90,7 @@ class RunEnding:
 
     def _ending_of(self, task: asyncio.Task[Any]) -> Callable[[], None]:
         """The terminal decision for the way the workflow's code ended."""
-        if self._timed_out and (task.cancelled() or self._format >= 2):
+        if self.timed_out and (task.cancelled() or self._format >= 2):
             # Past its deadline, a run fails with WorkflowTimeout however its code ended
             # (it may catch the cancellation to clean up first).
             return lambda: self.failed(self._timeout_error(), with_traceback=False)
@@ -118,14 +119,14 @@ class RunEnding:
         task = self.task
         if self._format < 2:  # as format 1 recorded it: every request cancels
             if task is not None and not task.done():
-                self._timed_out = reason == ev.TIMEOUT_REASON
+                self.timed_out = reason == ev.TIMEOUT_REASON
                 task.cancel()
             return
         if reason == ev.GRACE_REASON:
             self._cut()
             return
         if reason == ev.TIMEOUT_REASON:
-            self._timed_out = True
+            self.timed_out = True
         if self._cancelled_at is not None:
             return  # cancelled already: a cleanup under way is not interrupted again
         self._cancelled_at = self.loop.time()
@@ -138,15 +139,15 @@ class RunEnding:
         if self.decisions.finished:
             return
         self.cut_short = True
-        if self._timed_out:
+        if self.timed_out:
             ending: Callable[[], None] = lambda: self.failed(  # noqa: E731
                 self._timeout_error(cut_short=True), with_traceback=False
             )
-        elif self._pending is not None:
-            ending = self._pending
+        elif self.pending is not None:
+            ending = self.pending
         else:
             ending = self._cancelled
-        self._pending = None
+        self.pending = None
         try:
             ending()
         except Diverged:
@@ -161,11 +162,13 @@ class RunEnding:
         """The workflow time from which a cleanup grace period counts, while one runs:
         the deadline of a run that timed out, or the first cancel request of a run
         whose code ended but whose children still wind down. None otherwise."""
+        if not self.timed_out and self.pending is None:
+            return None  # (the usual answer, without asking the state)
         if self.decisions.finished or not self.decisions.started or self._format < 2:
             return None
-        if self._timed_out:
+        if self.timed_out:
             return self.decisions.state.deadline
-        if self._pending is not None:
+        if self.pending is not None:
             return self._cancelled_at
         return None
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
+import types
 import uuid
 from asyncio import events as asyncio_events
 from collections.abc import Callable, Coroutine
@@ -121,6 +123,8 @@ class WorkflowInstance:
         self._inputs_seen = 0
         self._calls = PendingCalls()
         self._patches: dict[str, bool] = {}
+        #: Calls are scheduled when their coroutine first runs (event format 2 on).
+        self._lazy_calls = True
         #: The query handlers the code registered (``duralog.on_query``).
         self.queries = QueryHandlers(workflow_id)
         #: The update handlers the code registered (``duralog.on_update``).
@@ -147,7 +151,10 @@ class WorkflowInstance:
     def grace_from(self) -> float | None:
         """The workflow time from which a cleanup grace period counts, while one runs
         (``RunEnding.grace_from``); None otherwise."""
-        return self.ending.grace_from()
+        ending = self.ending
+        if ending.pending is None and not ending.timed_out:
+            return None  # (RunEnding.grace_from's usual answer, asked after every activation)
+        return ending.grace_from()
 
     @property
     def _state(self) -> WorkflowState:
@@ -169,26 +176,36 @@ class WorkflowInstance:
         if decisions.finished:
             return new
         token = _current.set(self)
+        loop = self.loop
         outer_loop = asyncio_events._get_running_loop()
-        asyncio_events._set_running_loop(self.loop)
+        asyncio_events._set_running_loop(loop)
         try:
             if self._task is None:
-                self.loop.set_time(state.started_at)
+                loop.set_time(state.started_at)
                 self._start(state)
-            inputs = state.inputs
-            while (
-                self._inputs_seen < len(inputs)
-                and decisions.divergence is None
-                and not decisions.finished
-            ):
-                item = inputs[self._inputs_seen]
-                self._inputs_seen += 1
-                self.loop.set_time(item.at)
-                if self.on_input is not None:
-                    self.on_input(item)
-                self._deliver(item.kind, item.ref)
-                self._run()
-            if self._inputs_seen == len(inputs):
+            inputs, seen, on_input = state.inputs, self._inputs_seen, self.on_input
+            deliver, count = self.waits.deliver, len(inputs)
+            run_until_idle, calls, ending = loop.run_until_idle, self._calls, self.ending
+            while seen < count and decisions.divergence is None and not decisions.finished:
+                item = inputs[seen]
+                self._inputs_seen = seen = seen + 1
+                if item.at > loop._time:  # loop.set_time(item.at), inlined
+                    loop._time = item.at
+                if on_input is not None:
+                    on_input(item)
+                kind = item.kind
+                if kind == "StepCompleted":  # the common input: straight to its step
+                    if not deliver(state, kind, item.ref):
+                        decisions.report_unmatched(self._waiting_at)
+                else:
+                    self._deliver(kind, item.ref)
+                run_until_idle()  # self._run(), inlined
+                if calls.waiting:
+                    calls.forget_started()
+                task = ending.task
+                if task is not None and (ending.pending is not None or task.done()):
+                    ending.after_turn()
+            if seen == count and decisions.made < len(state.decisions):
                 decisions.report_unmatched(self._waiting_at)
         finally:
             asyncio_events._set_running_loop(outer_loop)
@@ -222,7 +239,8 @@ class WorkflowInstance:
 
     def step_of(self, seq: int) -> Step[Any, Any] | None:
         """The step definition the code called at ``seq``, while it is unresolved."""
-        return self.waits.step_of(seq)
+        found = self.waits.steps.get(seq)  # (self.waits.step_of(seq): once per step run)
+        return found[0] if found else None
 
     def child_of(self, seq: int) -> Workflow[Any, Any] | None:
         """The child workflow the code started at ``seq``, while it is unresolved."""
@@ -248,17 +266,34 @@ class WorkflowInstance:
                 self.ending.failed(exc, with_traceback=False)
             return
 
-        async def main() -> Any:
-            return await self.workflow.fn(*args, **kwargs)
+        fn = self.workflow.fn
+        code: Coroutine[Any, Any, Any] | None = None
+        if type(fn) is types.FunctionType and fn.__code__.co_flags & inspect.CO_COROUTINE:
+            # A plain ``async def``: calling it binds the arguments and runs none of its
+            # code, so the task runs the coroutine itself (no frame around it to resume
+            # at every step). Arguments it cannot take fail the run, as below.
+            with contextlib.suppress(TypeError):
+                code = fn(*args, **kwargs)
+        if code is None:
 
-        self._task = self.loop.create_task(main(), name=f"workflow {self.workflow_id}")
+            async def main() -> Any:
+                return await fn(*args, **kwargs)
+
+            code = main()
+        self._lazy_calls = state.format >= 2  # (see PendingCalls)
+        self._task = self.loop.create_task(code, name=f"workflow {self.workflow_id}")
         self.ending.task = self._task
         self._run()
 
-    def _run(self) -> None:
+    def _run(self) -> None:  # (inlined in feed: keep the two alike)
         self.loop.run_until_idle()
-        self._calls.forget_started()
-        self.ending.after_turn()
+        if self._calls.waiting:
+            self._calls.forget_started()
+        ending = self.ending
+        task = ending.task
+        # ending.after_turn() has nothing to do while the code runs and no ending waits.
+        if task is not None and (ending.pending is not None or task.done()):
+            ending.after_turn()
 
     def _deliver(self, kind: str, ref: int) -> None:
         state = self._state
@@ -278,28 +313,43 @@ class WorkflowInstance:
     ) -> Coroutine[Any, Any, Any]:
         """A step call: the coroutine records (or matches) ``StepScheduled`` when the
         awaiting task first runs it, then resolves with the step's result."""
-        self.queries.refuse(f"call step {step.name!r}")
+        if self.queries.answering is not None:
+            self.queries.refuse(f"call step {step.name!r}")
+        calls = self._calls
+        if self._lazy_calls:  # PendingCalls.call(...), inlined for the usual calls
+            calls.made = key = calls.made + 1
+            waiting = calls.waiting
+            coroutine = _step_call(self, step, args, kwargs, waiting, key)
+            # Python warns about a call never awaited: let it name the step, as it
+            # would name a plain coroutine function.
+            coroutine.__qualname__ = coroutine.__name__ = step.name  # type: ignore[attr-defined]
+            waiting[key] = coroutine
+            return coroutine
         # Partials, not closures: the call's coroutine keeps ``schedule`` until the step
         # ends, and closures would keep a cell per variable they use, for every step.
         schedule = functools.partial(self._schedule_step, step, args, kwargs)
-        return self._calls.call(schedule, step.name, lazy=self._state.format >= 2)
+        return calls.call(schedule, step.name, lazy=False)
 
     def _schedule_step(
         self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> asyncio.Future[Any]:
         scheduled = functools.partial(self._step_scheduled, step, args, kwargs)
         seq, _ = self.decisions.decide("StepScheduled", step.name, scheduled)
-        return self.waits.add_step(seq, step)
+        future: asyncio.Future[Any] = asyncio.Future(loop=self.loop)
+        self.waits.steps[seq] = (step, future)  # self.waits.add_step(seq, step), inlined
+        return future
 
     def _step_scheduled(
         self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> ev.Event:
-        encoded_args, encoded_kwargs = self._encode_call(
-            f"the arguments of step {step.name!r}",
-            args,
-            kwargs,
-            " (inject clients and connections into the step instead of passing them)",
-        )
+        try:  # self._encode_call(...), without making its message for every step
+            encoded_args, encoded_kwargs = codec.encode_call(args, kwargs, self.payload_codec)
+        except PayloadError as exc:
+            raise self._unrecordable(
+                f"the arguments of step {step.name!r}",
+                exc,
+                " (inject clients and connections into the step instead of passing them)",
+            ) from None
         return ev.StepScheduled(name=step.name, args=encoded_args, kwargs=encoded_kwargs)
 
     def start_child(
@@ -327,7 +377,7 @@ class WorkflowInstance:
             seq, _ = self.decisions.decide("ChildStarted", workflow.name, started)
             return self.waits.add_child(seq, workflow)
 
-        return self._calls.call(schedule, workflow.name, lazy=self._state.format >= 2)
+        return self._calls.call(schedule, workflow.name, lazy=self._lazy_calls)
 
     def _encode_call(
         self, what: str, args: tuple[Any, ...], kwargs: dict[str, Any], advice: str = ""
@@ -335,10 +385,13 @@ class WorkflowInstance:
         try:
             return codec.encode_call(args, kwargs, self.payload_codec)
         except PayloadError as exc:
-            raise PayloadError(
-                f"cannot record {what} in workflow {self.workflow_id!r}: {exc}; "
-                f"{codec.SUPPORTED_HINT}{advice}"
-            ) from None
+            raise self._unrecordable(what, exc, advice) from None
+
+    def _unrecordable(self, what: str, exc: PayloadError, advice: str = "") -> PayloadError:
+        return PayloadError(
+            f"cannot record {what} in workflow {self.workflow_id!r}: {exc}; "
+            f"{codec.SUPPORTED_HINT}{advice}"
+        )
 
     def record_marker(self, marker: str, produce: Callable[[], Any], tp: Any = Any) -> Any:
         """Record (or read back) a non-deterministic value; returns it decoded."""
@@ -449,3 +502,16 @@ def current_instance() -> WorkflowInstance | None:
     """The instance whose code is running in this context, or None (only a
     ``WorkflowInstance`` ever sets it: see ``run``)."""
     return cast("WorkflowInstance | None", _current.get())
+
+
+async def _step_call(
+    instance: WorkflowInstance,
+    step: Step[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    waiting: dict[int, Coroutine[Any, Any, Any]],
+    key: int,
+) -> Any:
+    """A lazy step call's coroutine (``PendingCalls``' ``_scheduled`` for steps)."""
+    del waiting[key]  # started: no longer a call to close or to name
+    return await instance._schedule_step(step, args, kwargs)

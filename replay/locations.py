@@ -31,13 +31,19 @@ def waiting_at(task: asyncio.Task[Any]) -> str | None:
     return location_of(found) if found is not None else None
 
 
+_LOOP_MODULE = "duralog.replay.loop"  # its run_until_idle runs the loop's callbacks
+
+
 def caller_location() -> str | None:
     """The user code that made the call, or None when it was duralog's own code
     (a task a DAG or ``map`` created): the walk stops at the event loop, beyond
     which is only whatever drives the loop (the worker, ``duralog replay``)."""
     frame = sys._getframe(1)
     while frame is not None:
-        if frame.f_code.co_name == "_run" and frame.f_globals.get("__name__") == "asyncio.events":
+        name = frame.f_code.co_name
+        if (name == "run_until_idle" and frame.f_globals.get("__name__") == _LOOP_MODULE) or (
+            name == "_run" and frame.f_globals.get("__name__") == "asyncio.events"
+        ):
             return None
         if not is_internal(frame):
             return location_of(frame)

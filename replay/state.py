@@ -16,6 +16,8 @@ must not copy 10,000 times); copy with ``load(snapshot(...))`` when needed.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -188,135 +190,255 @@ def fold(state: WorkflowState, entry: LogEntry) -> WorkflowState:
     """
     seq, at, e = entry.seq, entry.at, entry.event
     if seq != state.last_seq + 1:
-        raise ValueError(
-            f"workflow {state.workflow_id!r}: event seq {seq} does not follow {state.last_seq}"
-        )
-    kind = type(e).__name__
+        raise _out_of_order(state, seq)
     try:
-        _apply(state, seq, at, kind, e)
+        _APPLY[type(e)](state, seq, at, e)
     except KeyError as exc:
-        raise ValueError(
-            f"workflow {state.workflow_id!r}: {kind} at seq {seq} refers to seq {exc.args[0]},"
-            " which is not a step, timer or child of this history"
-        ) from None
+        raise _unknown_ref(state, e, seq, exc) from None
     state.last_seq, state.last_at = seq, at
     return state
-
-
-def _apply(state: WorkflowState, seq: int, at: float, kind: str, e: ev.Event) -> None:
-    match e:
-        case ev.StepStarted(step_seq=s, attempt=attempt):
-            step = state.steps[s]
-            step.status, step.attempt, step.started_at = STEP_RUNNING, attempt, at
-            step.next_attempt_at = None
-        case ev.StepCompleted(step_seq=s, result=result):
-            step = state.steps[s]
-            step.status, step.result, step.finished_at = STEP_COMPLETED, result, at
-            step.error = None  # a failed attempt before it is history, not its state
-            state.inputs.append(Input(seq, at, kind, s))
-        case ev.StepRetrying(step_seq=s, attempt=attempt, error=error, next_attempt_at=nxt):
-            step = state.steps[s]
-            step.status, step.attempt, step.error = STEP_RETRYING, attempt, error
-            step.next_attempt_at = nxt
-        case ev.StepFailed(step_seq=s, attempt=attempt, error=error):
-            step = state.steps[s]
-            step.status, step.attempt, step.error, step.finished_at = (
-                STEP_FAILED,
-                max(attempt, step.attempt),
-                error,
-                at,
-            )
-            state.inputs.append(Input(seq, at, kind, s))
-        case ev.StepScheduled(name=name, args=args, kwargs=kwargs):
-            state.steps[seq] = StepView(
-                seq=seq, name=name, args=args, kwargs=kwargs, scheduled_at=at
-            )
-            state.decisions.append(Decision(seq, kind, name))
-        case ev.TimerStarted(fire_at=fire_at):
-            state.timers[seq] = TimerView(seq=seq, fire_at=fire_at, started_at=at)
-            state.decisions.append(Decision(seq, kind, ""))
-        case ev.TimerFired(timer_seq=t):
-            state.timers[t].fired_at = at
-            state.inputs.append(Input(seq, at, kind, t))
-        case ev.MarkerRecorded(marker=marker, value=value):
-            state.markers[seq] = MarkerView(seq=seq, marker=marker, value=value)
-            state.decisions.append(Decision(seq, kind, marker))
-        case ev.SignalReceived(name=name, payload=payload):
-            state.signals.append(SignalView(seq=seq, name=name, payload=payload, at=at))
-            state.inputs.append(Input(seq, at, kind, len(state.signals) - 1))
-        case ev.CancelRequested(reason=reason):
-            state.cancel_reasons.append(reason)
-            state.inputs.append(Input(seq, at, kind, len(state.cancel_reasons) - 1))
-        case ev.StatePublished(key=key, value=value):
-            state.published[key] = value
-            state.decisions.append(Decision(seq, kind, key))
-        case ev.PauseRequested():
-            state.paused = True
-        case ev.ResumeRequested():
-            state.paused = False
-        case ev.ChildStarted(name=name, child_id=child_id):
-            state.children[seq] = child_id
-            state.decisions.append(Decision(seq, kind, name))
-        case ev.ChildCompleted(child_seq=c, result=result):
-            state.children[c]  # KeyError for an unknown child
-            state.child_results[c] = result
-            state.inputs.append(Input(seq, at, kind, c))
-        case ev.ChildFailed(child_seq=c, error=error):
-            state.children[c]  # KeyError for an unknown child
-            state.child_errors[c] = error
-            state.inputs.append(Input(seq, at, kind, c))
-        case ev.WorkflowStarted(
-            name=name,
-            args=args,
-            kwargs=kwargs,
-            parent_id=parent,
-            timeout=timeout,
-            parent_seq=parent_seq,
-            run=run,
-            previous_run=previous_run,
-            format=format,
-            run_id=run_id,
-            forked_from=forked_from,
-        ):
-            state.name, state.args, state.kwargs, state.parent_id = name, args, kwargs, parent
-            state.parent_seq, state.run, state.previous_run = parent_seq, run, previous_run
-            state.format, state.run_id, state.forked_from = format, run_id, forked_from
-            # A fork's first event keeps its source's time; the fork began at start_time.
-            begun = e.start_time if forked_from is not None else at
-            state.status, state.started_at = "RUNNING", begun
-            # A delayed start's timeout counts from when it may start.
-            due = begun if e.start_at is None else max(begun, e.start_at)
-            state.deadline = due + timeout if timeout is not None else None
-        case ev.WorkflowCompleted(result=result):
-            state.status, state.result, state.finished_at = "COMPLETED", result, at
-            state.decisions.append(Decision(seq, kind, ""))
-        case ev.WorkflowFailed(error=error):
-            state.status, state.error, state.finished_at = "FAILED", error, at
-            state.decisions.append(Decision(seq, kind, ""))
-        case ev.WorkflowCancelled():
-            state.status, state.finished_at = "CANCELLED", at
-            state.decisions.append(Decision(seq, kind, ""))
-        case ev.WorkflowTerminated(error=error):
-            # Not a decision: the code never made it, and replay compares none after it.
-            state.status, state.error, state.finished_at = "FAILED", error, at
-            state.terminated = True
-        case ev.ContinuedAsNew(args=args, kwargs=kwargs):
-            state.status, state.finished_at = "CONTINUED", at
-            state.next_args, state.next_kwargs = args, kwargs
-            state.decisions.append(Decision(seq, kind, ""))
-        case ev.StreamWritten(key=key) | ev.StreamClosed(key=key):
-            # The values stay in the log, for readers: the state keeps none of them.
-            state.decisions.append(Decision(seq, kind, key))
-        case ev.StepStreamed(step_seq=s):
-            state.steps[s]  # KeyError for an unknown step; a step's output, not a decision
 
 
 def fold_all(workflow_id: str, entries: list[LogEntry]) -> WorkflowState:
     """The state after every entry, from scratch."""
     state = new_state(workflow_id)
-    for entry in entries:
-        fold(state, entry)
+    apply, expected = _APPLY, 1
+    for entry in entries:  # fold(), inlined: the loop of every replay and rebuild
+        e = entry.event
+        if entry.seq != expected:
+            state.last_seq = expected - 1
+            raise _out_of_order(state, entry.seq)
+        try:
+            apply[type(e)](state, expected, entry.at, e)
+        except KeyError as exc:
+            raise _unknown_ref(state, e, expected, exc) from None
+        expected += 1
+    if entries:
+        state.last_seq, state.last_at = expected - 1, entries[-1].at
     return state
+
+
+def _out_of_order(state: WorkflowState, seq: int) -> ValueError:
+    return ValueError(
+        f"workflow {state.workflow_id!r}: event seq {seq} does not follow {state.last_seq}"
+    )
+
+
+def _unknown_ref(state: WorkflowState, e: object, seq: int, exc: KeyError) -> ValueError:
+    return ValueError(
+        f"workflow {state.workflow_id!r}: {type(e).__name__} at seq {seq} refers to seq"
+        f" {exc.args[0]}, which is not a step, timer or child of this history"
+    )
+
+
+# -- one function per event type (``_APPLY``): a dict lookup, not a chain of matches --
+# Each takes (state, seq, at, event) and raises KeyError for a seq that is not a
+# step, timer or child of the history.
+
+Apply = Callable[[WorkflowState, int, float, Any], None]
+
+
+def _step_started(state: WorkflowState, seq: int, at: float, e: ev.StepStarted) -> None:
+    step = state.steps[e.step_seq]
+    step.status, step.attempt, step.started_at = STEP_RUNNING, e.attempt, at
+    step.next_attempt_at = None
+
+
+def _step_completed(state: WorkflowState, seq: int, at: float, e: ev.StepCompleted) -> None:
+    s = e.step_seq
+    step = state.steps[s]
+    step.status, step.result, step.finished_at = STEP_COMPLETED, e.result, at
+    step.error = None  # a failed attempt before it is history, not its state
+    state.inputs.append(Input(seq, at, "StepCompleted", s))
+
+
+def _step_retrying(state: WorkflowState, seq: int, at: float, e: ev.StepRetrying) -> None:
+    step = state.steps[e.step_seq]
+    step.status, step.attempt, step.error = STEP_RETRYING, e.attempt, e.error
+    step.next_attempt_at = e.next_attempt_at
+
+
+def _step_failed(state: WorkflowState, seq: int, at: float, e: ev.StepFailed) -> None:
+    s = e.step_seq
+    step = state.steps[s]
+    step.status, step.attempt, step.error, step.finished_at = (
+        STEP_FAILED,
+        max(e.attempt, step.attempt),
+        e.error,
+        at,
+    )
+    state.inputs.append(Input(seq, at, "StepFailed", s))
+
+
+def _step_scheduled(state: WorkflowState, seq: int, at: float, e: ev.StepScheduled) -> None:
+    name = e.name
+    state.steps[seq] = StepView(seq=seq, name=name, args=e.args, kwargs=e.kwargs, scheduled_at=at)
+    state.decisions.append(Decision(seq, "StepScheduled", name))
+
+
+def _timer_started(state: WorkflowState, seq: int, at: float, e: ev.TimerStarted) -> None:
+    state.timers[seq] = TimerView(seq=seq, fire_at=e.fire_at, started_at=at)
+    state.decisions.append(Decision(seq, "TimerStarted", ""))
+
+
+def _timer_fired(state: WorkflowState, seq: int, at: float, e: ev.TimerFired) -> None:
+    t = e.timer_seq
+    state.timers[t].fired_at = at
+    state.inputs.append(Input(seq, at, "TimerFired", t))
+
+
+def _marker_recorded(state: WorkflowState, seq: int, at: float, e: ev.MarkerRecorded) -> None:
+    marker = e.marker
+    state.markers[seq] = MarkerView(seq=seq, marker=marker, value=e.value)
+    state.decisions.append(Decision(seq, "MarkerRecorded", marker))
+
+
+def _signal_received(state: WorkflowState, seq: int, at: float, e: ev.SignalReceived) -> None:
+    signals = state.signals
+    signals.append(SignalView(seq=seq, name=e.name, payload=e.payload, at=at))
+    state.inputs.append(Input(seq, at, "SignalReceived", len(signals) - 1))
+
+
+def _cancel_requested(state: WorkflowState, seq: int, at: float, e: ev.CancelRequested) -> None:
+    reasons = state.cancel_reasons
+    reasons.append(e.reason)
+    state.inputs.append(Input(seq, at, "CancelRequested", len(reasons) - 1))
+
+
+def _state_published(state: WorkflowState, seq: int, at: float, e: ev.StatePublished) -> None:
+    key = e.key
+    state.published[key] = e.value
+    state.decisions.append(Decision(seq, "StatePublished", key))
+
+
+def _pause_requested(state: WorkflowState, seq: int, at: float, e: ev.PauseRequested) -> None:
+    state.paused = True
+
+
+def _resume_requested(state: WorkflowState, seq: int, at: float, e: ev.ResumeRequested) -> None:
+    state.paused = False
+
+
+def _child_started(state: WorkflowState, seq: int, at: float, e: ev.ChildStarted) -> None:
+    state.children[seq] = e.child_id
+    state.decisions.append(Decision(seq, "ChildStarted", e.name))
+
+
+def _child_completed(state: WorkflowState, seq: int, at: float, e: ev.ChildCompleted) -> None:
+    c = e.child_seq
+    state.children[c]  # KeyError for an unknown child
+    state.child_results[c] = e.result
+    state.inputs.append(Input(seq, at, "ChildCompleted", c))
+
+
+def _child_failed(state: WorkflowState, seq: int, at: float, e: ev.ChildFailed) -> None:
+    c = e.child_seq
+    state.children[c]  # KeyError for an unknown child
+    state.child_errors[c] = e.error
+    state.inputs.append(Input(seq, at, "ChildFailed", c))
+
+
+def _workflow_started(state: WorkflowState, seq: int, at: float, e: ev.WorkflowStarted) -> None:
+    state.name, state.args, state.kwargs, state.parent_id = e.name, e.args, e.kwargs, e.parent_id
+    state.parent_seq, state.run, state.previous_run = e.parent_seq, e.run, e.previous_run
+    forked_from = e.forked_from
+    state.format, state.run_id, state.forked_from = e.format, e.run_id, forked_from
+    # A fork's first event keeps its source's time; the fork began at start_time.
+    begun = e.start_time if forked_from is not None else at
+    state.status, state.started_at = "RUNNING", begun
+    # A delayed start's timeout counts from when it may start.
+    due = begun if e.start_at is None else max(begun, e.start_at)
+    state.deadline = due + e.timeout if e.timeout is not None else None
+
+
+def _workflow_completed(state: WorkflowState, seq: int, at: float, e: ev.WorkflowCompleted) -> None:
+    state.status, state.result, state.finished_at = "COMPLETED", e.result, at
+    state.decisions.append(Decision(seq, "WorkflowCompleted", ""))
+
+
+def _workflow_failed(state: WorkflowState, seq: int, at: float, e: ev.WorkflowFailed) -> None:
+    state.status, state.error, state.finished_at = "FAILED", e.error, at
+    state.decisions.append(Decision(seq, "WorkflowFailed", ""))
+
+
+def _workflow_cancelled(state: WorkflowState, seq: int, at: float, e: ev.WorkflowCancelled) -> None:
+    state.status, state.finished_at = "CANCELLED", at
+    state.decisions.append(Decision(seq, "WorkflowCancelled", ""))
+
+
+def _workflow_terminated(
+    state: WorkflowState, seq: int, at: float, e: ev.WorkflowTerminated
+) -> None:
+    # Not a decision: the code never made it, and replay compares none after it.
+    state.status, state.error, state.finished_at = "FAILED", e.error, at
+    state.terminated = True
+
+
+def _continued_as_new(state: WorkflowState, seq: int, at: float, e: ev.ContinuedAsNew) -> None:
+    state.status, state.finished_at = "CONTINUED", at
+    state.next_args, state.next_kwargs = e.args, e.kwargs
+    state.decisions.append(Decision(seq, "ContinuedAsNew", ""))
+
+
+def _stream_written(state: WorkflowState, seq: int, at: float, e: ev.StreamWritten) -> None:
+    # The values stay in the log, for readers: the state keeps none of them.
+    state.decisions.append(Decision(seq, "StreamWritten", e.key))
+
+
+def _stream_closed(state: WorkflowState, seq: int, at: float, e: ev.StreamClosed) -> None:
+    state.decisions.append(Decision(seq, "StreamClosed", e.key))
+
+
+def _step_streamed(state: WorkflowState, seq: int, at: float, e: ev.StepStreamed) -> None:
+    state.steps[e.step_seq]  # KeyError for an unknown step; a step's output, not a decision
+
+
+def _ignored(state: WorkflowState, seq: int, at: float, e: object) -> None:
+    return None
+
+
+class _Appliers(dict[type, Apply]):
+    """Event type -> its function; a type not listed gets that of the type it derives
+    from (as ``isinstance`` would match it), else nothing."""
+
+    def __missing__(self, cls: type) -> Apply:
+        for known, apply in list(self.items()):
+            if issubclass(cls, known):
+                self[cls] = apply
+                return apply
+        return _ignored
+
+
+#: How each event type changes the state: every type of ``ev.Event`` is here.
+_APPLY = _Appliers(
+    {
+        ev.StepStarted: _step_started,
+        ev.StepCompleted: _step_completed,
+        ev.StepRetrying: _step_retrying,
+        ev.StepFailed: _step_failed,
+        ev.StepScheduled: _step_scheduled,
+        ev.TimerStarted: _timer_started,
+        ev.TimerFired: _timer_fired,
+        ev.MarkerRecorded: _marker_recorded,
+        ev.SignalReceived: _signal_received,
+        ev.CancelRequested: _cancel_requested,
+        ev.StatePublished: _state_published,
+        ev.PauseRequested: _pause_requested,
+        ev.ResumeRequested: _resume_requested,
+        ev.ChildStarted: _child_started,
+        ev.ChildCompleted: _child_completed,
+        ev.ChildFailed: _child_failed,
+        ev.WorkflowStarted: _workflow_started,
+        ev.WorkflowCompleted: _workflow_completed,
+        ev.WorkflowFailed: _workflow_failed,
+        ev.WorkflowCancelled: _workflow_cancelled,
+        ev.WorkflowTerminated: _workflow_terminated,
+        ev.ContinuedAsNew: _continued_as_new,
+        ev.StreamWritten: _stream_written,
+        ev.StreamClosed: _stream_closed,
+        ev.StepStreamed: _step_streamed,
+    }
+)
 
 
 _state_encoder = msgspec.json.Encoder()

@@ -43,7 +43,8 @@ class Waits:
         self.workflow_id = workflow_id
         self.loop = loop
         self.payload_codec = payload_codec
-        self._steps: dict[int, tuple[Step[Any, Any], asyncio.Future[Any]]] = {}
+        #: The steps the code awaits, by seq: each with its future.
+        self.steps: dict[int, tuple[Step[Any, Any], asyncio.Future[Any]]] = {}
         self._children: dict[int, tuple[Workflow[Any, Any], asyncio.Future[Any]]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._timer_seqs: dict[int, int] = {}
@@ -54,8 +55,8 @@ class Waits:
 
     def add_step(self, seq: int, step: Step[Any, Any]) -> asyncio.Future[Any]:
         """The future of the step scheduled at ``seq``."""
-        future = self.loop.create_future()
-        self._steps[seq] = (step, future)
+        future: asyncio.Future[Any] = asyncio.Future(loop=self.loop)  # loop.create_future()
+        self.steps[seq] = (step, future)
         return future
 
     def add_child(self, seq: int, workflow: Workflow[Any, Any]) -> asyncio.Future[Any]:
@@ -77,7 +78,7 @@ class Waits:
 
     def step_of(self, seq: int) -> Step[Any, Any] | None:
         """The step definition the code called at ``seq``, while it is unresolved."""
-        found = self._steps.get(seq)
+        found = self.steps.get(seq)
         return found[0] if found else None
 
     def child_of(self, seq: int) -> Workflow[Any, Any] | None:
@@ -102,8 +103,20 @@ class Waits:
         Returns False when it is the result of a step or a child the code never
         called (a divergence, if recorded decisions remain).
         """
-        if kind in ("StepCompleted", "StepFailed"):
-            found = self._steps.pop(ref, None)
+        if kind == "StepCompleted":  # the common input first, resolved inline
+            found = self.steps.pop(ref, None)
+            if found is None:
+                return False
+            step, future = found
+            if not future.done():
+                try:
+                    future.set_result(
+                        step.decode_result(state.steps[ref].result, self.payload_codec)
+                    )
+                except PayloadError as exc:
+                    future.set_exception(exc)
+        elif kind == "StepFailed":
+            found = self.steps.pop(ref, None)
             if found is None:
                 return False
             step, future = found
@@ -212,48 +225,58 @@ class PendingCalls:
     nothing is recorded or run for a call never awaited, or whose task was
     cancelled before it started. Runs recorded in format 1 scheduled at the call,
     and replay that way.
+
+    A call's coroutine takes itself out of ``waiting`` as it starts (no scan of
+    them all after every loop turn); one closed before it ever started (its task
+    was cancelled first) is dropped after the turn. ``WorkflowInstance.call_step``
+    makes a lazy step call's coroutine itself, the same way (``_step_call``).
     """
 
     def __init__(self) -> None:
-        self._calls: list[Coroutine[Any, Any, Any]] = []
+        #: The calls not started yet, by key, in call order (empty: nothing to forget).
+        self.waiting: dict[int, Coroutine[Any, Any, Any]] = {}
+        #: How many calls were made (each call's key).
+        self.made = 0
 
     def call(
         self, schedule: Callable[[], asyncio.Future[Any]], name: str, lazy: bool
     ) -> Coroutine[Any, Any, Any]:
         """The coroutine of a call; ``schedule`` records it and returns its future,
         when the coroutine first runs (``lazy``) or now (format 1)."""
+        self.made = key = self.made + 1
         if not lazy:
-            awaitable = _await(schedule())
+            awaitable = _await(schedule(), self.waiting, key)
         else:
-            coroutine = typing.cast("types.CoroutineType[Any, Any, Any]", _scheduled(schedule))
+            awaitable = _scheduled(schedule, self.waiting, key)
             # Python warns about a call never awaited: let it name the step, as it
             # would name a plain coroutine function.
-            coroutine.__qualname__ = coroutine.__name__ = name
-            awaitable = coroutine
+            awaitable.__qualname__ = awaitable.__name__ = name  # type: ignore[attr-defined]
         # Kept until it starts, so a divergence can close it instead of leaving a
         # "never awaited" coroutine behind.
-        self._calls.append(awaitable)
+        self.waiting[key] = awaitable
         return awaitable
 
     def forget_started(self) -> None:
-        """Drop the calls whose coroutines have started (after a loop turn)."""
-        if self._calls:
-            self._calls = [c for c in self._calls if _unstarted(c)]
+        """Drop the calls that will never start (closed unstarted), after a loop turn."""
+        calls = self.waiting
+        if calls:
+            for key in [key for key, c in calls.items() if not _unstarted(c)]:
+                del calls[key]
 
     def never_awaited(self) -> list[str]:
         """Names of the calls whose coroutines never started."""
-        return [_name(c) for c in self._calls if _unstarted(c)]
+        return [_name(c) for c in self.waiting.values() if _unstarted(c)]
 
     def close(self) -> None:
         """Close the calls never started, so that Python does not warn "coroutine was
         never awaited" (arguments of a gather that never ran, say), and forget them."""
-        for coro in self._calls:
+        for coro in list(self.waiting.values()):
             if _unstarted(coro):
                 coro.close()
-        self._calls.clear()
+        self.waiting.clear()
 
     def __bool__(self) -> bool:
-        return bool(self._calls)
+        return bool(self.waiting)
 
 
 def _name(coro: Coroutine[Any, Any, Any]) -> str:
@@ -264,9 +287,17 @@ def _unstarted(coro: Coroutine[Any, Any, Any]) -> bool:
     return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
 
 
-async def _await(future: asyncio.Future[Any]) -> Any:
+async def _await(
+    future: asyncio.Future[Any], calls: dict[int, Coroutine[Any, Any, Any]], key: int
+) -> Any:
+    del calls[key]  # started: no longer a call to close or to name
     return await future
 
 
-async def _scheduled(schedule: Callable[[], asyncio.Future[Any]]) -> Any:
+async def _scheduled(
+    schedule: Callable[[], asyncio.Future[Any]],
+    calls: dict[int, Coroutine[Any, Any, Any]],
+    key: int,
+) -> Any:
+    del calls[key]  # started: no longer a call to close or to name
     return await schedule()

@@ -15,10 +15,11 @@ import msgspec
 from duralog.errors import StoreError, WorkflowNotFound
 
 from .base import EventStore, WorkflowRecord
+from .events import TERMINAL_KINDS, LogEntry
 from .integrity import EventCheck, Finding, index_findings
 from .schema import TABLE
 
-__all__ = ["Finding", "WorkflowCheck", "verify"]
+__all__ = ["Finding", "WorkflowCheck", "verify", "verify_read"]
 
 
 class WorkflowCheck(msgspec.Struct, frozen=True):
@@ -75,6 +76,59 @@ def _verify_one(store: EventStore, workflow_id: str, batch_size: int) -> Workflo
     if record is None and not rows and not damaged:
         raise WorkflowNotFound(workflow_id)
     return _check(workflow_id, record, rows, damaged)
+
+
+def verify_read(
+    store: EventStore, workflow_id: str, batch_size: int = 1000
+) -> tuple[WorkflowCheck, list[LogEntry]]:
+    """``verify`` of one workflow, and its events when nothing is wrong with it (else
+    none): what ``duralog replay`` reads, each event read and decoded once.
+
+    An intact log (the usual case) is checked as ``read_events`` reads it (its own
+    checks of the chain, the seqs and the bodies), and two one-row reads make sure
+    no row of the workflow lies outside what it read (a seq below 1, or past the
+    last one, or not a number): those are the rows ``verify`` reads. Only a damaged
+    log is read again, with ``EventCheck``, for every problem ``verify`` lists.
+    """
+    try:
+        record = store.get_workflow(workflow_id)
+        found: list[LogEntry] | None = store.read_events(workflow_id)
+    except StoreError:  # (LogDamaged among them)
+        found = None
+    if found is None or not _read_whole(store, workflow_id, found):
+        return _verify_one(store, workflow_id, batch_size), []
+    if record is None and not found:
+        raise WorkflowNotFound(workflow_id)
+    check = _intact_check(workflow_id, found)
+    findings = index_findings(workflow_id, record, check)
+    return WorkflowCheck(workflow_id, check.rows, findings), [] if findings else found
+
+
+def _read_whole(store: EventStore, workflow_id: str, found: list[LogEntry]) -> bool:
+    """Whether ``found`` (seqs 1..N, as read) holds every row of the workflow's log:
+    its first row in key order is seq 1, and none comes after seq N."""
+    first = store.export_rows("events", (workflow_id, -(2**62)), 1, raw=True)
+    if not found:
+        return not first or first[0][0] != workflow_id
+    if not first or first[0][0] != workflow_id or first[0][1] != found[0].seq:
+        return False
+    after = store.export_rows("events", (workflow_id, found[-1].seq), 1, raw=True)
+    return not after or after[0][0] != workflow_id
+
+
+def _intact_check(workflow_id: str, found: list[LogEntry]) -> EventCheck:
+    """The ``EventCheck`` that would have taken the rows of ``found``, an intact log
+    (gapless from seq 1, nothing after its terminal event): what the index is
+    compared with."""
+    check = EventCheck(workflow_id)
+    check.rows = len(found)
+    if found:
+        last = found[-1]
+        check.last = (last.seq, last.kind)
+        check.expected = last.seq + 1
+        if last.kind in TERMINAL_KINDS:
+            check.end = check.last
+    return check
 
 
 def _check(

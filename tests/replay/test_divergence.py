@@ -266,5 +266,8 @@ def test_parallel_divergences_report_the_first_mismatch(
     )
     assert info.value.seq == seq_of(parallel_history, "reserve")
     # map() makes the calls in duralog's own tasks: the location falls back to the
-    # workflow's definition, never to whatever drives the event loop.
+    # workflow's definition, never to whatever drives the event loop (this test).
     assert info.value.location is not None and __file__ in info.value.location
+    if code is parallel_through_map:
+        defined = f"{__file__}:{parallel_through_map.__code__.co_firstlineno}"
+        assert info.value.location == defined

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import msgspec
 import pytest
 from hypothesis import given
@@ -358,3 +360,28 @@ def test_fold_returns_the_same_state_object() -> None:
     state = new_state(WID)
     assert fold(state, _started()) is state
     assert state.status == "RUNNING" and state.name == "checkout"
+
+
+@given(histories())
+def test_fold_all_is_fold_event_by_event(entries: list[LogEntry]) -> None:
+    # fold_all runs its own loop (fold inlined): it must build the very same state.
+    state = new_state(WID)
+    for entry in entries:
+        fold(state, entry)
+    assert encoded(fold_all(WID, entries)) == encoded(state)
+
+
+def test_every_event_type_changes_the_state_through_its_own_function() -> None:
+    from duralog.replay.state import _APPLY
+
+    assert set(typing.get_args(ev.Event)) <= set(_APPLY)
+
+
+def test_fold_all_rejects_what_fold_rejects() -> None:
+    first = LogEntry(1, T0, ev.WorkflowStarted(name="checkout", args=codec.encode([])))
+    gap = [first, LogEntry(3, T0, ev.StepScheduled(name="charge", args=codec.encode([])))]
+    with pytest.raises(ValueError, match="event seq 3 does not follow 1"):
+        fold_all(WID, gap)
+    unknown = [first, LogEntry(2, T0, ev.StepCompleted(step_seq=7, result=ev.NULL))]
+    with pytest.raises(ValueError, match="StepCompleted at seq 2 refers to seq 7"):
+        fold_all(WID, unknown)

@@ -22,7 +22,7 @@ from duralog.store.copy import copy_store
 from duralog.store.events import LogEntry
 from duralog.store.integrity import GENESIS, link
 from duralog.store.open import is_postgres, open_store
-from duralog.store.verify import verify
+from duralog.store.verify import WorkflowCheck, verify, verify_read
 
 RunSQL = Callable[..., list[tuple[Any, ...]]]
 T0 = 1_700_000_000.0
@@ -63,9 +63,18 @@ def a_running_workflow(store: EventStore, workflow_id: str = "a", steps: int = 3
     ]
 
 
-def findings(store: EventStore, workflow_id: str = "a") -> list[tuple[int, str]]:
+def checked(store: EventStore, workflow_id: str = "a") -> WorkflowCheck:
+    """``verify``'s check of one workflow, which ``verify_read`` (what ``duralog replay``
+    reads with) must give too, with the events only when the log is intact."""
     (check,) = verify(store, workflow_id)
-    return [(f.seq, f.code) for f in check.findings]
+    found, events = verify_read(store, workflow_id, batch_size=2)
+    assert found == check
+    assert events == (store.read_events(workflow_id) if check.ok else [])
+    return check
+
+
+def findings(store: EventStore, workflow_id: str = "a") -> list[tuple[int, str]]:
+    return [(f.seq, f.code) for f in checked(store, workflow_id).findings]
 
 
 def rows(run_sql: RunSQL, workflow_id: str = "a") -> list[tuple[Any, ...]]:
@@ -119,6 +128,35 @@ def test_a_copied_log_keeps_its_chains(
             target.close()
 
 
+def test_an_intact_log_is_read_once_with_its_check(store: EventStore) -> None:
+    a_finished_workflow(store)
+    a_running_workflow(store, "b")
+    assert findings(store) == [] and findings(store, "b") == []
+    found, events = verify_read(store, "a")
+    assert found == WorkflowCheck("a", 4, []) and [e.seq for e in events] == [1, 2, 3, 4]
+
+
+def test_an_index_behind_its_intact_log_is_found_by_both(
+    store: EventStore, run_sql: RunSQL
+) -> None:
+    a_running_workflow(store)
+    run_sql("UPDATE workflows SET last_seq = 2 WHERE id = 'a'")
+    assert findings(store) == [(3, "index")]
+
+
+@pytest.mark.parametrize("seq", [0, -5, 2**63 - 1], ids=["zero", "negative", "past-any-read"])
+def test_a_row_no_read_reaches_is_still_found(store: EventStore, run_sql: RunSQL, seq: int) -> None:
+    # read_events reads seqs 1 to MAX_ROWS: verify_read must still see every row verify sees.
+    a_running_workflow(store)
+    run_sql(
+        "INSERT INTO events (workflow_id, seq, kind, at, body) VALUES ('a', ?, 'StepScheduled',"
+        ' ?, \'{"kind":"StepScheduled","name":"refund","args":[]}\')',
+        seq,
+        T0,
+    )
+    assert findings(store) != []
+
+
 # -- damage found on read and by verify --------------------------------------------
 
 
@@ -158,7 +196,7 @@ def test_the_terminal_event_deleted_while_the_index_says_completed(
 ) -> None:
     a_finished_workflow(store)
     run_sql("DELETE FROM events WHERE workflow_id = 'a' AND seq = 4")
-    (check,) = verify(store, "a")
+    check = checked(store)
     assert not check.ok
     problems = " / ".join(f.problem for f in check.findings)
     assert "ends at seq 3" in problems and "COMPLETED" in problems
