@@ -10,6 +10,7 @@ the step. Here a call is one queue item, and its outcome one
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import queue
 import threading
@@ -27,12 +28,14 @@ class StepThreads:
         self._max = max_threads
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = 0  # threads waiting for a call
-        self._queued = 0  # calls waiting for a thread
-        self._lock = threading.Lock()
+        #: Calls made and not settled yet (counted on the loop: no lock). A thread
+        #: starts while there are more of them than threads.
+        self._in_flight = 0
         #: Outcomes not handed to the loop yet, and whether a hand-off is on its way:
-        #: calls that end together wake the loop once, not once each.
-        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        #: calls that end together wake the loop once, not once each. (A deque's
+        #: append and popleft are atomic; see ``_answer`` for the flag.)
+        self._done: collections.deque[tuple[asyncio.Future[Any], Any, BaseException | None]]
+        self._done = collections.deque()
         self._waking = False
 
     def run(
@@ -40,15 +43,13 @@ class StepThreads:
     ) -> asyncio.Future[Any]:
         """Call ``fn(*args, **kwargs)`` in ``context`` on a pool thread (from the loop thread)."""
         future: asyncio.Future[Any] = self._loop.create_future()
-        with self._lock:
-            self._queued += 1
-            if self._queued > self._idle and len(self._threads) < self._max:
-                thread = threading.Thread(
-                    target=self._serve, name=f"duralog-step-{len(self._threads)}", daemon=True
-                )
-                self._threads.append(thread)
-                self._idle += 1
-                thread.start()
+        self._in_flight += 1
+        if self._in_flight > len(self._threads) and len(self._threads) < self._max:
+            thread = threading.Thread(
+                target=self._serve, name=f"duralog-step-{len(self._threads)}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
         self._queue.put((future, context, fn, args, kwargs))
         return future
 
@@ -57,15 +58,10 @@ class StepThreads:
             item = self._queue.get()
             if item is _STOP:
                 return
-            with self._lock:
-                self._idle -= 1
-                self._queued -= 1
             self._call(*item)
             # An idle thread holds nothing of the call it made (its context, the
             # step's info and control stay alive no longer than the attempt).
             del item
-            with self._lock:
-                self._idle += 1
 
     def _call(
         self,
@@ -85,22 +81,25 @@ class StepThreads:
     def _answer(
         self, future: asyncio.Future[Any], result: Any, error: BaseException | None
     ) -> None:
-        with self._lock:
-            self._done.append((future, result, error))
-            if self._waking:
-                return  # the loop has yet to take the outcomes: it takes this one too
-            self._waking = True
+        # Queue the outcome first, then look at the flag: a thread that finds it set
+        # knows the loop has not begun ``_settle_done`` (which clears it before it
+        # takes anything), so its outcome is taken too. Two threads that both find it
+        # clear both wake the loop: one wake too many, never one too few.
+        self._done.append((future, result, error))
+        if self._waking:
+            return
+        self._waking = True
         try:
             self._loop.call_soon_threadsafe(self._settle_done)
         except RuntimeError:  # a closed loop: the engine stopped
-            with self._lock:
-                self._waking = False
+            self._waking = False
 
     def _settle_done(self) -> None:
-        with self._lock:
-            done, self._done = self._done, []
-            self._waking = False
-        for future, result, error in done:
+        self._waking = False
+        done = self._done
+        while done:
+            future, result, error = done.popleft()
+            self._in_flight -= 1
             _settle(future, result, error)
 
     def close(self) -> None:
