@@ -37,6 +37,9 @@ from .tail import LogTail
 
 log = logging.getLogger("duralog.engine")
 
+#: ``_next_step`` while a step's task asks for the next step to run (seqs are >= 1).
+_WANTED = -1
+
 
 class StepLoop(LogTail):
     """The steps of an ``Execution``: each runs in a task of its own until it ends."""
@@ -54,132 +57,158 @@ class StepLoop(LogTail):
         """Run the step the code called at ``seq`` (``attempt`` attempts already recorded)."""
         if seq in self.running or self.closed:
             return
+        if self._next_step == _WANTED and not attempt and not_before is None:
+            # Called as a step's task ends (``_activate_after_step``): it runs this one.
+            task = asyncio.current_task()
+            if task is not None:
+                self._next_step = seq
+                self.running[seq] = task
+                return
         # A task of its own, not ``spawn``ed: it reports its own failure (``_run_step``),
         # which spares every step a done-callback; ``close`` cancels it.
         self.running[seq] = self.host.loop.create_task(self._run_step(seq, attempt, not_before))
 
     async def _run_step(self, seq: int, attempt: int, not_before: float | None) -> None:
+        """A step's task: the step to its end, then, in the same task, the step the
+        workflow called next if it can start at once (``start_step``), and so on: a
+        sequence of steps costs one task, not one each. It reports its own failure
+        (no done-callback per step)."""
         try:
-            step, scheduled = self.calls[seq]
-            view = self.state.steps.get(seq)
-            raw_args = scheduled.args if scheduled else view.args if view else ev.NULL
-            raw_kwargs = scheduled.kwargs if scheduled else view.kwargs if view else ev.NULL
-            policy = step.retry
-            details: bytes | None = None  # the step's newest heartbeat details
-            stored = False  # whether a heartbeats row may exist for the step
-            try:
-                if not_before is not None:
-                    self.retry_at[seq] = not_before
-                    await sleep_until(self.host.clock, not_before)
-                args, kwargs = step.decode_args(raw_args, raw_kwargs, self.host.payload_codec)
-                if scheduled is None or attempt:
-                    # An attempt may have run before this execution (on a worker that died):
-                    # the next one starts from the details it stored.
-                    details = await self._stored_details(seq)
-                    stored = details is not None
-                while True:
-                    if not self._unpaused.is_set():
-                        await self._unpaused.wait()  # a paused workflow starts no attempt
-                    if self._marker_seq > self.state.last_seq:
-                        await self.flush()  # a recorded value must be on disk before any effect
-                    if not self.lease.holds():
-                        await self.hold_lease()
-                    attempt += 1
-                    self.retry_at.pop(seq, None)
-                    started = self.add(ev.StepStarted(step_seq=seq, attempt=attempt))
-                    if not step.inline or step.is_async:  # an inline one ends before it
-                        self._keep_visible()
-                    control = self._control(step, seq, attempt, details, started)
-                    failure: BaseException | None = None
-                    try:
-                        value = await self.host.attempts.run(
-                            self, step, seq, attempt, args, kwargs, control
-                        )
-                        self.attempts.pop(seq, None)
-                    except asyncio.CancelledError as exc:
-                        self.attempts.pop(seq, None)
-                        current = asyncio.current_task()
-                        if current is None or current.cancelling():
-                            raise  # the worker stops or the workflow ended: record nothing
-                        if not (isinstance(exc, StepCancelled) and exc.lease_lost):
-                            # The attempt itself was cancelled: the workflow was cancelled.
-                            stored = await self._attempt_over(control) or stored
-                            error = ErrorDetails(
-                                "Cancelled", "the workflow was cancelled while it ran"
-                            )
-                            self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
-                            break
-                        # A sync step stopped at its heartbeat because the lease was unsure:
-                        # LeaseLost if it is lost; if a renewal saves it, a failed attempt.
-                        await self.hold_lease()
-                        failure = exc
-                    except Exception as exc:
-                        self.attempts.pop(seq, None)
-                        failure = exc
-                    if failure is not None:
-                        error = details_of(failure, with_traceback=True)
-                        next_at = next_attempt_at(
-                            policy, attempt, failure, self.host.random(), self.host.clock.now()
-                        )
-                        if next_at is not None:
-                            self.retry_at[seq] = next_at
-                            self.add(
-                                ev.StepRetrying(
-                                    step_seq=seq,
-                                    attempt=attempt,
-                                    error=error,
-                                    next_attempt_at=next_at,
-                                )
-                            )
-                            await self.flush()
-                            # Stored before the wait, so that a crash during it keeps them.
-                            stored = await self._attempt_over(control, keep=True) or stored
-                            details = control.latest
-                            await sleep_until(self.host.clock, next_at)
-                            continue
-                        stored = await self._attempt_over(control) or stored
-                        self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
-                        break
-                    self._release(control)  # ``_attempt_over``, without a coroutine when it can
-                    if control.writer is not None:
-                        await control.writer
-                    stored = control.stored or stored
-                    try:
-                        result = codec.encode(value, self.host.payload_codec)
-                        codec.check_size(
-                            result,
-                            self.host.options.max_payload_bytes,
-                            f"the result of step {step.name!r}",
-                        )
-                    except PayloadError as exc:
-                        error = details_of(
-                            PayloadError(
-                                f"step {step.name!r} (seq {seq}) of workflow {self.workflow_id!r} "
-                                f"returned a value of type {type(value).__qualname__} that cannot "
-                                f"be recorded: {exc}"
-                                + (
-                                    ""
-                                    if "over the limit" in str(exc)
-                                    else f"; {codec.SUPPORTED_HINT}"
-                                )
-                            )
-                        )
-                        self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
-                        break
-                    self.add(ev.StepCompleted(step_seq=seq, result=result))
-                    break
-            except PayloadError as exc:  # the recorded arguments no longer decode
-                self.add(
-                    ev.StepFailed(step_seq=seq, attempt=max(attempt, 1), error=details_of(exc))
-                )
-            finally:
-                self.running.pop(seq, None)
-            await self.flush()
-            if stored:  # the step ended: its details are of no use any more
-                self.spawn(self._forget_details(seq))
-            self.activate()
+            while True:
+                await self._step(seq, attempt, not_before)
+                following = self._activate_after_step()
+                if following is None:
+                    return
+                seq, attempt, not_before = following, 0, None
         except Exception as exc:  # a lost lease, a damaged log: the worker decides
             self.host.failed(self, exc)
+
+    def _activate_after_step(self) -> int | None:
+        """``activate`` once a step ended; the new step it asked this task to run, if any."""
+        self._next_step = _WANTED
+        try:
+            self.activate()
+            following = self._next_step
+        finally:
+            self._next_step = None
+        if following is None or following == _WANTED:
+            return None
+        if self.closed:  # ended meanwhile: close() spared the task it was called from
+            self.running.pop(following, None)
+            return None
+        return following
+
+    async def _step(self, seq: int, attempt: int, not_before: float | None) -> None:
+        """Run step ``seq`` to its end: its attempts, its events committed."""
+        step, scheduled = self.calls[seq]
+        view = self.state.steps.get(seq)
+        raw_args = scheduled.args if scheduled else view.args if view else ev.NULL
+        raw_kwargs = scheduled.kwargs if scheduled else view.kwargs if view else ev.NULL
+        policy = step.retry
+        details: bytes | None = None  # the step's newest heartbeat details
+        stored = False  # whether a heartbeats row may exist for the step
+        try:
+            if not_before is not None:
+                self.retry_at[seq] = not_before
+                await sleep_until(self.host.clock, not_before)
+            args, kwargs = step.decode_args(raw_args, raw_kwargs, self.host.payload_codec)
+            if scheduled is None or attempt:
+                # An attempt may have run before this execution (on a worker that died):
+                # the next one starts from the details it stored.
+                details = await self._stored_details(seq)
+                stored = details is not None
+            while True:
+                if not self._unpaused.is_set():
+                    await self._unpaused.wait()  # a paused workflow starts no attempt
+                if self._marker_seq > self.state.last_seq:
+                    await self.flush()  # a recorded value must be on disk before any effect
+                if not self.lease.holds():
+                    await self.hold_lease()
+                attempt += 1
+                self.retry_at.pop(seq, None)
+                started = self.add(ev.StepStarted(step_seq=seq, attempt=attempt))
+                if not step.inline or step.is_async:  # an inline one ends before it
+                    self._keep_visible()
+                control = self._control(step, seq, attempt, details, started)
+                failure: BaseException | None = None
+                try:
+                    value = await self.host.attempts.run(
+                        self, step, seq, attempt, args, kwargs, control
+                    )
+                    self.attempts.pop(seq, None)
+                except asyncio.CancelledError as exc:
+                    self.attempts.pop(seq, None)
+                    current = asyncio.current_task()
+                    if current is None or current.cancelling():
+                        raise  # the worker stops or the workflow ended: record nothing
+                    if not (isinstance(exc, StepCancelled) and exc.lease_lost):
+                        # The attempt itself was cancelled: the workflow was cancelled.
+                        stored = await self._attempt_over(control) or stored
+                        error = ErrorDetails("Cancelled", "the workflow was cancelled while it ran")
+                        self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
+                        break
+                    # A sync step stopped at its heartbeat because the lease was unsure:
+                    # LeaseLost if it is lost; if a renewal saves it, a failed attempt.
+                    await self.hold_lease()
+                    failure = exc
+                except Exception as exc:
+                    self.attempts.pop(seq, None)
+                    failure = exc
+                if failure is not None:
+                    error = details_of(failure, with_traceback=True)
+                    next_at = next_attempt_at(
+                        policy, attempt, failure, self.host.random(), self.host.clock.now()
+                    )
+                    if next_at is not None:
+                        self.retry_at[seq] = next_at
+                        self.add(
+                            ev.StepRetrying(
+                                step_seq=seq,
+                                attempt=attempt,
+                                error=error,
+                                next_attempt_at=next_at,
+                            )
+                        )
+                        await self.flush()
+                        # Stored before the wait, so that a crash during it keeps them.
+                        stored = await self._attempt_over(control, keep=True) or stored
+                        details = control.latest
+                        await sleep_until(self.host.clock, next_at)
+                        continue
+                    stored = await self._attempt_over(control) or stored
+                    self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
+                    break
+                self._release(control)  # ``_attempt_over``, without a coroutine when it can
+                if control.writer is not None:
+                    await control.writer
+                stored = control.stored or stored
+                try:
+                    result = codec.encode(value, self.host.payload_codec)
+                    codec.check_size(
+                        result,
+                        self.host.options.max_payload_bytes,
+                        f"the result of step {step.name!r}",
+                    )
+                except PayloadError as exc:
+                    error = details_of(
+                        PayloadError(
+                            f"step {step.name!r} (seq {seq}) of workflow {self.workflow_id!r} "
+                            f"returned a value of type {type(value).__qualname__} that cannot "
+                            f"be recorded: {exc}"
+                            + ("" if "over the limit" in str(exc) else f"; {codec.SUPPORTED_HINT}")
+                        )
+                    )
+                    self.add(ev.StepFailed(step_seq=seq, attempt=attempt, error=error))
+                    break
+                self.add(ev.StepCompleted(step_seq=seq, result=result))
+                break
+        except PayloadError as exc:  # the recorded arguments no longer decode
+            self.add(ev.StepFailed(step_seq=seq, attempt=max(attempt, 1), error=details_of(exc)))
+        finally:
+            self.running.pop(seq, None)
+        await self.flush()
+        if stored:  # the step ended: its details are of no use any more
+            self.spawn(self._forget_details(seq))
 
     def attempt_stream(self, step: str, seq: int, attempt: int) -> AttemptStream:
         """Where attempt ``attempt`` of step ``seq`` writes to streams."""

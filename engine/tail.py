@@ -78,6 +78,7 @@ class LogTail:
         self._bookkeeping = 0  # uncommitted events that are not decisions
         self._marker_seq = 0  # seq of the newest marker or published value
         self._stream_flush = False  # a commit of what steps wrote to streams is due
+        self._next_step: int | None = None  # see ``StepLoop._activate_after_step``
         self._unpaused = asyncio.Event()  # set while steps and timers may go ahead
         if not state.paused:
             self._unpaused.set()
