@@ -143,6 +143,20 @@ class _Typed(Generic[P, R]):
         except Exception:  # an unresolvable forward reference: as written
             return inspect.signature(self.fn)
 
+    @functools.cached_property
+    def _arity(self) -> tuple[int, int] | None:
+        """(required, most) positional arguments when every parameter can be passed by
+        position and none collects the rest: all ``check_call`` needs to know of a call
+        without keyword arguments. None otherwise (``inspect`` binds the call)."""
+        required = most = 0
+        for param in self._signature.parameters.values():
+            if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+                return None
+            most += 1
+            if param.default is param.empty:
+                required = most
+        return required, most
+
     @property
     def result_type(self) -> Any:
         """The annotated return type (``Any`` when unannotated)."""
@@ -176,7 +190,9 @@ class _Typed(Generic[P, R]):
         (decoded as a run would decode it)."""
         try:
             decoded, named = _convert_call(self._call_shape, args, kwargs, payload_codec)
-            self._signature.bind(*decoded, **named)
+            arity = self._arity
+            if named or arity is None or not arity[0] <= len(decoded) <= arity[1]:
+                self._signature.bind(*decoded, **named)  # (and its message, if it fails)
         except (PayloadError, TypeError) as exc:
             raise ConfigurationError(
                 f"cannot call {self.name!r} with these arguments: {exc}; its signature is "
