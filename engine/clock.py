@@ -52,12 +52,6 @@ class SystemClock:
         return loop.call_later(max(0.0, when - time.time()), callback)
 
 
-def now_of(clock: Clock) -> Callable[[], float]:
-    """``clock.now``, or for the wall clock ``time.time`` itself (a call less on every
-    event the engine records)."""
-    return time.time if type(clock) is SystemClock else clock.now
-
-
 async def sleep_until(clock: Clock, when: float) -> None:
     """Wait on the current loop until ``clock`` reaches ``when``."""
     loop = asyncio.get_running_loop()

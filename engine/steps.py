@@ -80,7 +80,9 @@ class StepLoop(LogTail):
                 if following is None:
                     return
                 seq, attempt, not_before = following, 0, None
-        except Exception as exc:  # a lost lease, a damaged log: the worker decides
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a lost lease, a damaged log: the worker decides
             self.host.failed(self, exc)
 
     def _activate_after_step(self) -> int | None:

@@ -26,7 +26,7 @@ from duralog.store.base import (
 )
 from duralog.store.events import LogEntry
 
-from .clock import Alarm, now_of
+from .clock import Alarm
 from .heartbeats import AttemptControl
 from .host import ExecutionHost
 from .lease import Lease
@@ -71,7 +71,7 @@ class LogTail:
         self._snapshot: Snapshot | None = None
         self._consumed: list[int] = []
         self._notices: list[Notice] = []
-        self._now = now_of(host.clock)
+        self._now = host.clock.now  # (looked up once: it is read for every event)
         self._reading_inbox = False
         self._read_again = False
         self.sealed = False  # the terminal decision is made: nothing may follow it

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import contextvars
 import queue
 import threading
@@ -73,6 +74,10 @@ class StepThreads:
     ) -> None:
         try:
             result = context.run(fn, *args, **kwargs)
+        except StopIteration as exc:  # a future refuses it (it would end a coroutine)
+            error = RuntimeError(f"the step raised StopIteration: {exc!r}")
+            error.__cause__ = exc
+            self._answer(future, None, error)
         except BaseException as exc:  # handed to the awaiting step, whatever it is
             self._answer(future, None, exc)
         else:
@@ -100,7 +105,11 @@ class StepThreads:
         while done:
             future, result, error = done.popleft()
             self._in_flight -= 1
-            _settle(future, result, error)
+            try:
+                _settle(future, result, error)
+            except Exception as exc:  # one outcome a future refuses keeps no other waiting
+                with contextlib.suppress(Exception):
+                    future.set_exception(RuntimeError(f"the step's outcome was refused: {exc}"))
 
     def close(self) -> None:
         """Let the threads finish their current call and exit (they are daemons)."""

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from support import wait_for
 
 import duralog
 from duralog.store import events as ev
@@ -81,3 +82,31 @@ def test_a_step_started_in_the_previous_steps_task_is_cancelled_with_its_workflo
             "CancelRequested",
             "WorkflowCancelled",
         ]
+
+
+class Abort(BaseException):
+    """Not an Exception (like pytest's Failed, or gevent's Timeout)."""
+
+
+@duralog.step(name="sequences.abort")
+def abort() -> int:
+    raise Abort("not an Exception")
+
+
+@duralog.workflow(name="sequences.aborted")
+async def aborted() -> int:
+    return await abort()
+
+
+def test_a_step_raising_a_base_exception_drops_its_workflow_to_be_recovered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with duralog.Engine(tmp_path / "log.db", error_backoff=3600) as engine:
+        engine.start(aborted, id="aborted")
+        worker = engine._worker
+        assert worker is not None
+        wait_for(
+            lambda: any("dropped workflow aborted" in r.getMessage() for r in caplog.records),
+            what="the worker reporting the workflow dropped",
+        )
+        assert "aborted" not in worker.executions  # not held with nothing running

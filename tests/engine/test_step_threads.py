@@ -7,6 +7,8 @@ import asyncio
 import contextvars
 import threading
 
+from support import PATIENCE, wait_for
+
 from duralog.engine.threads import StepThreads
 
 
@@ -72,3 +74,33 @@ def test_every_burst_wakes_the_loop_again() -> None:
             threads.close()
 
     asyncio.run(main())
+
+
+def test_a_stop_iteration_fails_its_call_and_strands_no_other_outcome() -> None:
+    # Future.set_exception refuses StopIteration: the outcomes that end in the same
+    # hand-off must all still be settled (a bare next() in a step is enough).
+    both_done = threading.Barrier(2, timeout=10)
+
+    def empty_next() -> int:
+        both_done.wait()
+        return int(next(iter([])))
+
+    def fine() -> int:
+        both_done.wait()
+        return 7
+
+    async def main() -> list[object]:
+        loop = asyncio.get_running_loop()
+        threads = StepThreads(loop, max_threads=2)
+        try:
+            futures = [threads.run(contextvars.copy_context(), f) for f in (empty_next, fine)]
+            # Hold the loop until both outcomes wait for it: they are settled together.
+            wait_for(lambda: len(threads._done) == 2, what="both outcomes queued")
+            gathered = asyncio.gather(*futures, return_exceptions=True)
+            return await asyncio.wait_for(gathered, PATIENCE)  # (it hung: a stranded outcome)
+        finally:
+            threads.close()
+
+    bad, good = asyncio.run(main())
+    assert good == 7
+    assert isinstance(bad, RuntimeError) and isinstance(bad.__cause__, StopIteration)
