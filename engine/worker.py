@@ -37,7 +37,7 @@ from duralog.store.events import LogEntry
 from .attempts import StepAttempts
 from .claims import Claims
 from .clock import Clock, SystemClock
-from .committer import AppendCommitter, StartCommitter
+from .committer import StartCommitter, append_committer
 from .execution import Execution
 from .hooks import Listeners
 from .host import RealSources, RunningWorkflow
@@ -79,7 +79,7 @@ class Worker(Claims):
             clock=clock or SystemClock(),
             queues=queues if queues is not None else {},
             listeners=listeners if listeners is not None else Listeners(),
-            appends=AppendCommitter(store, loop),
+            appends=append_committer(store, loop),
             on_finished=on_finished,
         )
         self.starts = starts
@@ -152,6 +152,7 @@ class Worker(Claims):
             return
         if not self._thread.is_alive():  # it never started (or its loop died)
             self._stopped = True
+            self.appends.close()
             self.loop.close()
             self.threads.close()
             self.guard_threads.close()
@@ -162,6 +163,7 @@ class Worker(Claims):
         asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
+        self.appends.close()
         self.loop.close()
         self.threads.close()
         self.guard_threads.close()
