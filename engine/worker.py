@@ -153,6 +153,7 @@ class Worker(Claims):
         if not self._thread.is_alive():  # it never started (or its loop died)
             self._stopped = True
             self.appends.close()
+            self.store_calls.close()
             self.loop.close()
             self.threads.close()
             self.guard_threads.close()
@@ -164,6 +165,7 @@ class Worker(Claims):
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.appends.close()
+        self.store_calls.close()
         self.loop.close()
         self.threads.close()
         self.guard_threads.close()
@@ -332,7 +334,7 @@ class Worker(Claims):
         while True:
             await asyncio.sleep(self.options.lease_seconds / 3)
             try:
-                self.renew()
+                await self._renew_off_loop()
             except Exception as exc:
                 log.warning("worker %s could not renew its leases: %s", self.worker_id, exc)
 
@@ -344,7 +346,20 @@ class Worker(Claims):
         it can no longer be sure of its lease."""
         at = Moment.now()
         held = set(self.store.renew_leases(self.worker_id, self.options.lease_seconds))
-        for workflow_id, execution in list(self.executions.items()):
+        self._renewed(at, held, list(self.executions.items()))
+
+    async def _renew_off_loop(self) -> None:
+        """``renew``, its store call off the loop for a remote store."""
+        at = Moment.now()
+        running = list(self.executions.items())  # (one adopted meanwhile: a newer lease)
+        renew = self.store.renew_leases
+        held = set(await self.off_loop(renew, self.worker_id, self.options.lease_seconds))
+        self._renewed(at, held, running)
+
+    def _renewed(self, at: Moment, held: set[str], running: list[tuple[str, Execution]]) -> None:
+        for workflow_id, execution in running:
+            if self.executions.get(workflow_id) is not execution:
+                continue  # gone while the store renewed
             if workflow_id in held:
                 execution.lease.renewed(at)
             elif not (execution.closed or execution.sealed):
