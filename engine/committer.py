@@ -299,7 +299,7 @@ _Item = Append | Callable[[EventStore], Any]
 #: overlap (each holds one of the store's connections while it runs).
 _WRITERS = 4
 #: Seconds a write may take before a spare writer writes what queued behind it.
-_STALLED = 0.002
+_STALLED = 0.005
 _Settled = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 
