@@ -191,6 +191,9 @@ class Worker(Claims):
                     log.warning("could not commit the tail of %s: %s", execution.workflow_id, exc)
         self.executions.clear()
         await asyncio.sleep(0)
+        # A claim cancelled above may still run on a store thread: let it end, so that
+        # unregistering (below) releases what it took.
+        self.store_calls.close()
         try:
             self.store.check()
         except StoreError:
