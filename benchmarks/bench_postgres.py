@@ -5,6 +5,7 @@ usage:
   python benchmarks/bench_postgres.py [--url postgresql://postgres@127.0.0.1:5432/test]
                                       [--workers 1,2,4] [--m 500] [--k 10] [--repeat 3]
                                       [--durability normal|full] [--no-sqlite] [--json]
+                                      [--on-loop]
 
 W2   M workflows of K no-op sync steps each. N worker processes (``--serve``: an engine
      with a worker, nothing else) run on one log; a client process with no worker starts
@@ -15,8 +16,11 @@ W2   M workflows of K no-op sync steps each. N worker processes (``--serve``: an
 
 Each run uses a fresh log: a new schema (PostgreSQL) or a new file (SQLite). Workers
 wake on LISTEN/NOTIFY on PostgreSQL and poll every 50 ms on SQLite. The numbers are
-the median of --repeat runs. The machine's cores are shared by the workers, the
-client and the database server: on 2 cores, 4 workers compete for the same CPU.
+the median of --repeat runs. ``--on-loop`` makes the PostgreSQL workers write on their
+event loop, as they do for SQLite (``store.remote = False``: the behaviour before
+workers moved their store calls off the loop), for an A/B comparison. The machine's
+cores are shared by the workers, the client and the database server: on 2 cores, 4
+workers compete for the same CPU.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 
 import duralog
 from duralog._signals import StopSignals
+from duralog.store.open import open_store
 
 DEFAULT_URL = os.environ.get("DURALOG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -53,10 +58,13 @@ async def bench_pg_w2(k: int) -> int:
     return pid
 
 
-def serve(address: str, durability: str) -> None:
+def serve(address: str, durability: str, on_loop: bool = False) -> None:
     """A worker process: run workflows from ``address`` until SIGTERM."""
     stop = StopSignals((signal.SIGTERM,))  # a lock-free handler: see duralog/_signals.py
-    with duralog.Engine(address, durability=durability, poll_interval=0.05):  # type: ignore[arg-type]
+    store = open_store(address, durability=durability)  # type: ignore[arg-type]
+    if on_loop:
+        store.remote = False  # the worker's store calls on its loop (as before)
+    with duralog.Engine(store, durability=durability, poll_interval=0.05):  # type: ignore[arg-type]
         print("ready", flush=True)
         while not stop.wait(0.2):
             pass
@@ -69,11 +77,14 @@ def drop_schema(url: str, schema: str) -> None:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def run_once(address: str, workers: int, m: int, k: int, durability: str) -> dict[str, Any]:
+def run_once(
+    address: str, workers: int, m: int, k: int, durability: str, on_loop: bool = False
+) -> dict[str, Any]:
     duralog.Engine(address, worker=False, durability=durability).close()  # type: ignore[arg-type]
     processes = [
         subprocess.Popen(
-            [sys.executable, __file__, "--serve", address, "--durability", durability],
+            [sys.executable, __file__, "--serve", address, "--durability", durability]
+            + (["--on-loop"] if on_loop else []),
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -117,7 +128,9 @@ def bench(store: str, workers: int, a: argparse.Namespace, tmp: str) -> dict[str
             sep = "&" if "?" in a.url else "?"
             try:
                 runs.append(
-                    run_once(f"{a.url}{sep}schema={schema}", workers, a.m, a.k, a.durability)
+                    run_once(
+                        f"{a.url}{sep}schema={schema}", workers, a.m, a.k, a.durability, a.on_loop
+                    )
                 )
             finally:
                 drop_schema(a.url, schema)
@@ -144,9 +157,10 @@ def main() -> None:
     parser.add_argument("--durability", choices=["normal", "full"], default="normal")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--on-loop", action="store_true")
     a = parser.parse_args()
     if a.serve:
-        serve(a.serve, a.durability)
+        serve(a.serve, a.durability, a.on_loop)
         return
     counts = [int(n) for n in a.workers.split(",")]
     stores = ["postgres"] + ([] if a.no_sqlite else ["sqlite"])

@@ -9,6 +9,7 @@ workers of its host) and takes work up; the worker runs what it took.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import socket
@@ -17,11 +18,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from duralog.errors import ErrorDetails, LogDamaged, StoreError
 from duralog.replay.definitions import Registry
-from duralog.replay.state import WorkflowState, fold, load_state, new_state
+from duralog.replay.state import WorkflowState
 from duralog.store import events as ev
 from duralog.store.base import Append, Claim, EventStore, Notice, WorkflowRecord, WorkflowStatus
 from duralog.store.events import LogEntry
@@ -37,8 +38,10 @@ from .inbox import notice_to_parent
 from .lease import Lease, Moment
 from .options import WorkerOptions
 from .queues import Queue
+from .store_calls import Read, StoreCalls, read_claimed, read_state
 
 log = logging.getLogger("duralog.engine")
+T = TypeVar("T")
 
 ACTIVE = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
 _ON_START = (*ACTIVE, WorkflowStatus.SUSPENDED)
@@ -92,6 +95,14 @@ class Claims:
         #: The wake-up for the next delayed start (``wake_for_start``), and its time.
         self._start_wake: asyncio.TimerHandle | None = None
         self._start_wake_at = math.inf
+        #: Where the worker's own store calls run (``off_loop``).
+        self.store_calls = StoreCalls(store.remote)
+        self._claiming = 0  # places taken by a claim whose workflows are not adopted yet
+
+    async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, a store call of the worker's own: on a thread for a remote
+        store, so that the loop never waits on the network; inline for a local one."""
+        return await self.store_calls.run(fn, *args)
 
     # -- what the worker provides --------------------------------------------
 
@@ -147,8 +158,8 @@ class Claims:
             return
         try:
             await self._claim(ACTIVE)
-            self._dequeue()
-            self._look_for_starts()  # a delayed start another process just created
+            await self._dequeue()
+            await self._look_for_starts()  # a delayed start another process just created
         except Exception as exc:
             log.warning("worker %s could not claim work: %s", self.worker_id, exc)
 
@@ -171,18 +182,18 @@ class Claims:
                 continue
             del self._unreleased[workflow_id]
 
-    def _find_dead_owners(self) -> None:
+    async def _find_dead_owners(self) -> None:
         """Note the workers of this host whose process is gone (read once per poll:
         claims and every look at the queues take their workflows over)."""
         host = socket.gethostname()
         self._dead = [
             worker_id
-            for worker_id, worker_host, pid in self.store.workers()
+            for worker_id, worker_host, pid in await self.off_loop(self.store.workers)
             if worker_host == host and worker_id != self.worker_id and not alive(pid)
         ]
 
     async def _recover(self) -> None:
-        self._find_dead_owners()
+        await self._find_dead_owners()
         # Until a batch comes back short: the follow-up claims of the poll do not
         # look at SUSPENDED workflows, which only a (re)start resumes.
         for _ in range(_MAX_RECOVERY_BATCHES):  # bounded: skipped ones come back
@@ -190,16 +201,16 @@ class Claims:
                 break
         # Queued ones, SUSPENDED ones too, within the queues' limits.
         self._resume_pending = set(self.queues)
-        self._dequeue()
-        self._look_for_starts()
-        self._fire_schedules()
+        await self._dequeue()
+        await self._look_for_starts()
+        await self._fire_schedules()
 
     def room(self) -> int:
         """How many more workflows this worker may take up now (``max_workflows``)."""
         if self.options.max_workflows is None:
             return _CLAIM_BATCH
         with self._room_lock:  # other threads reserve places meanwhile
-            busy = len(self.executions) + self._arriving.total()
+            busy = len(self.executions) + self._arriving.total() + self._claiming
         return max(0, min(_CLAIM_BATCH, self.options.max_workflows - busy))
 
     def reserve(self, workflow_id: str) -> bool:
@@ -215,9 +226,18 @@ class Claims:
         """A queue may have room or work (from any thread): look soon, once."""
         if not self._dequeue_requested:
             self._dequeue_requested = True
-            self.call(self._dequeue)
+            self.call(self._dequeue_soon)
 
-    def _dequeue(self) -> None:
+    def _dequeue_soon(self) -> None:
+        self._background(self._dequeue_now())
+
+    async def _dequeue_now(self) -> None:
+        try:
+            await self._dequeue()
+        except Exception as exc:
+            log.warning("worker %s could not take up queued work: %s", self.worker_id, exc)
+
+    async def _dequeue(self) -> None:
         """Take up the declared queues' work, within their limits: workflows of theirs
         that a dead or expired worker left RUNNING or PAUSED, SUSPENDED ones once after
         this worker started, then waiting ones (see ``EventStore.claim_queued``)."""
@@ -235,18 +255,20 @@ class Claims:
                 return
             resume = queue.name in self._resume_pending
             granted = Moment.now()
+            claim = functools.partial(
+                self.store.claim_queued,
+                self.worker_id,
+                granted.wall,
+                self.options.lease_seconds,
+                queue.limits,
+                names,
+                limit=room,
+                dead_owners=self._dead,
+                resume_suspended=resume,
+                exclude=skipped,
+            )
             try:
-                claims = self.store.claim_queued(
-                    self.worker_id,
-                    granted.wall,
-                    self.options.lease_seconds,
-                    queue.limits,
-                    names,
-                    limit=room,
-                    dead_owners=self._dead,
-                    resume_suspended=resume,
-                    exclude=skipped,
-                )
+                claims, read = await self._claim_off_loop(room, claim)
             except StoreError as exc:
                 if not resume:
                     raise
@@ -259,8 +281,8 @@ class Claims:
                 )
                 continue
             self._resume_pending.discard(queue.name)
-            for claim in claims:  # each holds a slot of the queue until it ends here
-                self._take_up(claim, granted, queued=True)
+            for one, state in zip(claims, read, strict=True):  # each holds a queue slot
+                self._take_up(one, granted, queued=True, read=state)  # until it ends here
 
     def wake_for_start(self, at: float) -> None:
         """A delayed start is due at ``at`` (epoch seconds; from any thread): look for
@@ -280,15 +302,18 @@ class Claims:
     def _start_due(self) -> None:
         self._start_wake, self._start_wake_at = None, math.inf
         self.request_claim()  # claims, then looks at the queues
+        self._background(self._look_for_next_start())
+
+    async def _look_for_next_start(self) -> None:
         try:
-            self._look_for_starts()
+            await self._look_for_starts()
         except Exception as exc:
             log.warning("worker %s could not look for delayed starts: %s", self.worker_id, exc)
 
-    def _look_for_starts(self) -> None:
+    async def _look_for_starts(self) -> None:
         """Arm a wake-up for the next delayed start this worker may run (one started
         by another process, say): one indexed read per poll."""
-        at = self.store.next_start(time.time(), list(self.queues))
+        at = await self.off_loop(self.store.next_start, time.time(), list(self.queues))
         if at is not None:
             self._arm_start_wake(at)
 
@@ -299,15 +324,17 @@ class Claims:
             return
         schedules.store_declared(self.store, self.registry, self.queues, self.clock.now())
 
-    def _fire_schedules(self) -> None:
+    async def _fire_schedules(self) -> None:
         """Start every due tick of every schedule whose workflow this worker runs."""
-        records = self.store.schedules()
+        records = await self.off_loop(self.store.schedules)
         if not records:  # the usual case: no need to load the cron code
             return
         from .schedules import fire_due
 
         now = self.clock.now()
-        created = fire_due(self.store, self.registry, now, self._broken_schedules, records)
+        created = await self.off_loop(
+            fire_due, self.store, self.registry, now, self._broken_schedules, records
+        )
         for item in created:
             log.info("workflow %s started by its schedule", item.id)
             if self.listeners.active:
@@ -322,7 +349,8 @@ class Claims:
         if room <= 0:
             return False  # at max_workflows: a finishing workflow asks for more
         granted = Moment.now()
-        claims = self.store.claim(
+        claim = functools.partial(
+            self.store.claim,
             self.worker_id,
             granted.wall,
             self.options.lease_seconds,
@@ -331,18 +359,40 @@ class Claims:
             limit=room,
             names=self.registry.names(),
         )
+        claims, read = await self._claim_off_loop(room, claim)
         full = len(claims) == room
         if full and again:
             # More may be waiting: come back for them after this batch is adopted,
             # which leaves other workers a chance to take some in between.
             self.request_claim()
-        for claim in claims:
-            self._take_up(claim, granted)
+        for one, state in zip(claims, read, strict=True):
+            self._take_up(one, granted, read=state)
         return full
 
-    def _take_up(self, claim: Claim, granted: Moment, queued: bool = False) -> None:
+    async def _claim_off_loop(
+        self, room: int, claim: Callable[[], list[Claim]]
+    ) -> tuple[list[Claim], list[Read | None]]:
+        """``claim()``, and the state of each workflow it claimed: for a local store on
+        the loop, each read as it is taken up; for a remote one, all off the loop (the
+        places they take held meanwhile)."""
+        if self.store_calls.inline:
+            claims = claim()
+            return claims, [None] * len(claims)
+        with self._room_lock:
+            self._claiming += room
+        try:
+            claims = await self.off_loop(claim)
+            return claims, await self.off_loop(read_claimed, self.store, claims)
+        finally:
+            with self._room_lock:
+                self._claiming -= room
+
+    def _take_up(
+        self, claim: Claim, granted: Moment, queued: bool = False, read: Read | None = None
+    ) -> None:
         """Run a workflow just claimed by a call that began ``granted`` (``queued``: off
-        a queue), unless this worker skipped it lately: then give it back."""
+        a queue), unless this worker skipped it lately: then give it back. ``read``:
+        its state and index row, if already read."""
         stale = self.executions.pop(claim.workflow_id, None)
         if stale is not None:  # it lost its lease and we took it back: start afresh
             stale.lease.lose()
@@ -353,12 +403,17 @@ class Claims:
             return
         if queued:
             self._queued.add(claim.workflow_id)  # (a skip while rebuilding drops it)
-        self._rebuild(claim, self.new_lease(granted))
+        self._rebuild(claim, self.new_lease(granted), read)
 
-    def _rebuild(self, claim: Claim, lease: Lease) -> None:
+    def _rebuild(self, claim: Claim, lease: Lease, read: Read | None = None) -> None:
         try:
-            state = self.load_state(claim.workflow_id)
-            record = self.store.get_workflow(claim.workflow_id)
+            if read is None:
+                state = self.load_state(claim.workflow_id)
+                record = self.store.get_workflow(claim.workflow_id)
+            elif isinstance(read, StoreError):
+                raise read
+            else:
+                state, record = read
             if record is not None and record.last_seq != state.last_seq:
                 raise LogDamaged(
                     claim.workflow_id,
@@ -477,26 +532,8 @@ class Claims:
         self._on_finished(item.workflow_id)
 
     def load_state(self, workflow_id: str) -> WorkflowState:
-        """The committed state: newest valid snapshot plus the tail of the log, checked
-        as it is read (``LogDamaged``, also for events that do not fold)."""
-        state, after = None, 0
-        snapshot = self.store.load_snapshot(workflow_id)
-        if snapshot is not None:
-            state = load_state(snapshot.state, snapshot.checksum)
-            if state is None:
-                log.warning(
-                    "ignoring the corrupt snapshot of %s at seq %d", workflow_id, snapshot.seq
-                )
-            else:
-                after = state.last_seq
-        if state is None:
-            state = new_state(workflow_id)
-        for entry in self.store.read_events(workflow_id, after_seq=after):
-            try:
-                fold(state, entry)
-            except ValueError as exc:
-                raise LogDamaged(workflow_id, entry.seq, str(exc)) from None
-        return state
+        """The committed state (``store_calls.read_state``)."""
+        return read_state(self.store, workflow_id)
 
     async def _poll(self) -> None:
         while True:
@@ -507,7 +544,7 @@ class Claims:
                 self._halt(exc)
                 return
             # Each duty on its own: one that fails must not starve the others.
-            duties = (
+            duties: tuple[Callable[[], Coroutine[Any, Any, None] | None], ...] = (
                 self._find_dead_owners,
                 self._release_pending,
                 self._read_inboxes,
@@ -517,7 +554,9 @@ class Claims:
             )
             for duty in duties:
                 try:
-                    duty()
+                    done = duty()
+                    if done is not None:
+                        await done
                 except Exception as exc:
                     log.warning("worker %s could not poll for work: %s", self.worker_id, exc)
             try:
@@ -525,22 +564,23 @@ class Claims:
             except Exception as exc:
                 log.warning("worker %s could not claim work: %s", self.worker_id, exc)
             try:
-                self._fire_schedules()
+                await self._fire_schedules()
             except Exception as exc:
                 log.warning("worker %s could not read its schedules: %s", self.worker_id, exc)
 
-    def _look_for_unserved(self) -> None:
+    async def _look_for_unserved(self) -> None:
         """Warn (once each) about waiting workflows no running worker can run: their
         code is registered nowhere, or their queue is taken from by none. Every 30 s."""
         now = time.time()
         if now - self._unserved_at < _UNSERVED_EVERY:
             return
         self._unserved_at = now
-        self._unserved.note(self.store.waiting_by_name(), self.store.worker_records(), now)
+        waiting = await self.off_loop(self.store.waiting_by_name)
+        self._unserved.note(waiting, await self.off_loop(self.store.worker_records), now)
 
-    def _read_inboxes(self) -> None:
+    async def _read_inboxes(self) -> None:
         """Signals and cancels other processes left for workflows running here."""
-        for workflow_id in self.store.owned_with_inbox(self.worker_id):
+        for workflow_id in await self.off_loop(self.store.owned_with_inbox, self.worker_id):
             self._poked(workflow_id)
 
     def new_lease(self, granted: Moment) -> Lease:

@@ -2,8 +2,10 @@
 
 Where a step's events are committed: ``AppendCommitter`` writes the appends of the
 worker's workflows from the worker's own event loop: everything that became ready
-in one round of the loop goes into one transaction. ``StartCommitter`` writes the
-workflows being created: ``engine.start`` from user code is written by the calling
+in one round of the loop goes into one transaction (for a store across the network,
+``EventStore.remote``, PostgreSQL: ``RemoteAppendCommitter`` hands each such batch to
+writer threads instead, so that no round trip stalls the loop). ``StartCommitter``
+writes the workflows being created: ``engine.start`` from user code is written by the calling
 threads themselves, taking turns (whoever gets the turn writes every start queued
 so far), and the creates of child workflows by a writer thread, so that the loop
 never waits for them. Either way a commit is shared by as many workflows as are
@@ -17,6 +19,8 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -239,6 +243,9 @@ class AppendCommitter:
         self._batch.append((item, future))
         return future
 
+    def close(self) -> None:
+        """Nothing to stop: the loop wrote everything."""
+
     def _commit(self) -> None:
         self._writing = True
         try:
@@ -277,6 +284,194 @@ class AppendCommitter:
                 _settle(future, None, result)
             else:
                 _settle(future, result, None)
+
+
+def append_committer(store: EventStore, loop: asyncio.AbstractEventLoop) -> AppendCommitter:
+    """The group commit for a worker's appends: on its loop for a local store, on a
+    writer thread for a remote one (``EventStore.remote``)."""
+    if store.remote:
+        return RemoteAppendCommitter(store, loop)
+    return AppendCommitter(store, loop)
+
+
+_Item = Append | Callable[[EventStore], Any]
+#: Writer threads of a remote store's appends: commits of different workflows that
+#: overlap (each holds one of the store's connections while it runs).
+_WRITERS = 4
+#: Seconds a write may take before a spare writer writes what queued behind it.
+_STALLED = 0.005
+_Settled = tuple[asyncio.Future[Any], Any, BaseException | None]
+
+
+class RemoteAppendCommitter(AppendCommitter):
+    """``AppendCommitter`` for a store across the network: the loop never waits on it.
+
+    Batches form on the loop exactly as on the local path (everything queued in one
+    round of the loop), but the callback behind them hands the batch to writer
+    threads and returns. A writer takes every item handed over so far (the appends
+    between two ``call``s in one transaction) except those of a workflow another
+    writer is writing: a workflow's appends commit one after the other, in the
+    order queued. While one write runs, what queues behind it waits for it (one
+    large commit rather than many small ones) unless it takes longer than
+    ``_STALLED``: then a spare writer writes it, so that a commit waiting on the
+    network delays its own workflows and no other. A ``call`` runs alone, once
+    everything queued before it is written, and before anything queued after it.
+    Each writer gives the loop all outcomes of its write in one callback: every
+    caller is released only after its commit.
+    """
+
+    def __init__(
+        self, store: EventStore, loop: asyncio.AbstractEventLoop, writers: int | None = None
+    ) -> None:
+        super().__init__(store, loop)
+        self._cond = threading.Condition()
+        self._handed: list[tuple[_Item, asyncio.Future[Any]]] = []  # under _cond, in order
+        self._writing_ids: Counter[str] = Counter()  # workflows being written (under _cond)
+        self._active = 0  # writers writing (under _cond)
+        self._last_began = 0.0  # when the newest of their writes began (under _cond)
+        self._in_flight = 0  # items handed over and not settled yet (loop thread)
+        self._closing = False
+        self._threads = [
+            threading.Thread(target=self._run, name=f"duralog-appender-{n}", daemon=True)
+            for n in range(writers or _WRITERS)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def busy(self) -> bool:
+        """Whether writes are queued or being written."""
+        return bool(self._batch) or self._in_flight > 0
+
+    def _commit(self) -> None:
+        batch, self._batch = self._batch, []
+        with self._cond:
+            if self._closing or not any(t.is_alive() for t in self._threads):
+                error = StoreError(_CLOSED if self._closing else "the appender threads stopped")
+                for _, future in batch:
+                    _settle(future, None, error)
+                return
+            self._handed.extend(batch)
+            self._cond.notify()
+        self._in_flight += len(batch)
+
+    def _take(self) -> list[tuple[_Item, asyncio.Future[Any]]]:
+        """The items a free writer may write now, in order (under ``_cond``)."""
+        taken: list[tuple[_Item, asyncio.Future[Any]]] = []
+        kept: list[tuple[_Item, asyncio.Future[Any]]] = []
+        held = set(self._writing_ids)  # workflows whose earlier appends are being written
+        for n, entry in enumerate(self._handed):
+            item = entry[0]
+            if not isinstance(item, Append):  # a call: alone, after all before it
+                if not taken and not kept and self._active == 0:
+                    taken.append(entry)
+                    kept.extend(self._handed[n + 1 :])
+                else:
+                    kept.extend(self._handed[n:])
+                break
+            if item.workflow_id in held:
+                kept.append(entry)
+            else:
+                taken.append(entry)
+        self._handed = kept
+        return taken
+
+    def _wait_for_work(self) -> list[tuple[_Item, asyncio.Future[Any]]]:
+        """The next items this writer writes; [] once closing with nothing left (under
+        ``_cond``). While others write, a spare writer joins in only once the newest of
+        their writes has taken ``_STALLED`` seconds: quick commits stay few and large
+        (one writer, group commit), and a write that waits on the network holds up
+        the workflows it writes, not the ones queued behind it."""
+        while True:
+            wait: float | None = None
+            if self._handed:
+                if self._active:
+                    wait = self._last_began + _STALLED - time.monotonic()
+                if wait is None or wait <= 0:
+                    batch = self._take()
+                    if batch:
+                        return batch
+                    wait = None  # all held back: a write that ends says so
+            elif self._closing and self._active == 0:
+                return []
+            self._cond.wait(wait)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                batch = self._wait_for_work()
+                if not batch:
+                    self._cond.notify_all()  # the other writers stop too
+                    return
+                ids = [item.workflow_id for item, _ in batch if isinstance(item, Append)]
+                self._writing_ids.update(ids)
+                self._active += 1
+                self._last_began = time.monotonic()
+            try:
+                settled = self._write_all(batch)
+            except BaseException:  # Ctrl-C in the thread: nobody may wait forever
+                error = StoreError("the write was interrupted; it may not be written")
+                settled = [(future, None, error) for _, future in batch]
+                raise
+            finally:
+                with self._cond:
+                    self._writing_ids.subtract(ids)
+                    for workflow_id in ids:
+                        if self._writing_ids[workflow_id] <= 0:
+                            del self._writing_ids[workflow_id]
+                    self._active -= 1
+                    self._cond.notify_all()  # items held back for these may go now
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                    self._loop.call_soon_threadsafe(self._release, settled)
+
+    def _write_all(self, batch: list[tuple[_Item, asyncio.Future[Any]]]) -> list[_Settled]:
+        """Write ``batch`` in order (on a writer thread); the outcome of each item."""
+        settled: list[_Settled] = []
+        appends: list[tuple[Append, asyncio.Future[Any]]] = []
+        for item, future in batch:
+            if isinstance(item, Append):
+                appends.append((item, future))
+                continue
+            self._write_remote(appends, settled)
+            appends = []
+            try:
+                settled.append((future, item(self._store), None))
+            except Exception as exc:
+                settled.append((future, None, exc))
+        self._write_remote(appends, settled)
+        return settled
+
+    def _write_remote(
+        self, appends: list[tuple[Append, asyncio.Future[Any]]], settled: list[_Settled]
+    ) -> None:
+        if not appends:
+            return
+        try:
+            results = self._store.append([item for item, _ in appends])
+            if len(results) != len(appends):
+                raise StoreError(f"the store answered {len(results)} of {len(appends)} writes")
+        except Exception as exc:  # the transaction failed: every caller hears why
+            settled.extend((future, None, exc) for _, future in appends)
+            return
+        for (_, future), result in zip(appends, results, strict=True):
+            if isinstance(result, LogDamaged):  # that workflow's log refused it, no other
+                settled.append((future, None, result))
+            else:
+                settled.append((future, result, None))
+
+    def _release(self, settled: list[_Settled]) -> None:
+        """Release the callers of a write (on the loop)."""
+        self._in_flight -= len(settled)
+        for future, result, error in settled:
+            _settle(future, result, error)
+
+    def close(self) -> None:
+        """Write what was handed over, then stop the writer threads."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -37,7 +37,7 @@ from duralog.store.events import LogEntry
 from .attempts import StepAttempts
 from .claims import Claims
 from .clock import Clock, SystemClock
-from .committer import AppendCommitter, StartCommitter
+from .committer import StartCommitter, append_committer
 from .execution import Execution
 from .hooks import Listeners
 from .host import RealSources, RunningWorkflow
@@ -79,7 +79,7 @@ class Worker(Claims):
             clock=clock or SystemClock(),
             queues=queues if queues is not None else {},
             listeners=listeners if listeners is not None else Listeners(),
-            appends=AppendCommitter(store, loop),
+            appends=append_committer(store, loop),
             on_finished=on_finished,
         )
         self.starts = starts
@@ -152,6 +152,8 @@ class Worker(Claims):
             return
         if not self._thread.is_alive():  # it never started (or its loop died)
             self._stopped = True
+            self.appends.close()
+            self.store_calls.close()
             self.loop.close()
             self.threads.close()
             self.guard_threads.close()
@@ -162,6 +164,8 @@ class Worker(Claims):
         asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
+        self.appends.close()
+        self.store_calls.close()
         self.loop.close()
         self.threads.close()
         self.guard_threads.close()
@@ -187,6 +191,9 @@ class Worker(Claims):
                     log.warning("could not commit the tail of %s: %s", execution.workflow_id, exc)
         self.executions.clear()
         await asyncio.sleep(0)
+        # A claim cancelled above may still run on a store thread: let it end, so that
+        # unregistering (below) releases what it took.
+        self.store_calls.close()
         try:
             self.store.check()
         except StoreError:
@@ -330,7 +337,7 @@ class Worker(Claims):
         while True:
             await asyncio.sleep(self.options.lease_seconds / 3)
             try:
-                self.renew()
+                await self._renew_off_loop()
             except Exception as exc:
                 log.warning("worker %s could not renew its leases: %s", self.worker_id, exc)
 
@@ -342,7 +349,20 @@ class Worker(Claims):
         it can no longer be sure of its lease."""
         at = Moment.now()
         held = set(self.store.renew_leases(self.worker_id, self.options.lease_seconds))
-        for workflow_id, execution in list(self.executions.items()):
+        self._renewed(at, held, list(self.executions.items()))
+
+    async def _renew_off_loop(self) -> None:
+        """``renew``, its store call off the loop for a remote store."""
+        at = Moment.now()
+        running = list(self.executions.items())  # (one adopted meanwhile: a newer lease)
+        renew = self.store.renew_leases
+        held = set(await self.off_loop(renew, self.worker_id, self.options.lease_seconds))
+        self._renewed(at, held, running)
+
+    def _renewed(self, at: Moment, held: set[str], running: list[tuple[str, Execution]]) -> None:
+        for workflow_id, execution in running:
+            if self.executions.get(workflow_id) is not execution:
+                continue  # gone while the store renewed
             if workflow_id in held:
                 execution.lease.renewed(at)
             elif not (execution.closed or execution.sealed):

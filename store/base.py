@@ -97,6 +97,11 @@ class LogStore(Protocol):
     #: workflows and its handles encode and decode payloads with it.
     payload_codec: PayloadCodec | None
 
+    #: Whether every call is a round trip across the network (PostgreSQL): a worker
+    #: then makes its calls off its event loop, so that a slow one stalls no other
+    #: workflow. False for a local file (SQLite), written from the loop itself.
+    remote: bool
+
     def create_workflows(self, items: Sequence[NewWorkflow]) -> list[int | None]:
         """Create each workflow with its first event, in one transaction.
 

@@ -81,6 +81,7 @@ class PostgresStore(SQLStore):
     """
 
     CLOCK = SERVER_NOW
+    remote = True  # every call is a round trip: workers make theirs off their loop
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
     LOCK_ROWS = " FOR UPDATE"
     GREATEST = "GREATEST"

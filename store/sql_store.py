@@ -27,6 +27,9 @@ class SQLStore(SQLLog, SQLListing, SQLLeases, SQLScheduling, SQLHeartbeats):
     """An ``EventStore`` on a SQL database; subclass it per dialect (see the module
     docstring and ``store/sql_base.py``)."""
 
+    #: See ``EventStore.remote`` (a dialect across the network says True).
+    remote: bool = False
+
     def append(self, batch: Sequence[Append]) -> list[Appended]:
         """See ``EventStore.append``."""
         raise NotImplementedError
