@@ -98,6 +98,51 @@ class StepAttempts:
             stream.succeeded()  # its closes, which a failed attempt never makes
         return value
 
+    def run_now(
+        self,
+        execution: AttemptOwner,
+        step: Step[Any, Any],
+        seq: int,
+        attempt: int,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        control: AttemptControl,
+    ) -> Any:
+        """``run`` for an inline sync step with no guard and no timeout (``now_runs``):
+        the attempt, right here, without a coroutine or a future."""
+        context = contextvars.copy_context()
+        state = execution.state
+        info = StepInfo(
+            execution.workflow_id,
+            step.name,
+            seq,
+            attempt,
+            state.name,
+            state.run_id,
+            execution.lease,
+            control,
+        )
+        context.run(_enter, info, self._host.resources)
+        try:
+            value = context.run(step.fn, *args, **kwargs)
+        finally:
+            stream = control.end_streams()  # what the attempt writes after this is refused
+        if stream is not None:
+            stream.succeeded()
+        return value
+
+    def now_runs(self, step: Step[Any, Any]) -> bool:
+        """Whether an attempt of ``step`` can be ``run_now``: inline, sync, unguarded and
+        untimed."""
+        if not step.inline or step.is_async or step.timeout is not None:
+            return False
+        if step.heartbeat_timeout is not None:
+            return False
+        guards = self._guards.get(step)
+        if guards is None:
+            guards = self._guards[step] = hooks.guards_of(step, self._host.registry)
+        return not guards
+
     async def _guarded(
         self,
         guards: tuple[hooks.AttemptGuard, ...],

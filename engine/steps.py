@@ -134,9 +134,11 @@ class StepLoop(LogTail):
                 control = self._control(step, seq, attempt, details, started)
                 failure: BaseException | None = None
                 try:
-                    value = await self.host.attempts.run(
-                        self, step, seq, attempt, args, kwargs, control
-                    )
+                    attempts = self.host.attempts
+                    if attempts.now_runs(step):
+                        value = attempts.run_now(self, step, seq, attempt, args, kwargs, control)
+                    else:
+                        value = await attempts.run(self, step, seq, attempt, args, kwargs, control)
                     self.attempts.pop(seq, None)
                 except asyncio.CancelledError as exc:
                     self.attempts.pop(seq, None)
