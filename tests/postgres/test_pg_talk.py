@@ -70,6 +70,9 @@ def test_queries_on_postgres(postgres_url: str) -> None:
 def test_updates_on_postgres(postgres_url: str) -> None:
     with duralog.Engine(postgres_url, poll_interval=0.05) as engine:
         handle = engine.start(APP.counter, [1], id="pg-u")
+        # Its body adds 1 with a step: an update handled before that step ends would race
+        # it (``total += await add(x)`` in both), so the update comes once it is added.
+        wait_for(lambda: handle.query("total") == 1)
         assert handle.update("more", 2, timeout=PATIENCE) == 3
         before = snapshot(postgres_url, "pg-u")
         try:
