@@ -10,6 +10,7 @@ PostgreSQL).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -99,6 +100,23 @@ def workers(postgres_url: str, tmp_path: Path) -> Iterator[Spawn]:
         process.communicate(timeout=30)
 
 
+def stacks(processes: dict[int, subprocess.Popen[str]], gone: set[int], logs: Path) -> str:
+    """The stacks of every live worker's threads (they dump them on SIGUSR1, into their
+    logs) and the end of each log: what a stuck run needs to be understood."""
+    live = {pid: p for pid, p in processes.items() if pid not in gone and p.poll() is None}
+    for process in live.values():
+        process.send_signal(signal.SIGUSR1)
+    for pid in live:
+        log = logs / f"worker-{pid}.log"
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda log=log: "most recent call first" in log.read_text(), timeout=10)
+    return "\n".join(
+        f"--- worker {pid} (gone: {pid in gone}):\n{log.read_text()[-8000:]}"
+        for pid in processes
+        if (log := logs / f"worker-{pid}.log").exists()
+    )
+
+
 def stop(process: subprocess.Popen[str], log: Path) -> int:
     """Wait for a worker that was sent SIGTERM; fail with the end of its log if it hangs."""
     try:
@@ -120,7 +138,10 @@ def test_killed_and_frozen_workers_leave_every_history_whole(
         """Send ``sig`` to the worker that wrote the latest step, once ``after_lines``
         more steps ran: a worker caught in the middle of its work."""
         target = len(ledger.lines()) + after_lines
-        wait_for(lambda: len(ledger.lines()) >= target, what=f"{after_lines} more steps")
+        try:
+            wait_for(lambda: len(ledger.lines()) >= target, what=f"{after_lines} more steps")
+        except AssertionError as exc:  # stuck: say where every live worker is
+            pytest.fail(f"{exc}\n{stacks(processes, gone, tmp_path)}")
         wait_for(lambda: ledger.last_pid(gone) is not None, what="a step by a live worker")
         pid = ledger.last_pid(gone)
         assert pid is not None
