@@ -21,26 +21,9 @@ import tempfile
 import threading
 import time
 
+from duralog_adapter import sequential  # (this folder: W2's workflow of no-op steps)
+
 import duralog
-
-
-@duralog.step(name="bench_start_latency.noop")
-def noop(i: int) -> int:
-    return i
-
-
-@duralog.step(name="bench_start_latency.noop_inline", inline=True)
-def noop_inline(i: int) -> int:
-    return i
-
-
-@duralog.workflow(name="bench_start_latency.sequential")
-async def sequential(n: int, inline: bool = False) -> int:
-    step = noop_inline if inline else noop
-    total = 0
-    for i in range(n):
-        total += await step(i)
-    return total
 
 
 def run(seconds: float, inline: bool, durability: str) -> tuple[list[float], float]:

@@ -71,12 +71,7 @@ class StepAttempts:
 
         The step's guards (``hooks.py``: injected resources, a circuit breaker) run
         around the attempt; most steps have none."""
-        context = contextvars.copy_context()
-        state, lease = execution.state, execution.lease
-        info = StepInfo(
-            execution.workflow_id, step.name, seq, attempt, state.name, state.run_id, lease, control
-        )
-        context.run(_enter, info, self._host.resources)
+        context, info = self._context(execution, step, seq, attempt, control)
         guards = self._guards.get(step)
         if guards is None:
             guards = self._guards[step] = hooks.guards_of(step, self._host.registry)
@@ -110,6 +105,24 @@ class StepAttempts:
     ) -> Any:
         """``run`` for an inline sync step with no guard and no timeout (``now_runs``):
         the attempt, right here, without a coroutine or a future."""
+        context, _ = self._context(execution, step, seq, attempt, control)
+        try:
+            value = context.run(step.fn, *args, **kwargs)
+        finally:
+            stream = control.end_streams()  # what the attempt writes after this is refused
+        if stream is not None:
+            stream.succeeded()
+        return value
+
+    def _context(
+        self,
+        execution: AttemptOwner,
+        step: Step[Any, Any],
+        seq: int,
+        attempt: int,
+        control: AttemptControl,
+    ) -> tuple[contextvars.Context, StepInfo]:
+        """The attempt's own context, holding what ``duralog.step_info()`` returns."""
         context = contextvars.copy_context()
         state = execution.state
         info = StepInfo(
@@ -123,13 +136,7 @@ class StepAttempts:
             control,
         )
         context.run(_enter, info, self._host.resources)
-        try:
-            value = context.run(step.fn, *args, **kwargs)
-        finally:
-            stream = control.end_streams()  # what the attempt writes after this is refused
-        if stream is not None:
-            stream.succeeded()
-        return value
+        return context, info
 
     def now_runs(self, step: Step[Any, Any]) -> bool:
         """Whether an attempt of ``step`` can be ``run_now``: inline, sync, unguarded and

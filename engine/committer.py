@@ -269,21 +269,8 @@ class AppendCommitter:
         self._write(appends)
 
     def _write(self, appends: list[tuple[Append, asyncio.Future[Any]]]) -> None:
-        if not appends:
-            return
-        try:
-            results = self._store.append([item for item, _ in appends])
-            if len(results) != len(appends):
-                raise StoreError(f"the store answered {len(results)} of {len(appends)} writes")
-        except Exception as exc:  # the transaction failed: every caller hears why
-            for _, future in appends:
-                _settle(future, None, exc)
-            return
-        for (_, future), result in zip(appends, results, strict=True):
-            if isinstance(result, LogDamaged):  # that workflow's log refused it, no other
-                _settle(future, None, result)
-            else:
-                _settle(future, result, None)
+        for future, result, error in _appended(self._store, appends):
+            _settle(future, result, error)
 
 
 def append_committer(store: EventStore, loop: asyncio.AbstractEventLoop) -> AppendCommitter:
@@ -444,20 +431,7 @@ class RemoteAppendCommitter(AppendCommitter):
     def _write_remote(
         self, appends: list[tuple[Append, asyncio.Future[Any]]], settled: list[_Settled]
     ) -> None:
-        if not appends:
-            return
-        try:
-            results = self._store.append([item for item, _ in appends])
-            if len(results) != len(appends):
-                raise StoreError(f"the store answered {len(results)} of {len(appends)} writes")
-        except Exception as exc:  # the transaction failed: every caller hears why
-            settled.extend((future, None, exc) for _, future in appends)
-            return
-        for (_, future), result in zip(appends, results, strict=True):
-            if isinstance(result, LogDamaged):  # that workflow's log refused it, no other
-                settled.append((future, None, result))
-            else:
-                settled.append((future, result, None))
+        settled.extend(_appended(self._store, appends))
 
     def _release(self, settled: list[_Settled]) -> None:
         """Release the callers of a write (on the loop)."""
@@ -472,6 +446,25 @@ class RemoteAppendCommitter(AppendCommitter):
             self._cond.notify_all()
         for thread in self._threads:
             thread.join()
+
+
+def _appended(
+    store: EventStore, appends: list[tuple[Append, asyncio.Future[Any]]]
+) -> list[_Settled]:
+    """Append the batch in one transaction: each caller's future with its outcome (a
+    failed transaction fails them all; a damaged log fails its own item only)."""
+    if not appends:
+        return []
+    try:
+        results = store.append([item for item, _ in appends])
+        if len(results) != len(appends):
+            raise StoreError(f"the store answered {len(results)} of {len(appends)} writes")
+    except Exception as exc:  # the transaction failed: every caller hears why
+        return [(future, None, exc) for _, future in appends]
+    return [
+        (future, None, result) if isinstance(result, LogDamaged) else (future, result, None)
+        for (_, future), result in zip(appends, results, strict=True)
+    ]
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
