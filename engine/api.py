@@ -191,7 +191,12 @@ def on_update(
     gets the payload (typed by its annotation; no argument when the payload is None
     and it takes none) and runs as a task of the workflow: it may call steps, sleep
     and wait, and what it returns is the answer. An error it raises is the sender's
-    ``UpdateFailed``; the workflow goes on.
+    ``UpdateFailed``; the workflow goes on. The handler runs concurrently with the
+    workflow's body: state both change across an ``await`` needs care, as in any
+    asyncio code (``total += await add(x)`` in both reads ``total`` before the step
+    and writes it after, so one of the two additions can be lost). Change it after
+    the await (``added = await add(x); total += added``), or guard it with an
+    ``asyncio.Lock``. Replay repeats whatever interleaving the log recorded.
 
     ``validator`` (a plain function, same argument) raises to reject the update. It
     runs in the sender's process before anything is sent, so a rejected update
