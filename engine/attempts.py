@@ -72,9 +72,7 @@ class StepAttempts:
         The step's guards (``hooks.py``: injected resources, a circuit breaker) run
         around the attempt; most steps have none."""
         context, info = self._context(execution, step, seq, attempt, control)
-        guards = self._guards.get(step)
-        if guards is None:
-            guards = self._guards[step] = hooks.guards_of(step, self._host.registry)
+        guards = self._guards_of(step)
         try:
             if guards:
                 value = await self._guarded(guards, execution, step, info, context, args, kwargs)
@@ -145,10 +143,14 @@ class StepAttempts:
             return False
         if step.heartbeat_timeout is not None:
             return False
+        return not self._guards_of(step)
+
+    def _guards_of(self, step: Step[Any, Any]) -> tuple[hooks.AttemptGuard, ...]:
+        """The step's guards, looked up once per step definition."""
         guards = self._guards.get(step)
         if guards is None:
             guards = self._guards[step] = hooks.guards_of(step, self._host.registry)
-        return not guards
+        return guards
 
     async def _guarded(
         self,

@@ -255,21 +255,7 @@ class AppendCommitter:
 
     def _commit_batch(self) -> None:
         batch, self._batch = self._batch, []
-        appends: list[tuple[Append, asyncio.Future[Any]]] = []
-        for item, future in batch:
-            if isinstance(item, Append):
-                appends.append((item, future))
-                continue
-            self._write(appends)
-            appends = []
-            try:
-                _settle(future, item(self._store), None)
-            except Exception as exc:
-                _settle(future, None, exc)
-        self._write(appends)
-
-    def _write(self, appends: list[tuple[Append, asyncio.Future[Any]]]) -> None:
-        for future, result, error in _appended(self._store, appends):
+        for future, result, error in _written(self._store, batch):
             _settle(future, result, error)
 
 
@@ -395,7 +381,7 @@ class RemoteAppendCommitter(AppendCommitter):
                 self._active += 1
                 self._last_began = time.monotonic()
             try:
-                settled = self._write_all(batch)
+                settled = _written(self._store, batch)
             except BaseException:  # Ctrl-C in the thread: nobody may wait forever
                 error = StoreError("the write was interrupted; it may not be written")
                 settled = [(future, None, error) for _, future in batch]
@@ -411,28 +397,6 @@ class RemoteAppendCommitter(AppendCommitter):
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
                     self._loop.call_soon_threadsafe(self._release, settled)
 
-    def _write_all(self, batch: list[tuple[_Item, asyncio.Future[Any]]]) -> list[_Settled]:
-        """Write ``batch`` in order (on a writer thread); the outcome of each item."""
-        settled: list[_Settled] = []
-        appends: list[tuple[Append, asyncio.Future[Any]]] = []
-        for item, future in batch:
-            if isinstance(item, Append):
-                appends.append((item, future))
-                continue
-            self._write_remote(appends, settled)
-            appends = []
-            try:
-                settled.append((future, item(self._store), None))
-            except Exception as exc:
-                settled.append((future, None, exc))
-        self._write_remote(appends, settled)
-        return settled
-
-    def _write_remote(
-        self, appends: list[tuple[Append, asyncio.Future[Any]]], settled: list[_Settled]
-    ) -> None:
-        settled.extend(_appended(self._store, appends))
-
     def _release(self, settled: list[_Settled]) -> None:
         """Release the callers of a write (on the loop)."""
         self._in_flight -= len(settled)
@@ -446,6 +410,26 @@ class RemoteAppendCommitter(AppendCommitter):
             self._cond.notify_all()
         for thread in self._threads:
             thread.join()
+
+
+def _written(
+    store: EventStore, batch: list[tuple[Append | Callable[[EventStore], Any], asyncio.Future[Any]]]
+) -> list[_Settled]:
+    """Write ``batch`` in order: the appends between two calls in one transaction, each
+    call ``fn(store)`` on its own; the outcome of each item, for its future."""
+    settled: list[_Settled] = []
+    appends: list[tuple[Append, asyncio.Future[Any]]] = []
+    for item, future in batch:
+        if isinstance(item, Append):
+            appends.append((item, future))
+            continue
+        settled += _appended(store, appends)
+        appends = []
+        try:
+            settled.append((future, item(store), None))
+        except Exception as exc:
+            settled.append((future, None, exc))
+    return settled + _appended(store, appends)
 
 
 def _appended(

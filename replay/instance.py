@@ -151,10 +151,7 @@ class WorkflowInstance:
     def grace_from(self) -> float | None:
         """The workflow time from which a cleanup grace period counts, while one runs
         (``RunEnding.grace_from``); None otherwise."""
-        ending = self.ending
-        if ending.pending is None and not ending.timed_out:
-            return None  # (RunEnding.grace_from's usual answer, asked after every activation)
-        return ending.grace_from()
+        return self.ending.grace_from()
 
     @property
     def _state(self) -> WorkflowState:
@@ -185,7 +182,6 @@ class WorkflowInstance:
                 self._start(state)
             inputs, seen, on_input = state.inputs, self._inputs_seen, self.on_input
             deliver, count = self.waits.deliver, len(inputs)
-            run_until_idle, calls, ending = loop.run_until_idle, self._calls, self.ending
             while seen < count and decisions.divergence is None and not decisions.finished:
                 item = inputs[seen]
                 self._inputs_seen = seen = seen + 1
@@ -199,12 +195,7 @@ class WorkflowInstance:
                         decisions.report_unmatched(self._waiting_at)
                 else:
                     self._deliver(kind, item.ref)
-                run_until_idle()  # self._run(), inlined
-                if calls.waiting:
-                    calls.forget_started()
-                task = ending.task
-                if task is not None and (ending.pending is not None or task.done()):
-                    ending.after_turn()
+                self._run()
             if seen == count and decisions.made < len(state.decisions):
                 decisions.report_unmatched(self._waiting_at)
         finally:
@@ -239,8 +230,7 @@ class WorkflowInstance:
 
     def step_of(self, seq: int) -> Step[Any, Any] | None:
         """The step definition the code called at ``seq``, while it is unresolved."""
-        found = self.waits.steps.get(seq)  # (self.waits.step_of(seq): once per step run)
-        return found[0] if found else None
+        return self.waits.step_of(seq)
 
     def child_of(self, seq: int) -> Workflow[Any, Any] | None:
         """The child workflow the code started at ``seq``, while it is unresolved."""
@@ -285,15 +275,10 @@ class WorkflowInstance:
         self.ending.task = self._task
         self._run()
 
-    def _run(self) -> None:  # (inlined in feed: keep the two alike)
+    def _run(self) -> None:
         self.loop.run_until_idle()
-        if self._calls.waiting:
-            self._calls.forget_started()
-        ending = self.ending
-        task = ending.task
-        # ending.after_turn() has nothing to do while the code runs and no ending waits.
-        if task is not None and (ending.pending is not None or task.done()):
-            ending.after_turn()
+        self._calls.forget_started()
+        self.ending.after_turn()
 
     def _deliver(self, kind: str, ref: int) -> None:
         state = self._state
@@ -335,9 +320,7 @@ class WorkflowInstance:
     ) -> asyncio.Future[Any]:
         scheduled = functools.partial(self._step_scheduled, step, args, kwargs)
         seq, _ = self.decisions.decide("StepScheduled", step.name, scheduled)
-        future: asyncio.Future[Any] = asyncio.Future(loop=self.loop)
-        self.waits.steps[seq] = (step, future)  # self.waits.add_step(seq, step), inlined
-        return future
+        return self.waits.add_step(seq, step)
 
     def _step_scheduled(
         self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]

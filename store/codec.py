@@ -56,12 +56,8 @@ _any_decoder = msgspec.json.Decoder()
 _PREFIX = PREFIX.encode()
 
 
-_SEALED = b'"' + _PREFIX  # how a sealed payload (a JSON string) starts
-_SEALED_LEN = len(_SEALED)
-
-
 def _wrap(plain: bytes, payload_codec: PayloadCodec | None) -> msgspec.Raw:
-    return msgspec.Raw(wrap(plain, payload_codec))
+    return msgspec.Raw(plain if payload_codec is None else wrap(plain, payload_codec))
 
 
 def _unwrap(
@@ -85,8 +81,6 @@ def encode(value: Any, payload_codec: PayloadCodec | None = None) -> msgspec.Raw
     if value is None:
         return NULL
     try:
-        if payload_codec is None:
-            return msgspec.Raw(_encoder.encode(value))
         return _wrap(_encoder.encode(value), payload_codec)
     except (TypeError, ValueError, OverflowError) as exc:
         raise PayloadError(
@@ -137,13 +131,8 @@ def decode(
     payload: msgspec.Raw | bytes, tp: Any = Any, *, payload_codec: PayloadCodec | None = None
 ) -> Any:
     """Decode one payload, typed when ``tp`` is given; raises ``PayloadError``."""
-    decoder = _any_decoder.decode if tp is Any else decoder_for(tp)
-    # ``_unwrap``, inlined: every step's arguments and result come this way.
-    head = payload[:_SEALED_LEN] if type(payload) is bytes else memoryview(payload)[:_SEALED_LEN]
-    if head == _SEALED:
-        payload = unwrap(bytes(payload), payload_codec)
     try:
-        return decoder(payload)
+        return decoder_for(tp)(_unwrap(payload, payload_codec))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise PayloadError(
             f"cannot decode payload as {_type_name(tp)}: {without_values(exc)}"

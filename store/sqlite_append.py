@@ -129,19 +129,7 @@ def _append_together(
     ended: list[End] = []
     for i, previous in group:
         item, r = batch[i], rows[i]
-        first = r[0][1]
-        updates.append(
-            (
-                r[-1][1],
-                r[-1][3],
-                item.wake_at,
-                item.workflow_id,
-                item.fence,
-                first - 1,
-                *_TERMINAL_STATUSES,
-                previous,
-            )
-        )
+        updates.append(_guard(item, r, previous))
         linked = chain(r, previous)
         chained += linked
         ended.append((item.workflow_id, item.fence, linked[-1][1], linked[-1][5]))
@@ -243,20 +231,21 @@ def _guarded_update(conn: sqlite3.Connection, item: Append, rows: list[Row], pre
     the event the append continues (there, with checksum ``previous``) all agree:
     the checks and the update in one statement. Leaving status out of the SET also
     spares SQLite rewriting the two indexes that hold it."""
-    cursor = conn.execute(
-        _GUARDED_UPDATE,
-        (
-            rows[-1][1],
-            rows[-1][3],
-            item.wake_at,
-            item.workflow_id,
-            item.fence,
-            rows[0][1] - 1,
-            *_TERMINAL_STATUSES,
-            previous,
-        ),
+    return conn.execute(_GUARDED_UPDATE, _guard(item, rows, previous)).rowcount == 1
+
+
+def _guard(item: Append, rows: list[Row], previous: str) -> tuple[object, ...]:
+    """The parameters of ``_GUARDED_UPDATE`` for appending ``rows`` on ``previous``."""
+    return (
+        rows[-1][1],
+        rows[-1][3],
+        item.wake_at,
+        item.workflow_id,
+        item.fence,
+        rows[0][1] - 1,
+        *_TERMINAL_STATUSES,
+        previous,
     )
-    return cursor.rowcount == 1
 
 
 _TERMINAL_STATUSES = tuple(s.value for s in WorkflowStatus if s.is_terminal)
