@@ -72,6 +72,7 @@ def workers(postgres_url: str, tmp_path: Path) -> Iterator[Spawn]:
     env = {
         **os.environ,
         "PG_WORKERS_LEDGER": str(tmp_path / "ledger"),
+        "PG_WORKERS_BUDGET": str(tmp_path / "budget"),
         "QUEUES_LEDGER": str(tmp_path / "queue-ledger"),
     }
 
@@ -131,13 +132,19 @@ def test_killed_and_frozen_workers_leave_every_history_whole(
     postgres_url: str, tmp_path: Path, workers: Spawn
 ) -> None:
     ledger = Ledger(tmp_path / "ledger")
+    # Steps run only while the ledger holds fewer lines than the budget: a test thread
+    # slowed by a busy machine cannot find the work all done before its last hit.
+    budget = tmp_path / "budget"
+    budget.write_text("0")
     processes = {p.pid: p for p in (workers() for _ in range(4))}  # they migrate the log at once
     gone: set[int] = set()
 
     def hit(sig: signal.Signals, after_lines: int) -> int:
         """Send ``sig`` to the worker that wrote the latest step, once ``after_lines``
-        more steps ran: a worker caught in the middle of its work."""
+        more steps ran: a worker caught in the middle of its work (the next steps
+        wait for more budget)."""
         target = len(ledger.lines()) + after_lines
+        budget.write_text(str(target))
         try:
             wait_for(lambda: len(ledger.lines()) >= target, what=f"{after_lines} more steps")
         except AssertionError as exc:  # stuck: say where every live worker is
@@ -159,6 +166,7 @@ def test_killed_and_frozen_workers_leave_every_history_whole(
         frozen = hit(signal.SIGSTOP, after_lines=30)
         hit(signal.SIGKILL, after_lines=30)
         late = workers()  # another machine joins
+        budget.unlink()  # the rest of the work, at full speed
         processes[late.pid] = late
         for handle in handles:
             try:
