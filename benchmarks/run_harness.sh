@@ -3,6 +3,7 @@
 # usage: bash benchmarks/run_harness.sh [limit] [plain] [sqlitelog] [duralog] [duralog-inline] [dbos] [temporal]
 # (default: limit plain sqlitelog duralog duralog-inline; the peers need `bash $BENCH/setup.sh` first)
 # env: BENCH=../shared/bench (next to this repository)  PY=.venv/bin/python  RUNS=3  PEER_RUNS=1
+#      PEER_W3_RUNS=$PEER_RUNS (Temporal's W3 alone takes minutes a run)
 #      DBOS_PY=/tmp/benchlab/venv-dbos/bin/python  TEMPORAL_PY=/tmp/benchlab/venv-temporal/bin/python
 #      OUT=/tmp/benchlab/results/duralog.jsonl  LOG=/tmp/benchlab/results/duralog-stderr.log
 #      WORK=/tmp/benchlab/work  N1=1000 M=500 K=10 N3=2000  TIMEOUT=300 (seconds per run)
@@ -16,6 +17,7 @@ OUT=${OUT:-/tmp/benchlab/results/duralog.jsonl}; LOG=${LOG:-/tmp/benchlab/result
 WORK=${WORK:-/tmp/benchlab/work}
 N1=${N1:-1000}; M=${M:-500}; K=${K:-10}; N3=${N3:-2000}; TIMEOUT=${TIMEOUT:-300}
 PEER_RUNS=${PEER_RUNS:-1}
+PEER_W3_RUNS=${PEER_W3_RUNS:-$PEER_RUNS}
 DBOS_PY=${DBOS_PY:-/tmp/benchlab/venv-dbos/bin/python}
 TEMPORAL_PY=${TEMPORAL_PY:-/tmp/benchlab/venv-temporal/bin/python}
 mkdir -p "$(dirname "$OUT")" "$WORK"
@@ -23,7 +25,7 @@ export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"
 cd "$BENCH"
 rep() { local label=$1; shift; echo "== $label" >&2; "$PY" repeat.py --runs "$RUNS" --label "$label" --out "$OUT" --log "$LOG" -- timeout "$TIMEOUT" "$@" >/dev/null; }
 # The peers are slow (Temporal W2 takes minutes per run): PEER_RUNS runs each, a longer timeout.
-peer() { local label=$1; shift; echo "== $label" >&2; "$PY" repeat.py --runs "$PEER_RUNS" --label "$label" --out "$OUT" --log "$LOG" -- timeout 900 "$@" >/dev/null; }
+peer() { local label=$1; shift; echo "== $label" >&2; "$PY" repeat.py --runs "${RUNS_OF_PEER:-$PEER_RUNS}" --label "$label" --out "$OUT" --log "$LOG" -- timeout 900 "$@" >/dev/null; }
 H=(harness.py --workdir "$WORK")
 for s in ${*:-limit plain sqlitelog duralog duralog-inline}; do case $s in
 limit)
@@ -57,6 +59,6 @@ temporal)
   peer temporal-act-w1  "$TEMPORAL_PY" "${H[@]}" --adapter temporal_adapter w1 --n "$N1"
   peer temporal-local-w1 "$TEMPORAL_PY" "${H[@]}" --adapter temporal_adapter --opt kind=local w1 --n "$N1"
   peer temporal-act-w2  "$TEMPORAL_PY" "${H[@]}" --adapter temporal_adapter w2 --m "$M" --k "$K"
-  peer temporal-act-tt60-resetsticky-w3 "$TEMPORAL_PY" "${H[@]}" --adapter temporal_adapter --opt task_timeout=60 --opt reset_sticky=1 w3 --n "$N3" ;;
+  RUNS_OF_PEER=$PEER_W3_RUNS peer temporal-act-tt60-resetsticky-w3 "$TEMPORAL_PY" "${H[@]}" --adapter temporal_adapter --opt task_timeout=60 --opt reset_sticky=1 w3 --n "$N3" ;;
 *) echo "unknown section $s" >&2; exit 2 ;;
 esac; done
