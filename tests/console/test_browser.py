@@ -166,9 +166,14 @@ def test_a_picked_shape_stays_picked_when_the_page_updates(
         engine.get("wait-1").signal("go", "on")
     # The page draws the new events; what was picked is still picked, still shown.
     until(browser, lambda d: d.find_element(By.ID, "status").text == "COMPLETED")
-    assert shown in browser.find_element(By.ID, "detail").text
-    picked = browser.find_elements(By.CSS_SELECTOR, "svg .shape.picked")
-    assert [p.get_attribute("class") for p in picked] == ["shape attempt picked"]
+    # Read in one script: the page may redraw between two WebDriver calls, and an
+    # element found by the first would be stale for the second.
+    detail, picked = browser.execute_script(
+        "return [document.getElementById('detail').innerText,"
+        " [...document.querySelectorAll('svg .shape.picked')].map(e => e.getAttribute('class'))]"
+    )
+    assert shown in detail
+    assert picked == ["shape attempt picked"]
 
 
 def test_the_time_travel_slider_changes_the_state(served: tuple[str, str], browser: Any) -> None:
@@ -226,14 +231,13 @@ def test_cancel_a_workflow(served: tuple[str, str], browser: Any, app: ModuleTyp
 
 
 def test_an_injected_script_never_runs(served: tuple[str, str], browser: Any) -> None:
-    from selenium.webdriver.common.by import By
-
     base, _ = served
     for url in ("/", "/stats", f"/workflows/{quote(INJECTED, safe='')}"):
         browser.get(base + url)
         until(browser, lambda d: d.execute_script("return document.readyState") == "complete")
         assert browser.execute_script("return window.pwned === undefined"), url
-    assert browser.find_element(By.CSS_SELECTOR, "h1 .id").text == INJECTED  # shown as text
+    # shown as text (read in one script: the live page may redraw its heading meanwhile)
+    assert browser.execute_script("return document.querySelector('h1 .id').innerText") == INJECTED
     # A broken image added now fires its handler: once it has, the injected one's
     # would have fired too, had it been a tag.
     browser.execute_script(
